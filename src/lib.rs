@@ -5,3 +5,4 @@
 
 pub mod yaml;
 pub mod edit;
+pub mod gen;
