@@ -25,13 +25,21 @@ pub struct Splice {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
-    #[error("expected {expected:?} at byte {offset} but found {found:?}; the file changed since it was read")]
-    Stale { offset: usize, expected: String, found: String },
+    #[error(
+        "expected {expected:?} at byte {offset} but found {found:?}; the file changed since it was read"
+    )]
+    Stale {
+        offset: usize,
+        expected: String,
+        found: String,
+    },
     #[error("two edits overlap at byte {offset}")]
     Overlap { offset: usize },
     #[error("the edited file no longer parses as YAML ({0}); refusing to write it")]
     Reparse(String),
-    #[error("re-parsing the edited file shows a change outside the targeted values at byte {offset}; refusing to write it")]
+    #[error(
+        "re-parsing the edited file shows a change outside the targeted values at byte {offset}; refusing to write it"
+    )]
     Collateral { offset: usize },
 }
 
@@ -45,7 +53,9 @@ pub fn apply(text: &str, splices: &[Splice], is_yaml: bool) -> Result<String, Ed
     let mut at = 0;
     for s in &sorted {
         if s.range.start < at {
-            return Err(EditError::Overlap { offset: s.range.start });
+            return Err(EditError::Overlap {
+                offset: s.range.start,
+            });
         }
         let found = text.get(s.range.clone()).unwrap_or_default();
         if found != s.old {
@@ -123,7 +133,10 @@ mod tests {
     fn refuses_an_edit_that_changes_structure() {
         let t = "a: v1\nb: c\n";
         let s = splice(t, "v1", "v2\nz: 1");
-        assert!(matches!(apply(t, &[s], true), Err(EditError::Collateral { .. })));
+        assert!(matches!(
+            apply(t, &[s], true),
+            Err(EditError::Collateral { .. })
+        ));
     }
 
     #[test]
@@ -136,13 +149,19 @@ mod tests {
         let mut s2 = s1.clone();
         s2.range.end -= 1;
         s2.old = "v".into();
-        assert!(matches!(apply(t, &[s1, s2], true), Err(EditError::Overlap { .. })));
+        assert!(matches!(
+            apply(t, &[s1, s2], true),
+            Err(EditError::Overlap { .. })
+        ));
     }
 
     #[test]
     fn duplicate_splices_apply_once() {
         let t = "a: &v v1\nb: *v\n";
         let s = splice(t, "v1", "v2");
-        assert_eq!(apply(t, &[s.clone(), s], true).unwrap(), "a: &v v2\nb: *v\n");
+        assert_eq!(
+            apply(t, &[s.clone(), s], true).unwrap(),
+            "a: &v v2\nb: *v\n"
+        );
     }
 }

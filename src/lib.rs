@@ -3,6 +3,17 @@
 //! The core (plan, config, fleet, locate, edit, steps) does no I/O beyond reading the fleet
 //! repository's files; the command layer (`cli`) prints and writes.
 
-pub mod yaml;
+pub mod cli;
+pub mod config;
+pub mod diag;
 pub mod edit;
-pub mod gen;
+pub mod fleet;
+#[path = "gen.rs"]
+pub mod generate;
+pub mod locate;
+pub mod plan;
+pub mod planner;
+pub mod source;
+pub mod steps;
+pub mod version;
+pub mod yaml;

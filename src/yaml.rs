@@ -13,6 +13,31 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 pub type NodeId = usize;
 
+/// One step of a path into a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(k: &str) -> Self {
+        Seg::Key(k.to_string())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Self {
+        Seg::Index(i)
+    }
+}
+
+/// Build a path: `path!["spec", "waves", 2, "name"]`.
+#[macro_export]
+macro_rules! path {
+    ($($s:expr),* $(,)?) => { vec![$($crate::yaml::Seg::from($s)),*] };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Style {
@@ -70,7 +95,12 @@ pub struct LineIndex {
 impl LineIndex {
     pub fn new(text: &str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
         LineIndex { starts }
     }
 
@@ -79,7 +109,10 @@ impl LineIndex {
         let line = self.starts.partition_point(|s| *s <= offset).max(1);
         let start = self.starts[line - 1];
         let end = offset.min(text.len());
-        let col = text.get(start..end).map_or(end - start, |s| s.chars().count()) + 1;
+        let col = text
+            .get(start..end)
+            .map_or(end - start, |s| s.chars().count())
+            + 1;
         (line, col)
     }
 }
@@ -131,7 +164,10 @@ pub fn events(text: &str) -> Result<Vec<(Event, usize)>, SyntaxError> {
     let bom = bom_len(text);
     let body = &text[bom..];
     let offsets = CharOffsets::new(body, bom);
-    let mut c = Collect { offsets: &offsets, out: Vec::new() };
+    let mut c = Collect {
+        offsets: &offsets,
+        out: Vec::new(),
+    };
     Parser::new_from_str(body)
         .load(&mut c, true)
         .map_err(|e| SyntaxError {
@@ -160,14 +196,22 @@ impl CharOffsets {
         self.base
             + match &self.table {
                 None => char_index,
-                Some(t) => t.get(char_index).copied().unwrap_or(*t.last().unwrap_or(&0)),
+                Some(t) => t
+                    .get(char_index)
+                    .copied()
+                    .unwrap_or(*t.last().unwrap_or(&0)),
             }
     }
 }
 
 enum Open {
-    Map { id: NodeId, pending_key: Option<NodeId> },
-    Seq { id: NodeId },
+    Map {
+        id: NodeId,
+        pending_key: Option<NodeId>,
+    },
+    Seq {
+        id: NodeId,
+    },
 }
 
 struct Builder<'a> {
@@ -203,7 +247,13 @@ impl Builder<'_> {
                     items.push(id);
                 }
             }
-            Some((Open::Map { id: map, pending_key }, _)) => match pending_key.take() {
+            Some((
+                Open::Map {
+                    id: map,
+                    pending_key,
+                },
+                _,
+            )) => match pending_key.take() {
                 None => *pending_key = Some(id),
                 Some(k) => {
                     let map = *map;
@@ -244,7 +294,12 @@ impl MarkedEventReceiver for Builder<'_> {
                 };
                 let content = scalar_content(self.text, start, style, &value, self.in_flow());
                 let node = Node {
-                    kind: Kind::Scalar(Scalar { value, style, tagged: tag.is_some(), content }),
+                    kind: Kind::Scalar(Scalar {
+                        value,
+                        style,
+                        tagged: tag.is_some(),
+                        content,
+                    }),
                     start,
                     anchored: anchor != 0,
                 };
@@ -253,7 +308,11 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::Alias(anchor) => match self.anchors.get(&anchor).copied() {
                 Some(target) => {
-                    let node = Node { kind: Kind::Alias(target), start, anchored: false };
+                    let node = Node {
+                        kind: Kind::Alias(target),
+                        start,
+                        anchored: false,
+                    };
                     let id = self.push_node(node, 0);
                     self.attach(id);
                 }
@@ -267,10 +326,24 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
                 let flow = matches!(self.text.as_bytes().get(start), Some(b'{' | b'['));
-                let kind = if is_map { Kind::Map(Vec::new()) } else { Kind::Seq(Vec::new()) };
-                let id = self.push_node(Node { kind, start, anchored: anchor != 0 }, anchor);
+                let kind = if is_map {
+                    Kind::Map(Vec::new())
+                } else {
+                    Kind::Seq(Vec::new())
+                };
+                let id = self.push_node(
+                    Node {
+                        kind,
+                        start,
+                        anchored: anchor != 0,
+                    },
+                    anchor,
+                );
                 let open = if is_map {
-                    Open::Map { id, pending_key: None }
+                    Open::Map {
+                        id,
+                        pending_key: None,
+                    }
                 } else {
                     Open::Seq { id }
                 };
@@ -331,7 +404,10 @@ fn scalar_content(
                     break;
                 }
                 if b == b':'
-                    && matches!(bytes.get(end + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
+                    && matches!(
+                        bytes.get(end + 1),
+                        None | Some(b' ' | b'\t' | b'\r' | b'\n')
+                    )
                 {
                     break;
                 }
@@ -390,12 +466,20 @@ impl Doc {
 
     /// The value under `key` in a mapping (the last one, as YAML loaders do).
     pub fn get(&self, id: NodeId, key: &str) -> Option<NodeId> {
-        self.entries(id).iter().rev().find(|(k, _)| self.str(*k) == Some(key)).map(|(_, v)| *v)
+        self.entries(id)
+            .iter()
+            .rev()
+            .find(|(k, _)| self.str(*k) == Some(key))
+            .map(|(_, v)| *v)
     }
 
     /// The key node of `key` in a mapping.
     pub fn key(&self, id: NodeId, key: &str) -> Option<NodeId> {
-        self.entries(id).iter().rev().find(|(k, _)| self.str(*k) == Some(key)).map(|(k, _)| *k)
+        self.entries(id)
+            .iter()
+            .rev()
+            .find(|(k, _)| self.str(*k) == Some(key))
+            .map(|(k, _)| *k)
     }
 
     pub fn path(&self, id: NodeId, path: &[&str]) -> Option<NodeId> {
@@ -408,6 +492,33 @@ impl Doc {
 
     pub fn root_str(&self, path: &[&str]) -> Option<&str> {
         self.str(self.root_path(path)?)
+    }
+
+    /// The node at a path of keys and sequence indexes from the root.
+    pub fn at(&self, path: &[Seg]) -> Option<NodeId> {
+        path.iter().try_fold(self.root?, |n, seg| match seg {
+            Seg::Key(k) => self.get(n, k),
+            Seg::Index(i) => self.items(n).get(*i).copied(),
+        })
+    }
+
+    /// The deepest existing node along `path` (for pointing at where something is missing);
+    /// a final key that exists points at the key itself when `at_key` is set.
+    pub fn nearest(&self, path: &[Seg], at_key: bool) -> Option<NodeId> {
+        let mut n = self.root?;
+        for (i, seg) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            let next = match seg {
+                Seg::Key(k) if last && at_key => self.key(n, k),
+                Seg::Key(k) => self.get(n, k),
+                Seg::Index(i) => self.items(n).get(*i).copied(),
+            };
+            match next {
+                Some(x) => n = x,
+                None => break,
+            }
+        }
+        Some(n)
     }
 }
 
@@ -461,7 +572,10 @@ mod tests {
         assert_eq!(d.str(b), Some("v1.31.2"));
         let anchor = d.resolve(b);
         assert!(d.node(anchor).anchored);
-        assert_eq!(&t[d.scalar(anchor).unwrap().content.clone().unwrap()], "v1.31.2");
+        assert_eq!(
+            &t[d.scalar(anchor).unwrap().content.clone().unwrap()],
+            "v1.31.2"
+        );
     }
 
     #[test]

@@ -1,0 +1,469 @@
+//! The command line: argument parsing and printing. Everything it shows comes from the core.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diag::{Diags, Severity};
+use crate::planner::{self, Planned};
+use crate::steps;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleetwave",
+    version,
+    about = "Upgrade fleets of Kubernetes clusters wave by wave through their GitOps repository"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show what the plan would change, wave by wave, without writing anything.
+    Plan {
+        /// Root of the fleet repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The FleetUpgradePlan file.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Print a unified diff of every step.
+        #[arg(long)]
+        diff: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+        /// Start time for the earliest-finish estimate (RFC 3339; default: now).
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Write one wave's edits (all its steps, or step N) into the working tree; no commit.
+    Apply {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        wave: String,
+        /// Only this step (1-based); earlier steps must already be in the tree.
+        #[arg(long)]
+        step: Option<usize>,
+    },
+    /// Developer tools.
+    #[command(hide = true, subcommand)]
+    Dev(Dev),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Dev {
+    /// Write a synthetic fleet for benchmarks.
+    GenFleet {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        clusters: usize,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let stdout = &mut std::io::stdout().lock();
+    match cli.command {
+        Command::Plan {
+            repo,
+            plan,
+            diff,
+            output,
+            color,
+            now,
+        } => {
+            let p = match planner::prepare(&repo, &plan) {
+                Ok(p) => p,
+                Err(d) => return fail(&d),
+            };
+            let colored = match color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => {
+                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
+            };
+            let now = now.unwrap_or_else(Utc::now);
+            let res = match output {
+                Output::Json => print_json(stdout, &p, now),
+                Output::Text => print_text(stdout, &p, diff, colored, now),
+            };
+            if let Err(e) = res {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            if p.refusals().next().is_some() {
+                if output == Output::Text {
+                    eprintln!(
+                        "error: the plan has refusals (listed above); fix them before applying"
+                    );
+                }
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Apply {
+            repo,
+            plan,
+            wave,
+            step,
+        } => {
+            let p = match planner::prepare(&repo, &plan) {
+                Ok(p) => p,
+                Err(d) => return fail(&d),
+            };
+            let refusals: Vec<_> = p.refusals().collect();
+            if !refusals.is_empty() {
+                for f in refusals {
+                    eprintln!("error: {}", finding_line(f));
+                }
+                eprintln!("error: the plan has refusals; nothing was written");
+                return ExitCode::from(2);
+            }
+            let edits = match planner::edits(&p, &wave, step) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {e}\nnothing was written");
+                    return ExitCode::from(2);
+                }
+            };
+            for (rel, text) in &edits {
+                if let Err(e) = write_atomic(&repo.join(rel), text) {
+                    eprintln!("error: {}: cannot write: {e}", rel.display());
+                    return ExitCode::from(2);
+                }
+            }
+            let w = p
+                .waves
+                .iter()
+                .find(|w| w.name == wave)
+                .expect("edits checked the wave");
+            let changes: usize = w
+                .steps
+                .iter()
+                .filter(|s| step.is_none_or(|n| s.index == n))
+                .map(|s| s.changes.len())
+                .sum();
+            let _ = writeln!(
+                stdout,
+                "wave {wave}: wrote {changes} change(s) in {} file(s); nothing committed",
+                edits.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Dev(Dev::GenFleet { out, clusters }) => {
+            match crate::generate::generate_fleet(&out, clusters) {
+                Ok(s) => {
+                    let _ = writeln!(
+                        stdout,
+                        "{} clusters, {} files, {} bytes in {}",
+                        s.clusters,
+                        s.files,
+                        s.bytes,
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn fail(d: &Diags) -> ExitCode {
+    eprintln!("{d}");
+    ExitCode::from(2)
+}
+
+/// Write through a temporary file so a crash never leaves a half-written file.
+fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.fleetwave-tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, text)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, meta.permissions())?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn finding_line(f: &crate::diag::Finding) -> String {
+    let mut s = String::new();
+    if let (Some(file), Some(line)) = (&f.file, f.line) {
+        s.push_str(&format!("{}:{line}: ", file.display()));
+    }
+    if let Some(c) = &f.cluster {
+        s.push_str(&format!("cluster {c}: "));
+    }
+    s.push_str(&f.message);
+    s
+}
+
+fn earliest_finish(p: &Planned, now: DateTime<Utc>) -> (DateTime<Utc>, Duration) {
+    let total: Duration = p.plan.waves.iter().map(|w| w.soak).sum();
+    (
+        now + chrono::Duration::from_std(total).unwrap_or_default(),
+        total,
+    )
+}
+
+fn what_text(p: &Planned) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = &p.plan.target {
+        let via: Vec<String> = p.plan.hops[..p.plan.hops.len() - 1]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        if via.is_empty() {
+            parts.push(format!("Kubernetes {t}"));
+        } else {
+            parts.push(format!("Kubernetes {t} (via {})", via.join(", ")));
+        }
+    }
+    if let Some(g) = &p.plan.gitops_base {
+        parts.push(format!("gitops-base {}", g.tag));
+    }
+    for (a, b) in &p.plan.templates {
+        parts.push(format!("template {a} → {b}"));
+    }
+    parts.join(", ")
+}
+
+struct Paint(bool);
+impl Paint {
+    fn code(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+fn print_text(
+    out: &mut dyn Write,
+    p: &Planned,
+    diff: bool,
+    colored: bool,
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
+    let paint = Paint(colored);
+    let clusters: usize = p.waves.iter().map(|w| w.clusters.len()).sum();
+    writeln!(
+        out,
+        "{} {}: {} — {} waves, {} clusters",
+        paint.code("1", "Plan"),
+        p.plan.name,
+        what_text(p),
+        p.waves.len(),
+        clusters
+    )?;
+    if p.plan.paused {
+        writeln!(
+            out,
+            "  (the plan is paused: the reconciler will not act on it)"
+        )?;
+    }
+    for (i, w) in p.waves.iter().enumerate() {
+        let spec = &p.plan.waves[i];
+        let mode = if spec.automated {
+            "automated"
+        } else {
+            "manual gate"
+        };
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} {}/{} {} — {mode}, soak {}",
+            paint.code("1", "Wave"),
+            i + 1,
+            p.waves.len(),
+            paint.code("1", &w.name),
+            humantime::format_duration(spec.soak)
+        )?;
+        writeln!(
+            out,
+            "  clusters: {}",
+            if w.clusters.is_empty() {
+                "(none)".to_string()
+            } else {
+                w.clusters.join(", ")
+            }
+        )?;
+        for s in &w.steps {
+            writeln!(out, "  step {} {}: {}", s.index, s.id, s.title)?;
+            if s.changes.is_empty() {
+                writeln!(out, "    (no changes: already in place)")?;
+            }
+            for c in &s.changes {
+                let field = if c.object.is_empty() {
+                    c.field.clone()
+                } else {
+                    format!("{} {}", c.object, c.field)
+                };
+                writeln!(
+                    out,
+                    "    {}:{}  {}  {field}  {} → {}",
+                    c.file.display(),
+                    c.line,
+                    c.cluster,
+                    paint.code("31", &c.from),
+                    paint.code("32", &c.to)
+                )?;
+            }
+            if diff {
+                print_step_diff(out, p, w, s.index, &paint)?;
+            }
+        }
+    }
+    if !p.skips.is_empty() {
+        writeln!(out, "\n{}", paint.code("1", "Skipped (left as is)"))?;
+        for s in &p.skips {
+            writeln!(
+                out,
+                "  {}:{}  {}  {}  {:?} — {}",
+                s.file.display(),
+                s.line,
+                s.cluster,
+                s.field,
+                s.value,
+                s.reason
+            )?;
+        }
+    }
+    if !p.findings.is_empty() {
+        writeln!(out, "\n{}", paint.code("1", "Findings"))?;
+        for f in &p.findings {
+            let sev = match f.severity {
+                Severity::Error => paint.code("31", "refused"),
+                Severity::Warning => paint.code("33", "warning"),
+                Severity::Info => "info".to_string(),
+            };
+            writeln!(out, "  {sev}  {}", finding_line(f))?;
+        }
+    }
+    let (at, total) = earliest_finish(p, now);
+    writeln!(
+        out,
+        "\nEarliest finish: {} ({} of soak from {}, assuming instant convergence and approvals)",
+        at.format("%Y-%m-%d %H:%M UTC"),
+        humantime::format_duration(total),
+        now.format("%Y-%m-%d %H:%M UTC")
+    )?;
+    Ok(())
+}
+
+/// The diff of one step: files after steps 1..n-1 against files after steps 1..n.
+fn print_step_diff(
+    out: &mut dyn Write,
+    p: &Planned,
+    w: &steps::WavePlan,
+    n: usize,
+    paint: &Paint,
+) -> std::io::Result<()> {
+    let after = |k: usize| -> BTreeMap<usize, String> {
+        let chosen: Vec<&steps::Step> = w.steps.iter().take(k).collect();
+        steps::splices(&chosen)
+            .into_iter()
+            .filter_map(|(f, sp)| {
+                let file = &p.fleet.files[f];
+                crate::edit::apply(&file.text, &sp, file.is_yaml())
+                    .ok()
+                    .map(|t| (f, t))
+            })
+            .collect()
+    };
+    let (before, now) = (after(n - 1), after(n));
+    for (f, new) in &now {
+        let file = &p.fleet.files[*f];
+        let old = before.get(f).map_or(file.text.as_str(), String::as_str);
+        if old == new {
+            continue;
+        }
+        let name = file.rel.display().to_string();
+        let d = similar::TextDiff::from_lines(old, new.as_str());
+        let text = d
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{name}"), &format!("b/{name}"))
+            .to_string();
+        for line in text.lines() {
+            let painted = if line.starts_with("+++") || line.starts_with("---") {
+                paint.code("1", line)
+            } else if line.starts_with('+') {
+                paint.code("32", line)
+            } else if line.starts_with('-') {
+                paint.code("31", line)
+            } else if line.starts_with("@@") {
+                paint.code("36", line)
+            } else {
+                line.to_string()
+            };
+            writeln!(out, "    {painted}")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_json(out: &mut dyn Write, p: &Planned, now: DateTime<Utc>) -> std::io::Result<()> {
+    let (at, total) = earliest_finish(p, now);
+    let waves: Vec<serde_json::Value> = p
+        .waves
+        .iter()
+        .zip(&p.plan.waves)
+        .map(|(w, spec)| {
+            serde_json::json!({
+                "name": w.name,
+                "automated": spec.automated,
+                "soak": humantime::format_duration(spec.soak).to_string(),
+                "maxFailures": spec.max_failures,
+                "clusters": w.clusters,
+                "steps": w.steps,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "plan": p.plan.name,
+        "paused": p.plan.paused,
+        "targetVersion": p.plan.target.as_ref().map(|t| t.canonical()),
+        "hops": p.plan.hops.iter().map(|h| h.canonical()).collect::<Vec<_>>(),
+        "gitopsBase": p.plan.gitops_base,
+        "templates": p.plan.templates,
+        "waves": waves,
+        "skipped": p.skips,
+        "findings": p.findings,
+        "soakTotal": humantime::format_duration(total).to_string(),
+        "earliestFinish": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}

@@ -1,0 +1,351 @@
+//! The fleet: which clusters the repo holds, their files and labels, and which wave selects
+//! each one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::diag::{Diag, Diags, Finding, Severity};
+use crate::path;
+use crate::plan::Plan;
+use crate::source::YamlSource;
+use crate::yaml::{self, Doc, LineIndex};
+
+/// One file of the fleet repo, read once.
+pub struct RepoFile {
+    /// Path relative to the repo root, `/`-separated.
+    pub rel: PathBuf,
+    pub text: String,
+    pub lines: LineIndex,
+    /// Parsed documents for YAML files; None for other files.
+    pub docs: Option<Vec<Doc>>,
+}
+
+impl RepoFile {
+    pub fn is_yaml(&self) -> bool {
+        self.docs.is_some()
+    }
+
+    pub fn pos(&self, offset: usize) -> (usize, usize) {
+        self.lines.position(&self.text, offset)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    pub name: String,
+    /// Indexes into `Fleet::files`, in path order.
+    pub files: Vec<usize>,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub struct Fleet {
+    pub files: Vec<RepoFile>,
+    pub clusters: BTreeMap<String, Cluster>,
+    pub findings: Vec<Finding>,
+}
+
+fn is_yaml_name(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// Find the clusters under `repo` and read their files.
+pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
+    let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for pattern in &config.paths {
+        let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+        let mut found = Vec::new();
+        expand(repo, Path::new(""), &segs, None, &mut found);
+        for (cluster, rel) in found {
+            let abs = repo.join(&rel);
+            if abs.is_dir() {
+                let mut files = Vec::new();
+                walk(repo, &rel, &mut files);
+                for f in files {
+                    owner.entry(f).or_insert_with(|| cluster.clone());
+                }
+            } else {
+                owner.entry(rel).or_insert(cluster);
+            }
+        }
+    }
+    let wanted: Vec<(PathBuf, String)> = owner
+        .into_iter()
+        .filter(|(rel, _)| is_yaml_name(rel) || config.regex.iter().any(|r| r.files.is_match(rel)))
+        .collect();
+    let read: Vec<Result<(RepoFile, String), Diag>> = wanted
+        .into_par_iter()
+        .map(|(rel, cluster)| {
+            let bytes = std::fs::read(repo.join(&rel))
+                .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Diag::new(&rel, (1, 1), "file is not UTF-8")
+                    .hint("fleetwave reads UTF-8 text files only")
+            })?;
+            let docs = if is_yaml_name(&rel) {
+                Some(yaml::parse(&text).map_err(|e| Diag::syntax(&rel, &text, &e))?)
+            } else {
+                None
+            };
+            Ok((
+                RepoFile {
+                    rel,
+                    lines: LineIndex::new(&text),
+                    text,
+                    docs,
+                },
+                cluster,
+            ))
+        })
+        .collect();
+    let mut errs = Vec::new();
+    let mut files = Vec::new();
+    let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
+    for r in read {
+        match r {
+            Err(d) => errs.push(d),
+            Ok((file, cluster)) => {
+                let c = clusters.entry(cluster.clone()).or_insert_with(|| Cluster {
+                    name: cluster,
+                    ..Default::default()
+                });
+                c.files.push(files.len());
+                files.push(file);
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Err(Diags(errs));
+    }
+    let mut findings = Vec::new();
+    for c in clusters.values_mut() {
+        let mut from: BTreeMap<String, (String, PathBuf, usize)> = BTreeMap::new();
+        for &i in &c.files {
+            let f = &files[i];
+            for doc in f.docs.iter().flatten() {
+                let Some(root) = doc.root else { continue };
+                if !is_identity(doc) {
+                    continue;
+                }
+                let Some(labels) = doc.path(root, &["metadata", "labels"]) else {
+                    continue;
+                };
+                for &(k, v) in doc.entries(labels) {
+                    let vn = v;
+                    let (Some(k), Some(v)) = (doc.str(k), doc.str(v)) else {
+                        continue;
+                    };
+                    let line = f.pos(doc.node(vn).start).0;
+                    match from.get(k) {
+                        Some((old, of, ol)) if old != v => findings.push(
+                            Finding::new(
+                                Severity::Warning,
+                                Some(&c.name),
+                                format!(
+                                    "label {k} is {v:?} here but {old:?} in {}:{ol}; using {old:?}",
+                                    of.display()
+                                ),
+                            )
+                            .at(&f.rel, line),
+                        ),
+                        Some(_) => {}
+                        None => {
+                            from.insert(k.to_string(), (v.to_string(), f.rel.clone(), line));
+                        }
+                    }
+                }
+            }
+        }
+        c.labels = from.into_iter().map(|(k, (v, _, _))| (k, v)).collect();
+        if let Some(extra) = config.labels.get(&c.name) {
+            c.labels.extend(extra.clone());
+        }
+    }
+    for name in config.labels.keys() {
+        if !clusters.contains_key(name) {
+            findings.push(Finding::new(
+                Severity::Warning,
+                Some(name),
+                "fleetwave.yaml sets labels for a cluster that no cluster path finds",
+            ));
+        }
+    }
+    Ok(Fleet {
+        files,
+        clusters,
+        findings,
+    })
+}
+
+/// Objects whose labels describe the cluster (RESEARCH §1 and SPEC §2).
+pub fn is_identity(doc: &Doc) -> bool {
+    let (Some(api), Some(kind)) = (doc.root_str(&["apiVersion"]), doc.root_str(&["kind"])) else {
+        return false;
+    };
+    let group = api.split('/').next().unwrap_or("");
+    match (group, kind) {
+        ("cluster.x-k8s.io" | "k0smotron.io", "Cluster") => true,
+        ("kamaji.clastix.io", "TenantControlPlane") => true,
+        ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment") => true,
+        ("v1", "ConfigMap") => doc.root_str(&["metadata", "name"]) == Some("cluster-info"),
+        ("kustomize.toolkit.fluxcd.io", "Kustomization") => {
+            doc.root_path(&["spec", "kubeConfig"]).is_some()
+        }
+        (g, "Cluster" | "KubernetesCluster") => {
+            g.ends_with(".upbound.io") || g.ends_with(".crossplane.io")
+        }
+        _ => false,
+    }
+}
+
+/// Expand a path pattern; `{cluster}` binds the cluster name, `*` matches any one name.
+fn expand(
+    repo: &Path,
+    at: &Path,
+    segs: &[&str],
+    cluster: Option<String>,
+    out: &mut Vec<(String, PathBuf)>,
+) {
+    let Some((seg, rest)) = segs.split_first() else {
+        if let Some(c) = cluster {
+            out.push((c, at.to_path_buf()));
+        }
+        return;
+    };
+    if !seg.contains('{') && !seg.contains('*') {
+        let next = at.join(seg);
+        if repo.join(&next).exists() {
+            expand(repo, &next, rest, cluster, out);
+        }
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(repo.join(at)) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    for name in names {
+        let bound = if let Some((pre, post)) = seg.split_once("{cluster}") {
+            match name.strip_prefix(pre).and_then(|n| n.strip_suffix(post)) {
+                Some(c) if !c.is_empty() => Some(c.to_string()),
+                _ => continue,
+            }
+        } else if globset::Glob::new(seg)
+            .map(|g| g.compile_matcher().is_match(&name))
+            .unwrap_or(false)
+        {
+            cluster.clone()
+        } else {
+            continue;
+        };
+        expand(repo, &at.join(&name), rest, bound, out);
+    }
+}
+
+/// Every file below `rel`, sorted, skipping hidden entries.
+fn walk(repo: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(repo.join(rel)) else {
+        return;
+    };
+    let mut items: Vec<(String, bool)> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let dir = e.file_type().ok()?.is_dir();
+            (!name.starts_with('.')).then_some((name, dir))
+        })
+        .collect();
+    items.sort();
+    for (name, dir) in items {
+        let p = rel.join(name);
+        if dir {
+            walk(repo, &p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Which clusters each wave selects (in plan order).
+pub struct Selection {
+    pub waves: Vec<Vec<String>>,
+    pub findings: Vec<Finding>,
+}
+
+pub fn select(plan: &Plan, src: &YamlSource, fleet: &Fleet) -> Result<Selection, Diags> {
+    let mut waves = vec![Vec::new(); plan.waves.len()];
+    let mut errs = Vec::new();
+    let mut findings = Vec::new();
+    let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for w in &plan.waves {
+        for (k, vs) in w.selector.wanted_values() {
+            wanted.entry(k).or_default().extend(vs);
+        }
+    }
+    for c in fleet.clusters.values() {
+        let hits: Vec<usize> = plan
+            .waves
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.selector.matches(&c.labels))
+            .map(|(i, _)| i)
+            .collect();
+        match hits.as_slice() {
+            [] => {
+                let unknown: Vec<String> = wanted
+                    .iter()
+                    .filter_map(|(k, vs)| {
+                        c.labels
+                            .get(*k)
+                            .filter(|v| !vs.contains(v.as_str()))
+                            .map(|v| format!("{k}={v}"))
+                    })
+                    .collect();
+                let msg = if unknown.is_empty() {
+                    "no wave selects this cluster; it will not be upgraded".to_string()
+                } else {
+                    format!(
+                        "no wave selects this cluster: label {} is a value no wave asks for; it will not be upgraded",
+                        unknown.join(", ")
+                    )
+                };
+                let sev = if unknown.is_empty() {
+                    Severity::Info
+                } else {
+                    Severity::Warning
+                };
+                findings.push(Finding::new(sev, Some(&c.name), msg));
+            }
+            [one] => waves[*one].push(c.name.clone()),
+            [first, second, ..] => errs.push(
+                src.at(
+                    &path!["spec", "waves", *second, "clusterSelector"],
+                    format!(
+                        "cluster {} is selected by wave {:?} and by wave {:?}",
+                        c.name, plan.waves[*first].name, plan.waves[*second].name
+                    ),
+                )
+                .hint("make the waves' selectors disjoint: a cluster belongs to one wave"),
+            ),
+        }
+    }
+    for (i, w) in plan.waves.iter().enumerate() {
+        if waves[i].is_empty() {
+            findings.push(Finding::new(
+                Severity::Warning,
+                None,
+                format!("wave {:?} selects no cluster", w.name),
+            ));
+        }
+    }
+    if errs.is_empty() {
+        Ok(Selection { waves, findings })
+    } else {
+        Err(Diags(errs))
+    }
+}

@@ -1,0 +1,159 @@
+//! From a plan file and a fleet repo to per-wave steps: the whole of `fleetwave plan`
+//! without the printing, and the edits `fleetwave apply` writes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::diag::{Diag, Diags, Finding, Severity};
+use crate::edit;
+use crate::fleet::{self, Fleet};
+use crate::locate::{self, Skip};
+use crate::plan::{self, Plan};
+use crate::steps::{self, WavePlan};
+
+pub struct Planned {
+    pub plan: Plan,
+    pub fleet: Fleet,
+    pub waves: Vec<WavePlan>,
+    pub skips: Vec<Skip>,
+    pub findings: Vec<Finding>,
+}
+
+impl Planned {
+    pub fn refusals(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+}
+
+/// The path to show for `p`: relative to the repo when inside it.
+pub fn shown(repo: &Path, p: &Path) -> PathBuf {
+    let abs = |x: &Path| std::fs::canonicalize(x).unwrap_or_else(|_| x.to_path_buf());
+    abs(p)
+        .strip_prefix(abs(repo))
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
+    let shown_plan = shown(repo, plan_path);
+    let text = std::fs::read_to_string(plan_path).map_err(|e| {
+        Diag::new(&shown_plan, (1, 1), format!("cannot read the plan: {e}"))
+            .hint("pass the plan file with --plan")
+    })?;
+    let (plan, src) = plan::load(&shown_plan, text)?;
+    if !repo.is_dir() {
+        return Err(
+            Diag::new(repo, (1, 1), "the fleet repository is not a directory")
+                .hint("pass the repo's root with --repo")
+                .into(),
+        );
+    }
+    let config = Config::load(repo)?;
+    let fleet = fleet::discover(repo, &config)?;
+    let selection = fleet::select(&plan, &src, &fleet)?;
+    let mut findings = fleet.findings.clone();
+    findings.extend(selection.findings);
+    let mut skips = Vec::new();
+    let mut waves = Vec::new();
+    for (i, names) in selection.waves.iter().enumerate() {
+        let clusters: Vec<&fleet::Cluster> = names.iter().map(|n| &fleet.clusters[n]).collect();
+        let located = locate::locate(&plan, &config, &fleet, &clusters);
+        let wave = steps::plan_wave(&plan, i, names, &located.occurrences, &fleet);
+        skips.extend(located.skips);
+        skips.extend(wave.skips.iter().cloned());
+        findings.extend(wave.findings.iter().cloned());
+        waves.push(wave);
+    }
+    // Minor-only targets are valid only where every touched field holds a minor.
+    findings.sort_by(|a, b| {
+        (a.severity, &a.cluster, &a.file, a.line).cmp(&(b.severity, &b.cluster, &b.file, b.line))
+    });
+    findings.dedup();
+    skips.sort_by(|a, b| {
+        (&a.cluster, &a.file, a.line, &a.field).cmp(&(&b.cluster, &b.file, b.line, &b.field))
+    });
+    Ok(Planned {
+        plan,
+        fleet,
+        waves,
+        skips,
+        findings,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("no wave named {0:?} in the plan (waves: {1})")]
+    NoWave(String, String),
+    #[error("wave {wave:?} has {count} steps; there is no step {step}")]
+    NoStep {
+        wave: String,
+        count: usize,
+        step: usize,
+    },
+    #[error(
+        "step {step} of wave {wave:?} builds on step {earlier} ({title}), which is not in the working tree yet; apply step {earlier} first"
+    )]
+    EarlierPending {
+        wave: String,
+        step: usize,
+        earlier: usize,
+        title: String,
+    },
+    #[error("{file}: {source}")]
+    Edit {
+        file: PathBuf,
+        source: edit::EditError,
+    },
+}
+
+/// The new contents of every file that `wave` (or its step `step`) changes.
+pub fn edits(
+    p: &Planned,
+    wave: &str,
+    step: Option<usize>,
+) -> Result<BTreeMap<PathBuf, String>, ApplyError> {
+    let w = p.waves.iter().find(|w| w.name == wave).ok_or_else(|| {
+        ApplyError::NoWave(
+            wave.to_string(),
+            p.waves
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })?;
+    let chosen: Vec<&steps::Step> = match step {
+        None => w.steps.iter().collect(),
+        Some(n) => {
+            let s = w.steps.get(n.wrapping_sub(1)).ok_or(ApplyError::NoStep {
+                wave: wave.to_string(),
+                count: w.steps.len(),
+                step: n,
+            })?;
+            if let Some(e) = w.steps[..n - 1].iter().find(|e| !e.changes.is_empty()) {
+                return Err(ApplyError::EarlierPending {
+                    wave: wave.to_string(),
+                    step: n,
+                    earlier: e.index,
+                    title: e.title.clone(),
+                });
+            }
+            vec![s]
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (file, splices) in steps::splices(&chosen) {
+        let f = &p.fleet.files[file];
+        let new =
+            edit::apply(&f.text, &splices, f.is_yaml()).map_err(|source| ApplyError::Edit {
+                file: f.rel.clone(),
+                source,
+            })?;
+        out.insert(f.rel.clone(), new);
+    }
+    Ok(out)
+}

@@ -1,0 +1,453 @@
+//! Step planning: turn a wave's located values into ordered steps (one pull request each)
+//! and enforce the Kubernetes version-skew policy (SPEC §3, RESEARCH §4).
+//!
+//! The step list comes from the plan alone — per hop, control planes then workers where the
+//! wave holds them separately, gitops-base and templates with the last step — so a step
+//! keeps its number as earlier steps land; a step whose values are already in place is empty.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use crate::diag::{Finding, Severity};
+use crate::edit::Splice;
+use crate::fleet::Fleet;
+use crate::locate::{Occurrence, Role, ScalarCtx, Skip, What};
+use crate::plan::Plan;
+use crate::version::{KubeVersion, compare_tags};
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub cluster: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub object: String,
+    pub field: String,
+    pub what: What,
+    pub from: String,
+    pub to: String,
+    #[serde(skip)]
+    pub file_index: usize,
+    #[serde(skip)]
+    pub range: Range<usize>,
+    #[serde(skip)]
+    pub scalar: Option<ScalarCtx>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub index: usize,
+    pub id: String,
+    pub title: String,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WavePlan {
+    pub name: String,
+    pub clusters: Vec<String>,
+    pub steps: Vec<Step>,
+    #[serde(skip)]
+    pub skips: Vec<Skip>,
+    #[serde(skip)]
+    pub findings: Vec<Finding>,
+}
+
+fn hop_slug(v: &KubeVersion) -> String {
+    v.canonical().replace('.', "-")
+}
+
+/// Plan the steps of one wave from its clusters' occurrences.
+pub fn plan_wave(
+    plan: &Plan,
+    wave: usize,
+    clusters: &[String],
+    occ: &[Occurrence],
+    fleet: &Fleet,
+) -> WavePlan {
+    let mut findings = Vec::new();
+    let mut skips = Vec::new();
+    let split = occ
+        .iter()
+        .any(|o| o.what == What::Kubernetes(Role::Workers));
+    let mut steps: Vec<Step> = Vec::new();
+    for h in &plan.hops {
+        if split {
+            steps.push(Step {
+                index: 0,
+                id: format!("control-plane-{}", hop_slug(h)),
+                title: format!("control planes to {h}"),
+                changes: vec![],
+            });
+            steps.push(Step {
+                index: 0,
+                id: format!("workers-{}", hop_slug(h)),
+                title: format!("workers to {h}"),
+                changes: vec![],
+            });
+        } else {
+            steps.push(Step {
+                index: 0,
+                id: format!("kubernetes-{}", hop_slug(h)),
+                title: format!("Kubernetes {h}"),
+                changes: vec![],
+            });
+        }
+    }
+    let extra: Vec<&str> = [
+        plan.gitops_base.as_ref().map(|_| "gitops-base"),
+        (!plan.templates.is_empty()).then_some("templates"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if steps.is_empty() {
+        let title = [
+            plan.gitops_base
+                .as_ref()
+                .map(|g| format!("gitops-base {}", g.tag)),
+            (!plan.templates.is_empty()).then(|| "k0rdent templates".to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        steps.push(Step {
+            index: 0,
+            id: extra.join("-and-"),
+            title,
+            changes: vec![],
+        });
+    } else if let (Some(last), false) = (steps.last_mut(), extra.is_empty()) {
+        if let Some(g) = &plan.gitops_base {
+            last.title.push_str(&format!(", gitops-base {}", g.tag));
+        }
+        if !plan.templates.is_empty() {
+            last.title.push_str(", k0rdent templates");
+        }
+    }
+    let change = |o: &Occurrence, from: &str, to: String| Change {
+        cluster: o.cluster.clone(),
+        file: fleet.files[o.file].rel.clone(),
+        line: o.line,
+        column: o.column,
+        object: o.object.clone(),
+        field: o.field.clone(),
+        what: o.what.clone(),
+        from: from.to_string(),
+        to,
+        file_index: o.file,
+        range: o.range.clone(),
+        scalar: o.scalar.clone(),
+    };
+    let skip = |o: &Occurrence, reason: &str| Skip {
+        cluster: o.cluster.clone(),
+        file: fleet.files[o.file].rel.clone(),
+        line: o.line,
+        field: if o.object.is_empty() {
+            o.field.clone()
+        } else {
+            format!("{} {}", o.object, o.field)
+        },
+        value: o.value.clone(),
+        reason: reason.to_string(),
+    };
+    let refuse = |o: &Occurrence, msg: String| {
+        Finding::new(
+            Severity::Error,
+            Some(&o.cluster),
+            format!("{} {} ({}): {msg}", o.object, o.field, o.value)
+                .trim_start()
+                .to_string(),
+        )
+        .at(&fleet.files[o.file].rel, o.line)
+    };
+
+    // Kubernetes versions, cluster by cluster.
+    let mut by_cluster: BTreeMap<&str, Vec<(&Occurrence, KubeVersion)>> = BTreeMap::new();
+    for o in occ {
+        if let What::Kubernetes(_) = o.what {
+            match KubeVersion::parse(&o.value) {
+                Some(v) if plan.target.is_some() => {
+                    by_cluster.entry(&o.cluster).or_default().push((o, v))
+                }
+                Some(_) => {}
+                None => skips.push(skip(o, "not a Kubernetes version, left as is")),
+            }
+        }
+    }
+    for c in clusters {
+        if plan.target.is_some() && !by_cluster.contains_key(c.as_str()) {
+            findings.push(Finding::new(
+                Severity::Warning,
+                Some(c),
+                "no Kubernetes version field found for this cluster; only other changes apply",
+            ));
+        }
+    }
+    for (cluster, fields) in &by_cluster {
+        let has_cp = fields
+            .iter()
+            .any(|(o, _)| o.what != What::Kubernetes(Role::Workers));
+        let is_cp = |o: &Occurrence| !has_cp || o.what != What::Kubernetes(Role::Workers);
+        let cp_cur = fields
+            .iter()
+            .filter(|(o, _)| is_cp(o))
+            .map(|(_, v)| v)
+            .min_by(|a, b| a.cmp_numbers(b))
+            .cloned();
+        let Some(cp_cur) = cp_cur else { continue };
+        let cp_max = fields
+            .iter()
+            .filter(|(o, _)| is_cp(o))
+            .map(|(_, v)| v)
+            .max_by(|a, b| a.cmp_numbers(b))
+            .cloned()
+            .unwrap_or(cp_cur.clone());
+        if cp_max.minor != cp_cur.minor {
+            findings.push(Finding::new(
+                Severity::Warning,
+                Some(cluster),
+                format!(
+                    "control-plane fields disagree ({cp_cur} and {cp_max}); planning from {cp_cur}"
+                ),
+            ));
+        }
+        let mut refused = false;
+        for (o, v) in fields.iter().filter(|(o, _)| !is_cp(o)) {
+            if v.minor > cp_cur.minor
+                || (v.minor == cp_cur.minor
+                    && v.cmp_numbers(&cp_cur) == Ordering::Greater
+                    && !cp_cur.is_minor_only())
+            {
+                findings.push(refuse(o, format!("workers at {v} are newer than the control plane ({cp_cur}); fix the fleet before upgrading")));
+                refused = true;
+            }
+        }
+        let target = plan
+            .target
+            .as_ref()
+            .expect("kube fields only collected with a target");
+        let below = |a: &KubeVersion, b: &KubeVersion| {
+            if b.is_minor_only() || a.is_minor_only() {
+                a.minor < b.minor
+            } else {
+                a.cmp_numbers(b) == Ordering::Less
+            }
+        };
+        if below(target, &cp_cur) {
+            let (o, _) = fields
+                .iter()
+                .find(|(o, v)| is_cp(o) && v.cmp_numbers(&cp_cur) == Ordering::Equal)
+                .expect("cp field");
+            findings.push(refuse(o, format!("targetVersion {target} is older than the running {cp_cur}: Kubernetes does not support downgrades")));
+            continue;
+        }
+        // Every field must be renderable in its own style.
+        for (o, v) in fields.iter() {
+            for h in &plan.hops {
+                if h.render_like(v).is_none() {
+                    findings.push(refuse(o, format!("the plan names the minor-only version {h}, but this field holds a full version; write full versions (e.g. {h}.0 → v1.{}.N) in the plan", h.minor)));
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        let mut prev = cp_cur.clone();
+        let mut cp_hops = Vec::new();
+        for h in plan.hops.iter().filter(|h| below(&cp_cur, h)) {
+            if h.minor > prev.minor + 1 {
+                let (o, _) = fields.iter().find(|(o, _)| is_cp(o)).expect("cp field");
+                findings.push(refuse(o, format!(
+                    "going from {prev} to {h} skips minor 1.{}: Kubernetes control planes upgrade one minor at a time; add `intermediateVersions: [v1.{}.x]` to the plan",
+                    prev.minor + 1,
+                    prev.minor + 1
+                )));
+                refused = true;
+                break;
+            }
+            cp_hops.push(h.clone());
+            prev = h.clone();
+        }
+        if refused {
+            continue;
+        }
+        // Simulate each field through the hops, recording changes into their steps.
+        let mut cur: Vec<KubeVersion> = fields.iter().map(|(_, v)| v.clone()).collect();
+        for h in &cp_hops {
+            let hi = plan
+                .hops
+                .iter()
+                .position(|x| x == h)
+                .expect("hop from plan");
+            let (cp_step, w_step) = if split {
+                (2 * hi, 2 * hi + 1)
+            } else {
+                (hi, hi)
+            };
+            for (k, (o, orig)) in fields.iter().enumerate() {
+                if !is_cp(o) || !below(&cur[k], h) {
+                    continue;
+                }
+                let to = h.render_like(orig).expect("checked above");
+                steps[cp_step]
+                    .changes
+                    .push(change(o, &render_cur(&cur[k], orig), to));
+                cur[k] = h.clone();
+            }
+            let oldest_worker = fields
+                .iter()
+                .enumerate()
+                .filter(|(_, (o, _))| !is_cp(o))
+                .map(|(k, _)| cur[k].minor)
+                .min();
+            if let Some(w) = oldest_worker {
+                if h.minor > w + 3 {
+                    let (o, _) = fields
+                        .iter()
+                        .find(|(o, _)| !is_cp(o))
+                        .expect("worker field");
+                    findings.push(refuse(o, format!("after the control plane reaches {h}, kubelets at 1.{w} would be more than 3 minors behind; upgrade the workers first")));
+                    refused = true;
+                    break;
+                }
+            }
+            for (k, (o, orig)) in fields.iter().enumerate() {
+                if is_cp(o) || !below(&cur[k], h) {
+                    continue;
+                }
+                let to = h.render_like(orig).expect("checked above");
+                steps[w_step]
+                    .changes
+                    .push(change(o, &render_cur(&cur[k], orig), to));
+                cur[k] = h.clone();
+            }
+        }
+        if refused {
+            // Drop this cluster's partial changes: a refused cluster changes nothing.
+            for s in &mut steps {
+                s.changes.retain(|c| c.cluster != *cluster);
+            }
+            continue;
+        }
+        for (k, (o, _)) in fields.iter().enumerate() {
+            if !below(&fields[k].1, &plan.hops[plan.hops.len() - 1])
+                && !steps.iter().any(|s| {
+                    s.changes
+                        .iter()
+                        .any(|c| c.range == o.range && c.file_index == o.file)
+                })
+            {
+                skips.push(skip(o, "already at the target version"));
+            }
+            let _ = &cur[k];
+        }
+    }
+
+    // gitops-base and templates go with the last step.
+    let last = steps.len() - 1;
+    for o in occ {
+        match &o.what {
+            What::GitopsBase => {
+                let Some(g) = &plan.gitops_base else { continue };
+                if o.value == g.tag {
+                    skips.push(skip(o, "already at the target tag"));
+                    continue;
+                }
+                if compare_tags(&g.tag, &o.value) == Some(Ordering::Less) {
+                    findings.push(
+                        Finding::new(
+                            Severity::Warning,
+                            Some(&o.cluster),
+                            format!(
+                                "{} {}: tag moves backwards ({} → {})",
+                                o.object, o.field, o.value, g.tag
+                            ),
+                        )
+                        .at(&fleet.files[o.file].rel, o.line),
+                    );
+                }
+                steps[last].changes.push(change(o, &o.value, g.tag.clone()));
+            }
+            What::Template => {
+                if let Some(new) = plan.templates.get(&o.value) {
+                    steps[last].changes.push(change(o, &o.value, new.clone()));
+                } else if plan.templates.values().any(|v| *v == o.value) {
+                    skips.push(skip(o, "already at the target template"));
+                } else {
+                    skips.push(skip(
+                        o,
+                        "template not named in the plan's templates, left as is",
+                    ));
+                }
+            }
+            What::Kubernetes(_) => {}
+        }
+    }
+    // The same anchored scalar can be reached from several fields: change it once.
+    for s in &mut steps {
+        s.changes.sort_by(|a, b| {
+            (&a.cluster, &a.file, a.range.start).cmp(&(&b.cluster, &b.file, b.range.start))
+        });
+        s.changes
+            .dedup_by(|a, b| a.file_index == b.file_index && a.range == b.range && a.to == b.to);
+    }
+    for (i, s) in steps.iter_mut().enumerate() {
+        s.index = i + 1;
+    }
+    WavePlan {
+        name: plan.waves[wave].name.clone(),
+        clusters: clusters.to_vec(),
+        steps,
+        skips,
+        findings,
+    }
+}
+
+/// A field's simulated value written in its original style.
+fn render_cur(cur: &KubeVersion, orig: &KubeVersion) -> String {
+    if cur == orig {
+        orig_text(orig)
+    } else {
+        cur.render_like(orig).unwrap_or_else(|| orig_text(orig))
+    }
+}
+
+fn orig_text(v: &KubeVersion) -> String {
+    let p = if v.v_prefix { "v" } else { "" };
+    match v.patch {
+        Some(x) => format!("{p}{}.{}.{x}{}", v.major, v.minor, v.suffix),
+        None => format!("{p}{}.{}{}", v.major, v.minor, v.suffix),
+    }
+}
+
+/// The splices that take the files from now to the end of `steps` (all of them, in order).
+pub fn splices(steps: &[&Step]) -> BTreeMap<usize, Vec<Splice>> {
+    // Later steps overwrite earlier ones on the same range; `old` is the text on disk now.
+    let mut last: BTreeMap<(usize, usize), (&Change, String)> = BTreeMap::new();
+    for s in steps {
+        for c in &s.changes {
+            last.entry((c.file_index, c.range.start))
+                .and_modify(|e| e.1 = c.to.clone())
+                .or_insert((c, c.to.clone()));
+        }
+    }
+    let mut out: BTreeMap<usize, Vec<Splice>> = BTreeMap::new();
+    for ((file, _), (c, to)) in last {
+        out.entry(file).or_default().push(Splice {
+            range: c.range.clone(),
+            old: c.from.clone(),
+            new: to.clone(),
+            scalar: c
+                .scalar
+                .as_ref()
+                .map(|s| (s.start, format!("{}{}{}", s.before, to, s.after))),
+        });
+    }
+    out
+}
