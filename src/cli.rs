@@ -118,11 +118,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 return ExitCode::from(2);
             }
             if p.refusals().next().is_some() {
-                if output == Output::Text {
-                    eprintln!(
-                        "error: the plan has refusals (listed above); fix them before applying"
-                    );
+                for f in p.refusals() {
+                    eprintln!("error: {}", finding_line(f));
                 }
+                eprintln!("error: the plan has refusals; fix them before applying");
                 return ExitCode::from(2);
             }
             ExitCode::SUCCESS
@@ -219,7 +218,11 @@ fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 fn finding_line(f: &crate::diag::Finding) -> String {
     let mut s = String::new();
     if let (Some(file), Some(line)) = (&f.file, f.line) {
-        s.push_str(&format!("{}:{line}: ", file.display()));
+        s.push_str(&format!(
+            "{}:{line}:{}: ",
+            file.display(),
+            f.column.unwrap_or(1)
+        ));
     }
     if let Some(c) = &f.cluster {
         s.push_str(&format!("cluster {c}: "));

@@ -94,6 +94,7 @@ pub struct Finding {
     pub cluster: Option<String>,
     pub file: Option<PathBuf>,
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub message: String,
 }
 
@@ -104,13 +105,15 @@ impl Finding {
             cluster: cluster.map(str::to_string),
             file: None,
             line: None,
+            column: None,
             message: message.into(),
         }
     }
 
-    pub fn at(mut self, file: &Path, line: usize) -> Self {
+    pub fn at(mut self, file: &Path, (line, column): (usize, usize)) -> Self {
         self.file = Some(file.to_path_buf());
         self.line = Some(line);
+        self.column = Some(column);
         self
     }
 }

@@ -121,7 +121,7 @@ pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
     }
     let mut findings = Vec::new();
     for c in clusters.values_mut() {
-        let mut from: BTreeMap<String, (String, PathBuf, usize)> = BTreeMap::new();
+        let mut from: BTreeMap<String, (String, PathBuf, (usize, usize))> = BTreeMap::new();
         for &i in &c.files {
             let f = &files[i];
             for doc in f.docs.iter().flatten() {
@@ -137,15 +137,16 @@ pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
                     let (Some(k), Some(v)) = (doc.str(k), doc.str(v)) else {
                         continue;
                     };
-                    let line = f.pos(doc.node(vn).start).0;
+                    let line = f.pos(doc.node(vn).start);
                     match from.get(k) {
                         Some((old, of, ol)) if old != v => findings.push(
                             Finding::new(
                                 Severity::Warning,
                                 Some(&c.name),
                                 format!(
-                                    "label {k} is {v:?} here but {old:?} in {}:{ol}; using {old:?}",
-                                    of.display()
+                                    "label {k} is {v:?} here but {old:?} in {}:{}; using {old:?}",
+                                    of.display(),
+                                    ol.0
                                 ),
                             )
                             .at(&f.rel, line),
@@ -323,7 +324,7 @@ pub fn select(plan: &Plan, src: &YamlSource, fleet: &Fleet) -> Result<Selection,
             }
             [one] => waves[*one].push(c.name.clone()),
             [first, second, ..] => errs.push(
-                src.at(
+                src.at_key(
                     &path!["spec", "waves", *second, "clusterSelector"],
                     format!(
                         "cluster {} is selected by wave {:?} and by wave {:?}",

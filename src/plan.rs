@@ -359,10 +359,10 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     }
     let gitops_base = spec.gitops_base.map(|g| {
         if g.tag.trim().is_empty() {
-            errs.push(src.at_key(&path!["spec", "gitopsBase", "tag"], "gitopsBase needs a tag").hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"));
+            errs.push(src.at(&path!["spec", "gitopsBase", "tag"], "gitopsBase needs a tag").hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"));
         }
         if crate::locate::normalize_repo_url(&g.url).is_none() {
-            errs.push(src.at_key(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
+            errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
                 .hint("use the repository's https or ssh URL, e.g. `https://github.com/org/gitops-base.git`"));
         }
         GitopsBase { url: g.url, tag: g.tag }
@@ -386,7 +386,7 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     }
     if spec.waves.is_empty() {
         errs.push(
-            src.at_key(&path!["spec", "waves"], "the plan has no waves")
+            src.at(&path!["spec", "waves"], "the plan has no waves")
                 .hint("add at least one wave with a clusterSelector"),
         );
     }
@@ -418,16 +418,30 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
                 j,
                 "operator"
             ];
+            let vp = path![
+                "spec",
+                "waves",
+                i,
+                "clusterSelector",
+                "matchExpressions",
+                j,
+                "values"
+            ];
+            let vp = if src.doc.at(&vp).is_some() {
+                vp
+            } else {
+                rp.clone()
+            };
             match r.operator.as_str() {
                 "In" | "NotIn" if r.values.is_empty() => errs.push(
                     src.at(
-                        &rp,
+                        &vp,
                         format!("operator {} needs at least one value", r.operator),
                     )
                     .hint("add `values: [...]`"),
                 ),
                 "Exists" | "DoesNotExist" if !r.values.is_empty() => errs.push(
-                    src.at(&rp, format!("operator {} takes no values", r.operator))
+                    src.at(&vp, format!("operator {} takes no values", r.operator))
                         .hint("remove `values`"),
                 ),
                 "In" | "NotIn" | "Exists" | "DoesNotExist" => {}

@@ -165,7 +165,7 @@ pub fn plan_wave(
                 .trim_start()
                 .to_string(),
         )
-        .at(&fleet.files[o.file].rel, o.line)
+        .at(&fleet.files[o.file].rel, (o.line, o.column))
     };
 
     // Kubernetes versions, cluster by cluster.
@@ -258,47 +258,47 @@ pub fn plan_wave(
                 }
             }
         }
-        let mut prev = cp_cur.clone();
-        let mut cp_hops = Vec::new();
-        for h in plan.hops.iter().filter(|h| below(&cp_cur, h)) {
-            if h.minor > prev.minor + 1 {
-                let (o, _) = fields.iter().find(|(o, _)| is_cp(o)).expect("cp field");
-                findings.push(refuse(o, format!(
-                    "going from {prev} to {h} skips minor 1.{}: Kubernetes control planes upgrade one minor at a time; add `intermediateVersions: [v1.{}.x]` to the plan",
-                    prev.minor + 1,
-                    prev.minor + 1
-                )));
-                refused = true;
-                break;
-            }
-            cp_hops.push(h.clone());
-            prev = h.clone();
-        }
+        // Walk the hops in order: control-plane fields move one minor at a time, workers
+        // follow each hop their control plane has reached (catching up when they lag).
         if refused {
             continue;
         }
-        // Simulate each field through the hops, recording changes into their steps.
         let mut cur: Vec<KubeVersion> = fields.iter().map(|(_, v)| v.clone()).collect();
-        for h in &cp_hops {
-            let hi = plan
-                .hops
+        let mut cp_now = cp_cur.clone();
+        for (hi, h) in plan.hops.iter().enumerate() {
+            let needs_cp = below(&cp_now, h);
+            let needs_w = fields
                 .iter()
-                .position(|x| x == h)
-                .expect("hop from plan");
+                .enumerate()
+                .any(|(k, (o, _))| !is_cp(o) && below(&cur[k], h));
+            if !needs_cp && !needs_w {
+                continue;
+            }
             let (cp_step, w_step) = if split {
                 (2 * hi, 2 * hi + 1)
             } else {
                 (hi, hi)
             };
-            for (k, (o, orig)) in fields.iter().enumerate() {
-                if !is_cp(o) || !below(&cur[k], h) {
-                    continue;
+            if needs_cp {
+                if h.minor > cp_now.minor + 1 {
+                    let (o, _) = fields.iter().find(|(o, _)| is_cp(o)).expect("cp field");
+                    let next = cp_now.minor + 1;
+                    findings.push(refuse(o, format!(
+                        "going from {cp_now} to {h} skips minor 1.{next}: Kubernetes control planes upgrade one minor at a time; add `intermediateVersions: [v1.{next}.x]` to the plan"
+                    )));
+                    refused = true;
+                    break;
                 }
-                let to = h.render_like(orig).expect("checked above");
-                steps[cp_step]
-                    .changes
-                    .push(change(o, &render_cur(&cur[k], orig), to));
-                cur[k] = h.clone();
+                for (k, (o, orig)) in fields.iter().enumerate() {
+                    if is_cp(o) && below(&cur[k], h) {
+                        let to = h.render_like(orig).expect("checked above");
+                        steps[cp_step]
+                            .changes
+                            .push(change(o, &render_cur(&cur[k], orig), to));
+                        cur[k] = h.clone();
+                    }
+                }
+                cp_now = h.clone();
             }
             let oldest_worker = fields
                 .iter()
@@ -307,25 +307,24 @@ pub fn plan_wave(
                 .map(|(k, _)| cur[k].minor)
                 .min();
             if let Some(w) = oldest_worker {
-                if h.minor > w + 3 {
+                if cp_now.minor > w + 3 {
                     let (o, _) = fields
                         .iter()
                         .find(|(o, _)| !is_cp(o))
                         .expect("worker field");
-                    findings.push(refuse(o, format!("after the control plane reaches {h}, kubelets at 1.{w} would be more than 3 minors behind; upgrade the workers first")));
+                    findings.push(refuse(o, format!("after the control plane reaches {cp_now}, kubelets at 1.{w} would be more than 3 minors behind; upgrade the workers first")));
                     refused = true;
                     break;
                 }
             }
             for (k, (o, orig)) in fields.iter().enumerate() {
-                if is_cp(o) || !below(&cur[k], h) {
-                    continue;
+                if !is_cp(o) && below(&cur[k], h) && !below(&cp_now, h) {
+                    let to = h.render_like(orig).expect("checked above");
+                    steps[w_step]
+                        .changes
+                        .push(change(o, &render_cur(&cur[k], orig), to));
+                    cur[k] = h.clone();
                 }
-                let to = h.render_like(orig).expect("checked above");
-                steps[w_step]
-                    .changes
-                    .push(change(o, &render_cur(&cur[k], orig), to));
-                cur[k] = h.clone();
             }
         }
         if refused {
@@ -369,7 +368,7 @@ pub fn plan_wave(
                                 o.object, o.field, o.value, g.tag
                             ),
                         )
-                        .at(&fleet.files[o.file].rel, o.line),
+                        .at(&fleet.files[o.file].rel, (o.line, o.column)),
                     );
                 }
                 steps[last].changes.push(change(o, &o.value, g.tag.clone()));

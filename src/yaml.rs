@@ -257,6 +257,18 @@ impl Builder<'_> {
                 None => *pending_key = Some(id),
                 Some(k) => {
                     let map = *map;
+                    let nodes = &self.cur.nodes;
+                    if let (Kind::Map(pairs), Kind::Scalar(key)) =
+                        (&nodes[map].kind, &nodes[k].kind)
+                    {
+                        let dup = pairs.iter().any(|(pk, _)| matches!(&nodes[*pk].kind, Kind::Scalar(s) if s.value == key.value));
+                        if dup && self.error.is_none() {
+                            self.error = Some(SyntaxError {
+                                offset: nodes[k].start,
+                                message: format!("duplicate key {:?} in this mapping", key.value),
+                            });
+                        }
+                    }
                     if let Kind::Map(pairs) = &mut self.cur.nodes[map].kind {
                         pairs.push((k, id));
                     }
@@ -266,10 +278,16 @@ impl Builder<'_> {
     }
 
     fn close(&mut self) {
-        if let Some((open, _)) = self.stack.pop() {
+        if let Some((open, flow)) = self.stack.pop() {
             let id = match open {
                 Open::Map { id, .. } | Open::Seq { id } => id,
             };
+            // A block mapping's start event is marked at its first `:`; point at the first key.
+            if let (false, Kind::Map(pairs)) = (flow, &self.cur.nodes[id].kind) {
+                if let Some(&(k, _)) = pairs.first() {
+                    self.cur.nodes[id].start = self.cur.nodes[k].start;
+                }
+            }
             self.attach(id);
         }
     }
@@ -390,6 +408,8 @@ fn scalar_content(
             }
             None
         }
+        // An empty plain scalar has no bytes; its mark is the next token, not a place to write.
+        Style::Plain if value.is_empty() => None,
         Style::Plain => {
             let mut end = start;
             while end < bytes.len() {
@@ -588,6 +608,25 @@ mod tests {
         assert_eq!(&t[d.scalar(n).unwrap().content.clone().unwrap()], "2");
         let li = LineIndex::new(t);
         assert_eq!(li.position(t, d.node(n).start), (3, 4));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(e.offset, 10);
+        assert!(e.message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn alias_bombs_are_not_expanded() {
+        let mut t = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            t.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let docs = parse(&t).unwrap();
+        // 9^10 nodes if expanded; the arena holds each alias once.
+        assert!(docs[0].nodes.len() < 200, "{}", docs[0].nodes.len());
     }
 
     #[test]
