@@ -3,6 +3,9 @@
 //! The core (plan, config, fleet, locate, edit, steps) does no I/O beyond reading the fleet
 //! repository's files; the command layer (`cli`) prints and writes.
 
+// Nested `if let` reads better than let-chains in the validation ladders here.
+#![allow(clippy::collapsible_if)]
+
 pub mod cli;
 pub mod config;
 pub mod diag;

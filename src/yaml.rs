@@ -35,7 +35,7 @@ impl From<usize> for Seg {
 /// Build a path: `path!["spec", "waves", 2, "name"]`.
 #[macro_export]
 macro_rules! path {
-    ($($s:expr),* $(,)?) => { vec![$($crate::yaml::Seg::from($s)),*] };
+    ($($s:expr),* $(,)?) => { [$($crate::yaml::Seg::from($s)),*] };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
