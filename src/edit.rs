@@ -96,7 +96,11 @@ fn verify(old: &str, new: &str, splices: &[&Splice]) -> Result<(), EditError> {
     }
     for ((a, at), (b, _)) in before.iter().zip(&after) {
         let same = match (a, b, expected(*at)) {
-            (Event::Scalar(_, s1, a1, t1), Event::Scalar(v2, s2, a2, t2), Some(want)) => {
+            // An empty scalar is marked at the next token, so it can share a target's start;
+            // targets are never empty.
+            (Event::Scalar(v1, s1, a1, t1), Event::Scalar(v2, s2, a2, t2), Some(want))
+                if !v1.is_empty() =>
+            {
                 s1 == s2 && a1 == a2 && t1 == t2 && v2 == want
             }
             _ => a == b,
