@@ -8,28 +8,24 @@ use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::diag::{Diag, Diags, Finding, Severity};
+use crate::locate::{self, Located};
 use crate::path;
 use crate::plan::Plan;
 use crate::source::YamlSource;
 use crate::yaml::{self, Doc, LineIndex};
 
-/// One file of the fleet repo, read once.
+/// One file of the fleet repo, read once. Its parse is dropped after discovery: only the
+/// text (for the editor) and what the locators found in it are kept.
 pub struct RepoFile {
     /// Path relative to the repo root, `/`-separated.
     pub rel: PathBuf,
     pub text: String,
-    pub lines: LineIndex,
-    /// Parsed documents for YAML files; None for other files.
-    pub docs: Option<Vec<Doc>>,
+    pub yaml: bool,
 }
 
 impl RepoFile {
     pub fn is_yaml(&self) -> bool {
-        self.docs.is_some()
-    }
-
-    pub fn pos(&self, offset: usize) -> (usize, usize) {
-        self.lines.position(&self.text, offset)
+        self.yaml
     }
 }
 
@@ -43,6 +39,8 @@ pub struct Cluster {
 
 pub struct Fleet {
     pub files: Vec<RepoFile>,
+    /// What the locators found, per file (same index as `files`).
+    pub located: Vec<Located>,
     pub clusters: BTreeMap<String, Cluster>,
     pub findings: Vec<Finding>,
 }
@@ -51,8 +49,12 @@ fn is_yaml_name(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
-/// Find the clusters under `repo` and read their files.
-pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
+type Label = (String, String, (usize, usize));
+
+/// Find the clusters under `repo`, read their files, and run the locators for `plan` on
+/// each file while its parse is at hand.
+pub fn discover(repo: &Path, config: &Config, plan: &Plan) -> Result<Fleet, Diags> {
+    let ctx = locate::Ctx::new(plan, config);
     let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
     for pattern in &config.paths {
         let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
@@ -75,9 +77,11 @@ pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
         .into_iter()
         .filter(|(rel, _)| is_yaml_name(rel) || config.regex.iter().any(|r| r.files.is_match(rel)))
         .collect();
-    let read: Vec<Result<(RepoFile, String), Diag>> = wanted
+    type Read = (RepoFile, String, Vec<Label>, Located);
+    let read: Vec<Result<Read, Diag>> = wanted
         .into_par_iter()
-        .map(|(rel, cluster)| {
+        .enumerate()
+        .map(|(index, (rel, cluster))| {
             let bytes = std::fs::read(repo.join(&rel))
                 .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
             let text = String::from_utf8(bytes).map_err(|_| {
@@ -89,30 +93,35 @@ pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
             } else {
                 None
             };
-            Ok((
-                RepoFile {
-                    rel,
-                    lines: LineIndex::new(&text),
-                    text,
-                    docs,
-                },
-                cluster,
-            ))
+            let lines = LineIndex::new(&text);
+            let file = RepoFile {
+                rel,
+                text,
+                yaml: docs.is_some(),
+            };
+            let labels = identity_labels(&file, &lines, docs.as_deref().unwrap_or_default());
+            let located =
+                locate::locate_file(&ctx, &cluster, index, &file, docs.as_deref(), &lines);
+            Ok((file, cluster, labels, located))
         })
         .collect();
     let mut errs = Vec::new();
     let mut files = Vec::new();
+    let mut located = Vec::new();
+    let mut labels_of = Vec::new();
     let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
     for r in read {
         match r {
             Err(d) => errs.push(d),
-            Ok((file, cluster)) => {
+            Ok((file, cluster, labels, loc)) => {
                 let c = clusters.entry(cluster.clone()).or_insert_with(|| Cluster {
                     name: cluster,
                     ..Default::default()
                 });
                 c.files.push(files.len());
                 files.push(file);
+                located.push(loc);
+                labels_of.push(labels);
             }
         }
     }
@@ -121,45 +130,33 @@ pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
     }
     let mut findings = Vec::new();
     for c in clusters.values_mut() {
-        let mut from: BTreeMap<String, (String, PathBuf, (usize, usize))> = BTreeMap::new();
+        let mut from: BTreeMap<&str, (&str, &Path, (usize, usize))> = BTreeMap::new();
         for &i in &c.files {
-            let f = &files[i];
-            for doc in f.docs.iter().flatten() {
-                let Some(root) = doc.root else { continue };
-                if !is_identity(doc) {
-                    continue;
-                }
-                let Some(labels) = doc.path(root, &["metadata", "labels"]) else {
-                    continue;
-                };
-                for &(k, v) in doc.entries(labels) {
-                    let vn = v;
-                    let (Some(k), Some(v)) = (doc.str(k), doc.str(v)) else {
-                        continue;
-                    };
-                    let line = f.pos(doc.node(vn).start);
-                    match from.get(k) {
-                        Some((old, of, ol)) if old != v => findings.push(
-                            Finding::new(
-                                Severity::Warning,
-                                Some(&c.name),
-                                format!(
-                                    "label {k} is {v:?} here but {old:?} in {}:{}; using {old:?}",
-                                    of.display(),
-                                    ol.0
-                                ),
-                            )
-                            .at(&f.rel, line),
-                        ),
-                        Some(_) => {}
-                        None => {
-                            from.insert(k.to_string(), (v.to_string(), f.rel.clone(), line));
-                        }
+            for (k, v, pos) in &labels_of[i] {
+                match from.get(k.as_str()) {
+                    Some((old, of, ol)) if old != v => findings.push(
+                        Finding::new(
+                            Severity::Warning,
+                            Some(&c.name),
+                            format!(
+                                "label {k} is {v:?} here but {old:?} in {}:{}; using {old:?}",
+                                of.display(),
+                                ol.0
+                            ),
+                        )
+                        .at(&files[i].rel, *pos),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        from.insert(k, (v, &files[i].rel, *pos));
                     }
                 }
             }
         }
-        c.labels = from.into_iter().map(|(k, (v, _, _))| (k, v)).collect();
+        c.labels = from
+            .into_iter()
+            .map(|(k, (v, _, _))| (k.to_string(), v.to_string()))
+            .collect();
         if let Some(extra) = config.labels.get(&c.name) {
             c.labels.extend(extra.clone());
         }
@@ -175,9 +172,30 @@ pub fn discover(repo: &Path, config: &Config) -> Result<Fleet, Diags> {
     }
     Ok(Fleet {
         files,
+        located,
         clusters,
         findings,
     })
+}
+
+/// The labels of the identity objects in one file, with their positions.
+fn identity_labels(file: &RepoFile, lines: &LineIndex, docs: &[Doc]) -> Vec<Label> {
+    let mut out = Vec::new();
+    for doc in docs.iter().filter(|d| is_identity(d)) {
+        let Some(labels) = doc.root_path(&["metadata", "labels"]) else {
+            continue;
+        };
+        for &(k, v) in doc.entries(labels) {
+            if let (Some(k), Some(val)) = (doc.str(k), doc.str(v)) {
+                out.push((
+                    k.to_string(),
+                    val.to_string(),
+                    lines.position(&file.text, doc.node(v).start),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Objects whose labels describe the cluster (RESEARCH §1 and SPEC §2).

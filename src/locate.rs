@@ -12,7 +12,7 @@ use crate::config::{Config, TargetKind};
 use crate::fleet::{Cluster, Fleet, RepoFile};
 use crate::plan::Plan;
 use crate::version::KubeVersion;
-use crate::yaml::{Doc, Kind, NodeId};
+use crate::yaml::{Doc, Kind, LineIndex, NodeId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -151,37 +151,36 @@ static MARKER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"#\s*\{\s*"\$fleetwave"\s*:\s*"([A-Za-z]+)"\s*\}"#).unwrap());
 static COMMENTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?m)^[ \t]*#.*$").unwrap());
 
-struct Ctx<'a> {
+/// What the locators need from the plan and the config.
+pub struct Ctx<'a> {
     plan: &'a Plan,
     config: &'a Config,
     base_repo: Option<String>,
 }
 
-/// Locate the managed values of the given clusters.
-pub fn locate(plan: &Plan, config: &Config, fleet: &Fleet, clusters: &[&Cluster]) -> Located {
-    use rayon::prelude::*;
-    let ctx = Ctx {
-        plan,
-        config,
-        base_repo: plan
+impl<'a> Ctx<'a> {
+    pub fn new(plan: &'a Plan, config: &'a Config) -> Self {
+        let base_repo = plan
             .gitops_base
             .as_ref()
-            .and_then(|g| normalize_repo_url(&g.url)),
-    };
-    let parts: Vec<Located> = clusters
-        .par_iter()
-        .map(|c| {
-            let mut out = Located::default();
-            for &i in &c.files {
-                locate_file(&ctx, &c.name, i, &fleet.files[i], &mut out);
-            }
-            out
-        })
-        .collect();
+            .and_then(|g| normalize_repo_url(&g.url));
+        Ctx {
+            plan,
+            config,
+            base_repo,
+        }
+    }
+}
+
+/// The managed values of the given clusters, as found during discovery.
+pub fn locate(fleet: &Fleet, clusters: &[&Cluster]) -> Located {
     let mut all = Located::default();
-    for p in parts {
-        all.occurrences.extend(p.occurrences);
-        all.skips.extend(p.skips);
+    for c in clusters {
+        for &i in &c.files {
+            all.occurrences
+                .extend(fleet.located[i].occurrences.iter().cloned());
+            all.skips.extend(fleet.located[i].skips.iter().cloned());
+        }
     }
     all
 }
@@ -190,7 +189,8 @@ struct FileScan<'a> {
     cluster: &'a str,
     index: usize,
     file: &'a RepoFile,
-    out: &'a mut Located,
+    lines: &'a LineIndex,
+    out: Located,
 }
 
 impl FileScan<'_> {
@@ -198,7 +198,7 @@ impl FileScan<'_> {
         self.out.skips.push(Skip {
             cluster: self.cluster.to_string(),
             file: self.file.rel.clone(),
-            line: self.file.pos(offset).0,
+            line: self.lines.position(&self.file.text, offset).0,
             field: field.to_string(),
             value: value.to_string(),
             reason: reason.to_string(),
@@ -240,7 +240,7 @@ impl FileScan<'_> {
         }
         let part = part.unwrap_or(0..text.len());
         let range = content.start + part.start..content.start + part.end;
-        let (line, column) = self.file.pos(range.start);
+        let (line, column) = self.lines.position(&self.file.text, range.start);
         self.out.occurrences.push(Occurrence {
             cluster: self.cluster.to_string(),
             file: self.index,
@@ -260,12 +260,21 @@ impl FileScan<'_> {
     }
 }
 
-fn locate_file(ctx: &Ctx, cluster: &str, index: usize, file: &RepoFile, out: &mut Located) {
+/// Run every locator over one file (`index` is its place in `Fleet::files`).
+pub fn locate_file(
+    ctx: &Ctx,
+    cluster: &str,
+    index: usize,
+    file: &RepoFile,
+    docs: Option<&[Doc]>,
+    lines: &LineIndex,
+) -> Located {
     let mut scan = FileScan {
         cluster,
         index,
         file,
-        out,
+        lines,
+        out: Located::default(),
     };
     for r in ctx
         .config
@@ -313,7 +322,7 @@ fn locate_file(ctx: &Ctx, cluster: &str, index: usize, file: &RepoFile, out: &mu
                     What::GitopsBase
                 }
             };
-            let (line, column) = file.pos(m.start());
+            let (line, column) = lines.position(&file.text, m.start());
             scan.out.occurrences.push(Occurrence {
                 cluster: cluster.to_string(),
                 file: index,
@@ -328,7 +337,7 @@ fn locate_file(ctx: &Ctx, cluster: &str, index: usize, file: &RepoFile, out: &mu
             });
         }
     }
-    let Some(docs) = &file.docs else { return };
+    let Some(docs) = docs else { return scan.out };
     let is_kustomization_file = file.rel.file_name().is_some_and(|n| {
         n == "kustomization.yaml" || n == "kustomization.yml" || n == "Kustomization"
     });
@@ -487,6 +496,7 @@ fn locate_file(ctx: &Ctx, cluster: &str, index: usize, file: &RepoFile, out: &mu
     }
     markers(&mut scan, docs);
     commented(&mut scan);
+    scan.out
 }
 
 /// `# {"$fleetwave": "kubernetesVersion"}` after a scalar makes it managed.

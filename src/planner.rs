@@ -52,7 +52,7 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
         );
     }
     let config = Config::load(repo)?;
-    let fleet = fleet::discover(repo, &config)?;
+    let fleet = fleet::discover(repo, &config, &plan)?;
     let selection = fleet::select(&plan, &src, &fleet)?;
     let mut findings = fleet.findings.clone();
     findings.extend(selection.findings);
@@ -60,7 +60,7 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
     let mut waves = Vec::new();
     for (i, names) in selection.waves.iter().enumerate() {
         let clusters: Vec<&fleet::Cluster> = names.iter().map(|n| &fleet.clusters[n]).collect();
-        let located = locate::locate(&plan, &config, &fleet, &clusters);
+        let located = locate::locate(&fleet, &clusters);
         let wave = steps::plan_wave(&plan, i, names, &located.occurrences, &fleet);
         skips.extend(located.skips);
         skips.extend(wave.skips.iter().cloned());
