@@ -1,5 +1,7 @@
 //! End-to-end tests of the `fleetwave` binary on the fixture fleet.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -185,29 +187,8 @@ fn diffs_touch_only_the_values() {
                 "{}: line endings changed",
                 p.display()
             );
-            for (a, b) in old.lines().zip(new.lines()) {
-                if a != b {
-                    let prefix = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
-                    let suffix = a
-                        .bytes()
-                        .rev()
-                        .zip(b.bytes().rev())
-                        .take_while(|(x, y)| x == y)
-                        .count();
-                    let (da, db) = (
-                        &a[prefix..a.len().saturating_sub(suffix).max(prefix)],
-                        &b[prefix..b.len().saturating_sub(suffix).max(prefix)],
-                    );
-                    let versionish = |s: &str| {
-                        s.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
-                    };
-                    assert!(
-                        versionish(da) && versionish(db),
-                        "{}: unexpected change {a:?} → {b:?}",
-                        p.display()
-                    );
-                }
+            if let Err(e) = common::only_values_changed(&old, &new) {
+                panic!("{}: {e}", p.display());
             }
         }
     }

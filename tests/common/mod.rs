@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests.
+
+/// Compare two texts line by line: they must have the same lines, and each changed line may
+/// differ only in one run of version-like characters (`[A-Za-z0-9.+-]`). Returns how many
+/// lines changed, or the first change that is not a value bump.
+pub fn only_values_changed(old: &str, new: &str) -> Result<usize, String> {
+    if old.lines().count() != new.lines().count() {
+        return Err(format!(
+            "line count {} → {}",
+            old.lines().count(),
+            new.lines().count()
+        ));
+    }
+    let mut changed = 0;
+    for (a, b) in old.lines().zip(new.lines()) {
+        if a == b {
+            continue;
+        }
+        changed += 1;
+        let (a8, b8) = (a.as_bytes(), b.as_bytes());
+        let prefix = a8.iter().zip(b8).take_while(|(x, y)| x == y).count();
+        let room = a8.len().min(b8.len()) - prefix;
+        let suffix = a8
+            .iter()
+            .rev()
+            .zip(b8.iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count()
+            .min(room);
+        let versionish = |s: &[u8]| {
+            s.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b".-+".contains(c))
+        };
+        if !versionish(&a8[prefix..a8.len() - suffix])
+            || !versionish(&b8[prefix..b8.len() - suffix])
+        {
+            return Err(format!("not a value bump: {a:?} → {b:?}"));
+        }
+    }
+    Ok(changed)
+}
+
+#[test]
+fn value_bumps_are_told_from_other_changes() {
+    assert_eq!(
+        only_values_changed("a: v1.2\nb: x\n", "a: v1.3\nb: x\n"),
+        Ok(1)
+    );
+    assert_eq!(
+        only_values_changed("tag: 2026.01.2\n", "tag: 2026.02\n"),
+        Ok(1)
+    );
+    assert!(only_values_changed("a: v1 # c\n", "a: v1 # d\n").is_ok_and(|n| n == 1));
+    assert!(only_values_changed("a: v1\n", "a: v1\nb: 2\n").is_err());
+    assert!(only_values_changed("a: 'v1'\n", "a: \"v1\"\n").is_err());
+    assert!(only_values_changed("é: v1\n", "é: v2\n").is_ok());
+}
