@@ -186,7 +186,7 @@ pub fn plan_wave(
             findings.push(Finding::new(
                 Severity::Warning,
                 Some(c),
-                "no Kubernetes version field found for this cluster; only other changes apply",
+                "no Kubernetes version field found for this cluster, so its version is not changed (a k0rdent ClusterDeployment takes its version from its ClusterTemplate: use `templates`)",
             ));
         }
     }
