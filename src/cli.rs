@@ -325,7 +325,10 @@ fn print_text(
         for s in &w.steps {
             writeln!(out, "  step {} {}: {}", s.index, s.id, s.title)?;
             if s.changes.is_empty() {
-                writeln!(out, "    (nothing to change: the values are already in place or absent in this wave)")?;
+                writeln!(
+                    out,
+                    "    (nothing to change: the values are already in place or absent in this wave)"
+                )?;
             }
             for c in &s.changes {
                 let field = if c.object.is_empty() {
