@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::config::Config;
 use crate::diag::{Diag, Diags, Finding, Severity};
 use crate::locate::{self, Located};
+use crate::tree::FileTree;
 use crate::path;
 use crate::plan::Plan;
 use crate::source::YamlSource;
@@ -53,18 +54,17 @@ type Label = (String, String, (usize, usize));
 
 /// Find the clusters under `repo`, read their files, and run the locators for `plan` on
 /// each file while its parse is at hand.
-pub fn discover(repo: &Path, config: &Config, plan: &Plan) -> Result<Fleet, Diags> {
+pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fleet, Diags> {
     let ctx = locate::Ctx::new(plan, config);
     let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
     for pattern in &config.paths {
         let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
         let mut found = Vec::new();
-        expand(repo, Path::new(""), &segs, None, &mut found);
+        expand(tree, Path::new(""), &segs, None, &mut found);
         for (cluster, rel) in found {
-            let abs = repo.join(&rel);
-            if abs.is_dir() {
+            if tree.kind(&rel) == Some(true) {
                 let mut files = Vec::new();
-                walk(repo, &rel, &mut files);
+                walk(tree, &rel, &mut files);
                 for f in files {
                     owner.entry(f).or_insert_with(|| cluster.clone());
                 }
@@ -82,7 +82,8 @@ pub fn discover(repo: &Path, config: &Config, plan: &Plan) -> Result<Fleet, Diag
         .into_par_iter()
         .enumerate()
         .map(|(index, (rel, cluster))| {
-            let bytes = std::fs::read(repo.join(&rel))
+            let bytes = tree
+                .read(&rel)
                 .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
             let text = String::from_utf8(bytes).map_err(|_| {
                 Diag::new(&rel, (1, 1), "file is not UTF-8")
@@ -221,7 +222,7 @@ pub fn is_identity(doc: &Doc) -> bool {
 
 /// Expand a path pattern; `{cluster}` binds the cluster name, `*` matches any one name.
 fn expand(
-    repo: &Path,
+    tree: &dyn FileTree,
     at: &Path,
     segs: &[&str],
     cluster: Option<String>,
@@ -235,20 +236,15 @@ fn expand(
     };
     if !seg.contains('{') && !seg.contains('*') {
         let next = at.join(seg);
-        if repo.join(&next).exists() {
-            expand(repo, &next, rest, cluster, out);
+        if tree.kind(&next).is_some() {
+            expand(tree, &next, rest, cluster, out);
         }
         return;
     }
-    let Ok(entries) = std::fs::read_dir(repo.join(at)) else {
+    let Some(entries) = tree.list(at) else {
         return;
     };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
-    for name in names {
+    for (name, _) in entries.into_iter().filter(|(n, _)| !n.starts_with('.')) {
         let bound = if let Some((pre, post)) = seg.split_once("{cluster}") {
             match name.strip_prefix(pre).and_then(|n| n.strip_suffix(post)) {
                 Some(c) if !c.is_empty() => Some(c.to_string()),
@@ -262,28 +258,19 @@ fn expand(
         } else {
             continue;
         };
-        expand(repo, &at.join(&name), rest, bound, out);
+        expand(tree, &at.join(&name), rest, bound, out);
     }
 }
 
 /// Every file below `rel`, sorted, skipping hidden entries.
-fn walk(repo: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(repo.join(rel)) else {
+fn walk(tree: &dyn FileTree, rel: &Path, out: &mut Vec<PathBuf>) {
+    let Some(items) = tree.list(rel) else {
         return;
     };
-    let mut items: Vec<(String, bool)> = entries
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name().into_string().ok()?;
-            let dir = e.file_type().ok()?.is_dir();
-            (!name.starts_with('.')).then_some((name, dir))
-        })
-        .collect();
-    items.sort();
-    for (name, dir) in items {
+    for (name, dir) in items.into_iter().filter(|(n, _)| !n.starts_with('.')) {
         let p = rel.join(name);
         if dir {
-            walk(repo, &p, out);
+            walk(tree, &p, out);
         } else {
             out.push(p);
         }

@@ -20,3 +20,4 @@ pub mod source;
 pub mod steps;
 pub mod version;
 pub mod yaml;
+pub mod tree;

@@ -11,6 +11,7 @@ use crate::fleet::{self, Fleet};
 use crate::locate::{self, Skip};
 use crate::plan::{self, Plan};
 use crate::steps::{self, WavePlan};
+use crate::tree::{DiskTree, FileTree};
 
 pub struct Planned {
     pub plan: Plan,
@@ -43,7 +44,6 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
         Diag::new(&shown_plan, (1, 1), format!("cannot read the plan: {e}"))
             .hint("pass the plan file with --plan")
     })?;
-    let (plan, src) = plan::load(&shown_plan, text)?;
     if !repo.is_dir() {
         return Err(
             Diag::new(repo, (1, 1), "the fleet repository is not a directory")
@@ -51,8 +51,14 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
                 .into(),
         );
     }
-    let config = Config::load(repo)?;
-    let fleet = fleet::discover(repo, &config, &plan)?;
+    prepare_in(&DiskTree(repo.to_path_buf()), &shown_plan, text)
+}
+
+/// Plan against any file tree (a directory, or a commit read into memory).
+pub fn prepare_in(tree: &dyn FileTree, shown_plan: &Path, plan_text: String) -> Result<Planned, Diags> {
+    let (plan, src) = plan::load(shown_plan, plan_text)?;
+    let config = Config::load(tree)?;
+    let fleet = fleet::discover(tree, &config, &plan)?;
     let selection = fleet::select(&plan, &src, &fleet)?;
     let mut findings = fleet.findings.clone();
     findings.extend(selection.findings);
@@ -67,7 +73,6 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
         findings.extend(wave.findings.iter().cloned());
         waves.push(wave);
     }
-    // Minor-only targets are valid only where every touched field holds a minor.
     findings.sort_by(|a, b| {
         (a.severity, &a.cluster, &a.file, a.line).cmp(&(b.severity, &b.cluster, &b.file, b.line))
     });
