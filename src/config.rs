@@ -141,7 +141,9 @@ impl Config {
     pub fn load(tree: &dyn crate::tree::FileTree) -> Result<Config, Diags> {
         let text = match tree.read(Path::new(FILE)).map(String::from_utf8) {
             Ok(Ok(t)) => t,
-            Ok(Err(_)) => return Err(Diag::new(Path::new(FILE), (1, 1), "file is not UTF-8").into()),
+            Ok(Err(_)) => {
+                return Err(Diag::new(Path::new(FILE), (1, 1), "file is not UTF-8").into());
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => {
                 return Err(Diag::new(Path::new(FILE), (1, 1), format!("cannot read: {e}")).into());

@@ -9,10 +9,10 @@ use rayon::prelude::*;
 use crate::config::Config;
 use crate::diag::{Diag, Diags, Finding, Severity};
 use crate::locate::{self, Located};
-use crate::tree::FileTree;
 use crate::path;
 use crate::plan::Plan;
 use crate::source::YamlSource;
+use crate::tree::FileTree;
 use crate::yaml::{self, Doc, LineIndex};
 
 /// One file of the fleet repo, read once. Its parse is dropped after discovery: only the

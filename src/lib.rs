@@ -7,6 +7,7 @@
 #![allow(clippy::collapsible_if)]
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod diag;
 pub mod edit;
@@ -18,6 +19,6 @@ pub mod plan;
 pub mod planner;
 pub mod source;
 pub mod steps;
+pub mod tree;
 pub mod version;
 pub mod yaml;
-pub mod tree;

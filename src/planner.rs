@@ -55,7 +55,11 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
 }
 
 /// Plan against any file tree (a directory, or a commit read into memory).
-pub fn prepare_in(tree: &dyn FileTree, shown_plan: &Path, plan_text: String) -> Result<Planned, Diags> {
+pub fn prepare_in(
+    tree: &dyn FileTree,
+    shown_plan: &Path,
+    plan_text: String,
+) -> Result<Planned, Diags> {
     let (plan, src) = plan::load(shown_plan, plan_text)?;
     let config = Config::load(tree)?;
     let fleet = fleet::discover(tree, &config, &plan)?;

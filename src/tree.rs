@@ -37,7 +37,9 @@ impl FileTree for DiskTree {
     }
 
     fn kind(&self, path: &Path) -> Option<bool> {
-        std::fs::metadata(self.0.join(path)).ok().map(|m| m.is_dir())
+        std::fs::metadata(self.0.join(path))
+            .ok()
+            .map(|m| m.is_dir())
     }
 }
 
@@ -73,14 +75,23 @@ impl FileTree for MemTree {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.files.get(path).cloned().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not in tree", path.display())))
+        self.files.get(path).cloned().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} not in tree", path.display()),
+            )
+        })
     }
 
     fn kind(&self, path: &Path) -> Option<bool> {
         if self.files.contains_key(path) {
             return Some(false);
         }
-        self.files.range(path.to_path_buf()..).next().filter(|(p, _)| p.starts_with(path)).map(|_| true)
+        self.files
+            .range(path.to_path_buf()..)
+            .next()
+            .filter(|(p, _)| p.starts_with(path))
+            .map(|_| true)
     }
 }
 
@@ -95,7 +106,10 @@ mod tests {
             f.insert(PathBuf::from(p), p.as_bytes().to_vec());
         }
         let t = MemTree::new(f);
-        assert_eq!(t.list(Path::new("a")).unwrap(), vec![("b".to_string(), true), ("d.yaml".to_string(), false)]);
+        assert_eq!(
+            t.list(Path::new("a")).unwrap(),
+            vec![("b".to_string(), true), ("d.yaml".to_string(), false)]
+        );
         assert_eq!(t.list(Path::new("")).unwrap().len(), 3);
         assert_eq!(t.kind(Path::new("a/b")), Some(true));
         assert_eq!(t.kind(Path::new("a/d.yaml")), Some(false));

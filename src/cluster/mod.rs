@@ -1,0 +1,303 @@
+//! Cluster state as fleetwave observes it: Flux Kustomization status and gate results per
+//! cluster, and the pure rules that turn them into "converged at commit X" (RESEARCH §2).
+//! Sources (the simulated Flux here, kube-rs later) implement [`ClusterSource`].
+
+pub mod sim;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl Condition {
+    pub fn new(type_: &str, status: &str, reason: &str, message: &str) -> Self {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The fields of a `kustomize.toolkit.fluxcd.io/v1` Kustomization that fleetwave reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizationStatus {
+    pub name: String,
+    pub namespace: String,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub conditions: Vec<Condition>,
+    pub last_applied_revision: Option<String>,
+    pub last_attempted_revision: Option<String>,
+}
+
+impl KustomizationStatus {
+    pub fn condition(&self, t: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == t)
+    }
+}
+
+/// A gate evaluated on a cluster at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GateResult {
+    pub gate: String,
+    pub ok: bool,
+    pub reason: String,
+}
+
+/// Everything observed about one cluster in one tick.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClusterObservation {
+    pub kustomizations: Vec<KustomizationStatus>,
+    pub gates: Vec<GateResult>,
+    /// Upgrade still running where the kind reports it (CAPI, Kamaji, k0rdent); None = unknown.
+    #[serde(default)]
+    pub upgrade_in_progress: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster state unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where cluster state comes from.
+#[allow(async_fn_in_trait)]
+pub trait ClusterSource {
+    async fn observe(
+        &self,
+        clusters: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, ClusterObservation>, ClusterError>;
+}
+
+/// The commit hash inside a Flux revision string: `main@sha1:<hex>`, `2026.01@sha1:<hex>`,
+/// `refs/heads/main@sha1:<hex>`, `sha1:<hex>`, `sha256:<hex>`, or legacy `main/<hex>`.
+pub fn revision_hash(rev: &str) -> Option<&str> {
+    let tail = rev.rsplit('@').next().unwrap_or(rev);
+    let hash = match tail.split_once(':') {
+        Some(("sha1" | "sha256", h)) => h,
+        Some(_) => return None,
+        None => rev.rsplit('/').next().unwrap_or(rev),
+    };
+    (hash.len() >= 7 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state", content = "reason")]
+pub enum Convergence {
+    Converged,
+    /// Not there yet; may still get there.
+    Waiting(String),
+    /// The target revision was attempted and failed, or Flux reports a terminal failure.
+    Failed(String),
+}
+
+/// Has this cluster reconciled `target` (or a descendant) and is it healthy?
+/// `descends(a, b)` tells whether commit `a` is `b` or a descendant of it.
+pub fn convergence(
+    obs: &ClusterObservation,
+    target: &str,
+    descends: &dyn Fn(&str, &str) -> bool,
+) -> Convergence {
+    if obs.kustomizations.is_empty() {
+        return Convergence::Waiting("no Flux Kustomization observed for this cluster".into());
+    }
+    for k in &obs.kustomizations {
+        let id = format!("Kustomization {}/{}", k.namespace, k.name);
+        let applied = k.last_applied_revision.as_deref().and_then(revision_hash);
+        let attempted = k.last_attempted_revision.as_deref().and_then(revision_hash);
+        let at_target = |h: Option<&str>| h.is_some_and(|h| descends(h, target));
+        let ready = k.condition("Ready");
+        if at_target(attempted) && !at_target(applied) {
+            if let Some(r) = ready.filter(|r| r.status == "False") {
+                return Convergence::Failed(
+                    format!(
+                        "{id} failed to apply the new revision: {} {}",
+                        r.reason, r.message
+                    )
+                    .trim_end()
+                    .to_string(),
+                );
+            }
+        }
+        if k.condition("Stalled").is_some_and(|c| c.status == "True") {
+            let c = k.condition("Stalled").expect("checked");
+            return Convergence::Failed(
+                format!("{id} is stalled: {} {}", c.reason, c.message)
+                    .trim_end()
+                    .to_string(),
+            );
+        }
+        if k.observed_generation != k.generation {
+            return Convergence::Waiting(format!(
+                "{id} has not observed generation {} yet",
+                k.generation
+            ));
+        }
+        if !at_target(applied) {
+            return Convergence::Waiting(format!("{id} has not applied the merged revision yet"));
+        }
+        if k.condition("Reconciling")
+            .is_some_and(|c| c.status == "True")
+        {
+            return Convergence::Waiting(format!("{id} is reconciling"));
+        }
+        match ready {
+            Some(r) if r.status == "True" => {}
+            Some(r) => return Convergence::Waiting(format!("{id} is not Ready: {}", r.reason)),
+            None => return Convergence::Waiting(format!("{id} reports no Ready condition")),
+        }
+        if let Some(h) = k.condition("Healthy").filter(|h| h.status == "False") {
+            return Convergence::Failed(
+                format!("{id} is unhealthy: {} {}", h.reason, h.message)
+                    .trim_end()
+                    .to_string(),
+            );
+        }
+    }
+    if let Some(p) = &obs.upgrade_in_progress {
+        return Convergence::Waiting(format!("upgrade in progress: {p}"));
+    }
+    Convergence::Converged
+}
+
+/// The first failing gate, if any.
+pub fn failing_gate(obs: &ClusterObservation) -> Option<&GateResult> {
+    obs.gates.iter().find(|g| !g.ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const X: &str = "1111111111111111111111111111111111111111";
+    const Y: &str = "2222222222222222222222222222222222222222";
+    const OLD: &str = "0000000000000000000000000000000000000000";
+
+    /// X is the merge commit; Y descends from X; OLD precedes X.
+    fn descends(a: &str, b: &str) -> bool {
+        a == b || (a == Y && b == X)
+    }
+
+    fn ks() -> KustomizationStatus {
+        KustomizationStatus {
+            name: "apps".into(),
+            namespace: "flux-system".into(),
+            generation: 2,
+            observed_generation: 2,
+            conditions: vec![Condition::new(
+                "Ready",
+                "True",
+                "ReconciliationSucceeded",
+                "Applied revision",
+            )],
+            last_applied_revision: Some(format!("main@sha1:{X}")),
+            last_attempted_revision: Some(format!("main@sha1:{X}")),
+        }
+    }
+
+    fn obs(k: KustomizationStatus) -> ClusterObservation {
+        ClusterObservation {
+            kustomizations: vec![k],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn revision_formats() {
+        for r in [
+            format!("main@sha1:{X}"),
+            format!("2026.01@sha1:{X}"),
+            format!("refs/heads/main@sha1:{X}"),
+            format!("sha1:{X}"),
+            format!("main/{X}"),
+        ] {
+            assert_eq!(revision_hash(&r), Some(X), "{r}");
+        }
+        assert_eq!(revision_hash("sha256:abcdef0123"), Some("abcdef0123"));
+        assert_eq!(revision_hash("main@md5:zz"), None);
+        assert_eq!(revision_hash("latest"), None);
+    }
+
+    #[test]
+    fn convergence_table() {
+        let c = |k: KustomizationStatus| convergence(&obs(k), X, &descends);
+        assert_eq!(c(ks()), Convergence::Converged);
+        // A descendant of the merge commit counts.
+        let mut k = ks();
+        k.last_applied_revision = Some(format!("main/{Y}"));
+        assert_eq!(c(k), Convergence::Converged);
+        // Stale observedGeneration.
+        let mut k = ks();
+        k.observed_generation = 1;
+        assert!(matches!(c(k), Convergence::Waiting(_)));
+        // Still at an older revision.
+        let mut k = ks();
+        k.last_applied_revision = Some(format!("main@sha1:{OLD}"));
+        k.last_attempted_revision = Some(format!("main@sha1:{OLD}"));
+        assert!(matches!(c(k), Convergence::Waiting(_)));
+        // Attempted the target, failed: lastAttemptedRevision ahead of lastAppliedRevision.
+        let mut k = ks();
+        k.last_applied_revision = Some(format!("main@sha1:{OLD}"));
+        k.conditions = vec![Condition::new(
+            "Ready",
+            "False",
+            "HealthCheckFailed",
+            "timeout waiting for Deployment",
+        )];
+        assert!(matches!(c(k), Convergence::Failed(r) if r.contains("HealthCheckFailed")));
+        // Reconciling with retry.
+        let mut k = ks();
+        k.conditions.push(Condition::new(
+            "Reconciling",
+            "True",
+            "ProgressingWithRetry",
+            "",
+        ));
+        assert!(matches!(c(k), Convergence::Waiting(_)));
+        // DependencyNotReady keeps it waiting at an old revision.
+        let mut k = ks();
+        k.last_applied_revision = Some(format!("main@sha1:{OLD}"));
+        k.last_attempted_revision = Some(format!("main@sha1:{OLD}"));
+        k.conditions = vec![Condition::new("Ready", "False", "DependencyNotReady", "")];
+        assert!(matches!(c(k), Convergence::Waiting(_)));
+        // Stalled is terminal; Healthy=False fails.
+        let mut k = ks();
+        k.conditions.push(Condition::new(
+            "Stalled",
+            "True",
+            "BuildFailed",
+            "kustomize build failed",
+        ));
+        assert!(matches!(c(k), Convergence::Failed(_)));
+        let mut k = ks();
+        k.conditions
+            .push(Condition::new("Healthy", "False", "HealthCheckFailed", ""));
+        assert!(matches!(c(k), Convergence::Failed(_)));
+        // A tag revision is parsed too.
+        let mut k = ks();
+        k.last_applied_revision = Some(format!("2026.01@sha1:{X}"));
+        assert_eq!(c(k), Convergence::Converged);
+        // Upgrade still running.
+        let mut o = obs(ks());
+        o.upgrade_in_progress = Some("KubeadmControlPlane at v1.32.4, want v1.33.5".into());
+        assert!(matches!(
+            convergence(&o, X, &descends),
+            Convergence::Waiting(_)
+        ));
+    }
+}
