@@ -36,6 +36,9 @@ pub struct Cluster {
     /// Indexes into `Fleet::files`, in path order.
     pub files: Vec<usize>,
     pub labels: BTreeMap<String, String>,
+    /// What the cluster's objects say about its infrastructure (kinds, API groups, template
+    /// names, `kubespray`), for telemetry.
+    pub hints: std::collections::BTreeSet<String>,
 }
 
 pub struct Fleet {
@@ -51,6 +54,30 @@ fn is_yaml_name(p: &Path) -> bool {
 }
 
 type Label = (String, String, (usize, usize));
+
+/// Infrastructure hints in one file's objects.
+fn infra_hints(file: &RepoFile, docs: &[Doc]) -> Vec<String> {
+    let mut out = Vec::new();
+    if file.text.contains("kubespray") {
+        out.push("kubespray".to_string());
+    }
+    for doc in docs {
+        if let Some(api) = doc.root_str(&["apiVersion"]) {
+            out.push(api.split('/').next().unwrap_or(api).to_string());
+        }
+        for path in [&["spec", "infrastructureRef", "kind"][..], &["kind"], &["spec", "template"]] {
+            if let Some(v) = doc.root_str(path) {
+                out.push(v.to_string());
+            }
+        }
+        if is_identity(doc) {
+            if let Some(p) = doc.root_str(&["metadata", "labels", "provider"]) {
+                out.push(format!("label:provider={p}"));
+            }
+        }
+    }
+    out
+}
 
 /// Find the clusters under `repo`, read their files, and run the locators for `plan` on
 /// each file while its parse is at hand.
@@ -77,7 +104,7 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
         .into_iter()
         .filter(|(rel, _)| is_yaml_name(rel) || config.regex.iter().any(|r| r.files.is_match(rel)))
         .collect();
-    type Read = (RepoFile, String, Vec<Label>, Located);
+    type Read = (RepoFile, String, Vec<Label>, Located, Vec<String>);
     let read: Vec<Result<Read, Diag>> = wanted
         .into_par_iter()
         .enumerate()
@@ -103,7 +130,8 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
             let labels = identity_labels(&file, &lines, docs.as_deref().unwrap_or_default());
             let located =
                 locate::locate_file(&ctx, &cluster, index, &file, docs.as_deref(), &lines);
-            Ok((file, cluster, labels, located))
+            let hints = infra_hints(&file, docs.as_deref().unwrap_or_default());
+            Ok((file, cluster, labels, located, hints))
         })
         .collect();
     let mut errs = Vec::new();
@@ -114,11 +142,12 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
     for r in read {
         match r {
             Err(d) => errs.push(d),
-            Ok((file, cluster, labels, loc)) => {
+            Ok((file, cluster, labels, loc, hints)) => {
                 let c = clusters.entry(cluster.clone()).or_insert_with(|| Cluster {
                     name: cluster,
                     ..Default::default()
                 });
+                c.hints.extend(hints);
                 c.files.push(files.len());
                 files.push(file);
                 located.push(loc);

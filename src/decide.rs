@@ -1,0 +1,565 @@
+//! `decide`: the rollout's rules as one pure function from (plan, stored state, observed
+//! world, now) to the next state and the side effects that follow from it (SPEC §1, §5).
+//!
+//! Nothing here reads a clock, the network or Git: the reconciler observes, calls `decide`,
+//! writes the returned state by compare-and-swap, and only then performs the effects, so a
+//! crash at any point is repaired by the next tick and two reconcilers never both act.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+
+use crate::cluster::{self, ClusterObservation, Convergence};
+use crate::notify::{Alert, Event, Outcome, Telemetry};
+use crate::plan::{MaxFailures, Plan, Wave, Window};
+use crate::state::{ChangeRecord, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus, StepState, StepStatus, WaveState, WaveStatus};
+
+/// One step as planned against the current base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepPlan {
+    pub index: usize,
+    pub id: String,
+    pub title: String,
+    pub branch: String,
+    pub changes: Vec<ChangeRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaveInput {
+    pub clusters: Vec<String>,
+    pub steps: Vec<StepPlan>,
+}
+
+/// A step commit built on the current base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub commit: String,
+    pub tree: String,
+}
+
+/// A step's pull request (or, with the local forge, its branch) as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PrObs {
+    pub number: Option<u64>,
+    pub head: String,
+    pub tree: String,
+    /// The base commit fleetwave's step commit sits on.
+    pub base: String,
+    pub merged: Option<(String, DateTime<Utc>)>,
+    pub open: bool,
+    /// Commits on the branch that fleetwave did not make.
+    pub foreign: Vec<String>,
+    pub approved: bool,
+}
+
+pub struct World<'a> {
+    pub now: DateTime<Utc>,
+    pub base_head: String,
+    pub plan_hash: String,
+    pub waves: Vec<WaveInput>,
+    /// Desired step commits by branch, for steps that may need opening or refreshing.
+    pub desired: BTreeMap<String, Desired>,
+    pub prs: BTreeMap<String, PrObs>,
+    pub clusters: BTreeMap<String, ClusterObservation>,
+    /// `descends(a, b)`: commit `a` is `b` or a descendant of it.
+    pub descends: &'a dyn Fn(&str, &str) -> bool,
+    /// cluster → target infrastructure, for telemetry.
+    pub infra: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Push the step commit to its branch (lease on `expected`) and open or update its PR.
+    PushStep { wave: usize, step: usize, commit: String, expected: Option<String> },
+    SetStatus { wave: usize, step: usize, head: String, state: GateState, description: String },
+    Merge { wave: usize, step: usize, head: String },
+    Send { id: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub state: PlanState,
+    pub effects: Vec<Effect>,
+    /// When something is due next (a soak ending, a window opening), if known.
+    pub wake_at: Option<DateTime<Utc>>,
+    /// Why the rollout is held (exit 1): a halted plan, a failed gate, a foreign commit.
+    pub held: Option<String>,
+    /// What happened, one line each, for the log.
+    pub notes: Vec<String>,
+}
+
+struct Ctx<'a, 'w> {
+    plan: &'a Plan,
+    world: &'a World<'w>,
+    now: DateTime<Utc>,
+    state: PlanState,
+    effects: Vec<Effect>,
+    wake_at: Option<DateTime<Utc>>,
+    held: Option<String>,
+    notes: Vec<String>,
+}
+
+impl Ctx<'_, '_> {
+    fn wake(&mut self, at: DateTime<Utc>) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    fn note(&mut self, s: impl Into<String>) {
+        self.notes.push(s.into());
+    }
+
+    fn status(&mut self, w: usize, s: usize, head: &str, state: GateState, description: String) {
+        let description: String = description.chars().take(140).collect();
+        let step = &mut self.state.waves[w].steps[s];
+        let posted = PostedStatus { head: head.to_string(), state, description: description.clone() };
+        if step.posted.as_ref() != Some(&posted) {
+            step.posted = Some(posted);
+            self.effects.push(Effect::SetStatus { wave: w, step: s, head: head.to_string(), state, description });
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        if !self.state.events.contains_key(&event.id) {
+            let id = event.id.clone();
+            self.state.events.insert(id.clone(), Outbox { event, sent: false });
+            self.effects.push(Effect::Send { id });
+        }
+    }
+}
+
+pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
+    let mut cx = Ctx { plan, world, now: world.now, state: state.clone(), effects: Vec::new(), wake_at: None, held: None, notes: Vec::new() };
+    init(&mut cx);
+    // Events written but not yet confirmed sent are retried every tick.
+    let unsent: Vec<String> = cx.state.events.iter().filter(|(_, o)| !o.sent).map(|(id, _)| id.clone()).collect();
+    for id in unsent {
+        cx.effects.push(Effect::Send { id });
+    }
+    match cx.state.status {
+        PlanStatus::Succeeded | PlanStatus::Failed => {}
+        PlanStatus::Halted => {
+            halt_statuses(&mut cx);
+            cx.held = Some(format!("plan halted: {}", cx.state.reason.clone().unwrap_or_default()));
+        }
+        PlanStatus::Paused => cx.held = Some("plan paused".into()),
+        PlanStatus::InProgress if plan.paused => {
+            cx.state.status = PlanStatus::Paused;
+            cx.note("plan paused (spec.paused)");
+            cx.held = Some("plan paused".into());
+        }
+        PlanStatus::InProgress => run(&mut cx),
+    }
+    let mut st = cx.state;
+    if !cx.effects.iter().all(|e| matches!(e, Effect::Send { .. })) || st != *state {
+        // Any write that precedes effects bumps the tick, so concurrent reconcilers collide.
+        if !cx.effects.is_empty() {
+            st.tick += 1;
+        }
+    }
+    Decision { state: st, effects: cx.effects, wake_at: cx.wake_at, held: cx.held, notes: cx.notes }
+}
+
+/// Create the state on first sight and keep step lists in line with the plan.
+fn init(cx: &mut Ctx) {
+    if cx.state.waves.is_empty() {
+        cx.state.plan = cx.plan.name.clone();
+        cx.state.plan_hash = cx.world.plan_hash.clone();
+        cx.state.started_at = Some(cx.now);
+        cx.note(format!("rollout of plan {} started", cx.plan.name));
+    }
+    if cx.state.plan_hash != cx.world.plan_hash {
+        cx.note("the plan file changed; waves that have not started follow the new revision");
+        cx.state.plan_hash = cx.world.plan_hash.clone();
+        if cx.state.status == PlanStatus::Paused && !cx.plan.paused {
+            cx.state.status = PlanStatus::InProgress;
+        }
+    }
+    if cx.state.status == PlanStatus::Paused && !cx.plan.paused && cx.state.reason.as_deref() == Some("paused in spec") {
+        cx.state.status = PlanStatus::InProgress;
+    }
+    for (i, w) in cx.plan.waves.iter().enumerate() {
+        let input = &cx.world.waves[i];
+        if cx.state.waves.len() <= i {
+            cx.state.waves.push(WaveState { name: w.name.clone(), ..Default::default() });
+        }
+        let ws = &mut cx.state.waves[i];
+        if ws.status == WaveStatus::Pending {
+            ws.name = w.name.clone();
+            ws.clusters = input.clusters.clone();
+            ws.steps = input
+                .steps
+                .iter()
+                .map(|s| StepState { index: s.index, id: s.id.clone(), title: s.title.clone(), branch: s.branch.clone(), changes: s.changes.clone(), ..Default::default() })
+                .collect();
+        }
+    }
+}
+
+fn allowance(w: &Wave, clusters: usize) -> usize {
+    match w.max_failures {
+        MaxFailures::Count(n) => n as usize,
+        MaxFailures::Percent(p) => clusters * p as usize / 100,
+    }
+}
+
+fn run(cx: &mut Ctx) {
+    let Some(wi) = cx.state.waves.iter().position(|w| w.status != WaveStatus::Succeeded) else {
+        if cx.state.status != PlanStatus::Succeeded {
+            cx.state.status = PlanStatus::Succeeded;
+            cx.state.finished_at = Some(cx.now);
+            cx.note("every wave succeeded: plan Succeeded");
+        }
+        return;
+    };
+    // Later waves' open PRs (opened by hand or an older run) must not be merged early.
+    let wave = cx.plan.waves[wi].clone();
+    if cx.state.waves[wi].status == WaveStatus::Pending {
+        let ws = &mut cx.state.waves[wi];
+        ws.status = WaveStatus::InProgress;
+        ws.started_at = Some(cx.now);
+        let n = ws.clusters.len();
+        cx.note(format!("wave {} started with {n} cluster(s)", wave.name));
+    }
+    if cx.state.waves[wi].status == WaveStatus::Failed {
+        return;
+    }
+    let steps = cx.state.waves[wi].steps.len();
+    for si in 0..steps {
+        let status = cx.state.waves[wi].steps[si].status;
+        match status {
+            StepStatus::Converged | StepStatus::Skipped | StepStatus::RolledBack => continue,
+            StepStatus::Pending | StepStatus::Open => {
+                open_or_merge(cx, wi, si, &wave);
+                return;
+            }
+            StepStatus::Merged => {
+                if !converge(cx, wi, si, &wave) {
+                    return;
+                }
+            }
+        }
+    }
+    soak(cx, wi, &wave);
+}
+
+fn previous_wave_name(cx: &Ctx, wi: usize) -> Option<String> {
+    wi.checked_sub(1).map(|p| cx.plan.waves[p].name.clone())
+}
+
+/// A step that is not merged yet: open it, keep it current, gate it, merge it.
+fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
+    let step = cx.state.waves[wi].steps[si].clone();
+    let planned = cx.world.waves[wi].steps.get(si).cloned();
+    let pr = cx.world.prs.get(&step.branch).cloned();
+    // A merge observed on the forge wins over everything else: record it.
+    if let Some(pr) = &pr {
+        if let Some((commit, at)) = &pr.merged {
+            record_merge(cx, wi, si, commit, *at);
+            return;
+        }
+    }
+    let has_changes = planned.as_ref().is_some_and(|p| !p.changes.is_empty());
+    if !has_changes && pr.as_ref().is_none_or(|p| !p.open) {
+        let s = &mut cx.state.waves[wi].steps[si];
+        s.status = StepStatus::Skipped;
+        let title = s.title.clone();
+        cx.note(format!("wave {} step {}: nothing to change ({title}), skipped", wave.name, si + 1));
+        // The next step may be due right away.
+        run(cx);
+        return;
+    }
+    if let Some(p) = &planned {
+        cx.state.waves[wi].steps[si].changes = p.changes.clone();
+    }
+    let desired = cx.world.desired.get(&step.branch).cloned();
+    match &pr {
+        None => {
+            let Some(d) = desired else {
+                cx.note(format!("wave {} step {}: waiting for its commit to be built", wave.name, si + 1));
+                return;
+            };
+            let s = &mut cx.state.waves[wi].steps[si];
+            s.status = StepStatus::Open;
+            s.head = Some(d.commit.clone());
+            s.base = Some(cx.world.base_head.clone());
+            s.opened_at.get_or_insert(cx.now);
+            cx.effects.push(Effect::PushStep { wave: wi, step: si, commit: d.commit.clone(), expected: None });
+            cx.note(format!("wave {} step {}: opening {}", wave.name, si + 1, step.branch));
+            let desc = gate_description(cx, wi);
+            cx.status(wi, si, &d.commit, GateState::Pending, desc);
+        }
+        Some(p) => {
+            let s = &mut cx.state.waves[wi].steps[si];
+            s.status = StepStatus::Open;
+            if !p.foreign.is_empty() {
+                let desc = format!("fleetwave will not merge: commits by others on this branch ({})", p.foreign.join(", "));
+                cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
+                cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+                return;
+            }
+            let current = p.base == cx.world.base_head && desired.as_ref().is_some_and(|d| d.tree == p.tree);
+            if !current {
+                if let Some(d) = desired {
+                    if d.commit != p.head {
+                        let s = &mut cx.state.waves[wi].steps[si];
+                        s.head = Some(d.commit.clone());
+                        s.base = Some(cx.world.base_head.clone());
+                        cx.effects.push(Effect::PushStep { wave: wi, step: si, commit: d.commit.clone(), expected: Some(p.head.clone()) });
+                        cx.note(format!("wave {} step {}: base moved; regenerating {}", wave.name, si + 1, step.branch));
+                        let desc = gate_description(cx, wi);
+                        cx.status(wi, si, &d.commit, GateState::Pending, desc);
+                        return;
+                    }
+                }
+            }
+            gate_and_merge(cx, wi, si, wave, p);
+        }
+    }
+}
+
+/// The pending-gate description: what this step waits for.
+fn gate_description(cx: &Ctx, wi: usize) -> String {
+    match previous_wave_name(cx, wi) {
+        Some(prev) => format!("waiting: previous wave {prev} passed; checking this step"),
+        None => "waiting: first wave".to_string(),
+    }
+}
+
+fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
+    // Steps run in order and waves in order: by construction everything before this step
+    // converged and every earlier wave passed its soak.
+    let window = wave.window.as_ref().map(|w| window_state(w, cx.now));
+    if let Some((false, next)) = window {
+        let desc = format!("ready, waiting for the maintenance window (opens {})", next.format("%Y-%m-%d %H:%M UTC"));
+        cx.status(wi, si, &p.head, GateState::Pending, desc);
+        cx.wake(next);
+        return;
+    }
+    let approval_needed = wave.gates.iter().any(|g| matches!(g, crate::plan::Gate::Approval { .. }));
+    if !wave.automated || approval_needed && !p.approved {
+        let what = if approval_needed && !p.approved { "approval from a configured reviewer" } else { "a reviewer to merge" };
+        let desc = match previous_wave_name(cx, wi) {
+            Some(prev) => format!("gate green: wave {prev} passed; manual wave, waiting for {what}"),
+            None => format!("gate green; manual wave, waiting for {what}"),
+        };
+        cx.status(wi, si, &p.head, GateState::Success, desc);
+        if approval_needed && !p.approved || !wave.automated {
+            return;
+        }
+    }
+    let desc = "gate green: merging".to_string();
+    cx.status(wi, si, &p.head, GateState::Success, desc);
+    let s = &mut cx.state.waves[wi].steps[si];
+    s.merge_intent = Some(p.head.clone());
+    cx.effects.push(Effect::Merge { wave: wi, step: si, head: p.head.clone() });
+    cx.note(format!("wave {} step {}: merging {}", wave.name, si + 1, &p.head[..p.head.len().min(12)]));
+}
+
+fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<Utc>) {
+    let wave_name = cx.state.waves[wi].name.clone();
+    let s = &mut cx.state.waves[wi].steps[si];
+    let ours = s.merge_intent.is_some();
+    s.status = StepStatus::Merged;
+    s.merged_commit = Some(commit.to_string());
+    s.merged_at = Some(at);
+    if !ours {
+        s.merged_by_human = true;
+        let green = s.posted.as_ref().is_some_and(|p| p.state == GateState::Success && Some(&p.head) == s.head.as_ref());
+        s.gate_green_at_merge = Some(green);
+        let what = if green { "with the gate green" } else { "BEFORE the gate was green" };
+        cx.note(format!("wave {wave_name} step {}: merged by a human {what}", si + 1));
+    } else {
+        cx.note(format!("wave {wave_name} step {}: merged as {}", si + 1, &commit[..commit.len().min(12)]));
+    }
+}
+
+/// A merged step: wait for its clusters to converge at the merge commit.
+/// Returns true when the step is converged and the next one may go.
+fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
+    let step = cx.state.waves[wi].steps[si].clone();
+    let Some(commit) = step.merged_commit.clone() else { return false };
+    let clusters = cx.state.waves[wi].clusters.clone();
+    let allowed = allowance(wave, clusters.len());
+    let mut waiting = Vec::new();
+    for c in &clusters {
+        if step.converged.contains_key(c) || cx.state.waves[wi].failed.contains_key(c) {
+            continue;
+        }
+        let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
+        match cluster::convergence(&obs, &commit, cx.world.descends) {
+            Convergence::Converged => {
+                cx.state.waves[wi].steps[si].converged.insert(c.clone(), cx.now);
+            }
+            Convergence::Waiting(r) => waiting.push((c.clone(), r)),
+            Convergence::Failed(r) => {
+                cx.state.waves[wi].failed.insert(c.clone(), r.clone());
+                cx.note(format!("wave {} cluster {c} failed: {r}", wave.name));
+            }
+        }
+    }
+    if let (Some(deadline), Some(merged_at)) = (wave.progress_deadline, step.merged_at) {
+        let due = merged_at + Duration::from_std(deadline).unwrap_or_default();
+        if cx.now >= due {
+            for (c, r) in waiting.drain(..) {
+                let why = format!("did not converge within progressDeadline {}: {r}", humantime::format_duration(deadline));
+                cx.state.waves[wi].failed.insert(c.clone(), why.clone());
+                cx.note(format!("wave {} cluster {c} failed: {why}", wave.name));
+            }
+        } else {
+            cx.wake(due);
+        }
+    }
+    if cx.state.waves[wi].failed.len() > allowed {
+        fail_wave(cx, wi, wave);
+        return false;
+    }
+    if waiting.is_empty() {
+        let s = &mut cx.state.waves[wi].steps[si];
+        s.status = StepStatus::Converged;
+        s.converged_at = Some(cx.now);
+        cx.note(format!("wave {} step {}: converged", wave.name, si + 1));
+        return true;
+    }
+    false
+}
+
+/// All steps converged: soak, checking gates on every tick, then pass the wave.
+fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
+    let started = *cx.state.waves[wi].soak_started_at.get_or_insert(cx.now);
+    if cx.state.waves[wi].status != WaveStatus::Soaking {
+        cx.state.waves[wi].status = WaveStatus::Soaking;
+        cx.note(format!("wave {}: converged, soaking for {}", wave.name, humantime::format_duration(wave.soak)));
+    }
+    let last_merge = cx.state.waves[wi].steps.iter().rev().find_map(|s| s.merged_commit.clone());
+    let clusters = cx.state.waves[wi].clusters.clone();
+    for c in &clusters {
+        if cx.state.waves[wi].failed.contains_key(c) {
+            continue;
+        }
+        let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
+        // The cluster must stay converged and healthy through the soak, not just at its end.
+        let flux = last_merge.as_ref().map(|m| cluster::convergence(&obs, m, cx.world.descends));
+        let breach = match (&flux, cluster::failing_gate(&obs)) {
+            (Some(Convergence::Failed(r)), _) => Some(("flux".to_string(), r.clone())),
+            (_, Some(g)) => Some((g.gate.clone(), g.reason.clone())),
+            _ => None,
+        };
+        if let Some((gate, reason)) = breach {
+            cx.state.waves[wi].gate_log.push(GateRecord { time: cx.now, cluster: c.clone(), gate: gate.clone(), ok: false, reason: reason.clone() });
+            let why = format!("gate {gate} failed during soak: {reason}");
+            cx.note(format!("wave {} cluster {c}: {why}", wave.name));
+            cx.state.waves[wi].failed.insert(c.clone(), why);
+        }
+    }
+    if cx.state.waves[wi].failed.len() > allowance(wave, clusters.len()) {
+        fail_wave(cx, wi, wave);
+        return;
+    }
+    let end = started + Duration::from_std(wave.soak).unwrap_or_default();
+    if cx.now < end {
+        cx.wake(end);
+        return;
+    }
+    let ws = &mut cx.state.waves[wi];
+    ws.status = WaveStatus::Succeeded;
+    ws.finished_at = Some(cx.now);
+    cx.note(format!("wave {} passed its soak: Succeeded", wave.name));
+    for c in &clusters {
+        let outcome = if cx.state.waves[wi].failed.contains_key(c) { Outcome::Failed } else { Outcome::Succeeded };
+        telemetry(cx, wi, c, outcome);
+    }
+    // The next wave may start right away.
+    run(cx);
+}
+
+fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
+    let ws = &mut cx.state.waves[wi];
+    ws.status = WaveStatus::Failed;
+    ws.finished_at = Some(cx.now);
+    let failed: Vec<String> = ws.failed.keys().cloned().collect();
+    let reasons: Vec<String> = ws.failed.iter().map(|(c, r)| format!("{c}: {r}")).collect();
+    let reason = format!("wave {} failed ({} of {} clusters, maxFailures {}): {}", wave.name, failed.len(), ws.clusters.len(), allowance(wave, ws.clusters.len()), reasons.join("; "));
+    cx.state.status = PlanStatus::Halted;
+    cx.state.reason = Some(reason.clone());
+    cx.note(format!("HALT: {reason}"));
+    cx.held = Some(reason.clone());
+    let alert = Alert {
+        plan: cx.plan.name.clone(),
+        wave: wave.name.clone(),
+        reason,
+        failed_clusters: failed.clone(),
+        rollback_hint: format!("fleetwave rollback --plan <plan> --wave {}", wave.name),
+    };
+    cx.emit(Event::alert(format!("alert/{}/{}", cx.plan.name, wave.name), cx.now, alert));
+    for c in &failed {
+        telemetry(cx, wi, c, Outcome::Failed);
+    }
+    halt_statuses(cx);
+}
+
+/// A halted plan: every open step PR gets a failure status.
+fn halt_statuses(cx: &mut Ctx) {
+    let reason = cx.state.reason.clone().unwrap_or_else(|| "plan halted".into());
+    for wi in 0..cx.state.waves.len() {
+        for si in 0..cx.state.waves[wi].steps.len() {
+            let s = &cx.state.waves[wi].steps[si];
+            if s.status != StepStatus::Open {
+                continue;
+            }
+            let Some(pr) = cx.world.prs.get(&s.branch).filter(|p| p.open) else { continue };
+            let head = pr.head.clone();
+            cx.status(wi, si, &head, GateState::Failure, format!("plan halted, will not merge: {reason}"));
+        }
+    }
+}
+
+fn telemetry(cx: &mut Ctx, wi: usize, cluster: &str, outcome: Outcome) {
+    let ws = &cx.state.waves[wi];
+    let changes: Vec<&ChangeRecord> = ws.steps.iter().filter(|s| s.merged_commit.is_some()).flat_map(|s| s.changes.iter()).filter(|c| c.cluster == cluster).collect();
+    let last = |what: &str| changes.iter().rev().find(|c| c.what == what).map(|c| c.to.clone());
+    let t = Telemetry {
+        cluster_id: cluster.to_string(),
+        target_infrastructure: cx.world.infra.get(cluster).cloned().unwrap_or_else(|| "unknown".into()),
+        template: last("template"),
+        kubernetes_version: cx.plan.target.as_ref().filter(|_| changes.iter().any(|c| c.what == "kubernetes")).map(|t| t.canonical()),
+        gitops_base: last("gitopsBase"),
+        plan: cx.plan.name.clone(),
+        wave: ws.name.clone(),
+        outcome,
+        started_at: ws.started_at.unwrap_or(cx.now),
+        finished_at: cx.now,
+    };
+    let kind = match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+    };
+    let id = format!("telemetry/{}/{}/{cluster}/{kind}", cx.plan.name, ws.name);
+    cx.emit(Event::telemetry(id, cx.now, t));
+}
+
+/// Whether `now` is inside the window, and when it next opens (or now if open).
+pub fn window_state(w: &Window, now: DateTime<Utc>) -> (bool, DateTime<Utc>) {
+    let tz: chrono_tz::Tz = w.time_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
+    let day_ok = |d: chrono::Weekday| w.days.is_empty() || w.days.iter().any(|x| x.eq_ignore_ascii_case(&d.to_string()));
+    let local = now.with_timezone(&tz);
+    let minute = |t: &DateTime<chrono_tz::Tz>| t.format("%H").to_string().parse::<u32>().unwrap_or(0) * 60 + t.format("%M").to_string().parse::<u32>().unwrap_or(0);
+    let m = minute(&local);
+    if day_ok(local.weekday()) && m >= w.start && m < w.end {
+        return (true, now);
+    }
+    // Next opening: today's start if still ahead, else the next allowed day's start.
+    for days in 0..8 {
+        let date = local.date_naive() + Duration::days(days);
+        if !day_ok(date.weekday()) {
+            continue;
+        }
+        let start = date.and_hms_opt(w.start / 60, w.start % 60, 0).expect("valid time");
+        if let Some(t) = tz.from_local_datetime(&start).earliest() {
+            let t = t.with_timezone(&Utc);
+            if t > now {
+                return (false, t);
+            }
+        }
+    }
+    (false, now + Duration::days(7))
+}

@@ -1,0 +1,49 @@
+//! Forges: where step pull requests live. The `local` forge keeps them as branches and
+//! merge commits in Git; the GitHub forge (octocrab) implements the same trait, so `decide`
+//! cannot tell them apart.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+
+use crate::decide::PrObs;
+use crate::state::GateState;
+
+/// A step's branch and what fleetwave last knew of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRef {
+    pub branch: String,
+    pub pr: Option<u64>,
+    /// The step commit fleetwave pushed last (None before the first push).
+    pub head: Option<String>,
+}
+
+/// What a step's pull request says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrSpec {
+    pub title: String,
+    pub body: String,
+    pub base: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error("the base branch moved while merging; will retry on the next tick")]
+    BaseMoved,
+    #[error("{0}")]
+    Api(String),
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Forge {
+    /// The state of each step's pull request; steps with no branch and no PR are absent.
+    async fn observe(&self, steps: &[StepRef], base_head: &str) -> Result<BTreeMap<String, PrObs>, ForgeError>;
+    /// Open the step's pull request, or update its title and body; the branch is pushed already.
+    async fn open(&self, step: &StepRef, spec: &PrSpec) -> Result<Option<u64>, ForgeError>;
+    /// Post the `fleetwave/gate` status on the step's head.
+    async fn set_status(&self, step: &StepRef, head: &str, state: GateState, description: &str) -> Result<(), ForgeError>;
+    /// Merge the step at exactly `head`; returns the merge commit.
+    async fn merge(&self, step: &StepRef, head: &str, message: &str) -> Result<String, ForgeError>;
+}

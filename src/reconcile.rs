@@ -1,0 +1,402 @@
+//! One reconcile tick: observe Git, the forge and the clusters; call `decide`; write the new
+//! state by compare-and-swap; then carry out the effects. Also the state-changing commands
+//! that share this machinery: pause, resume, rollback, history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use sha2::Digest;
+
+use crate::cluster::ClusterSource;
+use crate::cluster::sim::BaseCommit;
+use crate::decide::{self, Decision, Desired, Effect, StepPlan, WaveInput, World};
+use crate::diag::Diags;
+use crate::forge::{Forge, ForgeError, PrSpec, StepRef};
+use crate::git::{GitError, GitRepo, Sig};
+use crate::locate::What;
+use crate::notify::Notifier;
+use crate::planner::{self, Planned};
+use crate::state::{self, ChangeRecord, PlanState, PlanStatus, StepStatus};
+use crate::tree::MemTree;
+
+/// How the reconciler reaches the fleet repo and signs its commits.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The plan file, relative to the fleet repo's root.
+    pub plan_path: PathBuf,
+    pub base: String,
+    pub author_name: String,
+    pub author_email: String,
+    pub state_branch: String,
+}
+
+impl Settings {
+    pub fn new(plan_path: &Path) -> Self {
+        Settings {
+            plan_path: plan_path.to_path_buf(),
+            base: "main".into(),
+            author_name: "fleetwave".into(),
+            author_email: "fleetwave@users.noreply.local".into(),
+            state_branch: state::BRANCH.into(),
+        }
+    }
+
+    pub fn sig(&self, now: DateTime<Utc>) -> Sig {
+        Sig { name: self.author_name.clone(), email: self.author_email.clone(), time: now }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("{0}")]
+    Plan(Diags),
+    #[error("the plan has refusals against the base branch:\n{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How a tick ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Work is progressing (or waiting on time or Flux).
+    Progressing,
+    /// Every wave succeeded.
+    Done,
+    /// Held by a failed gate, a halt or a foreign commit (exit 1).
+    Held(String),
+    /// Another reconciler wrote the state first; nothing was done.
+    LostRace,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub notes: Vec<String>,
+    pub effects: Vec<String>,
+    pub wake_at: Option<DateTime<Utc>>,
+    pub state: PlanState,
+}
+
+/// What a tick saw of the base branch, planned.
+pub struct Observed {
+    pub base_head: String,
+    pub planned: Planned,
+    pub plan_hash: String,
+    pub state: PlanState,
+    pub state_head: Option<String>,
+}
+
+pub fn plan_hash(text: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
+}
+
+pub fn branch_name(plan: &str, wave: &str, index: usize, id: &str) -> String {
+    format!("fleetwave/{plan}/{wave}/{index}-{id}")
+}
+
+/// Fetch and plan against the base branch; load the stored state.
+pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileError> {
+    git.fetch()?;
+    let base_head = git.branch_head(&s.base)?.ok_or_else(|| ReconcileError::Other(format!("the base branch {} does not exist on the remote", s.base)))?;
+    let tree = MemTree::new(git.files(&base_head)?);
+    let text = tree
+        .files()
+        .get(&s.plan_path)
+        .map(|b| String::from_utf8_lossy(b).to_string())
+        .ok_or_else(|| ReconcileError::Other(format!("{} is not on branch {} (commit {})", s.plan_path.display(), s.base, &base_head[..12])))?;
+    let hash = plan_hash(&text);
+    let planned = planner::prepare_in(&tree, &s.plan_path, text).map_err(ReconcileError::Plan)?;
+    let refusals: Vec<String> = planned.refusals().map(|f| format!("  {}", f.message)).collect();
+    if !refusals.is_empty() {
+        return Err(ReconcileError::Refused(refusals.join("\n")));
+    }
+    let (state, state_head) = load_state(git, s, &planned.plan.name)?;
+    Ok(Observed { base_head, planned, plan_hash: hash, state, state_head })
+}
+
+pub fn load_state(git: &GitRepo, s: &Settings, plan: &str) -> Result<(PlanState, Option<String>), ReconcileError> {
+    let head = git.branch_head(&s.state_branch)?;
+    let Some(h) = &head else { return Ok((PlanState::new(plan, ""), None)) };
+    match git.read_file(h, Path::new(&PlanState::path(plan)))? {
+        None => Ok((PlanState::new(plan, ""), head)),
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let st = PlanState::from_yaml(&text).map_err(|e| ReconcileError::Other(format!("the state of plan {plan} on {} does not parse: {e}", s.state_branch)))?;
+            Ok((st, head))
+        }
+    }
+}
+
+/// Write the state with compare-and-swap on the state branch. Ok(false): lost the race.
+pub fn write_state(git: &GitRepo, s: &Settings, st: &PlanState, expected: Option<&str>, message: &str, now: DateTime<Utc>) -> Result<Option<String>, ReconcileError> {
+    let commit = git.commit_file(expected, Path::new(&PlanState::path(&st.plan)), st.to_yaml().as_bytes(), message, &s.sig(now))?;
+    match git.push(&s.state_branch, &commit, expected) {
+        Ok(()) => Ok(Some(commit)),
+        Err(GitError::LeaseLost { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn wave_inputs(p: &Planned) -> Vec<WaveInput> {
+    p.waves
+        .iter()
+        .map(|w| WaveInput {
+            clusters: w.clusters.clone(),
+            steps: w
+                .steps
+                .iter()
+                .map(|st| StepPlan {
+                    index: st.index,
+                    id: st.id.clone(),
+                    title: st.title.clone(),
+                    branch: branch_name(&p.plan.name, &w.name, st.index, &st.id),
+                    changes: st
+                        .changes
+                        .iter()
+                        .map(|c| ChangeRecord {
+                            cluster: c.cluster.clone(),
+                            file: c.file.display().to_string(),
+                            field: if c.object.is_empty() { c.field.clone() } else { format!("{} {}", c.object, c.field) },
+                            what: match c.what {
+                                What::Kubernetes(_) => "kubernetes".into(),
+                                What::GitopsBase => "gitopsBase".into(),
+                                What::Template => "template".into(),
+                            },
+                            from: c.from.clone(),
+                            to: c.to.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The commit message and PR text of a step.
+pub fn step_text(plan: &str, hash: &str, wave: &str, step: &StepPlan, what: &str) -> (String, String) {
+    let title = format!("fleetwave({plan}): {wave} — {what}");
+    let mut body = format!("Step {} of wave `{wave}`: {}.\n\n| cluster | file | field | from | to |\n|---|---|---|---|---|\n", step.index, step.title);
+    for c in &step.changes {
+        body.push_str(&format!("| {} | `{}` | `{}` | `{}` | `{}` |\n", c.cluster, c.file, c.field, c.from, c.to));
+    }
+    body.push_str(&format!("\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{} -->\n", step.index));
+    (title, body)
+}
+
+/// `Kubernetes v1.34.2, gitops-base 2026.02` for titles.
+fn what_text(p: &Planned, step: &StepPlan) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let k = step.changes.iter().find(|c| c.what == "kubernetes");
+    if k.is_some() {
+        parts.push(step.title.split(',').next().unwrap_or(&step.title).to_string());
+    }
+    if let Some(g) = &p.plan.gitops_base {
+        if step.changes.iter().any(|c| c.what == "gitopsBase") {
+            parts.push(format!("gitops-base {}", g.tag));
+        }
+    }
+    if step.changes.iter().any(|c| c.what == "template") {
+        parts.push("k0rdent templates".into());
+    }
+    if parts.is_empty() { step.title.clone() } else { parts.join(", ") }
+}
+
+/// The step commits that may be opened or refreshed now: per wave, its first unfinished step
+/// that has changes.
+fn desired_commits(git: &GitRepo, s: &Settings, o: &Observed, inputs: &[WaveInput], now: DateTime<Utc>) -> Result<BTreeMap<String, Desired>, ReconcileError> {
+    let mut out = BTreeMap::new();
+    for (wi, w) in o.planned.waves.iter().enumerate() {
+        let done = |si: usize| {
+            o.state.step(wi, si).is_some_and(|st| matches!(st.status, StepStatus::Merged | StepStatus::Converged | StepStatus::Skipped | StepStatus::RolledBack))
+        };
+        let Some(si) = (0..w.steps.len()).find(|&si| !done(si) && !w.steps[si].changes.is_empty()) else { continue };
+        let step = &inputs[wi].steps[si];
+        let edits = match planner::edits(&o.planned, &w.name, Some(si + 1)) {
+            Ok(e) => e,
+            // An earlier step is still pending in this wave: nothing to build yet.
+            Err(planner::ApplyError::EarlierPending { .. }) => continue,
+            Err(e) => return Err(ReconcileError::Other(e.to_string())),
+        };
+        let files: BTreeMap<PathBuf, Vec<u8>> = edits.into_iter().map(|(p, t)| (p, t.into_bytes())).collect();
+        let (title, body) = step_text(&o.planned.plan.name, &o.plan_hash, &w.name, step, &what_text(&o.planned, step));
+        let commit = git.commit_changes(&o.base_head, &files, &format!("{title}\n\n{body}"), &s.sig(now))?;
+        let tree = git.tree_id(&commit)?;
+        out.insert(step.branch.clone(), Desired { commit, tree });
+    }
+    Ok(out)
+}
+
+/// Base-branch history for the simulated Flux: commits with their time and touched clusters.
+pub fn base_history(git: &GitRepo, o: &Observed, limit: usize) -> Result<Vec<BaseCommit>, ReconcileError> {
+    let owner: BTreeMap<&Path, &str> = o.planned.fleet.clusters.values().flat_map(|c| c.files.iter().map(move |&i| (o.planned.fleet.files[i].rel.as_path(), c.name.as_str()))).collect();
+    let log = git.first_parent_log(&o.base_head, limit)?;
+    let mut out = Vec::new();
+    for c in &log {
+        let touched: BTreeSet<String> = match c.parents.first() {
+            Some(p) => git.changed_paths(p, &c.id)?.iter().filter_map(|p| owner.get(p.as_path()).map(|s| s.to_string())).collect(),
+            None => BTreeSet::new(),
+        };
+        out.push(BaseCommit { id: c.id.clone(), time: c.time, touched });
+    }
+    Ok(out)
+}
+
+/// One tick. With `dry_run`, nothing is written and the effects are only reported.
+pub async fn tick<F: Forge, C: ClusterSource>(git: &GitRepo, forge: &F, clusters: &C, notifier: &dyn Notifier, s: &Settings, o: Observed, now: DateTime<Utc>, dry_run: bool) -> Result<Report, ReconcileError> {
+    let inputs = wave_inputs(&o.planned);
+    let desired = desired_commits(git, s, &o, &inputs, now)?;
+    let refs: Vec<StepRef> = o.state.waves.iter().flat_map(|w| w.steps.iter()).chain(std::iter::empty()).map(|st| StepRef { branch: st.branch.clone(), pr: st.pr, head: st.head.clone() }).collect();
+    // Steps not yet in the state (first tick) may still have branches from a crashed run.
+    let mut refs = refs;
+    for w in &inputs {
+        for st in &w.steps {
+            if !refs.iter().any(|r| r.branch == st.branch) {
+                refs.push(StepRef { branch: st.branch.clone(), pr: None, head: None });
+            }
+        }
+    }
+    let prs = forge.observe(&refs, &o.base_head).await?;
+    let names: Vec<String> = o.planned.waves.iter().flat_map(|w| w.clusters.iter().cloned()).collect();
+    let observed = clusters.observe(&names, now).await?;
+    let infra: BTreeMap<String, String> = o
+        .planned
+        .fleet
+        .clusters
+        .values()
+        .map(|c| (c.name.clone(), crate::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>())))
+        .collect();
+    let descends = |a: &str, b: &str| git.is_ancestor(b, a).unwrap_or(false);
+    let world = World { now, base_head: o.base_head.clone(), plan_hash: o.plan_hash.clone(), waves: inputs.clone(), desired, prs, clusters: observed, descends: &descends, infra };
+    let Decision { state: mut new, effects, wake_at, held, notes } = decide::decide(&o.planned.plan, &o.state, &world);
+    let effect_lines: Vec<String> = effects.iter().map(|e| describe(&new, e)).collect();
+    let outcome = match (&held, new.status) {
+        (Some(h), _) => Outcome::Held(h.clone()),
+        (None, PlanStatus::Succeeded) => Outcome::Done,
+        _ => Outcome::Progressing,
+    };
+    let report = |state: PlanState, outcome: Outcome| Report { outcome, notes: notes.clone(), effects: effect_lines.clone(), wake_at, state };
+    if dry_run {
+        return Ok(report(new, outcome));
+    }
+    let mut state_head = o.state_head.clone();
+    if new != o.state {
+        let msg = format!("fleetwave: {} tick {}\n\n{}", new.plan, new.tick, notes.join("\n"));
+        match write_state(git, s, &new, state_head.as_deref(), &msg, now)? {
+            Some(h) => state_head = Some(h),
+            None => return Ok(report(o.state, Outcome::LostRace)),
+        }
+    }
+    let mut sent = Vec::new();
+    for e in &effects {
+        match e {
+            Effect::PushStep { wave, step, commit, expected } => {
+                let st = &new.waves[*wave].steps[*step];
+                match git.push(&st.branch, commit, expected.as_deref()) {
+                    Ok(()) => {}
+                    // Someone moved the branch; the next tick looks again and never overwrites.
+                    Err(GitError::LeaseLost { .. }) => break,
+                    Err(err) => return Err(err.into()),
+                }
+                let input = &inputs[*wave].steps[*step];
+                let (title, body) = step_text(&new.plan, &o.plan_hash, &new.waves[*wave].name, input, &what_text(&o.planned, input));
+                let r = StepRef { branch: st.branch.clone(), pr: st.pr, head: Some(commit.clone()) };
+                forge.open(&r, &PrSpec { title, body, base: s.base.clone() }).await?;
+            }
+            Effect::SetStatus { wave, step, head, state, description } => {
+                let st = &new.waves[*wave].steps[*step];
+                let r = StepRef { branch: st.branch.clone(), pr: st.pr, head: st.head.clone() };
+                forge.set_status(&r, head, *state, description).await?;
+            }
+            Effect::Merge { wave, step, head } => {
+                let st = &new.waves[*wave].steps[*step];
+                let r = StepRef { branch: st.branch.clone(), pr: st.pr, head: st.head.clone() };
+                let msg = format!("Merge {} (fleetwave {} wave {} step {})", st.branch, new.plan, new.waves[*wave].name, st.index);
+                match forge.merge(&r, head, &msg).await {
+                    Ok(_) => {}
+                    Err(ForgeError::BaseMoved) => break,
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Effect::Send { id } => {
+                if let Some(ob) = new.events.get(id) {
+                    match notifier.send(&ob.event).await {
+                        Ok(()) => sent.push(id.clone()),
+                        Err(err) => tracing::warn!("could not send {id}: {err}; will retry next tick"),
+                    }
+                }
+            }
+        }
+    }
+    if !sent.is_empty() {
+        let before = new.clone();
+        for id in &sent {
+            if let Some(ob) = new.events.get_mut(id) {
+                ob.sent = true;
+            }
+        }
+        // If this loses a race the events stay unsent here and are resent; sinks dedupe by id.
+        let _ = write_state(git, s, &new, state_head.as_deref(), &format!("fleetwave: {} events sent: {}", new.plan, sent.join(", ")), now)?;
+        let _ = before;
+    }
+    Ok(report(new, outcome))
+}
+
+fn describe(st: &PlanState, e: &Effect) -> String {
+    match e {
+        Effect::PushStep { wave, step, commit, expected } => {
+            let b = &st.waves[*wave].steps[*step].branch;
+            match expected {
+                None => format!("push {b} at {} and open its pull request", short(commit)),
+                Some(old) => format!("regenerate {b}: {} → {} (lease on {})", short(old), short(commit), short(old)),
+            }
+        }
+        Effect::SetStatus { wave, step, state, description, .. } => format!("status fleetwave/gate on {}: {:?} — {description}", st.waves[*wave].steps[*step].branch, state),
+        Effect::Merge { wave, step, head } => format!("merge {} at {}", st.waves[*wave].steps[*step].branch, short(head)),
+        Effect::Send { id } => format!("send {id}"),
+    }
+}
+
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(10)]
+}
+
+/// Pause or resume a plan by writing its state.
+pub fn set_paused(git: &GitRepo, s: &Settings, paused: bool, now: DateTime<Utc>) -> Result<PlanState, ReconcileError> {
+    let o = observe_repo(git, s)?;
+    let mut st = o.state.clone();
+    if st.waves.is_empty() {
+        return Err(ReconcileError::Other(format!("plan {} has not started; nothing to {}", o.planned.plan.name, if paused { "pause" } else { "resume" })));
+    }
+    match (paused, st.status) {
+        (true, PlanStatus::InProgress) => {
+            st.status = PlanStatus::Paused;
+            st.reason = Some("paused by fleetwave pause".into());
+        }
+        (false, PlanStatus::Paused | PlanStatus::Halted) => {
+            st.status = PlanStatus::InProgress;
+            st.reason = None;
+        }
+        (_, other) => return Err(ReconcileError::Other(format!("plan {} is {other:?}; nothing to change", st.plan))),
+    }
+    st.tick += 1;
+    let msg = format!("fleetwave: {} {}", st.plan, if paused { "paused" } else { "resumed" });
+    match write_state(git, s, &st, o.state_head.as_deref(), &msg, now)? {
+        Some(_) => Ok(st),
+        None => Err(ReconcileError::Other("another reconciler wrote the state at the same time; try again".into())),
+    }
+}
+
+/// The state branch's log for a plan: the audit trail.
+pub fn history(git: &GitRepo, s: &Settings) -> Result<Vec<crate::git::CommitInfo>, ReconcileError> {
+    git.fetch()?;
+    let Some(head) = git.branch_head(&s.state_branch)? else { return Ok(Vec::new()) };
+    Ok(git.first_parent_log(&head, 100_000)?)
+}
