@@ -70,9 +70,130 @@ pub enum Command {
         #[arg(long)]
         step: Option<usize>,
     },
+    /// One reconcile tick (observe, decide, act) against the fleet remote.
+    Reconcile {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(flatten)]
+        world: WorldArgs,
+        /// Run a single tick and exit: 0 progressing or done, 1 held, 2 error.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between ticks when not --once.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        /// Print the actions without doing them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Pause a running plan: nothing more is opened or merged until `resume`.
+    Pause {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Resume a paused or halted plan.
+    Resume {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Revert the merged steps of a failed wave (and any merged waves named) where that is safe.
+    Rollback {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Waves to roll back (default: the failed wave).
+        #[arg(long)]
+        wave: Vec<String>,
+        /// Allow reverting patch-level Kubernetes changes (never minor downgrades).
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Merge the revert branches too (local forge).
+        #[arg(long)]
+        merge: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Print the rollout's audit log (the history of the state branch).
+    History {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Run a whole rollout on the example fleet with a local forge and a simulated Flux.
+    Demo {
+        /// Example plan: k8s-minor, chained, gitops-base or k0rdent-template.
+        #[arg(long, default_value = "chained")]
+        plan: String,
+        /// Inject a failure: CLUSTER or CLUSTER=HealthCheckFailed|StuckProgressing|AlertFiring.
+        #[arg(long)]
+        fail: Vec<String>,
+        /// Fleet seconds per real second.
+        #[arg(long, default_value_t = 86_400.0)]
+        scale: f64,
+        /// Keep the demo's repositories in this directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Print events as lines instead of a live view.
+        #[arg(long)]
+        plain: bool,
+    },
     /// Developer tools.
     #[command(hide = true, subcommand)]
     Dev(Dev),
+}
+
+/// Where the fleet repo is and how to sign commits.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// The fleet repository's remote: a URL or a local path.
+    #[arg(long)]
+    pub remote: String,
+    /// The plan file, relative to the repository root.
+    #[arg(long)]
+    pub plan: PathBuf,
+    #[arg(long, default_value = "main")]
+    pub base: String,
+    /// Local cache for the repository (default: under the user's cache directory).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// HTTPS token (the GITHUB_TOKEN of Actions works).
+    #[arg(long, env = "FLEETWAVE_GIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, default_value = "fleetwave")]
+    pub author_name: String,
+    #[arg(long, default_value = "fleetwave@users.noreply.local")]
+    pub author_email: String,
+}
+
+/// Where cluster state comes from and where events go.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorldArgs {
+    /// Cluster state source; `sim` is the simulated Flux.
+    #[arg(long, default_value = "sim")]
+    pub clusters: String,
+    /// Simulated Flux: time from a merge to Flux applying it.
+    #[arg(long, default_value = "10m")]
+    pub sim_delay: humantime::Duration,
+    /// Simulated Flux fault: CLUSTER=HealthCheckFailed|StuckProgressing|AlertFiring.
+    #[arg(long)]
+    pub sim_fault: Vec<String>,
+    /// Append alerts and telemetry to this JSONL file (idempotent by event id).
+    #[arg(long)]
+    pub events_file: Option<PathBuf>,
+    /// Post alerts and telemetry to this webhook.
+    #[arg(long)]
+    pub webhook: Vec<String>,
+    #[arg(long, value_enum, default_value_t = HookFormat::Json)]
+    pub webhook_format: HookFormat,
+    /// The time to act at (RFC 3339), for tests and replays.
+    #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum HookFormat {
+    Json,
+    Slack,
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +296,31 @@ pub fn run(cli: Cli) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Reconcile {
+            remote,
+            world,
+            once,
+            interval,
+            dry_run,
+        } => crate::ops::reconcile(&remote, &world, once, interval, dry_run, stdout),
+        Command::Pause { remote } => crate::ops::pause(&remote, true, stdout),
+        Command::Resume { remote } => crate::ops::pause(&remote, false, stdout),
+        Command::Rollback {
+            remote,
+            wave,
+            allow_downgrade,
+            merge,
+            dry_run,
+            now,
+        } => crate::ops::rollback(&remote, &wave, allow_downgrade, merge, dry_run, now, stdout),
+        Command::History { remote } => crate::ops::history(&remote, stdout),
+        Command::Demo {
+            plan,
+            fail,
+            scale,
+            keep,
+            plain,
+        } => crate::ops::demo(&plan, &fail, scale, keep, plain, stdout),
         Command::Dev(Dev::GenFleet { out, clusters }) => {
             match crate::generate::generate_fleet(&out, clusters) {
                 Ok(s) => {

@@ -129,6 +129,21 @@ const BUILTIN_REGEX: &[(&str, &str, &str, TargetKind)] = &[
     ),
 ];
 
+/// Compiled once: building regex automata costs more than a whole small plan.
+static BUILTIN: std::sync::LazyLock<Vec<RegexLocator>> = std::sync::LazyLock::new(|| {
+    BUILTIN_REGEX
+        .iter()
+        .map(|(name, files, pattern, target)| RegexLocator {
+            name: name.to_string(),
+            files: globset::Glob::new(files)
+                .expect("builtin glob")
+                .compile_matcher(),
+            pattern: Regex::new(pattern).expect("builtin regex"),
+            target: *target,
+        })
+        .collect()
+});
+
 impl Default for Config {
     fn default() -> Self {
         Config::build(ConfigFile::default(), None)
@@ -182,16 +197,7 @@ impl Config {
         }
         let mut regex = Vec::new();
         if f.locators.builtin_regex {
-            for (name, files, pattern, target) in BUILTIN_REGEX {
-                regex.push(RegexLocator {
-                    name: name.to_string(),
-                    files: globset::Glob::new(files)
-                        .expect("builtin glob")
-                        .compile_matcher(),
-                    pattern: Regex::new(pattern).expect("builtin regex"),
-                    target: *target,
-                });
-            }
+            regex.extend(BUILTIN.iter().cloned());
         }
         for (i, r) in f.locators.regex.into_iter().enumerate() {
             let at = |k: &str| path!["locators", "regex", i, k];

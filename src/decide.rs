@@ -12,7 +12,10 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use crate::cluster::{self, ClusterObservation, Convergence};
 use crate::notify::{Alert, Event, Outcome, Telemetry};
 use crate::plan::{MaxFailures, Plan, Wave, Window};
-use crate::state::{ChangeRecord, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus, StepState, StepStatus, WaveState, WaveStatus};
+use crate::state::{
+    ChangeRecord, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus, StepState,
+    StepStatus, WaveState, WaveStatus,
+};
 
 /// One step as planned against the current base.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +73,27 @@ pub struct World<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Push the step commit to its branch (lease on `expected`) and open or update its PR.
-    PushStep { wave: usize, step: usize, commit: String, expected: Option<String> },
-    SetStatus { wave: usize, step: usize, head: String, state: GateState, description: String },
-    Merge { wave: usize, step: usize, head: String },
-    Send { id: String },
+    PushStep {
+        wave: usize,
+        step: usize,
+        commit: String,
+        expected: Option<String>,
+    },
+    SetStatus {
+        wave: usize,
+        step: usize,
+        head: String,
+        state: GateState,
+        description: String,
+    },
+    Merge {
+        wave: usize,
+        step: usize,
+        head: String,
+    },
+    Send {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -111,27 +131,54 @@ impl Ctx<'_, '_> {
     fn status(&mut self, w: usize, s: usize, head: &str, state: GateState, description: String) {
         let description: String = description.chars().take(140).collect();
         let step = &mut self.state.waves[w].steps[s];
-        let posted = PostedStatus { head: head.to_string(), state, description: description.clone() };
+        let posted = PostedStatus {
+            head: head.to_string(),
+            state,
+            description: description.clone(),
+        };
         if step.posted.as_ref() != Some(&posted) {
             step.posted = Some(posted);
-            self.effects.push(Effect::SetStatus { wave: w, step: s, head: head.to_string(), state, description });
+            self.effects.push(Effect::SetStatus {
+                wave: w,
+                step: s,
+                head: head.to_string(),
+                state,
+                description,
+            });
         }
     }
 
     fn emit(&mut self, event: Event) {
         if !self.state.events.contains_key(&event.id) {
             let id = event.id.clone();
-            self.state.events.insert(id.clone(), Outbox { event, sent: false });
+            self.state
+                .events
+                .insert(id.clone(), Outbox { event, sent: false });
             self.effects.push(Effect::Send { id });
         }
     }
 }
 
 pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
-    let mut cx = Ctx { plan, world, now: world.now, state: state.clone(), effects: Vec::new(), wake_at: None, held: None, notes: Vec::new() };
+    let mut cx = Ctx {
+        plan,
+        world,
+        now: world.now,
+        state: state.clone(),
+        effects: Vec::new(),
+        wake_at: None,
+        held: None,
+        notes: Vec::new(),
+    };
     init(&mut cx);
     // Events written but not yet confirmed sent are retried every tick.
-    let unsent: Vec<String> = cx.state.events.iter().filter(|(_, o)| !o.sent).map(|(id, _)| id.clone()).collect();
+    let unsent: Vec<String> = cx
+        .state
+        .events
+        .iter()
+        .filter(|(_, o)| !o.sent)
+        .map(|(id, _)| id.clone())
+        .collect();
     for id in unsent {
         cx.effects.push(Effect::Send { id });
     }
@@ -139,7 +186,10 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
         PlanStatus::Succeeded | PlanStatus::Failed => {}
         PlanStatus::Halted => {
             halt_statuses(&mut cx);
-            cx.held = Some(format!("plan halted: {}", cx.state.reason.clone().unwrap_or_default()));
+            cx.held = Some(format!(
+                "plan halted: {}",
+                cx.state.reason.clone().unwrap_or_default()
+            ));
         }
         PlanStatus::Paused => cx.held = Some("plan paused".into()),
         PlanStatus::InProgress if plan.paused => {
@@ -156,7 +206,13 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
             st.tick += 1;
         }
     }
-    Decision { state: st, effects: cx.effects, wake_at: cx.wake_at, held: cx.held, notes: cx.notes }
+    Decision {
+        state: st,
+        effects: cx.effects,
+        wake_at: cx.wake_at,
+        held: cx.held,
+        notes: cx.notes,
+    }
 }
 
 /// Create the state on first sight and keep step lists in line with the plan.
@@ -174,13 +230,19 @@ fn init(cx: &mut Ctx) {
             cx.state.status = PlanStatus::InProgress;
         }
     }
-    if cx.state.status == PlanStatus::Paused && !cx.plan.paused && cx.state.reason.as_deref() == Some("paused in spec") {
+    if cx.state.status == PlanStatus::Paused
+        && !cx.plan.paused
+        && cx.state.reason.as_deref() == Some("paused in spec")
+    {
         cx.state.status = PlanStatus::InProgress;
     }
     for (i, w) in cx.plan.waves.iter().enumerate() {
         let input = &cx.world.waves[i];
         if cx.state.waves.len() <= i {
-            cx.state.waves.push(WaveState { name: w.name.clone(), ..Default::default() });
+            cx.state.waves.push(WaveState {
+                name: w.name.clone(),
+                ..Default::default()
+            });
         }
         let ws = &mut cx.state.waves[i];
         if ws.status == WaveStatus::Pending {
@@ -189,7 +251,14 @@ fn init(cx: &mut Ctx) {
             ws.steps = input
                 .steps
                 .iter()
-                .map(|s| StepState { index: s.index, id: s.id.clone(), title: s.title.clone(), branch: s.branch.clone(), changes: s.changes.clone(), ..Default::default() })
+                .map(|s| StepState {
+                    index: s.index,
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    branch: s.branch.clone(),
+                    changes: s.changes.clone(),
+                    ..Default::default()
+                })
                 .collect();
         }
     }
@@ -203,7 +272,12 @@ fn allowance(w: &Wave, clusters: usize) -> usize {
 }
 
 fn run(cx: &mut Ctx) {
-    let Some(wi) = cx.state.waves.iter().position(|w| w.status != WaveStatus::Succeeded) else {
+    let Some(wi) = cx
+        .state
+        .waves
+        .iter()
+        .position(|w| w.status != WaveStatus::Succeeded)
+    else {
         if cx.state.status != PlanStatus::Succeeded {
             cx.state.status = PlanStatus::Succeeded;
             cx.state.finished_at = Some(cx.now);
@@ -263,7 +337,11 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
         let s = &mut cx.state.waves[wi].steps[si];
         s.status = StepStatus::Skipped;
         let title = s.title.clone();
-        cx.note(format!("wave {} step {}: nothing to change ({title}), skipped", wave.name, si + 1));
+        cx.note(format!(
+            "wave {} step {}: nothing to change ({title}), skipped",
+            wave.name,
+            si + 1
+        ));
         // The next step may be due right away.
         run(cx);
         return;
@@ -275,7 +353,11 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
     match &pr {
         None => {
             let Some(d) = desired else {
-                cx.note(format!("wave {} step {}: waiting for its commit to be built", wave.name, si + 1));
+                cx.note(format!(
+                    "wave {} step {}: waiting for its commit to be built",
+                    wave.name,
+                    si + 1
+                ));
                 return;
             };
             let s = &mut cx.state.waves[wi].steps[si];
@@ -283,8 +365,18 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
             s.head = Some(d.commit.clone());
             s.base = Some(cx.world.base_head.clone());
             s.opened_at.get_or_insert(cx.now);
-            cx.effects.push(Effect::PushStep { wave: wi, step: si, commit: d.commit.clone(), expected: None });
-            cx.note(format!("wave {} step {}: opening {}", wave.name, si + 1, step.branch));
+            cx.effects.push(Effect::PushStep {
+                wave: wi,
+                step: si,
+                commit: d.commit.clone(),
+                expected: None,
+            });
+            cx.note(format!(
+                "wave {} step {}: opening {}",
+                wave.name,
+                si + 1,
+                step.branch
+            ));
             let desc = gate_description(cx, wi);
             cx.status(wi, si, &d.commit, GateState::Pending, desc);
         }
@@ -292,20 +384,34 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
             let s = &mut cx.state.waves[wi].steps[si];
             s.status = StepStatus::Open;
             if !p.foreign.is_empty() {
-                let desc = format!("fleetwave will not merge: commits by others on this branch ({})", p.foreign.join(", "));
+                let desc = format!(
+                    "fleetwave will not merge: commits by others on this branch ({})",
+                    p.foreign.join(", ")
+                );
                 cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
                 cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
                 return;
             }
-            let current = p.base == cx.world.base_head && desired.as_ref().is_some_and(|d| d.tree == p.tree);
+            let current =
+                p.base == cx.world.base_head && desired.as_ref().is_some_and(|d| d.tree == p.tree);
             if !current {
                 if let Some(d) = desired {
                     if d.commit != p.head {
                         let s = &mut cx.state.waves[wi].steps[si];
                         s.head = Some(d.commit.clone());
                         s.base = Some(cx.world.base_head.clone());
-                        cx.effects.push(Effect::PushStep { wave: wi, step: si, commit: d.commit.clone(), expected: Some(p.head.clone()) });
-                        cx.note(format!("wave {} step {}: base moved; regenerating {}", wave.name, si + 1, step.branch));
+                        cx.effects.push(Effect::PushStep {
+                            wave: wi,
+                            step: si,
+                            commit: d.commit.clone(),
+                            expected: Some(p.head.clone()),
+                        });
+                        cx.note(format!(
+                            "wave {} step {}: base moved; regenerating {}",
+                            wave.name,
+                            si + 1,
+                            step.branch
+                        ));
                         let desc = gate_description(cx, wi);
                         cx.status(wi, si, &d.commit, GateState::Pending, desc);
                         return;
@@ -330,16 +436,28 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     // converged and every earlier wave passed its soak.
     let window = wave.window.as_ref().map(|w| window_state(w, cx.now));
     if let Some((false, next)) = window {
-        let desc = format!("ready, waiting for the maintenance window (opens {})", next.format("%Y-%m-%d %H:%M UTC"));
+        let desc = format!(
+            "ready, waiting for the maintenance window (opens {})",
+            next.format("%Y-%m-%d %H:%M UTC")
+        );
         cx.status(wi, si, &p.head, GateState::Pending, desc);
         cx.wake(next);
         return;
     }
-    let approval_needed = wave.gates.iter().any(|g| matches!(g, crate::plan::Gate::Approval { .. }));
+    let approval_needed = wave
+        .gates
+        .iter()
+        .any(|g| matches!(g, crate::plan::Gate::Approval { .. }));
     if !wave.automated || approval_needed && !p.approved {
-        let what = if approval_needed && !p.approved { "approval from a configured reviewer" } else { "a reviewer to merge" };
+        let what = if approval_needed && !p.approved {
+            "approval from a configured reviewer"
+        } else {
+            "a reviewer to merge"
+        };
         let desc = match previous_wave_name(cx, wi) {
-            Some(prev) => format!("gate green: wave {prev} passed; manual wave, waiting for {what}"),
+            Some(prev) => {
+                format!("gate green: wave {prev} passed; manual wave, waiting for {what}")
+            }
             None => format!("gate green; manual wave, waiting for {what}"),
         };
         cx.status(wi, si, &p.head, GateState::Success, desc);
@@ -351,8 +469,17 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     cx.status(wi, si, &p.head, GateState::Success, desc);
     let s = &mut cx.state.waves[wi].steps[si];
     s.merge_intent = Some(p.head.clone());
-    cx.effects.push(Effect::Merge { wave: wi, step: si, head: p.head.clone() });
-    cx.note(format!("wave {} step {}: merging {}", wave.name, si + 1, &p.head[..p.head.len().min(12)]));
+    cx.effects.push(Effect::Merge {
+        wave: wi,
+        step: si,
+        head: p.head.clone(),
+    });
+    cx.note(format!(
+        "wave {} step {}: merging {}",
+        wave.name,
+        si + 1,
+        &p.head[..p.head.len().min(12)]
+    ));
 }
 
 fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<Utc>) {
@@ -364,12 +491,26 @@ fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<U
     s.merged_at = Some(at);
     if !ours {
         s.merged_by_human = true;
-        let green = s.posted.as_ref().is_some_and(|p| p.state == GateState::Success && Some(&p.head) == s.head.as_ref());
+        let green = s
+            .posted
+            .as_ref()
+            .is_some_and(|p| p.state == GateState::Success && Some(&p.head) == s.head.as_ref());
         s.gate_green_at_merge = Some(green);
-        let what = if green { "with the gate green" } else { "BEFORE the gate was green" };
-        cx.note(format!("wave {wave_name} step {}: merged by a human {what}", si + 1));
+        let what = if green {
+            "with the gate green"
+        } else {
+            "BEFORE the gate was green"
+        };
+        cx.note(format!(
+            "wave {wave_name} step {}: merged by a human {what}",
+            si + 1
+        ));
     } else {
-        cx.note(format!("wave {wave_name} step {}: merged as {}", si + 1, &commit[..commit.len().min(12)]));
+        cx.note(format!(
+            "wave {wave_name} step {}: merged as {}",
+            si + 1,
+            &commit[..commit.len().min(12)]
+        ));
     }
 }
 
@@ -377,7 +518,9 @@ fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<U
 /// Returns true when the step is converged and the next one may go.
 fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
     let step = cx.state.waves[wi].steps[si].clone();
-    let Some(commit) = step.merged_commit.clone() else { return false };
+    let Some(commit) = step.merged_commit.clone() else {
+        return false;
+    };
     let clusters = cx.state.waves[wi].clusters.clone();
     let allowed = allowance(wave, clusters.len());
     let mut waiting = Vec::new();
@@ -388,7 +531,9 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
         match cluster::convergence(&obs, &commit, cx.world.descends) {
             Convergence::Converged => {
-                cx.state.waves[wi].steps[si].converged.insert(c.clone(), cx.now);
+                cx.state.waves[wi].steps[si]
+                    .converged
+                    .insert(c.clone(), cx.now);
             }
             Convergence::Waiting(r) => waiting.push((c.clone(), r)),
             Convergence::Failed(r) => {
@@ -401,7 +546,10 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         let due = merged_at + Duration::from_std(deadline).unwrap_or_default();
         if cx.now >= due {
             for (c, r) in waiting.drain(..) {
-                let why = format!("did not converge within progressDeadline {}: {r}", humantime::format_duration(deadline));
+                let why = format!(
+                    "did not converge within progressDeadline {}: {r}",
+                    humantime::format_duration(deadline)
+                );
                 cx.state.waves[wi].failed.insert(c.clone(), why.clone());
                 cx.note(format!("wave {} cluster {c} failed: {why}", wave.name));
             }
@@ -428,9 +576,17 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
     let started = *cx.state.waves[wi].soak_started_at.get_or_insert(cx.now);
     if cx.state.waves[wi].status != WaveStatus::Soaking {
         cx.state.waves[wi].status = WaveStatus::Soaking;
-        cx.note(format!("wave {}: converged, soaking for {}", wave.name, humantime::format_duration(wave.soak)));
+        cx.note(format!(
+            "wave {}: converged, soaking for {}",
+            wave.name,
+            humantime::format_duration(wave.soak)
+        ));
     }
-    let last_merge = cx.state.waves[wi].steps.iter().rev().find_map(|s| s.merged_commit.clone());
+    let last_merge = cx.state.waves[wi]
+        .steps
+        .iter()
+        .rev()
+        .find_map(|s| s.merged_commit.clone());
     let clusters = cx.state.waves[wi].clusters.clone();
     for c in &clusters {
         if cx.state.waves[wi].failed.contains_key(c) {
@@ -438,14 +594,22 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
         }
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
         // The cluster must stay converged and healthy through the soak, not just at its end.
-        let flux = last_merge.as_ref().map(|m| cluster::convergence(&obs, m, cx.world.descends));
+        let flux = last_merge
+            .as_ref()
+            .map(|m| cluster::convergence(&obs, m, cx.world.descends));
         let breach = match (&flux, cluster::failing_gate(&obs)) {
             (Some(Convergence::Failed(r)), _) => Some(("flux".to_string(), r.clone())),
             (_, Some(g)) => Some((g.gate.clone(), g.reason.clone())),
             _ => None,
         };
         if let Some((gate, reason)) = breach {
-            cx.state.waves[wi].gate_log.push(GateRecord { time: cx.now, cluster: c.clone(), gate: gate.clone(), ok: false, reason: reason.clone() });
+            cx.state.waves[wi].gate_log.push(GateRecord {
+                time: cx.now,
+                cluster: c.clone(),
+                gate: gate.clone(),
+                ok: false,
+                reason: reason.clone(),
+            });
             let why = format!("gate {gate} failed during soak: {reason}");
             cx.note(format!("wave {} cluster {c}: {why}", wave.name));
             cx.state.waves[wi].failed.insert(c.clone(), why);
@@ -465,7 +629,11 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
     ws.finished_at = Some(cx.now);
     cx.note(format!("wave {} passed its soak: Succeeded", wave.name));
     for c in &clusters {
-        let outcome = if cx.state.waves[wi].failed.contains_key(c) { Outcome::Failed } else { Outcome::Succeeded };
+        let outcome = if cx.state.waves[wi].failed.contains_key(c) {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
         telemetry(cx, wi, c, outcome);
     }
     // The next wave may start right away.
@@ -478,7 +646,14 @@ fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
     ws.finished_at = Some(cx.now);
     let failed: Vec<String> = ws.failed.keys().cloned().collect();
     let reasons: Vec<String> = ws.failed.iter().map(|(c, r)| format!("{c}: {r}")).collect();
-    let reason = format!("wave {} failed ({} of {} clusters, maxFailures {}): {}", wave.name, failed.len(), ws.clusters.len(), allowance(wave, ws.clusters.len()), reasons.join("; "));
+    let reason = format!(
+        "wave {} failed ({} of {} clusters, maxFailures {}): {}",
+        wave.name,
+        failed.len(),
+        ws.clusters.len(),
+        allowance(wave, ws.clusters.len()),
+        reasons.join("; ")
+    );
     cx.state.status = PlanStatus::Halted;
     cx.state.reason = Some(reason.clone());
     cx.note(format!("HALT: {reason}"));
@@ -490,7 +665,11 @@ fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
         failed_clusters: failed.clone(),
         rollback_hint: format!("fleetwave rollback --plan <plan> --wave {}", wave.name),
     };
-    cx.emit(Event::alert(format!("alert/{}/{}", cx.plan.name, wave.name), cx.now, alert));
+    cx.emit(Event::alert(
+        format!("alert/{}/{}", cx.plan.name, wave.name),
+        cx.now,
+        alert,
+    ));
     for c in &failed {
         telemetry(cx, wi, c, Outcome::Failed);
     }
@@ -499,29 +678,63 @@ fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
 
 /// A halted plan: every open step PR gets a failure status.
 fn halt_statuses(cx: &mut Ctx) {
-    let reason = cx.state.reason.clone().unwrap_or_else(|| "plan halted".into());
+    let reason = cx
+        .state
+        .reason
+        .clone()
+        .unwrap_or_else(|| "plan halted".into());
     for wi in 0..cx.state.waves.len() {
         for si in 0..cx.state.waves[wi].steps.len() {
             let s = &cx.state.waves[wi].steps[si];
             if s.status != StepStatus::Open {
                 continue;
             }
-            let Some(pr) = cx.world.prs.get(&s.branch).filter(|p| p.open) else { continue };
+            let Some(pr) = cx.world.prs.get(&s.branch).filter(|p| p.open) else {
+                continue;
+            };
             let head = pr.head.clone();
-            cx.status(wi, si, &head, GateState::Failure, format!("plan halted, will not merge: {reason}"));
+            cx.status(
+                wi,
+                si,
+                &head,
+                GateState::Failure,
+                format!("plan halted, will not merge: {reason}"),
+            );
         }
     }
 }
 
 fn telemetry(cx: &mut Ctx, wi: usize, cluster: &str, outcome: Outcome) {
     let ws = &cx.state.waves[wi];
-    let changes: Vec<&ChangeRecord> = ws.steps.iter().filter(|s| s.merged_commit.is_some()).flat_map(|s| s.changes.iter()).filter(|c| c.cluster == cluster).collect();
-    let last = |what: &str| changes.iter().rev().find(|c| c.what == what).map(|c| c.to.clone());
+    let changes: Vec<&ChangeRecord> = ws
+        .steps
+        .iter()
+        .filter(|s| s.merged_commit.is_some())
+        .flat_map(|s| s.changes.iter())
+        .filter(|c| c.cluster == cluster)
+        .collect();
+    let last = |what: &str| {
+        changes
+            .iter()
+            .rev()
+            .find(|c| c.what == what)
+            .map(|c| c.to.clone())
+    };
     let t = Telemetry {
         cluster_id: cluster.to_string(),
-        target_infrastructure: cx.world.infra.get(cluster).cloned().unwrap_or_else(|| "unknown".into()),
+        target_infrastructure: cx
+            .world
+            .infra
+            .get(cluster)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into()),
         template: last("template"),
-        kubernetes_version: cx.plan.target.as_ref().filter(|_| changes.iter().any(|c| c.what == "kubernetes")).map(|t| t.canonical()),
+        kubernetes_version: cx
+            .plan
+            .target
+            .as_ref()
+            .filter(|_| changes.iter().any(|c| c.what == "kubernetes"))
+            .map(|t| t.canonical()),
         gitops_base: last("gitopsBase"),
         plan: cx.plan.name.clone(),
         wave: ws.name.clone(),
@@ -539,10 +752,22 @@ fn telemetry(cx: &mut Ctx, wi: usize, cluster: &str, outcome: Outcome) {
 
 /// Whether `now` is inside the window, and when it next opens (or now if open).
 pub fn window_state(w: &Window, now: DateTime<Utc>) -> (bool, DateTime<Utc>) {
-    let tz: chrono_tz::Tz = w.time_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
-    let day_ok = |d: chrono::Weekday| w.days.is_empty() || w.days.iter().any(|x| x.eq_ignore_ascii_case(&d.to_string()));
+    let tz: chrono_tz::Tz = w
+        .time_zone
+        .as_deref()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(chrono_tz::UTC);
+    let day_ok = |d: chrono::Weekday| {
+        w.days.is_empty()
+            || w.days
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(&d.to_string()))
+    };
     let local = now.with_timezone(&tz);
-    let minute = |t: &DateTime<chrono_tz::Tz>| t.format("%H").to_string().parse::<u32>().unwrap_or(0) * 60 + t.format("%M").to_string().parse::<u32>().unwrap_or(0);
+    let minute = |t: &DateTime<chrono_tz::Tz>| {
+        t.format("%H").to_string().parse::<u32>().unwrap_or(0) * 60
+            + t.format("%M").to_string().parse::<u32>().unwrap_or(0)
+    };
     let m = minute(&local);
     if day_ok(local.weekday()) && m >= w.start && m < w.end {
         return (true, now);
@@ -553,7 +778,9 @@ pub fn window_state(w: &Window, now: DateTime<Utc>) -> (bool, DateTime<Utc>) {
         if !day_ok(date.weekday()) {
             continue;
         }
-        let start = date.and_hms_opt(w.start / 60, w.start % 60, 0).expect("valid time");
+        let start = date
+            .and_hms_opt(w.start / 60, w.start % 60, 0)
+            .expect("valid time");
         if let Some(t) = tz.from_local_datetime(&start).earliest() {
             let t = t.with_timezone(&Utc);
             if t > now {

@@ -65,7 +65,11 @@ fn infra_hints(file: &RepoFile, docs: &[Doc]) -> Vec<String> {
         if let Some(api) = doc.root_str(&["apiVersion"]) {
             out.push(api.split('/').next().unwrap_or(api).to_string());
         }
-        for path in [&["spec", "infrastructureRef", "kind"][..], &["kind"], &["spec", "template"]] {
+        for path in [
+            &["spec", "infrastructureRef", "kind"][..],
+            &["kind"],
+            &["spec", "template"],
+        ] {
             if let Some(v) = doc.root_str(path) {
                 out.push(v.to_string());
             }

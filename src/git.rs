@@ -590,7 +590,7 @@ impl GitRepo {
     /// Exclusive lock on a local remote for the duration of a push (see LOCAL_PUSH_LOCK);
     /// None for network remotes, whose server checks the old value itself.
     fn lock_local_remote(&self) -> Result<Option<File>, GitError> {
-        let Some(dir) = local_remote_dir(&self.url).filter(|_| std::env::var_os("FW_NOLOCK").is_none()) else {
+        let Some(dir) = local_remote_dir(&self.url) else {
             return Ok(None);
         };
         let path = dir.join(LOCAL_PUSH_LOCK);

@@ -43,7 +43,11 @@ impl Settings {
     }
 
     pub fn sig(&self, now: DateTime<Utc>) -> Sig {
-        Sig { name: self.author_name.clone(), email: self.author_email.clone(), time: now }
+        Sig {
+            name: self.author_name.clone(),
+            email: self.author_email.clone(),
+            time: now,
+        }
     }
 }
 
@@ -105,39 +109,84 @@ pub fn branch_name(plan: &str, wave: &str, index: usize, id: &str) -> String {
 /// Fetch and plan against the base branch; load the stored state.
 pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileError> {
     git.fetch()?;
-    let base_head = git.branch_head(&s.base)?.ok_or_else(|| ReconcileError::Other(format!("the base branch {} does not exist on the remote", s.base)))?;
+    let base_head = git.branch_head(&s.base)?.ok_or_else(|| {
+        ReconcileError::Other(format!(
+            "the base branch {} does not exist on the remote",
+            s.base
+        ))
+    })?;
     let tree = MemTree::new(git.files(&base_head)?);
     let text = tree
         .files()
         .get(&s.plan_path)
         .map(|b| String::from_utf8_lossy(b).to_string())
-        .ok_or_else(|| ReconcileError::Other(format!("{} is not on branch {} (commit {})", s.plan_path.display(), s.base, &base_head[..12])))?;
+        .ok_or_else(|| {
+            ReconcileError::Other(format!(
+                "{} is not on branch {} (commit {})",
+                s.plan_path.display(),
+                s.base,
+                &base_head[..12]
+            ))
+        })?;
     let hash = plan_hash(&text);
     let planned = planner::prepare_in(&tree, &s.plan_path, text).map_err(ReconcileError::Plan)?;
-    let refusals: Vec<String> = planned.refusals().map(|f| format!("  {}", f.message)).collect();
+    let refusals: Vec<String> = planned
+        .refusals()
+        .map(|f| format!("  {}", f.message))
+        .collect();
     if !refusals.is_empty() {
         return Err(ReconcileError::Refused(refusals.join("\n")));
     }
     let (state, state_head) = load_state(git, s, &planned.plan.name)?;
-    Ok(Observed { base_head, planned, plan_hash: hash, state, state_head })
+    Ok(Observed {
+        base_head,
+        planned,
+        plan_hash: hash,
+        state,
+        state_head,
+    })
 }
 
-pub fn load_state(git: &GitRepo, s: &Settings, plan: &str) -> Result<(PlanState, Option<String>), ReconcileError> {
+pub fn load_state(
+    git: &GitRepo,
+    s: &Settings,
+    plan: &str,
+) -> Result<(PlanState, Option<String>), ReconcileError> {
     let head = git.branch_head(&s.state_branch)?;
-    let Some(h) = &head else { return Ok((PlanState::new(plan, ""), None)) };
+    let Some(h) = &head else {
+        return Ok((PlanState::new(plan, ""), None));
+    };
     match git.read_file(h, Path::new(&PlanState::path(plan)))? {
         None => Ok((PlanState::new(plan, ""), head)),
         Some(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
-            let st = PlanState::from_yaml(&text).map_err(|e| ReconcileError::Other(format!("the state of plan {plan} on {} does not parse: {e}", s.state_branch)))?;
+            let st = PlanState::from_yaml(&text).map_err(|e| {
+                ReconcileError::Other(format!(
+                    "the state of plan {plan} on {} does not parse: {e}",
+                    s.state_branch
+                ))
+            })?;
             Ok((st, head))
         }
     }
 }
 
 /// Write the state with compare-and-swap on the state branch. Ok(false): lost the race.
-pub fn write_state(git: &GitRepo, s: &Settings, st: &PlanState, expected: Option<&str>, message: &str, now: DateTime<Utc>) -> Result<Option<String>, ReconcileError> {
-    let commit = git.commit_file(expected, Path::new(&PlanState::path(&st.plan)), st.to_yaml().as_bytes(), message, &s.sig(now))?;
+pub fn write_state(
+    git: &GitRepo,
+    s: &Settings,
+    st: &PlanState,
+    expected: Option<&str>,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, ReconcileError> {
+    let commit = git.commit_file(
+        expected,
+        Path::new(&PlanState::path(&st.plan)),
+        st.to_yaml().as_bytes(),
+        message,
+        &s.sig(now),
+    )?;
     match git.push(&s.state_branch, &commit, expected) {
         Ok(()) => Ok(Some(commit)),
         Err(GitError::LeaseLost { .. }) => Ok(None),
@@ -164,7 +213,11 @@ fn wave_inputs(p: &Planned) -> Vec<WaveInput> {
                         .map(|c| ChangeRecord {
                             cluster: c.cluster.clone(),
                             file: c.file.display().to_string(),
-                            field: if c.object.is_empty() { c.field.clone() } else { format!("{} {}", c.object, c.field) },
+                            field: if c.object.is_empty() {
+                                c.field.clone()
+                            } else {
+                                format!("{} {}", c.object, c.field)
+                            },
                             what: match c.what {
                                 What::Kubernetes(_) => "kubernetes".into(),
                                 What::GitopsBase => "gitopsBase".into(),
@@ -181,13 +234,28 @@ fn wave_inputs(p: &Planned) -> Vec<WaveInput> {
 }
 
 /// The commit message and PR text of a step.
-pub fn step_text(plan: &str, hash: &str, wave: &str, step: &StepPlan, what: &str) -> (String, String) {
+pub fn step_text(
+    plan: &str,
+    hash: &str,
+    wave: &str,
+    step: &StepPlan,
+    what: &str,
+) -> (String, String) {
     let title = format!("fleetwave({plan}): {wave} — {what}");
-    let mut body = format!("Step {} of wave `{wave}`: {}.\n\n| cluster | file | field | from | to |\n|---|---|---|---|---|\n", step.index, step.title);
+    let mut body = format!(
+        "Step {} of wave `{wave}`: {}.\n\n| cluster | file | field | from | to |\n|---|---|---|---|---|\n",
+        step.index, step.title
+    );
     for c in &step.changes {
-        body.push_str(&format!("| {} | `{}` | `{}` | `{}` | `{}` |\n", c.cluster, c.file, c.field, c.from, c.to));
+        body.push_str(&format!(
+            "| {} | `{}` | `{}` | `{}` | `{}` |\n",
+            c.cluster, c.file, c.field, c.from, c.to
+        ));
     }
-    body.push_str(&format!("\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{} -->\n", step.index));
+    body.push_str(&format!(
+        "\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{} -->\n",
+        step.index
+    ));
     (title, body)
 }
 
@@ -196,7 +264,13 @@ fn what_text(p: &Planned, step: &StepPlan) -> String {
     let mut parts: Vec<String> = Vec::new();
     let k = step.changes.iter().find(|c| c.what == "kubernetes");
     if k.is_some() {
-        parts.push(step.title.split(',').next().unwrap_or(&step.title).to_string());
+        parts.push(
+            step.title
+                .split(',')
+                .next()
+                .unwrap_or(&step.title)
+                .to_string(),
+        );
     }
     if let Some(g) = &p.plan.gitops_base {
         if step.changes.iter().any(|c| c.what == "gitopsBase") {
@@ -206,18 +280,39 @@ fn what_text(p: &Planned, step: &StepPlan) -> String {
     if step.changes.iter().any(|c| c.what == "template") {
         parts.push("k0rdent templates".into());
     }
-    if parts.is_empty() { step.title.clone() } else { parts.join(", ") }
+    if parts.is_empty() {
+        step.title.clone()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// The step commits that may be opened or refreshed now: per wave, its first unfinished step
 /// that has changes.
-fn desired_commits(git: &GitRepo, s: &Settings, o: &Observed, inputs: &[WaveInput], now: DateTime<Utc>) -> Result<BTreeMap<String, Desired>, ReconcileError> {
+fn desired_commits(
+    git: &GitRepo,
+    s: &Settings,
+    o: &Observed,
+    inputs: &[WaveInput],
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, Desired>, ReconcileError> {
     let mut out = BTreeMap::new();
     for (wi, w) in o.planned.waves.iter().enumerate() {
         let done = |si: usize| {
-            o.state.step(wi, si).is_some_and(|st| matches!(st.status, StepStatus::Merged | StepStatus::Converged | StepStatus::Skipped | StepStatus::RolledBack))
+            o.state.step(wi, si).is_some_and(|st| {
+                matches!(
+                    st.status,
+                    StepStatus::Merged
+                        | StepStatus::Converged
+                        | StepStatus::Skipped
+                        | StepStatus::RolledBack
+                )
+            })
         };
-        let Some(si) = (0..w.steps.len()).find(|&si| !done(si) && !w.steps[si].changes.is_empty()) else { continue };
+        let Some(si) = (0..w.steps.len()).find(|&si| !done(si) && !w.steps[si].changes.is_empty())
+        else {
+            continue;
+        };
         let step = &inputs[wi].steps[si];
         let edits = match planner::edits(&o.planned, &w.name, Some(si + 1)) {
             Ok(e) => e,
@@ -225,9 +320,23 @@ fn desired_commits(git: &GitRepo, s: &Settings, o: &Observed, inputs: &[WaveInpu
             Err(planner::ApplyError::EarlierPending { .. }) => continue,
             Err(e) => return Err(ReconcileError::Other(e.to_string())),
         };
-        let files: BTreeMap<PathBuf, Vec<u8>> = edits.into_iter().map(|(p, t)| (p, t.into_bytes())).collect();
-        let (title, body) = step_text(&o.planned.plan.name, &o.plan_hash, &w.name, step, &what_text(&o.planned, step));
-        let commit = git.commit_changes(&o.base_head, &files, &format!("{title}\n\n{body}"), &s.sig(now))?;
+        let files: BTreeMap<PathBuf, Vec<u8>> = edits
+            .into_iter()
+            .map(|(p, t)| (p, t.into_bytes()))
+            .collect();
+        let (title, body) = step_text(
+            &o.planned.plan.name,
+            &o.plan_hash,
+            &w.name,
+            step,
+            &what_text(&o.planned, step),
+        );
+        let commit = git.commit_changes(
+            &o.base_head,
+            &files,
+            &format!("{title}\n\n{body}"),
+            &s.sig(now),
+        )?;
         let tree = git.tree_id(&commit)?;
         out.insert(step.branch.clone(), Desired { commit, tree });
     }
@@ -235,60 +344,147 @@ fn desired_commits(git: &GitRepo, s: &Settings, o: &Observed, inputs: &[WaveInpu
 }
 
 /// Base-branch history for the simulated Flux: commits with their time and touched clusters.
-pub fn base_history(git: &GitRepo, o: &Observed, limit: usize) -> Result<Vec<BaseCommit>, ReconcileError> {
-    let owner: BTreeMap<&Path, &str> = o.planned.fleet.clusters.values().flat_map(|c| c.files.iter().map(move |&i| (o.planned.fleet.files[i].rel.as_path(), c.name.as_str()))).collect();
+pub fn base_history(
+    git: &GitRepo,
+    o: &Observed,
+    limit: usize,
+    cache: &mut BTreeMap<String, BTreeSet<String>>,
+) -> Result<Vec<BaseCommit>, ReconcileError> {
+    let owner: BTreeMap<&Path, &str> = o
+        .planned
+        .fleet
+        .clusters
+        .values()
+        .flat_map(|c| {
+            c.files
+                .iter()
+                .map(move |&i| (o.planned.fleet.files[i].rel.as_path(), c.name.as_str()))
+        })
+        .collect();
     let log = git.first_parent_log(&o.base_head, limit)?;
     let mut out = Vec::new();
     for c in &log {
-        let touched: BTreeSet<String> = match c.parents.first() {
-            Some(p) => git.changed_paths(p, &c.id)?.iter().filter_map(|p| owner.get(p.as_path()).map(|s| s.to_string())).collect(),
-            None => BTreeSet::new(),
+        // A commit's touched clusters never change: compute them once per process.
+        let touched = match (cache.get(&c.id), c.parents.first()) {
+            (Some(t), _) => t.clone(),
+            (None, Some(p)) => git
+                .changed_paths(p, &c.id)?
+                .iter()
+                .filter_map(|p| owner.get(p.as_path()).map(|s| s.to_string()))
+                .collect(),
+            (None, None) => BTreeSet::new(),
         };
-        out.push(BaseCommit { id: c.id.clone(), time: c.time, touched });
+        cache.insert(c.id.clone(), touched.clone());
+        out.push(BaseCommit {
+            id: c.id.clone(),
+            time: c.time,
+            touched,
+        });
     }
     Ok(out)
 }
 
 /// One tick. With `dry_run`, nothing is written and the effects are only reported.
-pub async fn tick<F: Forge, C: ClusterSource>(git: &GitRepo, forge: &F, clusters: &C, notifier: &dyn Notifier, s: &Settings, o: Observed, now: DateTime<Utc>, dry_run: bool) -> Result<Report, ReconcileError> {
+pub async fn tick<F: Forge, C: ClusterSource>(
+    git: &GitRepo,
+    forge: &F,
+    clusters: &C,
+    notifier: &dyn Notifier,
+    s: &Settings,
+    o: Observed,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Report, ReconcileError> {
     let inputs = wave_inputs(&o.planned);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
-    let refs: Vec<StepRef> = o.state.waves.iter().flat_map(|w| w.steps.iter()).chain(std::iter::empty()).map(|st| StepRef { branch: st.branch.clone(), pr: st.pr, head: st.head.clone() }).collect();
+    let refs: Vec<StepRef> = o
+        .state
+        .waves
+        .iter()
+        .flat_map(|w| w.steps.iter())
+        .chain(std::iter::empty())
+        .map(|st| StepRef {
+            branch: st.branch.clone(),
+            pr: st.pr,
+            head: st.head.clone(),
+        })
+        .collect();
     // Steps not yet in the state (first tick) may still have branches from a crashed run.
     let mut refs = refs;
     for w in &inputs {
         for st in &w.steps {
             if !refs.iter().any(|r| r.branch == st.branch) {
-                refs.push(StepRef { branch: st.branch.clone(), pr: None, head: None });
+                refs.push(StepRef {
+                    branch: st.branch.clone(),
+                    pr: None,
+                    head: None,
+                });
             }
         }
     }
     let prs = forge.observe(&refs, &o.base_head).await?;
-    let names: Vec<String> = o.planned.waves.iter().flat_map(|w| w.clusters.iter().cloned()).collect();
+    let names: Vec<String> = o
+        .planned
+        .waves
+        .iter()
+        .flat_map(|w| w.clusters.iter().cloned())
+        .collect();
     let observed = clusters.observe(&names, now).await?;
     let infra: BTreeMap<String, String> = o
         .planned
         .fleet
         .clusters
         .values()
-        .map(|c| (c.name.clone(), crate::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>())))
+        .map(|c| {
+            (
+                c.name.clone(),
+                crate::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>()),
+            )
+        })
         .collect();
     let descends = |a: &str, b: &str| git.is_ancestor(b, a).unwrap_or(false);
-    let world = World { now, base_head: o.base_head.clone(), plan_hash: o.plan_hash.clone(), waves: inputs.clone(), desired, prs, clusters: observed, descends: &descends, infra };
-    let Decision { state: mut new, effects, wake_at, held, notes } = decide::decide(&o.planned.plan, &o.state, &world);
+    let world = World {
+        now,
+        base_head: o.base_head.clone(),
+        plan_hash: o.plan_hash.clone(),
+        waves: inputs.clone(),
+        desired,
+        prs,
+        clusters: observed,
+        descends: &descends,
+        infra,
+    };
+    let Decision {
+        state: mut new,
+        effects,
+        wake_at,
+        held,
+        notes,
+    } = decide::decide(&o.planned.plan, &o.state, &world);
     let effect_lines: Vec<String> = effects.iter().map(|e| describe(&new, e)).collect();
     let outcome = match (&held, new.status) {
         (Some(h), _) => Outcome::Held(h.clone()),
         (None, PlanStatus::Succeeded) => Outcome::Done,
         _ => Outcome::Progressing,
     };
-    let report = |state: PlanState, outcome: Outcome| Report { outcome, notes: notes.clone(), effects: effect_lines.clone(), wake_at, state };
+    let report = |state: PlanState, outcome: Outcome| Report {
+        outcome,
+        notes: notes.clone(),
+        effects: effect_lines.clone(),
+        wake_at,
+        state,
+    };
     if dry_run {
         return Ok(report(new, outcome));
     }
     let mut state_head = o.state_head.clone();
     if new != o.state {
-        let msg = format!("fleetwave: {} tick {}\n\n{}", new.plan, new.tick, notes.join("\n"));
+        let msg = format!(
+            "fleetwave: {} tick {}\n\n{}",
+            new.plan,
+            new.tick,
+            notes.join("\n")
+        );
         match write_state(git, s, &new, state_head.as_deref(), &msg, now)? {
             Some(h) => state_head = Some(h),
             None => return Ok(report(o.state, Outcome::LostRace)),
@@ -297,7 +493,12 @@ pub async fn tick<F: Forge, C: ClusterSource>(git: &GitRepo, forge: &F, clusters
     let mut sent = Vec::new();
     for e in &effects {
         match e {
-            Effect::PushStep { wave, step, commit, expected } => {
+            Effect::PushStep {
+                wave,
+                step,
+                commit,
+                expected,
+            } => {
                 let st = &new.waves[*wave].steps[*step];
                 match git.push(&st.branch, commit, expected.as_deref()) {
                     Ok(()) => {}
@@ -306,19 +507,55 @@ pub async fn tick<F: Forge, C: ClusterSource>(git: &GitRepo, forge: &F, clusters
                     Err(err) => return Err(err.into()),
                 }
                 let input = &inputs[*wave].steps[*step];
-                let (title, body) = step_text(&new.plan, &o.plan_hash, &new.waves[*wave].name, input, &what_text(&o.planned, input));
-                let r = StepRef { branch: st.branch.clone(), pr: st.pr, head: Some(commit.clone()) };
-                forge.open(&r, &PrSpec { title, body, base: s.base.clone() }).await?;
+                let (title, body) = step_text(
+                    &new.plan,
+                    &o.plan_hash,
+                    &new.waves[*wave].name,
+                    input,
+                    &what_text(&o.planned, input),
+                );
+                let r = StepRef {
+                    branch: st.branch.clone(),
+                    pr: st.pr,
+                    head: Some(commit.clone()),
+                };
+                forge
+                    .open(
+                        &r,
+                        &PrSpec {
+                            title,
+                            body,
+                            base: s.base.clone(),
+                        },
+                    )
+                    .await?;
             }
-            Effect::SetStatus { wave, step, head, state, description } => {
+            Effect::SetStatus {
+                wave,
+                step,
+                head,
+                state,
+                description,
+            } => {
                 let st = &new.waves[*wave].steps[*step];
-                let r = StepRef { branch: st.branch.clone(), pr: st.pr, head: st.head.clone() };
+                let r = StepRef {
+                    branch: st.branch.clone(),
+                    pr: st.pr,
+                    head: st.head.clone(),
+                };
                 forge.set_status(&r, head, *state, description).await?;
             }
             Effect::Merge { wave, step, head } => {
                 let st = &new.waves[*wave].steps[*step];
-                let r = StepRef { branch: st.branch.clone(), pr: st.pr, head: st.head.clone() };
-                let msg = format!("Merge {} (fleetwave {} wave {} step {})", st.branch, new.plan, new.waves[*wave].name, st.index);
+                let r = StepRef {
+                    branch: st.branch.clone(),
+                    pr: st.pr,
+                    head: st.head.clone(),
+                };
+                let msg = format!(
+                    "Merge {} (fleetwave {} wave {} step {})",
+                    st.branch, new.plan, new.waves[*wave].name, st.index
+                );
                 match forge.merge(&r, head, &msg).await {
                     Ok(_) => {}
                     Err(ForgeError::BaseMoved) => break,
@@ -329,7 +566,9 @@ pub async fn tick<F: Forge, C: ClusterSource>(git: &GitRepo, forge: &F, clusters
                 if let Some(ob) = new.events.get(id) {
                     match notifier.send(&ob.event).await {
                         Ok(()) => sent.push(id.clone()),
-                        Err(err) => tracing::warn!("could not send {id}: {err}; will retry next tick"),
+                        Err(err) => {
+                            tracing::warn!("could not send {id}: {err}; will retry next tick")
+                        }
                     }
                 }
             }
@@ -343,7 +582,14 @@ pub async fn tick<F: Forge, C: ClusterSource>(git: &GitRepo, forge: &F, clusters
             }
         }
         // If this loses a race the events stay unsent here and are resent; sinks dedupe by id.
-        let _ = write_state(git, s, &new, state_head.as_deref(), &format!("fleetwave: {} events sent: {}", new.plan, sent.join(", ")), now)?;
+        let _ = write_state(
+            git,
+            s,
+            &new,
+            state_head.as_deref(),
+            &format!("fleetwave: {} events sent: {}", new.plan, sent.join(", ")),
+            now,
+        )?;
         let _ = before;
     }
     Ok(report(new, outcome))
@@ -351,15 +597,38 @@ pub async fn tick<F: Forge, C: ClusterSource>(git: &GitRepo, forge: &F, clusters
 
 fn describe(st: &PlanState, e: &Effect) -> String {
     match e {
-        Effect::PushStep { wave, step, commit, expected } => {
+        Effect::PushStep {
+            wave,
+            step,
+            commit,
+            expected,
+        } => {
             let b = &st.waves[*wave].steps[*step].branch;
             match expected {
                 None => format!("push {b} at {} and open its pull request", short(commit)),
-                Some(old) => format!("regenerate {b}: {} → {} (lease on {})", short(old), short(commit), short(old)),
+                Some(old) => format!(
+                    "regenerate {b}: {} → {} (lease on {})",
+                    short(old),
+                    short(commit),
+                    short(old)
+                ),
             }
         }
-        Effect::SetStatus { wave, step, state, description, .. } => format!("status fleetwave/gate on {}: {:?} — {description}", st.waves[*wave].steps[*step].branch, state),
-        Effect::Merge { wave, step, head } => format!("merge {} at {}", st.waves[*wave].steps[*step].branch, short(head)),
+        Effect::SetStatus {
+            wave,
+            step,
+            state,
+            description,
+            ..
+        } => format!(
+            "status fleetwave/gate on {}: {:?} — {description}",
+            st.waves[*wave].steps[*step].branch, state
+        ),
+        Effect::Merge { wave, step, head } => format!(
+            "merge {} at {}",
+            st.waves[*wave].steps[*step].branch,
+            short(head)
+        ),
         Effect::Send { id } => format!("send {id}"),
     }
 }
@@ -369,11 +638,20 @@ pub fn short(id: &str) -> &str {
 }
 
 /// Pause or resume a plan by writing its state.
-pub fn set_paused(git: &GitRepo, s: &Settings, paused: bool, now: DateTime<Utc>) -> Result<PlanState, ReconcileError> {
+pub fn set_paused(
+    git: &GitRepo,
+    s: &Settings,
+    paused: bool,
+    now: DateTime<Utc>,
+) -> Result<PlanState, ReconcileError> {
     let o = observe_repo(git, s)?;
     let mut st = o.state.clone();
     if st.waves.is_empty() {
-        return Err(ReconcileError::Other(format!("plan {} has not started; nothing to {}", o.planned.plan.name, if paused { "pause" } else { "resume" })));
+        return Err(ReconcileError::Other(format!(
+            "plan {} has not started; nothing to {}",
+            o.planned.plan.name,
+            if paused { "pause" } else { "resume" }
+        )));
     }
     match (paused, st.status) {
         (true, PlanStatus::InProgress) => {
@@ -384,19 +662,229 @@ pub fn set_paused(git: &GitRepo, s: &Settings, paused: bool, now: DateTime<Utc>)
             st.status = PlanStatus::InProgress;
             st.reason = None;
         }
-        (_, other) => return Err(ReconcileError::Other(format!("plan {} is {other:?}; nothing to change", st.plan))),
+        (_, other) => {
+            return Err(ReconcileError::Other(format!(
+                "plan {} is {other:?}; nothing to change",
+                st.plan
+            )));
+        }
     }
     st.tick += 1;
-    let msg = format!("fleetwave: {} {}", st.plan, if paused { "paused" } else { "resumed" });
+    let msg = format!(
+        "fleetwave: {} {}",
+        st.plan,
+        if paused { "paused" } else { "resumed" }
+    );
     match write_state(git, s, &st, o.state_head.as_deref(), &msg, now)? {
         Some(_) => Ok(st),
-        None => Err(ReconcileError::Other("another reconciler wrote the state at the same time; try again".into())),
+        None => Err(ReconcileError::Other(
+            "another reconciler wrote the state at the same time; try again".into(),
+        )),
     }
 }
 
 /// The state branch's log for a plan: the audit trail.
 pub fn history(git: &GitRepo, s: &Settings) -> Result<Vec<crate::git::CommitInfo>, ReconcileError> {
     git.fetch()?;
-    let Some(head) = git.branch_head(&s.state_branch)? else { return Ok(Vec::new()) };
+    let Some(head) = git.branch_head(&s.state_branch)? else {
+        return Ok(Vec::new());
+    };
     Ok(git.first_parent_log(&head, 100_000)?)
+}
+
+pub struct RollbackOptions {
+    pub waves: Vec<String>,
+    pub allow_downgrade: bool,
+    pub merge: bool,
+    pub dry_run: bool,
+}
+
+/// Revert what can be reverted of the named waves (default: the failed one): gitops-base
+/// tags and template names go back; Kubernetes minor downgrades are refused (a control
+/// plane cannot be downgraded: restore from an etcd snapshot), patch-level ones need
+/// `allow_downgrade`. One rollback branch per wave, merged with the local forge if asked.
+pub fn rollback(
+    git: &GitRepo,
+    s: &Settings,
+    opts: &RollbackOptions,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, ReconcileError> {
+    use crate::edit::{self, Splice};
+    use crate::version::KubeVersion;
+    let o = observe_repo(git, s)?;
+    let mut st = o.state.clone();
+    let names: Vec<String> = if opts.waves.is_empty() {
+        st.waves
+            .iter()
+            .filter(|w| w.status == crate::state::WaveStatus::Failed)
+            .map(|w| w.name.clone())
+            .collect()
+    } else {
+        opts.waves.clone()
+    };
+    if names.is_empty() {
+        return Err(ReconcileError::Other(
+            "no wave has failed; name the waves to roll back with --wave".into(),
+        ));
+    }
+    let mut lines = Vec::new();
+    let mut base = o.base_head.clone();
+    for name in &names {
+        let Some(wi) = st.waves.iter().position(|w| &w.name == name) else {
+            return Err(ReconcileError::Other(format!(
+                "plan {} has no wave {name:?}",
+                st.plan
+            )));
+        };
+        // Per (file, field): the value before the wave's first change and after its last.
+        let mut span: BTreeMap<(String, String), (ChangeRecord, String)> = BTreeMap::new();
+        for step in st.waves[wi]
+            .steps
+            .iter()
+            .filter(|x| x.merged_commit.is_some() && x.status != StepStatus::RolledBack)
+        {
+            for c in &step.changes {
+                span.entry((c.file.clone(), c.field.clone()))
+                    .and_modify(|e| e.1 = c.to.clone())
+                    .or_insert((c.clone(), c.to.clone()));
+            }
+        }
+        if span.is_empty() {
+            lines.push(format!("wave {name}: nothing merged to roll back"));
+            continue;
+        }
+        let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        for ((file, field), (first, last)) in &span {
+            if first.what == "kubernetes" {
+                let (a, b) = (KubeVersion::parse(&first.from), KubeVersion::parse(last));
+                let minor_change = matches!((&a, &b), (Some(a), Some(b)) if a.minor != b.minor);
+                if minor_change || !opts.allow_downgrade {
+                    let why = if minor_change {
+                        "a Kubernetes minor downgrade is not supported (the control plane cannot go back a minor); restore the cluster from an etcd snapshot instead"
+                    } else {
+                        "a patch-level downgrade needs --allow-downgrade"
+                    };
+                    lines.push(format!(
+                        "refused: wave {name} cluster {} {file} {field}: {} → {}: {why}",
+                        first.cluster, last, first.from
+                    ));
+                    continue;
+                }
+            }
+            wanted.insert(
+                (file.clone(), field.clone()),
+                (last.clone(), first.from.clone()),
+            );
+        }
+        // Find those values in the current base and splice them back.
+        let mut by_file: BTreeMap<usize, Vec<Splice>> = BTreeMap::new();
+        for loc in &o.planned.fleet.located {
+            for oc in &loc.occurrences {
+                let file = o.planned.fleet.files[oc.file].rel.display().to_string();
+                let field = if oc.object.is_empty() {
+                    oc.field.clone()
+                } else {
+                    format!("{} {}", oc.object, oc.field)
+                };
+                if let Some((now_value, back)) = wanted.get(&(file, field)) {
+                    if &oc.value == now_value {
+                        by_file.entry(oc.file).or_default().push(Splice {
+                            range: oc.range.clone(),
+                            old: oc.value.clone(),
+                            new: back.clone(),
+                            scalar: oc
+                                .scalar
+                                .as_ref()
+                                .map(|c| (c.start, format!("{}{}{}", c.before, back, c.after))),
+                        });
+                    }
+                }
+            }
+        }
+        let mut files = BTreeMap::new();
+        for (i, splices) in &by_file {
+            let f = &o.planned.fleet.files[*i];
+            let text = edit::apply(&f.text, splices, f.is_yaml())
+                .map_err(|e| ReconcileError::Other(format!("{}: {e}", f.rel.display())))?;
+            files.insert(f.rel.clone(), text.into_bytes());
+        }
+        let count: usize = by_file.values().map(Vec::len).sum();
+        if files.is_empty() {
+            lines.push(format!("wave {name}: nothing reversible to roll back"));
+            continue;
+        }
+        let branch = format!("fleetwave/{}/{name}/rollback", st.plan);
+        let msg = format!(
+            "fleetwave({}): roll back wave {name}\n\nReverts {count} value(s): gitops-base tags, template names{}.",
+            st.plan,
+            if opts.allow_downgrade {
+                " and patch-level Kubernetes versions"
+            } else {
+                ""
+            }
+        );
+        if opts.dry_run {
+            lines.push(format!(
+                "would push {branch} reverting {count} value(s) in {} file(s)",
+                files.len()
+            ));
+            continue;
+        }
+        let commit = git.commit_changes(&base, &files, &msg, &s.sig(now))?;
+        let old = git.branch_head(&branch)?;
+        git.push(&branch, &commit, old.as_deref())?;
+        lines.push(format!(
+            "pushed {branch} ({}) reverting {count} value(s) in {} file(s)",
+            short(&commit),
+            files.len()
+        ));
+        if opts.merge {
+            let merge =
+                git.merge_commit(&base, &commit, &format!("Merge {branch}"), &s.sig(now))?;
+            git.push(&s.base, &merge, Some(&base))?;
+            base = merge.clone();
+            lines.push(format!(
+                "merged {branch} into {} as {}",
+                s.base,
+                short(&merge)
+            ));
+            let fully: Vec<usize> = st.waves[wi]
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| {
+                    x.merged_commit.is_some()
+                        && x.changes
+                            .iter()
+                            .all(|c| c.what != "kubernetes" || opts.allow_downgrade)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            for i in fully {
+                st.waves[wi].steps[i].status = StepStatus::RolledBack;
+                st.waves[wi].steps[i].revert_commit = Some(merge.clone());
+            }
+        }
+    }
+    if !opts.dry_run && st != o.state {
+        st.reason = Some(format!(
+            "{}; rolled back: {}",
+            st.reason.clone().unwrap_or_default(),
+            names.join(", ")
+        ));
+        st.tick += 1;
+        if write_state(
+            git,
+            s,
+            &st,
+            o.state_head.as_deref(),
+            &format!("fleetwave: {} rollback of {}", st.plan, names.join(", ")),
+            now,
+        )?
+        .is_none()
+        {
+            lines.push("warning: another reconciler wrote the state at the same time; the rollback is in Git but not recorded in the state".into());
+        }
+    }
+    Ok(lines)
 }

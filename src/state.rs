@@ -180,7 +180,11 @@ pub struct PlanState {
 
 impl PlanState {
     pub fn new(plan: &str, plan_hash: &str) -> Self {
-        PlanState { plan: plan.to_string(), plan_hash: plan_hash.to_string(), ..Default::default() }
+        PlanState {
+            plan: plan.to_string(),
+            plan_hash: plan_hash.to_string(),
+            ..Default::default()
+        }
     }
 
     /// The state file's path on the state branch.
@@ -216,7 +220,13 @@ mod tests {
             name: "canary".into(),
             status: WaveStatus::Soaking,
             clusters: vec!["a".into()],
-            steps: vec![StepState { index: 1, id: "kubernetes-v1-33-5".into(), branch: "fleetwave/k8s/canary/1-kubernetes-v1-33-5".into(), status: StepStatus::Merged, ..Default::default() }],
+            steps: vec![StepState {
+                index: 1,
+                id: "kubernetes-v1-33-5".into(),
+                branch: "fleetwave/k8s/canary/1-kubernetes-v1-33-5".into(),
+                status: StepStatus::Merged,
+                ..Default::default()
+            }],
             ..Default::default()
         });
         let back = PlanState::from_yaml(&s.to_yaml()).unwrap();

@@ -39,11 +39,21 @@ pub enum ForgeError {
 #[allow(async_fn_in_trait)]
 pub trait Forge {
     /// The state of each step's pull request; steps with no branch and no PR are absent.
-    async fn observe(&self, steps: &[StepRef], base_head: &str) -> Result<BTreeMap<String, PrObs>, ForgeError>;
+    async fn observe(
+        &self,
+        steps: &[StepRef],
+        base_head: &str,
+    ) -> Result<BTreeMap<String, PrObs>, ForgeError>;
     /// Open the step's pull request, or update its title and body; the branch is pushed already.
     async fn open(&self, step: &StepRef, spec: &PrSpec) -> Result<Option<u64>, ForgeError>;
     /// Post the `fleetwave/gate` status on the step's head.
-    async fn set_status(&self, step: &StepRef, head: &str, state: GateState, description: &str) -> Result<(), ForgeError>;
+    async fn set_status(
+        &self,
+        step: &StepRef,
+        head: &str,
+        state: GateState,
+        description: &str,
+    ) -> Result<(), ForgeError>;
     /// Merge the step at exactly `head`; returns the merge commit.
     async fn merge(&self, step: &StepRef, head: &str, message: &str) -> Result<String, ForgeError>;
 }
