@@ -277,7 +277,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
 }
 
 /// A manual step whose gate is green and that waits for a reviewer.
-fn ready_for_review(st: &PlanState) -> Option<(String, String)> {
+pub fn ready_for_review(st: &PlanState) -> Option<(String, String)> {
     st.waves.iter().flat_map(|w| w.steps.iter()).find_map(|s| {
         let p = s.posted.as_ref()?;
         (s.status == StepStatus::Open

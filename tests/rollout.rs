@@ -1,0 +1,280 @@
+//! End-to-end rollouts through `fleetwave reconcile --once` against a local bare remote,
+//! the local forge and the simulated Flux, with time passed in by `--now`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use fleetwave::git::{Auth, GitRepo, Sig};
+use fleetwave::notify::JsonlSink;
+use fleetwave::state::{PlanState, PlanStatus, StepStatus, WaveStatus};
+
+struct Fleet {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    remote: PathBuf,
+    /// A separate clone for the test's own reads and "human" pushes.
+    git: GitRepo,
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0)
+        .single()
+        .unwrap()
+}
+
+fn fleet(plan: &str) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let remote = fleetwave::demo::seed_remote(&root, plan, start()).unwrap();
+    let git = GitRepo::open(
+        &root.join("test-cache.git"),
+        remote.to_str().unwrap(),
+        Auth::None,
+    )
+    .unwrap();
+    Fleet {
+        _dir: dir,
+        root,
+        remote,
+        git,
+    }
+}
+
+impl Fleet {
+    fn reconcile(&self, cache: &str, now: DateTime<Utc>, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args([
+                "reconcile",
+                "--once",
+                "--remote",
+                self.remote.to_str().unwrap(),
+                "--plan",
+                "plans/demo.yaml",
+            ])
+            .args(["--cache", self.root.join(cache).to_str().unwrap()])
+            .args([
+                "--events-file",
+                self.root.join("events.jsonl").to_str().unwrap(),
+            ])
+            .args(["--now", &now.to_rfc3339()])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn state(&self) -> PlanState {
+        self.git.fetch().unwrap();
+        let head = self
+            .git
+            .branch_head("fleetwave/state")
+            .unwrap()
+            .expect("state branch");
+        let files = self.git.files(&head).unwrap();
+        let (_, bytes) = files.iter().next().expect("a state file");
+        PlanState::from_yaml(&String::from_utf8_lossy(bytes)).unwrap()
+    }
+
+    /// Merge a manual wave's step as a reviewer would, when fleetwave says it may.
+    fn review(&self, now: DateTime<Utc>) -> bool {
+        let st = self.state();
+        let Some((branch, head)) = fleetwave::demo::ready_for_review(&st) else {
+            return false;
+        };
+        let base = self.git.branch_head("main").unwrap().unwrap();
+        let sig = Sig {
+            name: "Reviewer".into(),
+            email: "reviewer@example.com".into(),
+            time: now,
+        };
+        let merge = self
+            .git
+            .merge_commit(&base, &head, &format!("Merge {branch}"), &sig)
+            .unwrap();
+        self.git.push("main", &merge, Some(&base)).unwrap();
+        true
+    }
+
+    fn events(&self) -> Vec<fleetwave::notify::Event> {
+        JsonlSink::read_events(&self.root.join("events.jsonl")).unwrap()
+    }
+
+    /// Merge commits on main per step branch, oldest first.
+    fn merges(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.git.fetch().unwrap();
+        let head = self.git.branch_head("main").unwrap().unwrap();
+        let mut out: Vec<(String, DateTime<Utc>)> = self
+            .git
+            .first_parent_log(&head, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.parents.len() == 2)
+            .map(|c| (c.message.lines().next().unwrap_or("").to_string(), c.time))
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Tick until the plan is done or held; reviewers merge manual steps. Returns the last output.
+fn run(f: &Fleet, extra: &[&str], max_ticks: usize) -> (Output, DateTime<Utc>) {
+    let mut now = start();
+    for _ in 0..max_ticks {
+        let out = f.reconcile("cache.git", now, extra);
+        let text = stdout(&out);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "reconcile failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let done = text
+            .lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"));
+        if done || out.status.code() == Some(1) {
+            return (out, now);
+        }
+        let reviewed = f.review(now);
+        let idle = !text.contains("did: ") && !reviewed;
+        let next = text
+            .lines()
+            .find_map(|l| l.strip_prefix("next: "))
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        now = match next {
+            Some(t) if idle && t > now => t,
+            _ => now + Duration::minutes(5),
+        };
+    }
+    panic!("the rollout did not finish in {max_ticks} ticks");
+}
+
+fn check_order(st: &PlanState, plan: &fleetwave::plan::Plan) {
+    let mut prev_wave_end: Option<DateTime<Utc>> = None;
+    for (w, spec) in st.waves.iter().zip(&plan.waves) {
+        assert_eq!(w.status, WaveStatus::Succeeded, "wave {}", w.name);
+        let mut prev_converged: Option<DateTime<Utc>> = None;
+        for s in w.steps.iter().filter(|s| s.status != StepStatus::Skipped) {
+            let merged = s.merged_at.expect("merged");
+            if let Some(p) = prev_wave_end {
+                assert!(
+                    merged >= p,
+                    "wave {} step {} merged at {merged} before the previous wave passed at {p}",
+                    w.name,
+                    s.index
+                );
+            }
+            if let Some(p) = prev_converged {
+                assert!(
+                    merged >= p,
+                    "wave {} step {} merged before the previous step converged",
+                    w.name,
+                    s.index
+                );
+            }
+            let conv = s.converged_at.expect("converged");
+            assert!(conv >= merged);
+            prev_converged = Some(conv);
+        }
+        let soak = w.finished_at.unwrap() - w.soak_started_at.unwrap();
+        assert!(
+            soak >= Duration::from_std(spec.soak).unwrap(),
+            "wave {} soaked only {soak}",
+            w.name
+        );
+        prev_wave_end = w.finished_at;
+    }
+}
+
+fn plan_of(name: &str) -> fleetwave::plan::Plan {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/plans/{name}.yaml"));
+    fleetwave::plan::load(&p, std::fs::read_to_string(&p).unwrap())
+        .unwrap()
+        .0
+}
+
+#[test]
+fn every_example_plan_rolls_out_in_order() {
+    for name in ["k8s-minor", "gitops-base", "chained", "k0rdent-template"] {
+        let f = fleet(name);
+        let (out, _) = run(&f, &[], 400);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stdout(&out));
+        let st = f.state();
+        assert_eq!(st.status, PlanStatus::Succeeded, "{name}");
+        check_order(&st, &plan_of(name));
+        // Each step branch merged exactly once.
+        let merges = f.merges();
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for (m, _) in &merges {
+            *per.entry(m.clone()).or_default() += 1;
+        }
+        assert!(per.values().all(|n| *n == 1), "{name}: {per:?}");
+        let merged_steps = st
+            .waves
+            .iter()
+            .flat_map(|w| &w.steps)
+            .filter(|s| s.merged_commit.is_some())
+            .count();
+        assert_eq!(merges.len(), merged_steps, "{name}");
+        // One success telemetry event per cluster, no alert.
+        let events = f.events();
+        let clusters: usize = st.waves.iter().map(|w| w.clusters.len()).sum();
+        assert_eq!(
+            events.iter().filter(|e| e.telemetry.is_some()).count(),
+            clusters,
+            "{name}"
+        );
+        assert!(events.iter().all(|e| e.alert.is_none()));
+    }
+}
+
+#[test]
+fn a_failing_canary_halts_the_plan() {
+    let f = fleet("chained");
+    let (out, now) = run(&f, &["--sim-fault", "stg-kamaji-01=HealthCheckFailed"], 200);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("held"), "{}", stdout(&out));
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::Halted);
+    assert_eq!(st.waves[0].status, WaveStatus::Failed);
+    assert!(st.waves[0].failed.contains_key("stg-kamaji-01"));
+    // Keep ticking for two more days: nothing else is merged, nothing sent again.
+    let merges_at_halt = f.merges().len();
+    let mut t = now;
+    for _ in 0..10 {
+        t += Duration::hours(5);
+        let o = f.reconcile(
+            "cache.git",
+            t,
+            &["--sim-fault", "stg-kamaji-01=HealthCheckFailed"],
+        );
+        assert_eq!(o.status.code(), Some(1));
+    }
+    assert_eq!(f.merges().len(), merges_at_halt, "merged after the halt");
+    assert!(
+        st.waves[1..]
+            .iter()
+            .all(|w| w.steps.iter().all(|s| s.merged_commit.is_none()))
+    );
+    let events = f.events();
+    let alerts: Vec<_> = events.iter().filter(|e| e.alert.is_some()).collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.telemetry
+                .as_ref()
+                .is_some_and(|t| t.outcome == fleetwave::notify::Outcome::Failed)
+        })
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0].telemetry.as_ref().unwrap().cluster_id,
+        "stg-kamaji-01"
+    );
+}
