@@ -200,11 +200,10 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
         PlanStatus::InProgress => run(&mut cx),
     }
     let mut st = cx.state;
-    if !cx.effects.iter().all(|e| matches!(e, Effect::Send { .. })) || st != *state {
-        // Any write that precedes effects bumps the tick, so concurrent reconcilers collide.
-        if !cx.effects.is_empty() {
-            st.tick += 1;
-        }
+    // Every tick with effects writes the state first (the tick number changes), so of two
+    // reconcilers acting on the same state only the one whose write lands goes on to act.
+    if !cx.effects.is_empty() {
+        st.tick += 1;
     }
     Decision {
         state: st,

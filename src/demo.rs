@@ -168,18 +168,15 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
             author_email: settings.author_email.clone(),
             sig: settings.sig(now),
         };
-        let report = reconcile::tick(
-            &git,
-            &forge,
-            &sim,
-            &sink as &dyn Notifier,
-            &settings,
-            o,
-            now,
-            false,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let io = reconcile::Io {
+            git: &git,
+            forge: &forge,
+            clusters: &sim,
+            notifier: &sink as &dyn Notifier,
+        };
+        let report = reconcile::tick(&io, &settings, o, now, false)
+            .await
+            .map_err(|e| e.to_string())?;
         for n in &report.notes {
             if !opts.progress {
                 writeln!(out, "  {}  {n}", now.format("%a %H:%M")).ok();
@@ -368,8 +365,8 @@ fn summary(
     writeln!(out, "\nSummary: plan {} — {:?}", st.plan, st.status).ok();
     writeln!(
         out,
-        "  {:<10} {:<10} {:>8} {:>7} {:>9}  {}",
-        "wave", "status", "clusters", "merged", "converged", "finished"
+        "  {:<10} {:<10} {:>8} {:>7} {:>9}  finished",
+        "wave", "status", "clusters", "merged", "converged"
     )
     .ok();
     for w in &st.waves {

@@ -133,7 +133,13 @@ pub fn reconcile(
                 author_email: s.author_email.clone(),
                 sig: s.sig(now),
             };
-            reconcile::tick(&git, &forge, &sim, &notify, &s, o, now, dry_run).await
+            let io = reconcile::Io {
+                git: &git,
+                forge: &forge,
+                clusters: &sim,
+                notifier: &notify,
+            };
+            reconcile::tick(&io, &s, o, now, dry_run).await
         });
         let report = match result {
             Ok(r) => r,

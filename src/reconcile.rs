@@ -384,17 +384,23 @@ pub fn base_history(
     Ok(out)
 }
 
+/// The adapters a tick talks to.
+pub struct Io<'a, F, C> {
+    pub git: &'a GitRepo,
+    pub forge: &'a F,
+    pub clusters: &'a C,
+    pub notifier: &'a dyn Notifier,
+}
+
 /// One tick. With `dry_run`, nothing is written and the effects are only reported.
 pub async fn tick<F: Forge, C: ClusterSource>(
-    git: &GitRepo,
-    forge: &F,
-    clusters: &C,
-    notifier: &dyn Notifier,
+    io: &Io<'_, F, C>,
     s: &Settings,
     o: Observed,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Report, ReconcileError> {
+    let (git, forge, clusters, notifier) = (io.git, io.forge, io.clusters, io.notifier);
     let inputs = wave_inputs(&o.planned);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
     let refs: Vec<StepRef> = o

@@ -278,3 +278,243 @@ fn a_failing_canary_halts_the_plan() {
         "stg-kamaji-01"
     );
 }
+
+/// Deterministic pseudo-random numbers for kill points.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn assert_clean_end(f: &Fleet, plan: &str) {
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::Succeeded);
+    check_order(&st, &plan_of(plan));
+    let merges = f.merges();
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for (m, _) in &merges {
+        *per.entry(m.clone()).or_default() += 1;
+    }
+    assert!(
+        per.values().all(|n| *n == 1),
+        "a step merged twice: {per:?}"
+    );
+    // One branch per step that had changes, nothing else under the plan's prefix.
+    let branches = f.git.branches(&format!("fleetwave/{}/", st.plan)).unwrap();
+    let steps: Vec<&str> = st
+        .waves
+        .iter()
+        .flat_map(|w| &w.steps)
+        .filter(|s| s.status != StepStatus::Skipped)
+        .map(|s| s.branch.as_str())
+        .collect();
+    let names: Vec<&str> = branches.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(names.len(), steps.len(), "{names:?} vs {steps:?}");
+    // Every event written exactly once.
+    let text = std::fs::read_to_string(f.root.join("events.jsonl")).unwrap();
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "an event was written twice: {ids:?}"
+    );
+    let clusters: usize = st.waves.iter().map(|w| w.clusters.len()).sum();
+    assert_eq!(unique.len(), clusters);
+}
+
+#[test]
+fn sigkill_at_50_random_points_then_the_rollout_still_completes() {
+    let f = fleet("chained");
+    let mut rng = Lcg(0x5eed);
+    let (mut kills, mut now) = (0, start());
+    for _ in 0..1000 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args([
+                "reconcile",
+                "--once",
+                "--remote",
+                f.remote.to_str().unwrap(),
+                "--plan",
+                "plans/demo.yaml",
+            ])
+            .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+            .args([
+                "--events-file",
+                f.root.join("events.jsonl").to_str().unwrap(),
+            ])
+            .args(["--now", &now.to_rfc3339()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < 50 && rng.next(3) > 0 {
+            // A random point inside the tick; a tick takes tens of milliseconds.
+            std::thread::sleep(std::time::Duration::from_millis(rng.next(60)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = stdout(&out);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text
+            .lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            break;
+        }
+        let reviewed = f.review(now);
+        let idle = !text.contains("did: ") && !reviewed;
+        let next = text
+            .lines()
+            .find_map(|l| l.strip_prefix("next: "))
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        now = match next {
+            Some(t) if idle && t > now => t,
+            _ => now + Duration::minutes(5),
+        };
+    }
+    assert_eq!(kills, 50, "only {kills} ticks were killed mid-way");
+    assert_clean_end(&f, "chained");
+}
+
+#[test]
+fn two_reconcilers_at_once_never_both_act() {
+    let f = fleet("gitops-base");
+    let mut now = start();
+    let mut races = 0;
+    for _ in 0..300 {
+        let spawn = |cache: &str| {
+            Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+                .args([
+                    "reconcile",
+                    "--once",
+                    "--remote",
+                    f.remote.to_str().unwrap(),
+                    "--plan",
+                    "plans/demo.yaml",
+                ])
+                .args(["--cache", f.root.join(cache).to_str().unwrap()])
+                .args([
+                    "--events-file",
+                    f.root.join("events.jsonl").to_str().unwrap(),
+                ])
+                .args(["--now", &now.to_rfc3339()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn("a.git"), spawn("b.git"));
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let (ta, tb) = (stdout(&a), stdout(&b));
+        races += [&ta, &tb]
+            .iter()
+            .filter(|t| t.contains("another reconciler wrote the state first"))
+            .count();
+        let done = [&ta, &tb].iter().any(|t| {
+            t.lines()
+                .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        });
+        if done {
+            break;
+        }
+        let reviewed = f.review(now);
+        let idle = !ta.contains("did: ") && !tb.contains("did: ") && !reviewed;
+        let next = ta
+            .lines()
+            .chain(tb.lines())
+            .find_map(|l| l.strip_prefix("next: "))
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        now = match next {
+            Some(t) if idle && t > now => t,
+            _ => now + Duration::minutes(5),
+        };
+    }
+    assert!(
+        races > 0,
+        "the two reconcilers never raced; the test proves nothing"
+    );
+    assert_clean_end(&f, "gitops-base");
+}
+
+#[test]
+fn base_moves_regenerate_the_step_and_foreign_commits_are_never_overwritten() {
+    let f = fleet("gitops-base");
+    let now = start();
+    let out = f.reconcile("cache.git", now, &[]);
+    assert!(stdout(&out).contains("did: push"), "{}", stdout(&out));
+    let st = f.state();
+    let branch = st.waves[0].steps[0].branch.clone();
+    let first = f.git.branch_head(&branch).unwrap().unwrap();
+    // Someone lands an unrelated commit on main.
+    let main = f.git.branch_head("main").unwrap().unwrap();
+    let sig = |who: &str, t| Sig {
+        name: who.into(),
+        email: format!("{who}@example.com"),
+        time: t,
+    };
+    let mut files = BTreeMap::new();
+    files.insert(PathBuf::from("docs/NOTES.md"), b"ops notes\n".to_vec());
+    let moved = f
+        .git
+        .commit_changes(&main, &files, "docs: ops notes", &sig("alice", now))
+        .unwrap();
+    f.git.push("main", &moved, Some(&main)).unwrap();
+    let out = f.reconcile("cache.git", now + Duration::minutes(1), &[]);
+    assert!(stdout(&out).contains("regenerat"), "{}", stdout(&out));
+    f.git.fetch().unwrap();
+    let regenerated = f.git.branch_head(&branch).unwrap().unwrap();
+    assert_ne!(regenerated, first);
+    assert_eq!(
+        f.git.commit_info(&regenerated).unwrap().parents,
+        vec![moved.clone()],
+        "the step is rebuilt on the new base"
+    );
+    // Now someone pushes to the step branch.
+    let mut files = BTreeMap::new();
+    files.insert(PathBuf::from("docs/HOTFIX.md"), b"manual fix\n".to_vec());
+    let foreign = f
+        .git
+        .commit_changes(&regenerated, &files, "manual fix", &sig("bob", now))
+        .unwrap();
+    f.git.push(&branch, &foreign, Some(&regenerated)).unwrap();
+    let mut t = now + Duration::minutes(2);
+    for _ in 0..6 {
+        let out = f.reconcile("cache.git", t, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(stdout(&out).contains("will not merge"), "{}", stdout(&out));
+        t += Duration::hours(2);
+    }
+    f.git.fetch().unwrap();
+    assert_eq!(
+        f.git.branch_head(&branch).unwrap().unwrap(),
+        foreign,
+        "the foreign commit was overwritten"
+    );
+    let main_now = f.git.branch_head("main").unwrap().unwrap();
+    assert!(
+        !f.git.is_ancestor(&foreign, &main_now).unwrap(),
+        "merged despite a foreign commit"
+    );
+    let posted = f.state().waves[0].steps[0].posted.clone().unwrap();
+    assert_eq!(posted.state, fleetwave::state::GateState::Failure);
+}
