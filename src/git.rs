@@ -25,6 +25,60 @@ const TRACKING_PREFIX: &str = "refs/remotes/origin/";
 /// Serialises fleetwave pushes to a local remote: libgit2's local transport updates an
 /// existing ref without comparing its old value, so the lease alone would leave a window.
 const LOCAL_PUSH_LOCK: &str = "fleetwave-push.lock";
+const CACHE_LOCK: &str = "fleetwave-cache.lock";
+
+/// Take the cache for this process, then clear lock files a killed process left behind
+/// (libgit2 refuses to update a ref whose `.lock` exists).
+fn lock_cache(dir: &Path) -> Result<File, GitError> {
+    let path = dir.join(CACHE_LOCK);
+    let io = |source| GitError::Io {
+        context: format!("lock {}", path.display()),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(GitError::Io {
+                context: format!(
+                    "cache {} is in use by another fleetwave process; give each reconciler its own --cache",
+                    dir.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    fn clear(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                clear(&p);
+            } else if p.extension().is_some_and(|x| x == "lock") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    clear(&dir.join("refs"));
+    for f in [
+        "packed-refs.lock",
+        "config.lock",
+        "HEAD.lock",
+        "FETCH_HEAD.lock",
+        "index.lock",
+    ] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    Ok(file)
+}
 
 /// Errors from the Git adapter.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +176,8 @@ pub struct GitRepo {
     repo: Repository,
     url: String,
     auth: Auth,
+    /// Held while the cache is open: one process per cache, so stale lock files are safe to clear.
+    _cache_lock: File,
 }
 
 impl fmt::Debug for GitRepo {
@@ -167,7 +223,13 @@ impl GitRepo {
                     .map_err(|e| git_err("add remote", &e, &auth))?;
             }
         }
-        Ok(GitRepo { repo, url, auth })
+        let cache_lock = lock_cache(repo.path())?;
+        Ok(GitRepo {
+            repo,
+            url,
+            auth,
+            _cache_lock: cache_lock,
+        })
     }
 
     /// Fetch every branch into refs/remotes/origin/* with prune (so deleted remote branches
@@ -498,6 +560,20 @@ impl GitRepo {
         };
         // Held from connect (when the remote's refs are listed) until the update is done.
         let _lock = self.lock_local_remote()?;
+        if _lock.is_some() {
+            // A fleetwave push killed mid-update leaves the ref's lock file behind, which
+            // would refuse every later push. Under our lock no fleetwave push is running.
+            if let Some(dir) = local_remote_dir(&self.url) {
+                let stale = dir.join(format!("{refname}.lock"));
+                if stale.exists() {
+                    tracing::warn!(
+                        "removing stale {} left by an interrupted push",
+                        stale.display()
+                    );
+                    let _ = std::fs::remove_file(&stale);
+                }
+            }
+        }
         let mut remote = self.remote()?;
         // Force: branches are regenerated on a moved base; the lease is the only guard.
         let spec = match new {
