@@ -328,6 +328,8 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
     if let Some(pr) = &pr {
         if let Some((commit, at)) = &pr.merged {
             record_merge(cx, wi, si, commit, *at);
+            // Convergence may already be observable.
+            run(cx);
             return;
         }
     }
@@ -788,4 +790,469 @@ pub fn window_state(w: &Window, now: DateTime<Utc>) -> (bool, DateTime<Utc>) {
         }
     }
     (false, now + Duration::days(7))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterObservation, Condition, GateResult, KustomizationStatus};
+    use chrono::TimeZone;
+
+    const PLAN: &str = r#"apiVersion: fleet.opencenter.cloud/v1alpha1
+kind: FleetUpgradePlan
+metadata: {name: p}
+spec:
+  targetVersion: v1.33.5
+  waves:
+    - name: canary
+      clusterSelector: {matchLabels: {w: canary}}
+      validation: {healthCheckDuration: 1h, automated: true}
+    - name: prod
+      clusterSelector: {matchLabels: {w: prod}}
+      validation: {healthCheckDuration: 2h, automated: false}
+      maxFailures: 1
+      progressDeadline: 1h
+"#;
+    const BASE: &str = "1000000000000000000000000000000000000001";
+    const HEAD0: &str = "2000000000000000000000000000000000000002";
+    const MERGE0: &str = "3000000000000000000000000000000000000003";
+    const HEAD1: &str = "4000000000000000000000000000000000000004";
+    const MERGE1: &str = "5000000000000000000000000000000000000005";
+
+    fn plan(text: &str) -> Plan {
+        crate::plan::load(std::path::Path::new("p.yaml"), text.to_string())
+            .unwrap()
+            .0
+    }
+
+    fn t(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + Duration::minutes(h)
+    }
+
+    fn change(c: &str) -> ChangeRecord {
+        ChangeRecord {
+            cluster: c.into(),
+            file: format!("{c}.yaml"),
+            field: "spec.version".into(),
+            what: "kubernetes".into(),
+            from: "v1.32.4".into(),
+            to: "v1.33.5".into(),
+        }
+    }
+
+    fn inputs() -> Vec<WaveInput> {
+        let step = |w: &str, cs: &[&str]| StepPlan {
+            index: 1,
+            id: "kubernetes-v1-33-5".into(),
+            title: "Kubernetes v1.33.5".into(),
+            branch: format!("fleetwave/p/{w}/1"),
+            changes: cs.iter().map(|c| change(c)).collect(),
+        };
+        vec![
+            WaveInput {
+                clusters: vec!["c1".into()],
+                steps: vec![step("canary", &["c1"])],
+            },
+            WaveInput {
+                clusters: vec!["c2".into(), "c3".into()],
+                steps: vec![step("prod", &["c2", "c3"])],
+            },
+        ]
+    }
+
+    fn healthy(at: &str) -> ClusterObservation {
+        ClusterObservation {
+            kustomizations: vec![KustomizationStatus {
+                name: "apps".into(),
+                namespace: "flux-system".into(),
+                generation: 1,
+                observed_generation: 1,
+                conditions: vec![Condition::new(
+                    "Ready",
+                    "True",
+                    "ReconciliationSucceeded",
+                    "",
+                )],
+                last_applied_revision: Some(format!("main@sha1:{at}")),
+                last_attempted_revision: Some(format!("main@sha1:{at}")),
+            }],
+            gates: vec![GateResult {
+                gate: "prometheus".into(),
+                ok: true,
+                reason: "quiet".into(),
+            }],
+            upgrade_in_progress: None,
+        }
+    }
+
+    fn failing(at: &str) -> ClusterObservation {
+        let mut o = healthy(BASE);
+        o.kustomizations[0].last_attempted_revision = Some(format!("main@sha1:{at}"));
+        o.kustomizations[0].conditions = vec![Condition::new(
+            "Ready",
+            "False",
+            "HealthCheckFailed",
+            "timeout",
+        )];
+        o
+    }
+
+    fn descends(a: &str, b: &str) -> bool {
+        a == b || (a == MERGE1 && (b == MERGE0 || b == BASE)) || (a == MERGE0 && b == BASE)
+    }
+
+    struct W {
+        now: DateTime<Utc>,
+        base: String,
+        desired: BTreeMap<String, Desired>,
+        prs: BTreeMap<String, PrObs>,
+        clusters: BTreeMap<String, ClusterObservation>,
+    }
+
+    impl W {
+        fn new(now: DateTime<Utc>) -> Self {
+            let mut desired = BTreeMap::new();
+            desired.insert(
+                "fleetwave/p/canary/1".to_string(),
+                Desired {
+                    commit: HEAD0.into(),
+                    tree: "t0".into(),
+                },
+            );
+            W {
+                now,
+                base: BASE.into(),
+                desired,
+                prs: BTreeMap::new(),
+                clusters: BTreeMap::new(),
+            }
+        }
+        fn decide(&self, p: &Plan, st: &PlanState) -> Decision {
+            let world = World {
+                now: self.now,
+                base_head: self.base.clone(),
+                plan_hash: "h".into(),
+                waves: inputs(),
+                desired: self.desired.clone(),
+                prs: self.prs.clone(),
+                clusters: self.clusters.clone(),
+                descends: &descends,
+                infra: BTreeMap::new(),
+            };
+            decide(p, st, &world)
+        }
+        fn open_pr(&mut self, branch: &str, head: &str, tree: &str) {
+            self.prs.insert(
+                branch.into(),
+                PrObs {
+                    head: head.into(),
+                    tree: tree.into(),
+                    base: self.base.clone(),
+                    open: true,
+                    ..Default::default()
+                },
+            );
+        }
+        fn merged(&mut self, branch: &str, commit: &str, at: DateTime<Utc>) {
+            let pr = self.prs.get_mut(branch).unwrap();
+            pr.open = false;
+            pr.merged = Some((commit.into(), at));
+        }
+    }
+
+    /// Drive the canary to a merged, converged, soaked state; returns the state after its soak.
+    fn through_canary(p: &Plan) -> (PlanState, W) {
+        let mut w = W::new(t(0));
+        let d = w.decide(p, &PlanState::default());
+        assert!(
+            d.effects.contains(&Effect::PushStep {
+                wave: 0,
+                step: 0,
+                commit: HEAD0.into(),
+                expected: None
+            }),
+            "{:?}",
+            d.effects
+        );
+        assert!(
+            !d.effects
+                .iter()
+                .any(|e| matches!(e, Effect::PushStep { wave: 1, .. })),
+            "a later wave was opened early"
+        );
+        w.open_pr("fleetwave/p/canary/1", HEAD0, "t0");
+        w.now = t(5);
+        let d = w.decide(p, &d.state);
+        assert!(
+            d.effects.contains(&Effect::Merge {
+                wave: 0,
+                step: 0,
+                head: HEAD0.into()
+            }),
+            "{:?}",
+            d.effects
+        );
+        w.merged("fleetwave/p/canary/1", MERGE0, t(6));
+        w.base = MERGE0.into();
+        w.now = t(10);
+        // Flux has not applied the merge yet: the step waits.
+        w.clusters.insert("c1".into(), healthy(BASE));
+        let d = w.decide(p, &d.state);
+        assert_eq!(d.state.waves[0].steps[0].status, StepStatus::Merged);
+        assert!(!d.state.waves[0].steps[0].merged_by_human);
+        assert_eq!(d.state.waves[0].status, WaveStatus::InProgress);
+        w.clusters.insert("c1".into(), healthy(MERGE0));
+        w.now = t(20);
+        let d = w.decide(p, &d.state);
+        assert_eq!(d.state.waves[0].status, WaveStatus::Soaking);
+        assert_eq!(d.wake_at, Some(t(80)));
+        w.now = t(79);
+        let d = w.decide(p, &d.state);
+        assert_eq!(
+            d.state.waves[0].status,
+            WaveStatus::Soaking,
+            "soak ended early"
+        );
+        w.now = t(80);
+        w.desired.insert(
+            "fleetwave/p/prod/1".into(),
+            Desired {
+                commit: HEAD1.into(),
+                tree: "t1".into(),
+            },
+        );
+        let d = w.decide(p, &d.state);
+        (d.state, w)
+    }
+
+    #[test]
+    fn waves_and_steps_go_in_order_and_soak_from_convergence() {
+        let p = plan(PLAN);
+        let (st, _) = through_canary(&p);
+        assert_eq!(st.waves[0].status, WaveStatus::Succeeded);
+        assert_eq!(st.waves[0].soak_started_at, Some(t(20)));
+        assert_eq!(st.waves[1].status, WaveStatus::InProgress);
+        assert_eq!(st.waves[1].steps[0].status, StepStatus::Open);
+        assert_eq!(st.events.len(), 1, "one telemetry event for c1");
+    }
+
+    #[test]
+    fn a_gate_breach_during_soak_fails_the_wave_and_halts() {
+        let p = plan(PLAN);
+        let mut w = W::new(t(0));
+        let mut st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr("fleetwave/p/canary/1", HEAD0, "t0");
+        st = w.decide(&p, &st).state;
+        w.merged("fleetwave/p/canary/1", MERGE0, t(1));
+        w.clusters.insert("c1".into(), healthy(MERGE0));
+        w.now = t(10);
+        st = w.decide(&p, &st).state;
+        assert_eq!(st.waves[0].status, WaveStatus::Soaking);
+        let mut alert = healthy(MERGE0);
+        alert.gates[0] = GateResult {
+            gate: "prometheus".into(),
+            ok: false,
+            reason: "KubeNodeNotReady firing".into(),
+        };
+        w.clusters.insert("c1".into(), alert);
+        w.now = t(40);
+        let d = w.decide(&p, &st);
+        assert_eq!(d.state.waves[0].status, WaveStatus::Failed);
+        assert_eq!(d.state.status, PlanStatus::Halted);
+        assert!(d.held.is_some());
+        let alerts = d
+            .state
+            .events
+            .values()
+            .filter(|o| o.event.alert.is_some())
+            .count();
+        assert_eq!(alerts, 1);
+        // Next tick: nothing new, no second alert, the prod wave never starts.
+        w.now = t(200);
+        let d2 = w.decide(&p, &d.state);
+        assert_eq!(d2.state.events.len(), d.state.events.len());
+        assert_eq!(d2.state.waves[1].status, WaveStatus::Pending);
+        assert!(
+            d2.effects.iter().all(|e| matches!(e, Effect::Send { .. })),
+            "{:?}",
+            d2.effects
+        );
+    }
+
+    #[test]
+    fn manual_waves_wait_for_a_reviewer_and_human_merges_are_recorded() {
+        let p = plan(PLAN);
+        let (st, mut w) = through_canary(&p);
+        w.open_pr("fleetwave/p/prod/1", HEAD1, "t1");
+        w.now = t(81);
+        let d = w.decide(&p, &st);
+        assert!(
+            !d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })),
+            "merged a manual wave"
+        );
+        let posted = d.state.waves[1].steps[0].posted.clone().unwrap();
+        assert_eq!(posted.state, GateState::Success);
+        assert!(
+            posted.description.contains("waiting for a reviewer"),
+            "{}",
+            posted.description
+        );
+        w.merged("fleetwave/p/prod/1", MERGE1, t(82));
+        let d = w.decide(&p, &d.state);
+        let s = &d.state.waves[1].steps[0];
+        assert!(s.merged_by_human);
+        assert_eq!(s.gate_green_at_merge, Some(true));
+    }
+
+    #[test]
+    fn a_human_merge_before_the_gate_is_green_is_reported() {
+        let p = plan(PLAN);
+        let mut w = W::new(t(0));
+        let st = w.decide(&p, &PlanState::default()).state;
+        // The status posted was pending; someone merges anyway.
+        w.open_pr("fleetwave/p/canary/1", HEAD0, "t0");
+        w.merged("fleetwave/p/canary/1", MERGE0, t(1));
+        let d = w.decide(&p, &st);
+        let s = &d.state.waves[0].steps[0];
+        assert!(s.merged_by_human);
+        assert_eq!(s.gate_green_at_merge, Some(false));
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.contains("BEFORE the gate was green"))
+        );
+    }
+
+    #[test]
+    fn max_failures_and_progress_deadline() {
+        let p = plan(PLAN);
+        let (st, mut w) = through_canary(&p);
+        w.open_pr("fleetwave/p/prod/1", HEAD1, "t1");
+        w.merged("fleetwave/p/prod/1", MERGE1, t(90));
+        w.base = MERGE1.into();
+        w.clusters.insert("c2".into(), healthy(MERGE1));
+        w.clusters.insert("c3".into(), healthy(MERGE0)); // never gets there
+        w.now = t(100);
+        let d = w.decide(&p, &st);
+        assert_eq!(
+            d.state.waves[1].steps[0].status,
+            StepStatus::Merged,
+            "waits for c3"
+        );
+        assert_eq!(d.wake_at, Some(t(150)), "wakes at the progress deadline");
+        // Past the deadline c3 fails; maxFailures 1 lets the wave go on to soak.
+        w.now = t(151);
+        let d = w.decide(&p, &d.state);
+        assert!(d.state.waves[1].failed.contains_key("c3"));
+        assert_eq!(d.state.waves[1].status, WaveStatus::Soaking);
+        // A second failure exceeds the budget.
+        w.clusters.insert("c2".into(), failing(MERGE1));
+        w.now = t(160);
+        let d = w.decide(&p, &d.state);
+        assert_eq!(d.state.waves[1].status, WaveStatus::Failed);
+        assert_eq!(d.state.status, PlanStatus::Halted);
+    }
+
+    #[test]
+    fn windows_hold_automated_merges() {
+        let text = PLAN.replace("      validation: {healthCheckDuration: 1h, automated: true}", "      validation: {healthCheckDuration: 1h, automated: true}\n      window: {days: [Mon], start: \"10:00\", end: \"12:00\", timeZone: UTC}");
+        let p = plan(&text);
+        let mut w = W::new(t(0)); // Monday 08:00 UTC
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr("fleetwave/p/canary/1", HEAD0, "t0");
+        let d = w.decide(&p, &st);
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        assert_eq!(d.wake_at, Some(t(120)));
+        w.now = t(121);
+        let d = w.decide(&p, &d.state);
+        assert!(d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+    }
+
+    #[test]
+    fn paused_plans_do_nothing() {
+        let p = plan(&PLAN.replace(
+            "  targetVersion: v1.33.5",
+            "  targetVersion: v1.33.5\n  paused: true",
+        ));
+        let w = W::new(t(0));
+        let d = w.decide(&p, &PlanState::default());
+        assert_eq!(d.state.status, PlanStatus::Paused);
+        assert!(d.effects.is_empty());
+        assert!(d.held.is_some());
+    }
+
+    #[test]
+    fn foreign_commits_block_the_merge_and_a_moved_base_regenerates() {
+        let p = plan(PLAN);
+        let mut w = W::new(t(0));
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr("fleetwave/p/canary/1", HEAD0, "t0");
+        w.prs.get_mut("fleetwave/p/canary/1").unwrap().foreign = vec!["abc by bob".into()];
+        let d = w.decide(&p, &st);
+        assert!(
+            !d.effects
+                .iter()
+                .any(|e| matches!(e, Effect::Merge { .. } | Effect::PushStep { .. }))
+        );
+        assert_eq!(
+            d.state.waves[0].steps[0].posted.as_ref().unwrap().state,
+            GateState::Failure
+        );
+        assert!(d.held.is_some());
+        // Without foreign commits but on an old base: rebuilt with a lease on the old head.
+        w.prs
+            .get_mut("fleetwave/p/canary/1")
+            .unwrap()
+            .foreign
+            .clear();
+        w.base = "6000000000000000000000000000000000000006".into();
+        w.desired.insert(
+            "fleetwave/p/canary/1".into(),
+            Desired {
+                commit: "7000000000000000000000000000000000000007".into(),
+                tree: "t0b".into(),
+            },
+        );
+        let d = w.decide(&p, &d.state);
+        assert!(
+            d.effects.contains(&Effect::PushStep {
+                wave: 0,
+                step: 0,
+                commit: "7000000000000000000000000000000000000007".into(),
+                expected: Some(HEAD0.into())
+            }),
+            "{:?}",
+            d.effects
+        );
+    }
+
+    #[test]
+    fn unsent_events_are_retried_and_every_acting_tick_bumps_the_state() {
+        let p = plan(PLAN);
+        let (st, w) = through_canary(&p);
+        let d = w.decide(&p, &st);
+        assert!(
+            d.effects.iter().any(|e| matches!(e, Effect::Send { .. })),
+            "unsent telemetry is retried"
+        );
+        assert_eq!(d.state.tick, st.tick + 1);
+    }
+
+    #[test]
+    fn window_state_follows_the_time_zone() {
+        let w = Window {
+            days: vec!["Mon".into()],
+            start: 9 * 60,
+            end: 17 * 60,
+            time_zone: Some("Europe/Berlin".into()),
+        };
+        // Monday 07:30 UTC is 08:30 in Berlin: closed, opens at 08:00 UTC.
+        let (open, next) = window_state(&w, Utc.with_ymd_and_hms(2026, 11, 23, 7, 30, 0).unwrap());
+        assert!(!open);
+        assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap());
+        assert!(window_state(&w, Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()).0);
+        // After Monday's window: the next Monday.
+        let (_, next) = window_state(&w, Utc.with_ymd_and_hms(2026, 11, 23, 17, 0, 0).unwrap());
+        assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap());
+    }
 }
