@@ -108,6 +108,8 @@ pub struct Decision {
     pub notes: Vec<String>,
 }
 
+const PAUSED_IN_SPEC: &str = "paused in spec (spec.paused: true)";
+
 struct Ctx<'a, 'w> {
     plan: &'a Plan,
     world: &'a World<'w>,
@@ -194,6 +196,7 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
         PlanStatus::Paused => cx.held = Some("plan paused".into()),
         PlanStatus::InProgress if plan.paused => {
             cx.state.status = PlanStatus::Paused;
+            cx.state.reason = Some(PAUSED_IN_SPEC.into());
             cx.note("plan paused (spec.paused)");
             cx.held = Some("plan paused".into());
         }
@@ -225,15 +228,14 @@ fn init(cx: &mut Ctx) {
     if cx.state.plan_hash != cx.world.plan_hash {
         cx.note("the plan file changed; waves that have not started follow the new revision");
         cx.state.plan_hash = cx.world.plan_hash.clone();
-        if cx.state.status == PlanStatus::Paused && !cx.plan.paused {
-            cx.state.status = PlanStatus::InProgress;
-        }
     }
     if cx.state.status == PlanStatus::Paused
         && !cx.plan.paused
-        && cx.state.reason.as_deref() == Some("paused in spec")
+        && cx.state.reason.as_deref() == Some(PAUSED_IN_SPEC)
     {
         cx.state.status = PlanStatus::InProgress;
+        cx.state.reason = None;
+        cx.note("spec.paused is off again: resuming");
     }
     for (i, w) in cx.plan.waves.iter().enumerate() {
         let input = &cx.world.waves[i];

@@ -218,10 +218,16 @@ pub fn rollback(
     };
     match reconcile::rollback(&git, &settings(r), &opts, now.unwrap_or_else(Utc::now)) {
         Ok(lines) => {
+            let refused = lines.iter().any(|l| l.starts_with("refused:"));
             for l in lines {
                 let _ = writeln!(out, "{l}");
             }
-            ExitCode::SUCCESS
+            // Some of it could not be rolled back: say so in the exit code too.
+            if refused {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => fail(e),
     }

@@ -518,3 +518,159 @@ fn base_moves_regenerate_the_step_and_foreign_commits_are_never_overwritten() {
     let posted = f.state().waves[0].steps[0].posted.clone().unwrap();
     assert_eq!(posted.state, fleetwave::state::GateState::Failure);
 }
+
+fn fleetwave_cmd(f: &Fleet, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(args)
+        .args([
+            "--remote",
+            f.remote.to_str().unwrap(),
+            "--plan",
+            "plans/demo.yaml",
+            "--cache",
+            f.root.join("cache.git").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+}
+
+/// Files of the canary clusters on main, against the seeded original.
+fn canary_files_restored(f: &Fleet) -> bool {
+    f.git.fetch().unwrap();
+    let head = f.git.branch_head("main").unwrap().unwrap();
+    let first = f
+        .git
+        .first_parent_log(&head, 1000)
+        .unwrap()
+        .last()
+        .unwrap()
+        .id
+        .clone();
+    let (now, then) = (f.git.files(&head).unwrap(), f.git.files(&first).unwrap());
+    then.iter()
+        .filter(|(p, _)| {
+            p.to_string_lossy().contains("dev-canary-01")
+                || p.to_string_lossy().contains("stg-kamaji-01")
+        })
+        .all(|(p, b)| now.get(p) == Some(b))
+}
+
+#[test]
+fn rollback_reverts_tags_and_refuses_minor_downgrades() {
+    let fault = ["--sim-fault", "stg-kamaji-01=HealthCheckFailed"];
+    // gitops-base: fully reversible.
+    let f = fleet("gitops-base");
+    let (out, now) = run(&f, &fault, 200);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!canary_files_restored(&f));
+    let out = fleetwave_cmd(&f, &["rollback", "--merge", "--now", &now.to_rfc3339()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("merged fleetwave/"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        canary_files_restored(&f),
+        "the canary's files are not back to the original"
+    );
+    let st = f.state();
+    assert!(
+        st.waves[0]
+            .steps
+            .iter()
+            .filter(|s| s.merged_commit.is_some())
+            .all(|s| s.status == StepStatus::RolledBack)
+    );
+    // The reconciler stays halted after a rollback: nothing more is merged.
+    let merges = f.merges().len();
+    let o = f.reconcile("cache.git", now + Duration::hours(1), &fault);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(f.merges().len(), merges);
+
+    // k8s-minor: the Kubernetes minor change is refused, with the reason.
+    let f = fleet("k8s-minor");
+    let (_, now) = run(&f, &fault, 200);
+    let out = fleetwave_cmd(&f, &["rollback", "--merge", "--now", &now.to_rfc3339()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("refused:")
+            && text.contains("minor downgrade is not supported")
+            && text.contains("etcd snapshot"),
+        "{text}"
+    );
+}
+
+#[test]
+fn pause_and_resume() {
+    let f = fleet("gitops-base");
+    let out = f.reconcile("cache.git", start(), &[]);
+    assert!(stdout(&out).contains("did: push"));
+    let p = fleetwave_cmd(&f, &["pause"]);
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    assert_eq!(f.state().status, PlanStatus::Paused);
+    let branch = f.state().waves[0].steps[0].branch.clone();
+    let out = f.reconcile("cache.git", start() + Duration::hours(1), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stdout(&out).contains("did: "), "{}", stdout(&out));
+    assert!(
+        !f.git
+            .is_ancestor(
+                &f.git.branch_head(&branch).unwrap().unwrap(),
+                &f.git.branch_head("main").unwrap().unwrap()
+            )
+            .unwrap(),
+        "merged while paused"
+    );
+    assert!(fleetwave_cmd(&f, &["resume"]).status.success());
+    let out = f.reconcile("cache.git", start() + Duration::hours(2), &[]);
+    assert!(stdout(&out).contains("did: merge"), "{}", stdout(&out));
+    let h = fleetwave_cmd(&f, &["history"]);
+    let text = stdout(&h);
+    assert!(
+        text.contains("paused") && text.contains("resumed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn demo_runs_the_whole_rollout_and_shows_a_halt() {
+    let demo = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(["demo", "--plain"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = demo(&[]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("every wave succeeded")
+            && text.contains("Summary: plan k8s-1-34-chained — Succeeded"),
+        "{text}"
+    );
+    let out = demo(&["--fail", "stg-kamaji-01"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("HALT") && text.contains("ALERT") && text.contains("fleetwave rollback"),
+        "{text}"
+    );
+    assert!(
+        text.contains("standard   Pending"),
+        "a later wave moved: {text}"
+    );
+}
