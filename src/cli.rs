@@ -163,6 +163,9 @@ pub struct RemoteArgs {
     pub author_name: String,
     #[arg(long, default_value = "fleetwave@users.noreply.local")]
     pub author_email: String,
+    /// Commit and PR title template: {plan}, {wave}, {step}, {title}, {what}.
+    #[arg(long, default_value = crate::reconcile::DEFAULT_TITLE)]
+    pub title_template: String,
 }
 
 /// Where cluster state comes from and where events go.

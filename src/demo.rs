@@ -147,8 +147,8 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
         humantime::format_duration(std::time::Duration::from_secs(opts.scale as u64))
     )
     .ok();
-    let mut last_lines = 0usize;
-    let mut last_state = PlanState::default();
+    let mut live = opts.progress.then(Live::new);
+    let mut last_state;
     let mut reviews = 0;
     loop {
         let o = reconcile::observe_repo(&git, &settings).map_err(|e| e.to_string())?;
@@ -183,8 +183,8 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
             }
         }
         let st = report.state.clone();
-        if opts.progress && st != last_state {
-            last_lines = draw(out, &st, now, last_lines);
+        if let Some(l) = live.as_mut() {
+            l.update(&st, now);
         }
         last_state = st.clone();
         // The simulated reviewer merges a manual step once fleetwave's gate says it may.
@@ -224,8 +224,14 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
             _ => {}
         }
         let mut advance = Duration::minutes(5);
+        // Jump ahead only when nothing waits on Flux (soaks, windows): convergence is not predictable.
+        let flux_pending = st
+            .waves
+            .iter()
+            .flat_map(|w| &w.steps)
+            .any(|s| s.status == StepStatus::Merged);
         if let Some(w) = report.wake_at {
-            if report.effects.is_empty() && w - now > advance {
+            if report.effects.is_empty() && !flux_pending && w - now > advance {
                 advance = w - now;
             }
         }
@@ -235,6 +241,9 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
         if real.elapsed().as_secs() > 55 {
             return Err("the demo did not finish within 50 s".into());
         }
+    }
+    if let Some(l) = &live {
+        l.finish();
     }
     let st = reconcile::load_state(&git, &settings, &last_state.plan)
         .map_err(|e| e.to_string())?
@@ -285,74 +294,96 @@ pub fn ready_for_review(st: &PlanState) -> Option<(String, String)> {
     })
 }
 
-fn draw(out: &mut dyn Write, st: &PlanState, now: DateTime<Utc>, erase: usize) -> usize {
-    let mut lines = vec![format!(
-        "  {}  plan {} — {:?}",
-        now.format("%a %d %b %H:%M"),
-        st.plan,
-        st.status
-    )];
-    for w in &st.waves {
-        let merged = w.steps.iter().filter(|s| s.merged_commit.is_some()).count();
-        let total = w
-            .steps
-            .iter()
-            .filter(|s| s.status != StepStatus::Skipped)
-            .count();
-        let bar: String = w
-            .steps
-            .iter()
-            .map(|s| match s.status {
-                StepStatus::Converged => '█',
-                StepStatus::Merged => '▓',
-                StepStatus::Open => '▒',
-                StepStatus::Skipped => '·',
-                StepStatus::RolledBack => '↺',
-                StepStatus::Pending => '░',
-            })
-            .collect();
-        let extra = match w.status {
-            WaveStatus::Soaking => format!(
-                "soaking since {}",
-                w.soak_started_at
-                    .map(|t| t.format("%a %H:%M").to_string())
-                    .unwrap_or_default()
-            ),
-            WaveStatus::Failed => format!(
-                "FAILED: {}",
-                w.failed.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-            _ => String::new(),
-        };
-        lines.push(format!(
-            "    {:<10} {bar:<6} {merged}/{total} merged  {:<10} {extra}",
-            w.name,
-            format!("{:?}", w.status)
+/// Live view: one progress bar per wave (converged steps) with its clusters' state.
+struct Live {
+    multi: indicatif::MultiProgress,
+    header: indicatif::ProgressBar,
+    waves: Vec<indicatif::ProgressBar>,
+}
+
+impl Live {
+    fn new() -> Self {
+        let multi = indicatif::MultiProgress::new();
+        let header = multi.add(indicatif::ProgressBar::new_spinner());
+        Live {
+            multi,
+            header,
+            waves: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, st: &PlanState, now: DateTime<Utc>) {
+        let style = indicatif::ProgressStyle::with_template(
+            "  {prefix:<10} [{bar:8.green/white}] {pos}/{len} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("█▓░");
+        while self.waves.len() < st.waves.len() {
+            let bar = self.multi.add(indicatif::ProgressBar::new(0));
+            bar.set_style(style.clone());
+            self.waves.push(bar);
+        }
+        self.header.set_message(format!(
+            "{}  plan {} — {:?}",
+            now.format("%a %d %b %H:%M"),
+            st.plan,
+            st.status
         ));
-        for c in &w.clusters {
-            let mark = if w.failed.contains_key(c) {
-                "✗"
-            } else if w
+        self.header.tick();
+        for (w, bar) in st.waves.iter().zip(&self.waves) {
+            let steps = w
+                .steps
+                .iter()
+                .filter(|s| s.status != StepStatus::Skipped)
+                .count() as u64;
+            let done = w
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Converged)
+                .count() as u64;
+            bar.set_prefix(w.name.clone());
+            bar.set_length(steps);
+            bar.set_position(done);
+            let merged_steps: Vec<_> = w
                 .steps
                 .iter()
                 .filter(|s| s.merged_commit.is_some())
-                .all(|s| s.converged.contains_key(c))
-                && merged > 0
-            {
-                "✓"
-            } else {
-                "…"
+                .collect();
+            let marks: Vec<String> = w
+                .clusters
+                .iter()
+                .map(|c| {
+                    let mark = if w.failed.contains_key(c) {
+                        "✗"
+                    } else if !merged_steps.is_empty()
+                        && merged_steps.iter().all(|s| s.converged.contains_key(c))
+                    {
+                        "✓"
+                    } else {
+                        "·"
+                    };
+                    format!("{mark}{c}")
+                })
+                .collect();
+            let status = match w.status {
+                WaveStatus::Soaking => format!(
+                    "soaking since {}",
+                    w.soak_started_at
+                        .map(|t| t.format("%a %H:%M").to_string())
+                        .unwrap_or_default()
+                ),
+                other => format!("{other:?}"),
             };
-            lines.push(format!("        {mark} {c}"));
+            bar.set_message(format!("{status:<22} {}", marks.join(" ")));
         }
     }
-    if erase > 0 {
-        write!(out, "\x1b[{erase}A\x1b[J").ok();
+
+    fn finish(&self) {
+        self.header.finish();
+        for b in &self.waves {
+            b.finish();
+        }
     }
-    for l in &lines {
-        writeln!(out, "{l}").ok();
-    }
-    lines.len()
 }
 
 fn summary(

@@ -27,6 +27,7 @@ fn settings(r: &RemoteArgs) -> Settings {
     s.base = r.base.clone();
     s.author_name = r.author_name.clone();
     s.author_email = r.author_email.clone();
+    s.title_template = r.title_template.clone();
     s
 }
 
@@ -116,33 +117,49 @@ pub fn reconcile(
     loop {
         let now = w.now.unwrap_or_else(Utc::now);
         let result = rt.block_on(async {
-            let o = reconcile::observe_repo(&git, &s)?;
-            let history = reconcile::base_history(&git, &o, 1000, &mut Default::default())?;
-            let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
-            let sim = SimFlux::new(
-                history,
-                SimConfig {
-                    delay,
-                    faults: faults.clone(),
-                    branch: s.base.clone(),
-                },
-            );
-            let forge = LocalForge {
-                git: &git,
-                base: s.base.clone(),
-                author_email: s.author_email.clone(),
-                sig: s.sig(now),
-            };
-            let io = reconcile::Io {
-                git: &git,
-                forge: &forge,
-                clusters: &sim,
-                notifier: &notify,
-            };
-            reconcile::tick(&io, &s, o, now, dry_run).await
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let o = reconcile::observe_repo(&git, &s)?;
+                let history = reconcile::base_history(&git, &o, 1000, &mut Default::default())?;
+                let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
+                let sim = SimFlux::new(
+                    history,
+                    SimConfig {
+                        delay,
+                        faults: faults.clone(),
+                        branch: s.base.clone(),
+                    },
+                );
+                let forge = LocalForge {
+                    git: &git,
+                    base: s.base.clone(),
+                    author_email: s.author_email.clone(),
+                    sig: s.sig(now),
+                };
+                let io = reconcile::Io {
+                    git: &git,
+                    forge: &forge,
+                    clusters: &sim,
+                    notifier: &notify,
+                };
+                let report = reconcile::tick(&io, &s, o, now, dry_run).await?;
+                // A lost race: reload what the other reconciler wrote and decide again.
+                if report.outcome != Outcome::LostRace || attempt == 3 {
+                    return Ok::<_, reconcile::ReconcileError>((report, attempt - 1));
+                }
+            }
         });
         let report = match result {
-            Ok(r) => r,
+            Ok((r, raced)) => {
+                for _ in 0..raced {
+                    let _ = writeln!(
+                        out,
+                        "lost the state race to another reconciler; reloaded and decided again"
+                    );
+                }
+                r
+            }
             Err(e) => return fail(e),
         };
         for n in &report.notes {

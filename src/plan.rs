@@ -533,6 +533,26 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
                     );
                 }
             }
+            if let Some(z) = &win.time_zone {
+                if z.parse::<chrono_tz::Tz>().is_err() {
+                    errs.push(
+                        src.at(
+                            &path!["spec", "waves", i, "window", "timeZone"],
+                            format!("{z:?} is not a time zone"),
+                        )
+                        .hint("use an IANA name such as Europe/Berlin or UTC"),
+                    );
+                }
+            }
+            if end <= start {
+                errs.push(
+                    src.at(
+                        &path!["spec", "waves", i, "window", "end"],
+                        "the window ends before it starts",
+                    )
+                    .hint("windows are within one day: end must be later than start"),
+                );
+            }
             Window {
                 days: win.days.clone(),
                 start,

@@ -20,6 +20,8 @@ use crate::planner::{self, Planned};
 use crate::state::{self, ChangeRecord, PlanState, PlanStatus, StepStatus};
 use crate::tree::MemTree;
 
+pub const DEFAULT_TITLE: &str = "fleetwave({plan}): {wave} — {what}";
+
 /// How the reconciler reaches the fleet repo and signs its commits.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -29,6 +31,8 @@ pub struct Settings {
     pub author_name: String,
     pub author_email: String,
     pub state_branch: String,
+    /// Commit and PR title; `{plan}`, `{wave}`, `{step}`, `{title}` and `{what}` are filled in.
+    pub title_template: String,
 }
 
 impl Settings {
@@ -39,6 +43,7 @@ impl Settings {
             author_name: "fleetwave".into(),
             author_email: "fleetwave@users.noreply.local".into(),
             state_branch: state::BRANCH.into(),
+            title_template: DEFAULT_TITLE.into(),
         }
     }
 
@@ -235,13 +240,19 @@ fn wave_inputs(p: &Planned) -> Vec<WaveInput> {
 
 /// The commit message and PR text of a step.
 pub fn step_text(
+    template: &str,
     plan: &str,
     hash: &str,
     wave: &str,
     step: &StepPlan,
     what: &str,
 ) -> (String, String) {
-    let title = format!("fleetwave({plan}): {wave} — {what}");
+    let title = template
+        .replace("{plan}", plan)
+        .replace("{wave}", wave)
+        .replace("{step}", &step.index.to_string())
+        .replace("{title}", &step.title)
+        .replace("{what}", what);
     let mut body = format!(
         "Step {} of wave `{wave}`: {}.\n\n| cluster | file | field | from | to |\n|---|---|---|---|---|\n",
         step.index, step.title
@@ -325,6 +336,7 @@ fn desired_commits(
             .map(|(p, t)| (p, t.into_bytes()))
             .collect();
         let (title, body) = step_text(
+            &s.title_template,
             &o.planned.plan.name,
             &o.plan_hash,
             &w.name,
@@ -381,6 +393,8 @@ pub fn base_history(
             touched,
         });
     }
+    // Oldest first: commits with equal timestamps keep their order in history.
+    out.reverse();
     Ok(out)
 }
 
@@ -514,6 +528,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                 }
                 let input = &inputs[*wave].steps[*step];
                 let (title, body) = step_text(
+                    &s.title_template,
                     &new.plan,
                     &o.plan_hash,
                     &new.waves[*wave].name,
