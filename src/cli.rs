@@ -37,6 +37,8 @@ pub enum Color {
     Never,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Show what the plan would change, wave by wave, without writing anything.
@@ -57,6 +59,19 @@ pub enum Command {
         /// Start time for the earliest-finish estimate (RFC 3339; default: now).
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
+        /// Write step outputs and a job summary for GitHub Actions.
+        #[arg(long)]
+        github_output: bool,
+        /// Post the preview as the managed comment of this pull request.
+        #[arg(long)]
+        comment_pr: Option<u64>,
+        /// owner/repo for --comment-pr.
+        #[arg(long, env = "GITHUB_REPOSITORY")]
+        github_repo: Option<String>,
+        #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+        github_api: String,
+        #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+        github_token: Option<String>,
     },
     /// Write one wave's edits (all its steps, or step N) into the working tree; no commit.
     Apply {
@@ -85,6 +100,11 @@ pub enum Command {
         /// Print the actions without doing them.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        forge: ForgeArgs,
+        /// Write step outputs and a job summary for GitHub Actions.
+        #[arg(long)]
+        github_output: bool,
     },
     /// Pause a running plan: nothing more is opened or merged until `resume`.
     Pause {
@@ -193,6 +213,76 @@ pub struct WorldArgs {
     pub now: Option<DateTime<Utc>>,
 }
 
+/// The forge that hosts step pull requests.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForgeArgs {
+    /// `local` (branches and merge commits only) or `github`.
+    #[arg(long, default_value = "local")]
+    pub forge: String,
+    /// GitHub REST root; GitHub Enterprise: https://HOST/api/v3.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api: String,
+    /// owner/repo (default: from --remote).
+    #[arg(long)]
+    pub github_repo: Option<String>,
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// GitHub App id (with --github-app-key) instead of a token.
+    #[arg(long, env = "FLEETWAVE_GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    /// GitHub App private key file (PEM).
+    #[arg(long, env = "FLEETWAVE_GITHUB_APP_KEY")]
+    pub github_app_key: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = crate::forge::github::MergeMethod::Merge)]
+    pub merge_method: crate::forge::github::MergeMethod,
+    /// Labels for step pull requests.
+    #[arg(long, default_value = "fleetwave")]
+    pub label: Vec<String>,
+    /// Link for the gate status (e.g. a dashboard).
+    #[arg(long)]
+    pub target_url: Option<String>,
+    /// Users whose approving review opens an approval gate.
+    #[arg(long)]
+    pub approver: Vec<String>,
+    /// Teams (org/team) whose members' approvals count.
+    #[arg(long)]
+    pub approver_team: Vec<String>,
+}
+
+impl ForgeArgs {
+    pub fn choice(&self, r: &RemoteArgs) -> Result<crate::ops::ForgeChoice, String> {
+        use crate::forge::github::{GitHubAuth, GitHubConfig, owner_repo};
+        match self.forge.as_str() {
+            "local" => Ok(crate::ops::ForgeChoice::Local),
+            "github" => {
+                let (owner, repo) = match &self.github_repo {
+                    Some(s) => s.split_once('/').map(|(o, r)| (o.to_string(), r.to_string())).ok_or_else(|| format!("--github-repo {s:?} is not owner/repo"))?,
+                    None => owner_repo(&r.remote).ok_or_else(|| format!("cannot tell owner/repo from --remote {}; pass --github-repo owner/repo", r.remote))?,
+                };
+                let auth = match (&self.github_app_id, &self.github_app_key, &self.github_token) {
+                    (Some(id), Some(key), _) => GitHubAuth::App { app_id: *id, key_pem: std::fs::read_to_string(key).map_err(|e| format!("cannot read {}: {e}", key.display()))? },
+                    (_, _, Some(t)) => GitHubAuth::Token(t.clone()),
+                    _ => return Err("the github forge needs GITHUB_TOKEN (or --github-token), or --github-app-id with --github-app-key".into()),
+                };
+                let cache_file = Some(crate::ops::cache_dir(r).join("fleetwave-github.json"));
+                Ok(crate::ops::ForgeChoice::GitHub(Box::new(GitHubConfig {
+                    api: self.github_api.trim_end_matches('/').to_string(),
+                    owner,
+                    repo,
+                    auth,
+                    merge_method: self.merge_method,
+                    labels: self.label.clone(),
+                    target_url: self.target_url.clone(),
+                    approvers: self.approver.clone(),
+                    approver_teams: self.approver_team.clone(),
+                    cache_file,
+                })))
+            }
+            other => Err(format!("unknown forge {other:?}: use local or github")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum HookFormat {
     Json,
@@ -220,6 +310,11 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
             color,
             now,
+            github_output,
+            comment_pr,
+            github_repo,
+            github_api,
+            github_token,
         } => {
             let p = match planner::prepare(&repo, &plan) {
                 Ok(p) => p,
@@ -240,6 +335,31 @@ pub fn run(cli: Cli) -> ExitCode {
             if let Err(e) = res {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
+            }
+            if github_output {
+                if let Err(e) = crate::actions::write_plan(&p) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            if let Some(n) = comment_pr {
+                let mut text = Vec::new();
+                let _ = print_text(&mut text, &p, true, false, now);
+                let body = format!(
+                    "### fleetwave plan preview: `{}`\n\n<details open><summary>waves, steps and diffs</summary>\n\n```text\n{}```\n</details>\n",
+                    p.plan.name,
+                    String::from_utf8_lossy(&text)
+                );
+                if let Err(e) = crate::ops::comment_on_pr(
+                    github_repo.as_deref(),
+                    &github_api,
+                    github_token.as_deref(),
+                    n,
+                    &body,
+                ) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
             }
             if p.refusals().next().is_some() {
                 for f in p.refusals() {
@@ -305,7 +425,24 @@ pub fn run(cli: Cli) -> ExitCode {
             once,
             interval,
             dry_run,
-        } => crate::ops::reconcile(&remote, &world, once, interval, dry_run, stdout),
+            forge,
+            github_output,
+        } => {
+            let choice = match forge.choice(&remote) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let run = crate::ops::RunOpts {
+                once,
+                interval,
+                dry_run,
+                github_output,
+            };
+            crate::ops::reconcile(&remote, &world, &choice, &run, stdout)
+        }
         Command::Pause { remote } => crate::ops::pause(&remote, true, stdout),
         Command::Resume { remote } => crate::ops::pause(&remote, false, stdout),
         Command::Rollback {

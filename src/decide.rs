@@ -53,6 +53,8 @@ pub struct PrObs {
     /// Commits on the branch that fleetwave did not make.
     pub foreign: Vec<String>,
     pub approved: bool,
+    /// The branch exists but its pull request does not (a crash between push and create).
+    pub needs_pr: bool,
 }
 
 pub struct World<'a> {
@@ -383,9 +385,27 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
             let desc = gate_description(cx, wi);
             cx.status(wi, si, &d.commit, GateState::Pending, desc);
         }
+        Some(p) if !p.open && p.merged.is_none() => {
+            let msg = format!(
+                "wave {} step {}: its pull request was closed without merging; reopen it, or change the plan",
+                wave.name,
+                si + 1
+            );
+            cx.held = Some(msg);
+        }
         Some(p) => {
             let s = &mut cx.state.waves[wi].steps[si];
             s.status = StepStatus::Open;
+            if p.needs_pr && p.foreign.is_empty() {
+                // Re-push the same commit (a no-op) and create the missing pull request.
+                cx.effects.push(Effect::PushStep {
+                    wave: wi,
+                    step: si,
+                    commit: p.head.clone(),
+                    expected: Some(p.head.clone()),
+                });
+                return;
+            }
             if !p.foreign.is_empty() {
                 let desc = format!(
                     "fleetwave will not merge: commits by others on this branch ({})",

@@ -6,6 +6,7 @@
 // Nested `if let` reads better than let-chains in the validation ladders here.
 #![allow(clippy::collapsible_if)]
 
+pub mod actions;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -31,15 +31,27 @@ fn settings(r: &RemoteArgs) -> Settings {
     s
 }
 
-fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
-    let cache = r.cache.clone().unwrap_or_else(|| {
+/// The reconciler's private cache directory for this remote.
+pub fn cache_dir(r: &RemoteArgs) -> PathBuf {
+    r.cache.clone().unwrap_or_else(|| {
         let base = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .unwrap_or_else(std::env::temp_dir);
         base.join("fleetwave").join(reconcile::plan_hash(&r.remote))
+    })
+}
+
+fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
+    let cache = cache_dir(r);
+    // On GitHub the API token also pushes over HTTPS.
+    let token = r.token.clone().or_else(|| {
+        r.remote
+            .starts_with("http")
+            .then(|| std::env::var("GITHUB_TOKEN").ok())
+            .flatten()
     });
-    let auth = match &r.token {
+    let auth = match &token {
         Some(t) => Auth::Token(t.clone()),
         None if r.remote.starts_with("git@") || r.remote.starts_with("ssh://") => Auth::SshAgent,
         None => Auth::None,
@@ -85,12 +97,82 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Which forge and how to reach it.
+#[derive(Debug, Clone)]
+pub enum ForgeChoice {
+    Local,
+    GitHub(Box<crate::forge::github::GitHubConfig>),
+}
+
+/// How `reconcile` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOpts {
+    pub once: bool,
+    pub interval: u64,
+    pub dry_run: bool,
+    pub github_output: bool,
+}
+
+/// What every retried tick needs besides the forge.
+struct TickEnv<'a> {
+    git: &'a GitRepo,
+    w: &'a WorldArgs,
+    faults: &'a BTreeMap<String, Fault>,
+    notify: &'a Fanout,
+    s: &'a Settings,
+}
+
+/// One tick with the forge chosen; retried when another reconciler wins the state race.
+async fn tick_with<F: crate::forge::Forge>(
+    env: &TickEnv<'_>,
+    forge_for: &dyn Fn(DateTime<Utc>) -> Result<F, String>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<(reconcile::Report, usize), String> {
+    let TickEnv {
+        git,
+        w,
+        faults,
+        notify,
+        s,
+    } = *env;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
+        let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
+            .map_err(|e| e.to_string())?;
+        let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
+        let sim = SimFlux::new(
+            history,
+            SimConfig {
+                delay,
+                faults: faults.clone(),
+                branch: s.base.clone(),
+            },
+        );
+        let forge = forge_for(now)?;
+        let io = reconcile::Io {
+            git,
+            forge: &forge,
+            clusters: &sim,
+            notifier: notify,
+        };
+        let report = reconcile::tick(&io, s, o, now, dry_run)
+            .await
+            .map_err(|e| e.to_string())?;
+        // A lost race: reload what the other reconciler wrote and decide again.
+        if report.outcome != Outcome::LostRace || attempt == 3 {
+            return Ok((report, attempt - 1));
+        }
+    }
+}
+
 pub fn reconcile(
     r: &RemoteArgs,
     w: &WorldArgs,
-    once: bool,
-    interval: u64,
-    dry_run: bool,
+    forge: &ForgeChoice,
+    run: &RunOpts,
     out: &mut dyn Write,
 ) -> ExitCode {
     if w.clusters != "sim" {
@@ -114,39 +196,45 @@ pub fn reconcile(
     };
     let s = settings(r);
     let rt = runtime();
+    let RunOpts {
+        once,
+        interval,
+        dry_run,
+        github_output: gh_output,
+    } = *run;
+    let env = TickEnv {
+        git: &git,
+        w,
+        faults: &faults,
+        notify: &notify,
+        s: &s,
+    };
     loop {
         let now = w.now.unwrap_or_else(Utc::now);
         let result = rt.block_on(async {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let o = reconcile::observe_repo(&git, &s)?;
-                let history = reconcile::base_history(&git, &o, 1000, &mut Default::default())?;
-                let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
-                let sim = SimFlux::new(
-                    history,
-                    SimConfig {
-                        delay,
-                        faults: faults.clone(),
-                        branch: s.base.clone(),
-                    },
-                );
-                let forge = LocalForge {
-                    git: &git,
-                    base: s.base.clone(),
-                    author_email: s.author_email.clone(),
-                    sig: s.sig(now),
-                };
-                let io = reconcile::Io {
-                    git: &git,
-                    forge: &forge,
-                    clusters: &sim,
-                    notifier: &notify,
-                };
-                let report = reconcile::tick(&io, &s, o, now, dry_run).await?;
-                // A lost race: reload what the other reconciler wrote and decide again.
-                if report.outcome != Outcome::LostRace || attempt == 3 {
-                    return Ok::<_, reconcile::ReconcileError>((report, attempt - 1));
+            match forge {
+                ForgeChoice::Local => {
+                    let make = |now| {
+                        Ok(LocalForge {
+                            git: &git,
+                            base: s.base.clone(),
+                            author_email: s.author_email.clone(),
+                            sig: s.sig(now),
+                        })
+                    };
+                    tick_with(&env, &make, now, dry_run).await
+                }
+                ForgeChoice::GitHub(cfg) => {
+                    let gh = crate::forge::github::GitHubForge::new(
+                        (**cfg).clone(),
+                        Some(&git),
+                        &s.author_email,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    let shared = std::rc::Rc::new(gh);
+                    let make = |_| Ok(SharedForge(shared.clone()));
+                    tick_with(&env, &make, now, dry_run).await
                 }
             }
         });
@@ -175,6 +263,15 @@ pub fn reconcile(
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             );
         }
+        if let Some(n) = report.api_calls {
+            let _ = writeln!(out, "api calls: {n}");
+            tracing::info!(calls = n, "GitHub API calls this tick");
+        }
+        if gh_output {
+            if let Err(e) = crate::actions::write_reconcile(&report) {
+                return fail(e);
+            }
+        }
         let code = match &report.outcome {
             Outcome::Done => {
                 let _ = writeln!(out, "plan {} succeeded", report.state.plan);
@@ -197,6 +294,53 @@ pub fn reconcile(
             return code;
         }
         std::thread::sleep(std::time::Duration::from_secs(interval));
+    }
+}
+
+/// The GitHub forge shared across retried ticks (so its call count and caches carry over).
+struct SharedForge<'a>(std::rc::Rc<crate::forge::github::GitHubForge<'a>>);
+
+impl crate::forge::Forge for SharedForge<'_> {
+    async fn observe(
+        &self,
+        steps: &[crate::forge::StepRef],
+        base_head: &str,
+    ) -> Result<BTreeMap<String, crate::decide::PrObs>, crate::forge::ForgeError> {
+        self.0.observe(steps, base_head).await
+    }
+    async fn open(
+        &self,
+        step: &crate::forge::StepRef,
+        spec: &crate::forge::PrSpec,
+    ) -> Result<Option<u64>, crate::forge::ForgeError> {
+        self.0.open(step, spec).await
+    }
+    async fn set_status(
+        &self,
+        step: &crate::forge::StepRef,
+        head: &str,
+        state: crate::state::GateState,
+        description: &str,
+    ) -> Result<(), crate::forge::ForgeError> {
+        self.0.set_status(step, head, state, description).await
+    }
+    async fn merge(
+        &self,
+        step: &crate::forge::StepRef,
+        head: &str,
+        message: &str,
+    ) -> Result<String, crate::forge::ForgeError> {
+        self.0.merge(step, head, message).await
+    }
+    async fn comment(
+        &self,
+        step: &crate::forge::StepRef,
+        body: &str,
+    ) -> Result<(), crate::forge::ForgeError> {
+        crate::forge::Forge::comment(&*self.0, step, body).await
+    }
+    fn finish_tick(&self) -> Option<usize> {
+        self.0.finish_tick()
     }
 }
 
@@ -300,4 +444,37 @@ pub fn demo(
         Ok(_) => ExitCode::from(1),
         Err(e) => fail(e),
     }
+}
+
+/// Post (or edit) fleetwave's managed comment on a pull request.
+pub fn comment_on_pr(
+    repo: Option<&str>,
+    api: &str,
+    token: Option<&str>,
+    pr: u64,
+    body: &str,
+) -> Result<(), String> {
+    use crate::forge::github::{GitHubAuth, GitHubConfig, GitHubForge, MergeMethod};
+    let (owner, name) = repo
+        .and_then(|r| r.split_once('/'))
+        .ok_or("--comment-pr needs --github-repo owner/repo (GITHUB_REPOSITORY)")?;
+    let token = token.ok_or("--comment-pr needs GITHUB_TOKEN")?;
+    let cfg = GitHubConfig {
+        api: api.trim_end_matches('/').to_string(),
+        owner: owner.to_string(),
+        repo: name.to_string(),
+        auth: GitHubAuth::Token(token.to_string()),
+        merge_method: MergeMethod::Merge,
+        labels: Vec::new(),
+        target_url: None,
+        approvers: Vec::new(),
+        approver_teams: Vec::new(),
+        cache_file: None,
+    };
+    runtime().block_on(async {
+        let gh = GitHubForge::new(cfg, None, "")
+            .await
+            .map_err(|e| e.to_string())?;
+        gh.comment(pr, body).await.map_err(|e| e.to_string())
+    })
 }

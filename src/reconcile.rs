@@ -92,6 +92,8 @@ pub struct Report {
     pub effects: Vec<String>,
     pub wake_at: Option<DateTime<Utc>>,
     pub state: PlanState,
+    /// Forge API calls made by this tick, where the forge counts them.
+    pub api_calls: Option<usize>,
 }
 
 /// What a tick saw of the base branch, planned.
@@ -417,32 +419,43 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     let (git, forge, clusters, notifier) = (io.git, io.forge, io.clusters, io.notifier);
     let inputs = wave_inputs(&o.planned);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
-    let refs: Vec<StepRef> = o
-        .state
-        .waves
-        .iter()
-        .flat_map(|w| w.steps.iter())
-        .chain(std::iter::empty())
-        .map(|st| StepRef {
-            branch: st.branch.clone(),
-            pr: st.pr,
-            head: st.head.clone(),
+    let approval = |wi: usize| {
+        o.planned.plan.waves.get(wi).is_some_and(|w| {
+            w.gates
+                .iter()
+                .any(|g| matches!(g, crate::plan::Gate::Approval { .. }))
         })
-        .collect();
+    };
+    let mut refs: Vec<StepRef> = Vec::new();
+    for (wi, w) in o.state.waves.iter().enumerate() {
+        for st in &w.steps {
+            refs.push(StepRef {
+                branch: st.branch.clone(),
+                pr: st.pr,
+                head: st.head.clone(),
+                needs_approval: approval(wi),
+            });
+        }
+    }
     // Steps not yet in the state (first tick) may still have branches from a crashed run.
-    let mut refs = refs;
-    for w in &inputs {
+    for (wi, w) in inputs.iter().enumerate() {
         for st in &w.steps {
             if !refs.iter().any(|r| r.branch == st.branch) {
                 refs.push(StepRef {
                     branch: st.branch.clone(),
                     pr: None,
                     head: None,
+                    needs_approval: approval(wi),
                 });
             }
         }
     }
     let prs = forge.observe(&refs, &o.base_head).await?;
+    // Learn PR numbers found by head branch (after a crash, or a PR opened by hand).
+    let mut learned: BTreeMap<String, u64> = prs
+        .iter()
+        .filter_map(|(b, p)| p.number.map(|n| (b.clone(), n)))
+        .collect();
     let names: Vec<String> = o
         .planned
         .waves
@@ -493,6 +506,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         effects: effect_lines.clone(),
         wake_at,
         state,
+        api_calls: None,
     };
     if dry_run {
         return Ok(report(new, outcome));
@@ -537,10 +551,11 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                 );
                 let r = StepRef {
                     branch: st.branch.clone(),
-                    pr: st.pr,
+                    pr: st.pr.or(learned.get(&st.branch).copied()),
                     head: Some(commit.clone()),
+                    needs_approval: approval(*wave),
                 };
-                forge
+                if let Some(n) = forge
                     .open(
                         &r,
                         &PrSpec {
@@ -549,7 +564,10 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                             base: s.base.clone(),
                         },
                     )
-                    .await?;
+                    .await?
+                {
+                    learned.insert(st.branch.clone(), n);
+                }
             }
             Effect::SetStatus {
                 wave,
@@ -561,17 +579,26 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                 let st = &new.waves[*wave].steps[*step];
                 let r = StepRef {
                     branch: st.branch.clone(),
-                    pr: st.pr,
+                    pr: st.pr.or(learned.get(&st.branch).copied()),
                     head: st.head.clone(),
+                    needs_approval: approval(*wave),
                 };
                 forge.set_status(&r, head, *state, description).await?;
+                // The managed comment changes exactly when the gate status does.
+                forge
+                    .comment(
+                        &r,
+                        &comment_body(&new, *wave, *step, *state, description, &world.clusters),
+                    )
+                    .await?;
             }
             Effect::Merge { wave, step, head } => {
                 let st = &new.waves[*wave].steps[*step];
                 let r = StepRef {
                     branch: st.branch.clone(),
-                    pr: st.pr,
+                    pr: st.pr.or(learned.get(&st.branch).copied()),
                     head: st.head.clone(),
+                    needs_approval: approval(*wave),
                 };
                 let msg = format!(
                     "Merge {} (fleetwave {} wave {} step {})",
@@ -595,25 +622,33 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             }
         }
     }
-    if !sent.is_empty() {
-        let before = new.clone();
-        for id in &sent {
-            if let Some(ob) = new.events.get_mut(id) {
-                ob.sent = true;
+    let before = new.clone();
+    for id in &sent {
+        if let Some(ob) = new.events.get_mut(id) {
+            ob.sent = true;
+        }
+    }
+    for w in &mut new.waves {
+        for st in &mut w.steps {
+            if st.pr.is_none() {
+                st.pr = learned.get(&st.branch).copied();
             }
         }
-        // If this loses a race the events stay unsent here and are resent; sinks dedupe by id.
-        let _ = write_state(
-            git,
-            s,
-            &new,
-            state_head.as_deref(),
-            &format!("fleetwave: {} events sent: {}", new.plan, sent.join(", ")),
-            now,
-        )?;
-        let _ = before;
     }
-    Ok(report(new, outcome))
+    if new != before {
+        // If this loses a race, events stay unsent and are resent (sinks dedupe by id), and PR
+        // numbers are found again by branch.
+        let msg = format!(
+            "fleetwave: {} after tick {}: events sent {}, pull requests recorded",
+            new.plan,
+            new.tick,
+            sent.len()
+        );
+        let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
+    }
+    let mut r = report(new, outcome);
+    r.api_calls = forge.finish_tick();
+    Ok(r)
 }
 
 fn describe(st: &PlanState, e: &Effect) -> String {
@@ -908,4 +943,63 @@ pub fn rollback(
         }
     }
     Ok(lines)
+}
+
+/// The managed comment of a step PR: the gate, and per cluster Flux state, revision,
+/// convergence and gates.
+pub fn comment_body(
+    st: &PlanState,
+    wave: usize,
+    step: usize,
+    gate: crate::state::GateState,
+    description: &str,
+    clusters: &BTreeMap<String, crate::cluster::ClusterObservation>,
+) -> String {
+    let w = &st.waves[wave];
+    let s = &w.steps[step];
+    let icon = match gate {
+        crate::state::GateState::Pending => "🟡",
+        crate::state::GateState::Success => "🟢",
+        crate::state::GateState::Failure => "🔴",
+    };
+    let mut out = format!(
+        "### fleetwave — plan `{}`, wave `{}`, step {}\n\n{icon} **{}**\n\n",
+        st.plan, w.name, s.index, description
+    );
+    out.push_str("| cluster | Flux | revision | converged | gates |\n|---|---|---|---|---|\n");
+    for c in &w.clusters {
+        let obs = clusters.get(c);
+        let ks = obs.and_then(|o| o.kustomizations.first());
+        let ready = ks
+            .and_then(|k| k.condition("Ready"))
+            .map(|r| format!("{} {}", r.status, r.reason))
+            .unwrap_or_else(|| "–".into());
+        let rev = ks
+            .and_then(|k| k.last_applied_revision.as_deref())
+            .and_then(crate::cluster::revision_hash)
+            .map(|h| format!("`{}`", &h[..h.len().min(10)]))
+            .unwrap_or_else(|| "–".into());
+        let conv = match (s.converged.get(c), w.failed.get(c)) {
+            (_, Some(why)) => format!("failed: {why}"),
+            (Some(t), _) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            _ => "–".into(),
+        };
+        let gates = obs
+            .map(|o| {
+                o.gates
+                    .iter()
+                    .map(|g| format!("{} {}", if g.ok { "✓" } else { "✗" }, g.gate))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("| {c} | {ready} | {rev} | {conv} | {gates} |\n"));
+    }
+    if let Some(t) = w.soak_started_at {
+        out.push_str(&format!(
+            "\nSoak started {}.\n",
+            t.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    out
 }

@@ -85,6 +85,7 @@ impl Forge for LocalForge<'_> {
                     merged,
                     foreign,
                     approved: false,
+                    needs_pr: false,
                 },
             );
         }

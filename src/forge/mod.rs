@@ -2,6 +2,7 @@
 //! merge commits in Git; the GitHub forge (octocrab) implements the same trait, so `decide`
 //! cannot tell them apart.
 
+pub mod github;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ pub struct StepRef {
     pub pr: Option<u64>,
     /// The step commit fleetwave pushed last (None before the first push).
     pub head: Option<String>,
+    /// Whether an approving review is needed (the wave has an approval gate).
+    pub needs_approval: bool,
 }
 
 /// What a step's pull request says.
@@ -56,4 +59,12 @@ pub trait Forge {
     ) -> Result<(), ForgeError>;
     /// Merge the step at exactly `head`; returns the merge commit.
     async fn merge(&self, step: &StepRef, head: &str, message: &str) -> Result<String, ForgeError>;
+    /// Write the step's managed comment (one per PR, edited in place).
+    async fn comment(&self, _step: &StepRef, _body: &str) -> Result<(), ForgeError> {
+        Ok(())
+    }
+    /// End of a tick: persist caches; returns the API calls made, where counted.
+    fn finish_tick(&self) -> Option<usize> {
+        None
+    }
 }

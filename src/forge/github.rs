@@ -1,0 +1,851 @@
+//! The GitHub forge (octocrab): one pull request per step, the `fleetwave/gate` commit
+//! status, one managed comment per PR, approvals from reviews, merges with the verified head.
+//!
+//! All calls go through [`GitHubForge::call`], which counts them, sends conditional requests
+//! for GETs (ETags persist in the cache directory, so an idle `reconcile --once` costs one
+//! 304 per open PR), honours `Retry-After` and rate-limit headers with a bounded backoff, and
+//! serialises content-creating calls (GitHub's secondary limits punish bursts).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{Forge, ForgeError, PrSpec, StepRef};
+use crate::decide::PrObs;
+use crate::git::GitRepo;
+use crate::state::GateState;
+
+pub const CONTEXT: &str = "fleetwave/gate";
+const COMMENT_MARKER: &str = "<!-- fleetwave:managed-comment -->";
+const MAX_ATTEMPTS: u32 = 6;
+/// Longest wait honoured for one Retry-After or rate-limit reset.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMethod {
+    #[default]
+    Merge,
+    Squash,
+    Rebase,
+}
+
+impl MergeMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum GitHubAuth {
+    Token(String),
+    /// GitHub App: app id and private key (PEM); installation tokens are refreshed by octocrab.
+    App {
+        app_id: u64,
+        key_pem: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct GitHubConfig {
+    /// REST root: `https://api.github.com` or `https://ghe.example.com/api/v3`.
+    pub api: String,
+    pub owner: String,
+    pub repo: String,
+    pub auth: GitHubAuth,
+    pub merge_method: MergeMethod,
+    pub labels: Vec<String>,
+    pub target_url: Option<String>,
+    /// Users whose approving review satisfies a manual gate.
+    pub approvers: Vec<String>,
+    /// Teams (`org/team`) whose members' approvals count.
+    pub approver_teams: Vec<String>,
+    /// Where ETags and cached answers persist between runs.
+    pub cache_file: Option<PathBuf>,
+}
+
+/// Owner and repository from a GitHub remote URL (https or ssh).
+pub fn owner_repo(remote: &str) -> Option<(String, String)> {
+    let norm = crate::locate::normalize_repo_url(remote)?;
+    let mut parts = norm.splitn(3, '/');
+    let (_host, owner, repo) = (parts.next()?, parts.next()?, parts.next()?);
+    // normalize_repo_url lowercases; take the original spelling from the URL.
+    let tail = remote.trim_end_matches('/').trim_end_matches(".git");
+    let mut segs = tail.rsplit(['/', ':']);
+    let r = segs.next()?.to_string();
+    let o = segs.next()?.to_string();
+    (o.eq_ignore_ascii_case(owner) && r.eq_ignore_ascii_case(repo)).then_some((o, r))
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Cache {
+    /// url → (etag, body)
+    etags: BTreeMap<String, (String, String)>,
+    /// PR number → (PR etag it was computed for, approved)
+    approvals: BTreeMap<u64, (String, bool)>,
+    /// PR number → managed comment id
+    comments: BTreeMap<u64, u64>,
+}
+
+pub struct GitHubForge<'a> {
+    client: octocrab::Octocrab,
+    cfg: GitHubConfig,
+    git: Option<&'a GitRepo>,
+    author_email: String,
+    calls: AtomicUsize,
+    cache: Mutex<Cache>,
+    writes: tokio::sync::Mutex<()>,
+    violations: Mutex<Vec<String>>,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    etag: Option<String>,
+}
+
+fn api_err(what: &str, status: StatusCode, body: &Value) -> ForgeError {
+    let msg = body.get("message").and_then(Value::as_str).unwrap_or("");
+    ForgeError::Api(
+        format!("GitHub {what}: {status} {msg}")
+            .trim_end()
+            .to_string(),
+    )
+}
+
+impl<'a> GitHubForge<'a> {
+    pub async fn new(
+        cfg: GitHubConfig,
+        git: Option<&'a GitRepo>,
+        author_email: &str,
+    ) -> Result<GitHubForge<'a>, ForgeError> {
+        let builder = octocrab::Octocrab::builder()
+            .base_uri(cfg.api.as_str())
+            .map_err(|e| ForgeError::Api(format!("bad GitHub API URL {}: {e}", cfg.api)))?
+            // fleetwave retries itself, honouring GitHub's headers, and counts every call.
+            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None);
+        let client = match &cfg.auth {
+            GitHubAuth::Token(t) => builder
+                .personal_token(t.clone())
+                .build()
+                .map_err(|e| ForgeError::Api(format!("GitHub client: {e}")))?,
+            GitHubAuth::App { app_id, key_pem } => {
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes())
+                    .map_err(|e| ForgeError::Api(format!("GitHub App private key: {e}")))?;
+                let app = builder
+                    .app(octocrab::models::AppId(*app_id), key)
+                    .build()
+                    .map_err(|e| ForgeError::Api(format!("GitHub client: {e}")))?;
+                let inst = app
+                    .apps()
+                    .get_repository_installation(&cfg.owner, &cfg.repo)
+                    .await
+                    .map_err(|e| {
+                        ForgeError::Api(format!(
+                            "GitHub App installation for {}/{}: {e}",
+                            cfg.owner, cfg.repo
+                        ))
+                    })?;
+                app.installation(inst.id)
+                    .map_err(|e| ForgeError::Api(format!("GitHub App installation: {e}")))?
+            }
+        };
+        let cache = cfg
+            .cache_file
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(GitHubForge {
+            client,
+            cfg,
+            git,
+            author_email: author_email.to_string(),
+            calls: AtomicUsize::new(0),
+            cache: Mutex::new(cache),
+            writes: tokio::sync::Mutex::new(()),
+            violations: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn git(&self) -> Result<&GitRepo, ForgeError> {
+        self.git.ok_or_else(|| {
+            ForgeError::Api(
+                "this GitHub client has no fleet repository to read branches from".into(),
+            )
+        })
+    }
+
+    /// API calls made so far (including retries).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// `sl-violations` headers seen (set by a validating proxy in the contract test).
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().expect("violations lock").clone()
+    }
+
+    /// Persist ETags and cached answers for the next run.
+    pub fn save(&self) {
+        if let Some(p) = &self.cfg.cache_file {
+            let c = self.cache.lock().expect("cache lock");
+            if let Ok(b) = serde_json::to_vec(&*c) {
+                let _ = std::fs::write(p, b);
+            }
+        }
+    }
+
+    fn repo_path(&self, tail: &str) -> String {
+        format!("/repos/{}/{}{tail}", self.cfg.owner, self.cfg.repo)
+    }
+
+    /// One REST call with conditional GETs, retries and counting.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ForgeError> {
+        let url = format!("{}{path}", self.cfg.api.trim_end_matches('/'));
+        let writes = if method == Method::GET {
+            None
+        } else {
+            Some(self.writes.lock().await)
+        };
+        let cached = (method == Method::GET)
+            .then(|| {
+                self.cache
+                    .lock()
+                    .expect("cache lock")
+                    .etags
+                    .get(&url)
+                    .cloned()
+            })
+            .flatten();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/vnd.github+json"),
+            );
+            headers.insert(
+                "x-github-api-version",
+                HeaderValue::from_static("2022-11-28"),
+            );
+            if let Some((etag, _)) = &cached {
+                if let Ok(v) = HeaderValue::from_str(etag) {
+                    headers.insert(http::header::IF_NONE_MATCH, v);
+                }
+            }
+            let res = match method {
+                Method::GET => {
+                    self.client
+                        ._get_with_headers(url.as_str(), Some(headers))
+                        .await
+                }
+                Method::POST => self.client._post(url.as_str(), body).await,
+                Method::PATCH => self.client._patch(url.as_str(), body).await,
+                Method::PUT => self.client._put(url.as_str(), body).await,
+                _ => return Err(ForgeError::Api(format!("unsupported method {method}"))),
+            };
+            let res = match res {
+                Ok(r) => r,
+                Err(e) if attempt < MAX_ATTEMPTS => {
+                    tracing::warn!("GitHub {method} {path}: {e}; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(ForgeError::Api(format!("GitHub {method} {path}: {e}"))),
+            };
+            let status = res.status();
+            let h = res.headers().clone();
+            if let Some(v) = h.get("sl-violations").and_then(|v| v.to_str().ok()) {
+                self.violations
+                    .lock()
+                    .expect("violations lock")
+                    .push(format!("{method} {path}: {v}"));
+            }
+            let text = self.client.body_to_string(res).await.unwrap_or_default();
+            let json: Value = if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+            };
+            if status == StatusCode::NOT_MODIFIED {
+                if let Some((etag, body)) = &cached {
+                    let body = serde_json::from_str(body).unwrap_or(Value::Null);
+                    return Ok(Answer {
+                        status: StatusCode::OK,
+                        body,
+                        etag: Some(etag.clone()),
+                    });
+                }
+            }
+            if let Some(wait) = retry_wait(status, &h, &json) {
+                if attempt < MAX_ATTEMPTS {
+                    tracing::warn!(
+                        "GitHub {method} {path}: {status}; waiting {wait:?} before retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            let etag = h
+                .get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if method == Method::GET && status.is_success() {
+                if let Some(e) = &etag {
+                    self.cache
+                        .lock()
+                        .expect("cache lock")
+                        .etags
+                        .insert(url.clone(), (e.clone(), text));
+                }
+            }
+            drop(writes);
+            return Ok(Answer {
+                status,
+                body: json,
+                etag,
+            });
+        }
+    }
+
+    async fn pull(&self, n: u64) -> Result<Answer, ForgeError> {
+        let a = self
+            .call(Method::GET, &self.repo_path(&format!("/pulls/{n}")), None)
+            .await?;
+        if !a.status.is_success() {
+            return Err(api_err(
+                &format!("get pull request #{n}"),
+                a.status,
+                &a.body,
+            ));
+        }
+        Ok(a)
+    }
+
+    async fn find_pull(&self, branch: &str) -> Result<Option<Value>, ForgeError> {
+        let q = format!(
+            "/pulls?state=all&head={}:{}&per_page=100",
+            self.cfg.owner, branch
+        );
+        let a = self.call(Method::GET, &self.repo_path(&q), None).await?;
+        if !a.status.is_success() {
+            return Err(api_err("list pull requests", a.status, &a.body));
+        }
+        // The newest PR for this head wins (older ones may be closed leftovers).
+        Ok(a.body.as_array().and_then(|v| {
+            v.iter()
+                .max_by_key(|p| p["number"].as_u64().unwrap_or(0))
+                .cloned()
+        }))
+    }
+
+    /// An approving review on the current head by a configured user or team member.
+    async fn approved(
+        &self,
+        n: u64,
+        head: &str,
+        pr_etag: Option<&str>,
+    ) -> Result<bool, ForgeError> {
+        if let Some(e) = pr_etag {
+            if let Some((seen, ok)) = self.cache.lock().expect("cache lock").approvals.get(&n) {
+                if seen == e {
+                    return Ok(*ok);
+                }
+            }
+        }
+        let a = self
+            .call(
+                Method::GET,
+                &self.repo_path(&format!("/pulls/{n}/reviews?per_page=100")),
+                None,
+            )
+            .await?;
+        if !a.status.is_success() {
+            return Err(api_err("list reviews", a.status, &a.body));
+        }
+        // The latest review per user counts; dismissed reviews and reviews of older heads do not.
+        let mut latest: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for r in a.body.as_array().cloned().unwrap_or_default() {
+            let user = r["user"]["login"].as_str().unwrap_or("").to_string();
+            let state = r["state"].as_str().unwrap_or("").to_string();
+            if state == "COMMENTED" {
+                continue;
+            }
+            latest.insert(
+                user,
+                (state, r["commit_id"].as_str().unwrap_or("").to_string()),
+            );
+        }
+        let mut ok = false;
+        for (user, (state, commit)) in &latest {
+            if state != "APPROVED" || commit != head {
+                continue;
+            }
+            if self
+                .cfg
+                .approvers
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(user))
+                || self.team_member(user).await?
+            {
+                ok = true;
+                break;
+            }
+        }
+        if let Some(e) = pr_etag {
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .approvals
+                .insert(n, (e.to_string(), ok));
+        }
+        Ok(ok)
+    }
+
+    async fn team_member(&self, user: &str) -> Result<bool, ForgeError> {
+        for t in &self.cfg.approver_teams {
+            let Some((org, team)) = t.split_once('/') else {
+                continue;
+            };
+            let a = self
+                .call(
+                    Method::GET,
+                    &format!("/orgs/{org}/teams/{team}/memberships/{user}"),
+                    None,
+                )
+                .await?;
+            if a.status.is_success() && a.body["state"].as_str() == Some("active") {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn pr_obs(&self, pr: &Value, base_head: &str, approved: bool) -> Result<PrObs, ForgeError> {
+        let head = pr["head"]["sha"].as_str().unwrap_or("").to_string();
+        let merged = pr["merged"].as_bool().unwrap_or(false) || pr["merged_at"].is_string();
+        let merged = if merged {
+            let commit = pr["merge_commit_sha"].as_str().unwrap_or(&head).to_string();
+            let at = pr["merged_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_else(chrono::Utc::now);
+            Some((commit, at))
+        } else {
+            None
+        };
+        // Branch content comes from Git: the tree, the base it sits on, and who committed.
+        let (tree, base, foreign) = if merged.is_none() && self.git()?.commit_info(&head).is_ok() {
+            let own = self.git()?.commits_between(base_head, &head)?;
+            let foreign = own
+                .iter()
+                .filter(|c| c.author_email != self.author_email)
+                .map(|c| format!("{} by {}", &c.id[..c.id.len().min(10)], c.author_email))
+                .collect();
+            let base = own
+                .first()
+                .and_then(|c| c.parents.first().cloned())
+                .unwrap_or_else(|| base_head.to_string());
+            (self.git()?.tree_id(&head)?, base, foreign)
+        } else {
+            (String::new(), base_head.to_string(), Vec::new())
+        };
+        Ok(PrObs {
+            number: pr["number"].as_u64(),
+            head,
+            tree,
+            base,
+            merged,
+            open: pr["state"].as_str() == Some("open"),
+            foreign,
+            approved,
+            needs_pr: false,
+        })
+    }
+
+    /// Create or update the managed comment on a PR (one per PR, edited in place).
+    pub async fn comment(&self, n: u64, body: &str) -> Result<(), ForgeError> {
+        let body = format!("{COMMENT_MARKER}\n{body}");
+        let known = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .comments
+            .get(&n)
+            .copied();
+        let id = match known {
+            Some(id) => Some(id),
+            None => {
+                let a = self
+                    .call(
+                        Method::GET,
+                        &self.repo_path(&format!("/issues/{n}/comments?per_page=100")),
+                        None,
+                    )
+                    .await?;
+                a.body
+                    .as_array()
+                    .and_then(|cs| {
+                        cs.iter().find(|c| {
+                            c["body"]
+                                .as_str()
+                                .is_some_and(|b| b.starts_with(COMMENT_MARKER))
+                        })
+                    })
+                    .and_then(|c| c["id"].as_u64())
+            }
+        };
+        let a = match id {
+            Some(id) => {
+                self.call(
+                    Method::PATCH,
+                    &self.repo_path(&format!("/issues/comments/{id}")),
+                    Some(&json!({ "body": body })),
+                )
+                .await?
+            }
+            None => {
+                self.call(
+                    Method::POST,
+                    &self.repo_path(&format!("/issues/{n}/comments")),
+                    Some(&json!({ "body": body })),
+                )
+                .await?
+            }
+        };
+        if !a.status.is_success() {
+            // A deleted comment: forget it and create a new one next time.
+            self.cache.lock().expect("cache lock").comments.remove(&n);
+            return Err(api_err("write the managed comment", a.status, &a.body));
+        }
+        if let Some(id) = a.body["id"].as_u64() {
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .comments
+                .insert(n, id);
+        }
+        Ok(())
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 * 2u64.pow(attempt.min(5))).min(Duration::from_secs(8))
+}
+
+/// How long to wait before retrying, if the answer says to retry at all.
+fn retry_wait(status: StatusCode, h: &HeaderMap, body: &Value) -> Option<Duration> {
+    let header = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let retry_after = header("retry-after").map(Duration::from_secs);
+    let secondary = body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("secondary rate limit"));
+    let exhausted = header("x-ratelimit-remaining") == Some(0);
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        StatusCode::FORBIDDEN if retry_after.is_some() || secondary => {
+            Some(retry_after.unwrap_or(Duration::from_secs(60)))
+        }
+        StatusCode::FORBIDDEN if exhausted => {
+            let reset = header("x-ratelimit-reset").unwrap_or(0);
+            let now = chrono::Utc::now().timestamp().max(0) as u64;
+            Some(Duration::from_secs(reset.saturating_sub(now) + 1))
+        }
+        s if s.is_server_error() => Some(retry_after.unwrap_or(Duration::from_millis(500))),
+        _ => None,
+    }
+    .map(|d| d.min(MAX_WAIT))
+}
+
+impl Forge for GitHubForge<'_> {
+    async fn observe(
+        &self,
+        steps: &[StepRef],
+        base_head: &str,
+    ) -> Result<BTreeMap<String, PrObs>, ForgeError> {
+        let mut out = BTreeMap::new();
+        for s in steps {
+            let (pr, etag) = match s.pr {
+                Some(n) => {
+                    let a = self.pull(n).await?;
+                    (Some(a.body), a.etag)
+                }
+                // Only steps fleetwave pushed (or that a crash left behind) can have a PR.
+                None if self.git()?.branch_head(&s.branch)?.is_some() => {
+                    (self.find_pull(&s.branch).await?, None)
+                }
+                None => (None, None),
+            };
+            let Some(pr) = pr else {
+                if let Some(head) = self.git()?.branch_head(&s.branch)? {
+                    // A branch without a PR (a crash between push and create): open it next.
+                    let own = self.git()?.commits_between(base_head, &head)?;
+                    let base = own
+                        .first()
+                        .and_then(|c| c.parents.first().cloned())
+                        .unwrap_or_else(|| base_head.to_string());
+                    out.insert(
+                        s.branch.clone(),
+                        PrObs {
+                            number: None,
+                            tree: self.git()?.tree_id(&head)?,
+                            head,
+                            base,
+                            open: true,
+                            needs_pr: true,
+                            ..Default::default()
+                        },
+                    );
+                }
+                continue;
+            };
+            let open = pr["state"].as_str() == Some("open");
+            let head = pr["head"]["sha"].as_str().unwrap_or("");
+            let approved = if open && s.needs_approval {
+                self.approved(pr["number"].as_u64().unwrap_or(0), head, etag.as_deref())
+                    .await?
+            } else {
+                false
+            };
+            out.insert(s.branch.clone(), self.pr_obs(&pr, base_head, approved)?);
+        }
+        Ok(out)
+    }
+
+    async fn open(&self, step: &StepRef, spec: &PrSpec) -> Result<Option<u64>, ForgeError> {
+        let existing = match step.pr {
+            Some(n) => Some(self.pull(n).await?.body),
+            None => None,
+        };
+        let pr = match existing.filter(|p| p["state"].as_str() == Some("open")) {
+            Some(p) => p,
+            None => {
+                let body = json!({ "title": spec.title, "head": step.branch, "base": spec.base, "body": spec.body });
+                let a = self
+                    .call(Method::POST, &self.repo_path("/pulls"), Some(&body))
+                    .await?;
+                if a.status == StatusCode::UNPROCESSABLE_ENTITY
+                    && a.body.to_string().contains("already exists")
+                {
+                    self.find_pull(&step.branch)
+                        .await?
+                        .ok_or_else(|| api_err("create pull request", a.status, &a.body))?
+                } else if a.status.is_success() {
+                    a.body
+                } else {
+                    return Err(api_err("create pull request", a.status, &a.body));
+                }
+            }
+        };
+        let n = pr["number"]
+            .as_u64()
+            .ok_or_else(|| ForgeError::Api("pull request without a number".into()))?;
+        // Update title and body only when they changed.
+        if pr["title"].as_str() != Some(spec.title.as_str())
+            || pr["body"].as_str() != Some(spec.body.as_str())
+        {
+            let a = self
+                .call(
+                    Method::PATCH,
+                    &self.repo_path(&format!("/pulls/{n}")),
+                    Some(&json!({ "title": spec.title, "body": spec.body })),
+                )
+                .await?;
+            if !a.status.is_success() {
+                return Err(api_err("update pull request", a.status, &a.body));
+            }
+        }
+        let have: Vec<&str> = pr["labels"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|x| x["name"].as_str()).collect())
+            .unwrap_or_default();
+        let missing: Vec<&String> = self
+            .cfg
+            .labels
+            .iter()
+            .filter(|l| !have.contains(&l.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            let a = self
+                .call(
+                    Method::POST,
+                    &self.repo_path(&format!("/issues/{n}/labels")),
+                    Some(&json!({ "labels": missing })),
+                )
+                .await?;
+            if !a.status.is_success() {
+                return Err(api_err("label pull request", a.status, &a.body));
+            }
+        }
+        Ok(Some(n))
+    }
+
+    async fn set_status(
+        &self,
+        _step: &StepRef,
+        head: &str,
+        state: GateState,
+        description: &str,
+    ) -> Result<(), ForgeError> {
+        let state = match state {
+            GateState::Pending => "pending",
+            GateState::Success => "success",
+            GateState::Failure => "failure",
+        };
+        let mut body = json!({ "state": state, "description": description, "context": CONTEXT });
+        if let Some(u) = &self.cfg.target_url {
+            body["target_url"] = json!(u);
+        }
+        let a = self
+            .call(
+                Method::POST,
+                &self.repo_path(&format!("/statuses/{head}")),
+                Some(&body),
+            )
+            .await?;
+        if !a.status.is_success() {
+            return Err(api_err("set commit status", a.status, &a.body));
+        }
+        Ok(())
+    }
+
+    async fn merge(&self, step: &StepRef, head: &str, message: &str) -> Result<String, ForgeError> {
+        let n = match step.pr {
+            Some(n) => n,
+            None => self
+                .find_pull(&step.branch)
+                .await?
+                .and_then(|p| p["number"].as_u64())
+                .ok_or_else(|| ForgeError::Api(format!("no pull request for {}", step.branch)))?,
+        };
+        let body = json!({ "sha": head, "merge_method": self.cfg.merge_method.as_str(), "commit_title": message });
+        let a = self
+            .call(
+                Method::PUT,
+                &self.repo_path(&format!("/pulls/{n}/merge")),
+                Some(&body),
+            )
+            .await?;
+        match a.status {
+            s if s.is_success() => a.body["sha"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| ForgeError::Api("merge answer without a sha".into())),
+            // The head moved after fleetwave verified it: never merge what was not checked.
+            StatusCode::CONFLICT => Err(ForgeError::BaseMoved),
+            s => Err(api_err(&format!("merge pull request #{n}"), s, &a.body)),
+        }
+    }
+
+    async fn comment(&self, step: &StepRef, body: &str) -> Result<(), ForgeError> {
+        match step.pr {
+            Some(n) => GitHubForge::comment(self, n, body).await,
+            None => Ok(()),
+        }
+    }
+
+    fn finish_tick(&self) -> Option<usize> {
+        self.save();
+        Some(self.calls())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_and_repo_from_remotes() {
+        assert_eq!(
+            owner_repo("https://github.com/Acme/fleet.git"),
+            Some(("Acme".into(), "fleet".into()))
+        );
+        assert_eq!(
+            owner_repo("git@github.com:acme/fleet.git"),
+            Some(("acme".into(), "fleet".into()))
+        );
+        assert_eq!(
+            owner_repo("http://127.0.0.1:8080/acme/fleet.git"),
+            Some(("acme".into(), "fleet".into()))
+        );
+        assert_eq!(owner_repo("not a url"), None);
+    }
+
+    #[test]
+    fn retry_waits_follow_github_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(
+            retry_wait(StatusCode::TOO_MANY_REQUESTS, &h, &Value::Null),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_wait(StatusCode::FORBIDDEN, &h, &Value::Null),
+            Some(Duration::from_secs(3))
+        );
+        let secondary = json!({"message": "You have exceeded a secondary rate limit."});
+        assert_eq!(
+            retry_wait(StatusCode::FORBIDDEN, &HeaderMap::new(), &secondary),
+            Some(MAX_WAIT)
+        );
+        assert_eq!(
+            retry_wait(
+                StatusCode::FORBIDDEN,
+                &HeaderMap::new(),
+                &json!({"message": "Resource not accessible"})
+            ),
+            None
+        );
+        assert_eq!(
+            retry_wait(StatusCode::BAD_GATEWAY, &HeaderMap::new(), &Value::Null),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            retry_wait(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &HeaderMap::new(),
+                &Value::Null
+            ),
+            None
+        );
+        let mut big = HeaderMap::new();
+        big.insert("retry-after", HeaderValue::from_static("3600"));
+        assert_eq!(
+            retry_wait(StatusCode::TOO_MANY_REQUESTS, &big, &Value::Null),
+            Some(MAX_WAIT),
+            "bounded"
+        );
+    }
+}
