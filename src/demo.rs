@@ -45,31 +45,21 @@ fn files_of(dir: &Dir, prefix: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     }
 }
 
-/// Create a bare remote holding the example fleet and the chosen plan on `main`.
-pub fn seed_remote(root: &Path, plan: &str, start: DateTime<Utc>) -> Result<PathBuf, String> {
+/// The example fleet with the chosen example plan at `plans/demo.yaml`.
+pub fn example_files(plan: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, String> {
     let mut files = BTreeMap::new();
     files_of(&FLEET, Path::new(""), &mut files);
     let plan_file = PLANS.get_file(format!("{plan}.yaml")).ok_or_else(|| {
-        let names: Vec<String> = PLANS
-            .files()
-            .map(|f| {
-                f.path()
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string()
-            })
-            .collect();
-        format!(
-            "no example plan {plan:?}; choose one of {}",
-            names.join(", ")
-        )
+        let names: Vec<String> = PLANS.files().map(|f| f.path().file_stem().unwrap_or_default().to_string_lossy().to_string()).collect();
+        format!("no example plan {plan:?}; choose one of {}", names.join(", "))
     })?;
-    // The demo fleet acts on every wave automatically; the manual gates stay manual.
-    files.insert(
-        PathBuf::from("plans/demo.yaml"),
-        plan_file.contents().to_vec(),
-    );
+    files.insert(PathBuf::from("plans/demo.yaml"), plan_file.contents().to_vec());
+    Ok(files)
+}
+
+/// Create a bare remote holding the example fleet and the chosen plan on `main`.
+pub fn seed_remote(root: &Path, plan: &str, start: DateTime<Utc>) -> Result<PathBuf, String> {
+    let files = example_files(plan)?;
     let remote = root.join("fleet.git");
     let repo = git2::Repository::init_bare(&remote).map_err(|e| e.to_string())?;
     let mut builder = git2::build::TreeUpdateBuilder::new();

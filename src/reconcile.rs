@@ -428,7 +428,8 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     };
     let mut refs: Vec<StepRef> = Vec::new();
     for (wi, w) in o.state.waves.iter().enumerate() {
-        for st in &w.steps {
+        // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
+        for st in w.steps.iter().filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open)) {
             refs.push(StepRef {
                 branch: st.branch.clone(),
                 pr: st.pr,
@@ -440,7 +441,8 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     // Steps not yet in the state (first tick) may still have branches from a crashed run.
     for (wi, w) in inputs.iter().enumerate() {
         for st in &w.steps {
-            if !refs.iter().any(|r| r.branch == st.branch) {
+            let known = o.state.waves.iter().flat_map(|w| &w.steps).any(|x| x.branch == st.branch);
+            if !known {
                 refs.push(StepRef {
                     branch: st.branch.clone(),
                     pr: None,
