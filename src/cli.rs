@@ -183,6 +183,9 @@ pub struct RemoteArgs {
     pub author_name: String,
     #[arg(long, default_value = "fleetwave@users.noreply.local")]
     pub author_email: String,
+    /// Keep a dashboard issue per plan, edited in place (GitHub forge).
+    #[arg(long)]
+    pub dashboard: bool,
     /// Commit and PR title template: {plan}, {wave}, {step}, {title}, {what}.
     #[arg(long, default_value = crate::reconcile::DEFAULT_TITLE)]
     pub title_template: String,

@@ -50,10 +50,25 @@ pub fn example_files(plan: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, String> {
     let mut files = BTreeMap::new();
     files_of(&FLEET, Path::new(""), &mut files);
     let plan_file = PLANS.get_file(format!("{plan}.yaml")).ok_or_else(|| {
-        let names: Vec<String> = PLANS.files().map(|f| f.path().file_stem().unwrap_or_default().to_string_lossy().to_string()).collect();
-        format!("no example plan {plan:?}; choose one of {}", names.join(", "))
+        let names: Vec<String> = PLANS
+            .files()
+            .map(|f| {
+                f.path()
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string()
+            })
+            .collect();
+        format!(
+            "no example plan {plan:?}; choose one of {}",
+            names.join(", ")
+        )
     })?;
-    files.insert(PathBuf::from("plans/demo.yaml"), plan_file.contents().to_vec());
+    files.insert(
+        PathBuf::from("plans/demo.yaml"),
+        plan_file.contents().to_vec(),
+    );
     Ok(files)
 }
 

@@ -28,6 +28,7 @@ fn settings(r: &RemoteArgs) -> Settings {
     s.author_name = r.author_name.clone();
     s.author_email = r.author_email.clone();
     s.title_template = r.title_template.clone();
+    s.dashboard = r.dashboard;
     s
 }
 
@@ -338,6 +339,9 @@ impl crate::forge::Forge for SharedForge<'_> {
         body: &str,
     ) -> Result<(), crate::forge::ForgeError> {
         crate::forge::Forge::comment(&*self.0, step, body).await
+    }
+    async fn dashboard(&self, plan: &str, body: &str) -> Result<(), crate::forge::ForgeError> {
+        crate::forge::Forge::dashboard(&*self.0, plan, body).await
     }
     fn finish_tick(&self) -> Option<usize> {
         self.0.finish_tick()

@@ -33,6 +33,8 @@ pub struct Settings {
     pub state_branch: String,
     /// Commit and PR title; `{plan}`, `{wave}`, `{step}`, `{title}` and `{what}` are filled in.
     pub title_template: String,
+    /// Keep a dashboard issue per plan (GitHub forge).
+    pub dashboard: bool,
 }
 
 impl Settings {
@@ -44,6 +46,7 @@ impl Settings {
             author_email: "fleetwave@users.noreply.local".into(),
             state_branch: state::BRANCH.into(),
             title_template: DEFAULT_TITLE.into(),
+            dashboard: false,
         }
     }
 
@@ -429,7 +432,11 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     let mut refs: Vec<StepRef> = Vec::new();
     for (wi, w) in o.state.waves.iter().enumerate() {
         // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
-        for st in w.steps.iter().filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open)) {
+        for st in w
+            .steps
+            .iter()
+            .filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open))
+        {
             refs.push(StepRef {
                 branch: st.branch.clone(),
                 pr: st.pr,
@@ -441,7 +448,12 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     // Steps not yet in the state (first tick) may still have branches from a crashed run.
     for (wi, w) in inputs.iter().enumerate() {
         for st in &w.steps {
-            let known = o.state.waves.iter().flat_map(|w| &w.steps).any(|x| x.branch == st.branch);
+            let known = o
+                .state
+                .waves
+                .iter()
+                .flat_map(|w| &w.steps)
+                .any(|x| x.branch == st.branch);
             if !known {
                 refs.push(StepRef {
                     branch: st.branch.clone(),
@@ -647,6 +659,11 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             sent.len()
         );
         let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
+    }
+    if s.dashboard && new != o.state {
+        if let Err(e) = forge.dashboard(&new.plan, &dashboard_body(&new, now)).await {
+            tracing::warn!("dashboard not updated: {e}");
+        }
     }
     let mut r = report(new, outcome);
     r.api_calls = forge.finish_tick();
@@ -1002,6 +1019,63 @@ pub fn comment_body(
             "\nSoak started {}.\n",
             t.format("%Y-%m-%d %H:%M UTC")
         ));
+    }
+    out
+}
+
+/// The plan's dashboard: waves, steps with their PRs, cluster states and soak clocks.
+pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>) -> String {
+    let mut out = format!(
+        "## fleetwave rollout `{}` — {:?}\n\nUpdated {}.\n",
+        st.plan,
+        st.status,
+        now.format("%Y-%m-%d %H:%M UTC")
+    );
+    if let Some(r) = &st.reason {
+        out.push_str(&format!("\n> {r}\n"));
+    }
+    for w in &st.waves {
+        out.push_str(&format!("\n### {} — {:?}\n\n| step | pull request | status | merged | converged |\n|---|---|---|---|---|\n", w.name, w.status));
+        for s in &w.steps {
+            let pr = s.pr.map(|n| format!("#{n}")).unwrap_or_else(|| "–".into());
+            let merged = s
+                .merged_at
+                .map(|t| t.format("%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "–".into());
+            let conv = s
+                .converged_at
+                .map(|t| t.format("%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "–".into());
+            out.push_str(&format!(
+                "| {} {} | {pr} | {:?} | {merged} | {conv} |\n",
+                s.index, s.title, s.status
+            ));
+        }
+        let clusters: Vec<String> = w
+            .clusters
+            .iter()
+            .map(|c| match w.failed.get(c) {
+                Some(_) => format!("✗ {c}"),
+                None if w
+                    .steps
+                    .iter()
+                    .filter(|s| s.merged_commit.is_some())
+                    .all(|s| s.converged.contains_key(c))
+                    && w.steps.iter().any(|s| s.merged_commit.is_some()) =>
+                {
+                    format!("✓ {c}")
+                }
+                None => format!("· {c}"),
+            })
+            .collect();
+        out.push_str(&format!("\nClusters: {}\n", clusters.join(", ")));
+        if let (Some(t), crate::state::WaveStatus::Soaking) = (w.soak_started_at, w.status) {
+            out.push_str(&format!(
+                "\nSoaking since {} ({} so far).\n",
+                t.format("%Y-%m-%d %H:%M UTC"),
+                humantime::format_duration((now - t).to_std().unwrap_or_default())
+            ));
+        }
     }
     out
 }

@@ -104,6 +104,8 @@ struct Cache {
     approvals: BTreeMap<u64, (String, bool)>,
     /// PR number → managed comment id
     comments: BTreeMap<u64, u64>,
+    /// plan → (dashboard issue number, body last written)
+    dashboards: BTreeMap<String, (u64, String)>,
 }
 
 pub struct GitHubForge<'a> {
@@ -774,6 +776,77 @@ impl Forge for GitHubForge<'_> {
             Some(n) => GitHubForge::comment(self, n, body).await,
             None => Ok(()),
         }
+    }
+
+    async fn dashboard(&self, plan: &str, body: &str) -> Result<(), ForgeError> {
+        let title = format!("fleetwave: {plan}");
+        let known = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .dashboards
+            .get(plan)
+            .cloned();
+        if known.as_ref().is_some_and(|(_, b)| b == body) {
+            return Ok(());
+        }
+        let number = match known {
+            Some((n, _)) => Some(n),
+            None => {
+                let a = self
+                    .call(
+                        Method::GET,
+                        &self.repo_path(
+                            "/issues?state=open&labels=fleetwave-dashboard&per_page=100",
+                        ),
+                        None,
+                    )
+                    .await?;
+                a.body
+                    .as_array()
+                    .and_then(|v| {
+                        v.iter()
+                            .find(|i| i["title"].as_str() == Some(title.as_str()))
+                    })
+                    .and_then(|i| i["number"].as_u64())
+            }
+        };
+        let a = match number {
+            Some(n) => {
+                self.call(
+                    Method::PATCH,
+                    &self.repo_path(&format!("/issues/{n}")),
+                    Some(&json!({ "body": body })),
+                )
+                .await?
+            }
+            None => {
+                self.call(
+                    Method::POST,
+                    &self.repo_path("/issues"),
+                    Some(
+                        &json!({ "title": title, "body": body, "labels": ["fleetwave-dashboard"] }),
+                    ),
+                )
+                .await?
+            }
+        };
+        if !a.status.is_success() {
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .dashboards
+                .remove(plan);
+            return Err(api_err("write the dashboard issue", a.status, &a.body));
+        }
+        if let Some(n) = a.body["number"].as_u64().or(number) {
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .dashboards
+                .insert(plan.to_string(), (n, body.to_string()));
+        }
+        Ok(())
     }
 
     fn finish_tick(&self) -> Option<usize> {

@@ -63,6 +63,10 @@ pub trait Forge {
     async fn comment(&self, _step: &StepRef, _body: &str) -> Result<(), ForgeError> {
         Ok(())
     }
+    /// Create or update the plan's dashboard issue (one per plan, edited in place).
+    async fn dashboard(&self, _plan: &str, _body: &str) -> Result<(), ForgeError> {
+        Ok(())
+    }
     /// End of a tick: persist caches; returns the API calls made, where counted.
     fn finish_tick(&self) -> Option<usize> {
         None
