@@ -134,6 +134,23 @@ pub enum Command {
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
     },
+    /// Per wave and cluster: rollout state, values in Git, Flux state where a source is given.
+    Status {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Cluster state source (`sim`); without it only Git and the rollout state are shown.
+        #[arg(long)]
+        clusters: Option<String>,
+        #[arg(long, default_value = "10m")]
+        sim_delay: humantime::Duration,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Write step outputs and a job summary for GitHub Actions.
+        #[arg(long)]
+        github_output: bool,
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
     /// Print the rollout's audit log (the history of the state branch).
     History {
         #[command(flatten)]
@@ -194,8 +211,9 @@ pub struct RemoteArgs {
 /// Where cluster state comes from and where events go.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WorldArgs {
-    /// Cluster state source; `sim` is the simulated Flux.
-    #[arg(long, default_value = "sim")]
+    /// Cluster state source: `sim` is the simulated Flux (demos and tests). Required, so a
+    /// production run can never gate on simulated health by accident.
+    #[arg(long)]
     pub clusters: String,
     /// Simulated Flux: time from a merge to Flux applying it.
     #[arg(long, default_value = "10m")]
@@ -446,6 +464,22 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             crate::ops::reconcile(&remote, &world, &choice, &run, stdout)
         }
+        Command::Status {
+            remote,
+            clusters,
+            sim_delay,
+            output,
+            github_output,
+            now,
+        } => crate::ops::status(
+            &remote,
+            clusters.as_deref(),
+            *sim_delay,
+            output == Output::Json,
+            github_output,
+            now.unwrap_or_else(Utc::now),
+            stdout,
+        ),
         Command::Pause { remote } => crate::ops::pause(&remote, true, stdout),
         Command::Resume { remote } => crate::ops::pause(&remote, false, stdout),
         Command::Rollback {

@@ -482,3 +482,178 @@ pub fn comment_on_pr(
         gh.comment(pr, body).await.map_err(|e| e.to_string())
     })
 }
+
+/// `fleetwave status`: the rollout state per wave and cluster, with the values in Git and,
+/// where a cluster source is given, Flux's view.
+pub fn status(
+    r: &RemoteArgs,
+    clusters: Option<&str>,
+    sim_delay: std::time::Duration,
+    json: bool,
+    gh_output: bool,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> ExitCode {
+    use crate::cluster::ClusterSource;
+    use crate::locate::What;
+    let git = match open(r) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    let s = settings(r);
+    let o = match reconcile::observe_repo(&git, &s) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let observed = match clusters {
+        None => BTreeMap::new(),
+        Some("sim") => {
+            let history = match reconcile::base_history(&git, &o, 1000, &mut Default::default()) {
+                Ok(h) => h,
+                Err(e) => return fail(e),
+            };
+            let sim = SimFlux::new(
+                history,
+                SimConfig {
+                    delay: chrono::Duration::from_std(sim_delay).unwrap_or_default(),
+                    faults: BTreeMap::new(),
+                    branch: s.base.clone(),
+                },
+            );
+            let names: Vec<String> = o.planned.fleet.clusters.keys().cloned().collect();
+            runtime()
+                .block_on(sim.observe(&names, now))
+                .unwrap_or_default()
+        }
+        Some(other) => {
+            return fail(format!(
+                "cluster source {other:?} is not available yet; use sim or leave it out"
+            ));
+        }
+    };
+    // Values in Git per cluster, from the locators on the base branch.
+    let mut in_git: BTreeMap<String, BTreeMap<&str, std::collections::BTreeSet<String>>> =
+        BTreeMap::new();
+    for loc in &o.planned.fleet.located {
+        for oc in &loc.occurrences {
+            let kind = match oc.what {
+                What::Kubernetes(_) => "kubernetes",
+                What::GitopsBase => "gitopsBase",
+                What::Template => "template",
+            };
+            in_git
+                .entry(oc.cluster.clone())
+                .or_default()
+                .entry(kind)
+                .or_default()
+                .insert(oc.value.clone());
+        }
+    }
+    let st = &o.state;
+    let mut rows = Vec::new();
+    for (wi, w) in o.planned.waves.iter().enumerate() {
+        let ws = st.waves.get(wi);
+        for c in &w.clusters {
+            let git_vals = in_git
+                .get(c)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            format!("{k} {}", v.iter().cloned().collect::<Vec<_>>().join("/"))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let flux = observed
+                .get(c)
+                .and_then(|ob| ob.kustomizations.first())
+                .map(|k| {
+                    let ready = k
+                        .condition("Ready")
+                        .map(|r| format!("{} {}", r.status, r.reason))
+                        .unwrap_or_else(|| "no Ready".into());
+                    let rev = k
+                        .last_applied_revision
+                        .as_deref()
+                        .and_then(crate::cluster::revision_hash)
+                        .map(|h| h[..h.len().min(10)].to_string())
+                        .unwrap_or_else(|| "-".into());
+                    format!("{ready} @ {rev}")
+                });
+            let state = match ws {
+                None => "not started".to_string(),
+                Some(ws) => match ws.failed.get(c) {
+                    Some(why) => format!("failed: {why}"),
+                    None => {
+                        let merged: Vec<_> = ws
+                            .steps
+                            .iter()
+                            .filter(|x| x.merged_commit.is_some())
+                            .collect();
+                        let conv = merged
+                            .iter()
+                            .filter(|x| x.converged.contains_key(c))
+                            .count();
+                        format!(
+                            "{:?}, {conv}/{} merged steps converged",
+                            ws.status,
+                            merged.len()
+                        )
+                    }
+                },
+            };
+            rows.push(serde_json::json!({"wave": w.name, "cluster": c, "state": state, "git": git_vals, "flux": flux}));
+        }
+    }
+    if json {
+        let doc = serde_json::json!({"plan": st.plan, "status": format!("{:?}", st.status), "reason": st.reason, "clusters": rows});
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "plan {} — {:?}{}",
+            o.planned.plan.name,
+            st.status,
+            st.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        for row in &rows {
+            let flux = row["flux"]
+                .as_str()
+                .map(|f| format!("  flux: {f}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<10} {:<16} {}  git: {}{flux}",
+                row["wave"].as_str().unwrap_or(""),
+                row["cluster"].as_str().unwrap_or(""),
+                row["state"].as_str().unwrap_or(""),
+                row["git"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if gh_output {
+        let report = reconcile::Report {
+            outcome: Outcome::Progressing,
+            notes: Vec::new(),
+            effects: Vec::new(),
+            wake_at: None,
+            state: st.clone(),
+            api_calls: None,
+        };
+        if let Err(e) = crate::actions::write_reconcile(&report) {
+            return fail(e);
+        }
+    }
+    match st.status {
+        crate::state::PlanStatus::Halted | crate::state::PlanStatus::Failed => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}

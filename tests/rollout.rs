@@ -48,6 +48,8 @@ impl Fleet {
             .args([
                 "reconcile",
                 "--once",
+                "--clusters",
+                "sim",
                 "--remote",
                 self.remote.to_str().unwrap(),
                 "--plan",
@@ -354,6 +356,8 @@ fn sigkill_at_50_random_points_then_the_rollout_still_completes() {
             .args([
                 "reconcile",
                 "--once",
+                "--clusters",
+                "sim",
                 "--remote",
                 f.remote.to_str().unwrap(),
                 "--plan",
@@ -411,6 +415,8 @@ fn two_reconcilers_at_once_never_both_act() {
                 .args([
                     "reconcile",
                     "--once",
+                    "--clusters",
+                    "sim",
                     "--remote",
                     f.remote.to_str().unwrap(),
                     "--plan",

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+pub mod fake_github;
+
 /// Compare two texts line by line: they must have the same lines, and each changed line may
 /// differ only in one run of version-like characters (`[A-Za-z0-9.+-]`). Returns how many
 /// lines changed, or the first change that is not a value bump.
@@ -55,3 +57,4 @@ fn value_bumps_are_told_from_other_changes() {
     assert!(only_values_changed("a: 'v1'\n", "a: \"v1\"\n").is_err());
     assert!(only_values_changed("é: v1\n", "é: v2\n").is_ok());
 }
+pub mod prism;

@@ -1,0 +1,426 @@
+//! End-to-end rollouts against the fake GitHub: every step a real pull request on a fake
+//! GitHub reached over HTTP by octocrab, real Git over smart HTTP with token auth.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::fake_github::{FakeGitHub, Faults};
+use fleetwave::git::{Auth, GitRepo, Sig};
+use fleetwave::state::{GateState, PlanState, PlanStatus, StepStatus};
+
+const TOKEN: &str = "ghs_test_token_123";
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0)
+        .single()
+        .unwrap()
+}
+
+struct Env {
+    gh: FakeGitHub,
+    dir: tempfile::TempDir,
+    git: GitRepo,
+    reviewed: std::cell::RefCell<std::collections::BTreeSet<u64>>,
+}
+
+fn env(plan: &str) -> Env {
+    let gh = FakeGitHub::start(TOKEN);
+    gh.create_repo(
+        "acme",
+        "fleet",
+        &fleetwave::demo::example_files(plan).unwrap(),
+        start(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let git = GitRepo::open(
+        &dir.path().join("test.git"),
+        &gh.git_url("acme", "fleet"),
+        Auth::Token(TOKEN.into()),
+    )
+    .unwrap();
+    Env {
+        gh,
+        dir,
+        git,
+        reviewed: Default::default(),
+    }
+}
+
+impl Env {
+    fn reconcile(&self, now: DateTime<Utc>) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args([
+                "reconcile",
+                "--once",
+                "--clusters",
+                "sim",
+                "--forge",
+                "github",
+                "--remote",
+                &self.gh.git_url("acme", "fleet"),
+                "--plan",
+                "plans/demo.yaml",
+            ])
+            .args([
+                "--cache",
+                self.dir.path().join("cache.git").to_str().unwrap(),
+            ])
+            .args(["--github-api", &self.gh.base_url(), "--approver", "alice"])
+            .args([
+                "--events-file",
+                self.dir.path().join("events.jsonl").to_str().unwrap(),
+            ])
+            .args(["--now", &now.to_rfc3339()])
+            .env("GITHUB_TOKEN", TOKEN)
+            .env_remove("FLEETWAVE_GIT_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    fn state_opt(&self) -> Option<PlanState> {
+        self.git.fetch().unwrap();
+        let head = self.git.branch_head("fleetwave/state").unwrap()?;
+        let files = self.git.files(&head).unwrap();
+        Some(PlanState::from_yaml(&String::from_utf8_lossy(files.values().next()?)).unwrap())
+    }
+
+    fn state(&self) -> PlanState {
+        self.git.fetch().unwrap();
+        let head = self
+            .git
+            .branch_head("fleetwave/state")
+            .unwrap()
+            .expect("state branch");
+        let files = self.git.files(&head).unwrap();
+        PlanState::from_yaml(&String::from_utf8_lossy(files.values().next().unwrap())).unwrap()
+    }
+
+    /// Act as the reviewers: approve gated steps, merge manual ones whose gate is green.
+    fn review(&self, plan: &fleetwave::plan::Plan) -> bool {
+        let st = self.state();
+        for (wi, w) in st.waves.iter().enumerate() {
+            for s in &w.steps {
+                let (Some(n), Some(p)) = (s.pr, s.posted.as_ref()) else {
+                    continue;
+                };
+                if s.status != StepStatus::Open || p.state != GateState::Success {
+                    continue;
+                }
+                let spec = &plan.waves[wi];
+                let gated = spec
+                    .gates
+                    .iter()
+                    .any(|g| matches!(g, fleetwave::plan::Gate::Approval { .. }));
+                if gated && self.reviewed.borrow_mut().insert(n) {
+                    self.gh
+                        .add_review("acme", "fleet", n, "alice", "APPROVED", &p.head);
+                }
+                if !spec.automated {
+                    self.gh.merge_as_human("acme", "fleet", n, "bob");
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn plan_of(name: &str) -> fleetwave::plan::Plan {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/plans/{name}.yaml"));
+    fleetwave::plan::load(&p, std::fs::read_to_string(&p).unwrap())
+        .unwrap()
+        .0
+}
+
+/// Tick until done; returns (ticks, the largest call count seen on an idle tick, open PRs then).
+fn rollout(e: &Env, plan: &str, max: usize) -> Vec<(usize, usize)> {
+    let spec = plan_of(plan);
+    let mut now = start();
+    let mut idle = Vec::new();
+    let mut last: Vec<String> = Vec::new();
+    for _ in 0..max {
+        // Pull requests fleetwave has open as the tick starts (one may have just been merged
+        // by a reviewer; fleetwave learns that with the one call this budget allows).
+        let open_before = e.state_opt().map_or(0, |s| {
+            s.waves
+                .iter()
+                .flat_map(|w| &w.steps)
+                .filter(|x| x.status == StepStatus::Open)
+                .count()
+        });
+        let out = e.reconcile(now);
+        let t = text(&out);
+        last.push(format!("--- {now}\n{t}"));
+        if last.len() > 4 {
+            last.remove(0);
+        }
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        if t.lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            return idle;
+        }
+        let calls: usize = t
+            .lines()
+            .find_map(|l| l.strip_prefix("api calls: "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let acted = t.contains("did: ");
+        if !acted {
+            idle.push((calls, open_before));
+        }
+        let reviewed = e.review(&spec);
+        let flux_pending = e
+            .state()
+            .waves
+            .iter()
+            .flat_map(|w| &w.steps)
+            .any(|s| s.status == StepStatus::Merged);
+        let next = t
+            .lines()
+            .find_map(|l| l.strip_prefix("next: "))
+            .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
+            .map(|x| x.with_timezone(&Utc));
+        now = match next {
+            Some(x) if !acted && !reviewed && !flux_pending && x > now => x,
+            _ => now + Duration::minutes(5),
+        };
+    }
+    panic!(
+        "the rollout did not finish in {max} ticks; last state: {:?}\n{}",
+        e.state().status,
+        last.join("\n")
+    );
+}
+
+fn check_prs(e: &Env) {
+    let st = e.state();
+    assert_eq!(st.status, PlanStatus::Succeeded);
+    let pulls = e.gh.pulls();
+    let steps: Vec<_> = st
+        .waves
+        .iter()
+        .flat_map(|w| &w.steps)
+        .filter(|s| s.status != StepStatus::Skipped)
+        .collect();
+    assert_eq!(pulls.len(), steps.len(), "one PR per step, no duplicates");
+    for s in &steps {
+        let n = s.pr.expect("PR number recorded");
+        let pr = pulls.iter().find(|p| p["number"] == n).unwrap();
+        assert_eq!(pr["merged"], true, "PR #{n}");
+        assert_eq!(pr["head"]["ref"], s.branch.as_str());
+        assert!(
+            pr["title"].as_str().unwrap().starts_with("fleetwave("),
+            "{}",
+            pr["title"]
+        );
+        assert!(
+            pr["body"]
+                .as_str()
+                .unwrap()
+                .contains("<!-- fleetwave: plan=")
+        );
+        let comments = e.gh.comments(n);
+        assert_eq!(comments.len(), 1, "one managed comment on PR #{n}");
+        let statuses = e.gh.statuses(s.head.as_deref().unwrap());
+        assert!(
+            statuses.iter().any(|x| x["context"] == "fleetwave/gate"),
+            "PR #{n} has no gate status"
+        );
+    }
+}
+
+#[test]
+fn every_example_plan_rolls_out_through_pull_requests() {
+    for plan in ["gitops-base", "k8s-minor", "chained", "k0rdent-template"] {
+        let e = env(plan);
+        let idle = rollout(&e, plan, 400);
+        check_prs(&e);
+        // An idle tick costs at most one call per open pull request.
+        for (calls, open) in &idle {
+            assert!(
+                calls <= open,
+                "{plan}: an idle tick made {calls} calls with {open} open PRs"
+            );
+        }
+        assert!(!idle.is_empty(), "{plan}: no idle tick was measured");
+    }
+}
+
+#[test]
+fn twenty_percent_faults_still_complete_without_duplicates() {
+    let e = env("chained");
+    e.gh.set_faults(Faults {
+        rate: 0.2,
+        seed: 7,
+        retry_after_secs: 0,
+        slow_ms: 0,
+    });
+    rollout(&e, "chained", 600);
+    e.gh.set_faults(Faults {
+        rate: 0.0,
+        seed: 0,
+        retry_after_secs: 0,
+        slow_ms: 0,
+    });
+    check_prs(&e);
+    let faulted = e.gh.calls().iter().filter(|c| c.status >= 429).count();
+    assert!(faulted > 10, "only {faulted} faults were injected");
+}
+
+#[test]
+fn a_foreign_push_gets_a_failure_status_and_is_never_merged() {
+    let e = env("gitops-base");
+    let out = e.reconcile(start());
+    assert!(text(&out).contains("did: push"), "{}", text(&out));
+    let st = e.state();
+    let branch = st.waves[0].steps[0].branch.clone();
+    e.git.fetch().unwrap();
+    let head = e.git.branch_head(&branch).unwrap().unwrap();
+    let mut files = BTreeMap::new();
+    files.insert(PathBuf::from("docs/hotfix.md"), b"by hand\n".to_vec());
+    let sig = Sig {
+        name: "Mallory".into(),
+        email: "mallory@example.com".into(),
+        time: start(),
+    };
+    let foreign = e.git.commit_changes(&head, &files, "hotfix", &sig).unwrap();
+    e.git.push(&branch, &foreign, Some(&head)).unwrap();
+    for i in 1..6 {
+        let out = e.reconcile(start() + Duration::minutes(10 * i));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    }
+    let n = e.state().waves[0].steps[0].pr.unwrap();
+    let pr = e.gh.pulls().into_iter().find(|p| p["number"] == n).unwrap();
+    assert_eq!(pr["merged"], false);
+    let statuses = e.gh.statuses(&foreign);
+    let last = statuses
+        .iter()
+        .rev()
+        .find(|s| s["context"] == "fleetwave/gate")
+        .expect("a gate status on the foreign head");
+    assert_eq!(last["state"], "failure");
+    assert!(
+        last["description"]
+            .as_str()
+            .unwrap()
+            .contains("will not merge"),
+        "{last}"
+    );
+}
+
+#[test]
+fn a_human_merge_before_the_gate_is_green_is_recorded() {
+    let e = env("k8s-minor");
+    let out = e.reconcile(start());
+    assert!(text(&out).contains("did: push"));
+    // The canary is automated but its first tick only posted "pending": merge it by hand now.
+    let n = e.state().waves[0].steps[0].pr.unwrap();
+    e.gh.merge_as_human("acme", "fleet", n, "bob");
+    let out = e.reconcile(start() + Duration::minutes(1));
+    assert!(
+        text(&out).contains("BEFORE the gate was green"),
+        "{}",
+        text(&out)
+    );
+    let s = e.state().waves[0].steps[0].clone();
+    assert!(s.merged_by_human);
+    assert_eq!(s.gate_green_at_merge, Some(false));
+}
+
+/// The contract test: the same rollout with every REST call passing through Prism's
+/// validating proxy loaded with GitHub's OpenAPI description. Any request Prism rejects
+/// (422) or response it flags (500 / `sl-violations`) fails the run.
+#[test]
+fn contract_rollout_through_prism() {
+    let e = env("gitops-base");
+    let prism = match common::prism::Prism::start(&e.gh.base_url()) {
+        Ok(p) => p,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let spec = plan_of("gitops-base");
+    let mut now = start();
+    let mut done = false;
+    for _ in 0..200 {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args([
+                "reconcile",
+                "--once",
+                "--clusters",
+                "sim",
+                "--forge",
+                "github",
+                "--remote",
+                &e.gh.git_url("acme", "fleet"),
+                "--plan",
+                "plans/demo.yaml",
+            ])
+            .args(["--cache", e.dir.path().join("cache.git").to_str().unwrap()])
+            .args([
+                "--github-api",
+                &prism.url,
+                "--approver",
+                "alice",
+                "--dashboard",
+            ])
+            .args(["--now", &now.to_rfc3339()])
+            .env("GITHUB_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "through Prism: {t}\nPrism log:\n{}",
+            prism.violations().join("\n")
+        );
+        assert!(!t.contains("sl-violations"), "contract violation: {t}");
+        if t.lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            done = true;
+            break;
+        }
+        let reviewed = e.review(&spec);
+        let flux_pending = e
+            .state()
+            .waves
+            .iter()
+            .flat_map(|w| &w.steps)
+            .any(|s| s.status == StepStatus::Merged);
+        let next = t
+            .lines()
+            .find_map(|l| l.strip_prefix("next: "))
+            .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
+            .map(|x| x.with_timezone(&Utc));
+        now = match next {
+            Some(x) if !t.contains("did: ") && !reviewed && !flux_pending && x > now => x,
+            _ => now + Duration::minutes(5),
+        };
+    }
+    assert!(done, "the rollout through Prism did not finish");
+    assert!(
+        prism.violations().is_empty(),
+        "Prism reported: {:?}",
+        prism.violations()
+    );
+    assert_eq!(
+        e.gh.issues().len(),
+        1,
+        "one dashboard issue, edited in place"
+    );
+}
