@@ -262,6 +262,9 @@ pub struct ForgeArgs {
     /// Link for the gate status (e.g. a dashboard).
     #[arg(long)]
     pub target_url: Option<String>,
+    /// Also post a check run with the per-cluster table (on by default for GitHub Apps).
+    #[arg(long)]
+    pub check_runs: bool,
     /// Users whose approving review opens an approval gate.
     #[arg(long)]
     pub approver: Vec<String>,
@@ -280,6 +283,7 @@ impl ForgeArgs {
                     Some(s) => s.split_once('/').map(|(o, r)| (o.to_string(), r.to_string())).ok_or_else(|| format!("--github-repo {s:?} is not owner/repo"))?,
                     None => owner_repo(&r.remote).ok_or_else(|| format!("cannot tell owner/repo from --remote {}; pass --github-repo owner/repo", r.remote))?,
                 };
+                let app = self.github_app_id.is_some() && self.github_app_key.is_some();
                 let auth = match (&self.github_app_id, &self.github_app_key, &self.github_token) {
                     (Some(id), Some(key), _) => GitHubAuth::App { app_id: *id, key_pem: std::fs::read_to_string(key).map_err(|e| format!("cannot read {}: {e}", key.display()))? },
                     (_, _, Some(t)) => GitHubAuth::Token(t.clone()),
@@ -297,6 +301,7 @@ impl ForgeArgs {
                     approvers: self.approver.clone(),
                     approver_teams: self.approver_team.clone(),
                     cache_file,
+                    check_runs: self.check_runs || app,
                 })))
             }
             other => Err(format!("unknown forge {other:?}: use local or github")),

@@ -227,8 +227,9 @@ fn init(cx: &mut Ctx) {
         cx.state.started_at = Some(cx.now);
         cx.note(format!("rollout of plan {} started", cx.plan.name));
     }
-    if cx.state.plan_hash != cx.world.plan_hash {
-        cx.note("the plan file changed; waves that have not started follow the new revision");
+    let revised = cx.state.plan_hash != cx.world.plan_hash;
+    if revised {
+        cx.note("the plan file changed: steps not merged yet follow the new revision (their old pull requests are closed)");
         cx.state.plan_hash = cx.world.plan_hash.clone();
     }
     if cx.state.status == PlanStatus::Paused
@@ -248,6 +249,24 @@ fn init(cx: &mut Ctx) {
             });
         }
         let ws = &mut cx.state.waves[i];
+        if revised && matches!(ws.status, WaveStatus::InProgress) {
+            // Merged steps stay as they were; the rest are replaced by the new revision's.
+            let keep = ws
+                .steps
+                .iter()
+                .take_while(|s| !matches!(s.status, StepStatus::Pending | StepStatus::Open))
+                .count();
+            let fresh = input.steps.iter().skip(keep).map(|s| StepState {
+                index: s.index,
+                id: s.id.clone(),
+                title: s.title.clone(),
+                branch: s.branch.clone(),
+                changes: s.changes.clone(),
+                ..Default::default()
+            });
+            ws.steps.truncate(keep);
+            ws.steps.extend(fresh);
+        }
         if ws.status == WaveStatus::Pending {
             ws.name = w.name.clone();
             ws.clusters = input.clusters.clone();

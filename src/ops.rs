@@ -340,6 +340,13 @@ impl crate::forge::Forge for SharedForge<'_> {
     ) -> Result<(), crate::forge::ForgeError> {
         crate::forge::Forge::comment(&*self.0, step, body).await
     }
+    async fn close_stale(
+        &self,
+        prefix: &str,
+        keep: &[String],
+    ) -> Result<Vec<String>, crate::forge::ForgeError> {
+        crate::forge::Forge::close_stale(&*self.0, prefix, keep).await
+    }
     async fn dashboard(&self, plan: &str, body: &str) -> Result<(), crate::forge::ForgeError> {
         crate::forge::Forge::dashboard(&*self.0, plan, body).await
     }
@@ -474,12 +481,15 @@ pub fn comment_on_pr(
         approvers: Vec::new(),
         approver_teams: Vec::new(),
         cache_file: None,
+        check_runs: false,
     };
     runtime().block_on(async {
         let gh = GitHubForge::new(cfg, None, "")
             .await
             .map_err(|e| e.to_string())?;
-        gh.comment(pr, body).await.map_err(|e| e.to_string())
+        gh.comment(pr, crate::forge::github::PREVIEW_COMMENT, body)
+            .await
+            .map_err(|e| e.to_string())
     })
 }
 

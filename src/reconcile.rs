@@ -464,6 +464,19 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             }
         }
     }
+    // A new plan revision: PRs of steps the plan no longer has are closed (never merged).
+    if !dry_run && !o.state.waves.is_empty() && o.state.plan_hash != o.plan_hash {
+        let keep: Vec<String> = inputs
+            .iter()
+            .flat_map(|w| w.steps.iter().map(|s| s.branch.clone()))
+            .collect();
+        for c in forge
+            .close_stale(&format!("fleetwave/{}/", o.planned.plan.name), &keep)
+            .await?
+        {
+            tracing::info!("closed stale pull request {c}");
+        }
+    }
     let prs = forge.observe(&refs, &o.base_head).await?;
     // Learn PR numbers found by head branch (after a crash, or a PR opened by hand).
     let mut learned: BTreeMap<String, u64> = prs

@@ -1,6 +1,8 @@
 //! The composite GitHub Action (`action.yml`): its static safety rules, and its scripts run
 //! by a small simulated runner against a fake `fleetwave` (argv recorded) and the real one.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1075,4 +1077,73 @@ fn real_binary_plan_writes_outputs_and_a_summary_table() {
     // The plan preview wrote nothing into the fleet.
     assert!(!fleet.join(".git").exists());
     assert_not_pwned(&sim);
+}
+
+/// The action against the fake GitHub: `reconcile` opens a real pull request and writes the
+/// outputs and summary; `plan` on that pull request posts the preview as the managed comment,
+/// edited in place on the next run.
+#[test]
+fn against_the_fake_github_reconcile_opens_a_pr_and_plan_comments_on_it() {
+    use common::fake_github::FakeGitHub;
+    let token = "ghs_action_token";
+    let gh = FakeGitHub::start(token);
+    let files = fleetwave::demo::example_files("gitops-base").unwrap();
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    gh.create_repo("acme", "fleet", &files, t0);
+    let remote = gh.git_url("acme", "fleet");
+    let mut sim = Sim::new(&[
+        ("command", "reconcile"),
+        ("plan", "plans/demo.yaml"),
+        ("remote", remote.as_str()),
+        ("github-token", token),
+        ("cluster-source", "sim"),
+    ])
+    .binary(Binary::Real);
+    sim.env.push(("GITHUB_API_URL".into(), gh.base_url()));
+    sim.env
+        .push(("FLEETWAVE_NOW".into(), "2026-11-23T08:00:00Z".into()));
+    let o = sim.run();
+    assert!(o.ok(), "{o:#?}");
+    assert_eq!(o.outputs["plan-status"], "InProgress", "{o:#?}");
+    let waves: serde_json::Value = serde_json::from_str(&o.outputs["waves-json"]).unwrap();
+    assert_eq!(waves[0]["name"], "canary");
+    assert!(o.summary.contains("| wave | status |"), "{}", o.summary);
+    let pulls = gh.pulls();
+    assert_eq!(pulls.len(), 1, "the first step's pull request");
+    let n = pulls[0]["number"].as_u64().unwrap();
+
+    // The plan preview on that pull request.
+    let mut preview = Sim::new(&[
+        ("command", "plan"),
+        ("plan", "plans/demo.yaml"),
+        ("repo-path", "fleet"),
+        ("github-token", token),
+    ])
+    .binary(Binary::Real)
+    .event("pull_request", pull_request_event(n));
+    preview.env.push(("GITHUB_API_URL".into(), gh.base_url()));
+    preview.env.push(("NO_COLOR".into(), "1".into()));
+    let fleet = preview.workspace().join("fleet");
+    for (p, b) in &files {
+        let path = fleet.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b).unwrap();
+    }
+    for _ in 0..2 {
+        let o = preview.run();
+        assert!(o.ok(), "{o:#?}");
+    }
+    let comments = gh.comments(n);
+    let previews: Vec<_> = comments
+        .iter()
+        .filter(|c| c["body"].as_str().unwrap_or("").contains("plan preview"))
+        .collect();
+    assert_eq!(
+        previews.len(),
+        1,
+        "one preview comment, edited in place: {comments:#?}"
+    );
+    assert_not_pwned(&preview);
 }

@@ -377,6 +377,7 @@ fn contract_rollout_through_prism() {
                 "--approver",
                 "alice",
                 "--dashboard",
+                "--check-runs",
             ])
             .args(["--now", &now.to_rfc3339()])
             .env("GITHUB_TOKEN", TOKEN)
@@ -422,5 +423,73 @@ fn contract_rollout_through_prism() {
         e.gh.issues().len(),
         1,
         "one dashboard issue, edited in place"
+    );
+    let runs = e.gh.check_runs();
+    assert!(!runs.is_empty(), "no check run was posted");
+    assert!(
+        runs.iter().any(|r| r["output"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("| cluster |"))),
+        "{runs:#?}"
+    );
+}
+
+#[test]
+fn a_new_plan_revision_closes_stale_pull_requests() {
+    let e = env("k8s-minor");
+    let out = e.reconcile(start());
+    assert!(text(&out).contains("did: push"), "{}", text(&out));
+    let old = e.state().waves[0].steps[0].clone();
+    // The platform team retargets the plan before the first step merged.
+    e.git.fetch().unwrap();
+    let main = e.git.branch_head("main").unwrap().unwrap();
+    let plan = String::from_utf8(
+        e.git
+            .read_file(&main, Path::new("plans/demo.yaml"))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut files = BTreeMap::new();
+    files.insert(
+        PathBuf::from("plans/demo.yaml"),
+        plan.replace("v1.33.5", "v1.33.6").into_bytes(),
+    );
+    let sig = Sig {
+        name: "Platform".into(),
+        email: "platform@example.com".into(),
+        time: start(),
+    };
+    let c = e
+        .git
+        .commit_changes(&main, &files, "plans: v1.33.6", &sig)
+        .unwrap();
+    e.git.push("main", &c, Some(&main)).unwrap();
+    let out = e.reconcile(start() + Duration::minutes(5));
+    let t = text(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+    let pulls = e.gh.pulls();
+    let stale = pulls
+        .iter()
+        .find(|p| p["number"] == old.pr.unwrap())
+        .unwrap();
+    assert_eq!(stale["state"], "closed", "the old revision's PR is closed");
+    assert_eq!(stale["merged"], false);
+    let st = e.state();
+    assert_ne!(
+        st.waves[0].steps[0].branch, old.branch,
+        "the step follows the new revision"
+    );
+    assert!(
+        st.waves[0].steps[0].id.contains("v1-33-6"),
+        "{:?}",
+        st.waves[0].steps[0].id
+    );
+    assert!(
+        pulls
+            .iter()
+            .any(|p| p["state"] == "open"
+                && p["head"]["ref"] == st.waves[0].steps[0].branch.as_str()),
+        "{t}"
     );
 }

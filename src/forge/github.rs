@@ -21,7 +21,9 @@ use crate::git::GitRepo;
 use crate::state::GateState;
 
 pub const CONTEXT: &str = "fleetwave/gate";
-const COMMENT_MARKER: &str = "<!-- fleetwave:managed-comment -->";
+/// Marks fleetwave's step comment; the plan preview has its own, so neither replaces the other.
+pub const STEP_COMMENT: &str = "<!-- fleetwave:managed-comment -->";
+pub const PREVIEW_COMMENT: &str = "<!-- fleetwave:plan-preview -->";
 const MAX_ATTEMPTS: u32 = 6;
 /// Longest wait honoured for one Retry-After or rate-limit reset.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -81,6 +83,8 @@ pub struct GitHubConfig {
     pub approver_teams: Vec<String>,
     /// Where ETags and cached answers persist between runs.
     pub cache_file: Option<PathBuf>,
+    /// Also post a check run with the per-cluster table (GitHub Apps only, on github.com).
+    pub check_runs: bool,
 }
 
 /// Owner and repository from a GitHub remote URL (https or ssh).
@@ -102,10 +106,12 @@ struct Cache {
     etags: BTreeMap<String, (String, String)>,
     /// PR number → (PR etag it was computed for, approved)
     approvals: BTreeMap<u64, (String, bool)>,
-    /// PR number → managed comment id
-    comments: BTreeMap<u64, u64>,
+    /// "PR number/marker" → managed comment id
+    comments: BTreeMap<String, u64>,
     /// plan → (dashboard issue number, body last written)
     dashboards: BTreeMap<String, (u64, String)>,
+    /// head sha → check run id
+    check_runs: BTreeMap<String, u64>,
 }
 
 pub struct GitHubForge<'a> {
@@ -493,15 +499,16 @@ impl<'a> GitHubForge<'a> {
         })
     }
 
-    /// Create or update the managed comment on a PR (one per PR, edited in place).
-    pub async fn comment(&self, n: u64, body: &str) -> Result<(), ForgeError> {
-        let body = format!("{COMMENT_MARKER}\n{body}");
+    /// Create or update a managed comment on a PR (one per PR and marker, edited in place).
+    pub async fn comment(&self, n: u64, marker: &str, body: &str) -> Result<(), ForgeError> {
+        let body = format!("{marker}\n{body}");
+        let key = format!("{n}/{marker}");
         let known = self
             .cache
             .lock()
             .expect("cache lock")
             .comments
-            .get(&n)
+            .get(&key)
             .copied();
         let id = match known {
             Some(id) => Some(id),
@@ -516,11 +523,8 @@ impl<'a> GitHubForge<'a> {
                 a.body
                     .as_array()
                     .and_then(|cs| {
-                        cs.iter().find(|c| {
-                            c["body"]
-                                .as_str()
-                                .is_some_and(|b| b.starts_with(COMMENT_MARKER))
-                        })
+                        cs.iter()
+                            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
                     })
                     .and_then(|c| c["id"].as_u64())
             }
@@ -545,7 +549,7 @@ impl<'a> GitHubForge<'a> {
         };
         if !a.status.is_success() {
             // A deleted comment: forget it and create a new one next time.
-            self.cache.lock().expect("cache lock").comments.remove(&n);
+            self.cache.lock().expect("cache lock").comments.remove(&key);
             return Err(api_err("write the managed comment", a.status, &a.body));
         }
         if let Some(id) = a.body["id"].as_u64() {
@@ -553,7 +557,7 @@ impl<'a> GitHubForge<'a> {
                 .lock()
                 .expect("cache lock")
                 .comments
-                .insert(n, id);
+                .insert(key, id);
         }
         Ok(())
     }
@@ -740,6 +744,47 @@ impl Forge for GitHubForge<'_> {
         if !a.status.is_success() {
             return Err(api_err("set commit status", a.status, &a.body));
         }
+        if self.cfg.check_runs {
+            let mut run = json!({ "name": "fleetwave", "head_sha": head, "output": { "title": description, "summary": description } });
+            match state {
+                "pending" => run["status"] = json!("in_progress"),
+                done => {
+                    run["status"] = json!("completed");
+                    run["conclusion"] = json!(done);
+                }
+            }
+            let known = self
+                .cache
+                .lock()
+                .expect("cache lock")
+                .check_runs
+                .get(head)
+                .copied();
+            let a = match known {
+                Some(id) => {
+                    self.call(
+                        Method::PATCH,
+                        &self.repo_path(&format!("/check-runs/{id}")),
+                        Some(&run),
+                    )
+                    .await?
+                }
+                None => {
+                    self.call(Method::POST, &self.repo_path("/check-runs"), Some(&run))
+                        .await?
+                }
+            };
+            if !a.status.is_success() {
+                return Err(api_err("write the check run", a.status, &a.body));
+            }
+            if let Some(id) = a.body["id"].as_u64() {
+                self.cache
+                    .lock()
+                    .expect("cache lock")
+                    .check_runs
+                    .insert(head.to_string(), id);
+            }
+        }
         Ok(())
     }
 
@@ -772,10 +817,71 @@ impl Forge for GitHubForge<'_> {
     }
 
     async fn comment(&self, step: &StepRef, body: &str) -> Result<(), ForgeError> {
+        // The check run carries the same per-cluster table as the comment.
+        let run = step.head.as_ref().and_then(|h| {
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .check_runs
+                .get(h)
+                .copied()
+        });
+        if let (true, Some(id)) = (self.cfg.check_runs, run) {
+            let a = self.call(Method::PATCH, &self.repo_path(&format!("/check-runs/{id}")), Some(&json!({ "output": { "title": "fleetwave gate", "summary": "Per-cluster state of this step", "text": body } }))).await?;
+            if !a.status.is_success() {
+                return Err(api_err("write the check run", a.status, &a.body));
+            }
+        }
         match step.pr {
-            Some(n) => GitHubForge::comment(self, n, body).await,
+            Some(n) => GitHubForge::comment(self, n, STEP_COMMENT, body).await,
             None => Ok(()),
         }
+    }
+
+    async fn close_stale(&self, prefix: &str, keep: &[String]) -> Result<Vec<String>, ForgeError> {
+        let a = self
+            .call(
+                Method::GET,
+                &self.repo_path("/pulls?state=open&per_page=100"),
+                None,
+            )
+            .await?;
+        if !a.status.is_success() {
+            return Err(api_err("list pull requests", a.status, &a.body));
+        }
+        let mut closed = Vec::new();
+        for pr in a.body.as_array().cloned().unwrap_or_default() {
+            let head = pr["head"]["ref"].as_str().unwrap_or("");
+            let Some(n) = pr["number"].as_u64() else {
+                continue;
+            };
+            if !head.starts_with(prefix) || keep.iter().any(|k| k == head) {
+                continue;
+            }
+            GitHubForge::comment(
+                self,
+                n,
+                STEP_COMMENT,
+                "Closed by fleetwave: the plan changed and no longer has this step.",
+            )
+            .await?;
+            let c = self
+                .call(
+                    Method::PATCH,
+                    &self.repo_path(&format!("/pulls/{n}")),
+                    Some(&json!({ "state": "closed" })),
+                )
+                .await?;
+            if !c.status.is_success() {
+                return Err(api_err(
+                    &format!("close stale pull request #{n}"),
+                    c.status,
+                    &c.body,
+                ));
+            }
+            closed.push(format!("#{n} {head}"));
+        }
+        Ok(closed)
     }
 
     async fn dashboard(&self, plan: &str, body: &str) -> Result<(), ForgeError> {

@@ -63,6 +63,14 @@ pub trait Forge {
     async fn comment(&self, _step: &StepRef, _body: &str) -> Result<(), ForgeError> {
         Ok(())
     }
+    /// Close open pull requests under `prefix` that the current plan revision no longer has.
+    async fn close_stale(
+        &self,
+        _prefix: &str,
+        _keep: &[String],
+    ) -> Result<Vec<String>, ForgeError> {
+        Ok(Vec::new())
+    }
     /// Create or update the plan's dashboard issue (one per plan, edited in place).
     async fn dashboard(&self, _plan: &str, _body: &str) -> Result<(), ForgeError> {
         Ok(())
