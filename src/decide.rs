@@ -70,6 +70,8 @@ pub struct World<'a> {
     pub descends: &'a dyn Fn(&str, &str) -> bool,
     /// cluster → target infrastructure, for telemetry.
     pub infra: BTreeMap<String, String>,
+    /// Whether the forge reads reviews (GitHub); without, a human merge is the approval.
+    pub reviews: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,14 +136,22 @@ impl Ctx<'_, '_> {
 
     fn status(&mut self, w: usize, s: usize, head: &str, state: GateState, description: String) {
         let description: String = description.chars().take(140).collect();
-        let step = &mut self.state.waves[w].steps[s];
+        let step = &self.state.waves[w].steps[s];
         let posted = PostedStatus {
             head: head.to_string(),
             state,
             description: description.clone(),
         };
+        // `posted` is what the forge confirmed; the reconciler records it after the call, so a
+        // failed post is simply tried again on the next tick.
+        let queued = self
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::SetStatus { wave, step, .. } if *wave == w && *step == s));
         if step.posted.as_ref() != Some(&posted) {
-            step.posted = Some(posted);
+            if queued {
+                self.effects.retain(|e| !matches!(e, Effect::SetStatus { wave, step, .. } if *wave == w && *step == s));
+            }
             self.effects.push(Effect::SetStatus {
                 wave: w,
                 step: s,
@@ -350,13 +360,21 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
     // A merge observed on the forge wins over everything else: record it.
     if let Some(pr) = &pr {
         if let Some((commit, at)) = &pr.merged {
-            record_merge(cx, wi, si, commit, *at);
+            record_merge(cx, wi, si, commit, *at, &pr.head);
             // Convergence may already be observable.
             run(cx);
             return;
         }
     }
     let has_changes = planned.as_ref().is_some_and(|p| !p.changes.is_empty());
+    if !has_changes && pr.is_none() && step.head.is_some() {
+        // Opened, gone, and its changes are on the base: it landed without fleetwave seeing
+        // the merge (branch deleted after a hand merge). Wait for convergence at the base.
+        let base = cx.world.base_head.clone();
+        record_merge(cx, wi, si, &base, cx.now, "");
+        run(cx);
+        return;
+    }
     if !has_changes && pr.as_ref().is_none_or(|p| !p.open) {
         let s = &mut cx.state.waves[wi].steps[si];
         s.status = StepStatus::Skipped;
@@ -486,26 +504,42 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         cx.wake(next);
         return;
     }
+    if let Some(why) = gate_breaches(cx, wi, wave) {
+        // A gate broke on a cluster already upgraded: do not push more changes into it.
+        cx.status(
+            wi,
+            si,
+            &p.head,
+            GateState::Pending,
+            format!("holding: {why}"),
+        );
+        return;
+    }
     let approval_needed = wave
         .gates
         .iter()
         .any(|g| matches!(g, crate::plan::Gate::Approval { .. }));
-    if !wave.automated || approval_needed && !p.approved {
-        let what = if approval_needed && !p.approved {
-            "approval from a configured reviewer"
-        } else {
-            "a reviewer to merge"
-        };
+    // Without review support (the local forge) a human merge is the approval.
+    let approval_pending = approval_needed && cx.world.reviews && !p.approved;
+    if approval_pending {
+        cx.status(
+            wi,
+            si,
+            &p.head,
+            GateState::Pending,
+            "waiting for an approving review from a configured reviewer".into(),
+        );
+        return;
+    }
+    if !wave.automated || approval_needed && !cx.world.reviews {
         let desc = match previous_wave_name(cx, wi) {
-            Some(prev) => {
-                format!("gate green: wave {prev} passed; manual wave, waiting for {what}")
-            }
-            None => format!("gate green; manual wave, waiting for {what}"),
+            Some(prev) => format!(
+                "gate green: wave {prev} passed; manual wave, waiting for a reviewer to merge"
+            ),
+            None => "gate green; manual wave, waiting for a reviewer to merge".to_string(),
         };
         cx.status(wi, si, &p.head, GateState::Success, desc);
-        if approval_needed && !p.approved || !wave.automated {
-            return;
-        }
+        return;
     }
     let desc = "gate green: merging".to_string();
     cx.status(wi, si, &p.head, GateState::Success, desc);
@@ -524,10 +558,11 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     ));
 }
 
-fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<Utc>) {
+fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<Utc>, head: &str) {
     let wave_name = cx.state.waves[wi].name.clone();
     let s = &mut cx.state.waves[wi].steps[si];
-    let ours = s.merge_intent.is_some();
+    // Only a merge of the exact head fleetwave decided to merge is fleetwave's.
+    let ours = s.merge_intent.as_deref() == Some(head);
     s.status = StepStatus::Merged;
     s.merged_commit = Some(commit.to_string());
     s.merged_at = Some(at);
@@ -599,6 +634,8 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
             cx.wake(due);
         }
     }
+    // Clusters already upgraded must stay healthy while later clusters converge.
+    let _ = gate_breaches(cx, wi, wave);
     if cx.state.waves[wi].failed.len() > allowed {
         fail_wave(cx, wi, wave);
         return false;
@@ -639,9 +676,10 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
         let flux = last_merge
             .as_ref()
             .map(|m| cluster::convergence(&obs, m, cx.world.descends));
-        let breach = match (&flux, cluster::failing_gate(&obs)) {
-            (Some(Convergence::Failed(r)), _) => Some(("flux".to_string(), r.clone())),
-            (_, Some(g)) => Some((g.gate.clone(), g.reason.clone())),
+        let breach = match (&flux, cluster::failing_gate(&obs), cluster::unhealthy(&obs)) {
+            (Some(Convergence::Failed(r)), _, _) => Some(("flux".to_string(), r.clone())),
+            (_, Some(g), _) => Some((g.gate.clone(), g.reason.clone())),
+            (_, _, Some(r)) => Some(("flux".to_string(), r)),
             _ => None,
         };
         if let Some((gate, reason)) = breach {
@@ -680,6 +718,44 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
     }
     // The next wave may start right away.
     run(cx);
+}
+
+/// Failing gates on clusters that already took a step of this wave: they fail (within the
+/// wave's budget). Returns the first breach, if any.
+fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
+    let touched: Vec<String> = {
+        let ws = &cx.state.waves[wi];
+        ws.clusters
+            .iter()
+            .filter(|c| {
+                !ws.failed.contains_key(*c) && ws.steps.iter().any(|s| s.converged.contains_key(*c))
+            })
+            .cloned()
+            .collect()
+    };
+    let mut first = None;
+    for c in touched {
+        let obs = cx.world.clusters.get(&c).cloned().unwrap_or_default();
+        let breach = cluster::failing_gate(&obs)
+            .map(|g| format!("gate {} failed: {}", g.gate, g.reason))
+            .or_else(|| cluster::unhealthy(&obs));
+        if let Some(why) = breach {
+            cx.state.waves[wi].gate_log.push(GateRecord {
+                time: cx.now,
+                cluster: c.clone(),
+                gate: "health".into(),
+                ok: false,
+                reason: why.clone(),
+            });
+            cx.note(format!("wave {} cluster {c}: {why}", wave.name));
+            cx.state.waves[wi].failed.insert(c.clone(), why.clone());
+            first.get_or_insert(format!("{c}: {why}"));
+        }
+    }
+    if cx.state.waves[wi].failed.len() > allowance(wave, cx.state.waves[wi].clusters.len()) {
+        fail_wave(cx, wi, wave);
+    }
+    first
 }
 
 fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
@@ -860,6 +936,28 @@ spec:
     const HEAD1: &str = "4000000000000000000000000000000000000004";
     const MERGE1: &str = "5000000000000000000000000000000000000005";
 
+    /// The state after the reconciler confirmed every status it was asked to post.
+    fn confirm(d: &Decision) -> PlanState {
+        let mut st = d.state.clone();
+        for e in &d.effects {
+            if let Effect::SetStatus {
+                wave,
+                step,
+                head,
+                state,
+                description,
+            } = e
+            {
+                st.waves[*wave].steps[*step].posted = Some(PostedStatus {
+                    head: head.clone(),
+                    state: *state,
+                    description: description.clone(),
+                });
+            }
+        }
+        st
+    }
+
     fn plan(text: &str) -> Plan {
         crate::plan::load(std::path::Path::new("p.yaml"), text.to_string())
             .unwrap()
@@ -979,6 +1077,7 @@ spec:
                 clusters: self.clusters.clone(),
                 descends: &descends,
                 infra: BTreeMap::new(),
+                reviews: false,
             };
             decide(p, st, &world)
         }
@@ -1131,7 +1230,8 @@ spec:
             !d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })),
             "merged a manual wave"
         );
-        let posted = d.state.waves[1].steps[0].posted.clone().unwrap();
+        let st = confirm(&d);
+        let posted = st.waves[1].steps[0].posted.clone().unwrap();
         assert_eq!(posted.state, GateState::Success);
         assert!(
             posted.description.contains("waiting for a reviewer"),
@@ -1139,7 +1239,7 @@ spec:
             posted.description
         );
         w.merged("fleetwave/p/prod/1", MERGE1, t(82));
-        let d = w.decide(&p, &d.state);
+        let d = w.decide(&p, &st);
         let s = &d.state.waves[1].steps[0];
         assert!(s.merged_by_human);
         assert_eq!(s.gate_green_at_merge, Some(true));
@@ -1236,7 +1336,7 @@ spec:
                 .any(|e| matches!(e, Effect::Merge { .. } | Effect::PushStep { .. }))
         );
         assert_eq!(
-            d.state.waves[0].steps[0].posted.as_ref().unwrap().state,
+            confirm(&d).waves[0].steps[0].posted.as_ref().unwrap().state,
             GateState::Failure
         );
         assert!(d.held.is_some());

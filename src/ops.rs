@@ -350,6 +350,9 @@ impl crate::forge::Forge for SharedForge<'_> {
     async fn dashboard(&self, plan: &str, body: &str) -> Result<(), crate::forge::ForgeError> {
         crate::forge::Forge::dashboard(&*self.0, plan, body).await
     }
+    fn reviews(&self) -> bool {
+        true
+    }
     fn finish_tick(&self) -> Option<usize> {
         self.0.finish_tick()
     }

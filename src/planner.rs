@@ -125,6 +125,17 @@ pub fn edits(
     wave: &str,
     step: Option<usize>,
 ) -> Result<BTreeMap<PathBuf, String>, ApplyError> {
+    edits_excluding(p, wave, step, &std::collections::BTreeSet::new())
+}
+
+/// Like [`edits`], leaving out the changes of `exclude`d clusters (clusters that failed in
+/// this wave stay where they are).
+pub fn edits_excluding(
+    p: &Planned,
+    wave: &str,
+    step: Option<usize>,
+    exclude: &std::collections::BTreeSet<String>,
+) -> Result<BTreeMap<PathBuf, String>, ApplyError> {
     let w = p.waves.iter().find(|w| w.name == wave).ok_or_else(|| {
         ApplyError::NoWave(
             wave.to_string(),
@@ -135,6 +146,23 @@ pub fn edits(
                 .join(", "),
         )
     })?;
+    let kept: Vec<steps::Step> = w
+        .steps
+        .iter()
+        .map(|s| steps::Step {
+            changes: s
+                .changes
+                .iter()
+                .filter(|c| !exclude.contains(&c.cluster))
+                .cloned()
+                .collect(),
+            ..s.clone()
+        })
+        .collect();
+    let w = steps::WavePlan {
+        steps: kept,
+        ..w.clone()
+    };
     let chosen: Vec<&steps::Step> = match step {
         None => w.steps.iter().collect(),
         Some(n) => {

@@ -204,10 +204,13 @@ pub fn write_state(
     }
 }
 
-fn wave_inputs(p: &Planned) -> Vec<WaveInput> {
+/// The waves as planned against the base; clusters that failed in a wave get no more changes.
+fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
     p.waves
         .iter()
-        .map(|w| WaveInput {
+        .enumerate()
+        .map(|(wi, w)| (w, st.waves.get(wi).map(|ws| &ws.failed)))
+        .map(|(w, failed)| WaveInput {
             clusters: w.clusters.clone(),
             steps: w
                 .steps
@@ -220,6 +223,7 @@ fn wave_inputs(p: &Planned) -> Vec<WaveInput> {
                     changes: st
                         .changes
                         .iter()
+                        .filter(|c| failed.is_none_or(|f| !f.contains_key(&c.cluster)))
                         .map(|c| ChangeRecord {
                             cluster: c.cluster.clone(),
                             file: c.file.display().to_string(),
@@ -325,12 +329,19 @@ fn desired_commits(
                 )
             })
         };
-        let Some(si) = (0..w.steps.len()).find(|&si| !done(si) && !w.steps[si].changes.is_empty())
+        let Some(si) =
+            (0..w.steps.len()).find(|&si| !done(si) && !inputs[wi].steps[si].changes.is_empty())
         else {
             continue;
         };
         let step = &inputs[wi].steps[si];
-        let edits = match planner::edits(&o.planned, &w.name, Some(si + 1)) {
+        let failed: std::collections::BTreeSet<String> = o
+            .state
+            .waves
+            .get(wi)
+            .map(|ws| ws.failed.keys().cloned().collect())
+            .unwrap_or_default();
+        let edits = match planner::edits_excluding(&o.planned, &w.name, Some(si + 1), &failed) {
             Ok(e) => e,
             // An earlier step is still pending in this wave: nothing to build yet.
             Err(planner::ApplyError::EarlierPending { .. }) => continue,
@@ -420,7 +431,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     dry_run: bool,
 ) -> Result<Report, ReconcileError> {
     let (git, forge, clusters, notifier) = (io.git, io.forge, io.clusters, io.notifier);
-    let inputs = wave_inputs(&o.planned);
+    let inputs = wave_inputs(&o.planned, &o.state);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
     let approval = |wi: usize| {
         o.planned.plan.waves.get(wi).is_some_and(|w| {
@@ -464,19 +475,6 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             }
         }
     }
-    // A new plan revision: PRs of steps the plan no longer has are closed (never merged).
-    if !dry_run && !o.state.waves.is_empty() && o.state.plan_hash != o.plan_hash {
-        let keep: Vec<String> = inputs
-            .iter()
-            .flat_map(|w| w.steps.iter().map(|s| s.branch.clone()))
-            .collect();
-        for c in forge
-            .close_stale(&format!("fleetwave/{}/", o.planned.plan.name), &keep)
-            .await?
-        {
-            tracing::info!("closed stale pull request {c}");
-        }
-    }
     let prs = forge.observe(&refs, &o.base_head).await?;
     // Learn PR numbers found by head branch (after a crash, or a PR opened by hand).
     let mut learned: BTreeMap<String, u64> = prs
@@ -513,6 +511,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         clusters: observed,
         descends: &descends,
         infra,
+        reviews: forge.reviews(),
     };
     let Decision {
         state: mut new,
@@ -551,7 +550,21 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             None => return Ok(report(o.state, Outcome::LostRace)),
         }
     }
+    // A new plan revision: PRs of steps the plan no longer has are closed (never merged).
+    if !o.state.waves.is_empty() && o.state.plan_hash != o.plan_hash {
+        let keep: Vec<String> = inputs
+            .iter()
+            .flat_map(|w| w.steps.iter().map(|s| s.branch.clone()))
+            .collect();
+        for c in forge
+            .close_stale(&format!("fleetwave/{}/", o.planned.plan.name), &keep)
+            .await?
+        {
+            tracing::info!("closed stale pull request {c}");
+        }
+    }
     let mut sent = Vec::new();
+    let mut posted = Vec::new();
     for e in &effects {
         match e {
             Effect::PushStep {
@@ -618,6 +631,15 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                         &comment_body(&new, *wave, *step, *state, description, &world.clusters),
                     )
                     .await?;
+                posted.push((
+                    *wave,
+                    *step,
+                    crate::state::PostedStatus {
+                        head: head.clone(),
+                        state: *state,
+                        description: description.clone(),
+                    },
+                ));
             }
             Effect::Merge { wave, step, head } => {
                 let st = &new.waves[*wave].steps[*step];
@@ -650,6 +672,9 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         }
     }
     let before = new.clone();
+    for (w, st, p) in posted {
+        new.waves[w].steps[st].posted = Some(p);
+    }
     for id in &sent {
         if let Some(ob) = new.events.get_mut(id) {
             ob.sent = true;
@@ -746,9 +771,34 @@ pub fn set_paused(
             st.status = PlanStatus::Paused;
             st.reason = Some("paused by fleetwave pause".into());
         }
-        (false, PlanStatus::Paused | PlanStatus::Halted) => {
+        (false, PlanStatus::Paused) => {
             st.status = PlanStatus::InProgress;
             st.reason = None;
+        }
+        (false, PlanStatus::Halted) => {
+            // The operator fixed what failed: the failed wave runs again from where it stood
+            // (its merged steps stay merged; convergence and the soak are checked afresh).
+            st.status = PlanStatus::InProgress;
+            st.reason = None;
+            for w in st
+                .waves
+                .iter_mut()
+                .filter(|w| w.status == crate::state::WaveStatus::Failed)
+            {
+                w.status = crate::state::WaveStatus::InProgress;
+                w.failed.clear();
+                w.soak_started_at = None;
+                w.finished_at = None;
+                for s in w
+                    .steps
+                    .iter_mut()
+                    .filter(|s| s.status == StepStatus::Converged)
+                {
+                    s.status = StepStatus::Merged;
+                    s.converged.clear();
+                    s.converged_at = None;
+                }
+            }
         }
         (_, other) => {
             return Err(ReconcileError::Other(format!(

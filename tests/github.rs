@@ -107,19 +107,17 @@ impl Env {
                 let (Some(n), Some(p)) = (s.pr, s.posted.as_ref()) else {
                     continue;
                 };
-                if s.status != StepStatus::Open || p.state != GateState::Success {
+                if s.status != StepStatus::Open {
                     continue;
                 }
-                let spec = &plan.waves[wi];
-                let gated = spec
-                    .gates
-                    .iter()
-                    .any(|g| matches!(g, fleetwave::plan::Gate::Approval { .. }));
-                if gated && self.reviewed.borrow_mut().insert(n) {
+                if p.description.contains("waiting for an approving review")
+                    && self.reviewed.borrow_mut().insert(n)
+                {
                     self.gh
                         .add_review("acme", "fleet", n, "alice", "APPROVED", &p.head);
+                    return true;
                 }
-                if !spec.automated {
+                if !plan.waves[wi].automated && p.state == GateState::Success {
                     self.gh.merge_as_human("acme", "fleet", n, "bob");
                     return true;
                 }
@@ -198,9 +196,27 @@ fn rollout(e: &Env, plan: &str, max: usize) -> Vec<(usize, usize)> {
             _ => now + Duration::minutes(5),
         };
     }
+    let st = e.state();
+    let steps: Vec<String> = st
+        .waves
+        .iter()
+        .flat_map(|w| {
+            w.steps.iter().map(move |s| {
+                format!(
+                    "{} {} {:?} pr={:?} posted={:?}",
+                    w.name,
+                    s.index,
+                    s.status,
+                    s.pr,
+                    s.posted.as_ref().map(|p| (&p.state, &p.description))
+                )
+            })
+        })
+        .collect();
     panic!(
-        "the rollout did not finish in {max} ticks; last state: {:?}\n{}",
-        e.state().status,
+        "{plan}: the rollout did not finish in {max} ticks; last state: {:?}\n{}\n{}",
+        st.status,
+        steps.join("\n"),
         last.join("\n")
     );
 }

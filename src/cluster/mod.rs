@@ -175,6 +175,33 @@ pub fn convergence(
     Convergence::Converged
 }
 
+/// A cluster that is plainly unhealthy right now, whatever revision it is at: no Flux
+/// Kustomization observed (unreachable), Ready False, or Stalled. Transient reconciling is not.
+pub fn unhealthy(obs: &ClusterObservation) -> Option<String> {
+    if obs.kustomizations.is_empty() {
+        return Some("no Flux Kustomization observed (cluster unreachable?)".into());
+    }
+    for k in &obs.kustomizations {
+        if let Some(r) = k.condition("Ready").filter(|r| r.status == "False") {
+            return Some(
+                format!(
+                    "Kustomization {}/{} not Ready: {} {}",
+                    k.namespace, k.name, r.reason, r.message
+                )
+                .trim_end()
+                .to_string(),
+            );
+        }
+        if let Some(s) = k.condition("Stalled").filter(|s| s.status == "True") {
+            return Some(format!(
+                "Kustomization {}/{} stalled: {}",
+                k.namespace, k.name, s.reason
+            ));
+        }
+    }
+    None
+}
+
 /// The first failing gate, if any.
 pub fn failing_gate(obs: &ClusterObservation) -> Option<&GateResult> {
     obs.gates.iter().find(|g| !g.ok)

@@ -104,14 +104,14 @@ pub fn owner_repo(remote: &str) -> Option<(String, String)> {
 struct Cache {
     /// url → (etag, body)
     etags: BTreeMap<String, (String, String)>,
-    /// PR number → (PR etag it was computed for, approved)
-    approvals: BTreeMap<u64, (String, bool)>,
     /// "PR number/marker" → managed comment id
     comments: BTreeMap<String, u64>,
     /// plan → (dashboard issue number, body last written)
     dashboards: BTreeMap<String, (u64, String)>,
     /// head sha → check run id
     check_runs: BTreeMap<String, u64>,
+    /// The base head at the end of the last tick.
+    last_base: Option<String>,
 }
 
 pub struct GitHubForge<'a> {
@@ -234,6 +234,22 @@ impl<'a> GitHubForge<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ForgeError> {
+        self.call_opts(method, path, body, true).await
+    }
+
+    /// A create (POST) that must not be repeated blindly: a 5xx may hide a completed write,
+    /// so the caller looks again before creating again.
+    async fn create(&self, path: &str, body: &Value) -> Result<Answer, ForgeError> {
+        self.call_opts(Method::POST, path, Some(body), false).await
+    }
+
+    async fn call_opts(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        retry_server_errors: bool,
+    ) -> Result<Answer, ForgeError> {
         let url = format!("{}{path}", self.cfg.api.trim_end_matches('/'));
         let writes = if method == Method::GET {
             None
@@ -281,7 +297,8 @@ impl<'a> GitHubForge<'a> {
             };
             let res = match res {
                 Ok(r) => r,
-                Err(e) if attempt < MAX_ATTEMPTS => {
+                // A create that timed out may have happened: only reads are retried blindly.
+                Err(e) if attempt < MAX_ATTEMPTS && retry_server_errors => {
                     tracing::warn!("GitHub {method} {path}: {e}; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;
@@ -312,7 +329,15 @@ impl<'a> GitHubForge<'a> {
                     });
                 }
             }
-            if let Some(wait) = retry_wait(status, &h, &json) {
+            // Rate limits mean "not processed": safe to retry any call. A 5xx may hide a
+            // completed create, so creates are looked up again by their callers instead.
+            let rate_limited = matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN
+            );
+            if let Some(wait) =
+                retry_wait(status, &h, &json).filter(|_| retry_server_errors || rate_limited)
+            {
                 if attempt < MAX_ATTEMPTS {
                     tracing::warn!(
                         "GitHub {method} {path}: {status}; waiting {wait:?} before retrying"
@@ -375,32 +400,10 @@ impl<'a> GitHubForge<'a> {
     }
 
     /// An approving review on the current head by a configured user or team member.
-    async fn approved(
-        &self,
-        n: u64,
-        head: &str,
-        pr_etag: Option<&str>,
-    ) -> Result<bool, ForgeError> {
-        if let Some(e) = pr_etag {
-            if let Some((seen, ok)) = self.cache.lock().expect("cache lock").approvals.get(&n) {
-                if seen == e {
-                    return Ok(*ok);
-                }
-            }
-        }
-        let a = self
-            .call(
-                Method::GET,
-                &self.repo_path(&format!("/pulls/{n}/reviews?per_page=100")),
-                None,
-            )
-            .await?;
-        if !a.status.is_success() {
-            return Err(api_err("list reviews", a.status, &a.body));
-        }
+    async fn approved(&self, reviews: &Value, head: &str) -> Result<bool, ForgeError> {
         // The latest review per user counts; dismissed reviews and reviews of older heads do not.
         let mut latest: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for r in a.body.as_array().cloned().unwrap_or_default() {
+        for r in reviews.as_array().cloned().unwrap_or_default() {
             let user = r["user"]["login"].as_str().unwrap_or("").to_string();
             let state = r["state"].as_str().unwrap_or("").to_string();
             if state == "COMMENTED" {
@@ -411,7 +414,6 @@ impl<'a> GitHubForge<'a> {
                 (state, r["commit_id"].as_str().unwrap_or("").to_string()),
             );
         }
-        let mut ok = false;
         for (user, (state, commit)) in &latest {
             if state != "APPROVED" || commit != head {
                 continue;
@@ -423,18 +425,10 @@ impl<'a> GitHubForge<'a> {
                 .any(|a| a.eq_ignore_ascii_case(user))
                 || self.team_member(user).await?
             {
-                ok = true;
-                break;
+                return Ok(true);
             }
         }
-        if let Some(e) = pr_etag {
-            self.cache
-                .lock()
-                .expect("cache lock")
-                .approvals
-                .insert(n, (e.to_string(), ok));
-        }
-        Ok(ok)
+        Ok(false)
     }
 
     async fn team_member(&self, user: &str) -> Result<bool, ForgeError> {
@@ -471,8 +465,16 @@ impl<'a> GitHubForge<'a> {
             None
         };
         // Branch content comes from Git: the tree, the base it sits on, and who committed.
-        let (tree, base, foreign) = if merged.is_none() && self.git()?.commit_info(&head).is_ok() {
-            let own = self.git()?.commits_between(base_head, &head)?;
+        // A head the clone does not have was pushed after this tick's fetch: fetch again,
+        // and if it is still unknown treat it as foreign (never overwrite what we cannot see).
+        let git = self.git()?;
+        if merged.is_none() && git.commit_info(&head).is_err() {
+            git.fetch()?;
+        }
+        let (tree, base, foreign) = if merged.is_some() {
+            (String::new(), base_head.to_string(), Vec::new())
+        } else if git.commit_info(&head).is_ok() {
+            let own = git.commits_between(base_head, &head)?;
             let foreign = own
                 .iter()
                 .filter(|c| c.author_email != self.author_email)
@@ -482,9 +484,13 @@ impl<'a> GitHubForge<'a> {
                 .first()
                 .and_then(|c| c.parents.first().cloned())
                 .unwrap_or_else(|| base_head.to_string());
-            (self.git()?.tree_id(&head)?, base, foreign)
+            (git.tree_id(&head)?, base, foreign)
         } else {
-            (String::new(), base_head.to_string(), Vec::new())
+            (
+                String::new(),
+                base_head.to_string(),
+                vec![format!("{} (not fetched)", &head[..head.len().min(10)])],
+            )
         };
         Ok(PrObs {
             number: pr["number"].as_u64(),
@@ -499,57 +505,70 @@ impl<'a> GitHubForge<'a> {
         })
     }
 
-    /// Create or update a managed comment on a PR (one per PR and marker, edited in place).
-    pub async fn comment(&self, n: u64, marker: &str, body: &str) -> Result<(), ForgeError> {
-        let body = format!("{marker}\n{body}");
-        let key = format!("{n}/{marker}");
-        let known = self
+    /// The id of the managed comment with `marker` on PR `n`, looked up when not cached.
+    async fn find_comment(
+        &self,
+        n: u64,
+        marker: &str,
+        key: &str,
+    ) -> Result<Option<u64>, ForgeError> {
+        if let Some(id) = self
             .cache
             .lock()
             .expect("cache lock")
             .comments
-            .get(&key)
-            .copied();
-        let id = match known {
-            Some(id) => Some(id),
-            None => {
-                let a = self
-                    .call(
-                        Method::GET,
-                        &self.repo_path(&format!("/issues/{n}/comments?per_page=100")),
-                        None,
+            .get(key)
+            .copied()
+        {
+            return Ok(Some(id));
+        }
+        let a = self
+            .call(
+                Method::GET,
+                &self.repo_path(&format!("/issues/{n}/comments?per_page=100")),
+                None,
+            )
+            .await?;
+        Ok(a.body
+            .as_array()
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+            })
+            .and_then(|c| c["id"].as_u64()))
+    }
+
+    /// Create or update a managed comment on a PR (one per PR and marker, edited in place).
+    pub async fn comment(&self, n: u64, marker: &str, body: &str) -> Result<(), ForgeError> {
+        let body = format!("{marker}\n{body}");
+        let key = format!("{n}/{marker}");
+        let mut attempts = 0;
+        let a = loop {
+            attempts += 1;
+            let a = match self.find_comment(n, marker, &key).await? {
+                Some(id) => {
+                    self.call(
+                        Method::PATCH,
+                        &self.repo_path(&format!("/issues/comments/{id}")),
+                        Some(&json!({ "body": body })),
                     )
-                    .await?;
-                a.body
-                    .as_array()
-                    .and_then(|cs| {
-                        cs.iter()
-                            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
-                    })
-                    .and_then(|c| c["id"].as_u64())
+                    .await?
+                }
+                None => {
+                    self.create(
+                        &self.repo_path(&format!("/issues/{n}/comments")),
+                        &json!({ "body": body }),
+                    )
+                    .await?
+                }
+            };
+            if a.status.is_success() || attempts == 3 {
+                break a;
             }
-        };
-        let a = match id {
-            Some(id) => {
-                self.call(
-                    Method::PATCH,
-                    &self.repo_path(&format!("/issues/comments/{id}")),
-                    Some(&json!({ "body": body })),
-                )
-                .await?
-            }
-            None => {
-                self.call(
-                    Method::POST,
-                    &self.repo_path(&format!("/issues/{n}/comments")),
-                    Some(&json!({ "body": body })),
-                )
-                .await?
-            }
+            // A deleted comment, or a create that may have happened: look again.
+            self.cache.lock().expect("cache lock").comments.remove(&key);
         };
         if !a.status.is_success() {
-            // A deleted comment: forget it and create a new one next time.
-            self.cache.lock().expect("cache lock").comments.remove(&key);
             return Err(api_err("write the managed comment", a.status, &a.body));
         }
         if let Some(id) = a.body["id"].as_u64() {
@@ -602,8 +621,51 @@ impl Forge for GitHubForge<'_> {
         base_head: &str,
     ) -> Result<BTreeMap<String, PrObs>, ForgeError> {
         let mut out = BTreeMap::new();
+        let base_moved =
+            self.cache.lock().expect("cache lock").last_base.as_deref() != Some(base_head);
         for s in steps {
+            // A PR waiting on an approving review is polled through its reviews (a new review
+            // does not reliably change the PR's own ETag); the PR itself is read again only when
+            // the base moved (a merge always moves it) or the reviews changed. One call a tick.
+            let cached_pr = s.pr.and_then(|n| {
+                let url = format!(
+                    "{}{}",
+                    self.cfg.api.trim_end_matches('/'),
+                    self.repo_path(&format!("/pulls/{n}"))
+                );
+                self.cache
+                    .lock()
+                    .expect("cache lock")
+                    .etags
+                    .get(&url)
+                    .and_then(|(_, b)| serde_json::from_str::<Value>(b).ok())
+            });
+            // Exactly one call per tick for such a PR: the PR itself when the base moved (merges
+            // move it) or it was never read, else its reviews.
+            let poll_reviews =
+                s.needs_approval && s.pr.is_some() && !base_moved && cached_pr.is_some();
+            let mut reviews: Option<(Value, bool)> = None;
+            if let (Some(n), true) = (s.pr, poll_reviews) {
+                let a = self
+                    .call(
+                        Method::GET,
+                        &self.repo_path(&format!("/pulls/{n}/reviews?per_page=100")),
+                        None,
+                    )
+                    .await?;
+                if !a.status.is_success() {
+                    return Err(api_err("list reviews", a.status, &a.body));
+                }
+                reviews = Some((a.body, true));
+            }
             let (pr, etag) = match s.pr {
+                Some(_)
+                    if reviews.as_ref().is_some_and(|(_, changed)| !changed)
+                        && !base_moved
+                        && cached_pr.is_some() =>
+                {
+                    (cached_pr, None)
+                }
                 Some(n) => {
                     let a = self.pull(n).await?;
                     (Some(a.body), a.etag)
@@ -639,14 +701,14 @@ impl Forge for GitHubForge<'_> {
             };
             let open = pr["state"].as_str() == Some("open");
             let head = pr["head"]["sha"].as_str().unwrap_or("");
-            let approved = if open && s.needs_approval {
-                self.approved(pr["number"].as_u64().unwrap_or(0), head, etag.as_deref())
-                    .await?
-            } else {
-                false
+            let _ = etag;
+            let approved = match (&reviews, open) {
+                (Some((body, _)), true) => self.approved(body, head).await?,
+                _ => false,
             };
             out.insert(s.branch.clone(), self.pr_obs(&pr, base_head, approved)?);
         }
+        self.cache.lock().expect("cache lock").last_base = Some(base_head.to_string());
         Ok(out)
     }
 
@@ -659,9 +721,26 @@ impl Forge for GitHubForge<'_> {
             Some(p) => p,
             None => {
                 let body = json!({ "title": spec.title, "head": step.branch, "base": spec.base, "body": spec.body });
-                let a = self
-                    .call(Method::POST, &self.repo_path("/pulls"), Some(&body))
-                    .await?;
+                let mut a = self.create(&self.repo_path("/pulls"), &body).await?;
+                for _ in 0..3 {
+                    if !a.status.is_server_error() {
+                        break;
+                    }
+                    // The create may have happened: look before creating again.
+                    if let Some(found) = self
+                        .find_pull(&step.branch)
+                        .await?
+                        .filter(|p| p["state"].as_str() == Some("open"))
+                    {
+                        a = Answer {
+                            status: StatusCode::CREATED,
+                            body: found,
+                            etag: None,
+                        };
+                        break;
+                    }
+                    a = self.create(&self.repo_path("/pulls"), &body).await?;
+                }
                 if a.status == StatusCode::UNPROCESSABLE_ENTITY
                     && a.body.to_string().contains("already exists")
                 {
@@ -839,24 +918,60 @@ impl Forge for GitHubForge<'_> {
     }
 
     async fn close_stale(&self, prefix: &str, keep: &[String]) -> Result<Vec<String>, ForgeError> {
-        let a = self
-            .call(
-                Method::GET,
-                &self.repo_path("/pulls?state=open&per_page=100"),
-                None,
-            )
-            .await?;
-        if !a.status.is_success() {
-            return Err(api_err("list pull requests", a.status, &a.body));
+        let full = format!("{}/{}", self.cfg.owner, self.cfg.repo);
+        let mut stale = Vec::new();
+        for page in 1..=20 {
+            let a = self
+                .call(
+                    Method::GET,
+                    &self.repo_path(&format!("/pulls?state=open&per_page=100&page={page}")),
+                    None,
+                )
+                .await?;
+            if !a.status.is_success() {
+                return Err(api_err("list pull requests", a.status, &a.body));
+            }
+            let prs = a.body.as_array().cloned().unwrap_or_default();
+            for pr in &prs {
+                let head = pr["head"]["ref"].as_str().unwrap_or("");
+                // Only fleetwave's own step branches in this repository; never forks or rollbacks.
+                let ours = pr["head"]["repo"]["full_name"]
+                    .as_str()
+                    .is_none_or(|r| r.eq_ignore_ascii_case(&full));
+                if ours
+                    && head.starts_with(prefix)
+                    && !head.ends_with("/rollback")
+                    && !keep.iter().any(|k| k == head)
+                {
+                    if let Some(n) = pr["number"].as_u64() {
+                        stale.push((
+                            n,
+                            head.to_string(),
+                            pr["head"]["sha"].as_str().unwrap_or("").to_string(),
+                        ));
+                    }
+                }
+            }
+            if prs.len() < 100 {
+                break;
+            }
         }
         let mut closed = Vec::new();
-        for pr in a.body.as_array().cloned().unwrap_or_default() {
-            let head = pr["head"]["ref"].as_str().unwrap_or("");
-            let Some(n) = pr["number"].as_u64() else {
-                continue;
-            };
-            if !head.starts_with(prefix) || keep.iter().any(|k| k == head) {
-                continue;
+        for (n, head, sha) in stale {
+            if !sha.is_empty() {
+                let step = StepRef {
+                    branch: head.clone(),
+                    pr: Some(n),
+                    head: Some(sha.clone()),
+                    needs_approval: false,
+                };
+                self.set_status(
+                    &step,
+                    &sha,
+                    GateState::Failure,
+                    "the plan changed: this step is gone; closed by fleetwave",
+                )
+                .await?;
             }
             GitHubForge::comment(
                 self,
@@ -927,12 +1042,10 @@ impl Forge for GitHubForge<'_> {
                 .await?
             }
             None => {
-                self.call(
-                    Method::POST,
+                // On failure the next tick searches by title again before creating.
+                self.create(
                     &self.repo_path("/issues"),
-                    Some(
-                        &json!({ "title": title, "body": body, "labels": ["fleetwave-dashboard"] }),
-                    ),
+                    &json!({ "title": title, "body": body, "labels": ["fleetwave-dashboard"] }),
                 )
                 .await?
             }
@@ -953,6 +1066,10 @@ impl Forge for GitHubForge<'_> {
                 .insert(plan.to_string(), (n, body.to_string()));
         }
         Ok(())
+    }
+
+    fn reviews(&self) -> bool {
+        true
     }
 
     fn finish_tick(&self) -> Option<usize> {

@@ -75,6 +75,10 @@ pub trait Forge {
     async fn dashboard(&self, _plan: &str, _body: &str) -> Result<(), ForgeError> {
         Ok(())
     }
+    /// Whether this forge reads reviews, so approval gates can wait for an approving review.
+    fn reviews(&self) -> bool {
+        false
+    }
     /// End of a tick: persist caches; returns the API calls made, where counted.
     fn finish_tick(&self) -> Option<usize> {
         None
