@@ -1397,3 +1397,234 @@ spec:
         assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap());
     }
 }
+
+#[cfg(test)]
+mod review_fixes {
+    //! Regression tests for the review of the rollout engine (gates between steps, approval
+    //! gates, merge intent, resumed halts).
+    use super::tests_support::*;
+    use super::*;
+    use crate::cluster::GateResult;
+
+    #[test]
+    fn a_gate_breach_on_an_upgraded_cluster_holds_the_next_step_and_fails_the_wave() {
+        // Two-step wave: control planes then workers; c1 breaks after step 1 converged.
+        let p = plan(PLAN_SPLIT);
+        let mut w = world(t(0));
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let st = w.decide(&p, &st).state;
+        w.merged(B1, M1, t(1));
+        w.base = M1.into();
+        w.clusters.insert("c1".into(), healthy(M1));
+        w.now = t(10);
+        w.desired.insert(
+            B2.into(),
+            Desired {
+                commit: H2.into(),
+                tree: "t2".into(),
+            },
+        );
+        let st = w.decide(&p, &st).state;
+        assert_eq!(st.waves[0].steps[0].status, StepStatus::Converged);
+        w.open_pr(B2, H2, "t2");
+        let mut firing = healthy(M1);
+        firing.gates[0] = GateResult {
+            gate: "prometheus".into(),
+            ok: false,
+            reason: "KubeAPIErrorsHigh".into(),
+        };
+        w.clusters.insert("c1".into(), firing);
+        w.now = t(20);
+        let d = w.decide(&p, &st);
+        assert!(
+            !d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })),
+            "merged into a breaking cluster: {:?}",
+            d.effects
+        );
+        assert_eq!(d.state.waves[0].status, WaveStatus::Failed);
+        assert_eq!(d.state.status, PlanStatus::Halted);
+    }
+
+    #[test]
+    fn approval_gates_stay_pending_until_an_approving_review() {
+        let p = plan(&PLAN_SPLIT.replace(
+            "automated: true}",
+            "automated: true}\n      gates: [{type: approval, users: [alice]}]",
+        ));
+        let mut w = world(t(0));
+        w.reviews = true;
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let d = w.decide(&p, &st);
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        let pending = d.effects.iter().any(|e| matches!(e, Effect::SetStatus { state: GateState::Pending, description, .. } if description.contains("approving review")));
+        assert!(pending, "{:?}", d.effects);
+        w.prs.get_mut(B1).unwrap().approved = true;
+        let d = w.decide(&p, &d.state);
+        assert!(
+            d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })),
+            "{:?}",
+            d.effects
+        );
+    }
+
+    #[test]
+    fn a_human_merge_of_another_head_is_not_taken_for_ours() {
+        let p = plan(PLAN_SPLIT);
+        let mut w = world(t(0));
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let st = w.decide(&p, &st).state;
+        assert_eq!(st.waves[0].steps[0].merge_intent.as_deref(), Some(H1));
+        // Someone pushed H1b and merged it by hand before fleetwave's merge went through.
+        w.prs.get_mut(B1).unwrap().head = "9999999999999999999999999999999999999999".into();
+        w.merged(B1, M1, t(1));
+        let d = w.decide(&p, &st);
+        assert!(d.state.waves[0].steps[0].merged_by_human);
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+    use crate::cluster::{Condition, GateResult, KustomizationStatus};
+    use chrono::TimeZone;
+
+    pub const PLAN_SPLIT: &str = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: p}\nspec:\n  targetVersion: v1.33.5\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {w: canary}}\n      validation: {healthCheckDuration: 1h, automated: true}\n";
+    pub const B1: &str = "fleetwave/p/canary/1";
+    pub const B2: &str = "fleetwave/p/canary/2";
+    pub const BASE: &str = "1000000000000000000000000000000000000001";
+    pub const H1: &str = "2000000000000000000000000000000000000002";
+    pub const M1: &str = "3000000000000000000000000000000000000003";
+    pub const H2: &str = "4000000000000000000000000000000000000004";
+
+    pub fn plan(text: &str) -> Plan {
+        crate::plan::load(std::path::Path::new("p.yaml"), text.to_string())
+            .unwrap()
+            .0
+    }
+
+    pub fn t(m: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + Duration::minutes(m)
+    }
+
+    pub fn healthy(at: &str) -> ClusterObservation {
+        ClusterObservation {
+            kustomizations: vec![KustomizationStatus {
+                name: "apps".into(),
+                namespace: "flux-system".into(),
+                generation: 1,
+                observed_generation: 1,
+                conditions: vec![Condition::new(
+                    "Ready",
+                    "True",
+                    "ReconciliationSucceeded",
+                    "",
+                )],
+                last_applied_revision: Some(format!("main@sha1:{at}")),
+                last_attempted_revision: Some(format!("main@sha1:{at}")),
+            }],
+            gates: vec![GateResult {
+                gate: "prometheus".into(),
+                ok: true,
+                reason: "quiet".into(),
+            }],
+            upgrade_in_progress: None,
+        }
+    }
+
+    fn descends(a: &str, b: &str) -> bool {
+        a == b || (a == M1 && b == BASE)
+    }
+
+    pub struct Wd {
+        pub now: DateTime<Utc>,
+        pub base: String,
+        pub desired: BTreeMap<String, Desired>,
+        pub prs: BTreeMap<String, PrObs>,
+        pub clusters: BTreeMap<String, ClusterObservation>,
+        pub reviews: bool,
+    }
+
+    pub fn world(now: DateTime<Utc>) -> Wd {
+        let mut desired = BTreeMap::new();
+        desired.insert(
+            B1.to_string(),
+            Desired {
+                commit: H1.into(),
+                tree: "t1".into(),
+            },
+        );
+        Wd {
+            now,
+            base: BASE.into(),
+            desired,
+            prs: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            reviews: false,
+        }
+    }
+
+    impl Wd {
+        pub fn decide(&self, p: &Plan, st: &PlanState) -> Decision {
+            let change = |step: &str| ChangeRecord {
+                cluster: "c1".into(),
+                file: "c1.yaml".into(),
+                field: step.into(),
+                what: "kubernetes".into(),
+                from: "v1.32.4".into(),
+                to: "v1.33.5".into(),
+            };
+            let waves = vec![WaveInput {
+                clusters: vec!["c1".into()],
+                steps: vec![
+                    StepPlan {
+                        index: 1,
+                        id: "control-plane".into(),
+                        title: "control planes".into(),
+                        branch: B1.into(),
+                        changes: vec![change("cp")],
+                    },
+                    StepPlan {
+                        index: 2,
+                        id: "workers".into(),
+                        title: "workers".into(),
+                        branch: B2.into(),
+                        changes: vec![change("md")],
+                    },
+                ],
+            }];
+            let world = World {
+                now: self.now,
+                base_head: self.base.clone(),
+                plan_hash: "h".into(),
+                waves,
+                desired: self.desired.clone(),
+                prs: self.prs.clone(),
+                clusters: self.clusters.clone(),
+                descends: &descends,
+                infra: BTreeMap::new(),
+                reviews: self.reviews,
+            };
+            decide(p, st, &world)
+        }
+        pub fn open_pr(&mut self, branch: &str, head: &str, tree: &str) {
+            self.prs.insert(
+                branch.into(),
+                PrObs {
+                    head: head.into(),
+                    tree: tree.into(),
+                    base: self.base.clone(),
+                    open: true,
+                    ..Default::default()
+                },
+            );
+        }
+        pub fn merged(&mut self, branch: &str, commit: &str, at: DateTime<Utc>) {
+            let pr = self.prs.get_mut(branch).unwrap();
+            pr.open = false;
+            pr.merged = Some((commit.into(), at));
+        }
+    }
+}
