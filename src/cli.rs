@@ -134,6 +134,24 @@ pub enum Command {
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
     },
+    /// Run the reconciler as a service: ticks on an interval and on GitHub webhooks; serves
+    /// /metrics, /healthz and /readyz; stops cleanly on SIGTERM after the current tick.
+    Serve {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(flatten)]
+        world: WorldArgs,
+        #[command(flatten)]
+        forge: ForgeArgs,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Seconds between ticks (webhooks tick at once).
+        #[arg(long, default_value_t = 300)]
+        interval: u64,
+        /// Secret of the GitHub webhook (HMAC-SHA256); without it /webhook answers 404.
+        #[arg(long, env = "FLEETWAVE_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+    },
     /// Per wave and cluster: rollout state, values in Git, Flux state where a source is given.
     Status {
         #[command(flatten)]
@@ -485,6 +503,28 @@ pub fn run(cli: Cli) -> ExitCode {
             now.unwrap_or_else(Utc::now),
             stdout,
         ),
+        Command::Serve {
+            remote,
+            world,
+            forge,
+            listen,
+            interval,
+            webhook_secret,
+        } => {
+            let choice = match forge.choice(&remote) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let cfg = crate::serve::ServeConfig {
+                listen,
+                interval: std::time::Duration::from_secs(interval),
+                webhook_secret,
+            };
+            crate::ops::serve(remote, world, choice, cfg)
+        }
         Command::Pause { remote } => crate::ops::pause(&remote, true, stdout),
         Command::Resume { remote } => crate::ops::pause(&remote, false, stdout),
         Command::Rollback {

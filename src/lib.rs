@@ -25,6 +25,7 @@ pub mod ops;
 pub mod plan;
 pub mod planner;
 pub mod reconcile;
+pub mod serve;
 pub mod source;
 pub mod state;
 pub mod steps;

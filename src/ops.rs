@@ -670,3 +670,113 @@ pub fn status(
         _ => ExitCode::SUCCESS,
     }
 }
+
+/// A reconcile tick for the service: each runs on a blocking thread with its own Git handle
+/// (git2 repositories are not shared between threads).
+struct ServiceTicker {
+    remote: RemoteArgs,
+    world: WorldArgs,
+    forge: ForgeChoice,
+}
+
+#[async_trait::async_trait]
+impl crate::serve::Ticker for ServiceTicker {
+    async fn tick(&self) -> Result<crate::serve::TickSummary, String> {
+        let (remote, world, forge) = (self.remote.clone(), self.world.clone(), self.forge.clone());
+        // A plain thread with its own runtime: git2 handles stay on one thread, and no runtime
+        // is nested inside the service's.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let result = (|| {
+                let faults: BTreeMap<String, Fault> = world
+                    .sim_fault
+                    .iter()
+                    .map(|f| parse_fault(f))
+                    .collect::<Result<_, _>>()?;
+                let git = open(&remote)?;
+                let notify = notifier(&world)?;
+                let s = settings(&remote);
+                let env = TickEnv {
+                    git: &git,
+                    w: &world,
+                    faults: &faults,
+                    notify: &notify,
+                    s: &s,
+                };
+                let now = world.now.unwrap_or_else(Utc::now);
+                let (report, _) = runtime().block_on(async {
+                    match &forge {
+                        ForgeChoice::Local => {
+                            let make = |now| {
+                                Ok(LocalForge {
+                                    git: &git,
+                                    base: s.base.clone(),
+                                    author_email: s.author_email.clone(),
+                                    sig: s.sig(now),
+                                })
+                            };
+                            tick_with(&env, &make, now, false).await
+                        }
+                        ForgeChoice::GitHub(cfg) => {
+                            let gh = crate::forge::github::GitHubForge::new(
+                                (**cfg).clone(),
+                                Some(&git),
+                                &s.author_email,
+                            )
+                            .await
+                            .map_err(|e| e.to_string())?;
+                            let shared = std::rc::Rc::new(gh);
+                            let make = |_| Ok(SharedForge(shared.clone()));
+                            tick_with(&env, &make, now, false).await
+                        }
+                    }
+                })?;
+                Ok(crate::serve::TickSummary::from_report(&report))
+            })();
+            let _ = tx.send(result);
+        });
+        rx.await
+            .map_err(|_| "the tick's thread ended without an answer (panic?)".to_string())?
+    }
+}
+
+pub fn serve(
+    remote: RemoteArgs,
+    world: WorldArgs,
+    forge: ForgeChoice,
+    cfg: crate::serve::ServeConfig,
+) -> ExitCode {
+    if world.clusters != "sim" {
+        return fail(format!(
+            "cluster source {:?} is not available yet; use --clusters sim",
+            world.clusters
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        let server = crate::serve::Server::bind(cfg)
+            .await
+            .map_err(|e| format!("cannot listen: {e}"))?;
+        eprintln!("fleetwave serve: listening on {}", server.local_addr());
+        let ticker = std::sync::Arc::new(ServiceTicker {
+            remote,
+            world,
+            forge,
+        });
+        server
+            .run(ticker, crate::serve::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            eprintln!("fleetwave serve: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,671 @@
+//! `fleetwave serve`: webhooks, metrics, probes, trigger coalescing, graceful shutdown, and the
+//! deploy manifests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fleetwave::serve::{ServeConfig, Server, TickSummary, Ticker, Trigger};
+use hmac::{KeyInit, Mac};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep};
+
+const SECRET: &str = "It's a Secret to Everybody";
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A ticker that counts started and finished ticks, and can be slowed, held or made to fail.
+#[derive(Default)]
+struct Fake {
+    started: AtomicUsize,
+    finished: AtomicUsize,
+    delay_ms: AtomicU64,
+    fail: AtomicBool,
+    /// When set, each tick waits for a permit before finishing.
+    gate: Option<Arc<Semaphore>>,
+}
+
+#[async_trait::async_trait]
+impl Ticker for Fake {
+    async fn tick(&self) -> Result<TickSummary, String> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            sleep(Duration::from_millis(delay)).await;
+        }
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        let fail = self.fail.load(Ordering::SeqCst);
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        if fail {
+            return Err("forge unreachable".into());
+        }
+        Ok(TickSummary {
+            plan: "k8s-1.31".into(),
+            plan_status: "InProgress".into(),
+            waves: vec![
+                ("canary".into(), "Succeeded".into()),
+                ("prod".into(), "InProgress".into()),
+            ],
+            steps_merged: 3,
+            gate_failures: 1,
+            api_calls: 7,
+            held: None,
+        })
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    trigger: Trigger,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<std::io::Result<()>>,
+    http: reqwest::Client,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn stop(mut self) -> std::io::Result<()> {
+        let _ = self.stop.take().expect("running").send(());
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("run returns after shutdown")
+            .expect("run task")
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    async fn webhook(&self, event: &str, body: &str, signature: Option<String>) -> u16 {
+        let mut req = self
+            .http
+            .post(self.url("/webhook"))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .body(body.to_string());
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        req.send().await.expect("POST /webhook").status().as_u16()
+    }
+}
+
+async fn start(interval: Duration, secret: Option<&str>, fake: Arc<Fake>) -> Running {
+    let server = Server::bind(ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        interval,
+        webhook_secret: secret.map(str::to_string),
+    })
+    .await
+    .expect("bind");
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+    let trigger = server.trigger();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run(fake, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        trigger,
+        stop: Some(tx),
+        handle,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// GitHub's signature, computed here independently of the crate.
+fn github_signature(secret: &str, body: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Poll `cond` until it holds or `within` passes.
+async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How long to watch for a tick that must not happen: past the debounce, with margin.
+const QUIET: Duration = Duration::from_millis(600);
+
+const PR_BODY: &str = r#"{"action":"closed","number":42,"pull_request":{"merged":true}}"#;
+
+#[tokio::test]
+async fn signed_pull_request_webhook_ticks_within_a_second() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, Some(SECRET), fake.clone()).await;
+    eventually(Duration::from_secs(5), "the first tick", || {
+        fake.finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    let status = srv
+        .webhook(
+            "pull_request",
+            PR_BODY,
+            Some(github_signature(SECRET, PR_BODY)),
+        )
+        .await;
+    assert_eq!(status, 202);
+    eventually(Duration::from_secs(1), "the webhook's tick", || {
+        fake.finished.load(Ordering::SeqCst) == 2
+    })
+    .await;
+
+    // push and pull_request_review tick too; ping answers 200 and does not.
+    for event in ["push", "pull_request_review"] {
+        let before = fake.finished.load(Ordering::SeqCst);
+        let sig = github_signature(SECRET, PR_BODY);
+        assert_eq!(srv.webhook(event, PR_BODY, Some(sig)).await, 202, "{event}");
+        eventually(Duration::from_secs(1), event, || {
+            fake.finished.load(Ordering::SeqCst) == before + 1
+        })
+        .await;
+    }
+    let ping = r#"{"zen":"Keep it logically awesome."}"#;
+    assert_eq!(
+        srv.webhook("ping", ping, Some(github_signature(SECRET, ping)))
+            .await,
+        200
+    );
+    let sig = github_signature(SECRET, PR_BODY);
+    assert_eq!(srv.webhook("issues", PR_BODY, Some(sig)).await, 202);
+    sleep(QUIET).await;
+    assert_eq!(fake.started.load(Ordering::SeqCst), 4, "ping/issues ticked");
+
+    let text = srv.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"fleetwave_webhooks_total{result="accepted"} 4"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"fleetwave_webhooks_total{result="ignored"} 1"#),
+        "{text}"
+    );
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_or_missing_signature_is_refused_without_a_tick() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, Some(SECRET), fake.clone()).await;
+    eventually(Duration::from_secs(5), "the interval's first tick", || {
+        fake.finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    // Signed with another secret, over another body, malformed, or missing.
+    let wrong_secret = github_signature("not the secret", PR_BODY);
+    let other_body = github_signature(SECRET, "{}");
+    let sig = github_signature(SECRET, PR_BODY);
+    let not_hex = format!("sha256={}", "zz".repeat(32));
+    let sha1 = sig.replace("sha256=", "sha1=");
+    for bad in [
+        Some(wrong_secret),
+        Some(other_body),
+        Some(not_hex),
+        Some(sha1),
+        None,
+    ] {
+        assert_eq!(
+            srv.webhook("pull_request", PR_BODY, bad.clone()).await,
+            401,
+            "{bad:?}"
+        );
+    }
+    sleep(QUIET).await;
+    assert_eq!(
+        fake.started.load(Ordering::SeqCst),
+        1,
+        "a refused webhook ticked"
+    );
+    let text = srv.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"fleetwave_webhooks_total{result="rejected"} 5"#),
+        "{text}"
+    );
+    srv.stop().await.unwrap();
+
+    // Without a secret, webhooks are not served at all.
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, None, fake.clone()).await;
+    let sig = github_signature(SECRET, PR_BODY);
+    assert_eq!(srv.webhook("pull_request", PR_BODY, Some(sig)).await, 404);
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_webhook_body_is_refused() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, Some(SECRET), fake.clone()).await;
+    let body = "x".repeat(fleetwave::serve::MAX_WEBHOOK_BODY + 1);
+    let sig = github_signature(SECRET, &body);
+    assert_eq!(srv.webhook("push", &body, Some(sig)).await, 413);
+    srv.stop().await.unwrap();
+}
+
+/// `name{labels} value [timestamp]`, as the text exposition formats have it.
+fn check_sample_line(line: &str) {
+    let re = regex::Regex::new(
+        r#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (\S+)( \S+)?$"#,
+    )
+    .unwrap();
+    let caps = re
+        .captures(line)
+        .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
+    let value = &caps[4];
+    assert!(
+        matches!(value, "+Inf" | "-Inf" | "NaN") || value.parse::<f64>().is_ok(),
+        "bad value in {line:?}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_parse_and_report_the_tick() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, Some(SECRET), fake.clone()).await;
+    eventually(Duration::from_secs(5), "the first tick", || {
+        fake.finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let resp = srv.get("/metrics").await;
+    assert_eq!(resp.status(), 200);
+    let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(
+        ctype.starts_with("application/openmetrics-text") || ctype.starts_with("text/plain"),
+        "{ctype}"
+    );
+    let text = resp.text().await.unwrap();
+    let mut samples = 0;
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        check_sample_line(line);
+        samples += 1;
+    }
+    assert!(samples > 10, "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    for want in [
+        r#"fleetwave_ticks_total{result="ok"} 1"#,
+        r#"fleetwave_ticks_total{result="error"} 0"#,
+        r#"fleetwave_plan_status{plan="k8s-1.31",status="InProgress"} 1"#,
+        r#"fleetwave_plan_status{plan="k8s-1.31",status="Succeeded"} 0"#,
+        r#"fleetwave_wave_status{plan="k8s-1.31",wave="canary",status="Succeeded"} 1"#,
+        r#"fleetwave_wave_status{plan="k8s-1.31",wave="prod",status="InProgress"} 1"#,
+        r#"fleetwave_wave_status{plan="k8s-1.31",wave="prod",status="Succeeded"} 0"#,
+        r#"fleetwave_steps_merged{plan="k8s-1.31"} 3"#,
+        r#"fleetwave_gate_failures{plan="k8s-1.31"} 1"#,
+        "fleetwave_api_calls_total 7",
+        "fleetwave_tick_duration_seconds_count 1",
+        r#"fleetwave_webhooks_total{result="rejected"} 0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == want),
+            "missing {want:?} in\n{text}"
+        );
+    }
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_first_successful_tick() {
+    let gate = Arc::new(Semaphore::new(0));
+    let fake = Arc::new(Fake {
+        gate: Some(gate.clone()),
+        ..Fake::default()
+    });
+    fake.fail.store(true, Ordering::SeqCst);
+    let srv = start(HOUR, Some(SECRET), fake.clone()).await;
+    assert_eq!(srv.get("/healthz").await.status(), 200);
+    assert_eq!(srv.get("/healthz").await.text().await.unwrap(), "ok");
+
+    // Before any tick has finished.
+    eventually(Duration::from_secs(5), "the first tick to start", || {
+        fake.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(srv.get("/readyz").await.status(), 503);
+
+    // A failed tick is counted, and does not make the service ready or stop the loop.
+    gate.add_permits(1);
+    eventually(Duration::from_secs(5), "the failed tick", || {
+        fake.finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = srv.get("/metrics").await.text().await.unwrap();
+        if text.contains(r#"fleetwave_ticks_total{result="error"} 1"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "error tick not counted:\n{text}");
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(srv.get("/readyz").await.status(), 503);
+    assert_eq!(srv.get("/healthz").await.status(), 200);
+
+    fake.fail.store(false, Ordering::SeqCst);
+    gate.add_permits(1);
+    srv.trigger.fire();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.get("/readyz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "never became ready");
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.finished.load(Ordering::SeqCst), 2);
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_of_triggers_makes_one_tick() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, None, fake.clone()).await;
+    eventually(Duration::from_secs(5), "the first tick", || {
+        fake.finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for _ in 0..50 {
+        srv.trigger.clone().fire();
+    }
+    eventually(Duration::from_secs(2), "the burst's tick", || {
+        fake.finished.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    sleep(QUIET).await;
+    assert_eq!(
+        fake.started.load(Ordering::SeqCst),
+        2,
+        "the burst was not coalesced"
+    );
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn ticks_repeat_on_the_interval() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(Duration::from_secs(1), None, fake.clone()).await;
+    eventually(Duration::from_secs(5), "three ticks", || {
+        fake.finished.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_tick_in_progress() {
+    let fake = Arc::new(Fake::default());
+    fake.delay_ms.store(800, Ordering::SeqCst);
+    let srv = start(HOUR, None, fake.clone()).await;
+    eventually(Duration::from_secs(5), "the slow tick to start", || {
+        fake.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(fake.finished.load(Ordering::SeqCst), 0);
+    srv.stop().await.expect("clean shutdown");
+    assert_eq!(
+        fake.finished.load(Ordering::SeqCst),
+        1,
+        "run returned before the tick finished"
+    );
+    assert_eq!(
+        fake.started.load(Ordering::SeqCst),
+        1,
+        "ticked after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_when_idle_is_prompt() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, None, fake.clone()).await;
+    eventually(Duration::from_secs(5), "the first tick", || {
+        fake.finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Keep a connection open: graceful shutdown must not wait on idle keep-alive connections.
+    assert_eq!(srv.get("/healthz").await.status(), 200);
+    let addr = srv.addr;
+    let t = Instant::now();
+    srv.stop().await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still listening after shutdown"
+    );
+}
+
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+#[test]
+fn rbac_is_read_only() {
+    let text = std::fs::read_to_string(deploy_dir().join("rbac.yaml")).unwrap();
+    let mut roles = 0;
+    let mut granted: Vec<(String, String)> = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap();
+        let kind = v["kind"].as_str().unwrap_or_default();
+        assert!(
+            matches!(
+                kind,
+                "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
+            ),
+            "unexpected {kind}"
+        );
+        if !matches!(kind, "ClusterRole" | "Role") {
+            continue;
+        }
+        roles += 1;
+        assert!(v.get("aggregationRule").is_none(), "aggregated role");
+        let rules = v["rules"].as_sequence().expect("rules");
+        for rule in rules {
+            let strs = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_sequence()
+                    .map(|s| {
+                        s.iter()
+                            .map(|x| x.as_str().expect("string").to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            assert!(
+                rule.get("nonResourceURLs").is_none() && rule.get("resourceNames").is_none(),
+                "{rule:?}"
+            );
+            let verbs = strs("verbs");
+            assert!(!verbs.is_empty(), "{rule:?}");
+            for verb in &verbs {
+                assert!(
+                    matches!(verb.as_str(), "get" | "list" | "watch"),
+                    "verb {verb:?} in {rule:?}"
+                );
+            }
+            for group in strs("apiGroups") {
+                assert_ne!(group, "*", "{rule:?}");
+                for res in strs("resources") {
+                    assert!(!res.contains('*') && !res.contains('/'), "{res}");
+                    assert_ne!(res, "secrets", "read access to Secrets");
+                    granted.push((group.clone(), res));
+                }
+            }
+        }
+    }
+    assert_eq!(roles, 1);
+    for (group, res) in [
+        ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+        ("source.toolkit.fluxcd.io", "gitrepositories"),
+        ("source.toolkit.fluxcd.io", "ocirepositories"),
+        ("cluster.x-k8s.io", "clusters"),
+        ("cluster.x-k8s.io", "machinedeployments"),
+        ("cluster.x-k8s.io", "machinepools"),
+        ("controlplane.cluster.x-k8s.io", "kubeadmcontrolplanes"),
+        ("controlplane.cluster.x-k8s.io", "k0scontrolplanes"),
+        ("kamaji.clastix.io", "tenantcontrolplanes"),
+        ("k0rdent.mirantis.com", "clusterdeployments"),
+        ("", "nodes"),
+        ("", "pods"),
+    ] {
+        assert!(
+            granted.iter().any(|(g, r)| g == group && r == res),
+            "missing {group}/{res}"
+        );
+    }
+}
+
+#[test]
+fn kustomize_builds() {
+    let kubectl = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("kubectl"))
+            .find(|p| p.is_file())
+    });
+    let Some(kubectl) = kubectl else {
+        eprintln!("skipped: kubectl is not on PATH");
+        return;
+    };
+    let out = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(deploy_dir())
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize deploy/ failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut kinds = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap();
+        kinds.push(v["kind"].as_str().unwrap().to_string());
+        if v["kind"] == "Deployment" {
+            let spec = &v["spec"]["template"]["spec"];
+            let c = &spec["containers"][0];
+            assert_eq!(v["spec"]["replicas"].as_u64(), Some(1));
+            assert_eq!(c["args"][0], "serve");
+            assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+            assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true));
+            assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+            let env = c["env"].as_sequence().unwrap();
+            for name in ["GITHUB_TOKEN", "FLEETWAVE_WEBHOOK_SECRET"] {
+                let e = env.iter().find(|e| e["name"] == name).expect(name);
+                assert_eq!(e["valueFrom"]["secretKeyRef"]["name"], "fleetwave-github");
+            }
+            // Every ConfigMap reference points at the generated (hashed) ConfigMap.
+            for e in env {
+                if let Some(cm) = e["valueFrom"]["configMapKeyRef"]["name"].as_str() {
+                    assert!(cm.starts_with("fleetwave-config-"), "{cm}");
+                }
+            }
+        }
+    }
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+}
+
+/// The real binary: `fleetwave serve` ticks against a local fleet remote, answers /readyz
+/// once the first tick is done, and exits 0 on SIGTERM.
+#[test]
+fn the_binary_serves_ticks_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let remote = fleetwave::demo::seed_remote(dir.path(), "gitops-base", start).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args([
+            "serve",
+            "--clusters",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "3600",
+        ])
+        .args([
+            "--remote",
+            remote.to_str().unwrap(),
+            "--plan",
+            "plans/demo.yaml",
+        ])
+        .args(["--cache", dir.path().join("cache.git").to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("fleetwave serve: listening on ") {
+            break a.to_string();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ready = rt.block_on(async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ok = reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ok {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    assert!(ready, "never became ready");
+    // The first tick wrote the rollout state.
+    let git = fleetwave::git::GitRepo::open(
+        &dir.path().join("check.git"),
+        remote.to_str().unwrap(),
+        fleetwave::git::Auth::None,
+    )
+    .unwrap();
+    git.fetch().unwrap();
+    assert!(git.branch_head("fleetwave/state").unwrap().is_some());
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let code = child.wait().unwrap();
+    assert_eq!(
+        code.code(),
+        Some(0),
+        "serve did not exit cleanly on SIGTERM"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
