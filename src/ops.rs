@@ -212,33 +212,7 @@ pub fn reconcile(
     };
     loop {
         let now = w.now.unwrap_or_else(Utc::now);
-        let result = rt.block_on(async {
-            match forge {
-                ForgeChoice::Local => {
-                    let make = |now| {
-                        Ok(LocalForge {
-                            git: &git,
-                            base: s.base.clone(),
-                            author_email: s.author_email.clone(),
-                            sig: s.sig(now),
-                        })
-                    };
-                    tick_with(&env, &make, now, dry_run).await
-                }
-                ForgeChoice::GitHub(cfg) => {
-                    let gh = crate::forge::github::GitHubForge::new(
-                        (**cfg).clone(),
-                        Some(&git),
-                        &s.author_email,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    let shared = std::rc::Rc::new(gh);
-                    let make = |_| Ok(SharedForge(shared.clone()));
-                    tick_with(&env, &make, now, dry_run).await
-                }
-            }
-        });
+        let result = rt.block_on(tick_once(&env, forge, now, dry_run));
         let report = match result {
             Ok((r, raced)) => {
                 for _ in 0..raced {
@@ -295,6 +269,38 @@ pub fn reconcile(
             return code;
         }
         std::thread::sleep(std::time::Duration::from_secs(interval));
+    }
+}
+
+/// One tick with the chosen forge (the GitHub client lives for the tick and its retries).
+async fn tick_once(
+    env: &TickEnv<'_>,
+    forge: &ForgeChoice,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<(reconcile::Report, usize), String> {
+    let TickEnv { git, s, .. } = *env;
+    match forge {
+        ForgeChoice::Local => {
+            let make = |now| {
+                Ok(LocalForge {
+                    git,
+                    base: s.base.clone(),
+                    author_email: s.author_email.clone(),
+                    sig: s.sig(now),
+                })
+            };
+            tick_with(env, &make, now, dry_run).await
+        }
+        ForgeChoice::GitHub(cfg) => {
+            let gh =
+                crate::forge::github::GitHubForge::new((**cfg).clone(), Some(git), &s.author_email)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let shared = std::rc::Rc::new(gh);
+            let make = |_| Ok(SharedForge(shared.clone()));
+            tick_with(env, &make, now, dry_run).await
+        }
     }
 }
 
@@ -704,33 +710,7 @@ impl crate::serve::Ticker for ServiceTicker {
                     s: &s,
                 };
                 let now = world.now.unwrap_or_else(Utc::now);
-                let (report, _) = runtime().block_on(async {
-                    match &forge {
-                        ForgeChoice::Local => {
-                            let make = |now| {
-                                Ok(LocalForge {
-                                    git: &git,
-                                    base: s.base.clone(),
-                                    author_email: s.author_email.clone(),
-                                    sig: s.sig(now),
-                                })
-                            };
-                            tick_with(&env, &make, now, false).await
-                        }
-                        ForgeChoice::GitHub(cfg) => {
-                            let gh = crate::forge::github::GitHubForge::new(
-                                (**cfg).clone(),
-                                Some(&git),
-                                &s.author_email,
-                            )
-                            .await
-                            .map_err(|e| e.to_string())?;
-                            let shared = std::rc::Rc::new(gh);
-                            let make = |_| Ok(SharedForge(shared.clone()));
-                            tick_with(&env, &make, now, false).await
-                        }
-                    }
-                })?;
+                let (report, _) = runtime().block_on(tick_once(&env, &forge, now, false))?;
                 Ok(crate::serve::TickSummary::from_report(&report))
             })();
             let _ = tx.send(result);
