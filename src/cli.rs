@@ -229,10 +229,14 @@ pub struct RemoteArgs {
 /// Where cluster state comes from and where events go.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WorldArgs {
-    /// Cluster state source: `sim` is the simulated Flux (demos and tests). Required, so a
-    /// production run can never gate on simulated health by accident.
+    /// Cluster state source: `kube` reads Flux Kustomizations from the hub cluster (kubeconfig,
+    /// `--kube-context`, or in-cluster); `sim` is the simulated Flux (demos and tests). Required,
+    /// so a production run can never gate on simulated health by accident.
     #[arg(long)]
     pub clusters: String,
+    /// Kubeconfig context of the hub cluster (default: the current context, or in-cluster).
+    #[arg(long)]
+    pub kube_context: Option<String>,
     /// Simulated Flux: time from a merge to Flux applying it.
     #[arg(long, default_value = "10m")]
     pub sim_delay: humantime::Duration,

@@ -144,19 +144,27 @@ async fn tick_with<F: crate::forge::Forge>(
         let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
             .map_err(|e| e.to_string())?;
         let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
-        let sim = SimFlux::new(
-            history,
-            SimConfig {
-                delay,
-                faults: faults.clone(),
-                branch: s.base.clone(),
-            },
-        );
+        let source = match w.clusters.as_str() {
+            "sim" => Source::Sim(SimFlux::new(
+                history,
+                SimConfig {
+                    delay,
+                    faults: faults.clone(),
+                    branch: s.base.clone(),
+                },
+            )),
+            "kube" => Source::Kube(kube_source(w).await?),
+            other => {
+                return Err(format!(
+                    "unknown cluster source {other:?}: use kube (a Flux hub) or sim (the simulated Flux)"
+                ));
+            }
+        };
         let forge = forge_for(now)?;
         let io = reconcile::Io {
             git,
             forge: &forge,
-            clusters: &sim,
+            clusters: &source,
             notifier: notify,
         };
         let report = reconcile::tick(&io, s, o, now, dry_run)
@@ -176,12 +184,6 @@ pub fn reconcile(
     run: &RunOpts,
     out: &mut dyn Write,
 ) -> ExitCode {
-    if w.clusters != "sim" {
-        return fail(format!(
-            "cluster source {:?} is not available yet; use --clusters sim",
-            w.clusters
-        ));
-    }
     let faults: BTreeMap<String, Fault> = match w.sim_fault.iter().map(|f| parse_fault(f)).collect()
     {
         Ok(f) => f,
@@ -270,6 +272,43 @@ pub fn reconcile(
         }
         std::thread::sleep(std::time::Duration::from_secs(interval));
     }
+}
+
+/// Where cluster state comes from for a tick.
+enum Source {
+    Sim(SimFlux),
+    Kube(crate::cluster::kube::KubeSource),
+}
+
+impl crate::cluster::ClusterSource for Source {
+    async fn observe(
+        &self,
+        clusters: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, crate::cluster::ClusterObservation>, crate::cluster::ClusterError>
+    {
+        match self {
+            Source::Sim(s) => s.observe(clusters, now).await,
+            Source::Kube(k) => k.observe(clusters, now).await,
+        }
+    }
+}
+
+/// Flux state from the hub cluster: one list+watch of Kustomizations, read from its store.
+async fn kube_source(w: &WorldArgs) -> Result<crate::cluster::kube::KubeSource, String> {
+    let sel = crate::cluster::kube::KubeConfigSel {
+        context: w.kube_context.clone(),
+    };
+    let client = crate::cluster::kube::client(&sel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let src = crate::cluster::kube::KubeSource::start(client)
+        .await
+        .map_err(|e| e.to_string())?;
+    src.ready(std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(src)
 }
 
 /// One tick with the chosen forge (the GitHub client lives for the tick and its retries).
@@ -726,12 +765,6 @@ pub fn serve(
     forge: ForgeChoice,
     cfg: crate::serve::ServeConfig,
 ) -> ExitCode {
-    if world.clusters != "sim" {
-        return fail(format!(
-            "cluster source {:?} is not available yet; use --clusters sim",
-            world.clusters
-        ));
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

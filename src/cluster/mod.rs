@@ -2,6 +2,7 @@
 //! cluster, and the pure rules that turn them into "converged at commit X" (RESEARCH §2).
 //! Sources (the simulated Flux here, kube-rs later) implement [`ClusterSource`].
 
+pub mod kube;
 pub mod sim;
 
 use std::collections::BTreeMap;

@@ -57,4 +57,5 @@ fn value_bumps_are_told_from_other_changes() {
     assert!(only_values_changed("a: 'v1'\n", "a: \"v1\"\n").is_err());
     assert!(only_values_changed("é: v1\n", "é: v2\n").is_ok());
 }
+pub mod fake_kube;
 pub mod prism;

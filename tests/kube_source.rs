@@ -1,0 +1,464 @@
+//! `KubeSource` against a fake Kubernetes API server: hub-mode mapping, live updates through
+//! the watch, relist after 410 Gone, and one list+watch for the whole fleet.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::fake_kube::{FakeKube, kustomization};
+use fleetwave::cluster::kube::KubeSource;
+use fleetwave::cluster::{ClusterObservation, ClusterSource, Convergence, convergence};
+
+const X: &str = "1111111111111111111111111111111111111111";
+const Y: &str = "2222222222222222222222222222222222222222";
+const OLD: &str = "0000000000000000000000000000000000000000";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn rev(h: &str) -> String {
+    format!("main@sha1:{h}")
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a == b
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+async fn started(fake: &FakeKube) -> KubeSource {
+    let src = KubeSource::start(fake.client()).await.expect("start");
+    src.ready(DEADLINE).await.expect("ready");
+    src
+}
+
+/// Poll `observe` until `done` holds (no fixed sleeps); panics with the last observation.
+async fn observe_until(
+    src: &KubeSource,
+    clusters: &[&str],
+    done: impl Fn(&BTreeMap<String, ClusterObservation>) -> bool,
+) -> BTreeMap<String, ClusterObservation> {
+    let start = Instant::now();
+    loop {
+        let obs = src
+            .observe(&names(clusters), Utc::now())
+            .await
+            .expect("observe");
+        if done(&obs) {
+            return obs;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "condition not reached within {DEADLINE:?}; last observation: {obs:#?}; errors: {:?}",
+            src.last_error()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn applied(obs: &BTreeMap<String, ClusterObservation>, cluster: &str) -> Option<String> {
+    obs.get(cluster)?
+        .kustomizations
+        .first()?
+        .last_applied_revision
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_namespaces_map_to_clusters_and_convergence_reads_them() {
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    fake.apply(kustomization("a", "apps", ok, &rev(X), &rev(X), 2, 2));
+    // b: the spec changed (generation 3) and Flux has not observed it yet.
+    fake.apply(kustomization("b", "apps", ok, &rev(X), &rev(X), 3, 2));
+    // Hub's own Kustomization: belongs to no requested cluster.
+    fake.apply(kustomization(
+        "flux-system",
+        "flux-system",
+        ok,
+        &rev(OLD),
+        &rev(OLD),
+        1,
+        1,
+    ));
+
+    // Through the kubeconfig this fake hands out, as `fleetwave` would load it.
+    let kc = kube::config::Kubeconfig::from_yaml(&fake.kubeconfig_yaml()).expect("kubeconfig");
+    let opts = kube::config::KubeConfigOptions {
+        context: Some("fake".into()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let src = KubeSource::start(client).await.expect("start");
+    src.ready(DEADLINE).await.expect("ready");
+
+    let obs = src
+        .observe(&names(&["a", "b", "c"]), Utc::now())
+        .await
+        .expect("observe");
+    assert_eq!(obs.len(), 3, "{obs:#?}");
+    let a = &obs["a"];
+    assert_eq!(a.kustomizations.len(), 1);
+    let k = &a.kustomizations[0];
+    assert_eq!((k.namespace.as_str(), k.name.as_str()), ("a", "apps"));
+    assert_eq!((k.generation, k.observed_generation), (2, 2));
+    assert_eq!(
+        k.condition("Ready").map(|c| c.status.as_str()),
+        Some("True")
+    );
+    assert_eq!(k.last_attempted_revision.as_deref(), Some(rev(X).as_str()));
+    assert_eq!(obs["b"].kustomizations.len(), 1);
+    assert!(obs["c"].kustomizations.is_empty(), "{obs:#?}");
+
+    assert_eq!(convergence(a, X, &same), Convergence::Converged);
+    assert!(matches!(convergence(a, Y, &same), Convergence::Waiting(_)));
+    match convergence(&obs["b"], X, &same) {
+        Convergence::Waiting(r) => assert!(r.contains("generation 3"), "{r}"),
+        other => panic!("stale observedGeneration must wait, got {other:?}"),
+    }
+    assert!(matches!(
+        convergence(&obs["c"], X, &same),
+        Convergence::Waiting(_)
+    ));
+    assert_eq!(src.lists(), 1);
+    assert_eq!(src.errors(), 0, "{:?}", src.last_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_events_show_up_in_observe() {
+    let fake = FakeKube::start();
+    let progressing = ("Unknown", "Progressing");
+    fake.apply(kustomization(
+        "a",
+        "apps",
+        progressing,
+        &rev(OLD),
+        &rev(X),
+        2,
+        2,
+    ));
+    fake.apply(kustomization(
+        "a",
+        "infra",
+        ("True", "ReconciliationSucceeded"),
+        &rev(X),
+        &rev(X),
+        1,
+        1,
+    ));
+    let src = started(&fake).await;
+    let obs = src.observe(&names(&["a"]), Utc::now()).await.unwrap();
+    assert_eq!(obs["a"].kustomizations.len(), 2);
+    assert!(matches!(
+        convergence(&obs["a"], X, &same),
+        Convergence::Waiting(_)
+    ));
+
+    // Flux finishes: MODIFIED with Ready True at X.
+    fake.apply(kustomization(
+        "a",
+        "apps",
+        ("True", "ReconciliationSucceeded"),
+        &rev(X),
+        &rev(X),
+        2,
+        2,
+    ));
+    let obs = observe_until(&src, &["a"], |o| {
+        convergence(&o["a"], X, &same) == Convergence::Converged
+    })
+    .await;
+    assert_eq!(obs["a"].kustomizations[0].name, "apps");
+
+    // A failed rollout of Y: attempted Y, applied still X, Ready False.
+    fake.apply(kustomization(
+        "a",
+        "apps",
+        ("False", "HealthCheckFailed"),
+        &rev(X),
+        &rev(Y),
+        2,
+        2,
+    ));
+    observe_until(&src, &["a"], |o| {
+        matches!(convergence(&o["a"], Y, &same), Convergence::Failed(r) if r.contains("HealthCheckFailed"))
+    })
+    .await;
+
+    // DELETED removes it from the observation.
+    fake.delete("a", "infra");
+    observe_until(&src, &["a"], |o| o["a"].kustomizations.len() == 1).await;
+    // All of that arrived over the first watch: one list, no relist.
+    assert_eq!(fake.count("LIST"), 1, "{:#?}", fake.request_log());
+    assert_eq!(src.lists(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_gives_410_and_the_watcher_relists_without_losing_the_change() {
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    fake.apply(kustomization("a", "apps", ok, &rev(OLD), &rev(OLD), 1, 1));
+    let src = started(&fake).await;
+    wait_until("the watch to open", || fake.count("WATCH") >= 1).await;
+    assert_eq!(src.lists(), 1);
+
+    // History is forgotten and open watches close; the change happens while the watcher is
+    // reconnecting, so it can only see it by relisting.
+    fake.compact();
+    fake.apply(kustomization("a", "apps", ok, &rev(Y), &rev(Y), 2, 2));
+    let obs = observe_until(&src, &["a"], |o| applied(o, "a") == Some(rev(Y))).await;
+    assert_eq!(convergence(&obs["a"], Y, &same), Convergence::Converged);
+
+    assert!(src.lists() >= 2, "lists: {}", src.lists());
+    assert!(src.errors() >= 1, "the 410 is reported as a watch error");
+    assert!(
+        src.last_error()
+            .is_some_and(|e| e.contains("410") || e.contains("Expired")),
+        "{:?}",
+        src.last_error()
+    );
+    let log = fake.request_log();
+    assert!(fake.count("LIST") >= 2, "{log:#?}");
+    // The watch resumed from an old resourceVersion before the relist.
+    let first_relist = log
+        .iter()
+        .skip(1)
+        .position(|l| l.starts_with("LIST"))
+        .expect("relist")
+        + 1;
+    assert!(
+        log[..first_relist]
+            .iter()
+            .filter(|l| l.starts_with("WATCH"))
+            .count()
+            >= 2,
+        "{log:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_watch_resumes_from_its_resource_version_without_relisting() {
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    fake.apply(kustomization("a", "apps", ok, &rev(OLD), &rev(OLD), 1, 1));
+    let src = started(&fake).await;
+    wait_until("the watch to open", || fake.count("WATCH") >= 1).await;
+    fake.drop_watches();
+    fake.apply(kustomization("a", "apps", ok, &rev(X), &rev(X), 2, 2));
+    observe_until(&src, &["a"], |o| applied(o, "a") == Some(rev(X))).await;
+    wait_until("the watch to reopen", || fake.count("WATCH") >= 2).await;
+    assert_eq!(fake.count("LIST"), 1, "{:#?}", fake.request_log());
+    assert_eq!(src.lists(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_list_and_one_watch_for_the_whole_fleet() {
+    let fake = FakeKube::start();
+    fake.set_bookmark_interval(Duration::from_millis(50));
+    let ok = ("True", "ReconciliationSucceeded");
+    let clusters: Vec<String> = (0..200).map(|i| format!("c{i:03}")).collect();
+    for c in &clusters {
+        fake.apply(kustomization(c, "apps", ok, &rev(X), &rev(X), 1, 1));
+    }
+    let src = started(&fake).await;
+    wait_until("the watch to open", || fake.count("WATCH") >= 1).await;
+    let before = fake.requests();
+
+    for _ in 0..50 {
+        let obs = src.observe(&clusters, Utc::now()).await.unwrap();
+        assert_eq!(obs.len(), clusters.len());
+        assert!(obs.values().all(|o| o.kustomizations.len() == 1));
+    }
+    // Long enough for several bookmarks on the open watch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let obs = src.observe(&clusters, Utc::now()).await.unwrap();
+    assert!(
+        obs.values()
+            .all(|o| convergence(o, X, &same) == Convergence::Converged)
+    );
+
+    assert_eq!(fake.requests(), before, "{:#?}", fake.request_log());
+    let log = fake.request_log();
+    assert_eq!(fake.count("LIST"), 1, "{log:#?}");
+    assert_eq!(fake.count("WATCH"), 1, "{log:#?}");
+    assert_eq!(fake.count("GET"), 0, "never a GET per cluster: {log:#?}");
+    // Across all namespaces, with bookmarks.
+    assert!(log.contains(&"LIST *".to_string()), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("WATCH * rv=") && l.ends_with("bookmarks=true")),
+        "{log:#?}"
+    );
+    assert_eq!(src.len(), clusters.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_and_kubeconfig_secret_map_kustomizations_to_clusters() {
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    let mut labelled = kustomization("fleet", "edge-d", ok, &rev(X), &rev(X), 1, 1);
+    labelled["metadata"]["labels"] = serde_json::json!({"fleetwave.io/cluster": "d"});
+    fake.apply(labelled);
+    let mut remote = kustomization("hub", "spoke-e", ok, &rev(X), &rev(X), 1, 1);
+    remote["spec"]["kubeConfig"] = serde_json::json!({"secretRef": {"name": "e-kubeconfig"}});
+    fake.apply(remote);
+    // Not a kubeconfig Secret name: no mapping to "f".
+    let mut other = kustomization("hub", "spoke-f", ok, &rev(X), &rev(X), 1, 1);
+    other["spec"]["kubeConfig"] = serde_json::json!({"secretRef": {"name": "f-credentials"}});
+    fake.apply(other);
+    // A status-less, freshly created object with unknown fields must not break anything.
+    fake.apply(serde_json::json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "new", "namespace": "g", "generation": 1},
+        "spec": {"somethingNew": {"x": [1, 2]}},
+    }));
+    let src = started(&fake).await;
+
+    let obs = src
+        .observe(&names(&["d", "e", "f", "g"]), Utc::now())
+        .await
+        .unwrap();
+    let only = |c: &str| -> Vec<String> {
+        obs[c]
+            .kustomizations
+            .iter()
+            .map(|k| format!("{}/{}", k.namespace, k.name))
+            .collect()
+    };
+    assert_eq!(only("d"), ["fleet/edge-d"]);
+    assert_eq!(only("e"), ["hub/spoke-e"]);
+    assert!(only("f").is_empty(), "{obs:#?}");
+    assert_eq!(only("g"), ["g/new"]);
+    let g = &obs["g"].kustomizations[0];
+    assert_eq!((g.generation, g.observed_generation), (1, 0));
+    assert!(g.conditions.is_empty() && g.last_applied_revision.is_none());
+    assert!(matches!(
+        convergence(&obs["g"], X, &same),
+        Convergence::Waiting(_)
+    ));
+    assert_eq!(convergence(&obs["e"], X, &same), Convergence::Converged);
+
+    // The hub namespace itself is also a cluster name here: both of its objects belong to it.
+    let hub = src.observe(&names(&["hub"]), Utc::now()).await.unwrap();
+    assert_eq!(hub["hub"].kustomizations.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_times_out_when_the_hub_is_unreachable() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let src = KubeSource::start(kube::Client::try_from(config).unwrap())
+        .await
+        .unwrap();
+    let err = src.ready(Duration::from_millis(500)).await.unwrap_err();
+    assert!(err.to_string().contains("within"), "{err}");
+    // Before the first list, observe refuses rather than reporting "no Kustomizations".
+    assert!(src.observe(&names(&["a"]), Utc::now()).await.is_err());
+}
+
+/// `reconcile --clusters kube`: the canary's step converges only once the hub's Kustomizations
+/// report Ready at the merge commit, and not before.
+#[test]
+fn reconcile_gates_on_the_hub_kustomizations() {
+    use fleetwave::git::{Auth, GitRepo};
+    use fleetwave::state::{PlanState, StepStatus, WaveStatus};
+    let kube = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let remote = fleetwave::demo::seed_remote(dir.path(), "gitops-base", start).unwrap();
+    let git = GitRepo::open(
+        &dir.path().join("check.git"),
+        remote.to_str().unwrap(),
+        Auth::None,
+    )
+    .unwrap();
+    let flux_at = |rev: &str| {
+        for c in ["dev-canary-01", "stg-kamaji-01"] {
+            kube.apply(kustomization(
+                c,
+                &format!("{c}-apps"),
+                ("True", "ReconciliationSucceeded"),
+                &format!("main@sha1:{rev}"),
+                &format!("main@sha1:{rev}"),
+                1,
+                1,
+            ));
+        }
+    };
+    git.fetch().unwrap();
+    flux_at(&git.branch_head("main").unwrap().unwrap());
+    let state = || -> PlanState {
+        git.fetch().unwrap();
+        let head = git.branch_head("fleetwave/state").unwrap().unwrap();
+        PlanState::from_yaml(&String::from_utf8_lossy(
+            git.files(&head).unwrap().values().next().unwrap(),
+        ))
+        .unwrap()
+    };
+    let tick = |now: chrono::DateTime<Utc>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args([
+                "reconcile",
+                "--once",
+                "--clusters",
+                "kube",
+                "--remote",
+                remote.to_str().unwrap(),
+                "--plan",
+                "plans/demo.yaml",
+            ])
+            .args([
+                "--cache",
+                dir.path().join("cache.git").to_str().unwrap(),
+                "--now",
+                &now.to_rfc3339(),
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{text}");
+        text
+    };
+    tick(start); // opens the canary step
+    tick(start + chrono::Duration::minutes(1)); // merges it (automated canary)
+    tick(start + chrono::Duration::minutes(2)); // records the merge
+    let st = state();
+    assert_eq!(st.waves[0].steps[0].status, StepStatus::Merged, "{st:?}");
+    // Flux has not applied the merge yet: no convergence, however long we wait.
+    tick(start + chrono::Duration::minutes(30));
+    assert_eq!(state().waves[0].steps[0].status, StepStatus::Merged);
+    // The hub reports Ready at the merge commit: converged, soaking.
+    git.fetch().unwrap();
+    flux_at(&git.branch_head("main").unwrap().unwrap());
+    tick(start + chrono::Duration::minutes(31));
+    let st = state();
+    assert_eq!(st.waves[0].steps[0].status, StepStatus::Converged, "{st:?}");
+    assert_eq!(st.waves[0].status, WaveStatus::Soaking);
+}
