@@ -27,6 +27,19 @@ const TRACKING_PREFIX: &str = "refs/remotes/origin/";
 const LOCAL_PUSH_LOCK: &str = "fleetwave-push.lock";
 const CACHE_LOCK: &str = "fleetwave-cache.lock";
 
+/// Open (creating it if needed) a file used only for its OS lock.
+fn lock_file(path: &Path) -> Result<File, GitError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| GitError::Io {
+            context: format!("lock {}", path.display()),
+            source,
+        })
+}
+
 /// Take the cache for this process, then clear lock files a killed process left behind
 /// (libgit2 refuses to update a ref whose `.lock` exists).
 fn lock_cache(dir: &Path) -> Result<File, GitError> {
@@ -35,12 +48,7 @@ fn lock_cache(dir: &Path) -> Result<File, GitError> {
         context: format!("lock {}", path.display()),
         source,
     };
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    let file = lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -670,18 +678,12 @@ impl GitRepo {
             return Ok(None);
         };
         let path = dir.join(LOCAL_PUSH_LOCK);
-        let io = |source| GitError::Io {
+        let file = lock_file(&path)?;
+        // Released when the file is dropped, or by the OS if the process dies.
+        file.lock().map_err(|source| GitError::Io {
             context: format!("lock {}", path.display()),
             source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        // Released when the file is dropped, or by the OS if the process dies.
-        file.lock().map_err(io)?;
+        })?;
         Ok(Some(file))
     }
 
