@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 
-use crate::cluster::{self, ClusterObservation, Convergence};
+use crate::cluster::{self, ClusterObservation, Convergence, Role};
 use crate::notify::{Alert, Event, Outcome, Telemetry};
 use crate::plan::{MaxFailures, Plan, Wave, Window};
 use crate::state::{
     ChangeRecord, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus, StepState,
     StepStatus, WaveState, WaveStatus,
 };
+use crate::version::KubeVersion;
 
 /// One step as planned against the current base.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,11 +608,15 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         }
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
         match cluster::convergence(&obs, &commit, cx.world.descends) {
-            Convergence::Converged => {
-                cx.state.waves[wi].steps[si]
-                    .converged
-                    .insert(c.clone(), cx.now);
-            }
+            Convergence::Converged => match version_lag(&step, c, &obs) {
+                // Flux applied the manifests; the cluster has not reached the versions yet.
+                Some(r) => waiting.push((c.clone(), format!("upgrade in progress: {r}"))),
+                None => {
+                    cx.state.waves[wi].steps[si]
+                        .converged
+                        .insert(c.clone(), cx.now);
+                }
+            },
             Convergence::Waiting(r) => waiting.push((c.clone(), r)),
             Convergence::Failed(r) => {
                 cx.state.waves[wi].failed.insert(c.clone(), r.clone());
@@ -648,6 +653,27 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         return true;
     }
     false
+}
+
+/// Why the observed versions of `cluster` have not reached what `step` sets, if they have not:
+/// per role, the highest Kubernetes version the step writes for the cluster.
+fn version_lag(step: &StepState, cluster: &str, obs: &ClusterObservation) -> Option<String> {
+    let mut want: BTreeMap<Role, KubeVersion> = BTreeMap::new();
+    for c in step
+        .changes
+        .iter()
+        .filter(|c| c.cluster == cluster && c.what == "kubernetes")
+    {
+        let (Some(role), Some(v)) = (c.role, KubeVersion::parse(&c.to)) else {
+            continue;
+        };
+        let e = want.entry(role).or_insert_with(|| v.clone());
+        if v.cmp_numbers(e).is_gt() {
+            *e = v;
+        }
+    }
+    want.iter()
+        .find_map(|(role, v)| cluster::upgrade::lag(&obs.components, obs.nodes.as_ref(), *role, v))
 }
 
 /// All steps converged: soak, checking gates on every tick, then pass the wave.
@@ -976,6 +1002,7 @@ spec:
             what: "kubernetes".into(),
             from: "v1.32.4".into(),
             to: "v1.33.5".into(),
+            role: Some(crate::locate::Role::ControlPlane),
         }
     }
 
@@ -1020,7 +1047,7 @@ spec:
                 ok: true,
                 reason: "quiet".into(),
             }],
-            upgrade_in_progress: None,
+            ..Default::default()
         }
     }
 
@@ -1530,7 +1557,7 @@ mod tests_support {
                 ok: true,
                 reason: "quiet".into(),
             }],
-            upgrade_in_progress: None,
+            ..Default::default()
         }
     }
 
@@ -1575,6 +1602,7 @@ mod tests_support {
                 what: "kubernetes".into(),
                 from: "v1.32.4".into(),
                 to: "v1.33.5".into(),
+                role: Some(crate::locate::Role::ControlPlane),
             };
             let waves = vec![WaveInput {
                 clusters: vec!["c1".into()],

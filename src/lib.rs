@@ -16,6 +16,7 @@ pub mod diag;
 pub mod edit;
 pub mod fleet;
 pub mod forge;
+pub mod gates;
 #[path = "gen.rs"]
 pub mod generate;
 pub mod git;
@@ -28,6 +29,7 @@ pub mod reconcile;
 pub mod serve;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod steps;
 pub mod tree;
 pub mod version;

@@ -14,7 +14,9 @@ use crate::plan::Plan;
 use crate::version::KubeVersion;
 use crate::yaml::{Doc, Kind, LineIndex, NodeId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
     /// One field for the whole cluster (CAPI topology, EKS, Kubespray).

@@ -239,6 +239,10 @@ fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
                             },
                             from: c.from.clone(),
                             to: c.to.clone(),
+                            role: match c.what {
+                                What::Kubernetes(r) => Some(r),
+                                _ => None,
+                            },
                         })
                         .collect(),
                 })

@@ -73,6 +73,9 @@ pub struct ChangeRecord {
     pub what: String,
     pub from: String,
     pub to: String,
+    /// For Kubernetes versions: which part of the cluster the field upgrades.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::locate::Role>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,9 +1,13 @@
 //! Cluster state as fleetwave observes it: Flux Kustomization status and gate results per
 //! cluster, and the pure rules that turn them into "converged at commit X" (RESEARCH §2).
-//! Sources (the simulated Flux here, kube-rs later) implement [`ClusterSource`].
+//! Sources (the simulated Flux, and kube-rs in [`kube`]) implement [`ClusterSource`].
+//! [`upgrade`] reads the upgrade itself from CAPI, Kamaji, k0rdent objects and nodes.
 
 pub mod kube;
 pub mod sim;
+pub mod upgrade;
+
+pub use upgrade::{Component, NodeSummary, Role};
 
 use std::collections::BTreeMap;
 
@@ -64,9 +68,19 @@ pub struct GateResult {
 pub struct ClusterObservation {
     pub kustomizations: Vec<KustomizationStatus>,
     pub gates: Vec<GateResult>,
-    /// Upgrade still running where the kind reports it (CAPI, Kamaji, k0rdent); None = unknown.
+    /// Upgrade still running where the kind reports it (CAPI, Kamaji, k0rdent); None = none
+    /// seen (or nothing reports it).
     #[serde(default)]
     pub upgrade_in_progress: Option<String>,
+    /// Objects that report a Kubernetes version (CAPI, Kamaji, k0rdent, the apiserver).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Component>,
+    /// Nodes, when the cluster itself is reachable (per-cluster context mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeSummary>,
+    /// Sum of container restart counts over all pods (per-cluster context mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_restarts: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

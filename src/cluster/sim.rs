@@ -118,7 +118,7 @@ impl SimFlux {
             return ClusterObservation {
                 kustomizations: vec![ks],
                 gates,
-                upgrade_in_progress: None,
+                ..Default::default()
             };
         };
 
@@ -178,7 +178,7 @@ impl SimFlux {
         ClusterObservation {
             kustomizations: vec![ks],
             gates,
-            upgrade_in_progress: None,
+            ..Default::default()
         }
     }
 

@@ -1,0 +1,1 @@
+//! `fleetwave status`: the per-wave, per-cluster report (pure).
