@@ -156,9 +156,16 @@ pub enum Command {
     Status {
         #[command(flatten)]
         remote: RemoteArgs,
-        /// Cluster state source (`sim`); without it only Git and the rollout state are shown.
+        /// Cluster state source: `kube` (a Flux hub, or `--cluster-context`) or `sim`; without
+        /// it only Git and the rollout state are shown.
         #[arg(long)]
         clusters: Option<String>,
+        /// Kubeconfig context of the hub cluster (default: the current context, or in-cluster).
+        #[arg(long)]
+        kube_context: Option<String>,
+        /// Per-cluster mode: each cluster's kubeconfig context, `{cluster}` standing for its name.
+        #[arg(long)]
+        cluster_context: Option<String>,
         #[arg(long, default_value = "10m")]
         sim_delay: humantime::Duration,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -166,6 +173,12 @@ pub enum Command {
         /// Write step outputs and a job summary for GitHub Actions.
         #[arg(long)]
         github_output: bool,
+        /// Refresh until interrupted; optionally how often (default 5s).
+        #[arg(long, num_args = 0..=1, default_missing_value = "5s")]
+        watch: Option<humantime::Duration>,
+        /// Stop `--watch` after this many refreshes (for scripts and tests).
+        #[arg(long, hide = true)]
+        max_refreshes: Option<u64>,
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
     },
@@ -237,6 +250,12 @@ pub struct WorldArgs {
     /// Kubeconfig context of the hub cluster (default: the current context, or in-cluster).
     #[arg(long)]
     pub kube_context: Option<String>,
+    /// Per-cluster mode: the kubeconfig context of each cluster, `{cluster}` standing for its
+    /// name (e.g. `{cluster}` or `admin@{cluster}`). Each cluster is watched for Flux in
+    /// `flux-system`, Nodes and Pods, and its apiserver `/version` is read. The hub is then
+    /// watched only when `--kube-context` is also given.
+    #[arg(long)]
+    pub cluster_context: Option<String>,
     /// Simulated Flux: time from a merge to Flux applying it.
     #[arg(long, default_value = "10m")]
     pub sim_delay: humantime::Duration,
@@ -494,19 +513,28 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status {
             remote,
             clusters,
+            kube_context,
+            cluster_context,
             sim_delay,
             output,
             github_output,
+            watch,
+            max_refreshes,
             now,
-        } => crate::ops::status(
-            &remote,
-            clusters.as_deref(),
-            *sim_delay,
-            output == Output::Json,
-            github_output,
-            now.unwrap_or_else(Utc::now),
-            stdout,
-        ),
+        } => {
+            let opts = crate::ops::StatusOpts {
+                clusters,
+                sim_delay: *sim_delay,
+                kube_context,
+                cluster_context,
+                json: output == Output::Json,
+                gh_output: github_output,
+                now,
+                watch: watch.map(|w| *w),
+                max_refreshes,
+            };
+            crate::ops::status(&remote, &opts, stdout)
+        }
         Command::Serve {
             remote,
             world,

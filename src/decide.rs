@@ -599,6 +599,7 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
     let Some(commit) = step.merged_commit.clone() else {
         return false;
     };
+    take_baselines(cx, wi, si);
     let clusters = cx.state.waves[wi].clusters.clone();
     let allowed = allowance(wave, clusters.len());
     let mut waiting = Vec::new();
@@ -655,6 +656,75 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
     false
 }
 
+/// What `cluster` reports, with the wave's local gates (nodes, podRestarts) evaluated and the
+/// results recorded. A source that already reports a gate by that name (the simulated Flux)
+/// keeps its own result.
+fn observed(cx: &mut Ctx, wi: usize, wave: &Wave, cluster: &str) -> ClusterObservation {
+    let mut obs = cx.world.clusters.get(cluster).cloned().unwrap_or_default();
+    let baseline = cx.state.waves[wi]
+        .steps
+        .iter()
+        .rev()
+        .find_map(|s| s.restart_baseline.get(cluster).copied());
+    let names = crate::gates::names(&wave.gates);
+    for (g, name) in wave.gates.iter().zip(names) {
+        if obs.gates.iter().any(|r| r.gate == name) {
+            continue;
+        }
+        let mut result = match g {
+            crate::plan::Gate::Nodes {} => crate::gates::nodes(&obs),
+            crate::plan::Gate::PodRestarts { threshold } => {
+                crate::gates::pod_restarts(&obs, baseline, *threshold)
+            }
+            // Remote gates arrive in `obs.gates`; approval is the forge's.
+            _ => continue,
+        };
+        result.gate = name;
+        obs.gates.push(result);
+    }
+    record_gates(cx, wi, cluster, &obs);
+    obs
+}
+
+/// Keep each gate's current result in the state, writing only when it flips (or is new), and
+/// log recoveries (failures are logged where they fail the cluster).
+fn record_gates(cx: &mut Ctx, wi: usize, cluster: &str, obs: &ClusterObservation) {
+    let now = cx.now;
+    let ws = &mut cx.state.waves[wi];
+    let current = ws.gates.entry(cluster.to_string()).or_default();
+    for g in &obs.gates {
+        let flipped = current.get(&g.gate).is_none_or(|r| r.ok != g.ok);
+        if !flipped {
+            continue;
+        }
+        let rec = GateRecord {
+            time: now,
+            cluster: cluster.to_string(),
+            gate: g.gate.clone(),
+            ok: g.ok,
+            reason: g.reason.clone(),
+        };
+        if g.ok && current.contains_key(&g.gate) {
+            ws.gate_log.push(rec.clone());
+        }
+        current.insert(g.gate.clone(), rec);
+    }
+}
+
+/// Take the podRestarts baseline of clusters that have none for this merged step yet.
+fn take_baselines(cx: &mut Ctx, wi: usize, si: usize) {
+    let clusters = cx.state.waves[wi].clusters.clone();
+    for c in clusters {
+        let Some(n) = cx.world.clusters.get(&c).and_then(|o| o.pod_restarts) else {
+            continue;
+        };
+        cx.state.waves[wi].steps[si]
+            .restart_baseline
+            .entry(c)
+            .or_insert(n);
+    }
+}
+
 /// Why the observed versions of `cluster` have not reached what `step` sets, if they have not:
 /// per role, the highest Kubernetes version the step writes for the cluster.
 fn version_lag(step: &StepState, cluster: &str, obs: &ClusterObservation) -> Option<String> {
@@ -697,7 +767,7 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
         if cx.state.waves[wi].failed.contains_key(c) {
             continue;
         }
-        let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
+        let obs = observed(cx, wi, wave, c);
         // The cluster must stay converged and healthy through the soak, not just at its end.
         let flux = last_merge
             .as_ref()
@@ -761,15 +831,20 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
     };
     let mut first = None;
     for c in touched {
-        let obs = cx.world.clusters.get(&c).cloned().unwrap_or_default();
+        let obs = observed(cx, wi, wave, &c);
         let breach = cluster::failing_gate(&obs)
-            .map(|g| format!("gate {} failed: {}", g.gate, g.reason))
-            .or_else(|| cluster::unhealthy(&obs));
-        if let Some(why) = breach {
+            .map(|g| {
+                (
+                    g.gate.clone(),
+                    format!("gate {} failed: {}", g.gate, g.reason),
+                )
+            })
+            .or_else(|| cluster::unhealthy(&obs).map(|r| ("flux".to_string(), r)));
+        if let Some((gate, why)) = breach {
             cx.state.waves[wi].gate_log.push(GateRecord {
                 time: cx.now,
                 cluster: c.clone(),
-                gate: "health".into(),
+                gate,
                 ok: false,
                 reason: why.clone(),
             });

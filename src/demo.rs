@@ -178,6 +178,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
             forge: &forge,
             clusters: &sim,
             notifier: &sink as &dyn Notifier,
+            gates: None,
         };
         let report = reconcile::tick(&io, &settings, o, now, false)
             .await

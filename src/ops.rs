@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::cli::{HookFormat, RemoteArgs, WorldArgs};
+use crate::cluster::kube::KubeSource;
 use crate::cluster::sim::{Fault, SimConfig, SimFlux};
 use crate::forge::local::LocalForge;
 use crate::git::{Auth, GitRepo};
@@ -17,6 +18,16 @@ use crate::reconcile::{self, Outcome, Settings};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A runtime whose worker keeps background tasks (kube watches) going while the calling
+/// thread is busy or asleep.
+fn watch_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("tokio runtime")
@@ -121,6 +132,8 @@ struct TickEnv<'a> {
     faults: &'a BTreeMap<String, Fault>,
     notify: &'a Fanout,
     s: &'a Settings,
+    /// With `--clusters kube`: the watches, started once and kept across ticks.
+    kube: Option<&'a KubeSource>,
 }
 
 /// One tick with the forge chosen; retried when another reconciler wins the state race.
@@ -136,6 +149,7 @@ async fn tick_with<F: crate::forge::Forge>(
         faults,
         notify,
         s,
+        kube,
     } = *env;
     let mut attempt = 0;
     loop {
@@ -153,7 +167,7 @@ async fn tick_with<F: crate::forge::Forge>(
                     branch: s.base.clone(),
                 },
             )),
-            "kube" => Source::Kube(kube_source(w).await?),
+            "kube" => Source::Kube(kube.ok_or("the kube cluster source was not started")?),
             other => {
                 return Err(format!(
                     "unknown cluster source {other:?}: use kube (a Flux hub) or sim (the simulated Flux)"
@@ -161,11 +175,20 @@ async fn tick_with<F: crate::forge::Forge>(
             }
         };
         let forge = forge_for(now)?;
+        // Live gates only against live clusters; the simulation reports its own.
+        let remote_gates = match &source {
+            Source::Kube(_) => Some(
+                crate::gates::Remote::new(std::time::Duration::from_secs(10))
+                    .map_err(|e| e.to_string())?,
+            ),
+            Source::Sim(_) => None,
+        };
         let io = reconcile::Io {
             git,
             forge: &forge,
             clusters: &source,
             notifier: notify,
+            gates: remote_gates.as_ref(),
         };
         let report = reconcile::tick(&io, s, o, now, dry_run)
             .await
@@ -198,19 +221,25 @@ pub fn reconcile(
         Err(e) => return fail(e),
     };
     let s = settings(r);
-    let rt = runtime();
+    // Multi-threaded: kube watches keep running on the worker between ticks.
+    let rt = watch_runtime();
     let RunOpts {
         once,
         interval,
         dry_run,
         github_output: gh_output,
     } = *run;
+    let kube = match rt.block_on(maybe_kube(w, &git, &s)) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
     let env = TickEnv {
         git: &git,
         w,
         faults: &faults,
         notify: &notify,
         s: &s,
+        kube: kube.as_ref(),
     };
     loop {
         let now = w.now.unwrap_or_else(Utc::now);
@@ -275,12 +304,12 @@ pub fn reconcile(
 }
 
 /// Where cluster state comes from for a tick.
-enum Source {
+enum Source<'a> {
     Sim(SimFlux),
-    Kube(crate::cluster::kube::KubeSource),
+    Kube(&'a KubeSource),
 }
 
-impl crate::cluster::ClusterSource for Source {
+impl crate::cluster::ClusterSource for Source<'_> {
     async fn observe(
         &self,
         clusters: &[String],
@@ -294,21 +323,74 @@ impl crate::cluster::ClusterSource for Source {
     }
 }
 
-/// Flux state from the hub cluster: one list+watch of Kustomizations, read from its store.
-async fn kube_source(w: &WorldArgs) -> Result<crate::cluster::kube::KubeSource, String> {
-    let sel = crate::cluster::kube::KubeConfigSel {
-        context: w.kube_context.clone(),
+/// Start the kube cluster source: the hub (Flux Kustomizations plus the kinds that report
+/// upgrades) and, with `--cluster-context`, one context per cluster. Waits for every first
+/// list. Call inside a runtime whose workers keep running between ticks.
+async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, String> {
+    use crate::cluster::kube::{KubeConfigSel, Targets, client, upgrade_kinds};
+    let hub = match (&w.cluster_context, &w.kube_context) {
+        (Some(_), None) => None,
+        (_, ctx) => Some(
+            client(&KubeConfigSel {
+                context: ctx.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+        ),
     };
-    let client = crate::cluster::kube::client(&sel)
-        .await
-        .map_err(|e| e.to_string())?;
-    let src = crate::cluster::kube::KubeSource::start(client)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut spokes = Vec::new();
+    if let Some(tpl) = &w.cluster_context {
+        for c in clusters {
+            let ctx = tpl.replace("{cluster}", c);
+            let cl = client(&KubeConfigSel {
+                context: Some(ctx.clone()),
+            })
+            .await
+            .map_err(|e| {
+                format!("cluster {c}: {e} (from --cluster-context {tpl:?}; is context {ctx:?} in the kubeconfig?)")
+            })?;
+            spokes.push((c.clone(), cl));
+        }
+    }
+    let src = KubeSource::start_with(Targets {
+        hub,
+        hub_kinds: upgrade_kinds(),
+        spokes,
+        version_every: std::time::Duration::from_secs(30),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     src.ready(std::time::Duration::from_secs(30))
         .await
         .map_err(|e| e.to_string())?;
     Ok(src)
+}
+
+/// The clusters of the plan on the base branch (what per-cluster mode connects to).
+fn plan_clusters(git: &GitRepo, s: &Settings) -> Result<Vec<String>, String> {
+    let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
+    Ok(o.planned
+        .waves
+        .iter()
+        .flat_map(|w| w.clusters.iter().cloned())
+        .collect())
+}
+
+/// Start the kube source when `--clusters kube` asks for it.
+async fn maybe_kube(
+    w: &WorldArgs,
+    git: &GitRepo,
+    s: &Settings,
+) -> Result<Option<KubeSource>, String> {
+    if w.clusters != "kube" {
+        return Ok(None);
+    }
+    let names = if w.cluster_context.is_some() {
+        plan_clusters(git, s)?
+    } else {
+        Vec::new()
+    };
+    kube_source(w, &names).await.map(Some)
 }
 
 /// One tick with the chosen forge (the GitHub client lives for the tick and its retries).
@@ -541,163 +623,164 @@ pub fn comment_on_pr(
     })
 }
 
-/// `fleetwave status`: the rollout state per wave and cluster, with the values in Git and,
-/// where a cluster source is given, Flux's view.
-pub fn status(
-    r: &RemoteArgs,
-    clusters: Option<&str>,
-    sim_delay: std::time::Duration,
-    json: bool,
-    gh_output: bool,
-    now: DateTime<Utc>,
-    out: &mut dyn Write,
-) -> ExitCode {
-    use crate::cluster::ClusterSource;
-    use crate::locate::What;
+/// How `status` reads the clusters and refreshes.
+#[derive(Debug, Clone)]
+pub struct StatusOpts {
+    /// `sim`, `kube`, or None for Git and the rollout state only.
+    pub clusters: Option<String>,
+    pub sim_delay: std::time::Duration,
+    pub kube_context: Option<String>,
+    pub cluster_context: Option<String>,
+    pub json: bool,
+    pub gh_output: bool,
+    pub now: Option<DateTime<Utc>>,
+    /// Refresh every this long until interrupted (or `max_refreshes`).
+    pub watch: Option<std::time::Duration>,
+    pub max_refreshes: Option<u64>,
+}
+
+/// `fleetwave status`: per wave and cluster, the values in Git, the running versions, Flux,
+/// upgrade progress, gate results and drift (see [`crate::status`]).
+pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCode {
     let git = match open(r) {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
     let s = settings(r);
-    let o = match reconcile::observe_repo(&git, &s) {
-        Ok(o) => o,
-        Err(e) => return fail(e),
-    };
-    let observed = match clusters {
-        None => BTreeMap::new(),
-        Some("sim") => {
-            let history = match reconcile::base_history(&git, &o, 1000, &mut Default::default()) {
-                Ok(h) => h,
-                Err(e) => return fail(e),
+    let rt = watch_runtime();
+    let kube = match opts.clusters.as_deref() {
+        None | Some("sim") => None,
+        Some("kube") => {
+            let w = WorldArgs {
+                clusters: "kube".into(),
+                kube_context: opts.kube_context.clone(),
+                cluster_context: opts.cluster_context.clone(),
+                ..world_defaults()
             };
+            match rt.block_on(maybe_kube(&w, &git, &s)) {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            }
+        }
+        Some(other) => {
+            return fail(format!(
+                "unknown cluster source {other:?}: use kube (a Flux hub or --cluster-context) or sim"
+            ));
+        }
+    };
+    let mut refreshes = 0u64;
+    loop {
+        let code = match status_once(&git, &s, opts, kube.as_ref(), &rt, out) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        refreshes += 1;
+        let Some(every) = opts.watch else {
+            return code;
+        };
+        if opts.max_refreshes.is_some_and(|m| refreshes >= m) {
+            return code;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn world_defaults() -> WorldArgs {
+    WorldArgs {
+        clusters: String::new(),
+        kube_context: None,
+        cluster_context: None,
+        sim_delay: std::time::Duration::from_secs(600).into(),
+        sim_fault: Vec::new(),
+        events_file: None,
+        webhook: Vec::new(),
+        webhook_format: HookFormat::Json,
+        now: None,
+    }
+}
+
+fn status_once(
+    git: &GitRepo,
+    s: &Settings,
+    opts: &StatusOpts,
+    kube: Option<&KubeSource>,
+    rt: &tokio::runtime::Runtime,
+    out: &mut dyn Write,
+) -> Result<ExitCode, String> {
+    use crate::cluster::ClusterSource;
+    use crate::locate::What;
+    let now = opts.now.unwrap_or_else(Utc::now);
+    let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
+    let names: Vec<String> = o.planned.fleet.clusters.keys().cloned().collect();
+    let observed = match (opts.clusters.as_deref(), kube) {
+        (Some("sim"), _) => {
+            let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
+                .map_err(|e| e.to_string())?;
             let sim = SimFlux::new(
                 history,
                 SimConfig {
-                    delay: chrono::Duration::from_std(sim_delay).unwrap_or_default(),
+                    delay: chrono::Duration::from_std(opts.sim_delay).unwrap_or_default(),
                     faults: BTreeMap::new(),
                     branch: s.base.clone(),
                 },
             );
-            let names: Vec<String> = o.planned.fleet.clusters.keys().cloned().collect();
-            runtime()
-                .block_on(sim.observe(&names, now))
-                .unwrap_or_default()
+            Some(
+                rt.block_on(sim.observe(&names, now))
+                    .map_err(|e| e.to_string())?,
+            )
         }
-        Some(other) => {
-            return fail(format!(
-                "cluster source {other:?} is not available yet; use sim or leave it out"
-            ));
-        }
+        (_, Some(k)) => Some(
+            rt.block_on(k.observe(&names, now))
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
     };
-    // Values in Git per cluster, from the locators on the base branch.
-    let mut in_git: BTreeMap<String, BTreeMap<&str, std::collections::BTreeSet<String>>> =
-        BTreeMap::new();
+    let mut in_git: BTreeMap<String, Vec<crate::status::GitValue>> = BTreeMap::new();
     for loc in &o.planned.fleet.located {
         for oc in &loc.occurrences {
-            let kind = match oc.what {
-                What::Kubernetes(_) => "kubernetes",
-                What::GitopsBase => "gitopsBase",
-                What::Template => "template",
+            let (what, role) = match oc.what {
+                What::Kubernetes(r) => ("kubernetes", Some(r)),
+                What::GitopsBase => ("gitopsBase", None),
+                What::Template => ("template", None),
             };
             in_git
                 .entry(oc.cluster.clone())
                 .or_default()
-                .entry(kind)
-                .or_default()
-                .insert(oc.value.clone());
-        }
-    }
-    let st = &o.state;
-    let mut rows = Vec::new();
-    for (wi, w) in o.planned.waves.iter().enumerate() {
-        let ws = st.waves.get(wi);
-        for c in &w.clusters {
-            let git_vals = in_git
-                .get(c)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            format!("{k} {}", v.iter().cloned().collect::<Vec<_>>().join("/"))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            let flux = observed
-                .get(c)
-                .and_then(|ob| ob.kustomizations.first())
-                .map(|k| {
-                    let ready = k
-                        .condition("Ready")
-                        .map(|r| format!("{} {}", r.status, r.reason))
-                        .unwrap_or_else(|| "no Ready".into());
-                    let rev = k
-                        .last_applied_revision
-                        .as_deref()
-                        .and_then(crate::cluster::revision_hash)
-                        .map(|h| h[..h.len().min(10)].to_string())
-                        .unwrap_or_else(|| "-".into());
-                    format!("{ready} @ {rev}")
+                .push(crate::status::GitValue {
+                    what,
+                    role,
+                    value: oc.value.clone(),
                 });
-            let state = match ws {
-                None => "not started".to_string(),
-                Some(ws) => match ws.failed.get(c) {
-                    Some(why) => format!("failed: {why}"),
-                    None => {
-                        let merged: Vec<_> = ws
-                            .steps
-                            .iter()
-                            .filter(|x| x.merged_commit.is_some())
-                            .collect();
-                        let conv = merged
-                            .iter()
-                            .filter(|x| x.converged.contains_key(c))
-                            .count();
-                        format!(
-                            "{:?}, {conv}/{} merged steps converged",
-                            ws.status,
-                            merged.len()
-                        )
-                    }
-                },
-            };
-            rows.push(serde_json::json!({"wave": w.name, "cluster": c, "state": state, "git": git_vals, "flux": flux}));
         }
     }
-    if json {
-        let doc = serde_json::json!({"plan": st.plan, "status": format!("{:?}", st.status), "reason": st.reason, "clusters": rows});
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
-        );
+    let waves: Vec<(String, Vec<String>)> = o
+        .planned
+        .waves
+        .iter()
+        .map(|w| (w.name.clone(), w.clusters.clone()))
+        .collect();
+    let st = &o.state;
+    let report = crate::status::build(&o.planned.plan.name, &waves, &in_git, st, observed.as_ref());
+    if opts.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "{text}");
     } else {
-        let _ = writeln!(
-            out,
-            "plan {} — {:?}{}",
-            o.planned.plan.name,
-            st.status,
-            st.reason
-                .as_ref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        );
-        for row in &rows {
-            let flux = row["flux"]
-                .as_str()
-                .map(|f| format!("  flux: {f}"))
-                .unwrap_or_default();
+        use std::io::IsTerminal;
+        if opts.watch.is_some() && std::io::stdout().is_terminal() {
+            // Redraw in place.
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        }
+        let _ = write!(out, "{}", crate::status::render(&report));
+        if opts.watch.is_some() {
             let _ = writeln!(
                 out,
-                "  {:<10} {:<16} {}  git: {}{flux}",
-                row["wave"].as_str().unwrap_or(""),
-                row["cluster"].as_str().unwrap_or(""),
-                row["state"].as_str().unwrap_or(""),
-                row["git"].as_str().unwrap_or("")
+                "\n(refreshed {}; Ctrl-C to stop)",
+                now.format("%H:%M:%S UTC")
             );
         }
     }
-    if gh_output {
+    let _ = out.flush();
+    if opts.gh_output {
         let report = reconcile::Report {
             outcome: Outcome::Progressing,
             notes: Vec::new(),
@@ -706,14 +789,12 @@ pub fn status(
             state: st.clone(),
             api_calls: None,
         };
-        if let Err(e) = crate::actions::write_reconcile(&report) {
-            return fail(e);
-        }
+        crate::actions::write_reconcile(&report)?;
     }
-    match st.status {
+    Ok(match st.status {
         crate::state::PlanStatus::Halted | crate::state::PlanStatus::Failed => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
-    }
+    })
 }
 
 /// A reconcile tick for the service: each runs on a blocking thread with its own Git handle
@@ -722,12 +803,14 @@ struct ServiceTicker {
     remote: RemoteArgs,
     world: WorldArgs,
     forge: ForgeChoice,
+    kube: Option<std::sync::Arc<KubeSource>>,
 }
 
 #[async_trait::async_trait]
 impl crate::serve::Ticker for ServiceTicker {
     async fn tick(&self) -> Result<crate::serve::TickSummary, String> {
         let (remote, world, forge) = (self.remote.clone(), self.world.clone(), self.forge.clone());
+        let kube = self.kube.clone();
         // A plain thread with its own runtime: git2 handles stay on one thread, and no runtime
         // is nested inside the service's.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -747,6 +830,7 @@ impl crate::serve::Ticker for ServiceTicker {
                     faults: &faults,
                     notify: &notify,
                     s: &s,
+                    kube: kube.as_deref(),
                 };
                 let now = world.now.unwrap_or_else(Utc::now);
                 let (report, _) = runtime().block_on(tick_once(&env, &forge, now, false))?;
@@ -775,10 +859,29 @@ pub fn serve(
             .await
             .map_err(|e| format!("cannot listen: {e}"))?;
         eprintln!("fleetwave serve: listening on {}", server.local_addr());
+        // The watches live as long as the service; git2 handles do not cross threads, so the
+        // cluster list for per-cluster mode is read on a blocking thread.
+        let kube = if world.clusters == "kube" {
+            let (r, w) = (remote.clone(), world.clone());
+            let names = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+                if w.cluster_context.is_none() {
+                    return Ok(Vec::new());
+                }
+                plan_clusters(&open(&r)?, &settings(&r))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let src = std::sync::Arc::new(kube_source(&world, &names).await?);
+            forward_changes(src.changes(), server.trigger());
+            Some(src)
+        } else {
+            None
+        };
         let ticker = std::sync::Arc::new(ServiceTicker {
             remote,
             world,
             forge,
+            kube,
         });
         server
             .run(ticker, crate::serve::shutdown_signal())
@@ -792,4 +895,19 @@ pub fn serve(
         }
         Err(e) => fail(e),
     }
+}
+
+/// At most one tick every this long is asked for by Kubernetes watch events: a busy hub
+/// updates some status every few seconds, and each tick costs forge API calls.
+const WATCH_TICK_GAP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Turn watch events into (rate-limited) tick requests.
+fn forward_changes(mut changes: tokio::sync::watch::Receiver<u64>, trigger: crate::serve::Trigger) {
+    changes.mark_unchanged();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            trigger.fire();
+            tokio::time::sleep(WATCH_TICK_GAP).await;
+        }
+    });
 }

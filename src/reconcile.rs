@@ -424,6 +424,31 @@ pub struct Io<'a, F, C> {
     pub forge: &'a F,
     pub clusters: &'a C,
     pub notifier: &'a dyn Notifier,
+    /// Evaluates Prometheus and HTTP gates; None leaves them to the cluster source (the
+    /// simulated Flux reports its own).
+    pub gates: Option<&'a crate::gates::Remote>,
+}
+
+/// Clusters whose remote gates (Prometheus, HTTP) matter now: those of waves in progress or
+/// soaking that have not failed, each with its wave's gates.
+fn remote_gate_jobs(
+    plan: &crate::plan::Plan,
+    st: &PlanState,
+) -> Vec<(String, Vec<crate::plan::Gate>)> {
+    let mut jobs = Vec::new();
+    for (wave, ws) in plan.waves.iter().zip(&st.waves) {
+        if !matches!(
+            ws.status,
+            crate::state::WaveStatus::InProgress | crate::state::WaveStatus::Soaking
+        ) || !wave.gates.iter().any(crate::gates::is_remote)
+        {
+            continue;
+        }
+        for c in ws.clusters.iter().filter(|c| !ws.failed.contains_key(*c)) {
+            jobs.push((c.clone(), wave.gates.clone()));
+        }
+    }
+    jobs
 }
 
 /// One tick. With `dry_run`, nothing is written and the effects are only reported.
@@ -491,7 +516,15 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         .iter()
         .flat_map(|w| w.clusters.iter().cloned())
         .collect();
-    let observed = clusters.observe(&names, now).await?;
+    let mut observed = clusters.observe(&names, now).await?;
+    if let Some(remote) = io.gates {
+        let jobs = remote_gate_jobs(&o.planned.plan, &o.state);
+        if !jobs.is_empty() {
+            for (c, results) in remote.evaluate_all(&jobs).await {
+                observed.entry(c).or_default().gates.extend(results);
+            }
+        }
+    }
     let infra: BTreeMap<String, String> = o
         .planned
         .fleet

@@ -111,6 +111,10 @@ pub struct StepState {
     pub gate_green_at_merge: Option<bool>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub converged: BTreeMap<String, DateTime<Utc>>,
+    /// Pod restart counts per cluster when the step was first observed merged: the baseline
+    /// of the podRestarts gate.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restart_baseline: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converged_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +154,10 @@ pub struct WaveState {
     /// Gate breaches and recoveries, as they happened (not every passing check).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gate_log: Vec<GateRecord>,
+    /// cluster → gate → its current result, with the time it last changed between pass and
+    /// fail (so an unchanged result does not rewrite the state every tick).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: BTreeMap<String, BTreeMap<String, GateRecord>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@
 //! Objects are read as [`DynamicObject`]s (the Flux CRD has no Rust type here), and every field
 //! is read defensively: unknown or malformed fields never fail an observation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,112 +69,398 @@ pub fn kustomization_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&gvk, "kustomizations")
 }
 
-/// Watcher bookkeeping, shared with the task that drives the watch stream.
+/// An object kind to watch, and whether fleetwave can do without it.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub resource: ApiResource,
+    /// Optional kinds whose CRD is not installed (404 on the first list) are skipped.
+    pub optional: bool,
+    /// Namespace to watch; None = all namespaces (or a cluster-scoped kind).
+    pub namespace: Option<String>,
+}
+
+impl Kind {
+    fn new(group: &str, version: &str, kind: &str, plural: &str, optional: bool) -> Kind {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        Kind {
+            resource: ApiResource::from_gvk_with_plural(&gvk, plural),
+            optional,
+            namespace: None,
+        }
+    }
+}
+
+/// Kinds that report the upgrade itself (RESEARCH §3), watched on the hub when present.
+pub fn upgrade_kinds() -> Vec<Kind> {
+    vec![
+        Kind::new("cluster.x-k8s.io", "v1beta1", "Cluster", "clusters", true),
+        Kind::new(
+            "cluster.x-k8s.io",
+            "v1beta1",
+            "MachineDeployment",
+            "machinedeployments",
+            true,
+        ),
+        Kind::new(
+            "controlplane.cluster.x-k8s.io",
+            "v1beta1",
+            "KubeadmControlPlane",
+            "kubeadmcontrolplanes",
+            true,
+        ),
+        Kind::new(
+            "kamaji.clastix.io",
+            "v1alpha1",
+            "TenantControlPlane",
+            "tenantcontrolplanes",
+            true,
+        ),
+        Kind::new(
+            "k0rdent.mirantis.com",
+            "v1beta1",
+            "ClusterDeployment",
+            "clusterdeployments",
+            true,
+        ),
+    ]
+}
+
+/// What a [`KubeSource`] watches.
+pub struct Targets {
+    /// The hub: Flux Kustomizations in all namespaces (hub mode), plus `hub_kinds`.
+    pub hub: Option<kube::Client>,
+    pub hub_kinds: Vec<Kind>,
+    /// Per-cluster mode: cluster name → a client for that cluster. Each spoke is watched for
+    /// Kustomizations in `flux-system`, Nodes and Pods; its `/version` is polled.
+    pub spokes: Vec<(String, kube::Client)>,
+    /// How often each spoke's `/version` is read.
+    pub version_every: Duration,
+}
+
+/// Watcher bookkeeping, shared with the task that drives one watch stream.
 struct Counters {
     /// Full lists started (the first one plus every relist, e.g. after 410 Gone).
     lists: AtomicUsize,
-    /// Becomes true once the first list is in the store.
+    /// Becomes true once the first list is in the store (or an optional kind is absent).
     listed: tokio::sync::watch::Sender<bool>,
     /// Errors the watcher reported (it retries with backoff after each).
     errors: AtomicUsize,
     last_error: Mutex<Option<String>>,
+    /// An optional kind the API server does not serve.
+    absent: std::sync::atomic::AtomicBool,
 }
 
-/// Flux Kustomization state of a hub cluster, kept current by one list+watch. See module docs.
-pub struct KubeSource {
+/// One list+watch of one kind on one API server, feeding a reflector store.
+struct Watch {
+    /// e.g. `kustomizations on the hub`, for messages.
+    what: String,
+    kind: String,
     store: Store<DynamicObject>,
     counters: Arc<Counters>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl KubeSource {
-    /// Start one watcher (list + watch, with bookmarks; kube's watcher relists on 410 Gone)
-    /// for Kustomizations in all namespaces, feeding a reflector store. Must be called inside
-    /// a tokio runtime; returns at once; use [`KubeSource::ready`] to wait for the first list.
-    pub async fn start(client: kube::Client) -> Result<KubeSource, ClusterError> {
-        let ar = kustomization_resource();
-        let api: Api<DynamicObject> = Api::all_with(client, &ar);
-        let writer = Writer::<DynamicObject>::new(ar);
+impl Watch {
+    fn start(
+        client: kube::Client,
+        kind: &Kind,
+        what: String,
+        changed: tokio::sync::watch::Sender<u64>,
+    ) -> Watch {
+        let ar = &kind.resource;
+        let api: Api<DynamicObject> = match &kind.namespace {
+            Some(ns) => Api::namespaced_with(client, ns, ar),
+            None => Api::all_with(client, ar),
+        };
+        let writer = Writer::<DynamicObject>::new(ar.clone());
         let store = writer.as_reader();
         let counters = Arc::new(Counters {
             lists: AtomicUsize::new(0),
             listed: tokio::sync::watch::channel(false).0,
             errors: AtomicUsize::new(0),
             last_error: Mutex::new(None),
+            absent: Default::default(),
         });
         // Backoff so an unreachable or failing API server is not hammered by retries.
         let events = watcher(api, watcher::Config::default())
             .default_backoff()
             .reflect(writer);
-        let task = tokio::spawn(drive(Box::pin(events), counters.clone()));
-        Ok(KubeSource {
+        let task = tokio::spawn(drive(
+            Box::pin(events),
+            counters.clone(),
+            kind.optional,
+            changed,
+            what.clone(),
+        ));
+        Watch {
+            what,
+            kind: ar.kind.clone(),
             store,
             counters,
             task,
-        })
-    }
-
-    /// Wait until the first list has been received, at most `timeout`.
-    pub async fn ready(&self, timeout: Duration) -> Result<(), ClusterError> {
-        // Not `Store::wait_until_ready`: `observe` goes by the same flag, so once this
-        // returns Ok, `observe` answers.
-        let mut listed = self.counters.listed.subscribe();
-        match tokio::time::timeout(timeout, listed.wait_for(|l| *l)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(ClusterError::Unavailable(
-                "kube watcher stopped before its first list".into(),
-            )),
-            Err(_) => Err(ClusterError::Unavailable(format!(
-                "no Kustomization list from the hub within {timeout:?}{}",
-                self.last_error()
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            ))),
         }
     }
 
-    /// Full lists made so far: 1 after start, +1 per relist (410 Gone, restarts). Watch
-    /// reconnects that resume from a resourceVersion are not counted.
-    pub fn lists(&self) -> usize {
-        self.counters.lists.load(Ordering::Relaxed)
+    fn listed(&self) -> bool {
+        *self.counters.listed.borrow()
     }
 
-    /// Errors the watcher has reported so far (it keeps retrying with backoff).
-    pub fn errors(&self) -> usize {
-        self.counters.errors.load(Ordering::Relaxed)
+    fn absent(&self) -> bool {
+        self.counters.absent.load(Ordering::Relaxed)
     }
 
-    /// The most recent watcher error, if any.
-    pub fn last_error(&self) -> Option<String> {
+    fn last_error(&self) -> Option<String> {
         self.counters
             .last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
 
-    /// Kustomizations currently in the store (all namespaces).
+/// One cluster reached through its own context (per-cluster mode).
+struct Spoke {
+    cluster: String,
+    kustomizations: Watch,
+    nodes: Watch,
+    pods: Watch,
+    /// The apiserver's `gitVersion`, or why it could not be read.
+    version: Arc<Mutex<Option<Result<String, String>>>>,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+/// Cluster state from Kubernetes, kept current by one list+watch per context and kind.
+/// See module docs.
+pub struct KubeSource {
+    hub: Vec<Watch>,
+    spokes: Vec<Spoke>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl KubeSource {
+    /// Hub mode, Flux only: one watcher (list + watch, with bookmarks; kube's watcher relists
+    /// on 410 Gone) for Kustomizations in all namespaces. Must be called inside a tokio
+    /// runtime; returns at once; use [`KubeSource::ready`] to wait for the first list.
+    pub async fn start(client: kube::Client) -> Result<KubeSource, ClusterError> {
+        Self::start_with(Targets {
+            hub: Some(client),
+            hub_kinds: Vec::new(),
+            spokes: Vec::new(),
+            version_every: Duration::from_secs(30),
+        })
+        .await
+    }
+
+    /// Start every watch `targets` asks for. Must be called inside a tokio runtime whose
+    /// workers keep running (the watches are tasks on it); returns at once.
+    pub async fn start_with(targets: Targets) -> Result<KubeSource, ClusterError> {
+        let changed = tokio::sync::watch::channel(0u64).0;
+        let mut hub = Vec::new();
+        if let Some(client) = &targets.hub {
+            let ks = Kind {
+                resource: kustomization_resource(),
+                optional: false,
+                namespace: None,
+            };
+            hub.push(Watch::start(
+                client.clone(),
+                &ks,
+                "Kustomizations on the hub".into(),
+                changed.clone(),
+            ));
+            for k in &targets.hub_kinds {
+                let what = format!("{} on the hub", k.resource.plural);
+                hub.push(Watch::start(client.clone(), k, what, changed.clone()));
+            }
+        }
+        let mut spokes = Vec::new();
+        for (cluster, client) in targets.spokes {
+            let flux = Kind {
+                resource: kustomization_resource(),
+                optional: false,
+                namespace: Some("flux-system".into()),
+            };
+            let core = |kind: &str, plural: &str| Kind {
+                resource: ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk("", "v1", kind),
+                    plural,
+                ),
+                optional: false,
+                namespace: None,
+            };
+            let w = |k: &Kind, what: &str| {
+                Watch::start(
+                    client.clone(),
+                    k,
+                    format!("{what} on {cluster}"),
+                    changed.clone(),
+                )
+            };
+            let version = Arc::new(Mutex::new(None));
+            let poller = tokio::spawn(poll_version(
+                client.clone(),
+                version.clone(),
+                targets.version_every,
+                changed.clone(),
+            ));
+            spokes.push(Spoke {
+                kustomizations: w(&flux, "Kustomizations"),
+                nodes: w(&core("Node", "nodes"), "Nodes"),
+                pods: w(&core("Pod", "pods"), "Pods"),
+                cluster,
+                version,
+                poller,
+            });
+        }
+        Ok(KubeSource {
+            hub,
+            spokes,
+            changed,
+        })
+    }
+
+    fn watches(&self) -> impl Iterator<Item = &Watch> {
+        self.hub.iter().chain(
+            self.spokes
+                .iter()
+                .flat_map(|s| [&s.kustomizations, &s.nodes, &s.pods]),
+        )
+    }
+
+    /// Wait until every watch has had its first list (or found its optional kind absent),
+    /// at most `timeout`.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), ClusterError> {
+        // Not `Store::wait_until_ready`: `observe` goes by the same flags, so once this
+        // returns Ok, `observe` answers.
+        let all = async {
+            for w in self.watches() {
+                let mut listed = w.counters.listed.subscribe();
+                if listed.wait_for(|l| *l).await.is_err() {
+                    return Err(w.what.clone());
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, all).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(what)) => Err(ClusterError::Unavailable(format!(
+                "the watch of {what} stopped before its first list"
+            ))),
+            Err(_) => {
+                let missing: Vec<String> = self
+                    .watches()
+                    .filter(|w| !w.listed())
+                    .map(|w| {
+                        format!(
+                            "{}{}",
+                            w.what,
+                            w.last_error()
+                                .map(|e| format!(" (last error: {e})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                Err(ClusterError::Unavailable(format!(
+                    "no list within {timeout:?} of {}",
+                    missing.join("; ")
+                )))
+            }
+        }
+    }
+
+    /// Bumped on every watch event (and `/version` change), for event-driven ticks.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Full lists made so far over all watches: one per watch after start, +1 per relist
+    /// (410 Gone, restarts). Watch reconnects that resume from a resourceVersion are not
+    /// counted.
+    pub fn lists(&self) -> usize {
+        self.watches()
+            .map(|w| w.counters.lists.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Errors the watchers have reported so far (they keep retrying with backoff).
+    pub fn errors(&self) -> usize {
+        self.watches()
+            .map(|w| w.counters.errors.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The most recent watcher error, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.watches().find_map(Watch::last_error)
+    }
+
+    /// Optional kinds the hub does not serve (CRD not installed), e.g. `TenantControlPlane`.
+    pub fn absent_kinds(&self) -> Vec<String> {
+        self.hub
+            .iter()
+            .filter(|w| w.absent())
+            .map(|w| w.kind.clone())
+            .collect()
+    }
+
+    /// Kustomizations currently in the hub's store (all namespaces).
     pub fn len(&self) -> usize {
-        self.store.len()
+        self.hub.first().map_or(0, |w| w.store.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
+        self.len() == 0
     }
 }
 
 impl Drop for KubeSource {
     fn drop(&mut self) {
-        // The watch would otherwise outlive its only reader.
-        self.task.abort();
+        // The watches would otherwise outlive their only reader.
+        for w in self.watches() {
+            w.task.abort();
+        }
+        for s in &self.spokes {
+            s.poller.abort();
+        }
+    }
+}
+
+/// Read a spoke's `/version` now and every `every` after.
+async fn poll_version(
+    client: kube::Client,
+    slot: Arc<Mutex<Option<Result<String, String>>>>,
+    every: Duration,
+    changed: tokio::sync::watch::Sender<u64>,
+) {
+    loop {
+        let got = client
+            .apiserver_version()
+            .await
+            .map(|v| v.git_version)
+            .map_err(|e| e.to_string());
+        let moved = {
+            let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let moved = cur.as_ref() != Some(&got);
+            *cur = Some(got);
+            moved
+        };
+        if moved {
+            changed.send_modify(|n| *n += 1);
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
 /// Poll the reflected watch stream forever; the reflector updates the store as a side effect.
 /// Generic over `WatchStreamExt` so the `Stream` supertrait's `poll_next` is usable without a
 /// direct `futures` dependency.
-async fn drive<S>(mut events: S, counters: Arc<Counters>)
-where
+async fn drive<S>(
+    mut events: S,
+    counters: Arc<Counters>,
+    optional: bool,
+    changed: tokio::sync::watch::Sender<u64>,
+    what: String,
+) where
     S: WatchStreamExt<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Unpin,
 {
     loop {
@@ -187,15 +473,26 @@ where
             // The reflector has applied the event before yielding it, so the store is full.
             Some(Ok(watcher::Event::InitDone)) => {
                 counters.listed.send_replace(true);
+                changed.send_modify(|n| *n += 1);
             }
-            Some(Ok(_)) => {}
+            Some(Ok(watcher::Event::InitApply(_))) => {}
+            Some(Ok(_)) => changed.send_modify(|n| *n += 1),
+            Some(Err(watcher::Error::InitialListFailed(kube::Error::Api(s))))
+                if optional && s.code == 404 =>
+            {
+                // The CRD is not installed: nothing of this kind to observe, ever.
+                tracing::info!(%what, "not served by this API server; not watching it");
+                counters.absent.store(true, Ordering::Relaxed);
+                counters.listed.send_replace(true);
+                break;
+            }
             Some(Err(e)) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "Kustomization watch error; kube watcher will retry");
+                tracing::warn!(error = %e, %what, "watch error; kube watcher will retry");
                 *counters
                     .last_error
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    .unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}: {e}"));
             }
         }
     }
@@ -207,46 +504,157 @@ impl ClusterSource for KubeSource {
         clusters: &[String],
         _now: DateTime<Utc>,
     ) -> Result<BTreeMap<String, ClusterObservation>, ClusterError> {
-        if self.task.is_finished() {
-            return Err(ClusterError::Unavailable(
-                "kube watcher task has stopped".into(),
-            ));
-        }
-        // Before the first list an empty store would read as "no Kustomization anywhere".
-        if !*self.counters.listed.borrow() {
-            return Err(ClusterError::Unavailable(
-                "no Kustomization list received from the hub yet".into(),
-            ));
-        }
-        let mut out: BTreeMap<String, ClusterObservation> = clusters
-            .iter()
-            .map(|c| (c.clone(), ClusterObservation::default()))
-            .collect();
-        for obj in self.store.state() {
-            let owners = owners(&obj);
-            let wanted: Vec<&String> = clusters
-                .iter()
-                .filter(|c| owners.contains(c.as_str()))
-                .collect();
-            if wanted.is_empty() {
-                continue;
+        for w in self.watches() {
+            if w.task.is_finished() && !w.absent() {
+                return Err(ClusterError::Unavailable(format!(
+                    "the watch of {} has stopped",
+                    w.what
+                )));
             }
-            let status = status_of(&obj);
-            for c in wanted {
-                if let Some(o) = out.get_mut(c) {
-                    o.kustomizations.push(status.clone());
+            // Before the first list an empty store would read as "nothing anywhere".
+            if !w.listed() {
+                return Err(ClusterError::Unavailable(format!(
+                    "no list of {} received yet",
+                    w.what
+                )));
+            }
+        }
+        let index: HashMap<&str, usize> = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let mut out: Vec<ClusterObservation> = vec![ClusterObservation::default(); clusters.len()];
+        if let Some((flux, kinds)) = self.hub.split_first() {
+            for obj in flux.store.state() {
+                let status = status_of(&obj);
+                for o in owners(&obj) {
+                    if let Some(&i) = index.get(o) {
+                        out[i].kustomizations.push(status.clone());
+                    }
+                }
+            }
+            // CAPI control planes are found through their Cluster's controlPlaneRef too.
+            let mut cp_refs: HashMap<(String, String), String> = HashMap::new();
+            for w in kinds.iter().filter(|w| w.kind == "Cluster") {
+                for obj in w.store.state() {
+                    if let (Some(name), Some(cp)) = (
+                        obj.metadata.name.as_deref(),
+                        obj.data
+                            .pointer("/spec/controlPlaneRef/name")
+                            .and_then(Value::as_str),
+                    ) {
+                        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                        cp_refs.insert((ns, cp.to_string()), name.to_string());
+                    }
+                }
+            }
+            for w in kinds {
+                for obj in w.store.state() {
+                    let Ok(value) = serde_json::to_value(&*obj) else {
+                        continue;
+                    };
+                    let Some(comp) = super::upgrade::component(&value) else {
+                        continue;
+                    };
+                    let mut who = upgrade_owners(&obj);
+                    let key = (
+                        obj.metadata.namespace.clone().unwrap_or_default(),
+                        obj.metadata.name.clone().unwrap_or_default(),
+                    );
+                    if let Some(c) = cp_refs.get(&key) {
+                        who.insert(c.as_str());
+                    }
+                    for o in who {
+                        if let Some(&i) = index.get(o) {
+                            out[i].components.push(comp.clone());
+                        }
+                    }
                 }
             }
         }
-        // The store's order is arbitrary; keep observations deterministic.
-        for o in out.values_mut() {
+        for s in &self.spokes {
+            let Some(&i) = index.get(s.cluster.as_str()) else {
+                continue;
+            };
+            let o = &mut out[i];
+            o.kustomizations
+                .extend(s.kustomizations.store.state().iter().map(|k| status_of(k)));
+            let nodes: Vec<Value> = s
+                .nodes
+                .store
+                .state()
+                .iter()
+                .filter_map(|n| serde_json::to_value(&**n).ok())
+                .collect();
+            o.nodes = Some(super::upgrade::node_summary(&nodes));
+            o.pod_restarts = Some(
+                s.pods
+                    .store
+                    .state()
+                    .iter()
+                    .filter_map(|p| serde_json::to_value(&**p).ok())
+                    .map(|p| super::upgrade::pod_restarts(&p))
+                    .sum(),
+            );
+            let version = s.version.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match version {
+                Some(Ok(v)) => o.components.push(super::upgrade::apiserver(&v)),
+                Some(Err(e)) => {
+                    o.upgrade_in_progress = Some(format!("apiserver /version unreadable: {e}"))
+                }
+                None => {}
+            }
+        }
+        // The stores' order is arbitrary; keep observations deterministic.
+        for o in &mut out {
             o.kustomizations
                 .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
             o.kustomizations
                 .dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+            o.components
+                .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+            o.components
+                .dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+            if o.upgrade_in_progress.is_none() {
+                o.upgrade_in_progress = super::upgrade::in_progress(&o.components);
+            }
         }
-        Ok(out)
+        Ok(clusters.iter().cloned().zip(out).collect())
     }
+}
+
+/// The clusters an upgrade-reporting object belongs to: its namespace, the fleetwave or CAPI
+/// cluster-name label, `spec.clusterName`, and for per-cluster kinds (CAPI `Cluster`, Kamaji
+/// `TenantControlPlane`, k0rdent `ClusterDeployment`) its own name.
+pub fn upgrade_owners(obj: &DynamicObject) -> BTreeSet<&str> {
+    let mut out = BTreeSet::new();
+    let nonempty = |s: &&str| !s.is_empty();
+    if let Some(ns) = obj.metadata.namespace.as_deref().filter(nonempty) {
+        out.insert(ns);
+    }
+    if let Some(labels) = &obj.metadata.labels {
+        for key in [CLUSTER_LABEL, "cluster.x-k8s.io/cluster-name"] {
+            if let Some(c) = labels.get(key).map(String::as_str).filter(nonempty) {
+                out.insert(c);
+            }
+        }
+    }
+    if let Some(c) = obj
+        .data
+        .pointer("/spec/clusterName")
+        .and_then(Value::as_str)
+        .filter(nonempty)
+    {
+        out.insert(c);
+    }
+    let kind = obj.types.as_ref().map_or("", |t| t.kind.as_str());
+    if matches!(kind, "Cluster" | "TenantControlPlane" | "ClusterDeployment") {
+        if let Some(n) = obj.metadata.name.as_deref().filter(nonempty) {
+            out.insert(n);
+        }
+    }
+    out
 }
 
 /// The clusters a hub Kustomization belongs to (see module docs).
