@@ -74,11 +74,19 @@ pub fn example_files(plan: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, String> {
 
 /// Create a bare remote holding the example fleet and the chosen plan on `main`.
 pub fn seed_remote(root: &Path, plan: &str, start: DateTime<Utc>) -> Result<PathBuf, String> {
-    let files = example_files(plan)?;
+    seed_remote_files(root, &example_files(plan)?, start)
+}
+
+/// Create a bare remote `root/fleet.git` holding `files` in one commit on `main`.
+pub fn seed_remote_files(
+    root: &Path,
+    files: &BTreeMap<PathBuf, Vec<u8>>,
+    start: DateTime<Utc>,
+) -> Result<PathBuf, String> {
     let remote = root.join("fleet.git");
     let repo = git2::Repository::init_bare(&remote).map_err(|e| e.to_string())?;
     let mut builder = git2::build::TreeUpdateBuilder::new();
-    for (p, bytes) in &files {
+    for (p, bytes) in files {
         let oid = repo.blob(bytes).map_err(|e| e.to_string())?;
         builder.upsert(p.to_string_lossy().as_ref(), oid, git2::FileMode::Blob);
     }

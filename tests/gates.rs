@@ -438,7 +438,6 @@ async fn silence_times_out_and_fails() {
             .await
             .expect("the gate must give up by itself")
             .unwrap();
-        eprintln!("REASON: {}", r.reason);
         assert!(!r.ok);
         assert!(
             r.reason.starts_with("no answer from http://"),
