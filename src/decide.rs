@@ -1116,6 +1116,7 @@ spec:
                 )],
                 last_applied_revision: Some(format!("main@sha1:{at}")),
                 last_attempted_revision: Some(format!("main@sha1:{at}")),
+                last_applied_origin_revision: None,
             }],
             gates: vec![GateResult {
                 gate: "prometheus".into(),
@@ -1626,6 +1627,7 @@ mod tests_support {
                 )],
                 last_applied_revision: Some(format!("main@sha1:{at}")),
                 last_attempted_revision: Some(format!("main@sha1:{at}")),
+                last_applied_origin_revision: None,
             }],
             gates: vec![GateResult {
                 gate: "prometheus".into(),

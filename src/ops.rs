@@ -339,17 +339,34 @@ async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, S
         ),
     };
     let mut spokes = Vec::new();
+    let mut unreachable = BTreeMap::new();
     if let Some(tpl) = &w.cluster_context {
         for c in clusters {
             let ctx = tpl.replace("{cluster}", c);
-            let cl = client(&KubeConfigSel {
+            match client(&KubeConfigSel {
                 context: Some(ctx.clone()),
             })
             .await
-            .map_err(|e| {
-                format!("cluster {c}: {e} (from --cluster-context {tpl:?}; is context {ctx:?} in the kubeconfig?)")
-            })?;
-            spokes.push((c.clone(), cl));
+            {
+                Ok(cl) => spokes.push((c.clone(), cl)),
+                // One missing context must not blind fleetwave to the whole fleet; that
+                // cluster waits, with this reason, when its wave runs.
+                Err(e) => {
+                    let why = format!(
+                        "no usable kube context {ctx:?} (from --cluster-context {tpl:?}): {e}"
+                    );
+                    tracing::warn!(cluster = %c, "{why}");
+                    unreachable.insert(c.clone(), why);
+                }
+            }
+        }
+        if !unreachable.is_empty() {
+            eprintln!(
+                "warning: {} of {} clusters have no usable kube context (first: {})",
+                unreachable.len(),
+                clusters.len(),
+                unreachable.keys().next().map(String::as_str).unwrap_or("")
+            );
         }
     }
     let src = KubeSource::start_with(Targets {
@@ -357,6 +374,7 @@ async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, S
         hub_kinds: upgrade_kinds(),
         spokes,
         version_every: std::time::Duration::from_secs(30),
+        unreachable,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use common::fake_kube::{
-    FakeKube, capi_cluster, kcp, kustomization, machine_deployment, node, pod,
-    tenant_control_plane,
+    FakeKube, capi_cluster, kcp, kustomization, machine_deployment, node, pod, tenant_control_plane,
 };
 use fleetwave::git::{Auth, GitRepo};
 use fleetwave::state::{PlanState, PlanStatus, StepStatus, WaveStatus};
@@ -29,13 +28,11 @@ fn start_time() -> DateTime<Utc> {
 }
 
 /// A kubeconfig with one context per (name, server).
-fn kubeconfig(contexts: &[(String, String)]) -> String {
+fn kubeconfig_text(contexts: &[(String, String)]) -> String {
     let mut clusters = String::new();
     let mut ctxs = String::new();
     for (name, url) in contexts {
-        clusters.push_str(&format!(
-            "- name: {name}\n  cluster:\n    server: {url}\n"
-        ));
+        clusters.push_str(&format!("- name: {name}\n  cluster:\n    server: {url}\n"));
         ctxs.push_str(&format!(
             "- name: {name}\n  context:\n    cluster: {name}\n    user: u\n"
         ));
@@ -87,7 +84,7 @@ impl Rig {
             args.extend(["--cluster-context".into(), "ctx-{cluster}".into()]);
         }
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig(&contexts)).unwrap();
+        std::fs::write(&kubeconfig, kubeconfig_text(&contexts)).unwrap();
         Rig {
             dir,
             remote,
@@ -113,7 +110,8 @@ impl Rig {
         .unwrap()
     }
 
-    fn run(&self, cmd: &[&str], now: DateTime<Utc>) -> (i32, String) {
+    /// Run a command; returns the exit code, stdout and stdout+stderr.
+    fn run_split(&self, cmd: &[&str], now: DateTime<Utc>) -> (i32, String, String) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwave"))
             .args(cmd)
             .args(["--clusters", "kube"])
@@ -136,6 +134,11 @@ impl Rig {
         );
         let code = out.status.code().unwrap_or(-1);
         assert!(matches!(code, 0 | 1), "exit {code}: {text}");
+        (code, String::from_utf8_lossy(&out.stdout).to_string(), text)
+    }
+
+    fn run(&self, cmd: &[&str], now: DateTime<Utc>) -> (i32, String) {
+        let (code, _, text) = self.run_split(cmd, now);
         (code, text)
     }
 
@@ -150,7 +153,15 @@ impl Rig {
         let r = format!("main@sha1:{rev}");
         for c in CANARY {
             match self.spokes.get(c) {
-                Some(k) => k.apply(kustomization("flux-system", "flux-system", ok, &r, &r, 1, 1)),
+                Some(k) => k.apply(kustomization(
+                    "flux-system",
+                    "flux-system",
+                    ok,
+                    &r,
+                    &r,
+                    1,
+                    1,
+                )),
                 None => self
                     .hub
                     .apply(kustomization(c, &format!("{c}-apps"), ok, &r, &r, 1, 1)),
@@ -235,7 +246,13 @@ fn flux_ready_is_not_enough_while_the_upgrade_itself_runs() {
 
     // Flux applied the merge everywhere, but CAPI and Kamaji are still upgrading.
     rig.flux_at(&rig.head());
-    hub_objects(&rig.hub, "v1.33.5", true, ("v1.32.4", "Upgrading"), "v1.32.4");
+    hub_objects(
+        &rig.hub,
+        "v1.33.5",
+        true,
+        ("v1.32.4", "Upgrading"),
+        "v1.32.4",
+    );
     rig.tick(at(10));
     let st = rig.state();
     assert_eq!(st.waves[0].steps[0].status, StepStatus::Merged, "{st:?}");
@@ -245,19 +262,32 @@ fn flux_ready_is_not_enough_while_the_upgrade_itself_runs() {
         status.contains("TopologyReconciled False ClusterUpgrading"),
         "{status}"
     );
-    assert!(status.contains("version status Upgrading"), "{status}");
+    assert!(
+        status.contains("at v1.32.4, upgrading to v1.33.5"),
+        "{status}"
+    );
 
     // Control planes done; the Kamaji cluster's apiserver answers v1.33.5, so it converged.
     // The topology cluster's step sets the whole cluster: its kubelets still lag.
     hub_objects(&rig.hub, "v1.33.5", false, ("v1.33.5", "Ready"), "v1.32.4");
-    rig.spoke("stg-kamaji-01", "v1.33.5", &["v1.32.4", "v1.32.4", "v1.32.4"], 1);
-    rig.spoke("dev-canary-01", "v1.33.5", &["v1.33.5", "v1.32.4", "v1.32.4"], 1);
+    rig.spoke(
+        "stg-kamaji-01",
+        "v1.33.5",
+        &["v1.32.4", "v1.32.4", "v1.32.4"],
+        1,
+    );
+    rig.spoke(
+        "dev-canary-01",
+        "v1.33.5",
+        &["v1.33.5", "v1.32.4", "v1.32.4"],
+        1,
+    );
     rig.tick(at(20));
     let st = rig.state();
     let conv = &st.waves[0].steps[0].converged;
     assert!(conv.contains_key("stg-kamaji-01"), "{st:?}");
     assert!(!conv.contains_key("dev-canary-01"), "{st:?}");
-    let (_, status) = rig.run(&["status", "--output", "json"], at(20));
+    let (_, status, _) = rig.run_split(&["status", "--output", "json"], at(20));
     let doc: Value = serde_json::from_str(&status).expect(&status);
     let row = doc["clusters"]
         .as_array()
@@ -334,9 +364,7 @@ impl FakeProm {
             "/api/v1/alerts",
             axum::routing::get(move || {
                 let alerts = shared.lock().unwrap().clone();
-                async move {
-                    axum::Json(json!({"status": "success", "data": {"alerts": alerts}}))
-                }
+                async move { axum::Json(json!({"status": "success", "data": {"alerts": alerts}})) }
             }),
         );
         rt.spawn(async move { axum::serve(listener, app).await });
@@ -366,7 +394,9 @@ fn an_alert_firing_mid_soak_fails_the_wave() {
     let rig = Rig::new(
         "gitops-base",
         move |t| {
-            let at = t.find("      automated: true\n").expect("canary validation");
+            let at = t
+                .find("      automated: true\n")
+                .expect("canary validation");
             let end = at + "      automated: true\n".len();
             format!(
                 "{}    gates:\n    - type: prometheus\n      url: {url}\n{}",
@@ -381,7 +411,10 @@ fn an_alert_firing_mid_soak_fails_the_wave() {
     rig.flux_at(&rig.head());
     let mut m = 0;
     // Step by step until the canary soaks (each step: open, merge, record, converge).
-    while rig.state_or_none().is_none_or(|s| s.waves[0].status != WaveStatus::Soaking) {
+    while rig
+        .state_or_none()
+        .is_none_or(|s| s.waves[0].status != WaveStatus::Soaking)
+    {
         assert!(m < 60, "canary never soaked: {:?}", rig.state_or_none());
         rig.tick(at(m));
         rig.flux_at(&rig.head());
@@ -441,4 +474,87 @@ impl Rig {
             .unwrap(),
         )
     }
+}
+
+/// The sum of `fleetwave_ticks_total` samples in a /metrics text.
+fn ticks(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("fleetwave_ticks_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn serve_ticks_when_a_watched_object_changes() {
+    use std::io::BufRead;
+    let rig = Rig::new("gitops-base", |t| t, false);
+    rig.flux_at(&rig.head());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["serve", "--clusters", "kube", "--kube-context", "hub"])
+        .args(["--listen", "127.0.0.1:0", "--interval", "3600"])
+        .args(["--remote", rig.remote.to_str().unwrap()])
+        .args(["--plan", "plans/demo.yaml"])
+        .args([
+            "--cache",
+            rig.dir.path().join("serve-cache.git").to_str().unwrap(),
+        ])
+        .env("KUBECONFIG", &rig.kubeconfig)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("fleetwave serve: listening on ") {
+            break a.to_string();
+        }
+    };
+    // Keep reading stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let metrics = || {
+        rt.block_on(async {
+            match reqwest::get(format!("http://{addr}/metrics")).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        })
+    };
+    let wait_for = |what: &str, cond: &dyn Fn(u64) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let n = ticks(&metrics());
+            if cond(n) {
+                return n;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: ticks {n}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let first = wait_for("the first tick", &|n| n >= 1);
+    // The interval is an hour: only the watch event can cause the next tick.
+    rig.hub.apply(kustomization(
+        "dev-canary-01",
+        "dev-canary-01-apps",
+        ("False", "HealthCheckFailed"),
+        "main@sha1:0000000000000000000000000000000000000000",
+        "main@sha1:0000000000000000000000000000000000000000",
+        2,
+        2,
+    ));
+    let t = std::time::Instant::now();
+    wait_for("a tick after the watch event", &|n| n > first);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -135,6 +135,9 @@ pub struct Targets {
     pub spokes: Vec<(String, kube::Client)>,
     /// How often each spoke's `/version` is read.
     pub version_every: Duration,
+    /// Clusters whose own context could not be set up, and why: observed from the hub only,
+    /// with the reason shown while they are waited for.
+    pub unreachable: BTreeMap<String, String>,
 }
 
 /// Watcher bookkeeping, shared with the task that drives one watch stream.
@@ -234,6 +237,7 @@ struct Spoke {
 pub struct KubeSource {
     hub: Vec<Watch>,
     spokes: Vec<Spoke>,
+    unreachable: BTreeMap<String, String>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -247,6 +251,7 @@ impl KubeSource {
             hub_kinds: Vec::new(),
             spokes: Vec::new(),
             version_every: Duration::from_secs(30),
+            unreachable: BTreeMap::new(),
         })
         .await
     }
@@ -315,6 +320,7 @@ impl KubeSource {
         Ok(KubeSource {
             hub,
             spokes,
+            unreachable: targets.unreachable,
             changed,
         })
     }
@@ -472,8 +478,9 @@ async fn drive<S>(
             }
             // The reflector has applied the event before yielding it, so the store is full.
             Some(Ok(watcher::Event::InitDone)) => {
-                counters.listed.send_replace(true);
+                // Bump first: whoever waits for `listed` then sees no change left over.
                 changed.send_modify(|n| *n += 1);
+                counters.listed.send_replace(true);
             }
             Some(Ok(watcher::Event::InitApply(_))) => {}
             Some(Ok(_)) => changed.send_modify(|n| *n += 1),
@@ -606,6 +613,11 @@ impl ClusterSource for KubeSource {
                 None => {}
             }
         }
+        for (c, why) in &self.unreachable {
+            if let Some(&i) = index.get(c.as_str()) {
+                out[i].upgrade_in_progress = Some(format!("cluster not observable: {why}"));
+            }
+        }
         // The stores' order is arbitrary; keep observations deterministic.
         for o in &mut out {
             o.kustomizations
@@ -720,6 +732,8 @@ pub fn status_of(obj: &DynamicObject) -> KustomizationStatus {
         conditions,
         last_applied_revision: text(field("lastAppliedRevision")).filter(|s| !s.is_empty()),
         last_attempted_revision: text(field("lastAttemptedRevision")).filter(|s| !s.is_empty()),
+        last_applied_origin_revision: text(field("lastAppliedOriginRevision"))
+            .filter(|s| !s.is_empty()),
     }
 }
 

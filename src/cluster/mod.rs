@@ -47,6 +47,10 @@ pub struct KustomizationStatus {
     pub conditions: Vec<Condition>,
     pub last_applied_revision: Option<String>,
     pub last_attempted_revision: Option<String>,
+    /// For OCI sources: the Git revision the applied artifact was built from
+    /// (`status.lastAppliedOriginRevision`, e.g. `main@sha1:<hex>`).
+    #[serde(default)]
+    pub last_applied_origin_revision: Option<String>,
 }
 
 impl KustomizationStatus {
@@ -133,11 +137,17 @@ pub fn convergence(
     }
     for k in &obs.kustomizations {
         let id = format!("Kustomization {}/{}", k.namespace, k.name);
-        let applied = k.last_applied_revision.as_deref().and_then(revision_hash);
-        let attempted = k.last_attempted_revision.as_deref().and_then(revision_hash);
         let at_target = |h: Option<&str>| h.is_some_and(|h| descends(h, target));
+        // An OCI artifact's digest never names the Git commit; its origin revision does.
+        let origin = k
+            .last_applied_origin_revision
+            .as_deref()
+            .and_then(revision_hash);
+        let applied = at_target(k.last_applied_revision.as_deref().and_then(revision_hash))
+            || at_target(origin);
+        let attempted = k.last_attempted_revision.as_deref().and_then(revision_hash);
         let ready = k.condition("Ready");
-        if at_target(attempted) && !at_target(applied) {
+        if at_target(attempted) && !applied {
             if let Some(r) = ready.filter(|r| r.status == "False") {
                 return Convergence::Failed(
                     format!(
@@ -163,8 +173,21 @@ pub fn convergence(
                 k.generation
             ));
         }
-        if !at_target(applied) {
+        if !applied {
             return Convergence::Waiting(format!("{id} has not applied the merged revision yet"));
+        }
+        // Applied, then its health checks failed (kustomize-controller keeps retrying, so
+        // Reconciling may be True too): the revision is bad, not on its way.
+        let health_failed = k
+            .condition("Healthy")
+            .filter(|h| h.status == "False")
+            .or_else(|| ready.filter(|r| r.status == "False" && r.reason == "HealthCheckFailed"));
+        if let Some(h) = health_failed {
+            return Convergence::Failed(
+                format!("{id} is unhealthy: {} {}", h.reason, h.message)
+                    .trim_end()
+                    .to_string(),
+            );
         }
         if k.condition("Reconciling")
             .is_some_and(|c| c.status == "True")
@@ -249,6 +272,7 @@ mod tests {
             )],
             last_applied_revision: Some(format!("main@sha1:{X}")),
             last_attempted_revision: Some(format!("main@sha1:{X}")),
+            last_applied_origin_revision: None,
         }
     }
 
@@ -333,6 +357,22 @@ mod tests {
         // A tag revision is parsed too.
         let mut k = ks();
         k.last_applied_revision = Some(format!("2026.01@sha1:{X}"));
+        assert_eq!(c(k), Convergence::Converged);
+        // Applied, then degraded: Flux retries (Reconciling True) with Ready False
+        // HealthCheckFailed and Healthy False at the merge commit. That is a failure.
+        let mut k = ks();
+        k.conditions = vec![
+            Condition::new("Ready", "False", "HealthCheckFailed", "timeout"),
+            Condition::new("Healthy", "False", "HealthCheckFailed", "timeout"),
+            Condition::new("Reconciling", "True", "ProgressingWithRetry", ""),
+        ];
+        assert!(matches!(c(k), Convergence::Failed(r) if r.contains("unhealthy")));
+        // OCI source: the digest is not the commit; the origin revision is.
+        let mut k = ks();
+        k.last_applied_revision = Some("latest@sha256:abcdef0123456789".into());
+        k.last_attempted_revision = k.last_applied_revision.clone();
+        assert!(matches!(c(k.clone()), Convergence::Waiting(_)));
+        k.last_applied_origin_revision = Some(format!("main@sha1:{Y}"));
         assert_eq!(c(k), Convergence::Converged);
         // Upgrade still running.
         let mut o = obs(ks());

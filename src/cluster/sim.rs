@@ -118,6 +118,7 @@ impl SimFlux {
             return ClusterObservation {
                 kustomizations: vec![ks],
                 gates,
+                pod_restarts: Some(0),
                 ..Default::default()
             };
         };
@@ -178,6 +179,8 @@ impl SimFlux {
         ClusterObservation {
             kustomizations: vec![ks],
             gates,
+            // Pods in the simulation never restart.
+            pod_restarts: Some(0),
             ..Default::default()
         }
     }

@@ -95,10 +95,11 @@ fn cond_text(c: &Value) -> String {
         .join(" ")
 }
 
-/// `metadata.generation` not yet observed by the controller.
+/// `metadata.generation` not yet observed by the controller. Only where the controller
+/// reports `status.observedGeneration` (older Kamaji releases do not).
 fn generation_lag(obj: &Value) -> Option<String> {
     let generation = int(obj, "/metadata/generation")?;
-    let observed = int(obj, "/status/observedGeneration").unwrap_or(0);
+    let observed = int(obj, "/status/observedGeneration")?;
     (observed < generation).then(|| format!("controller has not observed generation {generation}"))
 }
 

@@ -403,10 +403,10 @@ impl FakeKube {
 
     /// Create or replace an object of any served kind, keyed by (resource, namespace, name);
     /// the resource comes from `apiVersion` + `kind` (panics if the fake does not serve it).
-    /// Assigns the next resourceVersion and emits ADDED or MODIFIED; returns that
-    /// resourceVersion. `metadata.generation` is kept as given. A namespaced object without a
+    /// Assigns the next resourceVersion (see [`FakeKube::resource_version`]) and emits ADDED or
+    /// MODIFIED. `metadata.generation` is kept as given. A namespaced object without a
     /// namespace goes to "default"; a cluster-scoped one loses any namespace.
-    pub fn apply(&self, mut obj: Value) -> u64 {
+    pub fn apply(&self, mut obj: Value) {
         let api_version = obj
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -434,7 +434,7 @@ impl FakeKube {
             meta.remove("namespace");
             String::new()
         };
-        let rv = {
+        {
             let mut st = lock(&self.shared.state);
             st.rv += 1;
             let rv = st.rv;
@@ -465,10 +465,8 @@ impl FakeKube {
                 object: obj,
                 previous,
             });
-            rv
-        };
+        }
         self.shared.changed.send_modify(|v| *v += 1);
-        rv
     }
 
     /// Apply every `*.json` file in `dir` (sorted by file name); each holds one object or
@@ -732,21 +730,6 @@ fn capi_condition(type_: &str, status: &str, reason: &str, message: &str) -> Val
         c["message"] = json!(message);
     }
     c
-}
-
-fn put(obj: &mut Value, ptr: &str, v: Value) {
-    let mut cur = obj;
-    for seg in ptr.trim_start_matches('/').split('/') {
-        if !cur.is_object() {
-            *cur = json!({});
-        }
-        cur = cur
-            .as_object_mut()
-            .expect("object")
-            .entry(seg)
-            .or_insert(Value::Null);
-    }
-    *cur = v;
 }
 
 /// A flux-system GitRepository whose artifact is at `revision` (e.g. `main@sha1:<hex>`).
@@ -1112,11 +1095,7 @@ pub fn node(name: &str, ready: bool, kubelet_version: &str, control_plane: bool)
         },
     });
     if control_plane {
-        put(
-            &mut obj,
-            "/metadata/labels/node-role.kubernetes.io~1control-plane",
-            json!(""),
-        );
+        obj["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = json!("");
         obj["spec"]["taints"] = json!([{"key": "node-role.kubernetes.io/control-plane",
                                         "effect": "NoSchedule"}]);
     }
