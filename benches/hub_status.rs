@@ -65,7 +65,7 @@ fn main() {
         ));
         fake.apply(kcp(
             c,
-            &format!("{c}-control-plane"),
+            &format!("{c}-cp"),
             "v1.32.4",
             "v1.32.4",
             3,

@@ -462,3 +462,254 @@ fn reconcile_gates_on_the_hub_kustomizations() {
     assert_eq!(st.waves[0].steps[0].status, StepStatus::Converged, "{st:?}");
     assert_eq!(st.waves[0].status, WaveStatus::Soaking);
 }
+
+/// A hub watching Flux plus every upgrade kind.
+async fn started_with_kinds(fake: &FakeKube) -> KubeSource {
+    use fleetwave::cluster::kube::{Targets, upgrade_kinds};
+    let src = KubeSource::start_with(Targets {
+        hub: Some(fake.client()),
+        hub_kinds: upgrade_kinds(),
+        spokes: Vec::new(),
+        version_every: Duration::from_secs(30),
+        unreachable: BTreeMap::new(),
+    })
+    .await
+    .expect("start");
+    src.ready(DEADLINE).await.expect("ready");
+    src
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_kinds_are_listed_and_watched_once_each_and_mapped_to_clusters() {
+    use common::fake_kube::{
+        capi_cluster, cluster_deployment, kcp, machine_deployment, tenant_control_plane,
+    };
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    // CAPI: a KCP found through its owner Cluster (its namespace holds several clusters).
+    fake.apply(capi_cluster(
+        "capi",
+        "a",
+        "v1.33.5",
+        Some(("True", "ReconcileSucceeded")),
+    ));
+    let mut cp = kcp("capi", "a-cp", "v1.33.5", "v1.32.4", 3, 1, 3, 2, 2);
+    cp["metadata"]["labels"] = serde_json::json!({});
+    fake.apply(cp);
+    fake.apply(machine_deployment(
+        "capi", "a-md-0", "a", "v1.33.5", 3, 3, 3,
+    ));
+    // Kamaji and k0rdent: by object name.
+    fake.apply(tenant_control_plane(
+        "tenants", "b", "v1.33.5", "v1.33.5", "Ready",
+    ));
+    fake.apply(cluster_deployment("kcm", "c", "aws-1-0-43", "v1.33.5", ok));
+    for c in ["a", "b", "c"] {
+        fake.apply(kustomization(c, "apps", ok, &rev(X), &rev(X), 1, 1));
+    }
+    let src = started_with_kinds(&fake).await;
+    assert!(src.absent_kinds().contains(&"K0sControlPlane".to_string()));
+    let obs = src
+        .observe(&names(&["a", "b", "c"]), Utc::now())
+        .await
+        .unwrap();
+    let kinds =
+        |c: &str| -> Vec<String> { obs[c].components.iter().map(|k| k.kind.clone()).collect() };
+    assert_eq!(
+        kinds("a"),
+        ["Cluster", "KubeadmControlPlane", "MachineDeployment"],
+        "{obs:#?}"
+    );
+    assert_eq!(kinds("b"), ["TenantControlPlane"]);
+    assert_eq!(kinds("c"), ["ClusterDeployment"]);
+    // Flux is Ready at X everywhere, but a's control plane is still rolling.
+    let up = obs["a"].upgrade_in_progress.as_deref().unwrap_or_default();
+    assert!(
+        up.contains("KubeadmControlPlane capi/a-cp: at v1.32.4"),
+        "{up}"
+    );
+    assert!(matches!(
+        convergence(&obs["a"], X, &same),
+        Convergence::Waiting(_)
+    ));
+    assert_eq!(convergence(&obs["b"], X, &same), Convergence::Converged);
+    assert_eq!(convergence(&obs["c"], X, &same), Convergence::Converged);
+
+    // One list and one watch per kind, then nothing per tick.
+    wait_until("every watch to open", || {
+        [
+            "clusters",
+            "kubeadmcontrolplanes",
+            "machinedeployments",
+            "tenantcontrolplanes",
+            "clusterdeployments",
+        ]
+        .iter()
+        .all(|k| fake.count_kind(k, "WATCH") >= 1)
+    })
+    .await;
+    let before = fake.requests();
+    for _ in 0..20 {
+        src.observe(&names(&["a", "b", "c"]), Utc::now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(fake.requests(), before, "{:#?}", fake.request_log());
+    for k in [
+        "clusters",
+        "kubeadmcontrolplanes",
+        "machinedeployments",
+        "tenantcontrolplanes",
+        "clusterdeployments",
+    ] {
+        assert_eq!(
+            fake.count_kind(k, "LIST"),
+            1,
+            "{k}: {:#?}",
+            fake.request_log()
+        );
+        assert_eq!(
+            fake.count_kind(k, "WATCH"),
+            1,
+            "{k}: {:#?}",
+            fake.request_log()
+        );
+        assert_eq!(fake.count_kind(k, "GET"), 0, "{k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_the_hub_does_not_serve_is_skipped() {
+    let fake = FakeKube::start_hiding(&["tenantcontrolplanes", "clusterdeployments"]);
+    let ok = ("True", "ReconciliationSucceeded");
+    fake.apply(kustomization("a", "apps", ok, &rev(X), &rev(X), 1, 1));
+    let src = started_with_kinds(&fake).await;
+    let absent = src.absent_kinds();
+    assert!(
+        absent.contains(&"TenantControlPlane".to_string()),
+        "{absent:?}"
+    );
+    assert!(
+        absent.contains(&"ClusterDeployment".to_string()),
+        "{absent:?}"
+    );
+    let obs = src.observe(&names(&["a"]), Utc::now()).await.unwrap();
+    assert_eq!(convergence(&obs["a"], X, &same), Convergence::Converged);
+    // Not retried: a missing CRD is not an error to hammer the API server with.
+    assert_eq!(fake.count_kind("tenantcontrolplanes", "LIST"), 1);
+    assert_eq!(src.errors(), 0, "{:?}", src.last_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_on_the_control_plane_watch_does_not_lose_the_upgrade_finishing() {
+    use common::fake_kube::kcp;
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    fake.apply(kustomization("a", "apps", ok, &rev(X), &rev(X), 1, 1));
+    fake.apply(kcp("a", "a-cp", "v1.33.5", "v1.32.4", 3, 1, 3, 2, 2));
+    let src = started_with_kinds(&fake).await;
+    wait_until("the KCP watch to open", || {
+        fake.count_kind("kubeadmcontrolplanes", "WATCH") >= 1
+    })
+    .await;
+    let lists = src.lists();
+    // History is compacted and, before the watcher reconnects, the rollout finishes.
+    fake.compact();
+    fake.apply(kcp("a", "a-cp", "v1.33.5", "v1.33.5", 3, 3, 3, 2, 2));
+    let obs = observe_until(&src, &["a"], |o| o["a"].upgrade_in_progress.is_none()).await;
+    assert_eq!(convergence(&obs["a"], X, &same), Convergence::Converged);
+    assert!(src.lists() > lists, "the 410 forced a relist");
+    assert!(
+        fake.request_log()
+            .iter()
+            .filter(|l| l.starts_with("LIST kubeadmcontrolplanes"))
+            .count()
+            >= 2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_cluster_contexts_read_flux_nodes_pods_and_the_apiserver_version() {
+    use common::fake_kube::{node, pod};
+    use fleetwave::cluster::kube::Targets;
+    let (a, b) = (FakeKube::start(), FakeKube::start());
+    let ok = ("True", "ReconciliationSucceeded");
+    for k in [&a, &b] {
+        k.apply(kustomization(
+            "flux-system",
+            "flux-system",
+            ok,
+            &rev(X),
+            &rev(X),
+            1,
+            1,
+        ));
+        // Not Flux's own namespace: someone else's Kustomization, ignored.
+        k.apply(kustomization(
+            "team-x",
+            "broken",
+            ("False", "BuildFailed"),
+            "",
+            "",
+            1,
+            1,
+        ));
+    }
+    a.set_version("v1.33.5");
+    b.set_version("v1.32.4");
+    a.apply(node("a-0", true, "v1.33.5", true));
+    a.apply(node("a-1", false, "v1.33.5", false));
+    a.apply(pod("default", "web-0", 2));
+    a.apply(pod("kube-system", "dns-0", 3));
+    let src = KubeSource::start_with(Targets {
+        hub: None,
+        hub_kinds: Vec::new(),
+        spokes: vec![("a".into(), a.client()), ("b".into(), b.client())],
+        version_every: Duration::from_secs(30),
+        unreachable: BTreeMap::from([("c".to_string(), "no context ctx-c".to_string())]),
+    })
+    .await
+    .unwrap();
+    src.ready(DEADLINE).await.unwrap();
+    let obs = observe_until(&src, &["a", "b", "c"], |o| {
+        ["a", "b"]
+            .iter()
+            .all(|c| o[*c].components.iter().any(|k| k.kind == "apiserver"))
+    })
+    .await;
+    let na = obs["a"].nodes.as_ref().unwrap();
+    assert_eq!((na.total, na.ready), (2, 1));
+    assert_eq!(na.not_ready, ["a-1"]);
+    assert_eq!(obs["a"].pod_restarts, Some(5));
+    assert_eq!(obs["b"].pod_restarts, Some(0));
+    assert_eq!(
+        obs["a"].kustomizations.len(),
+        1,
+        "only flux-system is watched"
+    );
+    assert_eq!(convergence(&obs["a"], X, &same), Convergence::Converged);
+    let api = |c: &str| {
+        obs[c]
+            .components
+            .iter()
+            .find(|k| k.kind == "apiserver")
+            .and_then(|k| k.running.clone())
+    };
+    assert_eq!(api("a").as_deref(), Some("v1.33.5"));
+    assert_eq!(api("b").as_deref(), Some("v1.32.4"));
+    // A cluster without a context waits, saying why.
+    let c = &obs["c"];
+    assert!(
+        matches!(convergence(c, X, &same), Convergence::Waiting(r) if r.contains("no context ctx-c"))
+    );
+    // Scoped watches: Kustomizations only in flux-system, on each spoke.
+    assert!(
+        a.request_log()
+            .iter()
+            .any(|l| l.starts_with("LIST flux-system")),
+        "{:#?}",
+        a.request_log()
+    );
+    assert_eq!(a.count_kind("nodes", "LIST"), 1);
+    assert_eq!(a.count_kind("pods", "LIST"), 1);
+}

@@ -109,6 +109,13 @@ pub fn upgrade_kinds() -> Vec<Kind> {
             true,
         ),
         Kind::new(
+            "controlplane.cluster.x-k8s.io",
+            "v1beta1",
+            "K0sControlPlane",
+            "k0scontrolplanes",
+            true,
+        ),
+        Kind::new(
             "kamaji.clastix.io",
             "v1alpha1",
             "TenantControlPlane",
@@ -637,7 +644,7 @@ impl ClusterSource for KubeSource {
 }
 
 /// The clusters an upgrade-reporting object belongs to: its namespace, the fleetwave or CAPI
-/// cluster-name label, `spec.clusterName`, and for per-cluster kinds (CAPI `Cluster`, Kamaji
+/// cluster-name label, `spec.clusterName`, an owning CAPI `Cluster`, and for per-cluster kinds (CAPI `Cluster`, Kamaji
 /// `TenantControlPlane`, k0rdent `ClusterDeployment`) its own name.
 pub fn upgrade_owners(obj: &DynamicObject) -> BTreeSet<&str> {
     let mut out = BTreeSet::new();
@@ -659,6 +666,11 @@ pub fn upgrade_owners(obj: &DynamicObject) -> BTreeSet<&str> {
         .filter(nonempty)
     {
         out.insert(c);
+    }
+    for o in obj.metadata.owner_references.iter().flatten() {
+        if o.kind == "Cluster" && o.api_version.starts_with("cluster.x-k8s.io/") {
+            out.insert(o.name.as_str());
+        }
     }
     let kind = obj.types.as_ref().map_or("", |t| t.kind.as_str());
     if matches!(kind, "Cluster" | "TenantControlPlane" | "ClusterDeployment") {

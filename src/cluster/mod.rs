@@ -133,7 +133,14 @@ pub fn convergence(
     descends: &dyn Fn(&str, &str) -> bool,
 ) -> Convergence {
     if obs.kustomizations.is_empty() {
-        return Convergence::Waiting("no Flux Kustomization observed for this cluster".into());
+        let why = obs
+            .upgrade_in_progress
+            .as_ref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        return Convergence::Waiting(format!(
+            "no Flux Kustomization observed for this cluster{why}"
+        ));
     }
     for k in &obs.kustomizations {
         let id = format!("Kustomization {}/{}", k.namespace, k.name);
