@@ -1117,6 +1117,7 @@ spec:
                 last_applied_revision: Some(format!("main@sha1:{at}")),
                 last_attempted_revision: Some(format!("main@sha1:{at}")),
                 last_applied_origin_revision: None,
+                source: None,
             }],
             gates: vec![GateResult {
                 gate: "prometheus".into(),
@@ -1628,6 +1629,7 @@ mod tests_support {
                 last_applied_revision: Some(format!("main@sha1:{at}")),
                 last_attempted_revision: Some(format!("main@sha1:{at}")),
                 last_applied_origin_revision: None,
+                source: None,
             }],
             gates: vec![GateResult {
                 gate: "prometheus".into(),

@@ -327,7 +327,7 @@ impl crate::cluster::ClusterSource for Source<'_> {
 /// upgrades) and, with `--cluster-context`, one context per cluster. Waits for every first
 /// list. Call inside a runtime whose workers keep running between ticks.
 async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, String> {
-    use crate::cluster::kube::{KubeConfigSel, Targets, client, upgrade_kinds};
+    use crate::cluster::kube::{KubeConfigSel, Targets, client, source_kinds, upgrade_kinds};
     let hub = match (&w.cluster_context, &w.kube_context) {
         (Some(_), None) => None,
         (_, ctx) => Some(
@@ -371,7 +371,7 @@ async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, S
     }
     let src = KubeSource::start_with(Targets {
         hub,
-        hub_kinds: upgrade_kinds(),
+        hub_kinds: source_kinds().into_iter().chain(upgrade_kinds()).collect(),
         spokes,
         version_every: std::time::Duration::from_secs(30),
         unreachable,

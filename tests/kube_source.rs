@@ -713,3 +713,73 @@ async fn per_cluster_contexts_read_flux_nodes_pods_and_the_apiserver_version() {
     assert_eq!(a.count_kind("nodes", "LIST"), 1);
     assert_eq!(a.count_kind("pods", "LIST"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kustomization_waiting_on_its_source_says_so() {
+    use common::fake_kube::git_repository;
+    use fleetwave::cluster::kube::{Targets, source_kinds};
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    let mut ks = kustomization("a", "apps", ok, &rev(OLD), &rev(OLD), 1, 1);
+    ks["spec"]["sourceRef"] = serde_json::json!({"kind": "GitRepository", "name": "fleet"});
+    fake.apply(ks);
+    fake.apply(git_repository(
+        "a",
+        "fleet",
+        "https://example.invalid/fleet.git",
+        &rev(OLD),
+    ));
+    let src = KubeSource::start_with(Targets {
+        hub: Some(fake.client()),
+        hub_kinds: source_kinds(),
+        spokes: Vec::new(),
+        version_every: Duration::from_secs(30),
+        unreachable: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    src.ready(DEADLINE).await.unwrap();
+    let why = |o: &BTreeMap<String, ClusterObservation>| match convergence(&o["a"], X, &same) {
+        Convergence::Waiting(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let obs = src.observe(&names(&["a"]), Utc::now()).await.unwrap();
+    assert!(
+        why(&obs).contains("source GitRepository a/fleet is at main@sha1:0000"),
+        "{}",
+        why(&obs)
+    );
+    // The source fetched the merge commit; the Kustomization has not applied it yet.
+    fake.apply(git_repository(
+        "a",
+        "fleet",
+        "https://example.invalid/fleet.git",
+        &rev(X),
+    ));
+    let obs = observe_until(&src, &["a"], |o| {
+        o["a"].kustomizations[0]
+            .source
+            .as_ref()
+            .is_some_and(|s| s.revision.as_deref() == Some(rev(X).as_str()))
+    })
+    .await;
+    assert!(why(&obs).contains("has fetched it"), "{}", why(&obs));
+    // The source cannot fetch at all: that is the reason shown.
+    let mut broken = git_repository("a", "fleet", "https://example.invalid/fleet.git", &rev(OLD));
+    broken["status"]["conditions"][0] = serde_json::json!({"type": "Ready", "status": "False",
+        "reason": "GitOperationFailed", "message": "authentication required"});
+    fake.apply(broken);
+    let obs = observe_until(&src, &["a"], |o| {
+        o["a"].kustomizations[0]
+            .source
+            .as_ref()
+            .and_then(|s| s.ready.as_ref())
+            .is_some_and(|r| r.status == "False")
+    })
+    .await;
+    assert!(
+        why(&obs).contains("not Ready: GitOperationFailed authentication required"),
+        "{}",
+        why(&obs)
+    );
+}

@@ -23,7 +23,9 @@ use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
-use super::{ClusterError, ClusterObservation, ClusterSource, Condition, KustomizationStatus};
+use super::{
+    ClusterError, ClusterObservation, ClusterSource, Condition, KustomizationStatus, SourceStatus,
+};
 
 /// Label that assigns a hub Kustomization to a cluster explicitly.
 pub const CLUSTER_LABEL: &str = "fleetwave.io/cluster";
@@ -132,6 +134,26 @@ pub fn upgrade_kinds() -> Vec<Kind> {
     ]
 }
 
+/// Flux sources, watched to explain a Kustomization that has not applied a commit yet.
+pub fn source_kinds() -> Vec<Kind> {
+    vec![
+        Kind::new(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "GitRepository",
+            "gitrepositories",
+            true,
+        ),
+        Kind::new(
+            "source.toolkit.fluxcd.io",
+            "v1beta2",
+            "OCIRepository",
+            "ocirepositories",
+            true,
+        ),
+    ]
+}
+
 /// What a [`KubeSource`] watches.
 pub struct Targets {
     /// The hub: Flux Kustomizations in all namespaces (hub mode), plus `hub_kinds`.
@@ -232,6 +254,8 @@ impl Watch {
 struct Spoke {
     cluster: String,
     kustomizations: Watch,
+    /// GitRepositories and OCIRepositories in `flux-system`.
+    sources: Vec<Watch>,
     nodes: Watch,
     pods: Watch,
     /// The apiserver's `gitVersion`, or why it could not be read.
@@ -315,8 +339,17 @@ impl KubeSource {
                 targets.version_every,
                 changed.clone(),
             ));
+            let sources = source_kinds()
+                .into_iter()
+                .map(|mut k| {
+                    k.namespace = Some("flux-system".into());
+                    let what = k.resource.plural.clone();
+                    w(&k, &what)
+                })
+                .collect();
             spokes.push(Spoke {
                 kustomizations: w(&flux, "Kustomizations"),
+                sources,
                 nodes: w(&core("Node", "nodes"), "Nodes"),
                 pods: w(&core("Pod", "pods"), "Pods"),
                 cluster,
@@ -333,11 +366,11 @@ impl KubeSource {
     }
 
     fn watches(&self) -> impl Iterator<Item = &Watch> {
-        self.hub.iter().chain(
-            self.spokes
-                .iter()
-                .flat_map(|s| [&s.kustomizations, &s.nodes, &s.pods]),
-        )
+        self.hub.iter().chain(self.spokes.iter().flat_map(|s| {
+            [&s.kustomizations, &s.nodes, &s.pods]
+                .into_iter()
+                .chain(&s.sources)
+        }))
     }
 
     /// Wait until every watch has had its first list (or found its optional kind absent),
@@ -540,8 +573,10 @@ impl ClusterSource for KubeSource {
             .collect();
         let mut out: Vec<ClusterObservation> = vec![ClusterObservation::default(); clusters.len()];
         if let Some((flux, kinds)) = self.hub.split_first() {
+            let sources = source_index(kinds);
             for obj in flux.store.state() {
-                let status = status_of(&obj);
+                let mut status = status_of(&obj);
+                attach_source(&mut status, &sources);
                 for o in owners(&obj) {
                     if let Some(&i) = index.get(o) {
                         out[i].kustomizations.push(status.clone());
@@ -592,8 +627,13 @@ impl ClusterSource for KubeSource {
                 continue;
             };
             let o = &mut out[i];
+            let sources = source_index(&s.sources);
             o.kustomizations
-                .extend(s.kustomizations.store.state().iter().map(|k| status_of(k)));
+                .extend(s.kustomizations.store.state().iter().map(|k| {
+                    let mut st = status_of(k);
+                    attach_source(&mut st, &sources);
+                    st
+                }));
             let nodes: Vec<Value> = s
                 .nodes
                 .store
@@ -640,6 +680,61 @@ impl ClusterSource for KubeSource {
             }
         }
         Ok(clusters.iter().cloned().zip(out).collect())
+    }
+}
+
+type SourceKey = (String, String, String);
+
+/// Flux sources in these watches by (kind, namespace, name).
+fn source_index(watches: &[Watch]) -> HashMap<SourceKey, SourceStatus> {
+    let mut out = HashMap::new();
+    for w in watches
+        .iter()
+        .filter(|w| w.kind == "GitRepository" || w.kind == "OCIRepository")
+    {
+        for obj in w.store.state() {
+            let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let ready = obj
+                .data
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                })
+                .map(|c| {
+                    let f = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    Condition {
+                        type_: "Ready".into(),
+                        status: f("status"),
+                        reason: f("reason"),
+                        message: f("message"),
+                    }
+                });
+            let src = SourceStatus {
+                kind: w.kind.clone(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                revision: obj
+                    .data
+                    .pointer("/status/artifact/revision")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                ready,
+            };
+            out.insert((w.kind.clone(), ns, name), src);
+        }
+    }
+    out
+}
+
+/// Fill in the source of a Kustomization from the index, when it is there.
+fn attach_source(k: &mut KustomizationStatus, sources: &HashMap<SourceKey, SourceStatus>) {
+    if let Some(r) = k.source.take() {
+        k.source = sources
+            .get(&(r.kind.clone(), r.namespace.clone(), r.name.clone()))
+            .cloned();
     }
 }
 
@@ -746,6 +841,16 @@ pub fn status_of(obj: &DynamicObject) -> KustomizationStatus {
         last_attempted_revision: text(field("lastAttemptedRevision")).filter(|s| !s.is_empty()),
         last_applied_origin_revision: text(field("lastAppliedOriginRevision"))
             .filter(|s| !s.is_empty()),
+        // Only the reference; the source's status is attached from its own watch.
+        source: obj.data.pointer("/spec/sourceRef").map(|r| SourceStatus {
+            kind: text(r.get("kind")).unwrap_or_default(),
+            namespace: text(r.get("namespace"))
+                .or_else(|| obj.metadata.namespace.clone())
+                .unwrap_or_default(),
+            name: text(r.get("name")).unwrap_or_default(),
+            revision: None,
+            ready: None,
+        }),
     }
 }
 

@@ -51,6 +51,23 @@ pub struct KustomizationStatus {
     /// (`status.lastAppliedOriginRevision`, e.g. `main@sha1:<hex>`).
     #[serde(default)]
     pub last_applied_origin_revision: Option<String>,
+    /// The GitRepository / OCIRepository it applies from, when observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceStatus>,
+}
+
+/// A Flux source (`spec.sourceRef` of a Kustomization) and its stored artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `status.artifact.revision`: what the source controller has fetched.
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub ready: Option<Condition>,
 }
 
 impl KustomizationStatus {
@@ -181,7 +198,10 @@ pub fn convergence(
             ));
         }
         if !applied {
-            return Convergence::Waiting(format!("{id} has not applied the merged revision yet"));
+            return Convergence::Waiting(format!(
+                "{id} has not applied the merged revision yet{}",
+                source_note(k, &at_target)
+            ));
         }
         // Applied, then its health checks failed (kustomize-controller keeps retrying, so
         // Reconciling may be True too): the revision is bad, not on its way.
@@ -218,6 +238,24 @@ pub fn convergence(
         return Convergence::Waiting(format!("upgrade in progress: {p}"));
     }
     Convergence::Converged
+}
+
+/// Why a Kustomization has not applied the target yet, as far as its source tells.
+fn source_note(k: &KustomizationStatus, at_target: &dyn Fn(Option<&str>) -> bool) -> String {
+    let Some(src) = &k.source else {
+        return String::new();
+    };
+    let id = format!("{} {}/{}", src.kind, src.namespace, src.name);
+    if let Some(r) = src.ready.as_ref().filter(|r| r.status == "False") {
+        return format!(" (source {id} not Ready: {} {})", r.reason, r.message).replace(" )", ")");
+    }
+    match src.revision.as_deref() {
+        Some(rev) if at_target(revision_hash(rev)) => {
+            format!(" (source {id} has fetched it)")
+        }
+        Some(rev) => format!(" (source {id} is at {rev}; it has not fetched the merge commit yet)"),
+        None => format!(" (source {id} has no artifact yet)"),
+    }
 }
 
 /// A cluster that is plainly unhealthy right now, whatever revision it is at: no Flux
@@ -280,6 +318,7 @@ mod tests {
             last_applied_revision: Some(format!("main@sha1:{X}")),
             last_attempted_revision: Some(format!("main@sha1:{X}")),
             last_applied_origin_revision: None,
+            source: None,
         }
     }
 
