@@ -34,6 +34,17 @@ fn read_tree(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     }
 }
 
+/// Peak RSS in KiB from GNU time's `-f "%e %M"` output (the numbers are on the last line).
+fn peak_kb_of(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is accepted.
     let n: usize = std::env::var("CLUSTERS")
@@ -87,6 +98,25 @@ fn main() {
     let kubeconfig = tmp.path().join("kubeconfig");
     std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
 
+    // 0. The same command without cluster state: what Git and planning alone cost.
+    let timing0 = tmp.path().join("time0");
+    let t = Instant::now();
+    let out0 = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%e %M", "-o", timing0.to_str().expect("utf-8")])
+        .arg(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["status", "--output", "json"])
+        .args(["--remote", remote.to_str().expect("utf-8")])
+        .args(["--plan", "plans/bench.yaml"])
+        .args([
+            "--cache",
+            tmp.path().join("cache0").to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run fleetwave status");
+    let wall0 = t.elapsed();
+    assert!(matches!(out0.status.code(), Some(0 | 1)), "status failed");
+    let peak0_kb = peak_kb_of(&timing0);
+
     // 1. The status command as a process.
     let before = fake.requests();
     let log_before = fake.request_log().len();
@@ -113,13 +143,7 @@ fn main() {
     let with_flux = doc["clusters"]
         .as_array()
         .map_or(0, |r| r.iter().filter(|r| r["flux"].is_object()).count());
-    let time_text = std::fs::read_to_string(&timing).unwrap_or_default();
-    let peak_kb: u64 = time_text
-        .lines()
-        .last()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let peak_kb = peak_kb_of(&timing);
     let status_requests = fake.requests() - before;
     let status_log: Vec<String> = fake.request_log()[log_before..].to_vec();
 
@@ -165,6 +189,12 @@ fn main() {
     println!(
         "hub-mode cluster state benchmark: {n} clusters, {} objects on the hub",
         4 * n
+    );
+    println!("fleetwave status --output json, no cluster state (Git and planning only):");
+    println!("  wall time            {:>10.2} s", wall0.as_secs_f64());
+    println!(
+        "  peak RSS             {:>10.1} MB",
+        peak0_kb as f64 / 1024.0
     );
     println!("fleetwave status --clusters kube --output json (one process):");
     println!("  wall time            {:>10.2} s", wall.as_secs_f64());

@@ -603,21 +603,27 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
     let clusters = cx.state.waves[wi].clusters.clone();
     let allowed = allowance(wave, clusters.len());
     let mut waiting = Vec::new();
+    let mut changes: BTreeMap<&str, Vec<&ChangeRecord>> = BTreeMap::new();
+    for c in &step.changes {
+        changes.entry(c.cluster.as_str()).or_default().push(c);
+    }
     for c in &clusters {
         if step.converged.contains_key(c) || cx.state.waves[wi].failed.contains_key(c) {
             continue;
         }
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
         match cluster::convergence(&obs, &commit, cx.world.descends) {
-            Convergence::Converged => match version_lag(&step, c, &obs) {
-                // Flux applied the manifests; the cluster has not reached the versions yet.
-                Some(r) => waiting.push((c.clone(), format!("upgrade in progress: {r}"))),
-                None => {
-                    cx.state.waves[wi].steps[si]
-                        .converged
-                        .insert(c.clone(), cx.now);
+            Convergence::Converged => {
+                match version_lag(changes.get(c.as_str()).map_or(&[][..], Vec::as_slice), &obs) {
+                    // Flux applied the manifests; the cluster has not reached the versions yet.
+                    Some(r) => waiting.push((c.clone(), format!("upgrade in progress: {r}"))),
+                    None => {
+                        cx.state.waves[wi].steps[si]
+                            .converged
+                            .insert(c.clone(), cx.now);
+                    }
                 }
-            },
+            }
             Convergence::Waiting(r) => waiting.push((c.clone(), r)),
             Convergence::Failed(r) => {
                 cx.state.waves[wi].failed.insert(c.clone(), r.clone());
@@ -661,18 +667,44 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
 /// keeps its own result.
 fn observed(cx: &mut Ctx, wi: usize, wave: &Wave, cluster: &str) -> ClusterObservation {
     let mut obs = cx.world.clusters.get(cluster).cloned().unwrap_or_default();
-    let baseline = cx.state.waves[wi]
+    let mut baseline = cx.state.waves[wi]
         .steps
         .iter()
         .rev()
         .find_map(|s| s.restart_baseline.get(cluster).copied());
+    // No baseline yet (state from an older fleetwave, or no pod data at merge time): take it
+    // now on the latest merged step, so the gate compares from here on, not never.
+    if baseline.is_none()
+        && let Some(n) = obs.pod_restarts.filter(|_| obs.unobservable.is_none())
+        && let Some(step) = cx.state.waves[wi]
+            .steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.merged_commit.is_some())
+    {
+        step.restart_baseline.insert(cluster.to_string(), n);
+        baseline = Some(n);
+    }
+    // Nodes roll while a step is upgrading the cluster: NotReady nodes then are the upgrade at
+    // work (convergence and progressDeadline watch it), not a health failure.
+    let upgrading = cx.state.waves[wi]
+        .steps
+        .iter()
+        .any(|s| s.status == StepStatus::Merged && !s.converged.contains_key(cluster));
     let names = crate::gates::names(&wave.gates);
     for (g, name) in wave.gates.iter().zip(names) {
         if obs.gates.iter().any(|r| r.gate == name) {
             continue;
         }
         let mut result = match g {
-            crate::plan::Gate::Nodes {} => crate::gates::nodes(&obs),
+            crate::plan::Gate::Nodes {} => {
+                let mut r = crate::gates::nodes(&obs);
+                if !r.ok && upgrading && obs.nodes.is_some() && obs.unobservable.is_none() {
+                    r.ok = true;
+                    r.reason = format!("{}; a step is rolling this cluster's nodes", r.reason);
+                }
+                r
+            }
             crate::plan::Gate::PodRestarts { threshold } => {
                 crate::gates::pod_restarts(&obs, baseline, *threshold)
             }
@@ -727,13 +759,26 @@ fn take_baselines(cx: &mut Ctx, wi: usize, si: usize) {
 
 /// Why the observed versions of `cluster` have not reached what `step` sets, if they have not:
 /// per role, the highest Kubernetes version the step writes for the cluster.
-fn version_lag(step: &StepState, cluster: &str, obs: &ClusterObservation) -> Option<String> {
+fn version_lag(changes: &[&ChangeRecord], obs: &ClusterObservation) -> Option<String> {
+    // k0rdent: a template change is done when the ClusterDeployment runs the new template.
+    for c in changes.iter().filter(|c| c.what == "template") {
+        let want = format!("template {}", c.to);
+        for d in obs
+            .components
+            .iter()
+            .filter(|d| d.kind == "ClusterDeployment")
+        {
+            if d.desired.as_deref() != Some(want.as_str()) {
+                return Some(format!(
+                    "{} is at {}, want {want}",
+                    d.id(),
+                    d.desired.as_deref().unwrap_or("no template")
+                ));
+            }
+        }
+    }
     let mut want: BTreeMap<Role, KubeVersion> = BTreeMap::new();
-    for c in step
-        .changes
-        .iter()
-        .filter(|c| c.cluster == cluster && c.what == "kubernetes")
-    {
+    for c in changes.iter().filter(|c| c.what == "kubernetes") {
         let (Some(role), Some(v)) = (c.role, KubeVersion::parse(&c.to)) else {
             continue;
         };

@@ -113,6 +113,9 @@ fn result(gate: &str, ok: bool, reason: String) -> GateResult {
 
 /// Every node Ready. Needs node data, which only a per-cluster kube context provides.
 pub fn nodes(obs: &ClusterObservation) -> GateResult {
+    if let Some(why) = &obs.unobservable {
+        return result("nodes", false, format!("cluster not observable: {why}"));
+    }
     let Some(n) = &obs.nodes else {
         return result("nodes", false, NO_NODES.to_string());
     };
@@ -137,6 +140,13 @@ pub fn nodes(obs: &ClusterObservation) -> GateResult {
 /// Container restarts since the step started stay within `threshold`. `baseline` is the count
 /// when the step started; without one, this observation becomes the baseline.
 pub fn pod_restarts(obs: &ClusterObservation, baseline: Option<u64>, threshold: u32) -> GateResult {
+    if let Some(why) = &obs.unobservable {
+        return result(
+            "podRestarts",
+            false,
+            format!("cluster not observable: {why}"),
+        );
+    }
     let Some(now) = obs.pod_restarts else {
         return result("podRestarts", false, NO_RESTARTS.to_string());
     };

@@ -373,7 +373,8 @@ async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, S
         hub,
         hub_kinds: source_kinds().into_iter().chain(upgrade_kinds()).collect(),
         spokes,
-        version_every: std::time::Duration::from_secs(30),
+        // The liveness check of each cluster's API server.
+        version_every: std::time::Duration::from_secs(15),
         unreachable,
     })
     .await
@@ -406,9 +407,38 @@ async fn maybe_kube(
     let names = if w.cluster_context.is_some() {
         plan_clusters(git, s)?
     } else {
+        if let Some(waves) = node_gated_waves(git, s) {
+            // Said up front: these gates fail (holding the wave) without node data.
+            eprintln!(
+                "warning: wave(s) {waves} gate on nodes or pod restarts, which need each \
+                 cluster's own API server (--cluster-context); without it those gates fail"
+            );
+        }
         Vec::new()
     };
     kube_source(w, &names).await.map(Some)
+}
+
+/// Waves with a nodes or podRestarts gate, if any (None also when the plan cannot be read;
+/// the tick reports that properly).
+fn node_gated_waves(git: &GitRepo, s: &Settings) -> Option<String> {
+    let o = reconcile::observe_repo(git, s).ok()?;
+    let waves: Vec<&str> = o
+        .planned
+        .plan
+        .waves
+        .iter()
+        .filter(|w| {
+            w.gates.iter().any(|g| {
+                matches!(
+                    g,
+                    crate::plan::Gate::Nodes {} | crate::plan::Gate::PodRestarts { .. }
+                )
+            })
+        })
+        .map(|w| w.name.as_str())
+        .collect();
+    (!waves.is_empty()).then(|| waves.join(", "))
 }
 
 /// One tick with the chosen forge (the GitHub client lives for the tick and its retries).

@@ -430,7 +430,7 @@ pub struct Io<'a, F, C> {
 }
 
 /// Clusters whose remote gates (Prometheus, HTTP) matter now: those of waves in progress or
-/// soaking that have not failed, each with its wave's gates.
+/// soaking with a merged step that have not failed, each with its wave's gates.
 fn remote_gate_jobs(
     plan: &crate::plan::Plan,
     st: &PlanState,
@@ -444,7 +444,13 @@ fn remote_gate_jobs(
         {
             continue;
         }
-        for c in ws.clusters.iter().filter(|c| !ws.failed.contains_key(*c)) {
+        // Only clusters that took a merged step: nothing reads the others' results yet.
+        let merged = ws.steps.iter().any(|s| s.merged_commit.is_some());
+        for c in ws
+            .clusters
+            .iter()
+            .filter(|c| merged && !ws.failed.contains_key(*c))
+        {
             jobs.push((c.clone(), wave.gates.clone()));
         }
     }

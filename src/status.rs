@@ -140,9 +140,15 @@ pub fn build(
                 running: obs.map(running).unwrap_or_default(),
                 flux: obs.and_then(flux),
                 upgrade: obs.and_then(|o| {
-                    o.upgrade_in_progress.clone().or_else(|| {
-                        (!o.components.is_empty() || o.nodes.is_some()).then(|| "done".into())
-                    })
+                    let unobservable = o
+                        .unobservable
+                        .as_ref()
+                        .map(|w| format!("not observable: {w}"));
+                    unobservable
+                        .or_else(|| o.upgrade_in_progress.clone())
+                        .or_else(|| {
+                            (!o.components.is_empty() || o.nodes.is_some()).then(|| "done".into())
+                        })
                 }),
                 gates: gates.into_values().collect(),
                 drift: match obs {

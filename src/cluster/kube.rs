@@ -187,17 +187,19 @@ struct Watch {
     /// e.g. `kustomizations on the hub`, for messages.
     what: String,
     kind: String,
+    resource: ApiResource,
     store: Store<DynamicObject>,
     counters: Arc<Counters>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Watch {
+    /// `changed` is bumped on this watch's events (None: its events do not ask for a tick).
     fn start(
         client: kube::Client,
         kind: &Kind,
         what: String,
-        changed: tokio::sync::watch::Sender<u64>,
+        changed: Option<tokio::sync::watch::Sender<u64>>,
     ) -> Watch {
         let ar = &kind.resource;
         let api: Api<DynamicObject> = match &kind.namespace {
@@ -216,6 +218,7 @@ impl Watch {
         // Backoff so an unreachable or failing API server is not hammered by retries.
         let events = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(prune)
             .reflect(writer);
         let task = tokio::spawn(drive(
             Box::pin(events),
@@ -227,6 +230,7 @@ impl Watch {
         Watch {
             what,
             kind: ar.kind.clone(),
+            resource: ar.clone(),
             store,
             counters,
             task,
@@ -261,6 +265,41 @@ struct Spoke {
     /// The apiserver's `gitVersion`, or why it could not be read.
     version: Arc<Mutex<Option<Result<String, String>>>>,
     poller: tokio::task::JoinHandle<()>,
+}
+
+impl Spoke {
+    fn watches(&self) -> impl Iterator<Item = &Watch> {
+        [&self.kustomizations, &self.nodes, &self.pods]
+            .into_iter()
+            .chain(&self.sources)
+    }
+
+    /// Why this cluster's own state cannot be trusted right now, if so.
+    fn unobservable(&self) -> Option<String> {
+        if self.kustomizations.absent() {
+            return Some(
+                "Flux Kustomizations are not served by this cluster (Flux not installed?)".into(),
+            );
+        }
+        if let Some(w) = self.watches().find(|w| !w.listed()) {
+            return Some(format!(
+                "no list of {} yet{}",
+                w.what,
+                w.last_error()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(w) = self.watches().find(|w| w.task.is_finished() && !w.absent()) {
+            return Some(format!("the watch of {} has stopped", w.what));
+        }
+        // The apiserver answering `/version` is the liveness check: watches keep the last
+        // state they saw when their server goes away.
+        match &*self.version.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Err(e)) => Some(format!("its API server does not answer: {e}")),
+            _ => None,
+        }
+    }
 }
 
 /// Cluster state from Kubernetes, kept current by one list+watch per context and kind.
@@ -302,11 +341,11 @@ impl KubeSource {
                 client.clone(),
                 &ks,
                 "Kustomizations on the hub".into(),
-                changed.clone(),
+                Some(changed.clone()),
             ));
             for k in &targets.hub_kinds {
                 let what = format!("{} on the hub", k.resource.plural);
-                hub.push(Watch::start(client.clone(), k, what, changed.clone()));
+                hub.push(Watch::start(client.clone(), k, what, Some(changed.clone())));
             }
         }
         let mut spokes = Vec::new();
@@ -325,11 +364,13 @@ impl KubeSource {
                 namespace: None,
             };
             let w = |k: &Kind, what: &str| {
+                // Pod status churns all the time; restart counts are read on the next tick.
+                let signal = k.resource.plural != "pods";
                 Watch::start(
                     client.clone(),
                     k,
                     format!("{what} on {cluster}"),
-                    changed.clone(),
+                    signal.then(|| changed.clone()),
                 )
             };
             let version = Arc::new(Mutex::new(None));
@@ -377,9 +418,19 @@ impl KubeSource {
     /// at most `timeout`.
     pub async fn ready(&self, timeout: Duration) -> Result<(), ClusterError> {
         // Not `Store::wait_until_ready`: `observe` goes by the same flags, so once this
-        // returns Ok, `observe` answers.
+        // returns Ok, `observe` answers. Only the hub is required: a cluster whose own API
+        // server does not list in time is reported unobservable, not fatal to the fleet.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let spokes = async {
+            for s in &self.spokes {
+                for w in s.watches() {
+                    let mut listed = w.counters.listed.subscribe();
+                    let _ = listed.wait_for(|l| *l).await;
+                }
+            }
+        };
         let all = async {
-            for w in self.watches() {
+            for w in &self.hub {
                 let mut listed = w.counters.listed.subscribe();
                 if listed.wait_for(|l| *l).await.is_err() {
                     return Err(w.what.clone());
@@ -387,14 +438,19 @@ impl KubeSource {
             }
             Ok(())
         };
-        match tokio::time::timeout(timeout, all).await {
+        let hub = tokio::time::timeout_at(deadline, all).await;
+        if matches!(hub, Ok(Ok(()))) {
+            let _ = tokio::time::timeout_at(deadline, spokes).await;
+        }
+        match hub {
             Ok(Ok(())) => Ok(()),
             Ok(Err(what)) => Err(ClusterError::Unavailable(format!(
                 "the watch of {what} stopped before its first list"
             ))),
             Err(_) => {
                 let missing: Vec<String> = self
-                    .watches()
+                    .hub
+                    .iter()
                     .filter(|w| !w.listed())
                     .map(|w| {
                         format!(
@@ -504,7 +560,7 @@ async fn drive<S>(
     mut events: S,
     counters: Arc<Counters>,
     optional: bool,
-    changed: tokio::sync::watch::Sender<u64>,
+    changed: Option<tokio::sync::watch::Sender<u64>>,
     what: String,
 ) where
     S: WatchStreamExt<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Unpin,
@@ -519,11 +575,17 @@ async fn drive<S>(
             // The reflector has applied the event before yielding it, so the store is full.
             Some(Ok(watcher::Event::InitDone)) => {
                 // Bump first: whoever waits for `listed` then sees no change left over.
-                changed.send_modify(|n| *n += 1);
+                if let Some(c) = &changed {
+                    c.send_modify(|n| *n += 1);
+                }
                 counters.listed.send_replace(true);
             }
             Some(Ok(watcher::Event::InitApply(_))) => {}
-            Some(Ok(_)) => changed.send_modify(|n| *n += 1),
+            Some(Ok(_)) => {
+                if let Some(c) = &changed {
+                    c.send_modify(|n| *n += 1);
+                }
+            }
             Some(Err(watcher::Error::InitialListFailed(kube::Error::Api(s))))
                 if optional && s.code == 404 =>
             {
@@ -551,7 +613,7 @@ impl ClusterSource for KubeSource {
         clusters: &[String],
         _now: DateTime<Utc>,
     ) -> Result<BTreeMap<String, ClusterObservation>, ClusterError> {
-        for w in self.watches() {
+        for w in &self.hub {
             if w.task.is_finished() && !w.absent() {
                 return Err(ClusterError::Unavailable(format!(
                     "the watch of {} has stopped",
@@ -600,20 +662,15 @@ impl ClusterSource for KubeSource {
             }
             for w in kinds {
                 for obj in w.store.state() {
-                    let Ok(value) = serde_json::to_value(&*obj) else {
+                    let Some(comp) = super::upgrade::component_of(&obj_ref(&obj, &w.resource))
+                    else {
                         continue;
                     };
-                    let Some(comp) = super::upgrade::component(&value) else {
-                        continue;
-                    };
-                    let mut who = upgrade_owners(&obj);
                     let key = (
                         obj.metadata.namespace.clone().unwrap_or_default(),
                         obj.metadata.name.clone().unwrap_or_default(),
                     );
-                    if let Some(c) = cp_refs.get(&key) {
-                        who.insert(c.as_str());
-                    }
+                    let who = upgrade_owners(&obj, &w.kind, cp_refs.get(&key).map(String::as_str));
                     for o in who {
                         if let Some(&i) = index.get(o) {
                             out[i].components.push(comp.clone());
@@ -627,6 +684,10 @@ impl ClusterSource for KubeSource {
                 continue;
             };
             let o = &mut out[i];
+            if let Some(why) = s.unobservable() {
+                o.unobservable = Some(why);
+                continue;
+            }
             let sources = source_index(&s.sources);
             o.kustomizations
                 .extend(s.kustomizations.store.state().iter().map(|k| {
@@ -634,35 +695,26 @@ impl ClusterSource for KubeSource {
                     attach_source(&mut st, &sources);
                     st
                 }));
-            let nodes: Vec<Value> = s
-                .nodes
-                .store
-                .state()
-                .iter()
-                .filter_map(|n| serde_json::to_value(&**n).ok())
-                .collect();
-            o.nodes = Some(super::upgrade::node_summary(&nodes));
+            let nodes = s.nodes.store.state();
+            o.nodes = Some(super::upgrade::node_summary_of(
+                nodes.iter().map(|n| obj_ref(n, &s.nodes.resource)),
+            ));
             o.pod_restarts = Some(
                 s.pods
                     .store
                     .state()
                     .iter()
-                    .filter_map(|p| serde_json::to_value(&**p).ok())
-                    .map(|p| super::upgrade::pod_restarts(&p))
+                    .map(|p| super::upgrade::pod_restarts(&p.data))
                     .sum(),
             );
             let version = s.version.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            match version {
-                Some(Ok(v)) => o.components.push(super::upgrade::apiserver(&v)),
-                Some(Err(e)) => {
-                    o.upgrade_in_progress = Some(format!("apiserver /version unreadable: {e}"))
-                }
-                None => {}
+            if let Some(Ok(v)) = version {
+                o.components.push(super::upgrade::apiserver(&v));
             }
         }
         for (c, why) in &self.unreachable {
             if let Some(&i) = index.get(c.as_str()) {
-                out[i].upgrade_in_progress = Some(format!("cluster not observable: {why}"));
+                out[i].unobservable = Some(why.clone());
             }
         }
         // The stores' order is arbitrary; keep observations deterministic.
@@ -680,6 +732,36 @@ impl ClusterSource for KubeSource {
             }
         }
         Ok(clusters.iter().cloned().zip(out).collect())
+    }
+}
+
+/// A stored object's parts, read in place. List items may come without `apiVersion`/`kind`
+/// (the API server leaves them out for built-in kinds), so the watched resource's are used.
+fn obj_ref<'a>(obj: &'a DynamicObject, ar: &'a ApiResource) -> super::upgrade::Obj<'a> {
+    let (api_version, kind) = obj
+        .types
+        .as_ref()
+        .map_or((ar.api_version.as_str(), ar.kind.as_str()), |t| {
+            (t.api_version.as_str(), t.kind.as_str())
+        });
+    super::upgrade::Obj {
+        api_version,
+        kind,
+        name: obj.metadata.name.as_deref().unwrap_or("?"),
+        namespace: obj.metadata.namespace.as_deref(),
+        generation: obj.metadata.generation,
+        data: &obj.data,
+    }
+}
+
+/// Drop what fleetwave never reads and can be large (field managers, last-applied
+/// annotations, a Kustomization's inventory and history) before it reaches the store.
+fn prune(obj: &mut DynamicObject) {
+    obj.metadata.managed_fields = None;
+    obj.metadata.annotations = None;
+    if let Some(status) = obj.data.get_mut("status").and_then(Value::as_object_mut) {
+        status.remove("inventory");
+        status.remove("history");
     }
 }
 
@@ -741,12 +823,13 @@ fn attach_source(k: &mut KustomizationStatus, sources: &HashMap<SourceKey, Sourc
 /// The clusters an upgrade-reporting object belongs to: its namespace, the fleetwave or CAPI
 /// cluster-name label, `spec.clusterName`, an owning CAPI `Cluster`, and for per-cluster kinds (CAPI `Cluster`, Kamaji
 /// `TenantControlPlane`, k0rdent `ClusterDeployment`) its own name.
-pub fn upgrade_owners(obj: &DynamicObject) -> BTreeSet<&str> {
-    let mut out = BTreeSet::new();
+pub fn upgrade_owners<'a>(
+    obj: &'a DynamicObject,
+    kind: &str,
+    referenced_by: Option<&'a str>,
+) -> BTreeSet<&'a str> {
+    let mut out: BTreeSet<&str> = referenced_by.into_iter().collect();
     let nonempty = |s: &&str| !s.is_empty();
-    if let Some(ns) = obj.metadata.namespace.as_deref().filter(nonempty) {
-        out.insert(ns);
-    }
     if let Some(labels) = &obj.metadata.labels {
         for key in [CLUSTER_LABEL, "cluster.x-k8s.io/cluster-name"] {
             if let Some(c) = labels.get(key).map(String::as_str).filter(nonempty) {
@@ -767,11 +850,17 @@ pub fn upgrade_owners(obj: &DynamicObject) -> BTreeSet<&str> {
             out.insert(o.name.as_str());
         }
     }
-    let kind = obj.types.as_ref().map_or("", |t| t.kind.as_str());
     if matches!(kind, "Cluster" | "TenantControlPlane" | "ClusterDeployment") {
         if let Some(n) = obj.metadata.name.as_deref().filter(nonempty) {
             out.insert(n);
         }
+    }
+    // The namespace only when nothing names the cluster: a management cluster's namespace
+    // often holds the objects of the clusters it manages.
+    if out.is_empty()
+        && let Some(ns) = obj.metadata.namespace.as_deref().filter(nonempty)
+    {
+        out.insert(ns);
     }
     out
 }

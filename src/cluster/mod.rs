@@ -102,6 +102,10 @@ pub struct ClusterObservation {
     /// Sum of container restart counts over all pods (per-cluster context mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_restarts: Option<u64>,
+    /// Why what is known of this cluster cannot be trusted now (no context, its API server
+    /// not answering, Flux not installed): it never converges or passes a gate while set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unobservable: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,15 +153,11 @@ pub fn convergence(
     target: &str,
     descends: &dyn Fn(&str, &str) -> bool,
 ) -> Convergence {
+    if let Some(why) = &obs.unobservable {
+        return Convergence::Waiting(format!("cluster not observable: {why}"));
+    }
     if obs.kustomizations.is_empty() {
-        let why = obs
-            .upgrade_in_progress
-            .as_ref()
-            .map(|p| format!(" ({p})"))
-            .unwrap_or_default();
-        return Convergence::Waiting(format!(
-            "no Flux Kustomization observed for this cluster{why}"
-        ));
+        return Convergence::Waiting("no Flux Kustomization observed for this cluster".into());
     }
     for k in &obs.kustomizations {
         let id = format!("Kustomization {}/{}", k.namespace, k.name);
@@ -261,6 +261,9 @@ fn source_note(k: &KustomizationStatus, at_target: &dyn Fn(Option<&str>) -> bool
 /// A cluster that is plainly unhealthy right now, whatever revision it is at: no Flux
 /// Kustomization observed (unreachable), Ready False, or Stalled. Transient reconciling is not.
 pub fn unhealthy(obs: &ClusterObservation) -> Option<String> {
+    if let Some(why) = &obs.unobservable {
+        return Some(format!("cluster not observable: {why}"));
+    }
     if obs.kustomizations.is_empty() {
         return Some("no Flux Kustomization observed (cluster unreachable?)".into());
     }

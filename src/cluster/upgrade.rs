@@ -65,11 +65,37 @@ fn int(v: &Value, ptr: &str) -> Option<i64> {
     })
 }
 
-fn id_of(obj: &Value) -> String {
-    let name = text(obj, "/metadata/name").unwrap_or("?");
-    match text(obj, "/metadata/namespace") {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name.to_string(),
+/// The parts of an object the readers use: identity from its metadata, everything else from
+/// `data`, which holds `spec` and `status` at its top (true of a whole object and of a kube-rs
+/// `DynamicObject`'s `data`, so the watch store is read without copying).
+#[derive(Debug, Clone, Copy)]
+pub struct Obj<'a> {
+    pub api_version: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+    pub generation: Option<i64>,
+    pub data: &'a Value,
+}
+
+impl<'a> Obj<'a> {
+    /// A whole object as JSON.
+    pub fn of(obj: &'a Value) -> Obj<'a> {
+        Obj {
+            api_version: text(obj, "/apiVersion").unwrap_or(""),
+            kind: text(obj, "/kind").unwrap_or(""),
+            name: text(obj, "/metadata/name").unwrap_or("?"),
+            namespace: text(obj, "/metadata/namespace"),
+            generation: int(obj, "/metadata/generation"),
+            data: obj,
+        }
+    }
+}
+
+fn id_of(o: &Obj) -> String {
+    match o.namespace.filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}/{}", o.name),
+        None => o.name.to_string(),
     }
 }
 
@@ -97,9 +123,9 @@ fn cond_text(c: &Value) -> String {
 
 /// `metadata.generation` not yet observed by the controller. Only where the controller
 /// reports `status.observedGeneration` (older Kamaji releases do not).
-fn generation_lag(obj: &Value) -> Option<String> {
-    let generation = int(obj, "/metadata/generation")?;
-    let observed = int(obj, "/status/observedGeneration")?;
+fn generation_lag(o: &Obj) -> Option<String> {
+    let generation = o.generation?;
+    let observed = int(o.data, "/status/observedGeneration")?;
     (observed < generation).then(|| format!("controller has not observed generation {generation}"))
 }
 
@@ -129,9 +155,13 @@ pub fn behind(running: &str, want: &KubeVersion) -> bool {
 
 /// The component an object describes, if it is a kind that reports an upgrade.
 pub fn component(obj: &Value) -> Option<Component> {
-    let api = text(obj, "/apiVersion")?;
-    let group = api.split_once('/').map_or("", |(g, _)| g);
-    match (group, text(obj, "/kind")?) {
+    component_of(&Obj::of(obj))
+}
+
+/// [`component`] over an object's parts.
+pub fn component_of(obj: &Obj) -> Option<Component> {
+    let group = obj.api_version.split_once('/').map_or("", |(g, _)| g);
+    match (group, obj.kind) {
         ("cluster.x-k8s.io", "Cluster") => capi_cluster(obj),
         ("cluster.x-k8s.io", "MachineDeployment") => Some(machine_deployment(obj)),
         ("controlplane.cluster.x-k8s.io", kind) => Some(control_plane(obj, kind)),
@@ -145,17 +175,17 @@ pub fn component(obj: &Value) -> Option<Component> {
 
 /// A CAPI Cluster matters only with a managed topology; its status has no version, so it
 /// reports progress through `TopologyReconciled` (upgrade pending reasons) and `RollingOut`.
-fn capi_cluster(obj: &Value) -> Option<Component> {
-    let desired = text(obj, "/spec/topology/version")?.to_string();
+fn capi_cluster(obj: &Obj) -> Option<Component> {
+    let desired = text(obj.data, "/spec/topology/version")?.to_string();
     let mut progress = generation_lag(obj);
     if progress.is_none()
-        && let Some(c) = condition(obj, "TopologyReconciled")
+        && let Some(c) = condition(obj.data, "TopologyReconciled")
         && c.get("status").and_then(Value::as_str) == Some("False")
     {
         progress = Some(format!("TopologyReconciled {}", cond_text(c)));
     }
     if progress.is_none()
-        && let Some(c) = condition(obj, "RollingOut")
+        && let Some(c) = condition(obj.data, "RollingOut")
         && c.get("status").and_then(Value::as_str) == Some("True")
     {
         progress = Some(format!("RollingOut {}", cond_text(c)));
@@ -172,13 +202,13 @@ fn capi_cluster(obj: &Value) -> Option<Component> {
 
 /// KubeadmControlPlane (and other CAPI control-plane kinds with `spec.version` and
 /// `status.version`, e.g. K0sControlPlane): `status.version` is the oldest machine's.
-fn control_plane(obj: &Value, kind: &str) -> Component {
-    let desired = text(obj, "/spec/version").map(str::to_string);
-    let running = text(obj, "/status/version").map(str::to_string);
-    let replicas = int(obj, "/spec/replicas").unwrap_or(1);
-    let updated =
-        int(obj, "/status/upToDateReplicas").or_else(|| int(obj, "/status/updatedReplicas"));
-    let ready = int(obj, "/status/readyReplicas");
+fn control_plane(obj: &Obj, kind: &str) -> Component {
+    let desired = text(obj.data, "/spec/version").map(str::to_string);
+    let running = text(obj.data, "/status/version").map(str::to_string);
+    let replicas = int(obj.data, "/spec/replicas").unwrap_or(1);
+    let updated = int(obj.data, "/status/upToDateReplicas")
+        .or_else(|| int(obj.data, "/status/updatedReplicas"));
+    let ready = int(obj.data, "/status/readyReplicas");
     let progress = generation_lag(obj)
         .or_else(|| match (&desired, &running) {
             (Some(d), Some(r)) if !same_version(d, r) => Some(format!("at {r}, rolling out {d}")),
@@ -207,12 +237,12 @@ fn control_plane(obj: &Value, kind: &str) -> Component {
 
 /// MachineDeployment: no version in status, so it runs `spec.template.spec.version` once
 /// every replica is up to date and available.
-fn machine_deployment(obj: &Value) -> Component {
-    let desired = text(obj, "/spec/template/spec/version").map(str::to_string);
-    let replicas = int(obj, "/spec/replicas").unwrap_or(1);
-    let updated =
-        int(obj, "/status/upToDateReplicas").or_else(|| int(obj, "/status/updatedReplicas"));
-    let available = int(obj, "/status/availableReplicas");
+fn machine_deployment(obj: &Obj) -> Component {
+    let desired = text(obj.data, "/spec/template/spec/version").map(str::to_string);
+    let replicas = int(obj.data, "/spec/replicas").unwrap_or(1);
+    let updated = int(obj.data, "/status/upToDateReplicas")
+        .or_else(|| int(obj.data, "/status/updatedReplicas"));
+    let available = int(obj.data, "/status/availableReplicas");
     let progress = generation_lag(obj)
         .or_else(|| match updated {
             Some(u) if u < replicas => Some(format!("{u}/{replicas} machines up to date")),
@@ -235,10 +265,10 @@ fn machine_deployment(obj: &Value) -> Component {
 }
 
 /// Kamaji: `status.kubernetesResources.version.{version,status}`; done at `Ready`.
-fn tenant_control_plane(obj: &Value) -> Component {
-    let desired = text(obj, "/spec/kubernetes/version").map(str::to_string);
-    let running = text(obj, "/status/kubernetesResources/version/version").map(str::to_string);
-    let state = text(obj, "/status/kubernetesResources/version/status");
+fn tenant_control_plane(obj: &Obj) -> Component {
+    let desired = text(obj.data, "/spec/kubernetes/version").map(str::to_string);
+    let running = text(obj.data, "/status/kubernetesResources/version/version").map(str::to_string);
+    let state = text(obj.data, "/status/kubernetesResources/version/status");
     let progress = generation_lag(obj)
         .or_else(|| match (&desired, &running) {
             (Some(d), Some(r)) if !same_version(d, r) => Some(format!("at {r}, upgrading to {d}")),
@@ -262,9 +292,9 @@ fn tenant_control_plane(obj: &Value) -> Component {
 
 /// k0rdent: the spec names a ClusterTemplate, not a version, so only `status.k8sVersion`
 /// and `Ready` tell; the step's target version is compared by [`lag`].
-fn cluster_deployment(obj: &Value) -> Component {
-    let running = text(obj, "/status/k8sVersion").map(str::to_string);
-    let progress = generation_lag(obj).or_else(|| match condition(obj, "Ready") {
+fn cluster_deployment(obj: &Obj) -> Component {
+    let running = text(obj.data, "/status/k8sVersion").map(str::to_string);
+    let progress = generation_lag(obj).or_else(|| match condition(obj.data, "Ready") {
         Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => None,
         Some(c) => Some(format!("Ready {}", cond_text(c))),
         None => Some("no Ready condition yet".into()),
@@ -273,7 +303,7 @@ fn cluster_deployment(obj: &Value) -> Component {
         kind: "ClusterDeployment".into(),
         name: id_of(obj),
         role: Role::Whole,
-        desired: text(obj, "/spec/template").map(|t| format!("template {t}")),
+        desired: text(obj.data, "/spec/template").map(|t| format!("template {t}")),
         running,
         progress,
     }
@@ -293,27 +323,32 @@ pub fn apiserver(git_version: &str) -> Component {
 
 /// Summarise Node objects: Ready condition and `status.nodeInfo.kubeletVersion`.
 pub fn node_summary<'a>(nodes: impl IntoIterator<Item = &'a Value>) -> NodeSummary {
+    node_summary_of(nodes.into_iter().map(Obj::of))
+}
+
+/// [`node_summary`] over objects' parts.
+pub fn node_summary_of<'a>(nodes: impl IntoIterator<Item = Obj<'a>>) -> NodeSummary {
     let mut out = NodeSummary::default();
     for n in nodes {
         out.total += 1;
-        let ready = condition(n, "Ready")
+        let ready = condition(n.data, "Ready")
             .and_then(|c| c.get("status"))
             .and_then(Value::as_str)
             == Some("True");
         if ready {
             out.ready += 1;
         } else {
-            out.not_ready
-                .push(text(n, "/metadata/name").unwrap_or("?").to_string());
+            out.not_ready.push(n.name.to_string());
         }
-        let v = text(n, "/status/nodeInfo/kubeletVersion").unwrap_or("unknown");
+        let v = text(n.data, "/status/nodeInfo/kubeletVersion").unwrap_or("unknown");
         *out.kubelets.entry(v.to_string()).or_default() += 1;
     }
     out.not_ready.sort();
     out
 }
 
-/// Sum of container restart counts of one pod (init containers included).
+/// Sum of container restart counts of one pod (init containers included). Takes the whole
+/// object or just its `data` (only `status` is read).
 pub fn pod_restarts(pod: &Value) -> u64 {
     ["/status/containerStatuses", "/status/initContainerStatuses"]
         .iter()
