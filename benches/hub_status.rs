@@ -161,6 +161,7 @@ fn main() {
             spokes: Vec::new(),
             version_every: Duration::from_secs(30),
             unreachable: BTreeMap::new(),
+            fleet_url: None,
         })
         .await
         .expect("start");

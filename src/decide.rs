@@ -1163,6 +1163,7 @@ spec:
                 last_attempted_revision: Some(format!("main@sha1:{at}")),
                 last_applied_origin_revision: None,
                 source: None,
+                from_fleet: None,
             }],
             gates: vec![GateResult {
                 gate: "prometheus".into(),
@@ -1675,6 +1676,7 @@ mod tests_support {
                 last_attempted_revision: Some(format!("main@sha1:{at}")),
                 last_applied_origin_revision: None,
                 source: None,
+                from_fleet: None,
             }],
             gates: vec![GateResult {
                 gate: "prometheus".into(),

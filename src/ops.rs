@@ -229,7 +229,7 @@ pub fn reconcile(
         dry_run,
         github_output: gh_output,
     } = *run;
-    let kube = match rt.block_on(maybe_kube(w, &git, &s)) {
+    let kube = match rt.block_on(maybe_kube(w, &git, &s, &r.remote)) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
@@ -326,7 +326,11 @@ impl crate::cluster::ClusterSource for Source<'_> {
 /// Start the kube cluster source: the hub (Flux Kustomizations plus the kinds that report
 /// upgrades) and, with `--cluster-context`, one context per cluster. Waits for every first
 /// list. Call inside a runtime whose workers keep running between ticks.
-async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, String> {
+async fn kube_source(
+    w: &WorldArgs,
+    clusters: &[String],
+    remote: &str,
+) -> Result<KubeSource, String> {
     use crate::cluster::kube::{KubeConfigSel, Targets, client, source_kinds, upgrade_kinds};
     let hub = match (&w.cluster_context, &w.kube_context) {
         (Some(_), None) => None,
@@ -376,6 +380,7 @@ async fn kube_source(w: &WorldArgs, clusters: &[String]) -> Result<KubeSource, S
         // The liveness check of each cluster's API server.
         version_every: std::time::Duration::from_secs(15),
         unreachable,
+        fleet_url: Some(remote.to_string()),
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -400,6 +405,7 @@ async fn maybe_kube(
     w: &WorldArgs,
     git: &GitRepo,
     s: &Settings,
+    remote: &str,
 ) -> Result<Option<KubeSource>, String> {
     if w.clusters != "kube" {
         return Ok(None);
@@ -416,7 +422,7 @@ async fn maybe_kube(
         }
         Vec::new()
     };
-    kube_source(w, &names).await.map(Some)
+    kube_source(w, &names, remote).await.map(Some)
 }
 
 /// Waves with a nodes or podRestarts gate, if any (None also when the plan cannot be read;
@@ -705,7 +711,7 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
                 cluster_context: opts.cluster_context.clone(),
                 ..world_defaults()
             };
-            match rt.block_on(maybe_kube(&w, &git, &s)) {
+            match rt.block_on(maybe_kube(&w, &git, &s, &r.remote)) {
                 Ok(k) => k,
                 Err(e) => return fail(e),
             }
@@ -919,7 +925,7 @@ pub fn serve(
             })
             .await
             .map_err(|e| e.to_string())??;
-            let src = std::sync::Arc::new(kube_source(&world, &names).await?);
+            let src = std::sync::Arc::new(kube_source(&world, &names, &remote.remote).await?);
             forward_changes(src.changes(), server.trigger());
             Some(src)
         } else {

@@ -472,6 +472,7 @@ async fn started_with_kinds(fake: &FakeKube) -> KubeSource {
         spokes: Vec::new(),
         version_every: Duration::from_secs(30),
         unreachable: BTreeMap::new(),
+        fleet_url: None,
     })
     .await
     .expect("start");
@@ -546,6 +547,7 @@ async fn upgrade_kinds_are_listed_and_watched_once_each_and_mapped_to_clusters()
         ]
         .iter()
         .all(|k| fake.count_kind(k, "WATCH") >= 1)
+            && fake.count("WATCH * ") >= 1
     })
     .await;
     let before = fake.requests();
@@ -667,6 +669,7 @@ async fn per_cluster_contexts_read_flux_nodes_pods_and_the_apiserver_version() {
         spokes: vec![("a".into(), a.client()), ("b".into(), b.client())],
         version_every: Duration::from_secs(30),
         unreachable: BTreeMap::from([("c".to_string(), "no context ctx-c".to_string())]),
+        fleet_url: None,
     })
     .await
     .unwrap();
@@ -735,6 +738,7 @@ async fn a_kustomization_waiting_on_its_source_says_so() {
         spokes: Vec::new(),
         version_every: Duration::from_secs(30),
         unreachable: BTreeMap::new(),
+        fleet_url: None,
     })
     .await
     .unwrap();
@@ -782,4 +786,113 @@ async fn a_kustomization_waiting_on_its_source_says_so() {
         "{}",
         why(&obs)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kustomizations_from_other_repositories_count_for_health_only() {
+    use common::fake_kube::git_repository;
+    use fleetwave::cluster::kube::{Targets, source_kinds};
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    let with_source = |name: &str, ready: (&str, &str), applied: &str, source: &str| {
+        let mut k = kustomization("a", name, ready, applied, applied, 1, 1);
+        k["spec"]["sourceRef"] = serde_json::json!({"kind": "GitRepository", "name": source});
+        k
+    };
+    fake.apply(git_repository(
+        "a",
+        "fleet",
+        "https://github.com/acme/fleet.git",
+        &rev(X),
+    ));
+    fake.apply(git_repository(
+        "a",
+        "gitops-base",
+        "https://github.com/opencenter-cloud/openCenter-gitops-base.git",
+        "v2026.01@sha1:3333333333333333333333333333333333333333",
+    ));
+    fake.apply(with_source("apps", ok, &rev(X), "fleet"));
+    let base = "v2026.01@sha1:3333333333333333333333333333333333333333";
+    fake.apply(with_source("cert-manager", ok, base, "gitops-base"));
+    let src = KubeSource::start_with(Targets {
+        hub: Some(fake.client()),
+        hub_kinds: source_kinds(),
+        spokes: Vec::new(),
+        version_every: Duration::from_secs(30),
+        unreachable: BTreeMap::new(),
+        // scp-style remote, https source: the same repository.
+        fleet_url: Some("git@github.com:acme/fleet.git".into()),
+    })
+    .await
+    .unwrap();
+    src.ready(DEADLINE).await.unwrap();
+    let obs = src.observe(&names(&["a"]), Utc::now()).await.unwrap();
+    let from: Vec<Option<bool>> = obs["a"]
+        .kustomizations
+        .iter()
+        .map(|k| k.from_fleet)
+        .collect();
+    assert_eq!(from, [Some(true), Some(false)], "{obs:#?}");
+    // The gitops-base revision is no fleet commit, and need not be.
+    assert_eq!(convergence(&obs["a"], X, &same), Convergence::Converged);
+    // Its health still counts.
+    fake.apply(with_source(
+        "cert-manager",
+        ("False", "HealthCheckFailed"),
+        base,
+        "gitops-base",
+    ));
+    let obs = observe_until(&src, &["a"], |o| {
+        o["a"].kustomizations[1]
+            .condition("Ready")
+            .is_some_and(|r| r.status == "False")
+    })
+    .await;
+    assert!(
+        matches!(convergence(&obs["a"], X, &same), Convergence::Waiting(r) if r.contains("cert-manager is not Ready")),
+        "{obs:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_whose_api_server_goes_away_is_unobservable_not_stale() {
+    use common::fake_kube::node;
+    use fleetwave::cluster::kube::Targets;
+    let spoke = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    spoke.apply(kustomization(
+        "flux-system",
+        "flux-system",
+        ok,
+        &rev(X),
+        &rev(X),
+        1,
+        1,
+    ));
+    spoke.apply(node("n-0", true, "v1.33.0", true));
+    let src = KubeSource::start_with(Targets {
+        hub: None,
+        hub_kinds: Vec::new(),
+        spokes: vec![("a".into(), spoke.client())],
+        version_every: Duration::from_millis(100),
+        unreachable: BTreeMap::new(),
+        fleet_url: None,
+    })
+    .await
+    .unwrap();
+    src.ready(DEADLINE).await.unwrap();
+    let obs = observe_until(&src, &["a"], |o| !o["a"].components.is_empty()).await;
+    assert_eq!(obs["a"].unobservable, None);
+    assert!(fleetwave::gates::nodes(&obs["a"]).ok);
+    // The API server goes away; the stores still hold "all Ready at X".
+    drop(spoke);
+    let obs = observe_until(&src, &["a"], |o| o["a"].unobservable.is_some()).await;
+    let why = obs["a"].unobservable.clone().unwrap();
+    assert!(why.contains("does not answer"), "{why}");
+    assert!(matches!(
+        convergence(&obs["a"], X, &same),
+        Convergence::Waiting(_)
+    ));
+    assert!(!fleetwave::gates::nodes(&obs["a"]).ok);
+    assert!(fleetwave::cluster::unhealthy(&obs["a"]).is_some());
 }

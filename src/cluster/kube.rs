@@ -167,6 +167,9 @@ pub struct Targets {
     /// Clusters whose own context could not be set up, and why: observed from the hub only,
     /// with the reason shown while they are waited for.
     pub unreachable: BTreeMap<String, String>,
+    /// The fleet repository's URL: Kustomizations applying from another Git repository are
+    /// checked for health only. None: every Kustomization must reach the merge commit.
+    pub fleet_url: Option<String>,
 }
 
 /// Watcher bookkeeping, shared with the task that drives one watch stream.
@@ -308,6 +311,8 @@ pub struct KubeSource {
     hub: Vec<Watch>,
     spokes: Vec<Spoke>,
     unreachable: BTreeMap<String, String>,
+    /// Normalised (see [`crate::locate::normalize_repo_url`]).
+    fleet_url: Option<String>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -322,6 +327,7 @@ impl KubeSource {
             spokes: Vec::new(),
             version_every: Duration::from_secs(30),
             unreachable: BTreeMap::new(),
+            fleet_url: None,
         })
         .await
     }
@@ -402,6 +408,10 @@ impl KubeSource {
             hub,
             spokes,
             unreachable: targets.unreachable,
+            fleet_url: targets
+                .fleet_url
+                .as_deref()
+                .and_then(crate::locate::normalize_repo_url),
             changed,
         })
     }
@@ -638,7 +648,7 @@ impl ClusterSource for KubeSource {
             let sources = source_index(kinds);
             for obj in flux.store.state() {
                 let mut status = status_of(&obj);
-                attach_source(&mut status, &sources);
+                attach_source(&mut status, &sources, self.fleet_url.as_deref());
                 for o in owners(&obj) {
                     if let Some(&i) = index.get(o) {
                         out[i].kustomizations.push(status.clone());
@@ -692,7 +702,7 @@ impl ClusterSource for KubeSource {
             o.kustomizations
                 .extend(s.kustomizations.store.state().iter().map(|k| {
                     let mut st = status_of(k);
-                    attach_source(&mut st, &sources);
+                    attach_source(&mut st, &sources, self.fleet_url.as_deref());
                     st
                 }));
             let nodes = s.nodes.store.state();
@@ -803,6 +813,11 @@ fn source_index(watches: &[Watch]) -> HashMap<SourceKey, SourceStatus> {
                     .pointer("/status/artifact/revision")
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                url: obj
+                    .data
+                    .pointer("/spec/url")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 ready,
             };
             out.insert((w.kind.clone(), ns, name), src);
@@ -811,13 +826,26 @@ fn source_index(watches: &[Watch]) -> HashMap<SourceKey, SourceStatus> {
     out
 }
 
-/// Fill in the source of a Kustomization from the index, when it is there.
-fn attach_source(k: &mut KustomizationStatus, sources: &HashMap<SourceKey, SourceStatus>) {
+/// Fill in the source of a Kustomization from the index, when it is there, and whether it
+/// applies from the fleet repository (`fleet`: its normalised URL, when known).
+fn attach_source(
+    k: &mut KustomizationStatus,
+    sources: &HashMap<SourceKey, SourceStatus>,
+    fleet: Option<&str>,
+) {
     if let Some(r) = k.source.take() {
         k.source = sources
             .get(&(r.kind.clone(), r.namespace.clone(), r.name.clone()))
             .cloned();
     }
+    k.from_fleet = match (&k.source, fleet) {
+        (Some(s), Some(fleet)) if s.kind == "GitRepository" => s
+            .url
+            .as_deref()
+            .and_then(crate::locate::normalize_repo_url)
+            .map(|u| u == fleet),
+        _ => None,
+    };
 }
 
 /// The clusters an upgrade-reporting object belongs to: its namespace, the fleetwave or CAPI
@@ -937,9 +965,9 @@ pub fn status_of(obj: &DynamicObject) -> KustomizationStatus {
                 .or_else(|| obj.metadata.namespace.clone())
                 .unwrap_or_default(),
             name: text(r.get("name")).unwrap_or_default(),
-            revision: None,
-            ready: None,
+            ..Default::default()
         }),
+        from_fleet: None,
     }
 }
 

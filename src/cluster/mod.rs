@@ -54,6 +54,10 @@ pub struct KustomizationStatus {
     /// The GitRepository / OCIRepository it applies from, when observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceStatus>,
+    /// Some(false) when it applies from a Git repository other than the fleet's (e.g. the
+    /// shared gitops-base): its revision never is a fleet commit, so only its health counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_fleet: Option<bool>,
 }
 
 /// A Flux source (`spec.sourceRef` of a Kustomization) and its stored artifact.
@@ -66,6 +70,9 @@ pub struct SourceStatus {
     /// `status.artifact.revision`: what the source controller has fetched.
     #[serde(default)]
     pub revision: Option<String>,
+    /// `spec.url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(default)]
     pub ready: Option<Condition>,
 }
@@ -159,8 +166,23 @@ pub fn convergence(
     if obs.kustomizations.is_empty() {
         return Convergence::Waiting("no Flux Kustomization observed for this cluster".into());
     }
+    if obs
+        .kustomizations
+        .iter()
+        .all(|k| k.from_fleet == Some(false))
+    {
+        return Convergence::Waiting(
+            "no Flux Kustomization of this cluster applies from the fleet repository".into(),
+        );
+    }
     for k in &obs.kustomizations {
         let id = format!("Kustomization {}/{}", k.namespace, k.name);
+        if k.from_fleet == Some(false) {
+            if let Some(why) = other_source_health(k, &id) {
+                return why;
+            }
+            continue;
+        }
         let at_target = |h: Option<&str>| h.is_some_and(|h| descends(h, target));
         // An OCI artifact's digest never names the Git commit; its origin revision does.
         let origin = k
@@ -238,6 +260,44 @@ pub fn convergence(
         return Convergence::Waiting(format!("upgrade in progress: {p}"));
     }
     Convergence::Converged
+}
+
+/// A Kustomization applying from another repository: healthy, or why not.
+fn other_source_health(k: &KustomizationStatus, id: &str) -> Option<Convergence> {
+    let cond = |t: &str, st: &str| k.condition(t).filter(|c| c.status == st);
+    if let Some(c) = cond("Stalled", "True") {
+        return Some(Convergence::Failed(
+            format!("{id} is stalled: {} {}", c.reason, c.message)
+                .trim_end()
+                .to_string(),
+        ));
+    }
+    if let Some(h) = cond("Healthy", "False") {
+        return Some(Convergence::Failed(
+            format!("{id} is unhealthy: {} {}", h.reason, h.message)
+                .trim_end()
+                .to_string(),
+        ));
+    }
+    if k.observed_generation != k.generation {
+        return Some(Convergence::Waiting(format!(
+            "{id} has not observed generation {} yet",
+            k.generation
+        )));
+    }
+    if cond("Reconciling", "True").is_some() {
+        return Some(Convergence::Waiting(format!("{id} is reconciling")));
+    }
+    match k.condition("Ready") {
+        Some(r) if r.status == "True" => None,
+        Some(r) => Some(Convergence::Waiting(format!(
+            "{id} is not Ready: {}",
+            r.reason
+        ))),
+        None => Some(Convergence::Waiting(format!(
+            "{id} reports no Ready condition"
+        ))),
+    }
 }
 
 /// Why a Kustomization has not applied the target yet, as far as its source tells.
@@ -322,6 +382,7 @@ mod tests {
             last_attempted_revision: Some(format!("main@sha1:{X}")),
             last_applied_origin_revision: None,
             source: None,
+            from_fleet: None,
         }
     }
 
@@ -423,6 +484,32 @@ mod tests {
         assert!(matches!(c(k.clone()), Convergence::Waiting(_)));
         k.last_applied_origin_revision = Some(format!("main@sha1:{Y}"));
         assert_eq!(c(k), Convergence::Converged);
+        // A Kustomization applying from another repository (gitops-base): health only, but
+        // at least one must apply from the fleet.
+        let mut base = ks();
+        base.name = "opencenter-cert-manager".into();
+        base.from_fleet = Some(false);
+        base.last_applied_revision = Some(format!("v2026.01@sha1:{OLD}"));
+        let o = ClusterObservation {
+            kustomizations: vec![ks(), base.clone()],
+            ..Default::default()
+        };
+        assert_eq!(convergence(&o, X, &descends), Convergence::Converged);
+        let o = ClusterObservation {
+            kustomizations: vec![base.clone()],
+            ..Default::default()
+        };
+        assert!(
+            matches!(convergence(&o, X, &descends), Convergence::Waiting(r) if r.contains("fleet repository"))
+        );
+        base.conditions = vec![Condition::new("Ready", "False", "HealthCheckFailed", "")];
+        let o = ClusterObservation {
+            kustomizations: vec![ks(), base],
+            ..Default::default()
+        };
+        assert!(
+            matches!(convergence(&o, X, &descends), Convergence::Waiting(r) if r.contains("HealthCheckFailed"))
+        );
         // Upgrade still running.
         let mut o = obs(ks());
         o.upgrade_in_progress = Some("KubeadmControlPlane at v1.32.4, want v1.33.5".into());
