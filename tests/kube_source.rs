@@ -597,8 +597,9 @@ async fn a_kind_the_hub_does_not_serve_is_skipped() {
     );
     let obs = src.observe(&names(&["a"]), Utc::now()).await.unwrap();
     assert_eq!(convergence(&obs["a"], X, &same), Convergence::Converged);
-    // Not retried: a missing CRD is not an error to hammer the API server with.
-    assert_eq!(fake.count_kind("tenantcontrolplanes", "LIST"), 1);
+    // Discovery says it is not served: never listed, never retried.
+    assert_eq!(fake.count_kind("tenantcontrolplanes", "LIST"), 0);
+    assert_eq!(fake.count_kind("tenantcontrolplanes", "WATCH"), 0);
     assert_eq!(src.errors(), 0, "{:?}", src.last_error());
 }
 

@@ -205,10 +205,6 @@ impl Watch {
         changed: Option<tokio::sync::watch::Sender<u64>>,
     ) -> Watch {
         let ar = &kind.resource;
-        let api: Api<DynamicObject> = match &kind.namespace {
-            Some(ns) => Api::namespaced_with(client, ns, ar),
-            None => Api::all_with(client, ar),
-        };
         let writer = Writer::<DynamicObject>::new(ar.clone());
         let store = writer.as_reader();
         let counters = Arc::new(Counters {
@@ -218,15 +214,11 @@ impl Watch {
             last_error: Mutex::new(None),
             absent: Default::default(),
         });
-        // Backoff so an unreachable or failing API server is not hammered by retries.
-        let events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(prune)
-            .reflect(writer);
-        let task = tokio::spawn(drive(
-            Box::pin(events),
+        let task = tokio::spawn(run_watch(
+            client,
+            kind.clone(),
+            writer,
             counters.clone(),
-            kind.optional,
             changed,
             what.clone(),
         ));
@@ -535,6 +527,73 @@ impl Drop for KubeSource {
             s.poller.abort();
         }
     }
+}
+
+/// Watch one kind. An optional kind is first looked up in the API server's discovery and
+/// watched at the version the server prefers (CAPI serves v1beta2 and v1beta1, Flux
+/// OCIRepository v1 and v1beta2, ...); when the server does not serve it at all it is absent.
+async fn run_watch(
+    client: kube::Client,
+    kind: Kind,
+    writer: Writer<DynamicObject>,
+    counters: Arc<Counters>,
+    changed: Option<tokio::sync::watch::Sender<u64>>,
+    what: String,
+) {
+    let ar = if kind.optional {
+        match served(&client, &kind.resource).await {
+            Ok(Some(ar)) => ar,
+            Ok(None) => {
+                tracing::info!(%what, "not served by this API server; not watching it");
+                counters.absent.store(true, Ordering::Relaxed);
+                counters.listed.send_replace(true);
+                return;
+            }
+            Err(e) => {
+                // Discovery failed (server down?): watch the default version; the watcher
+                // retries with backoff and reports its own errors.
+                tracing::warn!(%what, error = %e, "discovery failed; watching the default version");
+                kind.resource.clone()
+            }
+        }
+    } else {
+        kind.resource.clone()
+    };
+    let api: Api<DynamicObject> = match &kind.namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &ar),
+        None => Api::all_with(client, &ar),
+    };
+    // Backoff so an unreachable or failing API server is not hammered by retries.
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(prune)
+        .reflect(writer);
+    drive(Box::pin(events), counters, kind.optional, changed, what).await;
+}
+
+/// The version of `ar`'s kind the API server prefers, None when it serves the kind at no
+/// version.
+async fn served(
+    client: &kube::Client,
+    ar: &ApiResource,
+) -> Result<Option<ApiResource>, kube::Error> {
+    let group = match kube::discovery::oneshot::group(client, &ar.group).await {
+        Ok(g) => g,
+        Err(kube::Error::Discovery(_)) => return Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Some((found, _)) = group.recommended_kind(&ar.kind) {
+        return Ok(Some(found));
+    }
+    // Not at the preferred version: any version that has it.
+    Ok(group.versions().find_map(|v| {
+        group
+            .versioned_resources(v)
+            .into_iter()
+            .find(|(r, _)| r.kind == ar.kind)
+            .map(|(r, _)| r)
+    }))
 }
 
 /// Read a spoke's `/version` now and every `every` after.
