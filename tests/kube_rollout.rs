@@ -459,8 +459,18 @@ fn an_alert_firing_mid_soak_fails_the_wave() {
     let before = merged(&st);
     rig.tick(now + Duration::hours(30));
     assert_eq!(merged(&rig.state()), before);
-    let (_, status) = rig.run(&["status"], now);
+    let (code, status) = rig.run(&["status"], now);
     assert!(status.contains("prometheus FAILED"), "{status}");
+    assert_eq!(code, 1, "a halted plan: status exits 1");
+    // --watch redraws until stopped (here after 3 refreshes).
+    let (_, watched, _) =
+        rig.run_split(&["status", "--watch", "10ms", "--max-refreshes", "3"], now);
+    assert_eq!(
+        watched.matches("plan gitops-base-2026-02").count(),
+        3,
+        "{watched}"
+    );
+    assert_eq!(watched.matches("(refreshed ").count(), 3, "{watched}");
 }
 
 impl Rig {
