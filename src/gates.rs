@@ -885,6 +885,7 @@ mod tests {
                 total,
                 ready,
                 kubelets: BTreeMap::new(),
+                control_plane_kubelets: BTreeMap::new(),
                 not_ready: not_ready.iter().map(|s| s.to_string()).collect(),
             }),
             ..Default::default()

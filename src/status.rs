@@ -277,14 +277,23 @@ fn drift(git: &[GitValue], o: &ClusterObservation) -> Vec<String> {
         }
     }
     if let Some(n) = &o.nodes {
-        let want = wanted(Role::Workers);
-        if !want.is_empty() {
-            for (v, k) in &n.kubelets {
+        // Control-plane nodes follow control-plane values, workers the workers' (a cluster
+        // between its control-plane and worker steps is not drifting).
+        for (role, kubelets, what) in [
+            (
+                Role::ControlPlane,
+                n.control_plane_kubelets.clone(),
+                "control-plane kubelet(s)",
+            ),
+            (Role::Workers, n.worker_kubelets(), "worker kubelet(s)"),
+        ] {
+            let want = wanted(role);
+            if want.is_empty() {
+                continue;
+            }
+            for (v, k) in &kubelets {
                 if !want.iter().any(|w| matches(v, w)) {
-                    out.push(format!(
-                        "{k} kubelet(s) run {v}; Git says {}",
-                        want.join(", ")
-                    ));
+                    out.push(format!("{k} {what} run {v}; Git says {}", want.join(", ")));
                 }
             }
         }
@@ -397,6 +406,7 @@ mod tests {
                 total: kubelets.iter().map(|k| k.1).sum(),
                 ready: kubelets.iter().map(|k| k.1).sum(),
                 kubelets: kubelets.iter().map(|(v, k)| (v.to_string(), *k)).collect(),
+                control_plane_kubelets: BTreeMap::new(),
                 not_ready: Vec::new(),
             }),
             ..Default::default()
@@ -426,7 +436,11 @@ mod tests {
         let row = report(&st, o.clone(), git.clone());
         assert_eq!(row.drift.len(), 2, "{:?}", row.drift);
         assert!(row.drift[0].contains("KubeadmControlPlane ns/x runs v1.32.4; Git says v1.33.5"));
-        assert!(row.drift[1].contains("1 kubelet(s) run v1.32.4"));
+        assert!(
+            row.drift[1].contains("1 worker kubelet(s) run v1.32.4"),
+            "{:?}",
+            row.drift
+        );
         assert!(row.running.contains(&"kubelet v1.33.5 ×2".to_string()));
 
         // Same cluster while its wave has a step merged but not converged: not drift.
@@ -443,6 +457,32 @@ mod tests {
             ..Default::default()
         });
         assert!(report(&st, o, git).drift.is_empty());
+    }
+
+    #[test]
+    fn control_plane_kubelets_follow_control_plane_values() {
+        let st = PlanState::new("p", "h");
+        // Between the control-plane step and the workers step: not drift.
+        let git = vec![
+            kube(Role::ControlPlane, "v1.33.5"),
+            kube(Role::Workers, "v1.32.4"),
+        ];
+        let mut o = obs(Vec::new(), &[("v1.33.5", 3), ("v1.32.4", 2)]);
+        if let Some(n) = o.nodes.as_mut() {
+            n.control_plane_kubelets.insert("v1.33.5".into(), 3);
+        }
+        assert!(report(&st, o.clone(), git).drift.is_empty());
+        // A control-plane node left behind is.
+        if let Some(n) = o.nodes.as_mut() {
+            n.control_plane_kubelets.insert("v1.32.4".into(), 1);
+        }
+        let git = vec![
+            kube(Role::ControlPlane, "v1.33.5"),
+            kube(Role::Workers, "v1.32.4"),
+        ];
+        let row = report(&st, o, git);
+        assert_eq!(row.drift.len(), 1, "{:?}", row.drift);
+        assert!(row.drift[0].contains("1 control-plane kubelet(s) run v1.32.4"));
     }
 
     #[test]

@@ -173,8 +173,16 @@ impl Rig {
     fn spoke(&self, c: &str, apiserver: &str, kubelets: &[&str], restarts: u32) {
         let k = &self.spokes[c];
         k.set_version(apiserver);
+        // Kamaji runs the control plane as pods on the management cluster: the tenant
+        // cluster has worker nodes only.
+        let hosted_cp = c == "stg-kamaji-01";
         for (i, v) in kubelets.iter().enumerate() {
-            k.apply(node(&format!("{c}-node-{i}"), true, v, i == 0));
+            k.apply(node(
+                &format!("{c}-node-{i}"),
+                true,
+                v,
+                i == 0 && !hosted_cp,
+            ));
         }
         k.apply(pod("kube-system", "coredns-0", restarts));
     }

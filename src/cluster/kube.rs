@@ -819,6 +819,11 @@ fn obj_ref<'a>(obj: &'a DynamicObject, ar: &'a ApiResource) -> super::upgrade::O
         name: obj.metadata.name.as_deref().unwrap_or("?"),
         namespace: obj.metadata.namespace.as_deref(),
         generation: obj.metadata.generation,
+        control_plane: obj
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(super::upgrade::CONTROL_PLANE_LABEL)),
         data: &obj.data,
     }
 }

@@ -47,6 +47,9 @@ pub struct NodeSummary {
     pub ready: u32,
     /// kubelet version → number of nodes running it.
     pub kubelets: BTreeMap<String, u32>,
+    /// The same, for control-plane nodes only (`node-role.kubernetes.io/control-plane`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub control_plane_kubelets: BTreeMap<String, u32>,
     /// Nodes not Ready, by name (sorted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ready: Vec<String>,
@@ -75,7 +78,35 @@ pub struct Obj<'a> {
     pub name: &'a str,
     pub namespace: Option<&'a str>,
     pub generation: Option<i64>,
+    /// Labelled `node-role.kubernetes.io/control-plane` (nodes).
+    pub control_plane: bool,
     pub data: &'a Value,
+}
+
+/// The label that marks control-plane nodes.
+pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+
+impl NodeSummary {
+    /// Worker kubelets: all but the control plane's.
+    pub fn worker_kubelets(&self) -> BTreeMap<String, u32> {
+        let mut out = self.kubelets.clone();
+        for (v, k) in &self.control_plane_kubelets {
+            if let Some(n) = out.get_mut(v) {
+                *n = n.saturating_sub(*k);
+            }
+        }
+        out.retain(|_, n| *n > 0);
+        out
+    }
+
+    /// Kubelets of the nodes a step of `role` upgrades.
+    pub fn kubelets_for(&self, role: Role) -> BTreeMap<String, u32> {
+        match role {
+            Role::Whole => self.kubelets.clone(),
+            Role::ControlPlane => self.control_plane_kubelets.clone(),
+            Role::Workers => self.worker_kubelets(),
+        }
+    }
 }
 
 impl<'a> Obj<'a> {
@@ -87,6 +118,10 @@ impl<'a> Obj<'a> {
             name: text(obj, "/metadata/name").unwrap_or("?"),
             namespace: text(obj, "/metadata/namespace"),
             generation: int(obj, "/metadata/generation"),
+            control_plane: obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL)),
             data: obj,
         }
     }
@@ -342,6 +377,9 @@ pub fn node_summary_of<'a>(nodes: impl IntoIterator<Item = Obj<'a>>) -> NodeSumm
         }
         let v = text(n.data, "/status/nodeInfo/kubeletVersion").unwrap_or("unknown");
         *out.kubelets.entry(v.to_string()).or_default() += 1;
+        if n.control_plane {
+            *out.control_plane_kubelets.entry(v.to_string()).or_default() += 1;
+        }
     }
     out.not_ready.sort();
     out
@@ -365,8 +403,8 @@ pub fn in_progress(components: &[Component]) -> Option<String> {
         .find_map(|c| c.progress.as_ref().map(|p| format!("{}: {p}", c.id())))
 }
 
-/// Whether observed versions for `role` lag `want`: components with a running version and,
-/// for workers, every kubelet. None when nothing reports a version older than `want`.
+/// Whether observed versions for `role` lag `want`: components with a running version, and
+/// the kubelets of the nodes of that role. None when nothing reports a version older than `want`.
 /// `Whole` checks both roles.
 pub fn lag(
     components: &[Component],
@@ -380,11 +418,9 @@ pub fn lag(
             return Some(format!("{} runs {r}, want {want}", c.id()));
         }
     }
-    if role != Role::ControlPlane
-        && let Some(n) = nodes
-    {
+    if let Some(n) = nodes {
         let old: Vec<String> = n
-            .kubelets
+            .kubelets_for(role)
             .iter()
             .filter(|(v, _)| behind(v, want))
             .map(|(v, k)| format!("{k} at {v}"))
