@@ -897,3 +897,20 @@ async fn a_cluster_whose_api_server_goes_away_is_unobservable_not_stale() {
     assert!(!fleetwave::gates::nodes(&obs["a"]).ok);
     assert!(fleetwave::cluster::unhealthy(&obs["a"]).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_hub_is_listed_in_pages() {
+    let fake = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    let clusters: Vec<String> = (0..1200).map(|i| format!("c{i:04}")).collect();
+    for c in &clusters {
+        fake.apply(kustomization(c, "apps", ok, &rev(X), &rev(X), 1, 1));
+    }
+    let src = started(&fake).await;
+    assert_eq!(src.len(), 1200);
+    let obs = src.observe(&clusters, Utc::now()).await.unwrap();
+    assert!(obs.values().all(|o| o.kustomizations.len() == 1));
+    // kube-rs asks for 500 at a time: three pages, one list.
+    assert_eq!(fake.count("LIST *"), 3, "{:#?}", fake.request_log());
+    assert_eq!(src.lists(), 1);
+}

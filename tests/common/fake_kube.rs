@@ -1604,8 +1604,33 @@ async fn objects(
                 o
             })
             .collect();
+        // Pagination (`limit`, `continue`), as kube-rs' watcher asks for it: the token says
+        // at which revision the list started and how many items were already sent.
+        let (rv, skip) = match q.get("continue").filter(|c| !c.is_empty()) {
+            Some(token) => match token
+                .split_once('-')
+                .and_then(|(r, n)| Some((r.parse::<u64>().ok()?, n.parse::<usize>().ok()?)))
+            {
+                Some(t) => t,
+                None => (st.rv, 0),
+            },
+            None => (st.rv, 0),
+        };
+        let limit = q
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        let total = items.len();
+        let page: Vec<Value> = items.into_iter().skip(skip).take(limit).collect();
+        let sent = skip + page.len();
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if sent < total {
+            meta["continue"] = json!(format!("{rv}-{sent}"));
+            meta["remainingItemCount"] = json!(total - sent);
+        }
         json!({"apiVersion": api_version, "kind": format!("{}List", res.kind),
-               "metadata": {"resourceVersion": st.rv.to_string()}, "items": items})
+               "metadata": meta, "items": page})
     };
     write_full(w, 200, &list).await
 }
