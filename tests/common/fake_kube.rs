@@ -1588,22 +1588,27 @@ async fn objects(
     }
     let list = {
         let st = lock(&sh.state);
-        let items: Vec<Value> = st
+        // Only this resource's slice of the map, and references until the page is cut: a
+        // paginated list of 10,000 objects must not clone all of them for every page.
+        let from: Key = (res.group, res.plural, String::new(), String::new());
+        let items: Vec<&Value> = st
             .objects
-            .iter()
-            .filter(|((g, p, _, _), o)| *g == res.group && *p == res.plural && filter.matches(o))
-            .map(|(_, o)| {
-                let mut o = served(o, &api_version);
-                if res.group.is_empty() {
-                    // A real API server leaves these out of core list items.
-                    if let Some(m) = o.as_object_mut() {
-                        m.remove("apiVersion");
-                        m.remove("kind");
-                    }
-                }
-                o
-            })
+            .range(from..)
+            .take_while(|((g, p, _, _), _)| *g == res.group && *p == res.plural)
+            .filter(|(_, o)| filter.matches(o))
+            .map(|(_, o)| o)
             .collect();
+        let serve_item = |o: &Value| {
+            let mut o = served(o, &api_version);
+            if res.group.is_empty() {
+                // A real API server leaves these out of core list items.
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("apiVersion");
+                    m.remove("kind");
+                }
+            }
+            o
+        };
         // Pagination (`limit`, `continue`), as kube-rs' watcher asks for it: the token says
         // at which revision the list started and how many items were already sent.
         let (rv, skip) = match q.get("continue").filter(|c| !c.is_empty()) {
@@ -1622,7 +1627,12 @@ async fn objects(
             .filter(|l| *l > 0)
             .unwrap_or(usize::MAX);
         let total = items.len();
-        let page: Vec<Value> = items.into_iter().skip(skip).take(limit).collect();
+        let page: Vec<Value> = items
+            .into_iter()
+            .skip(skip)
+            .take(limit)
+            .map(serve_item)
+            .collect();
         let sent = skip + page.len();
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if sent < total {
