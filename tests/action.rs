@@ -924,6 +924,25 @@ fn status_runs_against_the_remote() {
             "--github-output"
         ]
     );
+    // Cluster state for status, per-cluster contexts passed as one argument.
+    let sim = Sim::new(&[
+        ("command", "status"),
+        ("plan", "plans/a.yaml"),
+        ("cluster-source", "kube"),
+        ("cluster-context", "admin@{cluster} $(touch pwned5)"),
+    ]);
+    let o = sim.run();
+    assert!(o.ok(), "{o:#?}");
+    assert_eq!(
+        &o.argv()[6..],
+        [
+            "--clusters",
+            "kube",
+            "--cluster-context",
+            "admin@{cluster} $(touch pwned5)"
+        ]
+    );
+    assert_not_pwned(&sim);
 }
 
 #[test]

@@ -260,6 +260,31 @@ struct Spoke {
     /// The apiserver's `gitVersion`, or why it could not be read.
     version: Arc<Mutex<Option<Result<String, String>>>>,
     poller: tokio::task::JoinHandle<()>,
+    restarts: Mutex<RestartCounter>,
+}
+
+/// Container restarts of one cluster as a count that only goes up while fleetwave watches:
+/// a pod replaced during a drain takes its restart count with it, and a plain sum over the
+/// pods there now would fall and hide the next crash loop.
+#[derive(Default)]
+struct RestartCounter {
+    /// Restart count last seen per pod UID.
+    seen: HashMap<String, u64>,
+    total: u64,
+}
+
+impl RestartCounter {
+    fn update<'a>(&mut self, pods: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
+        let mut now = HashMap::new();
+        for (uid, count) in pods {
+            let before = self.seen.get(uid).copied().unwrap_or(0);
+            self.total += count.saturating_sub(before);
+            now.insert(uid.to_string(), count.max(before));
+        }
+        // Forget deleted pods (their restarts stay counted).
+        self.seen = now;
+        self.total
+    }
 }
 
 impl Spoke {
@@ -394,6 +419,7 @@ impl KubeSource {
                 cluster,
                 version,
                 poller,
+                restarts: Mutex::default(),
             });
         }
         Ok(KubeSource {
@@ -771,14 +797,15 @@ impl ClusterSource for KubeSource {
             o.nodes = Some(super::upgrade::node_summary_of(
                 nodes.iter().map(|n| obj_ref(n, &s.nodes.resource)),
             ));
-            o.pod_restarts = Some(
-                s.pods
-                    .store
-                    .state()
-                    .iter()
-                    .map(|p| super::upgrade::pod_restarts(&p.data))
-                    .sum(),
-            );
+            let pods = s.pods.store.state();
+            o.pod_restarts = Some(s.restarts.lock().unwrap_or_else(|p| p.into_inner()).update(
+                pods.iter().map(|p| {
+                    (
+                        p.metadata.uid.as_deref().unwrap_or(""),
+                        super::upgrade::pod_restarts(&p.data),
+                    )
+                }),
+            ));
             let version = s.version.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(Ok(v)) = version {
                 o.components.push(super::upgrade::apiserver(&v));
@@ -1132,6 +1159,17 @@ mod tests {
 
     fn obj(v: Value) -> DynamicObject {
         serde_json::from_value(v).expect("DynamicObject")
+    }
+
+    #[test]
+    fn restart_counter_only_goes_up() {
+        let mut c = RestartCounter::default();
+        assert_eq!(c.update([("a", 3), ("b", 1)]), 4);
+        assert_eq!(c.update([("a", 5), ("b", 1)]), 6);
+        // Pod a is replaced by c during a drain: a's 5 stay counted, c starts at 0.
+        assert_eq!(c.update([("b", 1), ("c", 0)]), 6);
+        // The replacement crash-loops: every restart counts from here.
+        assert_eq!(c.update([("b", 1), ("c", 4)]), 10);
     }
 
     /// Pruning keeps everything fleetwave reads: every recorded status fixture reads the same
