@@ -32,8 +32,10 @@
 //! - **Reasons** show URLs without user info and without the query string (`?…`): those are
 //!   where tokens live.
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use regex::Regex;
@@ -199,7 +201,13 @@ fn list(names: &[String]) -> String {
 pub struct Remote {
     client: reqwest::Client,
     timeout: Duration,
+    /// Within one [`Remote::evaluate_all`]: Prometheus answers by URL, so a Prometheus shared
+    /// by the whole fleet is asked once per tick, not once per cluster.
+    shared: Option<Arc<Mutex<HashMap<String, Shared>>>>,
 }
+
+/// One Prometheus answer (a `Result<T, String>`), fetched by whichever evaluation asks first.
+type Shared = Arc<tokio::sync::OnceCell<Arc<dyn Any + Send + Sync>>>;
 
 impl Remote {
     /// `timeout` bounds each request, from connecting to the last byte of the body.
@@ -213,7 +221,11 @@ impl Remote {
             .user_agent(concat!("fleetwave/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| GateError::Client(error_chain(&e.without_url())))?;
-        Ok(Remote { client, timeout })
+        Ok(Remote {
+            client,
+            timeout,
+            shared: None,
+        })
     }
 
     /// Evaluate one gate for `cluster`; `None` for gates that are not remote. The result is
@@ -276,12 +288,16 @@ impl Remote {
         }
         let mut work = work.into_iter();
         let mut running = JoinSet::new();
+        let me = Remote {
+            shared: Some(Arc::default()),
+            ..self.clone()
+        };
         loop {
             while running.len() < MAX_IN_FLIGHT {
                 let Some((j, k, gate, cluster)) = work.next() else {
                     break;
                 };
-                let remote = self.clone();
+                let remote = me.clone();
                 running.spawn(async move { (j, k, remote.evaluate(&gate, &cluster).await) });
             }
             let Some(done) = running.join_next().await else {
@@ -332,11 +348,11 @@ impl Remote {
             Err(reason) => return (false, reason),
         };
         let shown = shown(&endpoint);
-        let data: AlertsData = match self.prometheus_api(endpoint, &shown).await {
-            Ok(d) => d,
-            Err(reason) => return (false, reason),
-        };
-        judge_alerts(&data.alerts, &matchers, scope)
+        let data = self.prometheus_shared::<AlertsData>(endpoint, &shown).await;
+        match &*data {
+            Ok(d) => judge_alerts(&d.alerts, &matchers, scope),
+            Err(reason) => (false, reason.clone()),
+        }
     }
 
     async fn query(&self, url: &str, query: &str, threshold: f64, cluster: &str) -> (bool, String) {
@@ -346,11 +362,12 @@ impl Remote {
         };
         let shown = shown(&endpoint);
         endpoint.query_pairs_mut().append_pair("query", query);
-        let data: QueryData = match self.prometheus_api(endpoint, &shown).await {
+        let data = self.prometheus_shared::<QueryData>(endpoint, &shown).await;
+        let data = match &*data {
             Ok(d) => d,
-            Err(reason) => return (false, reason),
+            Err(reason) => return (false, reason.clone()),
         };
-        match samples(&data) {
+        match samples(data) {
             Ok(s) => judge_samples(&s, threshold),
             Err(e) => (false, format!("{shown}: {e}")),
         }
@@ -369,6 +386,36 @@ impl Remote {
     }
 
     /// GET a Prometheus HTTP API endpoint and unwrap its `data`.
+    /// [`Remote::prometheus_api`], asked once per URL within an `evaluate_all`.
+    async fn prometheus_shared<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        url: Url,
+        shown: &str,
+    ) -> Arc<Result<T, String>> {
+        let Some(shared) = &self.shared else {
+            return Arc::new(self.prometheus_api(url, shown).await);
+        };
+        let cell = shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_string())
+            .or_default()
+            .clone();
+        let any = cell
+            .get_or_init(|| async {
+                Arc::new(self.prometheus_api::<T>(url.clone(), shown).await)
+                    as Arc<dyn Any + Send + Sync>
+            })
+            .await
+            .clone();
+        match any.downcast::<Result<T, String>>() {
+            Ok(r) => r,
+            // The same URL read as another type: cannot happen (alerts and queries have
+            // different paths), but a plain fetch is always right.
+            Err(_) => Arc::new(self.prometheus_api(url, shown).await),
+        }
+    }
+
     async fn prometheus_api<T: DeserializeOwned>(
         &self,
         url: Url,
