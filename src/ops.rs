@@ -345,13 +345,15 @@ async fn kube_source(
     let mut spokes = Vec::new();
     let mut unreachable = BTreeMap::new();
     if let Some(tpl) = &w.cluster_context {
-        for c in clusters {
-            let ctx = tpl.replace("{cluster}", c);
-            match client(&KubeConfigSel {
-                context: Some(ctx.clone()),
-            })
+        let contexts: Vec<String> = clusters
+            .iter()
+            .map(|c| tpl.replace("{cluster}", c))
+            .collect();
+        let clients = crate::cluster::kube::clients_for_contexts(&contexts)
             .await
-            {
+            .map_err(|e| e.to_string())?;
+        for ((c, ctx), made) in clusters.iter().zip(&contexts).zip(clients) {
+            match made {
                 Ok(cl) => spokes.push((c.clone(), cl)),
                 // One missing context must not blind fleetwave to the whole fleet; that
                 // cluster waits, with this reason, when its wave runs.

@@ -65,6 +65,58 @@ pub async fn client(sel: &KubeConfigSel) -> Result<kube::Client, ClusterError> {
     kube::Client::try_from(config).map_err(|e| unavailable("client", &e))
 }
 
+/// Clients for many contexts of the kubeconfig (`KUBECONFIG` or `~/.kube/config`), read and
+/// parsed once: each client gets a kubeconfig cut down to its own context, cluster and user,
+/// so thousands of contexts cost one parse, not one each. Per context: its client, or why not.
+pub async fn clients_for_contexts(
+    contexts: &[String],
+) -> Result<Vec<Result<kube::Client, ClusterError>>, ClusterError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read()
+        .map_err(|e| ClusterError::Unavailable(format!("kube config (reading it): {e}")))?;
+    let clusters: HashMap<&str, _> = kc.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
+    let users: HashMap<&str, _> = kc.auth_infos.iter().map(|u| (u.name.as_str(), u)).collect();
+    let named: HashMap<&str, _> = kc.contexts.iter().map(|c| (c.name.as_str(), c)).collect();
+    let mut out = Vec::with_capacity(contexts.len());
+    for ctx in contexts {
+        let Some(nc) = named.get(ctx.as_str()) else {
+            out.push(Err(ClusterError::Unavailable(format!(
+                "kube config: no context {ctx:?}"
+            ))));
+            continue;
+        };
+        let inner = nc.context.as_ref();
+        let one = Kubeconfig {
+            clusters: inner
+                .and_then(|c| clusters.get(c.cluster.as_str()))
+                .map(|c| vec![(*c).clone()])
+                .unwrap_or_default(),
+            auth_infos: inner
+                .and_then(|c| c.user.as_deref())
+                .and_then(|u| users.get(u))
+                .map(|u| vec![(*u).clone()])
+                .unwrap_or_default(),
+            contexts: vec![(*nc).clone()],
+            current_context: Some(ctx.clone()),
+            ..Default::default()
+        };
+        let opts = KubeConfigOptions {
+            context: Some(ctx.clone()),
+            ..Default::default()
+        };
+        let client = match kube::Config::from_custom_kubeconfig(one, &opts).await {
+            Ok(config) => kube::Client::try_from(config).map_err(|e| {
+                ClusterError::Unavailable(format!("kube config (context {ctx}, client): {e}"))
+            }),
+            Err(e) => Err(ClusterError::Unavailable(format!(
+                "kube config (context {ctx}): {e}"
+            ))),
+        };
+        out.push(client);
+    }
+    Ok(out)
+}
+
 /// The API resource of Flux Kustomizations.
 pub fn kustomization_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization");
