@@ -156,6 +156,13 @@ pub fn upgrade_kinds() -> Vec<Kind> {
             true,
         ),
         Kind::new(
+            "cluster.x-k8s.io",
+            "v1beta1",
+            "MachinePool",
+            "machinepools",
+            true,
+        ),
+        Kind::new(
             "controlplane.cluster.x-k8s.io",
             "v1beta1",
             "KubeadmControlPlane",

@@ -199,6 +199,7 @@ pub fn component_of(obj: &Obj) -> Option<Component> {
     match (group, obj.kind) {
         ("cluster.x-k8s.io", "Cluster") => capi_cluster(obj),
         ("cluster.x-k8s.io", "MachineDeployment") => Some(machine_deployment(obj)),
+        ("cluster.x-k8s.io", "MachinePool") => Some(machine_pool(obj)),
         ("controlplane.cluster.x-k8s.io", kind) => Some(control_plane(obj, kind)),
         ("kamaji.clastix.io", "TenantControlPlane") => Some(tenant_control_plane(obj)),
         ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment") => {
@@ -291,6 +292,43 @@ fn machine_deployment(obj: &Obj) -> Component {
         });
     Component {
         kind: "MachineDeployment".into(),
+        name: id_of(obj),
+        role: Role::Workers,
+        running: desired.clone().filter(|_| progress.is_none()),
+        desired,
+        progress,
+    }
+}
+
+/// MachinePool: like a MachineDeployment, but v1beta1 reports no up-to-date count, so
+/// without one it is done when every replica is ready and available and none unavailable.
+fn machine_pool(obj: &Obj) -> Component {
+    let desired = text(obj.data, "/spec/template/spec/version").map(str::to_string);
+    let replicas = int(obj.data, "/spec/replicas").unwrap_or(1);
+    let count = |p: &str| int(obj.data, p);
+    let progress = generation_lag(obj)
+        .or_else(|| {
+            count("/status/upToDateReplicas")
+                .filter(|u| *u < replicas)
+                .map(|u| format!("{u}/{replicas} machines up to date"))
+        })
+        .or_else(|| match count("/status/readyReplicas") {
+            Some(r) if r < replicas => Some(format!("{r}/{replicas} machines ready")),
+            None if replicas > 0 => Some("no rollout status yet".into()),
+            _ => None,
+        })
+        .or_else(|| {
+            count("/status/availableReplicas")
+                .filter(|a| *a < replicas)
+                .map(|a| format!("{a}/{replicas} machines available"))
+        })
+        .or_else(|| {
+            count("/status/unavailableReplicas")
+                .filter(|u| *u > 0)
+                .map(|u| format!("{u} machines unavailable"))
+        });
+    Component {
+        kind: "MachinePool".into(),
         name: id_of(obj),
         role: Role::Workers,
         running: desired.clone().filter(|_| progress.is_none()),
@@ -430,4 +468,43 @@ pub fn lag(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn machine_pools_settle_when_every_replica_is_ready_and_available() {
+        let mp = |status: Value| {
+            json!({"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "MachinePool",
+                "metadata": {"name": "mp-0", "namespace": "c1", "generation": 2},
+                "spec": {"clusterName": "c1", "replicas": 3,
+                         "template": {"spec": {"version": "v1.33.5"}}},
+                "status": status})
+        };
+        let rolling = mp(
+            json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 2,
+                                "availableReplicas": 2, "unavailableReplicas": 1}),
+        );
+        let c = component(&rolling).expect("a component");
+        assert_eq!(c.role, Role::Workers);
+        assert_eq!(c.progress.as_deref(), Some("2/3 machines ready"));
+        assert_eq!(c.running, None);
+        let done = mp(
+            json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3,
+                             "availableReplicas": 3, "unavailableReplicas": 0}),
+        );
+        let c = component(&done).expect("a component");
+        assert_eq!((c.progress, c.running.as_deref()), (None, Some("v1.33.5")));
+        let stale = mp(json!({"observedGeneration": 1, "readyReplicas": 3}));
+        assert!(
+            component(&stale)
+                .unwrap()
+                .progress
+                .unwrap()
+                .contains("generation 2")
+        );
+    }
 }
