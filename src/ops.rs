@@ -229,7 +229,7 @@ pub fn reconcile(
         dry_run,
         github_output: gh_output,
     } = *run;
-    let kube = match rt.block_on(maybe_kube(w, &git, &s, &r.remote)) {
+    let kube = match rt.block_on(maybe_kube(w, &git, &s, &r.remote, true)) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
@@ -408,6 +408,7 @@ async fn maybe_kube(
     git: &GitRepo,
     s: &Settings,
     remote: &str,
+    warn_gates: bool,
 ) -> Result<Option<KubeSource>, String> {
     if w.clusters != "kube" {
         return Ok(None);
@@ -415,7 +416,8 @@ async fn maybe_kube(
     let names = if w.cluster_context.is_some() {
         plan_clusters(git, s)?
     } else {
-        if let Some(waves) = node_gated_waves(git, s) {
+        // Planning the fleet again costs seconds at 10,000 clusters: only where gates run.
+        if warn_gates && let Some(waves) = node_gated_waves(git, s) {
             // Said up front: these gates fail (holding the wave) without node data.
             eprintln!(
                 "warning: wave(s) {waves} gate on nodes or pod restarts, which need each \
@@ -713,7 +715,7 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
                 cluster_context: opts.cluster_context.clone(),
                 ..world_defaults()
             };
-            match rt.block_on(maybe_kube(&w, &git, &s, &r.remote)) {
+            match rt.block_on(maybe_kube(&w, &git, &s, &r.remote, false)) {
                 Ok(k) => k,
                 Err(e) => return fail(e),
             }
