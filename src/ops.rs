@@ -155,6 +155,7 @@ async fn tick_with<F: crate::forge::Forge>(
     loop {
         attempt += 1;
         let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
+        warn_node_gates(w, &o.planned.plan);
         let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
             .map_err(|e| e.to_string())?;
         let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
@@ -229,7 +230,7 @@ pub fn reconcile(
         dry_run,
         github_output: gh_output,
     } = *run;
-    let kube = match rt.block_on(maybe_kube(w, &git, &s, &r.remote, true)) {
+    let kube = match rt.block_on(maybe_kube(w, &git, &s, &r.remote)) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
@@ -408,7 +409,6 @@ async fn maybe_kube(
     git: &GitRepo,
     s: &Settings,
     remote: &str,
-    warn_gates: bool,
 ) -> Result<Option<KubeSource>, String> {
     if w.clusters != "kube" {
         return Ok(None);
@@ -416,26 +416,14 @@ async fn maybe_kube(
     let names = if w.cluster_context.is_some() {
         plan_clusters(git, s)?
     } else {
-        // Planning the fleet again costs seconds at 10,000 clusters: only where gates run.
-        if warn_gates && let Some(waves) = node_gated_waves(git, s) {
-            // Said up front: these gates fail (holding the wave) without node data.
-            eprintln!(
-                "warning: wave(s) {waves} gate on nodes or pod restarts, which need each \
-                 cluster's own API server (--cluster-context); without it those gates fail"
-            );
-        }
         Vec::new()
     };
     kube_source(w, &names, remote).await.map(Some)
 }
 
-/// Waves with a nodes or podRestarts gate, if any (None also when the plan cannot be read;
-/// the tick reports that properly).
-fn node_gated_waves(git: &GitRepo, s: &Settings) -> Option<String> {
-    let o = reconcile::observe_repo(git, s).ok()?;
-    let waves: Vec<&str> = o
-        .planned
-        .plan
+/// Waves with a nodes or podRestarts gate, if any.
+fn node_gated_waves(plan: &crate::plan::Plan) -> Option<String> {
+    let waves: Vec<&str> = plan
         .waves
         .iter()
         .filter(|w| {
@@ -449,6 +437,22 @@ fn node_gated_waves(git: &GitRepo, s: &Settings) -> Option<String> {
         .map(|w| w.name.as_str())
         .collect();
     (!waves.is_empty()).then(|| waves.join(", "))
+}
+
+/// Said once per process: without per-cluster contexts these gates fail (holding the wave).
+fn warn_node_gates(w: &WorldArgs, plan: &crate::plan::Plan) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if w.clusters != "kube" || w.cluster_context.is_some() {
+        return;
+    }
+    if let Some(waves) = node_gated_waves(plan)
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        eprintln!(
+            "warning: wave(s) {waves} gate on nodes or pod restarts, which need each \
+             cluster's own API server (--cluster-context); without it those gates fail"
+        );
+    }
 }
 
 /// One tick with the chosen forge (the GitHub client lives for the tick and its retries).
@@ -715,7 +719,7 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
                 cluster_context: opts.cluster_context.clone(),
                 ..world_defaults()
             };
-            match rt.block_on(maybe_kube(&w, &git, &s, &r.remote, false)) {
+            match rt.block_on(maybe_kube(&w, &git, &s, &r.remote)) {
                 Ok(k) => k,
                 Err(e) => return fail(e),
             }
