@@ -379,43 +379,60 @@ impl Remote {
             Err(reason) => return (false, reason),
         };
         let shown = shown(&url);
-        match self.fetch(url, &shown).await {
-            Ok((status, body)) => check.judge(status, &body, &shown),
-            Err(reason) => (false, reason),
+        let key = format!("http {url}");
+        match &*self.once(key, || self.fetch(url, &shown)).await {
+            Ok((status, body)) => check.judge(*status, body, &shown),
+            Err(reason) => (false, reason.clone()),
         }
     }
 
-    /// GET a Prometheus HTTP API endpoint and unwrap its `data`.
+    /// `make`'s answer, computed once per `key` within an [`Remote::evaluate_all`] (and every
+    /// time outside one), so a Prometheus or endpoint shared by the fleet is asked once a tick.
+    async fn once<T, F>(&self, key: String, make: impl FnOnce() -> F) -> Arc<T>
+    where
+        T: Send + Sync + 'static,
+        F: std::future::Future<Output = T>,
+    {
+        let Some(shared) = &self.shared else {
+            return Arc::new(make().await);
+        };
+        let cell = shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut make = Some(make);
+        let any = cell
+            .get_or_init(|| async {
+                let make = make.take().expect("get_or_init runs its future once");
+                Arc::new(make().await) as Arc<dyn Any + Send + Sync>
+            })
+            .await
+            .clone();
+        match any.downcast::<T>() {
+            Ok(v) => v,
+            // Keys name what they hold (`prometheus …`, `http …`), so this cannot happen;
+            // asking again is always right.
+            Err(_) => match make.take() {
+                Some(make) => Arc::new(make().await),
+                None => unreachable!("the cell was filled by this call with a T"),
+            },
+        }
+    }
+
     /// [`Remote::prometheus_api`], asked once per URL within an `evaluate_all`.
     async fn prometheus_shared<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         url: Url,
         shown: &str,
     ) -> Arc<Result<T, String>> {
-        let Some(shared) = &self.shared else {
-            return Arc::new(self.prometheus_api(url, shown).await);
-        };
-        let cell = shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(url.to_string())
-            .or_default()
-            .clone();
-        let any = cell
-            .get_or_init(|| async {
-                Arc::new(self.prometheus_api::<T>(url.clone(), shown).await)
-                    as Arc<dyn Any + Send + Sync>
-            })
+        let key = format!("prometheus {url}");
+        self.once(key, || self.prometheus_api::<T>(url, shown))
             .await
-            .clone();
-        match any.downcast::<Result<T, String>>() {
-            Ok(r) => r,
-            // The same URL read as another type: cannot happen (alerts and queries have
-            // different paths), but a plain fetch is always right.
-            Err(_) => Arc::new(self.prometheus_api(url, shown).await),
-        }
     }
 
+    /// GET a Prometheus HTTP API endpoint and unwrap its `data`.
     async fn prometheus_api<T: DeserializeOwned>(
         &self,
         url: Url,

@@ -551,7 +551,8 @@ async fn evaluate_all_covers_every_cluster_with_bounded_concurrency() {
         Gate::Nodes {},
         alerts_gate(s.url("/"), &[]),
         query_gate(s.url("/"), "bad", None),
-        http_gate(s.url("/health"), None, None, None),
+        // Each cluster's own endpoint.
+        http_gate(s.url("/{cluster}/health"), None, None, None),
     ];
     let mut jobs: Vec<(String, Vec<Gate>)> =
         (0..40).map(|i| (format!("c-{i}"), gates.clone())).collect();
@@ -577,7 +578,7 @@ async fn evaluate_all_covers_every_cluster_with_bounded_concurrency() {
         (f.seen.len(), f.max_in_flight)
     };
     // The Prometheus gates name no `{cluster}`: one Prometheus for the fleet, asked once per
-    // evaluation (alerts and query), while each cluster's HTTP check is its own request.
+    // evaluation (alerts and query), while each cluster's HTTP endpoint is its own request.
     let seen = s.seen();
     assert_eq!(
         seen.iter().filter(|(p, _)| p.ends_with("/alerts")).count(),
@@ -592,4 +593,20 @@ async fn evaluate_all_covers_every_cluster_with_bounded_concurrency() {
     assert_eq!(requests, 42);
     assert!(max <= MAX_IN_FLIGHT, "{max} requests in flight");
     assert!(max > 1, "gates were evaluated one at a time");
+}
+
+#[tokio::test]
+async fn a_shared_endpoint_is_asked_once_per_evaluation() {
+    let s = Server::start().await;
+    let gates = vec![http_gate(s.url("/health"), Some(200), None, None)];
+    let jobs: Vec<(String, Vec<Gate>)> =
+        (0..25).map(|i| (format!("c-{i}"), gates.clone())).collect();
+    let all = remote().evaluate_all(&jobs).await;
+    assert!(all.values().all(|r| r.len() == 1 && r[0].ok), "{all:?}");
+    assert_eq!(s.seen().len(), 1, "{:?}", s.seen());
+    // A new evaluation (the next tick) asks again.
+    s.set(|f| f.health_status = 503);
+    let all = remote().evaluate_all(&jobs).await;
+    assert!(all.values().all(|r| !r[0].ok), "{all:?}");
+    assert_eq!(s.seen().len(), 2);
 }
