@@ -158,10 +158,7 @@ fn main() {
         let src = KubeSource::start_with(Targets {
             hub: Some(fake.client()),
             hub_kinds: upgrade_kinds(),
-            spokes: Vec::new(),
-            version_every: Duration::from_secs(30),
-            unreachable: BTreeMap::new(),
-            fleet_url: None,
+            ..Default::default()
         })
         .await
         .expect("start");

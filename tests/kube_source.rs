@@ -469,10 +469,7 @@ async fn started_with_kinds(fake: &FakeKube) -> KubeSource {
     let src = KubeSource::start_with(Targets {
         hub: Some(fake.client()),
         hub_kinds: upgrade_kinds(),
-        spokes: Vec::new(),
-        version_every: Duration::from_secs(30),
-        unreachable: BTreeMap::new(),
-        fleet_url: None,
+        ..Default::default()
     })
     .await
     .expect("start");
@@ -665,12 +662,9 @@ async fn per_cluster_contexts_read_flux_nodes_pods_and_the_apiserver_version() {
     a.apply(pod("default", "web-0", 2));
     a.apply(pod("kube-system", "dns-0", 3));
     let src = KubeSource::start_with(Targets {
-        hub: None,
-        hub_kinds: Vec::new(),
         spokes: vec![("a".into(), a.client()), ("b".into(), b.client())],
-        version_every: Duration::from_secs(30),
         unreachable: BTreeMap::from([("c".to_string(), "no context ctx-c".to_string())]),
-        fleet_url: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -736,10 +730,7 @@ async fn a_kustomization_waiting_on_its_source_says_so() {
     let src = KubeSource::start_with(Targets {
         hub: Some(fake.client()),
         hub_kinds: source_kinds(),
-        spokes: Vec::new(),
-        version_every: Duration::from_secs(30),
-        unreachable: BTreeMap::new(),
-        fleet_url: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -818,11 +809,9 @@ async fn kustomizations_from_other_repositories_count_for_health_only() {
     let src = KubeSource::start_with(Targets {
         hub: Some(fake.client()),
         hub_kinds: source_kinds(),
-        spokes: Vec::new(),
-        version_every: Duration::from_secs(30),
-        unreachable: BTreeMap::new(),
         // scp-style remote, https source: the same repository.
         fleet_url: Some("git@github.com:acme/fleet.git".into()),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -872,12 +861,9 @@ async fn a_cluster_whose_api_server_goes_away_is_unobservable_not_stale() {
     ));
     spoke.apply(node("n-0", true, "v1.33.0", true));
     let src = KubeSource::start_with(Targets {
-        hub: None,
-        hub_kinds: Vec::new(),
         spokes: vec![("a".into(), spoke.client())],
         version_every: Duration::from_millis(100),
-        unreachable: BTreeMap::new(),
-        fleet_url: None,
+        ..Default::default()
     })
     .await
     .unwrap();

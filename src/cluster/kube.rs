@@ -231,6 +231,20 @@ pub struct Targets {
     pub fleet_url: Option<String>,
 }
 
+impl Default for Targets {
+    /// Nothing watched yet; `/version` every 30 s.
+    fn default() -> Self {
+        Targets {
+            hub: None,
+            hub_kinds: Vec::new(),
+            spokes: Vec::new(),
+            version_every: Duration::from_secs(30),
+            unreachable: BTreeMap::new(),
+            fleet_url: None,
+        }
+    }
+}
+
 /// Watcher bookkeeping, shared with the task that drives one watch stream.
 struct Counters {
     /// Full lists started (the first one plus every relist, e.g. after 410 Gone).
@@ -399,11 +413,7 @@ impl KubeSource {
     pub async fn start(client: kube::Client) -> Result<KubeSource, ClusterError> {
         Self::start_with(Targets {
             hub: Some(client),
-            hub_kinds: Vec::new(),
-            spokes: Vec::new(),
-            version_every: Duration::from_secs(30),
-            unreachable: BTreeMap::new(),
-            fleet_url: None,
+            ..Targets::default()
         })
         .await
     }
