@@ -1057,8 +1057,9 @@ pub fn window_state(w: &Window, now: DateTime<Utc>) -> (bool, DateTime<Utc>) {
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::{healthy, plan, t};
     use super::*;
-    use crate::cluster::{ClusterObservation, Condition, GateResult, KustomizationStatus};
+    use crate::cluster::{ClusterObservation, Condition, GateResult};
     use chrono::TimeZone;
 
     const PLAN: &str = r#"apiVersion: fleet.opencenter.cloud/v1alpha1
@@ -1104,16 +1105,6 @@ spec:
         st
     }
 
-    fn plan(text: &str) -> Plan {
-        crate::plan::load(std::path::Path::new("p.yaml"), text.to_string())
-            .unwrap()
-            .0
-    }
-
-    fn t(h: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap() + Duration::minutes(h)
-    }
-
     fn change(c: &str) -> ChangeRecord {
         ChangeRecord {
             cluster: c.into(),
@@ -1144,34 +1135,6 @@ spec:
                 steps: vec![step("prod", &["c2", "c3"])],
             },
         ]
-    }
-
-    fn healthy(at: &str) -> ClusterObservation {
-        ClusterObservation {
-            kustomizations: vec![KustomizationStatus {
-                name: "apps".into(),
-                namespace: "flux-system".into(),
-                generation: 1,
-                observed_generation: 1,
-                conditions: vec![Condition::new(
-                    "Ready",
-                    "True",
-                    "ReconciliationSucceeded",
-                    "",
-                )],
-                last_applied_revision: Some(format!("main@sha1:{at}")),
-                last_attempted_revision: Some(format!("main@sha1:{at}")),
-                last_applied_origin_revision: None,
-                source: None,
-                from_fleet: None,
-            }],
-            gates: vec![GateResult {
-                gate: "prometheus".into(),
-                ok: true,
-                reason: "quiet".into(),
-            }],
-            ..Default::default()
-        }
     }
 
     fn failing(at: &str) -> ClusterObservation {
