@@ -177,12 +177,9 @@ pub fn convergence(
     }
     for k in &obs.kustomizations {
         let id = format!("Kustomization {}/{}", k.namespace, k.name);
-        if k.from_fleet == Some(false) {
-            if let Some(why) = other_source_health(k, &id) {
-                return why;
-            }
-            continue;
-        }
+        // Applying from another repository: its revision never is a fleet commit, so only its
+        // health counts (the revision rules below are skipped).
+        let fleet = k.from_fleet != Some(false);
         let at_target = |h: Option<&str>| h.is_some_and(|h| descends(h, target));
         // An OCI artifact's digest never names the Git commit; its origin revision does.
         let origin = k
@@ -192,26 +189,18 @@ pub fn convergence(
         let applied = at_target(k.last_applied_revision.as_deref().and_then(revision_hash))
             || at_target(origin);
         let attempted = k.last_attempted_revision.as_deref().and_then(revision_hash);
+        let cond = |t: &str, status: &str| k.condition(t).filter(|c| c.status == status);
         let ready = k.condition("Ready");
-        if at_target(attempted) && !applied {
-            if let Some(r) = ready.filter(|r| r.status == "False") {
-                return Convergence::Failed(
-                    format!(
-                        "{id} failed to apply the new revision: {} {}",
-                        r.reason, r.message
-                    )
-                    .trim_end()
-                    .to_string(),
-                );
+        if fleet && at_target(attempted) && !applied {
+            if let Some(r) = cond("Ready", "False") {
+                return failed(&id, "failed to apply the new revision", r);
             }
         }
-        if k.condition("Stalled").is_some_and(|c| c.status == "True") {
-            let c = k.condition("Stalled").expect("checked");
-            return Convergence::Failed(
-                format!("{id} is stalled: {} {}", c.reason, c.message)
-                    .trim_end()
-                    .to_string(),
-            );
+        if let Some(c) = cond("Stalled", "True") {
+            return failed(&id, "is stalled", c);
+        }
+        if let Some(h) = cond("Healthy", "False").filter(|_| !fleet) {
+            return failed(&id, "is unhealthy", h);
         }
         if k.observed_generation != k.generation {
             return Convergence::Waiting(format!(
@@ -219,41 +208,28 @@ pub fn convergence(
                 k.generation
             ));
         }
-        if !applied {
-            return Convergence::Waiting(format!(
-                "{id} has not applied the merged revision yet{}",
-                source_note(k, &at_target)
-            ));
+        if fleet {
+            if !applied {
+                return Convergence::Waiting(format!(
+                    "{id} has not applied the merged revision yet{}",
+                    source_note(k, &at_target)
+                ));
+            }
+            // Applied, then its health checks failed (kustomize-controller keeps retrying, so
+            // Reconciling may be True too): the revision is bad, not on its way.
+            let health_failed = cond("Healthy", "False")
+                .or_else(|| cond("Ready", "False").filter(|r| r.reason == "HealthCheckFailed"));
+            if let Some(h) = health_failed {
+                return failed(&id, "is unhealthy", h);
+            }
         }
-        // Applied, then its health checks failed (kustomize-controller keeps retrying, so
-        // Reconciling may be True too): the revision is bad, not on its way.
-        let health_failed = k
-            .condition("Healthy")
-            .filter(|h| h.status == "False")
-            .or_else(|| ready.filter(|r| r.status == "False" && r.reason == "HealthCheckFailed"));
-        if let Some(h) = health_failed {
-            return Convergence::Failed(
-                format!("{id} is unhealthy: {} {}", h.reason, h.message)
-                    .trim_end()
-                    .to_string(),
-            );
-        }
-        if k.condition("Reconciling")
-            .is_some_and(|c| c.status == "True")
-        {
+        if cond("Reconciling", "True").is_some() {
             return Convergence::Waiting(format!("{id} is reconciling"));
         }
         match ready {
             Some(r) if r.status == "True" => {}
             Some(r) => return Convergence::Waiting(format!("{id} is not Ready: {}", r.reason)),
             None => return Convergence::Waiting(format!("{id} reports no Ready condition")),
-        }
-        if let Some(h) = k.condition("Healthy").filter(|h| h.status == "False") {
-            return Convergence::Failed(
-                format!("{id} is unhealthy: {} {}", h.reason, h.message)
-                    .trim_end()
-                    .to_string(),
-            );
         }
     }
     if let Some(p) = &obs.upgrade_in_progress {
@@ -262,42 +238,13 @@ pub fn convergence(
     Convergence::Converged
 }
 
-/// A Kustomization applying from another repository: healthy, or why not.
-fn other_source_health(k: &KustomizationStatus, id: &str) -> Option<Convergence> {
-    let cond = |t: &str, st: &str| k.condition(t).filter(|c| c.status == st);
-    if let Some(c) = cond("Stalled", "True") {
-        return Some(Convergence::Failed(
-            format!("{id} is stalled: {} {}", c.reason, c.message)
-                .trim_end()
-                .to_string(),
-        ));
-    }
-    if let Some(h) = cond("Healthy", "False") {
-        return Some(Convergence::Failed(
-            format!("{id} is unhealthy: {} {}", h.reason, h.message)
-                .trim_end()
-                .to_string(),
-        ));
-    }
-    if k.observed_generation != k.generation {
-        return Some(Convergence::Waiting(format!(
-            "{id} has not observed generation {} yet",
-            k.generation
-        )));
-    }
-    if cond("Reconciling", "True").is_some() {
-        return Some(Convergence::Waiting(format!("{id} is reconciling")));
-    }
-    match k.condition("Ready") {
-        Some(r) if r.status == "True" => None,
-        Some(r) => Some(Convergence::Waiting(format!(
-            "{id} is not Ready: {}",
-            r.reason
-        ))),
-        None => Some(Convergence::Waiting(format!(
-            "{id} reports no Ready condition"
-        ))),
-    }
+/// A terminal failure named by the condition that shows it.
+fn failed(id: &str, what: &str, c: &Condition) -> Convergence {
+    Convergence::Failed(
+        format!("{id} {what}: {} {}", c.reason, c.message)
+            .trim_end()
+            .to_string(),
+    )
 }
 
 /// Why a Kustomization has not applied the target yet, as far as its source tells.
