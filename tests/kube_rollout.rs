@@ -102,12 +102,7 @@ impl Rig {
     }
 
     fn state(&self) -> PlanState {
-        self.git.fetch().unwrap();
-        let head = self.git.branch_head("fleetwave/state").unwrap().unwrap();
-        PlanState::from_yaml(&String::from_utf8_lossy(
-            self.git.files(&head).unwrap().values().next().unwrap(),
-        ))
-        .unwrap()
+        self.state_or_none().expect("the rollout state exists")
     }
 
     /// Run a command; returns the exit code, stdout and stdout+stderr.
