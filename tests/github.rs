@@ -29,6 +29,7 @@ struct Env {
 
 fn env(plan: &str) -> Env {
     let gh = FakeGitHub::start(TOKEN);
+    gh.set_clock(start());
     gh.create_repo(
         "acme",
         "fleet",
@@ -52,6 +53,8 @@ fn env(plan: &str) -> Env {
 
 impl Env {
     fn reconcile(&self, now: DateTime<Utc>) -> Output {
+        // The fake stamps merges and reviews on the test's clock, never the real date.
+        self.gh.set_clock(now);
         Command::new(env!("CARGO_BIN_EXE_fleetwave"))
             .args([
                 "reconcile",
@@ -373,6 +376,7 @@ fn contract_rollout_through_prism() {
     let mut now = start();
     let mut done = false;
     for _ in 0..200 {
+        e.gh.set_clock(now);
         let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
             .args([
                 "reconcile",

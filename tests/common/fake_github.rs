@@ -95,9 +95,16 @@ struct State {
     rate_remaining: u64,
     rate_reset: i64,
     request_seq: u64,
+    /// The test's clock, when it runs on one: timestamps follow it instead of the real time.
+    clock: Option<DateTime<Utc>>,
 }
 
 impl State {
+    /// Now, on the test's clock when it set one (whole seconds, as GitHub stamps them).
+    fn now(&self) -> DateTime<Utc> {
+        let t = self.clock.unwrap_or_else(Utc::now).timestamp();
+        Utc.timestamp_opt(t, 0).single().unwrap_or_else(Utc::now)
+    }
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -333,7 +340,7 @@ impl FakeGitHub {
     ) {
         let mut st = self.shared.lock();
         let id = st.id();
-        let now = now();
+        let now = st.now();
         let item = st
             .repos
             .get_mut(&format!("{owner}/{repo}"))
@@ -367,11 +374,18 @@ impl FakeGitHub {
         let key = format!("{owner}/{repo}");
         let git = open_repo(&cx, &key).expect("repo");
         refresh(&mut st, &key, &git);
+        let now = st.now();
         let rs = st.repos.get_mut(&key).expect("repo");
-        match do_merge(&git, rs, pr, None, "merge", None, None, user) {
+        match do_merge(&git, now, rs, pr, None, "merge", None, None, user) {
             Ok(sha) => sha,
             Err(r) => panic!("merge_as_human {key}#{pr}: {} {:?}", r.status, r.body),
         }
+    }
+
+    /// Run the fake on the test's clock: `merged_at`, `updated_at`, review and merge-commit
+    /// times follow it, so a test on a fixed date passes on any real date.
+    pub fn set_clock(&self, now: DateTime<Utc>) {
+        self.shared.lock().clock = Some(now);
     }
 
     /// Replace the fault settings (and reseed the RNG).
@@ -1073,7 +1087,7 @@ fn repo_route(
     q: &Query,
     body: &Value,
 ) -> Resp {
-    let now = now();
+    let now = st.now();
     // GitHub takes POST for PATCH (octocrab updates comments that way).
     let m = match (m, rest) {
         ("POST", ["pulls", _] | ["issues", _] | ["issues", "comments", _] | ["check-runs", _]) => {
@@ -1527,7 +1541,7 @@ fn pull_route(
     q: &Query,
     body: &Value,
 ) -> Resp {
-    let now = now();
+    let now = st.now();
     match (m, tail) {
         ("GET", []) => {
             let rs = &st.repos[key];
@@ -1606,9 +1620,11 @@ fn pull_route(
             if !["merge", "squash", "rebase"].contains(&method) {
                 return invalid_field("PullRequest", "merge_method", "invalid");
             }
+            let now = st.now();
             let rs = st.repos.get_mut(key).unwrap();
             match do_merge(
                 git,
+                now,
                 rs,
                 n,
                 body["sha"].as_str(),
@@ -1667,7 +1683,7 @@ fn issue_route(
     q: &Query,
     body: &Value,
 ) -> Resp {
-    let now = now();
+    let now = st.now();
     match (m, tail) {
         ("GET", []) => {
             let rs = &st.repos[key];
@@ -1969,7 +1985,7 @@ fn is_ancestor(git: &git2::Repository, a: &str, b: &str) -> bool {
 /// `updated_at`; a deleted head closes the pull request; a head already in the base (pushed
 /// there by someone) marks it merged, as GitHub does.
 fn refresh(st: &mut State, key: &str, git: &git2::Repository) {
-    let now = now();
+    let now = st.now();
     let Some(rs) = st.repos.get_mut(key) else {
         return;
     };
@@ -2009,6 +2025,7 @@ fn refresh(st: &mut State, key: &str, git: &git2::Repository) {
 #[allow(clippy::too_many_arguments)]
 fn do_merge(
     git: &git2::Repository,
+    now: DateTime<Utc>,
     rs: &mut RepoState,
     n: u64,
     sha: Option<&str>,
@@ -2047,7 +2064,6 @@ fn do_merge(
     let tree = git
         .find_tree(index.write_tree_to(git).map_err(fail)?)
         .map_err(fail)?;
-    let now = now();
     let when = git2::Time::new(now.timestamp(), 0);
     let committer = git2::Signature::new("GitHub", "noreply@github.com", &when).map_err(fail)?;
     let author = git2::Signature::new(
@@ -2164,11 +2180,6 @@ fn build_tree(git: &git2::Repository, files: &BTreeMap<PathBuf, Vec<u8>>) -> git
 // ---------------------------------------------------------------------------------------------
 // JSON shapes (GitHub's schemas: simple-user, repository, pull-request, issue, ...)
 // ---------------------------------------------------------------------------------------------
-
-fn now() -> DateTime<Utc> {
-    let t = Utc::now().timestamp();
-    Utc.timestamp_opt(t, 0).single().unwrap_or_else(Utc::now)
-}
 
 fn ts(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
