@@ -227,6 +227,13 @@ pub struct RemoteArgs {
     /// HTTPS token (the GITHUB_TOKEN of Actions works).
     #[arg(long, env = "FLEETWAVE_GIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// SSH private key (a deploy key) for `ssh://` and `git@host:` remotes; without it the
+    /// SSH agent is asked. Host keys are checked against ~/.ssh/known_hosts.
+    #[arg(long, env = "FLEETWAVE_SSH_KEY")]
+    pub ssh_key: Option<PathBuf>,
+    /// Passphrase of `--ssh-key`, if it has one.
+    #[arg(long, env = "FLEETWAVE_SSH_KEY_PASSPHRASE", hide_env_values = true)]
+    pub ssh_key_passphrase: Option<String>,
     #[arg(long, default_value = "fleetwave")]
     pub author_name: String,
     #[arg(long, default_value = "fleetwave@users.noreply.local")]

@@ -144,6 +144,11 @@ pub enum Auth {
     /// HTTPS basic auth with user `x-access-token` (GitHub tokens, App installation tokens).
     Token(String),
     SshAgent,
+    /// A private key file (a deploy key), with its passphrase if it has one.
+    SshKey {
+        key: PathBuf,
+        passphrase: Option<String>,
+    },
 }
 
 impl fmt::Debug for Auth {
@@ -153,6 +158,7 @@ impl fmt::Debug for Auth {
             Auth::None => f.write_str("None"),
             Auth::Token(_) => f.write_str("Token(<redacted>)"),
             Auth::SshAgent => f.write_str("SshAgent"),
+            Auth::SshKey { key, .. } => write!(f, "SshKey({})", key.display()),
         }
     }
 }
@@ -202,6 +208,7 @@ impl GitRepo {
     /// Open, or create, a bare cache repository at `cache` whose remote "origin" is `remote`
     /// (a URL or a local path).
     pub fn open(cache: &Path, remote: &str, auth: Auth) -> Result<GitRepo, GitError> {
+        trust_ca_from_env();
         let url = normalize_remote(remote);
         let repo = match Repository::open_bare(cache) {
             Ok(r) => r,
@@ -706,11 +713,16 @@ impl GitRepo {
                 Auth::Token(token) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
                     Cred::userpass_plaintext("x-access-token", token)
                 }
-                Auth::SshAgent if allowed.contains(CredentialType::USERNAME) => {
+                Auth::SshAgent | Auth::SshKey { .. }
+                    if allowed.contains(CredentialType::USERNAME) =>
+                {
                     Cred::username(username.unwrap_or("git"))
                 }
                 Auth::SshAgent if allowed.contains(CredentialType::SSH_KEY) => {
                     Cred::ssh_key_from_agent(username.unwrap_or("git"))
+                }
+                Auth::SshKey { key, passphrase } if allowed.contains(CredentialType::SSH_KEY) => {
+                    Cred::ssh_key(username.unwrap_or("git"), None, key, passphrase.as_deref())
                 }
                 _ => Err(git2::Error::from_str(
                     "the remote asks for credentials this auth mode cannot give",
@@ -829,6 +841,25 @@ fn git_err(context: impl Into<String>, e: &git2::Error, auth: &Auth) -> GitError
 }
 
 /// 100644 or 100755 (symlinks 120000 and submodules 160000 are not files to us).
+/// Honour `GIT_SSL_CAINFO` as git does: a CA bundle for HTTPS remotes (a self-hosted Git
+/// server with a private CA). `SSL_CERT_FILE`/`SSL_CERT_DIR` are read by OpenSSL itself.
+fn trust_ca_from_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(file) = std::env::var_os("GIT_SSL_CAINFO").filter(|f| !f.is_empty()) else {
+            return;
+        };
+        // SAFETY: libgit2's global options are set once, before any remote is contacted.
+        if let Err(e) = unsafe { git2::opts::set_ssl_cert_file(PathBuf::from(&file)) } {
+            tracing::warn!(
+                "GIT_SSL_CAINFO={}: {}",
+                PathBuf::from(file).display(),
+                e.message()
+            );
+        }
+    });
+}
+
 fn is_regular(mode: i32) -> bool {
     mode == i32::from(FileMode::Blob) || mode == i32::from(FileMode::BlobExecutable)
 }

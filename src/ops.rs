@@ -63,13 +63,26 @@ fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
             .then(|| std::env::var("GITHUB_TOKEN").ok())
             .flatten()
     });
-    let auth = match &token {
-        Some(t) => Auth::Token(t.clone()),
-        None if r.remote.starts_with("git@") || r.remote.starts_with("ssh://") => Auth::SshAgent,
-        None => Auth::None,
+    let ssh = r.remote.starts_with("ssh://") || is_scp_like(&r.remote);
+    let auth = match (&token, &r.ssh_key) {
+        (_, Some(key)) if ssh => Auth::SshKey {
+            key: key.clone(),
+            passphrase: r.ssh_key_passphrase.clone(),
+        },
+        (Some(t), _) if !ssh => Auth::Token(t.clone()),
+        _ if ssh => Auth::SshAgent,
+        _ => Auth::None,
     };
     GitRepo::open(&cache, &r.remote, auth)
         .map_err(|e| format!("cannot open the fleet repository: {e}"))
+}
+
+/// `git@host:org/repo` (scp-like SSH syntax), not a local path such as `./a:b` or `C:\x`.
+fn is_scp_like(remote: &str) -> bool {
+    match remote.split_once(':') {
+        Some((host, _)) => host.contains('@') && !host.contains('/'),
+        None => false,
+    }
 }
 
 pub fn parse_fault(s: &str) -> Result<(String, Fault), String> {
