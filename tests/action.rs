@@ -869,7 +869,10 @@ fn reconcile_builds_its_arguments_and_environment_from_env_only() {
             "--forge",
             "github",
             "--github-output",
-            "--dry-run"
+            "--dry-run",
+            // No cluster-source given: the hub cluster, never the simulator.
+            "--clusters",
+            "kube"
         ]
     );
     assert_eq!(o.seen_env["GITHUB_TOKEN"], TOKEN);
@@ -1165,4 +1168,118 @@ fn against_the_fake_github_reconcile_opens_a_pr_and_plan_comments_on_it() {
         "one preview comment, edited in place: {comments:#?}"
     );
     assert_not_pwned(&preview);
+}
+
+/// Evaluate one `with:` value of an example workflow: `${{ a || b }}` takes the first operand
+/// that is set (as GitHub's `||` does); operands are context names or `false`.
+fn eval_with(text: &str, ctx: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 3..];
+        let j = after.find("}}").expect("unterminated expression");
+        let value = after[..j]
+            .split("||")
+            .map(str::trim)
+            .map(|e| match e {
+                "false" => "false".to_string(),
+                e => ctx.get(e).cloned().unwrap_or_default(),
+            })
+            .find(|v| !v.is_empty())
+            .unwrap_or_default();
+        out.push_str(&value);
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `with:` inputs of the step of `workflow` that uses the action.
+fn example_inputs(workflow: &str, ctx: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let w = yaml(&root().join("examples/workflows").join(workflow));
+    for (_, job) in w["jobs"].as_mapping().unwrap() {
+        for s in job["steps"].as_sequence().into_iter().flatten() {
+            if str_of(s, "uses").is_some_and(|u| u.ends_with("/fleetwave@v0")) {
+                return s["with"]
+                    .as_mapping()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::String(s) => s.clone(),
+                            Value::Bool(b) => b.to_string(),
+                            other => panic!("{workflow}: input {k:?} is {other:?}"),
+                        };
+                        (k.as_str().unwrap().to_string(), eval_with(&v, ctx))
+                    })
+                    .collect();
+            }
+        }
+    }
+    panic!("{workflow} does not use the action")
+}
+
+/// Each shipped example workflow, as a user copies it, builds a command line that the real
+/// binary accepts and that reads real cluster state (never the simulator) — run end to end
+/// against the fake GitHub and a fake hub cluster.
+#[test]
+fn every_example_workflow_drives_the_real_binary() {
+    use common::fake_github::FakeGitHub;
+    use common::fake_kube::FakeKube;
+    let gh = FakeGitHub::start(TOKEN);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    gh.set_clock(t0);
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = files[&PathBuf::from("plans/demo.yaml")].clone();
+    files.insert(PathBuf::from("plans/k8s-1-34.yaml"), plan);
+    gh.create_repo("acme", "fleet", &files, t0);
+    let hub = FakeKube::start();
+    let mut ctx = BTreeMap::new();
+    ctx.insert("secrets.FLEETWAVE_TOKEN".to_string(), TOKEN.to_string());
+    ctx.insert("secrets.FLEET_HUB_KUBECONFIG".into(), hub.kubeconfig_yaml());
+    ctx.insert("matrix.plan".into(), "plans/k8s-1-34.yaml".into());
+    let cases = [
+        ("reconcile.yml", "schedule", serde_json::json!({})),
+        ("review-gate.yml", "pull_request_review", review_event(1)),
+        ("plan-preview.yml", "pull_request", pull_request_event(1)),
+    ];
+    for (workflow, event, payload) in cases {
+        let inputs = example_inputs(workflow, &ctx);
+        let pairs: Vec<(&str, &str)> = inputs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let recorded = Sim::new(&pairs).event(event, payload.clone()).run();
+        assert!(recorded.ok(), "{workflow}: {recorded:#?}");
+        let argv = recorded.argv().join(" ");
+        assert!(!argv.contains("--clusters sim"), "{workflow}: {argv}");
+        if argv.starts_with("reconcile") {
+            assert!(argv.contains("--clusters kube"), "{workflow}: {argv}");
+        }
+
+        let mut sim = Sim::new(&pairs).event(event, payload).binary(Binary::Real);
+        sim.env.push(("GITHUB_API_URL".into(), gh.base_url()));
+        sim.env.push(("GITHUB_SERVER_URL".into(), gh.base_url()));
+        sim.env
+            .push(("FLEETWAVE_NOW".into(), "2026-11-23T08:00:00Z".into()));
+        sim.env.push(("NO_COLOR".into(), "1".into()));
+        for (p, b) in &files {
+            let path = sim.workspace().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b).unwrap();
+        }
+        let o = sim.run();
+        assert!(matches!(o.code, 0 | 1), "{workflow} (argv {argv}): {o:#?}");
+    }
+    assert_eq!(gh.pulls().len(), 1, "the first step's pull request");
+    let previews = gh.comments(1);
+    assert!(
+        previews
+            .iter()
+            .any(|c| c["body"].as_str().unwrap_or("").contains("plan preview")),
+        "{previews:#?}"
+    );
 }
