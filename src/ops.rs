@@ -276,6 +276,9 @@ pub fn reconcile(
         for e in &report.effects {
             let _ = writeln!(out, "{}{e}", if dry_run { "would " } else { "did: " });
         }
+        for e in &report.not_done {
+            let _ = writeln!(out, "not done: {e}");
+        }
         if let Some(at) = report.wake_at {
             let _ = writeln!(
                 out,
@@ -863,6 +866,7 @@ fn status_once(
             wake_at: None,
             state: st.clone(),
             api_calls: None,
+            not_done: Vec::new(),
         };
         crate::actions::write_reconcile(&report)?;
     }

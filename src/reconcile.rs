@@ -97,6 +97,8 @@ pub struct Report {
     pub state: PlanState,
     /// Forge API calls made by this tick, where the forge counts them.
     pub api_calls: Option<usize>,
+    /// Effects decided but not carried out, each with what the call answered.
+    pub not_done: Vec<String>,
 }
 
 /// What a tick saw of the base branch, planned.
@@ -468,13 +470,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     let (git, forge, clusters, notifier) = (io.git, io.forge, io.clusters, io.notifier);
     let inputs = wave_inputs(&o.planned, &o.state);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
-    let approval = |wi: usize| {
-        o.planned.plan.waves.get(wi).is_some_and(|w| {
-            w.gates
-                .iter()
-                .any(|g| matches!(g, crate::plan::Gate::Approval { .. }))
-        })
-    };
+    let approval = |wi: usize| approvers(&o.planned.plan, wi);
     let mut refs: Vec<StepRef> = Vec::new();
     for (wi, w) in o.state.waves.iter().enumerate() {
         // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
@@ -487,7 +483,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                 branch: st.branch.clone(),
                 pr: st.pr,
                 head: st.head.clone(),
-                needs_approval: approval(wi),
+                approval: approval(wi),
             });
         }
     }
@@ -505,7 +501,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                     branch: st.branch.clone(),
                     pr: None,
                     head: None,
-                    needs_approval: approval(wi),
+                    approval: approval(wi),
                 });
             }
         }
@@ -576,6 +572,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         wake_at,
         state,
         api_calls: None,
+        not_done: Vec::new(),
     };
     if dry_run {
         return Ok(report(new, outcome));
@@ -608,7 +605,11 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     }
     let mut sent = Vec::new();
     let mut posted = Vec::new();
-    for e in &effects {
+    // What the calls did, in order: `did` lines only for effects whose call succeeded.
+    let mut did: Vec<String> = Vec::new();
+    let mut not_done: Vec<String> = Vec::new();
+    for (i, e) in effects.iter().enumerate() {
+        let line = &effect_lines[i];
         match e {
             Effect::PushStep {
                 wave,
@@ -620,7 +621,12 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                 match git.push(&st.branch, commit, expected.as_deref()) {
                     Ok(()) => {}
                     // Someone moved the branch; the next tick looks again and never overwrites.
-                    Err(GitError::LeaseLost { .. }) => break,
+                    Err(GitError::LeaseLost { .. }) => {
+                        not_done.push(format!(
+                            "{line}: someone else moved the branch; the next tick looks again"
+                        ));
+                        break;
+                    }
                     Err(err) => return Err(err.into()),
                 }
                 let input = &inputs[*wave].steps[*step];
@@ -636,7 +642,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                     branch: st.branch.clone(),
                     pr: st.pr.or(learned.get(&st.branch).copied()),
                     head: Some(commit.clone()),
-                    needs_approval: approval(*wave),
+                    approval: approval(*wave),
                 };
                 if let Some(n) = forge
                     .open(
@@ -664,7 +670,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                     branch: st.branch.clone(),
                     pr: st.pr.or(learned.get(&st.branch).copied()),
                     head: st.head.clone(),
-                    needs_approval: approval(*wave),
+                    approval: approval(*wave),
                 };
                 forge.set_status(&r, head, *state, description).await?;
                 // The managed comment changes exactly when the gate status does.
@@ -690,15 +696,24 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                     branch: st.branch.clone(),
                     pr: st.pr.or(learned.get(&st.branch).copied()),
                     head: st.head.clone(),
-                    needs_approval: approval(*wave),
+                    approval: approval(*wave),
                 };
                 let msg = format!(
                     "Merge {} (fleetwave {} wave {} step {})",
                     st.branch, new.plan, new.waves[*wave].name, st.index
                 );
                 match forge.merge(&r, head, &msg).await {
-                    Ok(_) => {}
-                    Err(ForgeError::BaseMoved) => break,
+                    Ok(sha) => {
+                        did.push(format!("{line} (merge commit {})", short(&sha)));
+                        continue;
+                    }
+                    Err(ForgeError::BaseMoved) => {
+                        not_done.push(format!(
+                            "{line}: the head or base moved after it was verified (409); \
+                             nothing merged, the next tick checks it again"
+                        ));
+                        break;
+                    }
                     Err(err) => return Err(err.into()),
                 }
             }
@@ -707,12 +722,19 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                     match notifier.send(&ob.event).await {
                         Ok(()) => sent.push(id.clone()),
                         Err(err) => {
-                            tracing::warn!("could not send {id}: {err}; will retry next tick")
+                            not_done.push(format!("{line}: {err}; retried next tick"));
+                            continue;
                         }
                     }
                 }
             }
         }
+        did.push(line.clone());
+    }
+    // Effects after a stop were not attempted.
+    let attempted = did.len() + not_done.len();
+    for line in effect_lines.iter().skip(attempted) {
+        not_done.push(format!("{line}: not attempted after the stop above"));
     }
     let before = new.clone();
     for (w, st, p) in posted {
@@ -747,6 +769,8 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         }
     }
     let mut r = report(new, outcome);
+    r.effects = did;
+    r.not_done = not_done;
     r.api_calls = forge.finish_tick();
     Ok(r)
 }
@@ -1181,6 +1205,19 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>) -> String {
                 t.format("%Y-%m-%d %H:%M UTC"),
                 humantime::format_duration((now - t).to_std().unwrap_or_default())
             ));
+        }
+    }
+    out
+}
+
+/// The reviewers wave `wi`'s approval gates accept (None when it has no approval gate).
+fn approvers(plan: &crate::plan::Plan, wi: usize) -> Option<crate::forge::Approvers> {
+    let mut out: Option<crate::forge::Approvers> = None;
+    for g in plan.waves.get(wi).map_or(&[][..], |w| &w.gates[..]) {
+        if let crate::plan::Gate::Approval { users, teams } = g {
+            let a = out.get_or_insert_with(Default::default);
+            a.users.extend(users.iter().cloned());
+            a.teams.extend(teams.iter().cloned());
         }
     }
     out

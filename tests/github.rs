@@ -53,35 +53,45 @@ fn env(plan: &str) -> Env {
 
 impl Env {
     fn reconcile(&self, now: DateTime<Utc>) -> Output {
+        let cache = self.dir.path().join("cache.git");
+        self.reconcile_with(now, &cache, &["--approver", "alice"], &[])
+    }
+
+    /// One tick with its own cache directory, extra arguments and environment.
+    fn reconcile_with(
+        &self,
+        now: DateTime<Utc>,
+        cache: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
         // The fake stamps merges and reviews on the test's clock, never the real date.
         self.gh.set_clock(now);
-        Command::new(env!("CARGO_BIN_EXE_fleetwave"))
-            .args([
-                "reconcile",
-                "--once",
-                "--clusters",
-                "sim",
-                "--forge",
-                "github",
-                "--remote",
-                &self.gh.git_url("acme", "fleet"),
-                "--plan",
-                "plans/demo.yaml",
-            ])
-            .args([
-                "--cache",
-                self.dir.path().join("cache.git").to_str().unwrap(),
-            ])
-            .args(["--github-api", &self.gh.base_url(), "--approver", "alice"])
-            .args([
-                "--events-file",
-                self.dir.path().join("events.jsonl").to_str().unwrap(),
-            ])
-            .args(["--now", &now.to_rfc3339()])
-            .env("GITHUB_TOKEN", TOKEN)
-            .env_remove("FLEETWAVE_GIT_TOKEN")
-            .output()
-            .unwrap()
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
+        cmd.args([
+            "reconcile",
+            "--once",
+            "--clusters",
+            "sim",
+            "--forge",
+            "github",
+        ])
+        .args(["--remote", &self.gh.git_url("acme", "fleet")])
+        .args(["--plan", "plans/demo.yaml"])
+        .args(["--cache", cache.to_str().unwrap()])
+        .args(["--github-api", &self.gh.base_url()])
+        .args(extra)
+        .args([
+            "--events-file",
+            self.dir.path().join("events.jsonl").to_str().unwrap(),
+        ])
+        .args(["--now", &now.to_rfc3339()])
+        .env("GITHUB_TOKEN", TOKEN)
+        .env_remove("FLEETWAVE_GIT_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
     }
 
     fn state_opt(&self) -> Option<PlanState> {
@@ -512,4 +522,199 @@ fn a_new_plan_revision_closes_stale_pull_requests() {
                 && p["head"]["ref"] == st.waves[0].steps[0].branch.as_str()),
         "{t}"
     );
+}
+
+/// Tick (reviewing as `rollout` does) until a tick's output satisfies `stop`; returns it.
+fn tick_until(e: &Env, plan: &str, max: usize, stop: impl Fn(&str) -> bool) -> String {
+    let spec = plan_of(plan);
+    let mut now = start();
+    for _ in 0..max {
+        let out = e.reconcile(now);
+        let t = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        if stop(&t) {
+            return t;
+        }
+        e.review(&spec);
+        now += Duration::minutes(5);
+    }
+    panic!("{plan}: no tick matched in {max} ticks");
+}
+
+/// GitHub answers 409 when the head moved between fleetwave's check and the merge
+/// (https://docs.github.com/en/rest/pulls/pulls#merge-a-pull-request): nothing merged, and
+/// fleetwave must say so instead of `did: merge`.
+#[test]
+fn a_merge_refused_with_409_is_reported_as_not_done() {
+    let e = env("gitops-base");
+    e.gh.push_merge_fault(common::fake_github::MergeFault::Conflict);
+    let t = tick_until(&e, "gitops-base", 100, |t| t.contains("merge fleetwave/"));
+    assert!(t.contains("not done: merge"), "{t}");
+    assert!(!t.contains("did: merge"), "{t}");
+    assert!(e.gh.pulls().iter().all(|p| p["merged"] == false));
+    // The next tick merges it for real, and says so with the merge commit.
+    let t = tick_until(&e, "gitops-base", 20, |t| t.contains("did: merge"));
+    assert!(t.contains("merge commit"), "{t}");
+    assert!(e.gh.pulls().iter().any(|p| p["merged"] == true));
+}
+
+/// A merge whose answer is lost (5xx after GitHub merged) is read back, not retried blindly
+/// into a 405: the PR is merged, and that is what fleetwave reports.
+#[test]
+fn a_lost_merge_answer_is_read_back() {
+    let e = env("gitops-base");
+    e.gh.push_merge_fault(common::fake_github::MergeFault::LoseAnswer);
+    let t = tick_until(&e, "gitops-base", 100, |t| t.contains("merge fleetwave/"));
+    assert!(t.contains("did: merge"), "{t}");
+    assert!(!t.contains("not done"), "{t}");
+    let merged: Vec<_> =
+        e.gh.pulls()
+            .into_iter()
+            .filter(|p| p["merged"] == true)
+            .collect();
+    assert_eq!(merged.len(), 1, "{t}");
+    let sha = merged[0]["merge_commit_sha"].as_str().unwrap();
+    assert!(
+        t.contains(&sha[..10]),
+        "the reported merge commit is GitHub's: {t}"
+    );
+    let merges =
+        e.gh.calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/merge"))
+            .count();
+    assert_eq!(merges, 1, "one merge call, no blind retry");
+}
+
+/// Check runs are for GitHub Apps only (https://docs.github.com/en/rest/checks/runs: "OAuth
+/// apps and authenticated users are not able to create a check run"). With a PAT,
+/// `--check-runs` falls back to the commit status, says so once, and the tick succeeds.
+#[test]
+fn check_runs_with_a_personal_token_fall_back_to_statuses() {
+    let e = env("gitops-base");
+    e.gh.set_pat(true);
+    let cache = e.dir.path().join("cache.git");
+    let args = ["--approver", "alice", "--check-runs"];
+    let out = e.reconcile_with(start(), &cache, &args, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(
+        t.matches("only GitHub Apps can write check runs").count(),
+        1,
+        "{t}"
+    );
+    let n = e.state().waves[0].steps[0].pr.expect("the PR was opened");
+    let head = e.gh.pulls().iter().find(|p| p["number"] == n).unwrap()["head"]["sha"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.gh.statuses(&head)
+            .iter()
+            .any(|s| s["context"] == "fleetwave/gate")
+    );
+    // The refusal is remembered: the next tick does not ask again.
+    e.gh.reset_calls();
+    let out = e.reconcile_with(start() + Duration::minutes(5), &cache, &args, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("only GitHub Apps"), "{}", text(&out));
+    assert!(e.gh.calls().iter().all(|c| !c.path.contains("check-runs")));
+}
+
+/// Approval gates on a fresh runner (a new cache every tick, as on GitHub's hosted runners):
+/// reviews are read from GitHub each tick, and the plan's own `approval.users` count (no
+/// `--approver` flag). Every call carries GitHub's recommended headers.
+#[test]
+fn approvals_pass_on_fresh_runners_from_the_plan_reviewers() {
+    let e = env("k8s-minor");
+    let spec = plan_of("k8s-minor");
+    let mut now = start();
+    let mut approved_seen = false;
+    let mut last = String::new();
+    for i in 0..300 {
+        let cache = e.dir.path().join(format!("fresh-{i}.git"));
+        let out = e.reconcile_with(now, &cache, &[], &[]);
+        let t = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        if t.lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            assert!(approved_seen, "the approval gate was never met");
+            assert!(
+                e.gh.missing_headers().is_empty(),
+                "{:?}",
+                e.gh.missing_headers()
+            );
+            return;
+        }
+        approved_seen |= !e.reviewed.borrow().is_empty();
+        let reviewed = e.review(&spec);
+        let next = t
+            .lines()
+            .find_map(|l| l.strip_prefix("next: "))
+            .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
+            .map(|x| x.with_timezone(&Utc));
+        let state = e.state();
+        let mut steps = state.waves.iter().flat_map(|w| &w.steps);
+        let flux_pending = steps.any(|s| s.status == StepStatus::Merged);
+        now = match next {
+            Some(x) if !t.contains("did: ") && !reviewed && !flux_pending && x > now => x,
+            _ => now + Duration::minutes(5),
+        };
+        last = t;
+    }
+    panic!("the rollout did not finish on fresh runners (approval never read?)\n{last}");
+}
+
+/// GitHub App auth against GitHub Enterprise Server (`/api/v3`): the JWT buys an
+/// installation token and every REST call carries it
+/// (https://docs.github.com/en/enterprise-server@3.14/apps/creating-github-apps/authenticating-with-a-github-app/authenticating-as-a-github-app-installation).
+#[test]
+fn github_app_auth_works_on_enterprise_server() {
+    let e = env("gitops-base");
+    let key = e.dir.path().join("app.pem");
+    let ok = Command::new("openssl")
+        .args(["genrsa", "-out", key.to_str().unwrap(), "2048"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "openssl is needed in CI");
+        println!("skipped: openssl could not make an RSA key");
+        return;
+    }
+    let api = format!("{}/api/v3", e.gh.base_url());
+    let cache = e.dir.path().join("cache.git");
+    e.gh.set_clock(start());
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args([
+            "reconcile",
+            "--once",
+            "--clusters",
+            "sim",
+            "--forge",
+            "github",
+        ])
+        .args(["--remote", &e.gh.git_url("acme", "fleet")])
+        .args([
+            "--plan",
+            "plans/demo.yaml",
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+        .args(["--github-api", &api, "--github-app-id", "99"])
+        .args(["--github-app-key", key.to_str().unwrap()])
+        .args(["--now", &start().to_rfc3339()])
+        .env_remove("GITHUB_TOKEN")
+        .env("FLEETWAVE_GIT_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(e.gh.pulls().len(), 1, "{t}");
+    let unauthorized: Vec<_> =
+        e.gh.calls()
+            .into_iter()
+            .filter(|c| c.status == 401)
+            .collect();
+    assert!(unauthorized.is_empty(), "{unauthorized:?}");
 }

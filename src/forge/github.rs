@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Forge, ForgeError, PrSpec, StepRef};
@@ -112,6 +112,12 @@ struct Cache {
     check_runs: BTreeMap<String, u64>,
     /// The base head at the end of the last tick.
     last_base: Option<String>,
+    /// url of a list's first page → every page's items (JSON), for 304s on paginated lists.
+    #[serde(default)]
+    lists: BTreeMap<String, String>,
+    /// GitHub refused check runs to this token (403): not asked again.
+    #[serde(default)]
+    check_runs_refused: bool,
 }
 
 pub struct GitHubForge<'a> {
@@ -123,12 +129,119 @@ pub struct GitHubForge<'a> {
     cache: Mutex<Cache>,
     writes: tokio::sync::Mutex<()>,
     violations: Mutex<Vec<String>>,
+    /// Keys of warnings already given (each is said once per process).
+    warned: Mutex<std::collections::BTreeSet<String>>,
+    /// Check runs were refused (a token that is not an App's): commit statuses only.
+    check_runs_refused: std::sync::atomic::AtomicBool,
 }
 
 struct Answer {
     status: StatusCode,
     body: Value,
-    etag: Option<String>,
+    /// False when GitHub answered 304 and the body is the cached one.
+    fresh: bool,
+    /// `Link: <…>; rel="next"`: the next page of a list.
+    next: Option<String>,
+}
+
+const API_VERSION: &str = "2022-11-28";
+
+/// Installation tokens already bought in this process: (API root, app, repo) → (token, expiry).
+type TokenCache = BTreeMap<(String, u64, String), (String, chrono::DateTime<chrono::Utc>)>;
+static APP_TOKENS: std::sync::LazyLock<Mutex<TokenCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A GitHub App's installation token for the configured repository: a JWT signed with the
+/// App's key (RS256, `iss` = app id, at most 10 minutes) buys it from
+/// `POST /app/installations/{id}/access_tokens`. Done here rather than by octocrab, which sends
+/// the installation token only to api.github.com and so never to GitHub Enterprise Server.
+/// Kept in memory (never on disk) until 5 minutes before it expires.
+async fn installation_token(
+    cfg: &GitHubConfig,
+    app_id: u64,
+    key_pem: &str,
+) -> Result<String, ForgeError> {
+    let repo = format!("{}/{}", cfg.owner, cfg.repo);
+    let cache_key = (cfg.api.clone(), app_id, repo.clone());
+    let now = chrono::Utc::now();
+    if let Some((t, exp)) = APP_TOKENS.lock().expect("token cache").get(&cache_key) {
+        if *exp > now + chrono::Duration::minutes(5) {
+            return Ok(t.clone());
+        }
+    }
+    let err = |what: &str, e: &dyn std::fmt::Display| {
+        ForgeError::Api(format!("GitHub App {app_id} for {repo}: {what}: {e}"))
+    };
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes())
+        .map_err(|e| err("private key", &e))?;
+    let claims = json!({
+        "iat": now.timestamp() - 60,
+        "exp": now.timestamp() + 540,
+        "iss": app_id.to_string(),
+    });
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .map_err(|e| err("sign the JWT", &e))?;
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("fleetwave/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| err("HTTP client", &e))?;
+    let root = cfg.api.trim_end_matches('/');
+    let send = |req: reqwest::RequestBuilder| async {
+        let res = req
+            .bearer_auth(&jwt)
+            .header(http::header::ACCEPT, "application/vnd.github+json")
+            .header("x-github-api-version", API_VERSION)
+            .send()
+            .await
+            .map_err(|e| err("request", &e))?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        Ok::<_, ForgeError>((status, body))
+    };
+    let (st, inst) = send(http.get(format!("{root}/repos/{repo}/installation"))).await?;
+    let id = inst["id"]
+        .as_u64()
+        .filter(|_| st.is_success())
+        .ok_or_else(|| api_err(&format!("App {app_id} installation on {repo}"), st, &inst))?;
+    let url = format!("{root}/app/installations/{id}/access_tokens");
+    let (st, tok) = send(http.post(url).json(&json!({}))).await?;
+    let token = tok["token"]
+        .as_str()
+        .filter(|_| st.is_success())
+        .ok_or_else(|| api_err(&format!("App {app_id} installation token"), st, &tok))?;
+    let expires = tok["expires_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(now + chrono::Duration::minutes(55), |t| {
+            t.with_timezone(&chrono::Utc)
+        });
+    APP_TOKENS
+        .lock()
+        .expect("token cache")
+        .insert(cache_key, (token.to_string(), expires));
+    Ok(token.to_string())
+}
+
+/// The `rel="next"` target of a `Link` header (GitHub's pagination).
+fn link_next(h: &HeaderMap) -> Option<String> {
+    let link = h.get(http::header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
 }
 
 fn api_err(what: &str, status: StatusCode, body: &Value) -> ForgeError {
@@ -149,40 +262,31 @@ impl<'a> GitHubForge<'a> {
         let builder = octocrab::Octocrab::builder()
             .base_uri(cfg.api.as_str())
             .map_err(|e| ForgeError::Api(format!("bad GitHub API URL {}: {e}", cfg.api)))?
+            // GitHub's REST docs ask for both on every call, writes included.
+            .add_header(http::header::ACCEPT, "application/vnd.github+json".into())
+            .add_header(
+                HeaderName::from_static("x-github-api-version"),
+                API_VERSION.into(),
+            )
             // fleetwave retries itself, honouring GitHub's headers, and counts every call.
             .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None);
-        let client = match &cfg.auth {
-            GitHubAuth::Token(t) => builder
-                .personal_token(t.clone())
-                .build()
-                .map_err(|e| ForgeError::Api(format!("GitHub client: {e}")))?,
+        let token = match &cfg.auth {
+            GitHubAuth::Token(t) => t.clone(),
             GitHubAuth::App { app_id, key_pem } => {
-                let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes())
-                    .map_err(|e| ForgeError::Api(format!("GitHub App private key: {e}")))?;
-                let app = builder
-                    .app(octocrab::models::AppId(*app_id), key)
-                    .build()
-                    .map_err(|e| ForgeError::Api(format!("GitHub client: {e}")))?;
-                let inst = app
-                    .apps()
-                    .get_repository_installation(&cfg.owner, &cfg.repo)
-                    .await
-                    .map_err(|e| {
-                        ForgeError::Api(format!(
-                            "GitHub App installation for {}/{}: {e}",
-                            cfg.owner, cfg.repo
-                        ))
-                    })?;
-                app.installation(inst.id)
-                    .map_err(|e| ForgeError::Api(format!("GitHub App installation: {e}")))?
+                installation_token(&cfg, *app_id, key_pem).await?
             }
         };
-        let cache = cfg
+        let client = builder
+            .personal_token(token)
+            .build()
+            .map_err(|e| ForgeError::Api(format!("GitHub client: {e}")))?;
+        let cache: Cache = cfg
             .cache_file
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let refused = cache.check_runs_refused;
         Ok(GitHubForge {
             client,
             cfg,
@@ -192,6 +296,8 @@ impl<'a> GitHubForge<'a> {
             cache: Mutex::new(cache),
             writes: tokio::sync::Mutex::new(()),
             violations: Mutex::new(Vec::new()),
+            warned: Mutex::new(Default::default()),
+            check_runs_refused: std::sync::atomic::AtomicBool::new(refused),
         })
     }
 
@@ -201,6 +307,19 @@ impl<'a> GitHubForge<'a> {
                 "this GitHub client has no fleet repository to read branches from".into(),
             )
         })
+    }
+
+    /// Say `message` on stderr once per process for `key`.
+    fn warn_once(&self, key: &str, message: &str) {
+        if self
+            .warned
+            .lock()
+            .expect("warn lock")
+            .insert(key.to_string())
+        {
+            eprintln!("warning: {message}");
+            tracing::warn!("{message}");
+        }
     }
 
     /// API calls made so far (including retries).
@@ -221,6 +340,59 @@ impl<'a> GitHubForge<'a> {
                 let _ = std::fs::write(p, b);
             }
         }
+    }
+
+    /// The full URL of an API path, or of a pagination link, which must point into the API
+    /// root this client was given (the token is never sent anywhere else).
+    fn url_of(&self, path: &str) -> Result<String, ForgeError> {
+        let root = self.cfg.api.trim_end_matches('/');
+        if !path.contains("://") {
+            return Ok(format!("{root}{path}"));
+        }
+        match path.strip_prefix(root) {
+            Some(rest) if rest.starts_with('/') => Ok(path.to_string()),
+            _ => Err(ForgeError::Api(format!(
+                "GitHub sent a link outside {root}: {path}; not followed"
+            ))),
+        }
+    }
+
+    /// Every item of a list endpoint, following `Link: rel="next"`; the flag is false when
+    /// the first page was unchanged (304), in which case the cached whole list is returned.
+    async fn list_all(&self, path: &str, what: &str) -> Result<(Vec<Value>, bool), ForgeError> {
+        let key = self.url_of(path)?;
+        let first = self.call(Method::GET, path, None).await?;
+        if !first.status.is_success() {
+            return Err(api_err(what, first.status, &first.body));
+        }
+        if !first.fresh {
+            let cached = self
+                .cache
+                .lock()
+                .expect("cache lock")
+                .lists
+                .get(&key)
+                .cloned();
+            if let Some(all) = cached.and_then(|t| serde_json::from_str(&t).ok()) {
+                return Ok((all, false));
+            }
+        }
+        let mut items = first.body.as_array().cloned().unwrap_or_default();
+        let mut next = first.next;
+        // A bound on pages, so a server that links in a circle cannot hold the tick.
+        for _ in 0..100 {
+            let Some(url) = next.take() else { break };
+            let a = self.call(Method::GET, &url, None).await?;
+            if !a.status.is_success() {
+                return Err(api_err(what, a.status, &a.body));
+            }
+            items.extend(a.body.as_array().cloned().unwrap_or_default());
+            next = a.next;
+        }
+        if let Ok(t) = serde_json::to_string(&items) {
+            self.cache.lock().expect("cache lock").lists.insert(key, t);
+        }
+        Ok((items, first.fresh))
     }
 
     fn repo_path(&self, tail: &str) -> String {
@@ -250,7 +422,7 @@ impl<'a> GitHubForge<'a> {
         body: Option<&Value>,
         retry_server_errors: bool,
     ) -> Result<Answer, ForgeError> {
-        let url = format!("{}{path}", self.cfg.api.trim_end_matches('/'));
+        let url = self.url_of(path)?;
         let writes = if method == Method::GET {
             None
         } else {
@@ -320,12 +492,13 @@ impl<'a> GitHubForge<'a> {
                 serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
             };
             if status == StatusCode::NOT_MODIFIED {
-                if let Some((etag, body)) = &cached {
+                if let Some((_, body)) = &cached {
                     let body = serde_json::from_str(body).unwrap_or(Value::Null);
                     return Ok(Answer {
                         status: StatusCode::OK,
                         body,
-                        etag: Some(etag.clone()),
+                        fresh: false,
+                        next: link_next(&h),
                     });
                 }
             }
@@ -363,7 +536,8 @@ impl<'a> GitHubForge<'a> {
             return Ok(Answer {
                 status,
                 body: json,
-                etag,
+                fresh: true,
+                next: link_next(&h),
             });
         }
     }
@@ -399,52 +573,170 @@ impl<'a> GitHubForge<'a> {
         }))
     }
 
-    /// An approving review on the current head by a configured user or team member.
-    async fn approved(&self, reviews: &Value, head: &str) -> Result<bool, ForgeError> {
-        // The latest review per user counts; dismissed reviews and reviews of older heads do not.
-        let mut latest: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for r in reviews.as_array().cloned().unwrap_or_default() {
-            let user = r["user"]["login"].as_str().unwrap_or("").to_string();
-            let state = r["state"].as_str().unwrap_or("").to_string();
-            if state == "COMMENTED" {
-                continue;
+    fn check_runs_on(&self) -> bool {
+        self.cfg.check_runs && !self.check_runs_refused.load(Ordering::SeqCst)
+    }
+
+    /// Create or update the check run of `head`. Only GitHub Apps may write check runs: a
+    /// 403 with another token turns them off for this process, said once, and the commit
+    /// status (already posted) carries the gate alone.
+    async fn check_run(
+        &self,
+        head: &str,
+        state: &str,
+        description: &str,
+    ) -> Result<(), ForgeError> {
+        let mut run = json!({ "name": "fleetwave", "head_sha": head, "output": { "title": description, "summary": description } });
+        match state {
+            "pending" => run["status"] = json!("in_progress"),
+            done => {
+                run["status"] = json!("completed");
+                run["conclusion"] = json!(done);
             }
-            latest.insert(
-                user,
-                (state, r["commit_id"].as_str().unwrap_or("").to_string()),
-            );
         }
-        for (user, (state, commit)) in &latest {
-            if state != "APPROVED" || commit != head {
+        let known = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .check_runs
+            .get(head)
+            .copied();
+        let a = match known {
+            Some(id) => {
+                let path = self.repo_path(&format!("/check-runs/{id}"));
+                self.call(Method::PATCH, &path, Some(&run)).await?
+            }
+            None => {
+                self.call(Method::POST, &self.repo_path("/check-runs"), Some(&run))
+                    .await?
+            }
+        };
+        if a.status == StatusCode::FORBIDDEN {
+            self.refuse_check_runs(&a);
+            return Ok(());
+        }
+        if !a.status.is_success() {
+            return Err(api_err("write the check run", a.status, &a.body));
+        }
+        if let Some(id) = a.body["id"].as_u64() {
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .check_runs
+                .insert(head.to_string(), id);
+        }
+        Ok(())
+    }
+
+    fn refuse_check_runs(&self, a: &Answer) {
+        self.check_runs_refused.store(true, Ordering::SeqCst);
+        self.cache.lock().expect("cache lock").check_runs_refused = true;
+        let msg = a.body["message"].as_str().unwrap_or("");
+        self.warn_once(
+            "check-runs",
+            &format!(
+                "GitHub refused the check run (403 {msg}): only GitHub Apps can write check \
+                 runs; the fleetwave/gate commit status carries the gate instead \
+                 (drop --check-runs, or use --github-app-id)"
+            ),
+        );
+    }
+
+    /// After a merge call whose answer was lost or refused: read the PR back and report what
+    /// GitHub did. Merged at the verified head: the merge commit; otherwise the error.
+    async fn merged_anyway(&self, n: u64, head: &str, why: &str) -> Result<String, ForgeError> {
+        let pr = self.pull(n).await?.body;
+        let merged = pr["merged"].as_bool() == Some(true) || pr["merged_at"].is_string();
+        match (merged, pr["merge_commit_sha"].as_str()) {
+            (true, Some(sha)) if pr["head"]["sha"].as_str() == Some(head) => {
+                tracing::info!("merge of #{n} answered {why}; read back: merged as {sha}");
+                Ok(sha.to_string())
+            }
+            (true, _) => Err(ForgeError::Api(format!(
+                "merge of pull request #{n} answered {why}; read back: it was merged, but not \
+                 at the verified head {head}"
+            ))),
+            (false, _) => Err(ForgeError::Api(format!(
+                "merge of pull request #{n} answered {why}; read back: not merged"
+            ))),
+        }
+    }
+
+    /// The whole list last read from `path` (all pages), if cached.
+    fn cached_list(&self, path: &str) -> Option<Vec<Value>> {
+        let url = self.url_of(path).ok()?;
+        let cache = self.cache.lock().expect("cache lock");
+        serde_json::from_str(cache.lists.get(&url)?).ok()
+    }
+
+    /// The last answer for PR `n` kept in the ETag cache, if any.
+    fn cached_pull(&self, n: u64) -> Option<Value> {
+        let url = self.url_of(&self.repo_path(&format!("/pulls/{n}"))).ok()?;
+        let cache = self.cache.lock().expect("cache lock");
+        let (_, body) = cache.etags.get(&url)?;
+        serde_json::from_str(body).ok()
+    }
+
+    /// An approving review on the current head by someone the gate accepts: a user or team
+    /// member named in the plan or on the command line, or, when nobody is named, any
+    /// collaborator (owner, member or collaborator of the repository).
+    async fn approved(
+        &self,
+        reviews: &[Value],
+        head: &str,
+        who: &super::Approvers,
+    ) -> Result<bool, ForgeError> {
+        // The latest review per user counts; dismissed reviews and reviews of older heads do not.
+        let mut latest: BTreeMap<String, &Value> = BTreeMap::new();
+        for r in reviews {
+            if r["state"].as_str() == Some("COMMENTED") {
                 continue;
             }
-            if self
-                .cfg
-                .approvers
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(user))
-                || self.team_member(user).await?
-            {
+            let user = r["user"]["login"].as_str().unwrap_or("").to_string();
+            latest.insert(user, r);
+        }
+        let users: Vec<&String> = who.users.iter().chain(&self.cfg.approvers).collect();
+        let teams: Vec<&String> = who.teams.iter().chain(&self.cfg.approver_teams).collect();
+        for (user, r) in &latest {
+            if r["state"].as_str() != Some("APPROVED") || r["commit_id"].as_str() != Some(head) {
+                continue;
+            }
+            let ok = if users.is_empty() && teams.is_empty() {
+                matches!(
+                    r["author_association"].as_str(),
+                    Some("OWNER" | "MEMBER" | "COLLABORATOR")
+                )
+            } else {
+                users.iter().any(|a| a.eq_ignore_ascii_case(user))
+                    || self.team_member(user, &teams).await?
+            };
+            if ok {
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    async fn team_member(&self, user: &str) -> Result<bool, ForgeError> {
-        for t in &self.cfg.approver_teams {
-            let Some((org, team)) = t.split_once('/') else {
-                continue;
-            };
-            let a = self
-                .call(
-                    Method::GET,
-                    &format!("/orgs/{org}/teams/{team}/memberships/{user}"),
-                    None,
-                )
-                .await?;
+    async fn team_member(&self, user: &str, teams: &[&String]) -> Result<bool, ForgeError> {
+        for t in teams {
+            // A team named without its organization belongs to the repository's owner.
+            let (org, team) = t.split_once('/').unwrap_or((&self.cfg.owner, t));
+            let path = format!("/orgs/{org}/teams/{team}/memberships/{user}");
+            let a = self.call(Method::GET, &path, None).await?;
             if a.status.is_success() && a.body["state"].as_str() == Some("active") {
                 return Ok(true);
+            }
+            if !a.status.is_success() && a.status != StatusCode::NOT_FOUND {
+                // 403: the token cannot read the org's teams (GITHUB_TOKEN never can).
+                self.warn_once(
+                    &format!("team:{t}"),
+                    &format!(
+                        "cannot check membership of team {t} ({}): the token needs the \
+                         organization's members:read permission; approvals by its members \
+                         do not count until then (name users instead, or use a GitHub App)",
+                        a.status
+                    ),
+                );
             }
         }
         Ok(false)
@@ -625,56 +917,40 @@ impl Forge for GitHubForge<'_> {
             self.cache.lock().expect("cache lock").last_base.as_deref() != Some(base_head);
         for s in steps {
             // A PR waiting on an approving review is polled through its reviews (a new review
-            // does not reliably change the PR's own ETag); the PR itself is read again only when
-            // the base moved (a merge always moves it) or the reviews changed. One call a tick.
-            let cached_pr = s.pr.and_then(|n| {
-                let url = format!(
-                    "{}{}",
-                    self.cfg.api.trim_end_matches('/'),
-                    self.repo_path(&format!("/pulls/{n}"))
-                );
-                self.cache
-                    .lock()
-                    .expect("cache lock")
-                    .etags
-                    .get(&url)
-                    .and_then(|(_, b)| serde_json::from_str::<Value>(b).ok())
-            });
-            // Exactly one call per tick for such a PR: the PR itself when the base moved (merges
-            // move it) or it was never read, else its reviews.
-            let poll_reviews =
-                s.needs_approval && s.pr.is_some() && !base_moved && cached_pr.is_some();
-            let mut reviews: Option<(Value, bool)> = None;
-            if let (Some(n), true) = (s.pr, poll_reviews) {
-                let a = self
-                    .call(
-                        Method::GET,
-                        &self.repo_path(&format!("/pulls/{n}/reviews?per_page=100")),
-                        None,
-                    )
-                    .await?;
-                if !a.status.is_success() {
-                    return Err(api_err("list reviews", a.status, &a.body));
-                }
-                reviews = Some((a.body, true));
-            }
-            let (pr, etag) = match s.pr {
-                Some(_)
-                    if reviews.as_ref().is_some_and(|(_, changed)| !changed)
-                        && !base_moved
-                        && cached_pr.is_some() =>
+            // does not change the PR's own ETag): one conditional GET a tick. The PR itself is
+            // read again only when the base moved (a merge always moves it) or it is not in
+            // the cache (a fresh runner), so approvals are read on every tick, warm or cold.
+            let cached_pr = s.pr.and_then(|n| self.cached_pull(n));
+            let reviews_path =
+                s.pr.map(|n| self.repo_path(&format!("/pulls/{n}/reviews?per_page=100")));
+            let cached_reviews = reviews_path.as_ref().and_then(|p| self.cached_list(p));
+            // Warm cache, base moved: the PR is read (merges move the base) and the reviews of
+            // the last tick are used; warm and unmoved: the reviews are polled and the PR is
+            // the cached one; cold (a fresh runner): both are read.
+            let reread_pr = base_moved || cached_pr.is_none() || s.approval.is_none();
+            let reviews = match (&reviews_path, &s.approval) {
+                (Some(_), Some(_)) if reread_pr && !base_moved => None,
+                (Some(_), Some(_))
+                    if reread_pr && cached_pr.is_some() && cached_reviews.is_some() =>
                 {
-                    (cached_pr, None)
+                    cached_reviews
                 }
-                Some(n) => {
-                    let a = self.pull(n).await?;
-                    (Some(a.body), a.etag)
-                }
+                (Some(p), Some(_)) => Some(self.list_all(p, "list reviews").await?.0),
+                _ => None,
+            };
+            let pr = match s.pr {
+                Some(_) if !reread_pr => cached_pr,
+                Some(n) => Some(self.pull(n).await?.body),
                 // Only steps fleetwave pushed (or that a crash left behind) can have a PR.
                 None if self.git()?.branch_head(&s.branch)?.is_some() => {
-                    (self.find_pull(&s.branch).await?, None)
+                    self.find_pull(&s.branch).await?
                 }
-                None => (None, None),
+                None => None,
+            };
+            // A cold cache reads the reviews too (after the PR, so they match its head).
+            let reviews = match (reviews, &reviews_path, &s.approval) {
+                (None, Some(p), Some(_)) => Some(self.list_all(p, "list reviews").await?.0),
+                (r, _, _) => r,
             };
             let Some(pr) = pr else {
                 if let Some(head) = self.git()?.branch_head(&s.branch)? {
@@ -701,9 +977,8 @@ impl Forge for GitHubForge<'_> {
             };
             let open = pr["state"].as_str() == Some("open");
             let head = pr["head"]["sha"].as_str().unwrap_or("");
-            let _ = etag;
-            let approved = match (&reviews, open) {
-                (Some((body, _)), true) => self.approved(body, head).await?,
+            let approved = match (&reviews, &s.approval, open) {
+                (Some(list), Some(who), true) => self.approved(list, head, who).await?,
                 _ => false,
             };
             out.insert(s.branch.clone(), self.pr_obs(&pr, base_head, approved)?);
@@ -735,7 +1010,8 @@ impl Forge for GitHubForge<'_> {
                         a = Answer {
                             status: StatusCode::CREATED,
                             body: found,
-                            etag: None,
+                            fresh: true,
+                            next: None,
                         };
                         break;
                     }
@@ -823,46 +1099,8 @@ impl Forge for GitHubForge<'_> {
         if !a.status.is_success() {
             return Err(api_err("set commit status", a.status, &a.body));
         }
-        if self.cfg.check_runs {
-            let mut run = json!({ "name": "fleetwave", "head_sha": head, "output": { "title": description, "summary": description } });
-            match state {
-                "pending" => run["status"] = json!("in_progress"),
-                done => {
-                    run["status"] = json!("completed");
-                    run["conclusion"] = json!(done);
-                }
-            }
-            let known = self
-                .cache
-                .lock()
-                .expect("cache lock")
-                .check_runs
-                .get(head)
-                .copied();
-            let a = match known {
-                Some(id) => {
-                    self.call(
-                        Method::PATCH,
-                        &self.repo_path(&format!("/check-runs/{id}")),
-                        Some(&run),
-                    )
-                    .await?
-                }
-                None => {
-                    self.call(Method::POST, &self.repo_path("/check-runs"), Some(&run))
-                        .await?
-                }
-            };
-            if !a.status.is_success() {
-                return Err(api_err("write the check run", a.status, &a.body));
-            }
-            if let Some(id) = a.body["id"].as_u64() {
-                self.cache
-                    .lock()
-                    .expect("cache lock")
-                    .check_runs
-                    .insert(head.to_string(), id);
-            }
+        if self.check_runs_on() {
+            self.check_run(head, state, description).await?;
         }
         Ok(())
     }
@@ -877,20 +1115,22 @@ impl Forge for GitHubForge<'_> {
                 .ok_or_else(|| ForgeError::Api(format!("no pull request for {}", step.branch)))?,
         };
         let body = json!({ "sha": head, "merge_method": self.cfg.merge_method.as_str(), "commit_title": message });
-        let a = self
-            .call(
-                Method::PUT,
-                &self.repo_path(&format!("/pulls/{n}/merge")),
-                Some(&body),
-            )
-            .await?;
+        // Not retried blindly: a lost answer (5xx, timeout) may hide a merge that happened.
+        let path = self.repo_path(&format!("/pulls/{n}/merge"));
+        let a = match self.call_opts(Method::PUT, &path, Some(&body), false).await {
+            Ok(a) => a,
+            Err(e) => return self.merged_anyway(n, head, &e.to_string()).await,
+        };
         match a.status {
-            s if s.is_success() => a.body["sha"]
+            s if s.is_success() && a.body["merged"].as_bool() != Some(false) => a.body["sha"]
                 .as_str()
                 .map(str::to_string)
                 .ok_or_else(|| ForgeError::Api("merge answer without a sha".into())),
             // The head moved after fleetwave verified it: never merge what was not checked.
             StatusCode::CONFLICT => Err(ForgeError::BaseMoved),
+            s if s.is_server_error() || s == StatusCode::METHOD_NOT_ALLOWED => {
+                self.merged_anyway(n, head, &format!("{s}")).await
+            }
             s => Err(api_err(&format!("merge pull request #{n}"), s, &a.body)),
         }
     }
@@ -905,9 +1145,11 @@ impl Forge for GitHubForge<'_> {
                 .get(h)
                 .copied()
         });
-        if let (true, Some(id)) = (self.cfg.check_runs, run) {
+        if let (true, Some(id)) = (self.check_runs_on(), run) {
             let a = self.call(Method::PATCH, &self.repo_path(&format!("/check-runs/{id}")), Some(&json!({ "output": { "title": "fleetwave gate", "summary": "Per-cluster state of this step", "text": body } }))).await?;
-            if !a.status.is_success() {
+            if a.status == StatusCode::FORBIDDEN {
+                self.refuse_check_runs(&a);
+            } else if !a.status.is_success() {
                 return Err(api_err("write the check run", a.status, &a.body));
             }
         }
@@ -963,7 +1205,7 @@ impl Forge for GitHubForge<'_> {
                     branch: head.clone(),
                     pr: Some(n),
                     head: Some(sha.clone()),
-                    needs_approval: false,
+                    approval: None,
                 };
                 self.set_status(
                     &step,

@@ -17,8 +17,16 @@ pub struct StepRef {
     pub pr: Option<u64>,
     /// The step commit fleetwave pushed last (None before the first push).
     pub head: Option<String>,
-    /// Whether an approving review is needed (the wave has an approval gate).
-    pub needs_approval: bool,
+    /// Who may approve, when the wave has an approval gate (None: no approval needed).
+    pub approval: Option<Approvers>,
+}
+
+/// The reviewers an approval gate accepts: the plan's `users` and `teams` (`org/team`), plus
+/// those given on the command line. Both empty: any approving review by a collaborator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approvers {
+    pub users: Vec<String>,
+    pub teams: Vec<String>,
 }
 
 /// What a step's pull request says.

@@ -97,6 +97,23 @@ struct State {
     request_seq: u64,
     /// The test's clock, when it runs on one: timestamps follow it instead of the real time.
     clock: Option<DateTime<Utc>>,
+    /// The token is a personal access token: check runs are refused, as GitHub refuses them
+    /// to anything but a GitHub App (403).
+    pat: bool,
+    /// What the next merge calls meet, in order.
+    merge_faults: std::collections::VecDeque<MergeFault>,
+    /// Calls that carried no `X-GitHub-Api-Version` or a non-JSON `Accept`.
+    missing_headers: Vec<String>,
+}
+
+/// Documented answers of `PUT /repos/{o}/{r}/pulls/{n}/merge`
+/// (https://docs.github.com/en/rest/pulls/pulls#merge-a-pull-request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeFault {
+    /// 409 "Head branch was modified": nothing merged.
+    Conflict,
+    /// The merge happens, but the answer is lost (502 to the client).
+    LoseAnswer,
 }
 
 impl State {
@@ -388,6 +405,21 @@ impl FakeGitHub {
         self.shared.lock().clock = Some(now);
     }
 
+    /// Treat the token as a personal access token: `POST /check-runs` answers 403.
+    pub fn set_pat(&self, pat: bool) {
+        self.shared.lock().pat = pat;
+    }
+
+    /// The next merge calls meet these answers, in order.
+    pub fn push_merge_fault(&self, f: MergeFault) {
+        self.shared.lock().merge_faults.push_back(f);
+    }
+
+    /// Calls that lacked GitHub's recommended `Accept` / `X-GitHub-Api-Version` headers.
+    pub fn missing_headers(&self) -> Vec<String> {
+        self.shared.lock().missing_headers.clone()
+    }
+
     /// Replace the fault settings (and reseed the RNG).
     pub fn set_faults(&self, f: Faults) {
         let mut st = self.shared.lock();
@@ -593,7 +625,12 @@ async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request<Body>) -> Respon
     let bytes = axum::body::to_bytes(body, 256 << 20)
         .await
         .unwrap_or_default();
-    let path = parts.uri.path().to_string();
+    let mut path = parts.uri.path().to_string();
+    // GitHub Enterprise Server serves the REST API under /api/v3
+    // (https://docs.github.com/en/enterprise-server@3.14/rest/quickstart).
+    if let Some(rest) = path.strip_prefix("/api/v3/") {
+        path = format!("/{rest}");
+    }
     let query = parts.uri.query().unwrap_or("").to_string();
     let method = parts.method.as_str().to_string();
     let second = path.split('/').nth(2).unwrap_or("");
@@ -700,6 +737,15 @@ async fn rest(
     body: &Bytes,
 ) -> Response<Body> {
     let cx = sh.cx();
+    // https://docs.github.com/en/rest/about-the-rest-api/api-versions: every call should name
+    // the version and accept application/vnd.github+json.
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !accept.contains("application/vnd.github") || !headers.contains_key("x-github-api-version") {
+        sh.lock().missing_headers.push(format!("{method} {path}"));
+    }
     let auth = rest_auth(sh, headers);
     let app_path = path.starts_with("/app/") || path.ends_with("/installation");
     let early = match (&auth, app_path) {
@@ -1327,6 +1373,9 @@ fn repo_route(
         }
 
         // ---- check runs
+        ("POST", ["check-runs"]) if st.pat => {
+            Resp::msg(403, "You must authenticate via a GitHub App.")
+        }
         ("POST", ["check-runs"]) => {
             let (Some(name), Some(head_sha)) = (body["name"].as_str(), body["head_sha"].as_str())
             else {
@@ -1616,6 +1665,13 @@ fn pull_route(
             }
         }
         ("PUT", ["merge"]) => {
+            let fault = st.merge_faults.pop_front();
+            if fault == Some(MergeFault::Conflict) {
+                return Resp::msg(
+                    409,
+                    "Head branch was modified. Review and try the merge again.",
+                );
+            }
             let method = body["merge_method"].as_str().unwrap_or("merge");
             if !["merge", "squash", "rebase"].contains(&method) {
                 return invalid_field("PullRequest", "merge_method", "invalid");
@@ -1633,6 +1689,7 @@ fn pull_route(
                 body["commit_message"].as_str(),
                 BOT_LOGIN,
             ) {
+                Ok(_) if fault == Some(MergeFault::LoseAnswer) => Resp::msg(502, "Server Error"),
                 Ok(sha) => Resp::new(
                     200,
                     json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}),
