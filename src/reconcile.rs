@@ -763,8 +763,10 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         );
         let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
     }
-    if s.dashboard && new != o.state {
-        if let Err(e) = forge.dashboard(&new.plan, &dashboard_body(&new, now)).await {
+    // A hold changes no state but must show; the forge skips a body that did not change.
+    if s.dashboard && (new != o.state || held.is_some()) {
+        let body = dashboard_body(&new, now, held.as_deref());
+        if let Err(e) = forge.dashboard(&new.plan, &body).await {
             tracing::warn!("dashboard not updated: {e}");
         }
     }
@@ -1154,15 +1156,23 @@ pub fn comment_body(
 }
 
 /// The plan's dashboard: waves, steps with their PRs, cluster states and soak clocks.
-pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>) -> String {
+pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) -> String {
+    // A rollout in progress that waits on something reads "Held", with the reason.
+    let status = match (st.status, held) {
+        (PlanStatus::InProgress, Some(_)) => "Held".to_string(),
+        (s, _) => format!("{s:?}"),
+    };
     let mut out = format!(
-        "## fleetwave rollout `{}` — {:?}\n\nUpdated {}.\n",
+        "## fleetwave rollout `{}` — {status}\n\n{}{}.\n",
         st.plan,
-        st.status,
+        crate::forge::DASHBOARD_UPDATED,
         now.format("%Y-%m-%d %H:%M UTC")
     );
     if let Some(r) = &st.reason {
         out.push_str(&format!("\n> {r}\n"));
+    }
+    if let (PlanStatus::InProgress, Some(h)) = (st.status, held) {
+        out.push_str(&format!("\n> Held: {h}\n"));
     }
     for w in &st.waves {
         out.push_str(&format!("\n### {} — {:?}\n\n| step | pull request | status | merged | converged |\n|---|---|---|---|---|\n", w.name, w.status));

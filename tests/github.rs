@@ -718,3 +718,36 @@ fn github_app_auth_works_on_enterprise_server() {
             .collect();
     assert!(unauthorized.is_empty(), "{unauthorized:?}");
 }
+
+/// A held rollout reads "Held" with its reason on the dashboard issue, not "InProgress".
+#[test]
+fn a_held_rollout_reads_held_on_the_dashboard() {
+    let e = env("gitops-base");
+    let cache = e.dir.path().join("cache.git");
+    let args = ["--approver", "alice", "--dashboard"];
+    let out = e.reconcile_with(start(), &cache, &args, &[]);
+    assert!(text(&out).contains("did: push"), "{}", text(&out));
+    // Someone else commits on the step branch: fleetwave holds and will not merge.
+    let branch = e.state().waves[0].steps[0].branch.clone();
+    e.git.fetch().unwrap();
+    let head = e.git.branch_head(&branch).unwrap().unwrap();
+    let files = BTreeMap::from([(PathBuf::from("docs/hotfix.md"), b"by hand\n".to_vec())]);
+    let sig = Sig {
+        name: "Mallory".into(),
+        email: "mallory@example.com".into(),
+        time: start(),
+    };
+    let foreign = e.git.commit_changes(&head, &files, "hotfix", &sig).unwrap();
+    e.git.push(&branch, &foreign, Some(&head)).unwrap();
+    for i in 1..3 {
+        let out = e.reconcile_with(start() + Duration::minutes(10 * i), &cache, &args, &[]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        let why = t.lines().find_map(|l| l.strip_prefix("held: ")).expect(&t);
+        let issues = e.gh.issues();
+        let body = issues[0]["body"].as_str().unwrap();
+        assert!(body.contains("— Held"), "{body}");
+        assert!(body.contains(&format!("Held: {why}")), "{body}");
+    }
+    assert_eq!(e.gh.issues().len(), 1, "one dashboard issue");
+}

@@ -1250,7 +1250,17 @@ impl Forge for GitHubForge<'_> {
             .dashboards
             .get(plan)
             .cloned();
-        if known.as_ref().is_some_and(|(_, b)| b == body) {
+        // The "Updated …" line alone does not warrant a write.
+        let same = |a: &str, b: &str| {
+            let keep = |t: &str| {
+                t.lines()
+                    .filter(|l| !l.starts_with(super::DASHBOARD_UPDATED))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            keep(a) == keep(b)
+        };
+        if known.as_ref().is_some_and(|(_, b)| same(b, body)) {
             return Ok(());
         }
         let number = match known {

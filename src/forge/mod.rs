@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use crate::decide::PrObs;
 use crate::state::GateState;
 
+/// The dashboard line that changes every time it is written; ignored when comparing bodies.
+pub const DASHBOARD_UPDATED: &str = "Updated ";
+
 /// A step's branch and what fleetwave last knew of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRef {
