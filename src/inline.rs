@@ -20,12 +20,20 @@ pub struct Block {
 }
 
 impl Block {
-    /// Map the literal block scalar whose node starts at `start` (its `|`).
+    /// Map the literal block scalar whose node starts at `start` (the parser marks a block
+    /// scalar at its first content line; the `|` header is on a line before it).
     pub fn map(text: &str, start: usize, value: &str) -> Option<Block> {
-        let eol = text[start..].find('\n').map_or(text.len(), |i| start + i);
-        let header = text[start..eol].trim_end_matches('\r');
+        let mut eol = text[..start].rfind('\n')?;
+        let header = loop {
+            let ls = text[..eol].rfind('\n').map_or(0, |i| i + 1);
+            let line = text[ls..eol].trim_end_matches('\r');
+            if !line.trim().is_empty() {
+                break line;
+            }
+            eol = ls.checked_sub(1)?;
+        };
         let header = header.split(" #").next().unwrap_or(header).trim_end();
-        let chomp = match header {
+        let chomp = match &header[header.rfind('|')?..] {
             "|" => ' ',
             "|-" => '-',
             "|+" => '+',

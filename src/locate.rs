@@ -594,7 +594,15 @@ pub fn version_fields(group: &str, kind: &str, cp_label: bool) -> FieldPaths {
         ("cluster.x-k8s.io", "Cluster") => {
             vec![(&["spec", "topology", "version"], kube(Role::Whole))]
         }
-        (_, "KubeadmControlPlane" | "K0sControlPlane" | "K0smotronControlPlane") => {
+        (
+            _,
+            "KubeadmControlPlane"
+            | "K0sControlPlane"
+            | "K0smotronControlPlane"
+            | "RKE2ControlPlane"
+            | "KThreesControlPlane"
+            | "TalosControlPlane",
+        ) => {
             vec![(&["spec", "version"], kube(Role::ControlPlane))]
         }
         ("cluster.x-k8s.io", "MachineDeployment" | "MachinePool") => vec![(
