@@ -804,6 +804,39 @@ mod tests {
     }
 
     #[test]
+    fn flux_ref_names_of_tags_are_managed() {
+        let text = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: base\nspec:\n  url: https://github.com/org/base.git\n  ref:\n    name: refs/tags/2026.01\n---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: main\nspec:\n  url: https://github.com/org/base.git\n  ref:\n    name: refs/heads/main\n";
+        let docs = crate::yaml::parse(text).unwrap();
+        let plan_text = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata:\n  name: p\nspec:\n  gitopsBase: {url: \"https://github.com/org/base.git\", tag: \"2026.02\"}\n  waves:\n    - name: w\n      clusterSelector: {matchLabels: {a: b}}\n";
+        let (plan, _) =
+            crate::plan::load(std::path::Path::new("p.yaml"), plan_text.into()).unwrap();
+        let config = Config::parse(std::path::Path::new("fleetwave.yaml"), "{}\n".into()).unwrap();
+        let file = RepoFile {
+            rel: "c/source.yaml".into(),
+            text: text.into(),
+            yaml: true,
+        };
+        let lines = LineIndex::new(text);
+        let out = locate_file(
+            &Ctx::new(&plan, &config),
+            "c",
+            0,
+            &file,
+            Some(&docs),
+            &lines,
+        );
+        assert_eq!(out.occurrences.len(), 1);
+        let o = &out.occurrences[0];
+        assert_eq!(
+            (o.value.as_str(), o.field.as_str()),
+            ("2026.01", "spec.ref.name")
+        );
+        assert_eq!(&text[o.range.clone()], "2026.01");
+        assert_eq!(o.scalar.as_ref().unwrap().before, "refs/tags/");
+        assert!(out.skips.iter().any(|s| s.value == "refs/heads/main"));
+    }
+
+    #[test]
     fn kustomize_remote_refs() {
         let u = "github.com/opencenter-cloud/openCenter-gitops-base//applications/base/services/cert-manager?ref=2026.01";
         let (repo, r) = kustomize_remote(u).unwrap();
@@ -812,6 +845,9 @@ mod tests {
         let u = "https://github.com/org/base.git//apps?timeout=2m&ref=v1.2";
         let (repo, r) = kustomize_remote(u).unwrap();
         assert_eq!((repo.as_str(), &u[r]), ("github.com/org/base", "v1.2"));
+        let u = "https://github.com/org/base//apps?version=v1.3";
+        let (_, r) = kustomize_remote(u).unwrap();
+        assert_eq!(&u[r], "v1.3");
         let u = "https://github.com/org/base/apps/x?ref=v3";
         assert_eq!(kustomize_remote(u).unwrap().0, "github.com/org/base");
         assert!(kustomize_remote("../base").is_none());

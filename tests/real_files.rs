@@ -525,3 +525,35 @@ fn crossplane_files_with_several_cluster_documents_raise_no_label_conflict() {
         r.stdout
     );
 }
+
+/// Not from a public repository (none was found that patches a Kubernetes version inline):
+/// a self-written kustomization, next to a real KubeadmControlPlane, proving the edit
+/// inside a literal block is byte-surgical and re-parses.
+#[test]
+fn a_kubernetes_version_inside_an_inline_json6902_patch_is_edited_in_place() {
+    let f = Fleet::new(&[(
+        "rc",
+        "cluster-api/simple-cluster-kcp-rc.yaml",
+        "cluster.yaml",
+    )]);
+    let kustomization = "resources:\n  - cluster.yaml\npatches:\n  - target:\n      kind: KubeadmControlPlane\n    patch: |-\n      - op: replace\n        path: /spec/version\n        value: v1.37.0-rc.1 # pinned\n      - op: replace\n        path: /spec/template/spec/containers/0/image\n        value: nginx:1.21.0\n";
+    std::fs::write(f.path("rc", "kustomization.yaml"), kustomization).unwrap();
+    let plan = f.plan("  targetVersion: v1.37.1\n");
+    let got = changes(&f.plan_json(&plan));
+    assert!(
+        got.contains(&c(
+            1,
+            "clusters/rc/kustomization.yaml",
+            9,
+            "v1.37.0-rc.1",
+            "v1.37.1"
+        )),
+        "{got:?}"
+    );
+    let r = f.apply(&plan);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        f.read("rc", "kustomization.yaml"),
+        kustomization.replace("v1.37.0-rc.1", "v1.37.1")
+    );
+}
