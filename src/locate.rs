@@ -588,8 +588,10 @@ type FieldPaths = Vec<(&'static [&'static str], What)>;
 /// The Kubernetes version fields of an object of `kind` in API `group`, with their role.
 /// `cp_label`: the object is labelled `cluster.x-k8s.io/control-plane`.
 pub fn version_fields(group: &str, kind: &str, cp_label: bool) -> FieldPaths {
+    if let Some(fields) = provider_fields(group, kind) {
+        return fields;
+    }
     let kube = What::Kubernetes;
-    let forprovider_version: &[&str] = &["spec", "forProvider", "version"];
     match (group, kind) {
         ("cluster.x-k8s.io", "Cluster") => {
             vec![(&["spec", "topology", "version"], kube(Role::Whole))]
@@ -637,6 +639,24 @@ pub fn version_fields(group: &str, kind: &str, cp_label: bool) -> FieldPaths {
         ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment") => {
             vec![(&["spec", "config", "k0s", "version"], kube(Role::Whole))]
         }
+        (g, _) if provider_fields(g, kind).is_some() => {
+            provider_fields(g, kind).unwrap_or_default()
+        }
+        ("", "") => vec![
+            (&["all", "vars", "kube_version"], kube(Role::Whole)),
+            (&["kube_version"], kube(Role::Whole)),
+        ],
+        // Any other object labelled as a CAPI control plane that pins `spec.version`.
+        _ if cp_label => vec![(&["spec", "version"], kube(Role::ControlPlane))],
+        _ => vec![],
+    }
+}
+
+/// Version fields of managed Kubernetes services (Crossplane EKS, GKE, GKE multi-cloud, AKS).
+fn provider_fields(group: &str, kind: &str) -> Option<FieldPaths> {
+    let kube = What::Kubernetes;
+    let forprovider_version: &[&str] = &["spec", "forProvider", "version"];
+    Some(match (group, kind) {
         (g, "Cluster") if g.starts_with("eks.") => vec![(forprovider_version, kube(Role::Whole))],
         (g, "NodeGroup") if g.starts_with("eks.") => {
             vec![(forprovider_version, kube(Role::Workers))]
@@ -671,14 +691,8 @@ pub fn version_fields(group: &str, kind: &str, cp_label: bool) -> FieldPaths {
                 kube(Role::Whole),
             )]
         }
-        ("", "") => vec![
-            (&["all", "vars", "kube_version"], kube(Role::Whole)),
-            (&["kube_version"], kube(Role::Whole)),
-        ],
-        // Any other object labelled as a CAPI control plane that pins `spec.version`.
-        _ if cp_label => vec![(&["spec", "version"], kube(Role::ControlPlane))],
-        _ => vec![],
-    }
+        _ => return None,
+    })
 }
 
 /// `# {"$fleetwave": "kubernetesVersion"}` after a scalar makes it managed.
