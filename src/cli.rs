@@ -52,6 +52,9 @@ pub enum Command {
         /// Print a unified diff of every step.
         #[arg(long)]
         diff: bool,
+        /// A plan that matches nothing exits 1 instead of 2.
+        #[arg(long)]
+        allow_empty: bool,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         #[arg(long, value_enum, default_value_t = Color::Auto)]
@@ -84,6 +87,9 @@ pub enum Command {
         /// Only this step (1-based); earlier steps must already be in the tree.
         #[arg(long)]
         step: Option<usize>,
+        /// A plan that matches nothing exits 1 instead of 2 (nothing is written).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// One reconcile tick (observe, decide, act) against the fleet remote.
     Reconcile {
@@ -381,6 +387,7 @@ pub fn run(cli: Cli) -> ExitCode {
             repo,
             plan,
             diff,
+            allow_empty,
             output,
             color,
             now,
@@ -442,6 +449,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 eprintln!("error: the plan has refusals; fix them before applying");
                 return ExitCode::from(2);
             }
+            if let Some(code) = matches_nothing(&p, allow_empty) {
+                return code;
+            }
             ExitCode::SUCCESS
         }
         Command::Apply {
@@ -449,11 +459,15 @@ pub fn run(cli: Cli) -> ExitCode {
             plan,
             wave,
             step,
+            allow_empty,
         } => {
             let p = match planner::prepare(&repo, &plan) {
                 Ok(p) => p,
                 Err(d) => return fail(&d),
             };
+            if let Some(code) = matches_nothing(&p, allow_empty) {
+                return code;
+            }
             let refusals: Vec<_> = p.refusals().collect();
             if !refusals.is_empty() {
                 for f in refusals {
@@ -602,6 +616,20 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// A plan that matches nothing is an error (exit 2), or with `--allow-empty` a hold (1).
+fn matches_nothing(p: &Planned, allow_empty: bool) -> Option<ExitCode> {
+    if p.unmatched.is_empty() {
+        return None;
+    }
+    for d in &p.unmatched {
+        eprintln!("error: {d}");
+    }
+    eprintln!(
+        "error: the plan matches nothing it could change; nothing was written (pass --allow-empty to exit 1 instead of 2)"
+    );
+    Some(ExitCode::from(if allow_empty { 1 } else { 2 }))
 }
 
 fn fail(d: &Diags) -> ExitCode {

@@ -783,7 +783,7 @@ fn version_lag(changes: &[&ChangeRecord], obs: &ClusterObservation) -> Option<St
             continue;
         };
         let e = want.entry(role).or_insert_with(|| v.clone());
-        if v.cmp_numbers(e).is_gt() {
+        if v.cmp_precedence(e).is_gt() {
             *e = v;
         }
     }

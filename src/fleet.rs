@@ -246,8 +246,20 @@ pub fn is_identity(doc: &Doc) -> bool {
         ("kustomize.toolkit.fluxcd.io", "Kustomization") => {
             doc.root_path(&["spec", "kubeConfig"]).is_some()
         }
+        // Crossplane: only managed Kubernetes clusters. A provider's other `Cluster` kinds
+        // (Aurora DSQL, MSK Kafka, …) say nothing about the fleet cluster, and a file often
+        // holds several of them with differing labels.
         (g, "Cluster" | "KubernetesCluster") => {
-            g.ends_with(".upbound.io") || g.ends_with(".crossplane.io")
+            (g.ends_with(".upbound.io") || g.ends_with(".crossplane.io"))
+                && [
+                    "eks.",
+                    "container.",
+                    "containeraws.",
+                    "containerazure.",
+                    "containerservice.",
+                ]
+                .iter()
+                .any(|p| g.starts_with(p))
         }
         _ => false,
     }

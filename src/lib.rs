@@ -20,6 +20,7 @@ pub mod gates;
 #[path = "gen.rs"]
 pub mod generate;
 pub mod git;
+pub mod inline;
 pub mod locate;
 pub mod notify;
 pub mod ops;

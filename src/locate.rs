@@ -12,7 +12,7 @@ use crate::config::{Config, TargetKind};
 use crate::fleet::{Cluster, Fleet, RepoFile};
 use crate::plan::Plan;
 use crate::version::KubeVersion;
-use crate::yaml::{Doc, Kind, LineIndex, NodeId};
+use crate::yaml::{Doc, Kind, LineIndex, NodeId, Style};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -135,18 +135,30 @@ pub fn remote_repo(url: &str) -> Option<String> {
     normalize_repo_url(repo)
 }
 
-/// Split a kustomize remote resource into (normalized repo, byte range of the ref value).
+/// Split a kustomize remote resource into (normalized repo, byte range of the ref value):
+/// `?ref=` or its older spelling `?version=`.
 fn kustomize_remote(url: &str) -> Option<(String, Range<usize>)> {
     let q = url.find('?')?;
     let mut at = q + 1;
     let mut found = None;
     for part in url[q + 1..].split('&') {
-        if let Some(v) = part.strip_prefix("ref=") {
-            found = Some(at + 4..at + 4 + v.len());
+        for key in ["ref=", "version="] {
+            if let Some(v) = part.strip_prefix(key) {
+                found = Some(at + key.len()..at + key.len() + v.len());
+            }
         }
         at += part.len() + 1;
     }
     Some((remote_repo(url)?, found?))
+}
+
+const TAG_REF: &str = "refs/tags/";
+
+/// A Flux `spec.ref.name` that names a tag: its node and the tag's length.
+fn tag_ref_name(doc: &Doc, reference: Option<NodeId>) -> Option<(NodeId, usize)> {
+    let n = doc.get(reference?, "name")?;
+    let tag = doc.str(n)?.strip_prefix(TAG_REF)?;
+    (!tag.is_empty()).then_some((n, tag.len()))
 }
 
 static MARKER: LazyLock<Regex> =
@@ -262,6 +274,74 @@ impl FileScan<'_> {
     }
 }
 
+impl FileScan<'_> {
+    /// The managed values inside one inline patch (a YAML string holding YAML).
+    fn inline(
+        &mut self,
+        ctx: &Ctx,
+        doc: &Doc,
+        node: NodeId,
+        target: &(String, String, String),
+        object: &str,
+        field: &str,
+    ) {
+        let Some(s) = doc.scalar(node) else { return };
+        if !s.value.contains('\n') {
+            return;
+        }
+        let found = crate::inline::scan(&s.value, target, ctx.base_repo.is_some());
+        if found.found.is_empty() && found.noted.is_empty() {
+            return;
+        }
+        let start = doc.node(doc.resolve(node)).start;
+        let block = (s.style == Style::Literal)
+            .then(|| crate::inline::Block::map(&self.file.text, start, &s.value))
+            .flatten();
+        let Some(block) = block else {
+            for f in &found.found {
+                self.skip(start, field, &f.value, "a managed value inside an inline patch that is not a literal block (`|`) with even indentation; fleetwave cannot edit it in place: update it by hand, or write the patch as a literal block");
+            }
+            return;
+        };
+        for n in found.noted {
+            let at = block.to_file(&(n.offset..n.offset));
+            self.skip(
+                at.start,
+                &format!("{field} {}", n.field),
+                &n.value,
+                &n.reason,
+            );
+        }
+        for f in found.found {
+            let wanted = match &f.what {
+                What::Kubernetes(_) => ctx.plan.target.is_some(),
+                _ => ctx.base_repo.is_some(),
+            };
+            if !wanted || block.value[f.range.clone()] != f.value {
+                continue;
+            }
+            let range = block.to_file(&f.range);
+            let (line, column) = self.lines.position(&self.file.text, range.start);
+            self.out.occurrences.push(Occurrence {
+                cluster: self.cluster.to_string(),
+                file: self.index,
+                object: object.to_string(),
+                field: format!("{field} ({})", f.field),
+                what: f.what,
+                value: f.value,
+                range,
+                scalar: Some(ScalarCtx {
+                    start,
+                    before: block.value[..f.range.start].to_string(),
+                    after: block.value[f.range.end..].to_string(),
+                }),
+                line,
+                column,
+            });
+        }
+    }
+}
+
 /// Run every locator over one file (`index` is its place in `Fleet::files`).
 pub fn locate_file(
     ctx: &Ctx,
@@ -354,60 +434,8 @@ pub fn locate_file(
             (k, n) => format!("{k}/{n}"),
         };
         let group = api.split('/').next().unwrap_or("");
-        let kube = |role| What::Kubernetes(role);
-        let fields: &[(&[&str], What)] = &match (group, kind) {
-            ("cluster.x-k8s.io", "Cluster") => {
-                vec![(&["spec", "topology", "version"][..], kube(Role::Whole))]
-            }
-            (_, "KubeadmControlPlane" | "K0sControlPlane" | "K0smotronControlPlane") => {
-                vec![(&["spec", "version"][..], kube(Role::ControlPlane))]
-            }
-            ("cluster.x-k8s.io", "MachineDeployment" | "MachinePool") => vec![(
-                &["spec", "template", "spec", "version"][..],
-                kube(Role::Workers),
-            )],
-            ("kamaji.clastix.io", "TenantControlPlane") => vec![(
-                &["spec", "kubernetes", "version"][..],
-                kube(Role::ControlPlane),
-            )],
-            ("k0smotron.io", "Cluster") => {
-                vec![(&["spec", "version"][..], kube(Role::ControlPlane))]
-            }
-            (_, "K0sWorkerConfigTemplate") => vec![(
-                &["spec", "template", "spec", "version"][..],
-                kube(Role::Workers),
-            )],
-            (_, "K0sWorkerConfig") => vec![(&["spec", "version"][..], kube(Role::Workers))],
-            (g, "Cluster") if g.starts_with("eks.") => {
-                vec![(&["spec", "forProvider", "version"][..], kube(Role::Whole))]
-            }
-            (g, "NodeGroup") if g.starts_with("eks.") => {
-                vec![(&["spec", "forProvider", "version"][..], kube(Role::Workers))]
-            }
-            (g, "Cluster") if g.starts_with("container.gcp.") => vec![
-                (
-                    &["spec", "forProvider", "minMasterVersion"][..],
-                    kube(Role::ControlPlane),
-                ),
-                (
-                    &["spec", "forProvider", "nodeVersion"][..],
-                    kube(Role::Workers),
-                ),
-            ],
-            (g, "NodePool") if g.starts_with("container.gcp.") => {
-                vec![(&["spec", "forProvider", "version"][..], kube(Role::Workers))]
-            }
-            (g, "KubernetesCluster") if g.starts_with("containerservice.azure.") => vec![(
-                &["spec", "forProvider", "kubernetesVersion"][..],
-                kube(Role::Whole),
-            )],
-            ("", "") => vec![
-                (&["all", "vars", "kube_version"][..], kube(Role::Whole)),
-                (&["kube_version"][..], kube(Role::Whole)),
-            ],
-            _ => vec![],
-        };
-        for (path, what) in fields {
+        let fields = version_fields(group, kind, has_cp_label(doc));
+        for (path, what) in &fields {
             if let Some(n) = doc.path(root, path) {
                 scan.scalar(doc, n, &object, &path.join("."), what.clone(), None);
             }
@@ -426,7 +454,14 @@ pub fn locate_file(
                         let key = doc.str(k).unwrap_or("");
                         let field = format!("spec.postBuild.substitute.{key}");
                         if ctx.config.substitute_kube.iter().any(|x| x == key) {
-                            scan.scalar(doc, v, &object, &field, kube(Role::Whole), None);
+                            scan.scalar(
+                                doc,
+                                v,
+                                &object,
+                                &field,
+                                What::Kubernetes(Role::Whole),
+                                None,
+                            );
                         } else if ctx.config.substitute_base.iter().any(|x| x == key)
                             && ctx.base_repo.is_some()
                         {
@@ -452,6 +487,10 @@ pub fn locate_file(
                             &format!("ref of another repository ({url}), left as is"),
                         );
                     }
+                } else if let Some((n, len)) = tag_ref_name(doc, reference) {
+                    // `name: refs/tags/X` wins over `tag` in Flux; only X is managed.
+                    let part = Some(TAG_REF.len()..TAG_REF.len() + len);
+                    scan.scalar(doc, n, &object, "spec.ref.name", What::GitopsBase, part);
                 } else if let Some(t) = tag {
                     scan.scalar(doc, t, &object, "spec.ref.tag", What::GitopsBase, None);
                 } else if let Some(r) = reference {
@@ -472,7 +511,7 @@ pub fn locate_file(
         }
         if (is_kustomization_file || group == "kustomize.config.k8s.io") && ctx.base_repo.is_some()
         {
-            for list in ["resources", "components"] {
+            for list in ["resources", "components", "bases"] {
                 let Some(items) = doc.get(root, list) else {
                     continue;
                 };
@@ -496,9 +535,164 @@ pub fn locate_file(
             }
         }
     }
+    for doc in docs {
+        inline_patches(ctx, &mut scan, doc, is_kustomization_file);
+    }
     markers(&mut scan, docs);
     commented(&mut scan);
     scan.out
+}
+
+/// Managed values inside kustomize patches written inline: `patches[].patch`,
+/// `patchesJson6902[].patch` and `patchesStrategicMerge[]` of a kustomization, and
+/// `spec.patches[].patch` of a Flux Kustomization.
+fn inline_patches(ctx: &Ctx, scan: &mut FileScan, doc: &Doc, kustomization_file: bool) {
+    let Some(root) = doc.root else { return };
+    if ctx.plan.target.is_none() && ctx.base_repo.is_none() {
+        return;
+    }
+    let api = doc.root_str(&["apiVersion"]).unwrap_or("");
+    let object = match (doc.root_str(&["kind"]), doc.root_str(&["metadata", "name"])) {
+        (Some(k), Some(n)) => format!("{k}/{n}"),
+        (Some(k), None) => k.to_string(),
+        _ => String::new(),
+    };
+    let mut lists: Vec<(&str, Option<NodeId>)> = Vec::new();
+    if api.starts_with("kustomize.toolkit.fluxcd.io/") {
+        lists.push(("spec.patches", doc.path(root, &["spec", "patches"])));
+    } else if kustomization_file || api.starts_with("kustomize.config.k8s.io/") {
+        for key in ["patches", "patchesJson6902", "patchesStrategicMerge"] {
+            lists.push((key, doc.get(root, key)));
+        }
+    }
+    for (name, list) in lists {
+        let Some(list) = list else { continue };
+        for (i, &entry) in doc.items(list).iter().enumerate() {
+            let (node, field) = match doc.get(entry, "patch") {
+                Some(p) => (p, format!("{name}[{i}].patch")),
+                None => (entry, format!("{name}[{i}]")),
+            };
+            let target = crate::inline::target_of(doc, entry);
+            scan.inline(ctx, doc, node, &target, &object, &field);
+        }
+    }
+}
+
+pub fn has_cp_label(doc: &Doc) -> bool {
+    doc.root_path(&["metadata", "labels"])
+        .is_some_and(|l| doc.get(l, "cluster.x-k8s.io/control-plane").is_some())
+}
+
+type FieldPaths = Vec<(&'static [&'static str], What)>;
+
+/// The Kubernetes version fields of an object of `kind` in API `group`, with their role.
+/// `cp_label`: the object is labelled `cluster.x-k8s.io/control-plane`.
+pub fn version_fields(group: &str, kind: &str, cp_label: bool) -> FieldPaths {
+    if let Some(fields) = provider_fields(group, kind) {
+        return fields;
+    }
+    let kube = What::Kubernetes;
+    match (group, kind) {
+        ("cluster.x-k8s.io", "Cluster") => {
+            vec![(&["spec", "topology", "version"], kube(Role::Whole))]
+        }
+        (
+            _,
+            "KubeadmControlPlane"
+            | "K0sControlPlane"
+            | "K0smotronControlPlane"
+            | "RKE2ControlPlane"
+            | "KThreesControlPlane"
+            | "TalosControlPlane",
+        ) => {
+            vec![(&["spec", "version"], kube(Role::ControlPlane))]
+        }
+        ("cluster.x-k8s.io", "MachineDeployment" | "MachinePool") => vec![(
+            &["spec", "template", "spec", "version"],
+            kube(if cp_label {
+                Role::ControlPlane
+            } else {
+                Role::Workers
+            }),
+        )],
+        // A bare Machine: a control-plane node when labelled so, else a worker.
+        ("cluster.x-k8s.io", "Machine") => vec![(
+            &["spec", "version"],
+            kube(if cp_label {
+                Role::ControlPlane
+            } else {
+                Role::Workers
+            }),
+        )],
+        ("kamaji.clastix.io", "TenantControlPlane") => {
+            vec![(&["spec", "kubernetes", "version"], kube(Role::ControlPlane))]
+        }
+        ("k0smotron.io", "Cluster") => vec![(&["spec", "version"], kube(Role::ControlPlane))],
+        (_, "K0sWorkerConfigTemplate") => {
+            vec![(
+                &["spec", "template", "spec", "version"],
+                kube(Role::Workers),
+            )]
+        }
+        (_, "K0sWorkerConfig") => vec![(&["spec", "version"], kube(Role::Workers))],
+        // k0rdent: the k0s version overrides the ClusterTemplate's for the whole cluster.
+        ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment") => {
+            vec![(&["spec", "config", "k0s", "version"], kube(Role::Whole))]
+        }
+        (g, _) if provider_fields(g, kind).is_some() => {
+            provider_fields(g, kind).unwrap_or_default()
+        }
+        ("", "") => vec![
+            (&["all", "vars", "kube_version"], kube(Role::Whole)),
+            (&["kube_version"], kube(Role::Whole)),
+        ],
+        // Any other object labelled as a CAPI control plane that pins `spec.version`.
+        _ if cp_label => vec![(&["spec", "version"], kube(Role::ControlPlane))],
+        _ => vec![],
+    }
+}
+
+/// Version fields of managed Kubernetes services (Crossplane EKS, GKE, GKE multi-cloud, AKS).
+fn provider_fields(group: &str, kind: &str) -> Option<FieldPaths> {
+    let kube = What::Kubernetes;
+    let forprovider_version: &[&str] = &["spec", "forProvider", "version"];
+    Some(match (group, kind) {
+        (g, "Cluster") if g.starts_with("eks.") => vec![(forprovider_version, kube(Role::Whole))],
+        (g, "NodeGroup") if g.starts_with("eks.") => {
+            vec![(forprovider_version, kube(Role::Workers))]
+        }
+        (g, "Cluster") if g.starts_with("container.gcp.") => vec![
+            (
+                &["spec", "forProvider", "minMasterVersion"],
+                kube(Role::ControlPlane),
+            ),
+            (&["spec", "forProvider", "nodeVersion"], kube(Role::Workers)),
+        ],
+        (g, "NodePool") if g.starts_with("container.gcp.") => {
+            vec![(forprovider_version, kube(Role::Workers))]
+        }
+        // GKE multi-cloud (GKE on AWS / on Azure).
+        (g, "Cluster")
+            if g.starts_with("containeraws.gcp.") || g.starts_with("containerazure.gcp.") =>
+        {
+            vec![(
+                &["spec", "forProvider", "controlPlane", "version"],
+                kube(Role::ControlPlane),
+            )]
+        }
+        (g, "NodePool")
+            if g.starts_with("containeraws.gcp.") || g.starts_with("containerazure.gcp.") =>
+        {
+            vec![(forprovider_version, kube(Role::Workers))]
+        }
+        (g, "KubernetesCluster") if g.starts_with("containerservice.azure.") => {
+            vec![(
+                &["spec", "forProvider", "kubernetesVersion"],
+                kube(Role::Whole),
+            )]
+        }
+        _ => return None,
+    })
 }
 
 /// `# {"$fleetwave": "kubernetesVersion"}` after a scalar makes it managed.
@@ -624,6 +818,39 @@ mod tests {
     }
 
     #[test]
+    fn flux_ref_names_of_tags_are_managed() {
+        let text = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: base\nspec:\n  url: https://github.com/org/base.git\n  ref:\n    name: refs/tags/2026.01\n---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: main\nspec:\n  url: https://github.com/org/base.git\n  ref:\n    name: refs/heads/main\n";
+        let docs = crate::yaml::parse(text).unwrap();
+        let plan_text = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata:\n  name: p\nspec:\n  gitopsBase: {url: \"https://github.com/org/base.git\", tag: \"2026.02\"}\n  waves:\n    - name: w\n      clusterSelector: {matchLabels: {a: b}}\n";
+        let (plan, _) =
+            crate::plan::load(std::path::Path::new("p.yaml"), plan_text.into()).unwrap();
+        let config = Config::parse(std::path::Path::new("fleetwave.yaml"), "{}\n".into()).unwrap();
+        let file = RepoFile {
+            rel: "c/source.yaml".into(),
+            text: text.into(),
+            yaml: true,
+        };
+        let lines = LineIndex::new(text);
+        let out = locate_file(
+            &Ctx::new(&plan, &config),
+            "c",
+            0,
+            &file,
+            Some(&docs),
+            &lines,
+        );
+        assert_eq!(out.occurrences.len(), 1);
+        let o = &out.occurrences[0];
+        assert_eq!(
+            (o.value.as_str(), o.field.as_str()),
+            ("2026.01", "spec.ref.name")
+        );
+        assert_eq!(&text[o.range.clone()], "2026.01");
+        assert_eq!(o.scalar.as_ref().unwrap().before, "refs/tags/");
+        assert!(out.skips.iter().any(|s| s.value == "refs/heads/main"));
+    }
+
+    #[test]
     fn kustomize_remote_refs() {
         let u = "github.com/opencenter-cloud/openCenter-gitops-base//applications/base/services/cert-manager?ref=2026.01";
         let (repo, r) = kustomize_remote(u).unwrap();
@@ -632,6 +859,9 @@ mod tests {
         let u = "https://github.com/org/base.git//apps?timeout=2m&ref=v1.2";
         let (repo, r) = kustomize_remote(u).unwrap();
         assert_eq!((repo.as_str(), &u[r]), ("github.com/org/base", "v1.2"));
+        let u = "https://github.com/org/base//apps?version=v1.3";
+        let (_, r) = kustomize_remote(u).unwrap();
+        assert_eq!(&u[r], "v1.3");
         let u = "https://github.com/org/base/apps/x?ref=v3";
         assert_eq!(kustomize_remote(u).unwrap().0, "github.com/org/base");
         assert!(kustomize_remote("../base").is_none());

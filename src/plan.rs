@@ -52,6 +52,31 @@ struct SpecFile {
     waves: Vec<WaveFile>,
     #[serde(default)]
     paused: bool,
+    #[serde(default)]
+    version_overrides: Vec<OverrideFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideFile {
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    version: String,
+}
+
+/// The exact value to write, instead of the derived one, in one cluster's version fields
+/// (optionally only those of one kind) when they go to the hop this version belongs to.
+/// For provider builds such as `1.24.5-gke.100` that cannot be derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionOverride {
+    pub cluster: String,
+    pub kind: Option<String>,
+    pub version: KubeVersion,
+    /// The value as written in the plan; written verbatim.
+    pub text: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +281,23 @@ pub struct Plan {
     pub templates: BTreeMap<String, String>,
     pub waves: Vec<Wave>,
     pub paused: bool,
+    pub overrides: Vec<VersionOverride>,
+}
+
+impl Plan {
+    /// The override for a field of `kind` in `cluster` at hop `h`, if the plan has one.
+    pub fn override_for(
+        &self,
+        cluster: &str,
+        kind: &str,
+        h: &KubeVersion,
+    ) -> Option<&VersionOverride> {
+        self.overrides.iter().find(|o| {
+            o.cluster == cluster
+                && o.kind.as_deref().is_none_or(|k| k == kind)
+                && o.version.same_as(h)
+        })
+    }
 }
 
 /// Read and validate a plan file. `shown` is the path used in messages.
@@ -355,8 +397,13 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
         );
     }
     if let Some(t) = &target {
+        if !t.suffix.is_empty() {
+            errs.push(src.at(&path!["spec", "targetVersion"], format!("targetVersion {:?} carries the build suffix {:?}", spec.target_version.as_deref().unwrap_or(""), t.suffix))
+                .hint("write the plain Kubernetes version (each field keeps its own +k0s.0/+rke2r1 style); put provider builds such as -gke.N in `versionOverrides`"));
+        }
         hops.push(t.clone());
     }
+    let overrides = overrides(src, &spec.version_overrides, &hops, &mut errs);
     let gitops_base = spec.gitops_base.map(|g| {
         if g.tag.trim().is_empty() {
             errs.push(src.at(&path!["spec", "gitopsBase", "tag"], "gitopsBase needs a tag").hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"));
@@ -580,10 +627,62 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             templates: spec.templates,
             waves,
             paused: spec.paused,
+            overrides,
         })
     } else {
         Err(Diags(errs))
     }
+}
+
+/// Validate `versionOverrides`: each names a cluster and a version the plan goes to.
+fn overrides(
+    src: &YamlSource,
+    files: &[OverrideFile],
+    hops: &[KubeVersion],
+    errs: &mut Vec<Diag>,
+) -> Vec<VersionOverride> {
+    let mut out = Vec::new();
+    for (i, o) in files.iter().enumerate() {
+        let at = |k: &str| path!["spec", "versionOverrides", i, k];
+        if o.cluster.trim().is_empty() {
+            errs.push(
+                src.at_key(
+                    &path!["spec", "versionOverrides", i],
+                    "a version override needs a cluster",
+                )
+                .hint("name the cluster, e.g. `cluster: prod-gke-01`"),
+            );
+        }
+        if o.kind.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            errs.push(src.at(&at("kind"), "kind is empty").hint("name the kind whose fields the override is for, e.g. `kind: Cluster`, or drop `kind`"));
+        }
+        let Some(v) = KubeVersion::parse(&o.version) else {
+            errs.push(
+                src.at(
+                    &at("version"),
+                    format!("version {:?} is not a Kubernetes version", o.version),
+                )
+                .hint("write the exact value to put in the file, e.g. `1.24.5-gke.100`"),
+            );
+            continue;
+        };
+        if !hops
+            .iter()
+            .any(|h| v.same_as(h) && (h.is_minor_only() || v.patch == h.patch))
+        {
+            let names: Vec<String> = hops.iter().map(|h| h.to_string()).collect();
+            errs.push(src.at(&at("version"), format!("version override {} is not a version the plan goes to ({})", o.version, names.join(", ")))
+                .hint("an override replaces the derived value of one of targetVersion/intermediateVersions: give it the same major.minor.patch"));
+            continue;
+        }
+        out.push(VersionOverride {
+            cluster: o.cluster.clone(),
+            kind: o.kind.clone(),
+            version: v,
+            text: o.version.clone(),
+        });
+    }
+    out
 }
 
 fn duration(src: &YamlSource, at: &[crate::yaml::Seg], s: &str, errs: &mut Vec<Diag>) -> Duration {

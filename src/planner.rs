@@ -9,7 +9,9 @@ use crate::diag::{Diag, Diags, Finding, Severity};
 use crate::edit;
 use crate::fleet::{self, Fleet};
 use crate::locate::{self, Skip};
+use crate::path;
 use crate::plan::{self, Plan};
+use crate::source::YamlSource;
 use crate::steps::{self, WavePlan};
 use crate::tree::{DiskTree, FileTree};
 
@@ -19,6 +21,8 @@ pub struct Planned {
     pub waves: Vec<WavePlan>,
     pub skips: Vec<Skip>,
     pub findings: Vec<Finding>,
+    /// Goals of the plan that match nothing in the fleet (see `unmatched`).
+    pub unmatched: Vec<Diag>,
 }
 
 impl Planned {
@@ -27,6 +31,57 @@ impl Planned {
             .iter()
             .filter(|f| f.severity == Severity::Error)
     }
+}
+
+/// What the plan asks for that matches nothing, located in the plan: no wave selects a
+/// cluster, or a goal (targetVersion, gitopsBase, templates) has no field in the selected
+/// clusters.
+fn unmatched(plan: &Plan, src: &YamlSource, fleet: &Fleet, waves: &[WavePlan]) -> Vec<Diag> {
+    let selected: Vec<&str> = waves
+        .iter()
+        .flat_map(|w| w.clusters.iter().map(String::as_str))
+        .collect();
+    if selected.is_empty() {
+        return vec![src
+            .at_key(&path!["spec", "waves"], "no wave's clusterSelector selects any cluster of the fleet")
+            .hint("check the selectors against the clusters' labels (the findings list each unselected cluster and its labels)")];
+    }
+    let occ = || {
+        selected
+            .iter()
+            .filter_map(|c| fleet.clusters.get(*c))
+            .flat_map(|c| c.files.iter())
+            .flat_map(|&i| fleet.located[i].occurrences.iter())
+    };
+    let mut out = Vec::new();
+    if let Some(t) = &plan.target {
+        if !occ().any(|o| matches!(o.what, locate::What::Kubernetes(_))) {
+            out.push(src.at(&path!["spec", "targetVersion"], format!("targetVersion {t} matches no Kubernetes version field in the selected clusters"))
+                .hint("check the cluster paths in fleetwave.yaml, or mark the version fields with `# {\"$fleetwave\": \"kubernetesVersion\"}`"));
+        }
+    }
+    if let Some(g) = &plan.gitops_base {
+        if !occ().any(|o| o.what == locate::What::GitopsBase) {
+            out.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase {} matches no Flux source, kustomize remote ref or substitute in the selected clusters", g.url))
+                .hint("check gitopsBase.url against the repository URLs the fleet uses"));
+        }
+    }
+    let t = &plan.templates;
+    if !t.is_empty()
+        && !occ().any(|o| {
+            o.what == locate::What::Template
+                && (t.contains_key(&o.value) || t.values().any(|v| *v == o.value))
+        })
+    {
+        out.push(
+            src.at_key(
+                &path!["spec", "templates"],
+                "no ClusterDeployment in the selected clusters uses a template the plan names",
+            )
+            .hint("check the old template names against the ClusterDeployments' spec.template"),
+        );
+    }
+    out
 }
 
 /// The path to show for `p`: relative to the repo when inside it.
@@ -84,12 +139,14 @@ pub fn prepare_in(
     skips.sort_by(|a, b| {
         (&a.cluster, &a.file, a.line, &a.field).cmp(&(&b.cluster, &b.file, b.line, &b.field))
     });
+    let unmatched = unmatched(&plan, &src, &fleet, &waves);
     Ok(Planned {
         plan,
         fleet,
         waves,
         skips,
         findings,
+        unmatched,
     })
 }
 

@@ -167,7 +167,9 @@ fn generation_lag(o: &Obj) -> Option<String> {
 /// Two version strings name the same version (numbers compared when both parse).
 pub fn same_version(a: &str, b: &str) -> bool {
     match (KubeVersion::parse(a), KubeVersion::parse(b)) {
-        (Some(x), Some(y)) => x.cmp_numbers(&y).is_eq() && x.is_minor_only() == y.is_minor_only(),
+        (Some(x), Some(y)) => {
+            x.cmp_precedence(&y).is_eq() && x.is_minor_only() == y.is_minor_only()
+        }
         _ => a == b,
     }
 }

@@ -1,0 +1,559 @@
+//! Issue 11: the `fleetwave` binary on files taken from public repositories
+//! (`fixtures/real/<project>/`, each folder's README names source, commit and licence).
+//! Each test builds a small fleet repository in a temp dir from real files, a
+//! `fleetwave.yaml` that puts the clusters in a wave, and a plan.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const NOW: &str = "2026-11-21T12:00:00Z";
+
+fn real(rel: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/real")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Fleet {
+    /// `files`: (cluster, real file, name in the cluster's folder). Every cluster is
+    /// labelled `upgrade-wave: canary` through fleetwave.yaml.
+    fn new(files: &[(&str, &str, &str)]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let mut labels = String::new();
+        for (cluster, src, name) in files {
+            let p = dir.path().join("clusters").join(cluster).join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, real(src)).unwrap();
+            let line = format!("    {cluster}: {{upgrade-wave: canary}}\n");
+            if !labels.contains(&line) {
+                labels.push_str(&line);
+            }
+        }
+        let config = format!("clusters:\n  labels:\n{labels}");
+        std::fs::write(dir.path().join("fleetwave.yaml"), config).unwrap();
+        Fleet { dir }
+    }
+
+    fn path(&self, cluster: &str, name: &str) -> PathBuf {
+        self.dir.path().join("clusters").join(cluster).join(name)
+    }
+
+    fn read(&self, cluster: &str, name: &str) -> String {
+        std::fs::read_to_string(self.path(cluster, name)).unwrap()
+    }
+
+    /// Write the plan (`spec` lines without `waves`, indented by two) and return its path.
+    fn plan(&self, spec: &str) -> String {
+        let text = format!(
+            "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata:\n  name: real\nspec:\n{spec}  waves:\n    - name: canary\n      clusterSelector:\n        matchLabels: {{upgrade-wave: canary}}\n"
+        );
+        let p = self.dir.path().join("plans/plan.yaml");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(args)
+            .args(["--repo", self.dir.path().to_str().unwrap()])
+            .env("FLEETWAVE_NOW", NOW)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run fleetwave");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn plan_json(&self, plan: &str) -> Value {
+        let r = self.run(&["plan", "--plan", plan, "--output", "json"]);
+        assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    }
+
+    fn apply(&self, plan: &str) -> Run {
+        self.run(&["apply", "--plan", plan, "--wave", "canary"])
+    }
+}
+
+/// (step index, file, line, from, to) of every change of the first wave.
+fn changes(doc: &Value) -> Vec<(u64, String, u64, String, String)> {
+    let mut out = Vec::new();
+    for s in doc["waves"][0]["steps"].as_array().unwrap() {
+        for c in s["changes"].as_array().unwrap() {
+            out.push((
+                s["index"].as_u64().unwrap(),
+                c["file"].as_str().unwrap().to_string(),
+                c["line"].as_u64().unwrap(),
+                c["from"].as_str().unwrap().to_string(),
+                c["to"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// `text` with line `line` (1-based) changed from `from` to `to`, every other byte the same.
+fn with_line(text: &str, line: usize, from: &str, to: &str) -> String {
+    let mut out = String::new();
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            assert!(l.contains(from), "line {line} is {l:?}, not {from:?}");
+            out.push_str(&l.replacen(from, to, 1));
+        } else {
+            out.push_str(l);
+        }
+    }
+    out
+}
+
+fn c(step: u64, file: &str, line: u64, from: &str, to: &str) -> (u64, String, u64, String, String) {
+    (step, file.into(), line, from.into(), to.into())
+}
+
+// ---- 1. control planes found as Machines; workers never raised without one -------------
+
+#[test]
+fn control_plane_machine_is_raised_before_the_machine_deployment() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let plan = f.plan("  targetVersion: v1.34.1\n");
+    let file = "clusters/capi/cluster.yaml";
+    assert_eq!(
+        changes(&f.plan_json(&plan)),
+        vec![
+            c(1, file, 35, "v1.33.0", "v1.34.1"),
+            c(2, file, 79, "v1.33.0", "v1.34.1"),
+        ],
+        "the control-plane Machine goes in step 1, the MachineDeployment in step 2"
+    );
+    let r = f.apply(&plan);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let before = String::from_utf8(real(src)).unwrap();
+    let want = with_line(
+        &with_line(&before, 35, "v1.33.0", "v1.34.1"),
+        79,
+        "v1.33.0",
+        "v1.34.1",
+    );
+    assert_eq!(f.read("capi", "cluster.yaml"), want);
+}
+
+#[test]
+fn workers_without_a_located_control_plane_are_refused() {
+    for (src, line, col) in [
+        ("k0smotron/k0sworkerconfig-lone.yaml", 7, 12),
+        ("k0smotron/machine-with-k0sworkerconfig.yaml", 7, 12),
+    ] {
+        let f = Fleet::new(&[("k0s", src, "workers.yaml")]);
+        let plan = f.plan("  targetVersion: v1.31.2\n");
+        let before = f.read("k0s", "workers.yaml");
+        for r in [f.run(&["plan", "--plan", &plan]), f.apply(&plan)] {
+            assert_eq!(r.code, Some(2), "{src}: {}\n{}", r.stdout, r.stderr);
+            let at = format!("clusters/k0s/workers.yaml:{line}:{col}");
+            assert!(r.stderr.contains(&at), "{src}: want {at} in\n{}", r.stderr);
+            assert!(
+                r.stderr.contains("no control-plane version")
+                    && r.stderr.contains("add the control plane's file"),
+                "{src}: {}",
+                r.stderr
+            );
+        }
+        assert_eq!(
+            f.read("k0s", "workers.yaml"),
+            before,
+            "{src}: nothing written"
+        );
+    }
+}
+
+// ---- 2. pre-releases and build suffixes -------------------------------------------------
+
+#[test]
+fn a_release_candidate_moves_to_the_next_minor_as_a_release() {
+    let src = "cluster-api/simple-cluster-kcp-rc.yaml";
+    let f = Fleet::new(&[("rc", src, "cluster.yaml")]);
+    let plan = f.plan("  targetVersion: v1.38.0\n");
+    let file = "clusters/rc/cluster.yaml";
+    assert_eq!(
+        changes(&f.plan_json(&plan)),
+        vec![
+            c(1, file, 36, "v1.37.0-rc.1", "v1.38.0"),
+            c(2, file, 86, "v1.37.0-rc.1", "v1.38.0"),
+        ]
+    );
+    assert_eq!(f.apply(&plan).code, Some(0));
+    let before = String::from_utf8(real(src)).unwrap();
+    let want = with_line(
+        &with_line(&before, 36, "v1.37.0-rc.1", "v1.38.0"),
+        86,
+        "v1.37.0-rc.1",
+        "v1.38.0",
+    );
+    assert_eq!(f.read("rc", "cluster.yaml"), want);
+}
+
+#[test]
+fn a_release_candidate_to_its_release_is_an_upgrade() {
+    let f = Fleet::new(&[(
+        "rc",
+        "cluster-api/simple-cluster-kcp-rc.yaml",
+        "cluster.yaml",
+    )]);
+    let plan = f.plan("  targetVersion: v1.37.0\n");
+    let doc = f.plan_json(&plan);
+    let file = "clusters/rc/cluster.yaml";
+    assert_eq!(
+        changes(&doc),
+        vec![
+            c(1, file, 36, "v1.37.0-rc.1", "v1.37.0"),
+            c(2, file, 86, "v1.37.0-rc.1", "v1.37.0"),
+        ]
+    );
+    assert!(!doc.to_string().contains("already at the target"), "{doc}");
+}
+
+#[test]
+fn a_pre_release_target_is_written_as_such() {
+    let f = Fleet::new(&[("kamaji", "kamaji/tenantcontrolplane-kine.yaml", "tcp.yaml")]);
+    let plan = f.plan("  targetVersion: v1.27.0-rc.1\n");
+    assert_eq!(
+        changes(&f.plan_json(&plan)),
+        vec![c(
+            1,
+            "clusters/kamaji/tcp.yaml",
+            20,
+            "v1.26.0",
+            "v1.27.0-rc.1"
+        )]
+    );
+    assert_eq!(f.apply(&plan).code, Some(0));
+    let before = String::from_utf8(real("kamaji/tenantcontrolplane-kine.yaml")).unwrap();
+    assert_eq!(
+        f.read("kamaji", "tcp.yaml"),
+        with_line(&before, 20, "v1.26.0", "v1.27.0-rc.1")
+    );
+}
+
+#[test]
+fn distribution_suffixes_are_carried_reset_to_the_first_build() {
+    let f = Fleet::new(&[(
+        "rke2",
+        "rke2/openstack-cluster-template.yaml",
+        "cluster.yaml",
+    )]);
+    let plan = f.plan("  targetVersion: v1.31.4\n");
+    let file = "clusters/rke2/cluster.yaml";
+    assert_eq!(
+        changes(&f.plan_json(&plan)),
+        vec![
+            c(1, file, 66, "v1.30.8+rke2r1", "v1.31.4+rke2r1"),
+            c(2, file, 52, "v1.30.8+rke2r1", "v1.31.4+rke2r1"),
+        ]
+    );
+    // k0smotron's control plane uses the older hyphen form; both forms are kept.
+    let src = "k0smotron/k0smotroncontrolplane-docker-cluster.yaml";
+    let f = Fleet::new(&[("k0s", src, "cluster.yaml")]);
+    let plan = f.plan("  targetVersion: v1.28.4\n");
+    let file = "clusters/k0s/cluster.yaml";
+    assert_eq!(
+        changes(&f.plan_json(&plan)),
+        vec![
+            c(1, file, 29, "v1.27.2-k0s.0", "v1.28.4-k0s.0"),
+            c(2, file, 67, "v1.27.2+k0s.0", "v1.28.4+k0s.0"),
+        ]
+    );
+}
+
+#[test]
+fn a_provider_build_suffix_is_refused_until_the_plan_names_the_value() {
+    let src = "crossplane/gcp-containeraws-cluster.yaml";
+    let f = Fleet::new(&[("gke-aws", src, "cluster.yaml")]);
+    let plan = f.plan("  targetVersion: v1.24.5\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("clusters/gke-aws/cluster.yaml:46:16"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("-gke.1700")
+            && r.stderr.contains(
+                "versionOverrides: [{cluster: gke-aws, kind: Cluster, version: \"1.24.5-gke.N\"}]"
+            ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(f.apply(&plan).code, Some(2));
+    let before = String::from_utf8(real(src)).unwrap();
+    assert_eq!(f.read("gke-aws", "cluster.yaml"), before);
+
+    let plan = f.plan(
+        "  targetVersion: v1.24.5\n  versionOverrides:\n    - {cluster: gke-aws, kind: Cluster, version: 1.24.5-gke.300}\n",
+    );
+    let r = f.apply(&plan);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        f.read("gke-aws", "cluster.yaml"),
+        with_line(&before, 46, "1.23.8-gke.1700", "1.24.5-gke.300")
+    );
+}
+
+#[test]
+fn a_version_override_for_no_hop_of_the_plan_is_an_input_error() {
+    let f = Fleet::new(&[(
+        "gke-aws",
+        "crossplane/gcp-containeraws-cluster.yaml",
+        "cluster.yaml",
+    )]);
+    let plan = f.plan(
+        "  targetVersion: v1.24.5\n  versionOverrides:\n    - {cluster: gke-aws, version: 1.25.1-gke.300}\n",
+    );
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("plans/plan.yaml:8:35"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a version the plan goes to"),
+        "{}",
+        r.stderr
+    );
+}
+
+// ---- 3. values inside kustomize strings -------------------------------------------------
+
+#[test]
+fn an_inline_json6902_tag_of_an_unknown_source_is_reported_with_its_line() {
+    let f = Fleet::new(&[
+        (
+            "sylva",
+            "kustomize/sylva-json6902-ociref-tag.yaml",
+            "kustomization.yaml",
+        ),
+        (
+            "sylva",
+            "flux/gitrepository-ref-tag-prerelease.yaml",
+            "source.yaml",
+        ),
+    ]);
+    let plan = f.plan(
+        "  gitopsBase:\n    url: https://github.com/cloudoperators/greenhouse\n    tag: v0.5.0\n",
+    );
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("clusters/sylva/kustomization.yaml:11  sylva  patches[0].patch OCIRepository/sylva-units /spec/ref/tag  \"0.0.0-test\""),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("update it by hand"), "{}", r.stdout);
+    let before = f.read("sylva", "kustomization.yaml");
+    assert_eq!(f.apply(&plan).code, Some(0));
+    assert_eq!(f.read("sylva", "kustomization.yaml"), before);
+    assert!(f.read("sylva", "source.yaml").contains("tag: \"v0.5.0\""));
+}
+
+#[test]
+fn image_tags_in_inline_patches_are_not_managed_values() {
+    let f = Fleet::new(&[
+        (
+            "k",
+            "kustomize/kustomization-inline-smp-image.yaml",
+            "kustomization.yaml",
+        ),
+        (
+            "k",
+            "kustomize/kustomization-inline-json6902-replace-image.yaml",
+            "json/kustomization.yaml",
+        ),
+        (
+            "k",
+            "flux/flux-kustomization-json6902-chart-version.yaml",
+            "flux.yaml",
+        ),
+        ("k", "kamaji/tenantcontrolplane-kine.yaml", "tcp.yaml"),
+    ]);
+    let plan = f.plan("  targetVersion: v1.27.1\n");
+    let got = changes(&f.plan_json(&plan));
+    assert_eq!(
+        got,
+        vec![c(1, "clusters/k/tcp.yaml", 20, "v1.26.0", "v1.27.1")]
+    );
+}
+
+#[test]
+fn remote_base_refs_of_the_gitops_base_are_edited_in_the_url() {
+    let src = "kustomize/kustomization-remote-ref-lws.yaml";
+    let f = Fleet::new(&[("lws", src, "kustomization.yaml")]);
+    let plan = f.plan(
+        "  gitopsBase:\n    url: https://github.com/kubernetes-sigs/lws.git\n    tag: v0.8.1\n",
+    );
+    assert_eq!(f.apply(&plan).code, Some(0));
+    let before = String::from_utf8(real(src)).unwrap();
+    assert_eq!(
+        f.read("lws", "kustomization.yaml"),
+        with_line(&before, 5, "?ref=v0.8.0", "?ref=v0.8.1")
+    );
+}
+
+// ---- 4. k0rdent ClusterDeployment spec.config.k0s.version ------------------------------
+
+#[test]
+fn k0rdent_k0s_version_is_edited_in_the_kubernetes_step() {
+    let src = "k0rdent/clusterdeployment-remote-k0s-version.yaml";
+    let f = Fleet::new(&[("remote", src, "clusterdeployment.yaml")]);
+    let plan = f.plan("  targetVersion: v1.32.3\n");
+    let doc = f.plan_json(&plan);
+    assert_eq!(
+        changes(&doc),
+        vec![c(
+            1,
+            "clusters/remote/clusterdeployment.yaml",
+            30,
+            "v1.31.5+k0s.0",
+            "v1.32.3+k0s.0"
+        )]
+    );
+    assert!(
+        !doc.to_string().contains("no Kubernetes version field"),
+        "{doc}"
+    );
+    assert_eq!(f.apply(&plan).code, Some(0));
+    let before = String::from_utf8(real(src)).unwrap();
+    assert_eq!(
+        f.read("remote", "clusterdeployment.yaml"),
+        with_line(&before, 30, "v1.31.5+k0s.0", "v1.32.3+k0s.0")
+    );
+}
+
+#[test]
+fn the_missing_version_hint_is_worded_by_what_the_cluster_is() {
+    let f = Fleet::new(&[
+        ("kamaji", "kamaji/tenantcontrolplane-kine.yaml", "tcp.yaml"),
+        (
+            "kafka",
+            "crossplane/aws-kafka-two-clusters.yaml",
+            "kafka.yaml",
+        ),
+        ("kcm", "k0rdent/kcm-aws-clusterdeployment.yaml", "cd.yaml"),
+    ]);
+    let plan = f.plan("  targetVersion: v1.27.1\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let line = |c: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(&format!("cluster {c}: no Kubernetes version field")))
+            .unwrap_or_else(|| panic!("no hint for {c}:\n{}", r.stdout))
+            .to_string()
+    };
+    assert!(!line("kafka").contains("k0rdent"), "{}", line("kafka"));
+    assert!(line("kafka").contains("$fleetwave"), "{}", line("kafka"));
+    assert!(line("kcm").contains("k0rdent"), "{}", line("kcm"));
+}
+
+// ---- 5. empty plans, Crossplane files with several Cluster documents ---------------------
+
+#[test]
+fn a_plan_that_selects_no_cluster_is_an_error() {
+    let f = Fleet::new(&[("kamaji", "kamaji/tenantcontrolplane.yaml", "tcp.yaml")]);
+    let plan = f.plan("  targetVersion: v1.36.1\n");
+    std::fs::write(
+        f.dir.path().join("fleetwave.yaml"),
+        "clusters:\n  labels:\n    kamaji: {upgrade-wave: later}\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["plan", "--plan", &plan],
+        vec!["apply", "--plan", &plan, "--wave", "canary"],
+    ] {
+        let r = f.run(&args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("plans/plan.yaml:7:3"), "{}", r.stderr);
+        assert!(r.stderr.contains("selects any cluster"), "{}", r.stderr);
+        let mut allow = args.clone();
+        allow.push("--allow-empty");
+        assert_eq!(f.run(&allow).code, Some(1), "{allow:?}");
+    }
+}
+
+#[test]
+fn a_gitops_base_that_matches_no_field_is_an_error() {
+    let f = Fleet::new(&[(
+        "argo",
+        "kustomize/kustomization-remote-ref-argo.yaml",
+        "kustomization.yaml",
+    )]);
+    let plan = f.plan(
+        "  gitopsBase:\n    url: https://github.com/acme/gitops-base.git\n    tag: \"2026.02\"\n",
+    );
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("plans/plan.yaml:7:10"), "{}", r.stderr);
+    assert!(r.stderr.contains("matches no Flux source"), "{}", r.stderr);
+}
+
+#[test]
+fn crossplane_files_with_several_cluster_documents_raise_no_label_conflict() {
+    let f = Fleet::new(&[
+        ("db", "crossplane/aws-dsql-two-clusters.yaml", "dsql.yaml"),
+        ("db", "crossplane/aws-kafka-two-clusters.yaml", "kafka.yaml"),
+        ("db", "kamaji/tenantcontrolplane-kine.yaml", "tcp.yaml"),
+    ]);
+    let plan = f.plan("  targetVersion: v1.27.1\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        !r.stdout.contains("label testing.upbound.io"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Not from a public repository (none was found that patches a Kubernetes version inline):
+/// a self-written kustomization, next to a real KubeadmControlPlane, proving the edit
+/// inside a literal block is byte-surgical and re-parses.
+#[test]
+fn a_kubernetes_version_inside_an_inline_json6902_patch_is_edited_in_place() {
+    let f = Fleet::new(&[(
+        "rc",
+        "cluster-api/simple-cluster-kcp-rc.yaml",
+        "cluster.yaml",
+    )]);
+    let kustomization = "resources:\n  - cluster.yaml\npatches:\n  - target:\n      kind: KubeadmControlPlane\n    patch: |-\n      - op: replace\n        path: /spec/version\n        value: v1.37.0-rc.1 # pinned\n      - op: replace\n        path: /spec/template/spec/containers/0/image\n        value: nginx:1.21.0\n";
+    std::fs::write(f.path("rc", "kustomization.yaml"), kustomization).unwrap();
+    let plan = f.plan("  targetVersion: v1.37.1\n");
+    let got = changes(&f.plan_json(&plan));
+    assert!(
+        got.contains(&c(
+            1,
+            "clusters/rc/kustomization.yaml",
+            9,
+            "v1.37.0-rc.1",
+            "v1.37.1"
+        )),
+        "{got:?}"
+    );
+    let r = f.apply(&plan);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        f.read("rc", "kustomization.yaml"),
+        kustomization.replace("v1.37.0-rc.1", "v1.37.1")
+    );
+}
