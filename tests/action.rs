@@ -411,17 +411,21 @@ fn have(cmd: &str) -> bool {
 /// Replace each `${{ expr }}` by its value in `ctx` (no nesting, no operators: the action
 /// only uses plain context lookups, and anything else fails the test).
 fn eval(text: &str, ctx: &BTreeMap<String, String>) -> String {
+    substitute(text, |e| match ctx.get(e) {
+        Some(v) => v.clone(),
+        None => panic!("the simulated runner does not know `{e}`"),
+    })
+}
+
+/// Replace each `${{ expr }}` by `value(expr)`.
+fn substitute(text: &str, value: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find("${{") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 3..];
         let j = after.find("}}").expect("unterminated expression");
-        let e = after[..j].trim();
-        match ctx.get(e) {
-            Some(v) => out.push_str(v),
-            None => panic!("the simulated runner does not know `{e}`"),
-        }
+        out.push_str(&value(after[..j].trim()));
         rest = &after[j + 2..];
     }
     out.push_str(rest);
@@ -1173,26 +1177,16 @@ fn against_the_fake_github_reconcile_opens_a_pr_and_plan_comments_on_it() {
 /// Evaluate one `with:` value of an example workflow: `${{ a || b }}` takes the first operand
 /// that is set (as GitHub's `||` does); operands are context names or `false`.
 fn eval_with(text: &str, ctx: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("${{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 3..];
-        let j = after.find("}}").expect("unterminated expression");
-        let value = after[..j]
-            .split("||")
+    substitute(text, |e| {
+        e.split("||")
             .map(str::trim)
             .map(|e| match e {
                 "false" => "false".to_string(),
                 e => ctx.get(e).cloned().unwrap_or_default(),
             })
             .find(|v| !v.is_empty())
-            .unwrap_or_default();
-        out.push_str(&value);
-        rest = &after[j + 2..];
-    }
-    out.push_str(rest);
-    out
+            .unwrap_or_default()
+    })
 }
 
 /// The `with:` inputs of the step of `workflow` that uses the action.

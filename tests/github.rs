@@ -68,6 +68,9 @@ impl Env {
         // The fake stamps merges and reviews on the test's clock, never the real date.
         self.gh.set_clock(now);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
+        if !extra.contains(&"--github-api") {
+            cmd.env("GITHUB_API_URL", self.gh.base_url());
+        }
         cmd.args([
             "reconcile",
             "--once",
@@ -79,7 +82,6 @@ impl Env {
         .args(["--remote", &self.gh.git_url("acme", "fleet")])
         .args(["--plan", "plans/demo.yaml"])
         .args(["--cache", cache.to_str().unwrap()])
-        .args(["--github-api", &self.gh.base_url()])
         .args(extra)
         .args([
             "--events-file",
@@ -277,6 +279,14 @@ fn every_example_plan_rolls_out_through_pull_requests() {
         let e = env(plan);
         let idle = rollout(&e, plan, 400);
         check_prs(&e);
+        // Reported in README (`cargo test --test github every_example -- --nocapture`).
+        let steps = e.gh.pulls().len();
+        let total = e.gh.calls().len();
+        let idle_max = idle.iter().map(|(c, _)| *c).max().unwrap_or(0);
+        println!(
+            "{plan}: {total} REST calls for {steps} steps ({:.1} per step), idle ticks at most {idle_max}",
+            total as f64 / steps as f64
+        );
         // An idle tick costs at most one call per open pull request.
         for (calls, open) in &idle {
             assert!(
@@ -314,19 +324,7 @@ fn a_foreign_push_gets_a_failure_status_and_is_never_merged() {
     let e = env("gitops-base");
     let out = e.reconcile(start());
     assert!(text(&out).contains("did: push"), "{}", text(&out));
-    let st = e.state();
-    let branch = st.waves[0].steps[0].branch.clone();
-    e.git.fetch().unwrap();
-    let head = e.git.branch_head(&branch).unwrap().unwrap();
-    let mut files = BTreeMap::new();
-    files.insert(PathBuf::from("docs/hotfix.md"), b"by hand\n".to_vec());
-    let sig = Sig {
-        name: "Mallory".into(),
-        email: "mallory@example.com".into(),
-        time: start(),
-    };
-    let foreign = e.git.commit_changes(&head, &files, "hotfix", &sig).unwrap();
-    e.git.push(&branch, &foreign, Some(&head)).unwrap();
+    let foreign = push_foreign_commit(&e);
     for i in 1..6 {
         let out = e.reconcile(start() + Duration::minutes(10 * i));
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -524,6 +522,22 @@ fn a_new_plan_revision_closes_stale_pull_requests() {
     );
 }
 
+/// Mallory commits on the first step's branch; returns her commit.
+fn push_foreign_commit(e: &Env) -> String {
+    let branch = e.state().waves[0].steps[0].branch.clone();
+    e.git.fetch().unwrap();
+    let head = e.git.branch_head(&branch).unwrap().unwrap();
+    let files = BTreeMap::from([(PathBuf::from("docs/hotfix.md"), b"by hand\n".to_vec())]);
+    let sig = Sig {
+        name: "Mallory".into(),
+        email: "mallory@example.com".into(),
+        time: start(),
+    };
+    let foreign = e.git.commit_changes(&head, &files, "hotfix", &sig).unwrap();
+    e.git.push(&branch, &foreign, Some(&head)).unwrap();
+    foreign
+}
+
 /// Tick (reviewing as `rollout` does) until a tick's output satisfies `stop`; returns it.
 fn tick_until(e: &Env, plan: &str, max: usize, stop: impl Fn(&str) -> bool) -> String {
     let spec = plan_of(plan);
@@ -684,30 +698,12 @@ fn github_app_auth_works_on_enterprise_server() {
     }
     let api = format!("{}/api/v3", e.gh.base_url());
     let cache = e.dir.path().join("cache.git");
-    e.gh.set_clock(start());
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
-        .args([
-            "reconcile",
-            "--once",
-            "--clusters",
-            "sim",
-            "--forge",
-            "github",
-        ])
-        .args(["--remote", &e.gh.git_url("acme", "fleet")])
-        .args([
-            "--plan",
-            "plans/demo.yaml",
-            "--cache",
-            cache.to_str().unwrap(),
-        ])
-        .args(["--github-api", &api, "--github-app-id", "99"])
-        .args(["--github-app-key", key.to_str().unwrap()])
-        .args(["--now", &start().to_rfc3339()])
-        .env_remove("GITHUB_TOKEN")
-        .env("FLEETWAVE_GIT_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let args = ["--github-api", &api, "--github-app-id", "99"];
+    let key_arg = ["--github-app-key", key.to_str().unwrap()];
+    let args: Vec<&str> = args.iter().chain(&key_arg).copied().collect();
+    // The App alone talks to the API; the token only reaches Git.
+    let env = [("GITHUB_TOKEN", ""), ("FLEETWAVE_GIT_TOKEN", TOKEN)];
+    let out = e.reconcile_with(start(), &cache, &args, &env);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert_eq!(e.gh.pulls().len(), 1, "{t}");
@@ -728,17 +724,7 @@ fn a_held_rollout_reads_held_on_the_dashboard() {
     let out = e.reconcile_with(start(), &cache, &args, &[]);
     assert!(text(&out).contains("did: push"), "{}", text(&out));
     // Someone else commits on the step branch: fleetwave holds and will not merge.
-    let branch = e.state().waves[0].steps[0].branch.clone();
-    e.git.fetch().unwrap();
-    let head = e.git.branch_head(&branch).unwrap().unwrap();
-    let files = BTreeMap::from([(PathBuf::from("docs/hotfix.md"), b"by hand\n".to_vec())]);
-    let sig = Sig {
-        name: "Mallory".into(),
-        email: "mallory@example.com".into(),
-        time: start(),
-    };
-    let foreign = e.git.commit_changes(&head, &files, "hotfix", &sig).unwrap();
-    e.git.push(&branch, &foreign, Some(&head)).unwrap();
+    push_foreign_commit(&e);
     for i in 1..3 {
         let out = e.reconcile_with(start() + Duration::minutes(10 * i), &cache, &args, &[]);
         let t = text(&out);

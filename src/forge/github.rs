@@ -512,9 +512,16 @@ impl<'a> GitHubForge<'a> {
                 retry_wait(status, &h, &json).filter(|_| retry_server_errors || rate_limited)
             {
                 if attempt < MAX_ATTEMPTS {
-                    tracing::warn!(
-                        "GitHub {method} {path}: {status}; waiting {wait:?} before retrying"
-                    );
+                    if rate_limited {
+                        tracing::info!(
+                            wait_secs = wait.as_secs_f64(),
+                            "GitHub rate limit on {method} {path} ({status}): waiting {wait:?}"
+                        );
+                    } else {
+                        tracing::warn!(
+                            "GitHub {method} {path}: {status}; waiting {wait:?} before retrying"
+                        );
+                    }
                     tokio::time::sleep(wait).await;
                     continue;
                 }
