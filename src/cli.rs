@@ -443,6 +443,14 @@ pub fn run(cli: Cli) -> ExitCode {
             wave,
             step,
         } => {
+            // Held from reading to writing: a second apply reads what this one wrote.
+            let _lock = match crate::tree::lock_tree(&repo) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {}: {e}\nnothing was written", repo.display());
+                    return ExitCode::from(2);
+                }
+            };
             let p = match planner::prepare(&repo, &plan) {
                 Ok(p) => p,
                 Err(d) => return fail(&d),
@@ -462,11 +470,19 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            for (rel, text) in &edits {
-                if let Err(e) = write_atomic(&repo.join(rel), text) {
-                    eprintln!("error: {}: cannot write: {e}", rel.display());
-                    return ExitCode::from(2);
-                }
+            let old = |rel: &Path| {
+                p.fleet
+                    .files
+                    .iter()
+                    .find(|f| f.rel == rel)
+                    .map(|f| f.text.clone())
+            };
+            if let Err((rel, e)) = crate::tree::write_all(&repo, &edits, &old) {
+                eprintln!(
+                    "error: {}: cannot write: {e}\nnothing was written",
+                    crate::diag::escape(&rel.display().to_string())
+                );
+                return ExitCode::from(2);
             }
             let w = p
                 .waves
@@ -600,19 +616,6 @@ pub fn run(cli: Cli) -> ExitCode {
 fn fail(d: &Diags) -> ExitCode {
     eprintln!("{d}");
     ExitCode::from(2)
-}
-
-/// Write through a temporary file so a crash never leaves a half-written file.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.fleetwave-tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, text)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(&tmp, meta.permissions())?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 fn finding_line(f: &crate::diag::Finding) -> String {

@@ -14,6 +14,8 @@ use std::fs::{File, OpenOptions};
 use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+
+use crate::tree::EntryKind;
 use git2::{
     AutotagOption, Commit, Cred, CredentialType, Direction, ErrorCode, FetchOptions, FetchPrune,
     FileMode, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository, Signature, Sort, Time,
@@ -289,33 +291,64 @@ impl GitRepo {
     }
 
     /// All blobs of a commit's tree, path -> bytes (`/`-separated relative PathBufs).
-    /// Submodules and symlinks are skipped, as are names that are not UTF-8.
+    /// Submodules, symlinks, oversized blobs and unreadable names are left out; see
+    /// [`GitRepo::tree`] for the same with those reported.
     pub fn files(&self, commit: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, GitError> {
+        Ok(self.walk_blobs(commit)?.0)
+    }
+
+    /// A commit's files under the path policy of [`crate::tree`]: regular blobs up to
+    /// [`crate::tree::MAX_FILE_BYTES`] are read; symlinks, larger blobs and names that are
+    /// not UTF-8 or hold control characters are kept as refused entries, as on disk.
+    pub fn tree(&self, commit: &str) -> Result<crate::tree::MemTree, GitError> {
+        let (files, refused) = self.walk_blobs(commit)?;
+        Ok(crate::tree::MemTree::new(files).with_refused(refused))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn walk_blobs(
+        &self,
+        commit: &str,
+    ) -> Result<(BTreeMap<PathBuf, Vec<u8>>, BTreeMap<PathBuf, EntryKind>), GitError> {
         let tree = self
             .find_commit(commit)?
             .tree()
             .map_err(|e| self.err("read tree", &e))?;
         let mut blobs = Vec::new();
+        let mut refused = BTreeMap::new();
         tree.walk(TreeWalkMode::PreOrder, |root, entry| {
-            let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
-                tracing::warn!(dir = root, "skipping a tree entry whose name is not UTF-8");
+            let utf8 = std::str::from_utf8(entry.name_bytes()).is_ok();
+            let name = String::from_utf8_lossy(entry.name_bytes());
+            let path = PathBuf::from(format!("{root}{name}"));
+            if let Some(r) = crate::tree::name_refusal(&name, utf8) {
+                refused.insert(path, r);
                 return TreeWalkResult::Skip;
-            };
+            }
             if entry.kind() == Some(ObjectType::Blob) && is_regular(entry.filemode()) {
-                blobs.push((PathBuf::from(format!("{root}{name}")), entry.id()));
+                blobs.push((path, entry.id(), false));
+            } else if entry.filemode() == i32::from(FileMode::Link) {
+                blobs.push((path, entry.id(), true));
             }
             TreeWalkResult::Ok
         })
         .map_err(|e| self.err("walk tree", &e))?;
         let mut out = BTreeMap::new();
-        for (path, id) in blobs {
+        for (path, id, link) in blobs {
             let blob = self
                 .repo
                 .find_blob(id)
                 .map_err(|e| self.err(format!("read {}", path.display()), &e))?;
-            out.insert(path, blob.content().to_vec());
+            if link {
+                let target = PathBuf::from(String::from_utf8_lossy(blob.content()).into_owned());
+                refused.insert(path.clone(), crate::tree::link_kind(&path, &target));
+            } else if blob.size() as u64 > crate::tree::MAX_FILE_BYTES {
+                let why = crate::tree::too_large().to_string();
+                refused.insert(path, EntryKind::Refused(crate::diag::Severity::Error, why));
+            } else {
+                out.insert(path, blob.content().to_vec());
+            }
         }
-        Ok(out)
+        Ok((out, refused))
     }
 
     /// Contents of `path` in `commit`; None if absent or not a regular file.

@@ -628,7 +628,10 @@ mod tests {
         let docs = parse(&t).unwrap();
         let data = docs[0].root_path(&["data"]).unwrap();
         assert_eq!(docs[0].entries(data).len(), 100_000);
-        assert_eq!(docs[0].str(docs[0].get(data, "k99999").unwrap()), Some("v99999"));
+        assert_eq!(
+            docs[0].str(docs[0].get(data, "k99999").unwrap()),
+            Some("v99999")
+        );
         t.push_str("  k5: again\n");
         let e = parse(&t).unwrap_err();
         assert_eq!(e.message, "duplicate key \"k5\" in this mapping");

@@ -1,0 +1,393 @@
+//! Hostile input, as an attacker or a careless colleague would try it, and fleetwave's answer
+//! to each. Every test names the attack; its assertions are the answer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetwave::tree::{DiskTree, FileTree};
+
+const PLAN: &str = "apiVersion: fleet.opencenter.cloud/v1alpha1
+kind: FleetUpgradePlan
+metadata:
+  name: hostile
+spec:
+  targetVersion: v1.33.5
+  waves:
+    - name: canary
+      clusterSelector:
+        matchLabels: {upgrade-wave: canary}
+";
+
+fn cluster_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: cluster.x-k8s.io/v1beta1\nkind: Cluster\nmetadata:\n  name: {name}\n  labels: {{upgrade-wave: canary}}\nspec:\n  topology:\n    version: v1.32.4\n"
+    )
+}
+
+/// A fleet repository with one canary cluster per name, and the plan beside it (outside).
+struct Fleet {
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    fn new(clusters: &[&str]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+        std::fs::write(dir.path().join("plan.yaml"), PLAN).unwrap();
+        let f = Fleet { dir };
+        for c in clusters {
+            f.write(&format!("clusters/{c}/cluster.yaml"), &cluster_yaml(c));
+        }
+        f
+    }
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    /// A place outside the repository.
+    fn outside(&self) -> PathBuf {
+        let p = self.dir.path().join("outside");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.repo().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.repo().join(rel)).unwrap()
+    }
+    fn args<'a>(&'a self, cmd: &'a str, plan: &'a Path) -> Vec<String> {
+        let mut a = vec![
+            cmd.to_string(),
+            "--repo".into(),
+            self.repo().display().to_string(),
+            "--plan".into(),
+            plan.display().to_string(),
+        ];
+        if cmd == "apply" {
+            a.extend(["--wave".to_string(), "canary".to_string()]);
+        }
+        a
+    }
+    fn run(&self, cmd: &str) -> Output {
+        let plan = self.dir.path().join("plan.yaml");
+        fleetwave(&self.args(cmd, &plan))
+    }
+}
+
+/// Run the binary; fail (and kill it) if it has not finished within a minute: the attacks
+/// here include trying to make fleetwave hang.
+fn fleetwave(args: &[String]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
+    cmd.args(args);
+    run_with_deadline(cmd)
+}
+
+fn run_with_deadline(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .env("FLEETWAVE_NOW", "2026-11-21T12:00:00Z")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fleetwave");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fleetwave hung: {:?}", child.wait_with_output().unwrap());
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+// ---- 1. Writes and reads outside the repository; hangs on special files ----
+
+#[test]
+fn a_cluster_folder_symlinked_outside_the_repository_is_refused_and_nothing_is_written() {
+    let f = Fleet::new(&["c1"]);
+    let outside = f.outside();
+    std::fs::write(outside.join("cluster.yaml"), cluster_yaml("evil")).unwrap();
+    std::os::unix::fs::symlink(&outside, f.repo().join("clusters/evil")).unwrap();
+    for cmd in ["plan", "apply"] {
+        let o = f.run(cmd);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{cmd}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let all = stdout(&o) + &stderr(&o);
+        assert!(all.contains("clusters/evil: symlink to"), "{all}");
+        assert!(all.contains("leaves the repository"), "{all}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(outside.join("cluster.yaml")).unwrap(),
+        cluster_yaml("evil")
+    );
+    assert_eq!(f.read("clusters/c1/cluster.yaml"), cluster_yaml("c1"));
+}
+
+#[test]
+fn a_symlink_to_dev_zero_is_refused_without_reading_it() {
+    let f = Fleet::new(&["c1"]);
+    std::os::unix::fs::symlink("/dev/zero", f.repo().join("clusters/c1/zero.yaml")).unwrap();
+    let o = f.run("plan");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).contains("clusters/c1/zero.yaml: symlink to /dev/zero leaves the repository")
+    );
+}
+
+#[test]
+fn a_fifo_is_refused_without_opening_it() {
+    let f = Fleet::new(&["c1"]);
+    let fifo = f.repo().join("clusters/c1/pipe.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    // Nothing ever writes to the FIFO: opening it for reading would block forever.
+    let o = f.run("plan");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "clusters/c1/pipe.yaml: a FIFO, not a regular file; refused without opening it"
+        )
+    );
+    // The plan file itself gets the same treatment.
+    let plan = f.dir.path().join("plan-fifo.yaml");
+    let c = std::ffi::CString::new(plan.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let _ = std::fs::remove_file(&fifo);
+    let o = fleetwave(&f.args("plan", &plan));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("plan-fifo.yaml:1:1: cannot read the plan: not a regular file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn an_oversized_file_is_refused_and_named() {
+    let f = Fleet::new(&["c1"]);
+    let big = format!("# {}\n", "x".repeat(17 * 1024 * 1024));
+    f.write("clusters/c1/big.yaml", &big);
+    let o = f.run("plan");
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("clusters/c1/big.yaml:1:1: cannot read: larger than 16 MiB"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_fleetwave_yaml_symlinked_outside_is_refused() {
+    let f = Fleet::new(&["c1"]);
+    let outside = f.outside().join("config.yaml");
+    std::fs::write(&outside, "clusters:\n  paths: [clusters/{cluster}]\n").unwrap();
+    std::os::unix::fs::symlink(&outside, f.repo().join("fleetwave.yaml")).unwrap();
+    let o = f.run("plan");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("fleetwave.yaml:1:1: cannot read: a symlink; refused"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn non_utf8_names_and_binary_files_are_reported_not_skipped_silently() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fleet::new(&["c1"]);
+    let name = std::ffi::OsStr::from_bytes(b"bad-\xff.yaml");
+    std::fs::write(f.repo().join("clusters/c1").join(name), cluster_yaml("c1")).unwrap();
+    std::fs::write(
+        f.repo().join("clusters/c1/blob.yaml"),
+        b"version: v1.32.4\0\x01",
+    )
+    .unwrap();
+    let o = f.run("plan");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("clusters/c1/bad-\u{fffd}.yaml: the file name is not UTF-8"),
+        "{out}"
+    );
+    assert!(
+        out.contains("clusters/c1/blob.yaml: a binary file"),
+        "{out}"
+    );
+}
+
+/// A commit of `files` (and `links`: path → target) in a fresh non-bare repository.
+fn commit_tree(dir: &Path, files: &[(&str, String)], links: &[(&str, &str)]) -> git2::Oid {
+    let repo = git2::Repository::init(dir).unwrap();
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    for (rel, target) in links {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+    }
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(1, 0)).unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "fleet", &tree, &[])
+        .unwrap()
+}
+
+#[test]
+fn preview_and_rollout_apply_the_same_symlink_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("fleet");
+    let head = commit_tree(
+        &work,
+        &[
+            ("clusters/c1/cluster.yaml", cluster_yaml("c1")),
+            ("plans/p.yaml", PLAN.to_string()),
+        ],
+        &[
+            ("clusters/evil", "/etc"),
+            ("clusters/c1/alias.yaml", "cluster.yaml"),
+        ],
+    );
+    let git = fleetwave::git::GitRepo::open(
+        &tmp.path().join("cache.git"),
+        work.to_str().unwrap(),
+        fleetwave::git::Auth::None,
+    )
+    .unwrap();
+    git.fetch().unwrap();
+    let mem = git.tree(&head.to_string()).unwrap();
+    let disk = DiskTree(work.clone());
+    let findings = |t: &dyn FileTree| {
+        let p = fleetwave::planner::prepare_in(t, Path::new("plans/p.yaml"), PLAN.into()).unwrap();
+        p.findings
+            .iter()
+            .map(|f| (f.severity, f.message.clone()))
+            .collect::<Vec<_>>()
+    };
+    let (on_disk, in_git) = (findings(&disk), findings(&mem));
+    assert_eq!(on_disk, in_git);
+    let text = format!("{on_disk:?}");
+    assert!(
+        text.contains("clusters/evil: symlink to /etc leaves the repository"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clusters/c1/alias.yaml: symlink to cluster.yaml is not followed"),
+        "{text}"
+    );
+    assert_eq!(
+        disk.kind(Path::new("clusters/evil")),
+        mem.kind(Path::new("clusters/evil"))
+    );
+}
+
+// ---- 2. Half-written results and predictable temporary files ----
+
+#[test]
+fn a_failing_second_write_leaves_the_first_file_unchanged() {
+    let f = Fleet::new(&["c1", "c2"]);
+    // c2's file is larger than the file size limit the process is given below, so writing
+    // it fails (EFBIG, even for root) after c1's new content was written.
+    let padded = format!("{}# {}\n", cluster_yaml("c2"), "x".repeat(200 * 1024));
+    f.write("clusters/c2/cluster.yaml", &padded);
+    let plan = f.dir.path().join("plan.yaml");
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(f.args("apply", &plan));
+    let o = run_with_deadline(cmd);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("clusters/c2/cluster.yaml: cannot write"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("nothing was written"));
+    assert_eq!(f.read("clusters/c1/cluster.yaml"), cluster_yaml("c1"));
+    assert_eq!(f.read("clusters/c2/cluster.yaml"), padded);
+    let left: Vec<_> = walk(&f.repo())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_committed_symlink_named_like_the_old_temporary_file_is_not_written_through() {
+    let f = Fleet::new(&["c1"]);
+    f.write("victim.txt", "precious\n");
+    std::os::unix::fs::symlink(
+        "../../victim.txt",
+        f.repo().join("clusters/c1/cluster.yaml.fleetwave-tmp"),
+    )
+    .unwrap();
+    let o = f.run("apply");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(f.read("victim.txt"), "precious\n");
+    let meta = std::fs::symlink_metadata(f.repo().join("clusters/c1/cluster.yaml")).unwrap();
+    assert!(meta.is_file());
+    assert!(
+        f.read("clusters/c1/cluster.yaml")
+            .contains("version: v1.33.5")
+    );
+}
+
+#[test]
+fn two_applies_on_one_tree_do_not_interleave() {
+    let f = Fleet::new(&["c1"]);
+    let held = fleetwave::tree::lock_tree(&f.repo()).unwrap();
+    let o = f.run("apply");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("another fleetwave apply is writing this tree"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(f.read("clusters/c1/cluster.yaml"), cluster_yaml("c1"));
+    drop(held);
+    let o = f.run("apply");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        f.read("clusters/c1/cluster.yaml")
+            .contains("version: v1.33.5")
+    );
+}
