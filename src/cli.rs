@@ -227,6 +227,9 @@ pub struct RemoteArgs {
     /// HTTPS token (the GITHUB_TOKEN of Actions works).
     #[arg(long, env = "FLEETWAVE_GIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The user named with a secret in `--remote` (which is taken out of the URL).
+    #[arg(skip)]
+    pub token_user: Option<String>,
     #[arg(long, default_value = "fleetwave")]
     pub author_name: String,
     #[arg(long, default_value = "fleetwave@users.noreply.local")]
@@ -367,7 +370,31 @@ pub enum Dev {
     },
 }
 
-pub fn run(cli: Cli) -> ExitCode {
+/// Take credentials out of `--remote` before anything sees the URL: the cache's Git config,
+/// the state, the cache directory's name and every message get the URL without them; the
+/// secret becomes the token passed to Git through its credential callback.
+fn scrub_remote(r: &mut RemoteArgs) {
+    let (clean, creds) = crate::git::strip_userinfo(&r.remote);
+    if let Some((user, secret)) = creds {
+        r.remote = clean;
+        if let Some(s) = secret.filter(|s| !s.is_empty()) {
+            r.token.get_or_insert(s);
+            r.token_user = Some(user);
+        }
+    }
+}
+
+pub fn run(mut cli: Cli) -> ExitCode {
+    match &mut cli.command {
+        Command::Reconcile { remote, .. }
+        | Command::Pause { remote }
+        | Command::Resume { remote }
+        | Command::Rollback { remote, .. }
+        | Command::Serve { remote, .. }
+        | Command::Status { remote, .. }
+        | Command::History { remote } => scrub_remote(remote),
+        _ => {}
+    }
     let stdout = &mut std::io::stdout().lock();
     match cli.command {
         Command::Plan {

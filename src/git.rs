@@ -145,6 +145,11 @@ pub enum Auth {
     None,
     /// HTTPS basic auth with user `x-access-token` (GitHub tokens, App installation tokens).
     Token(String),
+    /// HTTPS basic auth with a user of its own (from `https://user:secret@host/...`).
+    UserPass {
+        user: String,
+        secret: String,
+    },
     SshAgent,
 }
 
@@ -154,6 +159,7 @@ impl fmt::Debug for Auth {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Token(_) => f.write_str("Token(<redacted>)"),
+            Auth::UserPass { user, .. } => write!(f, "UserPass({user}, <redacted>)"),
             Auth::SshAgent => f.write_str("SshAgent"),
         }
     }
@@ -204,7 +210,14 @@ impl GitRepo {
     /// Open, or create, a bare cache repository at `cache` whose remote "origin" is `remote`
     /// (a URL or a local path).
     pub fn open(cache: &Path, remote: &str, auth: Auth) -> Result<GitRepo, GitError> {
-        let url = normalize_remote(remote);
+        // Credentials in the URL never reach the cache's config: they go to the callback.
+        let (clean, creds) = strip_userinfo(remote);
+        let auth = match (auth, creds) {
+            (Auth::None, Some((user, Some(secret)))) => Auth::UserPass { user, secret },
+            (Auth::Token(secret), Some((user, _))) => Auth::UserPass { user, secret },
+            (auth, _) => auth,
+        };
+        let url = normalize_remote(&clean);
         let repo = match Repository::open_bare(cache) {
             Ok(r) => r,
             Err(e) if e.code() == ErrorCode::NotFound => Repository::init_bare(cache)
@@ -739,6 +752,11 @@ impl GitRepo {
                 Auth::Token(token) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
                     Cred::userpass_plaintext("x-access-token", token)
                 }
+                Auth::UserPass { user, secret }
+                    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+                {
+                    Cred::userpass_plaintext(user, secret)
+                }
                 Auth::SshAgent if allowed.contains(CredentialType::USERNAME) => {
                     Cred::username(username.unwrap_or("git"))
                 }
@@ -850,7 +868,7 @@ impl GitRepo {
 
 fn git_err(context: impl Into<String>, e: &git2::Error, auth: &Auth) -> GitError {
     let mut message = e.message().to_string();
-    if let Auth::Token(t) = auth {
+    if let Auth::Token(t) | Auth::UserPass { secret: t, .. } = auth {
         if !t.is_empty() {
             message = message.replace(t.as_str(), "<redacted>");
         }
@@ -935,6 +953,27 @@ fn local_remote_dir(url: &str) -> Option<PathBuf> {
         return None;
     }
     Some(PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))
+}
+
+/// An http(s) URL without its `user[:secret]@`, and what was there. Other URLs (ssh's
+/// `git@host`, local paths) are returned as they are: their user is not a secret.
+pub fn strip_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return (url.to_string(), None);
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let (user, secret) = match userinfo.split_once(':') {
+        Some((u, p)) => (u.to_string(), Some(p.to_string())),
+        None => (userinfo.to_string(), None),
+    };
+    (format!("{scheme}://{host}{path}"), Some((user, secret)))
 }
 
 /// Drop any `user:password@` from a URL before it goes into a message.

@@ -64,7 +64,13 @@ fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
             .flatten()
     });
     let auth = match &token {
-        Some(t) => Auth::Token(t.clone()),
+        Some(t) => match &r.token_user {
+            Some(user) => Auth::UserPass {
+                user: user.clone(),
+                secret: t.clone(),
+            },
+            None => Auth::Token(t.clone()),
+        },
         None if r.remote.starts_with("git@") || r.remote.starts_with("ssh://") => Auth::SshAgent,
         None => Auth::None,
     };

@@ -391,3 +391,80 @@ fn two_applies_on_one_tree_do_not_interleave() {
             .contains("version: v1.33.5")
     );
 }
+
+// ---- 3. Credentials in the remote URL ----
+
+/// A Git HTTP server on 127.0.0.1 that asks for Basic credentials and reports the
+/// Authorization header it was sent (then answers 404).
+fn auth_recording_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req).into_owned();
+            let auth = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Authorization: "))
+                .map(str::to_string);
+            let reply: &[u8] = match auth {
+                None => b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"fleet\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                Some(a) => {
+                    let _ = tx.send(a);
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                }
+            };
+            let _ = conn.write_all(reply);
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_token_in_the_remote_url_is_never_persisted_and_goes_through_the_credential_callback() {
+    let (port, auth) = auth_recording_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache.git");
+    let url = format!("http://user:s3cr3t-TOKEN-9f2@127.0.0.1:{port}/fleet.git");
+    let args: Vec<String> = [
+        "reconcile",
+        "--once",
+        "--clusters",
+        "sim",
+        "--remote",
+        &url,
+        "--plan",
+        "plans/p.yaml",
+        "--cache",
+        cache.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let o = fleetwave(&args);
+    // The fake server has no repository: the fetch fails, after authenticating.
+    assert_eq!(o.status.code(), Some(2));
+    let all = stdout(&o) + &stderr(&o);
+    assert!(!all.contains("s3cr3t-TOKEN-9f2"), "{all}");
+    let config = std::fs::read_to_string(cache.join("config")).unwrap();
+    assert!(!config.contains("s3cr3t"), "{config}");
+    assert!(
+        config.contains(&format!("url = http://127.0.0.1:{port}/fleet.git")),
+        "{config}"
+    );
+    // base64("user:s3cr3t-TOKEN-9f2"): the secret reached Git through the callback.
+    let sent = auth
+        .recv_timeout(Duration::from_secs(30))
+        .expect("credentials sent");
+    assert_eq!(sent, "Basic dXNlcjpzM2NyM3QtVE9LRU4tOWYy");
+}
