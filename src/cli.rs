@@ -658,7 +658,8 @@ fn finding_line(f: &crate::diag::Finding) -> String {
         s.push_str(&format!("cluster {c}: "));
     }
     s.push_str(&f.message);
-    s
+    // Cluster names, paths and values come from the repository or a cluster.
+    crate::diag::escape(&s).into_owned()
 }
 
 fn earliest_finish(p: &Planned, now: DateTime<Utc>) -> (DateTime<Utc>, Duration) {
@@ -853,6 +854,8 @@ fn print_step_diff(
             .header(&format!("a/{name}"), &format!("b/{name}"))
             .to_string();
         for line in text.lines() {
+            // The file's own lines: no control character reaches the terminal.
+            let line = &*crate::diag::escape(line);
             let painted = if line.starts_with("+++") || line.starts_with("---") {
                 paint.code("1", line)
             } else if line.starts_with('+') {

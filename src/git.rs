@@ -948,11 +948,18 @@ fn normalize_remote(remote: &str) -> String {
     remote.to_string()
 }
 
+/// The Git directory of a local remote: the path itself for a bare repository, its `.git`
+/// for one with a work tree (so lock files never land in someone's work tree).
 fn local_remote_dir(url: &str) -> Option<PathBuf> {
     if !is_local(url) {
         return None;
     }
-    Some(PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))
+    let dir = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    let dot_git = dir.join(".git");
+    if std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir()) {
+        return Some(dot_git);
+    }
+    Some(dir)
 }
 
 /// An http(s) URL without its `user[:secret]@`, and what was there. Other URLs (ssh's

@@ -468,3 +468,154 @@ fn a_token_in_the_remote_url_is_never_persisted_and_goes_through_the_credential_
         .expect("credentials sent");
     assert_eq!(sent, "Basic dXNlcjpzM2NyM3QtVE9LRU4tOWYy");
 }
+
+// ---- 7. Names and values that would fail later are refused at plan time ----
+
+fn load(text: &str) -> Result<fleetwave::plan::Plan, fleetwave::diag::Diags> {
+    fleetwave::plan::load(Path::new("plan.yaml"), text.to_string()).map(|(p, _)| p)
+}
+
+fn refused(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(d) => d.to_string(),
+    }
+}
+
+#[test]
+fn names_git_refuses_in_a_branch_and_reserved_names_are_refused_with_their_position() {
+    for bad in ["a..b", "x.lock", "trailing.", "state"] {
+        let e = refused(&PLAN.replace("name: hostile", &format!("name: {bad}")));
+        assert!(
+            e.starts_with("error: plan.yaml:4:9: metadata.name"),
+            "{bad}: {e}"
+        );
+        if bad != "state" {
+            let e = refused(&PLAN.replace("name: canary", &format!("name: {bad}")));
+            assert!(
+                e.starts_with("error: plan.yaml:8:13: wave name"),
+                "{bad}: {e}"
+            );
+        }
+    }
+    assert!(refused(&PLAN.replace("name: hostile", "name: state")).contains("fleetwave/state"));
+    // Through the binary: exit 2, nothing written.
+    let f = Fleet::new(&["c1"]);
+    std::fs::write(
+        f.dir.path().join("plan.yaml"),
+        PLAN.replace("name: canary", "name: x.lock"),
+    )
+    .unwrap();
+    let o = f.run("apply");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(f.read("clusters/c1/cluster.yaml"), cluster_yaml("c1"));
+}
+
+#[test]
+fn a_target_with_build_metadata_is_refused_not_truncated() {
+    let e = refused(&PLAN.replace("v1.33.5", "v1.33.5+evil.1"));
+    assert!(e.contains("plan.yaml:6:18"), "{e}");
+    assert!(e.contains("\"+evil.1\""), "{e}");
+    let e = refused(&PLAN.replace(
+        "targetVersion: v1.33.5",
+        "targetVersion: v1.34.2\n  intermediateVersions: [v1.33.5-rc.1]",
+    ));
+    assert!(e.contains("\"-rc.1\""), "{e}");
+}
+
+#[test]
+fn tags_templates_gate_urls_and_statuses_are_checked_at_plan_time() {
+    let with = |extra: &str| format!("{PLAN}{extra}");
+    let e = refused(&PLAN.replace(
+        "  waves:",
+        "  gitopsBase: {url: https://github.com/o/base.git, tag: \"v1 ..bad\"}\n  waves:",
+    ));
+    assert!(
+        e.contains("gitopsBase.tag \"v1 ..bad\" is not a tag name"),
+        "{e}"
+    );
+    let e = refused(&PLAN.replace("  waves:", "  templates: {a: Not_A_Name}\n  waves:"));
+    assert!(
+        e.contains("template \"Not_A_Name\" is not a Kubernetes object name"),
+        "{e}"
+    );
+    let e = refused(&with(
+        "      gates:\n        - {type: http, url: \"ftp://x/y\"}\n",
+    ));
+    assert!(
+        e.contains("plan.yaml:12:29: gate url \"ftp://x/y\" is not an http(s) URL"),
+        "{e}"
+    );
+    let e = refused(&with(
+        "      gates:\n        - {type: http, url: \"https://x/{cluster}\", expectStatus: 999}\n",
+    ));
+    assert!(e.contains("expectStatus 999 is not an HTTP status"), "{e}");
+    assert!(!e.contains("gate url"), "{e}");
+}
+
+#[test]
+fn a_huge_value_is_not_echoed_whole() {
+    let huge = "9".repeat(20 * 1024 * 1024);
+    let e = refused(&PLAN.replace("v1.33.5", &huge));
+    assert!(e.len() < 2000, "{} bytes of message", e.len());
+    assert!(e.contains(&format!("… ({} bytes)", huge.len())), "{e}");
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let p = load(&format!("\u{feff}{PLAN}")).unwrap();
+    assert_eq!(p.name, "hostile");
+}
+
+#[test]
+fn state_fields_from_a_newer_fleetwave_survive_a_rewrite() {
+    let mut st = fleetwave::state::PlanState::new("p", "h");
+    let text = format!("{}futureField:\n  keep: me\n", st.to_yaml());
+    st = fleetwave::state::PlanState::from_yaml(&text).unwrap();
+    st.tick += 1;
+    let again = st.to_yaml();
+    assert!(again.contains("futureField:\n  keep: me"), "{again}");
+}
+
+// ---- 8. Terminal injection and litter in other people's trees ----
+
+#[test]
+fn ansi_escapes_in_cluster_folder_names_never_reach_the_terminal() {
+    let f = Fleet::new(&["c1", "evil\u{1b}[2J\u{1b}]0;owned\u{7}"]);
+    let o = f.run("plan");
+    let all = stdout(&o) + &stderr(&o);
+    assert!(!all.contains('\u{1b}') && !all.contains('\u{7}'), "{all:?}");
+    assert!(all.contains("holds control characters; refused"), "{all}");
+    assert_eq!(o.status.code(), Some(2));
+    let o = f.run("apply");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!(stdout(&o) + &stderr(&o)).contains('\u{1b}'));
+}
+
+#[test]
+fn escape_writes_control_characters_visibly() {
+    let e = fleetwave::diag::escape("a\u{1b}[31mred\u{7}\nnext\tcol");
+    assert_eq!(e, "a\\u{1b}[31mred\\u{7}\nnext\tcol");
+}
+
+#[test]
+fn a_push_to_a_non_bare_remote_leaves_no_lock_file_in_its_work_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("fleet");
+    let head = commit_tree(&work, &[("README.md", "fleet\n".to_string())], &[]);
+    let git = fleetwave::git::GitRepo::open(
+        &tmp.path().join("cache.git"),
+        work.to_str().unwrap(),
+        fleetwave::git::Auth::None,
+    )
+    .unwrap();
+    git.fetch().unwrap();
+    // libgit2 refuses local pushes into a work tree; the lock is taken before it says so.
+    let _ = git.push("side", &head.to_string(), None);
+    let litter: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("lock"))
+        .collect();
+    assert!(litter.is_empty(), "{litter:?}");
+}
