@@ -240,6 +240,9 @@ pub struct RemoteArgs {
     /// Passphrase of `--ssh-key`, if it has one.
     #[arg(long, env = "FLEETWAVE_SSH_KEY_PASSPHRASE", hide_env_values = true)]
     pub ssh_key_passphrase: Option<String>,
+    /// The user named with a secret in `--remote` (which is taken out of the URL).
+    #[arg(skip)]
+    pub token_user: Option<String>,
     #[arg(long, default_value = "fleetwave")]
     pub author_name: String,
     #[arg(long, default_value = "fleetwave@users.noreply.local")]
@@ -380,7 +383,31 @@ pub enum Dev {
     },
 }
 
-pub fn run(cli: Cli) -> ExitCode {
+/// Take credentials out of `--remote` before anything sees the URL: the cache's Git config,
+/// the state, the cache directory's name and every message get the URL without them; the
+/// secret becomes the token passed to Git through its credential callback.
+fn scrub_remote(r: &mut RemoteArgs) {
+    let (clean, creds) = crate::git::strip_userinfo(&r.remote);
+    if let Some((user, secret)) = creds {
+        r.remote = clean;
+        if let Some(s) = secret.filter(|s| !s.is_empty()) {
+            r.token.get_or_insert(s);
+            r.token_user = Some(user);
+        }
+    }
+}
+
+pub fn run(mut cli: Cli) -> ExitCode {
+    match &mut cli.command {
+        Command::Reconcile { remote, .. }
+        | Command::Pause { remote }
+        | Command::Resume { remote }
+        | Command::Rollback { remote, .. }
+        | Command::Serve { remote, .. }
+        | Command::Status { remote, .. }
+        | Command::History { remote } => scrub_remote(remote),
+        _ => {}
+    }
     let stdout = &mut std::io::stdout().lock();
     match cli.command {
         Command::Plan {
@@ -461,6 +488,14 @@ pub fn run(cli: Cli) -> ExitCode {
             step,
             allow_empty,
         } => {
+            // Held from reading to writing: a second apply reads what this one wrote.
+            let _lock = match crate::tree::lock_tree(&repo) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {}: {e}\nnothing was written", repo.display());
+                    return ExitCode::from(2);
+                }
+            };
             let p = match planner::prepare(&repo, &plan) {
                 Ok(p) => p,
                 Err(d) => return fail(&d),
@@ -483,11 +518,19 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            for (rel, text) in &edits {
-                if let Err(e) = write_atomic(&repo.join(rel), text) {
-                    eprintln!("error: {}: cannot write: {e}", rel.display());
-                    return ExitCode::from(2);
-                }
+            let old = |rel: &Path| {
+                p.fleet
+                    .files
+                    .iter()
+                    .find(|f| f.rel == rel)
+                    .map(|f| f.text.clone())
+            };
+            if let Err((rel, e)) = crate::tree::write_all(&repo, &edits, &old) {
+                eprintln!(
+                    "error: {}: cannot write: {e}\nnothing was written",
+                    crate::diag::escape(&rel.display().to_string())
+                );
+                return ExitCode::from(2);
             }
             let w = p
                 .waves
@@ -637,19 +680,6 @@ fn fail(d: &Diags) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Write through a temporary file so a crash never leaves a half-written file.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.fleetwave-tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, text)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(&tmp, meta.permissions())?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 fn finding_line(f: &crate::diag::Finding) -> String {
     let mut s = String::new();
     if let (Some(file), Some(line)) = (&f.file, f.line) {
@@ -663,7 +693,8 @@ fn finding_line(f: &crate::diag::Finding) -> String {
         s.push_str(&format!("cluster {c}: "));
     }
     s.push_str(&f.message);
-    s
+    // Cluster names, paths and values come from the repository or a cluster.
+    crate::diag::escape(&s).into_owned()
 }
 
 fn earliest_finish(p: &Planned, now: DateTime<Utc>) -> (DateTime<Utc>, Duration) {
@@ -858,6 +889,8 @@ fn print_step_diff(
             .header(&format!("a/{name}"), &format!("b/{name}"))
             .to_string();
         for line in text.lines() {
+            // The file's own lines: no control character reaches the terminal.
+            let line = &*crate::diag::escape(line);
             let painted = if line.starts_with("+++") || line.starts_with("---") {
                 paint.code("1", line)
             } else if line.starts_with('+') {

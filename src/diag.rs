@@ -1,9 +1,56 @@
 //! Diagnostics: an input problem located at file:line:column, with what to do about it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::yaml::{self, LineIndex};
+
+/// `s` with control characters (ANSI escape sequences among them) written as `\u{1b}`, so
+/// text from a repository or a cluster cannot drive the terminal or a rendered page. Line
+/// breaks and tabs are kept.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// How long an echoed value may be in a message before it is cut.
+pub const ECHO_LIMIT: usize = 200;
+
+/// `value` quoted for a message, cut after [`ECHO_LIMIT`] characters with its size:
+/// `"aaaa…" … (20971520 bytes)`.
+pub fn echo(value: &str) -> String {
+    if value.chars().count() <= ECHO_LIMIT {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(ECHO_LIMIT).collect();
+    format!("{head:?}… ({} bytes)", value.len())
+}
+
+/// A whole message kept to a readable size: a long one keeps its start and its end.
+fn clip_message(m: String) -> String {
+    const MAX: usize = 4 * ECHO_LIMIT;
+    if m.chars().count() <= MAX {
+        return m;
+    }
+    let head: String = m.chars().take(MAX / 2).collect();
+    let tail: Vec<char> = m.chars().rev().take(MAX / 4).collect();
+    let tail: String = tail.into_iter().rev().collect();
+    format!(
+        "{head}… ({} bytes cut) …{tail}",
+        m.len() - head.len() - tail.len()
+    )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diag {
@@ -21,7 +68,7 @@ impl Diag {
             file: file.to_path_buf(),
             line,
             column,
-            message: message.into(),
+            message: clip_message(message.into()),
             hint: None,
         }
     }
@@ -44,13 +91,13 @@ impl fmt::Display for Diag {
         write!(
             f,
             "{}:{}:{}: {}",
-            self.file.display(),
+            escape(&self.file.display().to_string()),
             self.line,
             self.column,
-            self.message
+            escape(&self.message)
         )?;
         if let Some(h) = &self.hint {
-            write!(f, "\n  help: {h}")?;
+            write!(f, "\n  help: {}", escape(h))?;
         }
         Ok(())
     }
@@ -106,7 +153,7 @@ impl Finding {
             file: None,
             line: None,
             column: None,
-            message: message.into(),
+            message: clip_message(message.into()),
         }
     }
 

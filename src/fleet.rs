@@ -12,7 +12,7 @@ use crate::locate::{self, Located};
 use crate::path;
 use crate::plan::Plan;
 use crate::source::YamlSource;
-use crate::tree::FileTree;
+use crate::tree::{EntryKind, FileTree};
 use crate::yaml::{self, Doc, LineIndex};
 
 /// One file of the fleet repo, read once. Its parse is dropped after discovery: only the
@@ -88,14 +88,15 @@ fn infra_hints(file: &RepoFile, docs: &[Doc]) -> Vec<String> {
 pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fleet, Diags> {
     let ctx = locate::Ctx::new(plan, config);
     let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut refused = Vec::new();
     for pattern in &config.paths {
         let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
         let mut found = Vec::new();
-        expand(tree, Path::new(""), &segs, None, &mut found);
+        expand(tree, Path::new(""), &segs, None, &mut found, &mut refused);
         for (cluster, rel) in found {
-            if tree.kind(&rel) == Some(true) {
+            if tree.kind(&rel).is_some_and(|k| k.is_dir()) {
                 let mut files = Vec::new();
-                walk(tree, &rel, &mut files);
+                walk(tree, &rel, &mut files, &mut refused);
                 for f in files {
                     owner.entry(f).or_insert_with(|| cluster.clone());
                 }
@@ -109,17 +110,27 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
         .filter(|(rel, _)| is_yaml_name(rel) || config.regex.iter().any(|r| r.files.is_match(rel)))
         .collect();
     type Read = (RepoFile, String, Vec<Label>, Located, Vec<String>);
-    let read: Vec<Result<Read, Diag>> = wanted
+    // A binary file keeps its place (file indexes are positions in `wanted`) with no text.
+    let read: Vec<Result<(Read, Option<Finding>), Diag>> = wanted
         .into_par_iter()
         .enumerate()
         .map(|(index, (rel, cluster))| {
             let bytes = tree
                 .read(&rel)
                 .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                Diag::new(&rel, (1, 1), "file is not UTF-8")
-                    .hint("fleetwave reads UTF-8 text files only")
-            })?;
+            let text = match String::from_utf8(bytes) {
+                Ok(t) if !t.contains('\0') => t,
+                _ => {
+                    let f = binary_finding(&rel, &cluster);
+                    let file = RepoFile {
+                        rel,
+                        text: String::new(),
+                        yaml: false,
+                    };
+                    let empty = (Vec::new(), Located::default(), Vec::new());
+                    return Ok(((file, cluster, empty.0, empty.1, empty.2), Some(f)));
+                }
+            };
             let docs = if is_yaml_name(&rel) {
                 Some(yaml::parse(&text).map_err(|e| Diag::syntax(&rel, &text, &e))?)
             } else {
@@ -135,10 +146,11 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
             let located =
                 locate::locate_file(&ctx, &cluster, index, &file, docs.as_deref(), &lines);
             let hints = infra_hints(&file, docs.as_deref().unwrap_or_default());
-            Ok((file, cluster, labels, located, hints))
+            Ok(((file, cluster, labels, located, hints), None))
         })
         .collect();
     let mut errs = Vec::new();
+    let mut findings = refused;
     let mut files = Vec::new();
     let mut located = Vec::new();
     let mut labels_of = Vec::new();
@@ -146,7 +158,8 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
     for r in read {
         match r {
             Err(d) => errs.push(d),
-            Ok((file, cluster, labels, loc, hints)) => {
+            Ok(((file, cluster, labels, loc, hints), finding)) => {
+                findings.extend(finding);
                 let c = clusters.entry(cluster.clone()).or_insert_with(|| Cluster {
                     name: cluster,
                     ..Default::default()
@@ -162,7 +175,6 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
     if !errs.is_empty() {
         return Err(Diags(errs));
     }
-    let mut findings = Vec::new();
     for c in clusters.values_mut() {
         let mut from: BTreeMap<&str, (&str, &Path, (usize, usize))> = BTreeMap::new();
         for &i in &c.files {
@@ -272,6 +284,7 @@ fn expand(
     segs: &[&str],
     cluster: Option<String>,
     out: &mut Vec<(String, PathBuf)>,
+    refused: &mut Vec<Finding>,
 ) {
     let Some((seg, rest)) = segs.split_first() else {
         if let Some(c) = cluster {
@@ -281,15 +294,17 @@ fn expand(
     };
     if !seg.contains('{') && !seg.contains('*') {
         let next = at.join(seg);
-        if tree.kind(&next).is_some() {
-            expand(tree, &next, rest, cluster, out);
+        match tree.kind(&next) {
+            Some(EntryKind::Refused(sev, why)) => refused.push(refusal(&next, sev, &why)),
+            Some(_) => expand(tree, &next, rest, cluster, out, refused),
+            None => {}
         }
         return;
     }
     let Some(entries) = tree.list(at) else {
         return;
     };
-    for (name, _) in entries.into_iter().filter(|(n, _)| !n.starts_with('.')) {
+    for (name, kind) in entries.into_iter().filter(|(n, _)| !n.starts_with('.')) {
         let bound = if let Some((pre, post)) = seg.split_once("{cluster}") {
             match name.strip_prefix(pre).and_then(|n| n.strip_suffix(post)) {
                 Some(c) if !c.is_empty() => Some(c.to_string()),
@@ -303,21 +318,42 @@ fn expand(
         } else {
             continue;
         };
-        expand(tree, &at.join(&name), rest, bound, out);
+        if let EntryKind::Refused(sev, why) = kind {
+            refused.push(refusal(&at.join(&name), sev, &why));
+            continue;
+        }
+        expand(tree, &at.join(&name), rest, bound, out, refused);
     }
 }
 
+/// A path the path policy refused, as a finding (an error refuses the plan).
+fn refusal(path: &Path, sev: Severity, why: &str) -> Finding {
+    let shown = crate::diag::escape(&path.to_string_lossy()).into_owned();
+    Finding::new(sev, None, format!("{shown}: {why}"))
+}
+
+fn binary_finding(rel: &Path, cluster: &str) -> Finding {
+    Finding::new(
+        Severity::Warning,
+        Some(cluster),
+        format!(
+            "{}: a binary file (not UTF-8 text); not read, so any version pinned in it stays as it is",
+            crate::diag::escape(&rel.to_string_lossy())
+        ),
+    )
+}
+
 /// Every file below `rel`, sorted, skipping hidden entries.
-fn walk(tree: &dyn FileTree, rel: &Path, out: &mut Vec<PathBuf>) {
+fn walk(tree: &dyn FileTree, rel: &Path, out: &mut Vec<PathBuf>, refused: &mut Vec<Finding>) {
     let Some(items) = tree.list(rel) else {
         return;
     };
-    for (name, dir) in items.into_iter().filter(|(n, _)| !n.starts_with('.')) {
+    for (name, kind) in items.into_iter().filter(|(n, _)| !n.starts_with('.')) {
         let p = rel.join(name);
-        if dir {
-            walk(tree, &p, out);
-        } else {
-            out.push(p);
+        match kind {
+            EntryKind::Dir => walk(tree, &p, out, refused),
+            EntryKind::File => out.push(p),
+            EntryKind::Refused(sev, why) => refused.push(refusal(&p, sev, &why)),
         }
     }
 }

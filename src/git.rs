@@ -14,6 +14,8 @@ use std::fs::{File, OpenOptions};
 use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+
+use crate::tree::EntryKind;
 use git2::{
     AutotagOption, Commit, Cred, CredentialType, Direction, ErrorCode, FetchOptions, FetchPrune,
     FileMode, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository, Signature, Sort, Time,
@@ -143,6 +145,11 @@ pub enum Auth {
     None,
     /// HTTPS basic auth with user `x-access-token` (GitHub tokens, App installation tokens).
     Token(String),
+    /// HTTPS basic auth with a user of its own (from `https://user:secret@host/...`).
+    UserPass {
+        user: String,
+        secret: String,
+    },
     SshAgent,
     /// A private key file (a deploy key), with its passphrase if it has one.
     SshKey {
@@ -157,6 +164,7 @@ impl fmt::Debug for Auth {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Token(_) => f.write_str("Token(<redacted>)"),
+            Auth::UserPass { user, .. } => write!(f, "UserPass({user}, <redacted>)"),
             Auth::SshAgent => f.write_str("SshAgent"),
             Auth::SshKey { key, .. } => write!(f, "SshKey({})", key.display()),
         }
@@ -209,7 +217,14 @@ impl GitRepo {
     /// (a URL or a local path).
     pub fn open(cache: &Path, remote: &str, auth: Auth) -> Result<GitRepo, GitError> {
         trust_ca_from_env();
-        let url = normalize_remote(remote);
+        // Credentials in the URL never reach the cache's config: they go to the callback.
+        let (clean, creds) = strip_userinfo(remote);
+        let auth = match (auth, creds) {
+            (Auth::None, Some((user, Some(secret)))) => Auth::UserPass { user, secret },
+            (Auth::Token(secret), Some((user, _))) => Auth::UserPass { user, secret },
+            (auth, _) => auth,
+        };
+        let url = normalize_remote(&clean);
         let repo = match Repository::open_bare(cache) {
             Ok(r) => r,
             Err(e) if e.code() == ErrorCode::NotFound => Repository::init_bare(cache)
@@ -296,33 +311,64 @@ impl GitRepo {
     }
 
     /// All blobs of a commit's tree, path -> bytes (`/`-separated relative PathBufs).
-    /// Submodules and symlinks are skipped, as are names that are not UTF-8.
+    /// Submodules, symlinks, oversized blobs and unreadable names are left out; see
+    /// [`GitRepo::tree`] for the same with those reported.
     pub fn files(&self, commit: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, GitError> {
+        Ok(self.walk_blobs(commit)?.0)
+    }
+
+    /// A commit's files under the path policy of [`crate::tree`]: regular blobs up to
+    /// [`crate::tree::MAX_FILE_BYTES`] are read; symlinks, larger blobs and names that are
+    /// not UTF-8 or hold control characters are kept as refused entries, as on disk.
+    pub fn tree(&self, commit: &str) -> Result<crate::tree::MemTree, GitError> {
+        let (files, refused) = self.walk_blobs(commit)?;
+        Ok(crate::tree::MemTree::new(files).with_refused(refused))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn walk_blobs(
+        &self,
+        commit: &str,
+    ) -> Result<(BTreeMap<PathBuf, Vec<u8>>, BTreeMap<PathBuf, EntryKind>), GitError> {
         let tree = self
             .find_commit(commit)?
             .tree()
             .map_err(|e| self.err("read tree", &e))?;
         let mut blobs = Vec::new();
+        let mut refused = BTreeMap::new();
         tree.walk(TreeWalkMode::PreOrder, |root, entry| {
-            let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
-                tracing::warn!(dir = root, "skipping a tree entry whose name is not UTF-8");
+            let utf8 = std::str::from_utf8(entry.name_bytes()).is_ok();
+            let name = String::from_utf8_lossy(entry.name_bytes());
+            let path = PathBuf::from(format!("{root}{name}"));
+            if let Some(r) = crate::tree::name_refusal(&name, utf8) {
+                refused.insert(path, r);
                 return TreeWalkResult::Skip;
-            };
+            }
             if entry.kind() == Some(ObjectType::Blob) && is_regular(entry.filemode()) {
-                blobs.push((PathBuf::from(format!("{root}{name}")), entry.id()));
+                blobs.push((path, entry.id(), false));
+            } else if entry.filemode() == i32::from(FileMode::Link) {
+                blobs.push((path, entry.id(), true));
             }
             TreeWalkResult::Ok
         })
         .map_err(|e| self.err("walk tree", &e))?;
         let mut out = BTreeMap::new();
-        for (path, id) in blobs {
+        for (path, id, link) in blobs {
             let blob = self
                 .repo
                 .find_blob(id)
                 .map_err(|e| self.err(format!("read {}", path.display()), &e))?;
-            out.insert(path, blob.content().to_vec());
+            if link {
+                let target = PathBuf::from(String::from_utf8_lossy(blob.content()).into_owned());
+                refused.insert(path.clone(), crate::tree::link_kind(&path, &target));
+            } else if blob.size() as u64 > crate::tree::MAX_FILE_BYTES {
+                let why = crate::tree::too_large().to_string();
+                refused.insert(path, EntryKind::Refused(crate::diag::Severity::Error, why));
+            } else {
+                out.insert(path, blob.content().to_vec());
+            }
         }
-        Ok(out)
+        Ok((out, refused))
     }
 
     /// Contents of `path` in `commit`; None if absent or not a regular file.
@@ -713,6 +759,11 @@ impl GitRepo {
                 Auth::Token(token) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
                     Cred::userpass_plaintext("x-access-token", token)
                 }
+                Auth::UserPass { user, secret }
+                    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+                {
+                    Cred::userpass_plaintext(user, secret)
+                }
                 Auth::SshAgent | Auth::SshKey { .. }
                     if allowed.contains(CredentialType::USERNAME) =>
                 {
@@ -829,7 +880,7 @@ impl GitRepo {
 
 fn git_err(context: impl Into<String>, e: &git2::Error, auth: &Auth) -> GitError {
     let mut message = e.message().to_string();
-    if let Auth::Token(t) = auth {
+    if let Auth::Token(t) | Auth::UserPass { secret: t, .. } = auth {
         if !t.is_empty() {
             message = message.replace(t.as_str(), "<redacted>");
         }
@@ -928,11 +979,39 @@ fn normalize_remote(remote: &str) -> String {
     remote.to_string()
 }
 
+/// The Git directory of a local remote: the path itself for a bare repository, its `.git`
+/// for one with a work tree (so lock files never land in someone's work tree).
 fn local_remote_dir(url: &str) -> Option<PathBuf> {
     if !is_local(url) {
         return None;
     }
-    Some(PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))
+    let dir = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    let dot_git = dir.join(".git");
+    if std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir()) {
+        return Some(dot_git);
+    }
+    Some(dir)
+}
+
+/// An http(s) URL without its `user[:secret]@`, and what was there. Other URLs (ssh's
+/// `git@host`, local paths) are returned as they are: their user is not a secret.
+pub fn strip_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return (url.to_string(), None);
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let (user, secret) = match userinfo.split_once(':') {
+        Some((u, p)) => (u.to_string(), Some(p.to_string())),
+        None => (userinfo.to_string(), None),
+    };
+    (format!("{scheme}://{host}{path}"), Some((user, secret)))
 }
 
 /// Drop any `user:password@` from a URL before it goes into a message.

@@ -2,5 +2,17 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = fleetwave::cli::Cli::parse();
+    // Logs go to stderr: `RUST_LOG` filters them; by default the service says what it does
+    // (ticks, held rollouts, rejected webhooks) and the one-shot commands only warn.
+    let default = match cli.command {
+        fleetwave::cli::Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     fleetwave::cli::run(cli)
 }

@@ -69,7 +69,13 @@ fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
             key: key.clone(),
             passphrase: r.ssh_key_passphrase.clone(),
         },
-        (Some(t), _) if !ssh => Auth::Token(t.clone()),
+        (Some(t), _) if !ssh => match &r.token_user {
+            Some(user) => Auth::UserPass {
+                user: user.clone(),
+                secret: t.clone(),
+            },
+            None => Auth::Token(t.clone()),
+        },
         _ if ssh => Auth::SshAgent,
         _ => Auth::None,
     };

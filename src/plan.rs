@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::diag::{Diag, Diags};
+use crate::diag::{Diag, Diags, echo};
 use crate::path;
 use crate::source::YamlSource;
 use crate::version::KubeVersion;
@@ -344,20 +344,30 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
         &f.metadata.annotations,
     );
     if !valid_name(&f.metadata.name) {
-        errs.push(src.at(&path!["metadata", "name"], format!("metadata.name {:?} is missing or not a valid name", f.metadata.name))
-            .hint("use lower-case letters, digits and '-' (it becomes part of branch names), e.g. `k8s-1-34-upgrade`"));
+        errs.push(src.at(&path!["metadata", "name"], format!("metadata.name {} is missing or not a valid name", echo(&f.metadata.name)))
+            .hint("use lower-case letters, digits, '-' and single inner '.' (it becomes part of Git branch names; no `..`, no trailing `.` or `.lock`), e.g. `k8s-1-34-upgrade`"));
+    } else if RESERVED_PLAN_NAMES.contains(&f.metadata.name.as_str()) {
+        errs.push(src.at(&path!["metadata", "name"], format!("metadata.name {:?} is reserved: its branches would collide with fleetwave's own ref fleetwave/{}", f.metadata.name, f.metadata.name))
+            .hint("choose another name, e.g. `k8s-1-34-upgrade`"));
     }
     let spec = f.spec;
     let target = spec.target_version.as_deref().and_then(|t| {
         let v = KubeVersion::parse(t);
-        if v.is_none() {
-            errs.push(
+        match &v {
+            None => errs.push(
                 src.at(
                     &path!["spec", "targetVersion"],
-                    format!("targetVersion {t:?} is not a Kubernetes version"),
+                    format!("targetVersion {} is not a Kubernetes version", echo(t)),
                 )
                 .hint("write a full version like `v1.34.2` or a minor like `\"1.34\"`"),
-            );
+            ),
+            Some(v) if !v.suffix.is_empty() => errs.push(suffix_refused(
+                src,
+                &path!["spec", "targetVersion"],
+                t,
+                &v.suffix,
+            )),
+            Some(_) => {}
         }
         v
     });
@@ -368,10 +378,14 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             None => errs.push(
                 src.at(
                     &at,
-                    format!("intermediate version {s:?} is not a Kubernetes version"),
+                    format!(
+                        "intermediate version {} is not a Kubernetes version",
+                        echo(s)
+                    ),
                 )
                 .hint("write versions like `v1.33.5`"),
             ),
+            Some(v) if !v.suffix.is_empty() => errs.push(suffix_refused(src, &at, s, &v.suffix)),
             Some(v) => {
                 if let Some(prev) = hops.last() {
                     if v.minor <= prev.minor {
@@ -397,16 +411,14 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
         );
     }
     if let Some(t) = &target {
-        if !t.suffix.is_empty() {
-            errs.push(src.at(&path!["spec", "targetVersion"], format!("targetVersion {:?} carries the build suffix {:?}", spec.target_version.as_deref().unwrap_or(""), t.suffix))
-                .hint("write the plain Kubernetes version (each field keeps its own +k0s.0/+rke2r1 style); put provider builds such as -gke.N in `versionOverrides`"));
-        }
         hops.push(t.clone());
     }
     let overrides = overrides(src, &spec.version_overrides, &hops, &mut errs);
     let gitops_base = spec.gitops_base.map(|g| {
         if g.tag.trim().is_empty() {
             errs.push(src.at(&path!["spec", "gitopsBase", "tag"], "gitopsBase needs a tag").hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"));
+        } else if !git2::Reference::is_valid_name(&format!("refs/tags/{}", g.tag)) || g.tag.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'#".contains(c)) {
+            errs.push(src.at(&path!["spec", "gitopsBase", "tag"], format!("gitopsBase.tag {} is not a tag name Git accepts", echo(&g.tag))).hint("use a plain tag such as `2026.02` or `v1.4.0`"));
         }
         if crate::locate::normalize_repo_url(&g.url).is_none() {
             errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
@@ -415,6 +427,15 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
         GitopsBase { url: g.url, tag: g.tag }
     });
     for (old, new) in &spec.templates {
+        if !k8s_name(new) {
+            errs.push(
+                src.at(
+                    &path!["spec", "templates", old.as_str()],
+                    format!("template {} is not a Kubernetes object name", echo(new)),
+                )
+                .hint("template names are lower-case letters, digits, '-' and '.', at most 253"),
+            );
+        }
         if old == new || new.trim().is_empty() {
             errs.push(
                 src.at(
@@ -607,6 +628,9 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
                 time_zone: win.time_zone.clone(),
             }
         });
+        for (j, g) in w.gates.iter().enumerate() {
+            check_gate(src, &path!["spec", "waves", i, "gates", j], g, &mut errs);
+        }
         waves.push(Wave {
             name: w.name,
             selector: w.cluster_selector,
@@ -685,6 +709,59 @@ fn overrides(
     out
 }
 
+/// A target with a build suffix (`+evil.1`, `-gke.100`): each field keeps its own distribution
+/// suffix (`+k0s.0`), so the plan's would be silently dropped. Refused instead. Pre-releases
+/// (`-rc.1`) are versions of their own and allowed.
+fn suffix_refused(src: &YamlSource, at: &[crate::yaml::Seg], value: &str, suffix: &str) -> Diag {
+    src.at(
+        at,
+        format!(
+            "{} carries the build suffix {}, which fleetwave would not write",
+            echo(value),
+            echo(suffix)
+        ),
+    )
+    .hint("write the plain version, e.g. `v1.33.5`: each field keeps its own suffix such as `+k0s.0`; put provider builds such as -gke.N in `versionOverrides`")
+}
+
+fn k8s_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+/// Gate URLs and statuses are checked now, not when the gate first runs mid-rollout.
+fn check_gate(src: &YamlSource, at: &[crate::yaml::Seg], g: &Gate, errs: &mut Vec<Diag>) {
+    let url = match g {
+        Gate::Prometheus { url, .. } | Gate::Http { url, .. } => url,
+        _ => return,
+    };
+    let mut field = at.to_vec();
+    field.push("url".into());
+    let parsed = reqwest::Url::parse(&url.replace("{cluster}", "cluster"));
+    if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+        errs.push(
+            src.at(&field, format!("gate url {} is not an http(s) URL", echo(url)))
+                .hint("write e.g. `http://prometheus.monitoring:9090` (`{cluster}` may stand for the cluster name)"),
+        );
+    }
+    if let Gate::Http {
+        expect_status: Some(code),
+        ..
+    } = g
+    {
+        if !(100..=599).contains(code) {
+            let mut field = at.to_vec();
+            field.push("expectStatus".into());
+            errs.push(
+                src.at(&field, format!("expectStatus {code} is not an HTTP status"))
+                    .hint("use a status from 100 to 599, e.g. 200"),
+            );
+        }
+    }
+}
+
 fn duration(src: &YamlSource, at: &[crate::yaml::Seg], s: &str, errs: &mut Vec<Diag>) -> Duration {
     humantime::parse_duration(s).unwrap_or_else(|e| {
         errs.push(
@@ -701,14 +778,22 @@ fn parse_clock(s: &str) -> Option<u32> {
     (h <= 24 && m < 60 && (h < 24 || m == 0) && s.len() == 5).then_some(h * 60 + m)
 }
 
-/// Names become parts of branch names: keep them to DNS-label characters.
+/// Names become parts of branch names (`fleetwave/<plan>/<wave>/<n>-<step>`): DNS-label
+/// characters, and nothing Git refuses in a ref (`..`, a trailing `.`, `.lock`).
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !s.starts_with(['-', '.'])
+        && !s.ends_with('.')
+        && !s.ends_with(".lock")
+        && !s.contains("..")
+        && git2::Reference::is_valid_name(&format!("refs/heads/fleetwave/{s}/x"))
 }
+
+/// Plan names whose branches would collide with fleetwave's own refs (`fleetwave/state`).
+const RESERVED_PLAN_NAMES: &[&str] = &["state"];
 
 #[cfg(test)]
 mod tests {

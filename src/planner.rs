@@ -95,9 +95,21 @@ pub fn shown(repo: &Path, p: &Path) -> PathBuf {
 
 pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
     let shown_plan = shown(repo, plan_path);
-    let text = std::fs::read_to_string(plan_path).map_err(|e| {
+    // The operator names the plan on the command line, so a symlink is followed; it must
+    // still be a regular file within the size limit.
+    let bytes = crate::tree::read_regular(plan_path, true).map_err(|e| {
         Diag::new(&shown_plan, (1, 1), format!("cannot read the plan: {e}"))
             .hint("pass the plan file with --plan")
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let ok = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+        Diag::new(
+            &shown_plan,
+            crate::yaml::LineIndex::new(&ok).position(&ok, at),
+            "the plan is not UTF-8 text",
+        )
+        .hint("save the plan as UTF-8")
     })?;
     if !repo.is_dir() {
         return Err(

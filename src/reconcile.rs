@@ -18,7 +18,6 @@ use crate::locate::What;
 use crate::notify::Notifier;
 use crate::planner::{self, Planned};
 use crate::state::{self, ChangeRecord, PlanState, PlanStatus, StepStatus};
-use crate::tree::MemTree;
 
 pub const DEFAULT_TITLE: &str = "fleetwave({plan}): {wave} — {what}";
 
@@ -127,7 +126,7 @@ pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileEr
             s.base
         ))
     })?;
-    let tree = MemTree::new(git.files(&base_head)?);
+    let tree = git.tree(&base_head)?;
     let text = tree
         .files()
         .get(&s.plan_path)

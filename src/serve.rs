@@ -295,12 +295,40 @@ impl Metrics {
     }
 }
 
+/// How long a webhook delivery id (and its body digest) is remembered: a replay within it
+/// is answered 200 and does not tick.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(3600);
+/// At most this many deliveries are remembered (the oldest are forgotten first).
+const REPLAY_MEMORY: usize = 10_000;
+
 /// What the HTTP handlers share.
 struct Shared {
     metrics: Metrics,
     ready: AtomicBool,
     trigger: Trigger,
     webhook_secret: Option<String>,
+    /// Delivery ids and body digests seen within [`REPLAY_WINDOW`], with when.
+    seen: Mutex<std::collections::VecDeque<(Instant, String)>>,
+}
+
+impl Shared {
+    /// Whether any of `keys` was seen within the window; remembers them either way.
+    fn replayed(&self, keys: &[String]) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        while seen
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > REPLAY_WINDOW)
+            || seen.len() > REPLAY_MEMORY
+        {
+            seen.pop_front();
+        }
+        let hit = seen.iter().any(|(_, k)| keys.contains(k));
+        if !hit {
+            seen.extend(keys.iter().map(|k| (now, k.clone())));
+        }
+        hit
+    }
 }
 
 /// The service, bound but not yet running.
@@ -328,6 +356,7 @@ impl Server {
                 ready: AtomicBool::new(false),
                 trigger: Trigger(tx),
                 webhook_secret: cfg.webhook_secret.filter(|s| !s.is_empty()),
+                seen: Mutex::new(Default::default()),
             }),
             triggers: rx,
         })
@@ -553,6 +582,17 @@ async fn webhook(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Body) 
         .get("x-github-delivery")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // GitHub gives every delivery its own id (a redelivery keeps it): one seen within the
+    // window is a replay, answered 200 without a tick.
+    if delivery.is_empty() {
+        m.webhook("rejected");
+        return (StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery").into_response();
+    }
+    if sh.replayed(&[delivery.to_string()]) {
+        m.webhook("ignored");
+        tracing::warn!(event, delivery, "webhook replay ignored");
+        return (StatusCode::OK, "duplicate delivery; ignored").into_response();
+    }
     match event {
         "ping" => {
             m.webhook("accepted");

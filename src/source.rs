@@ -66,7 +66,9 @@ impl YamlSource {
                     .hint(format!("write a {what} here; see README.md for the format")),
             );
         }
-        serde_yaml::from_str(&self.text).map_err(|e| {
+        // A byte order mark is not content (the positioned parse skips it too).
+        let body = &self.text[yaml::bom_len(&self.text)..];
+        serde_yaml::from_str(body).map_err(|e| {
             let pos = e.location().map_or((1, 1), |l| (l.line(), l.column()));
             let msg = e.to_string();
             // serde_yaml appends " at line L column C"; the location is already in front.

@@ -187,6 +187,9 @@ pub struct PlanState {
     /// Bumped on every write that precedes side effects, so two reconcilers never both act.
     #[serde(default)]
     pub tick: u64,
+    /// Fields written by a newer fleetwave, kept as they are when this one rewrites the state.
+    #[serde(flatten, default)]
+    pub unknown: BTreeMap<String, serde_yaml::Value>,
 }
 
 impl PlanState {

@@ -5,7 +5,7 @@
 //! leave everything else alone. A scalar whose end cannot be found with certainty (multi-line
 //! plain scalars, escapes, block scalars) gets no `content` span and is never edited.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -208,6 +208,8 @@ enum Open {
     Map {
         id: NodeId,
         pending_key: Option<NodeId>,
+        /// The scalar keys seen so far: the duplicate check is one hash lookup per key.
+        keys: HashSet<String>,
     },
     Seq {
         id: NodeId,
@@ -251,6 +253,7 @@ impl Builder<'_> {
                 Open::Map {
                     id: map,
                     pending_key,
+                    keys,
                 },
                 _,
             )) => match pending_key.take() {
@@ -258,10 +261,8 @@ impl Builder<'_> {
                 Some(k) => {
                     let map = *map;
                     let nodes = &self.cur.nodes;
-                    if let (Kind::Map(pairs), Kind::Scalar(key)) =
-                        (&nodes[map].kind, &nodes[k].kind)
-                    {
-                        let dup = pairs.iter().any(|(pk, _)| matches!(&nodes[*pk].kind, Kind::Scalar(s) if s.value == key.value));
+                    if let Kind::Scalar(key) = &nodes[k].kind {
+                        let dup = !keys.insert(key.value.clone());
                         if dup && self.error.is_none() {
                             self.error = Some(SyntaxError {
                                 offset: nodes[k].start,
@@ -361,6 +362,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     Open::Map {
                         id,
                         pending_key: None,
+                        keys: HashSet::new(),
                     }
                 } else {
                     Open::Seq { id }
@@ -615,6 +617,25 @@ mod tests {
         let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(e.offset, 10);
         assert!(e.message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_keys_parse_and_a_late_duplicate_is_found() {
+        let mut t = String::from("data:\n");
+        for i in 0..100_000 {
+            t.push_str(&format!("  k{i}: v{i}\n"));
+        }
+        let docs = parse(&t).unwrap();
+        let data = docs[0].root_path(&["data"]).unwrap();
+        assert_eq!(docs[0].entries(data).len(), 100_000);
+        assert_eq!(
+            docs[0].str(docs[0].get(data, "k99999").unwrap()),
+            Some("v99999")
+        );
+        t.push_str("  k5: again\n");
+        let e = parse(&t).unwrap_err();
+        assert_eq!(e.message, "duplicate key \"k5\" in this mapping");
+        assert_eq!(e.offset, t.len() - "k5: again\n".len());
     }
 
     #[test]

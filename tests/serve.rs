@@ -88,7 +88,7 @@ impl Running {
             .post(self.url("/webhook"))
             .header("content-type", "application/json")
             .header("x-github-event", event)
-            .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .header("x-github-delivery", next_delivery())
             .body(body.to_string());
         if let Some(sig) = signature {
             req = req.header("x-hub-signature-256", sig);
@@ -119,6 +119,15 @@ async fn start(interval: Duration, secret: Option<&str>, fake: Arc<Fake>) -> Run
         handle,
         http: reqwest::Client::new(),
     }
+}
+
+/// A fresh delivery id per call, as GitHub sends (the server ignores replayed ids).
+fn next_delivery() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "72d3162e-cc78-11e3-81ab-{:012}",
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// GitHub's signature, computed here independently of the crate.
@@ -243,6 +252,36 @@ async fn bad_or_missing_signature_is_refused_without_a_tick() {
     let srv = start(HOUR, None, fake.clone()).await;
     let sig = github_signature(SECRET, PR_BODY);
     assert_eq!(srv.webhook("pull_request", PR_BODY, Some(sig)).await, 404);
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_is_answered_but_does_not_tick() {
+    let fake = Arc::new(Fake::default());
+    let srv = start(HOUR, Some(SECRET), fake.clone()).await;
+    eventually(Duration::from_secs(5), "the first tick", || {
+        fake.finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let send = |id: &'static str| {
+        srv.http
+            .post(srv.url("/webhook"))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", id)
+            .header("x-hub-signature-256", github_signature(SECRET, PR_BODY))
+            .body(PR_BODY)
+            .send()
+    };
+    assert_eq!(send("d-1").await.unwrap().status().as_u16(), 202);
+    eventually(Duration::from_secs(2), "the delivery's tick", || {
+        fake.finished.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    for _ in 0..30 {
+        assert_eq!(send("d-1").await.unwrap().status().as_u16(), 200);
+    }
+    sleep(QUIET).await;
+    assert_eq!(fake.started.load(Ordering::SeqCst), 2, "a replay ticked");
     srv.stop().await.unwrap();
 }
 

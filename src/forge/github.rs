@@ -839,7 +839,8 @@ impl<'a> GitHubForge<'a> {
 
     /// Create or update a managed comment on a PR (one per PR and marker, edited in place).
     pub async fn comment(&self, n: u64, marker: &str, body: &str) -> Result<(), ForgeError> {
-        let body = format!("{marker}\n{body}");
+        // What is posted may quote the repository or a cluster: no control characters.
+        let body = format!("{marker}\n{}", crate::diag::escape(body));
         let key = format!("{n}/{marker}");
         let mut attempts = 0;
         let a = loop {
@@ -995,6 +996,12 @@ impl Forge for GitHubForge<'_> {
     }
 
     async fn open(&self, step: &StepRef, spec: &PrSpec) -> Result<Option<u64>, ForgeError> {
+        let clean = PrSpec {
+            body: crate::diag::escape(&spec.body).into_owned(),
+            title: crate::diag::escape(&spec.title).into_owned(),
+            ..spec.clone()
+        };
+        let spec = &clean;
         let existing = match step.pr {
             Some(n) => Some(self.pull(n).await?.body),
             None => None,
@@ -1249,6 +1256,7 @@ impl Forge for GitHubForge<'_> {
     }
 
     async fn dashboard(&self, plan: &str, body: &str) -> Result<(), ForgeError> {
+        let body = &*crate::diag::escape(body);
         let title = format!("fleetwave: {plan}");
         let known = self
             .cache
