@@ -737,3 +737,60 @@ fn a_held_rollout_reads_held_on_the_dashboard() {
     }
     assert_eq!(e.gh.issues().len(), 1, "one dashboard issue");
 }
+
+/// Reviews are paginated (`Link: rel="next"`,
+/// https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api): an
+/// approval that GitHub lists on the second page still counts.
+#[test]
+fn an_approval_on_the_second_page_of_reviews_counts() {
+    let e = env("k8s-minor");
+    let waiting = |e: &Env| {
+        let st = e.state();
+        let open = st.waves.iter().flat_map(|w| &w.steps).find_map(|s| {
+            let p = s.posted.as_ref()?;
+            (s.status == StepStatus::Open && p.description.contains("approving review"))
+                .then(|| (s.pr.unwrap(), p.head.clone(), p.description.clone()))
+        });
+        open
+    };
+    let spec = plan_of("k8s-minor");
+    let mut now = start();
+    let mut ticks = 0;
+    let (n, head) = loop {
+        ticks += 1;
+        let out = e.reconcile(now);
+        let t = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        if let Some((n, head, _)) = waiting(&e) {
+            break (n, head);
+        }
+        assert!(ticks < 300, "no step ever waited for approval");
+        // Merge the manual waves before it as a human would (nothing is approved here).
+        let reviewed = e.review(&spec);
+        let next = t
+            .lines()
+            .find_map(|l| l.strip_prefix("next: "))
+            .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
+            .map(|x| x.with_timezone(&Utc));
+        now = match next {
+            Some(x) if !reviewed && !t.contains("did: ") && x > now => x,
+            _ => now + Duration::minutes(5),
+        };
+    };
+    for _ in 0..100 {
+        e.gh.add_review("acme", "fleet", n, "bob", "COMMENTED", &head);
+    }
+    e.gh.add_review("acme", "fleet", n, "alice", "APPROVED", &head);
+    let out = e.reconcile(now + Duration::minutes(5));
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let still = waiting(&e).map(|(_, _, d)| d);
+    assert!(
+        still.is_none(),
+        "the approval on page 2 was not read: {still:?}"
+    );
+    let pages =
+        e.gh.calls().into_iter().filter(|c| {
+            c.path.ends_with(&format!("/pulls/{n}/reviews")) && c.query.contains("page=2")
+        });
+    assert!(pages.count() >= 1, "the second page was never asked for");
+}

@@ -568,16 +568,13 @@ impl<'a> GitHubForge<'a> {
             "/pulls?state=all&head={}:{}&per_page=100",
             self.cfg.owner, branch
         );
-        let a = self.call(Method::GET, &self.repo_path(&q), None).await?;
-        if !a.status.is_success() {
-            return Err(api_err("list pull requests", a.status, &a.body));
-        }
+        let (prs, _) = self
+            .list_all(&self.repo_path(&q), "list pull requests")
+            .await?;
         // The newest PR for this head wins (older ones may be closed leftovers).
-        Ok(a.body.as_array().and_then(|v| {
-            v.iter()
-                .max_by_key(|p| p["number"].as_u64().unwrap_or(0))
-                .cloned()
-        }))
+        Ok(prs
+            .into_iter()
+            .max_by_key(|p| p["number"].as_u64().unwrap_or(0)))
     }
 
     fn check_runs_on(&self) -> bool {
@@ -821,19 +818,11 @@ impl<'a> GitHubForge<'a> {
         {
             return Ok(Some(id));
         }
-        let a = self
-            .call(
-                Method::GET,
-                &self.repo_path(&format!("/issues/{n}/comments?per_page=100")),
-                None,
-            )
-            .await?;
-        Ok(a.body
-            .as_array()
-            .and_then(|cs| {
-                cs.iter()
-                    .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
-            })
+        let path = self.repo_path(&format!("/issues/{n}/comments?per_page=100"));
+        let (comments, _) = self.list_all(&path, "list comments").await?;
+        Ok(comments
+            .iter()
+            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
             .and_then(|c| c["id"].as_u64()))
     }
 
@@ -1176,40 +1165,26 @@ impl Forge for GitHubForge<'_> {
     async fn close_stale(&self, prefix: &str, keep: &[String]) -> Result<Vec<String>, ForgeError> {
         let full = format!("{}/{}", self.cfg.owner, self.cfg.repo);
         let mut stale = Vec::new();
-        for page in 1..=20 {
-            let a = self
-                .call(
-                    Method::GET,
-                    &self.repo_path(&format!("/pulls?state=open&per_page=100&page={page}")),
-                    None,
-                )
-                .await?;
-            if !a.status.is_success() {
-                return Err(api_err("list pull requests", a.status, &a.body));
-            }
-            let prs = a.body.as_array().cloned().unwrap_or_default();
-            for pr in &prs {
-                let head = pr["head"]["ref"].as_str().unwrap_or("");
-                // Only fleetwave's own step branches in this repository; never forks or rollbacks.
-                let ours = pr["head"]["repo"]["full_name"]
-                    .as_str()
-                    .is_none_or(|r| r.eq_ignore_ascii_case(&full));
-                if ours
-                    && head.starts_with(prefix)
-                    && !head.ends_with("/rollback")
-                    && !keep.iter().any(|k| k == head)
-                {
-                    if let Some(n) = pr["number"].as_u64() {
-                        stale.push((
-                            n,
-                            head.to_string(),
-                            pr["head"]["sha"].as_str().unwrap_or("").to_string(),
-                        ));
-                    }
+        let path = self.repo_path("/pulls?state=open&per_page=100");
+        let (prs, _) = self.list_all(&path, "list pull requests").await?;
+        for pr in &prs {
+            let head = pr["head"]["ref"].as_str().unwrap_or("");
+            // Only fleetwave's own step branches in this repository; never forks or rollbacks.
+            let ours = pr["head"]["repo"]["full_name"]
+                .as_str()
+                .is_none_or(|r| r.eq_ignore_ascii_case(&full));
+            if ours
+                && head.starts_with(prefix)
+                && !head.ends_with("/rollback")
+                && !keep.iter().any(|k| k == head)
+            {
+                if let Some(n) = pr["number"].as_u64() {
+                    stale.push((
+                        n,
+                        head.to_string(),
+                        pr["head"]["sha"].as_str().unwrap_or("").to_string(),
+                    ));
                 }
-            }
-            if prs.len() < 100 {
-                break;
             }
         }
         let mut closed = Vec::new();
@@ -1281,21 +1256,12 @@ impl Forge for GitHubForge<'_> {
         let number = match known {
             Some((n, _)) => Some(n),
             None => {
-                let a = self
-                    .call(
-                        Method::GET,
-                        &self.repo_path(
-                            "/issues?state=open&labels=fleetwave-dashboard&per_page=100",
-                        ),
-                        None,
-                    )
-                    .await?;
-                a.body
-                    .as_array()
-                    .and_then(|v| {
-                        v.iter()
-                            .find(|i| i["title"].as_str() == Some(title.as_str()))
-                    })
+                let path =
+                    self.repo_path("/issues?state=open&labels=fleetwave-dashboard&per_page=100");
+                let (issues, _) = self.list_all(&path, "list dashboard issues").await?;
+                issues
+                    .iter()
+                    .find(|i| i["title"].as_str() == Some(title.as_str()))
                     .and_then(|i| i["number"].as_u64())
             }
         };
