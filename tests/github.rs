@@ -746,12 +746,11 @@ fn an_approval_on_the_second_page_of_reviews_counts() {
     let e = env("k8s-minor");
     let waiting = |e: &Env| {
         let st = e.state();
-        let open = st.waves.iter().flat_map(|w| &w.steps).find_map(|s| {
+        st.waves.iter().flat_map(|w| &w.steps).find_map(|s| {
             let p = s.posted.as_ref()?;
             (s.status == StepStatus::Open && p.description.contains("approving review"))
                 .then(|| (s.pr.unwrap(), p.head.clone(), p.description.clone()))
-        });
-        open
+        })
     };
     let spec = plan_of("k8s-minor");
     let mut now = start();
