@@ -22,6 +22,9 @@ use crate::steps;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr as text or as one JSON object per line (for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "FLEETWAVE_LOG_FORMAT")]
+    pub log_format: Output,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -618,6 +621,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
                 listen,
                 interval: std::time::Duration::from_secs(interval),
                 webhook_secret,
+                limits: Default::default(),
             };
             crate::ops::serve(remote, world, choice, cfg)
         }

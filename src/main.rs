@@ -10,9 +10,12 @@ fn main() -> std::process::ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        fleetwave::cli::Output::Json => logs.json().init(),
+        fleetwave::cli::Output::Text => logs.init(),
+    }
     fleetwave::cli::run(cli)
 }

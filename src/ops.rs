@@ -276,14 +276,17 @@ pub fn reconcile(
             }
             Err(e) => return fail(e),
         };
+        // Notes and gate reasons carry text from the repository and the clusters.
+        let esc = crate::diag::escape;
         for n in &report.notes {
-            let _ = writeln!(out, "{n}");
+            let _ = writeln!(out, "{}", esc(n));
         }
         for e in &report.effects {
-            let _ = writeln!(out, "{}{e}", if dry_run { "would " } else { "did: " });
+            let verb = if dry_run { "would " } else { "did: " };
+            let _ = writeln!(out, "{verb}{}", esc(e));
         }
         for e in &report.not_done {
-            let _ = writeln!(out, "not done: {e}");
+            let _ = writeln!(out, "not done: {}", esc(e));
         }
         if let Some(at) = report.wake_at {
             let _ = writeln!(
@@ -307,7 +310,7 @@ pub fn reconcile(
                 return ExitCode::SUCCESS;
             }
             Outcome::Held(why) => {
-                let _ = writeln!(out, "held: {why}");
+                let _ = writeln!(out, "held: {}", crate::diag::escape(why));
                 ExitCode::from(1)
             }
             Outcome::LostRace => {
@@ -854,7 +857,8 @@ fn status_once(
             // Redraw in place.
             let _ = write!(out, "\x1b[2J\x1b[H");
         }
-        let _ = write!(out, "{}", crate::status::render(&report));
+        let text = crate::status::render(&report);
+        let _ = write!(out, "{}", crate::diag::escape(&text));
         if opts.watch.is_some() {
             let _ = writeln!(
                 out,

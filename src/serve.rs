@@ -105,6 +105,30 @@ pub struct ServeConfig {
     pub interval: Duration,
     /// GitHub webhook secret; `None` refuses webhooks with 404.
     pub webhook_secret: Option<String>,
+    pub limits: HttpLimits,
+}
+
+/// What one client may hold of the service: slow or idle clients are cut off, so probes and
+/// webhooks are answered whatever else is connected.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this (also closes connections that say nothing).
+    pub header_timeout: Duration,
+    /// A whole request, body included, must be answered within this.
+    pub request_timeout: Duration,
+    /// Connections held at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            // Below the usual 1,024 open files, with room for Git, Kubernetes and GitHub.
+            max_connections: 512,
+        }
+    }
 }
 
 /// Asks the service for a tick now. Bursts coalesce into one tick.
@@ -338,6 +362,7 @@ pub struct Server {
     interval: Duration,
     shared: Arc<Shared>,
     triggers: mpsc::Receiver<()>,
+    limits: HttpLimits,
 }
 
 impl Server {
@@ -359,6 +384,7 @@ impl Server {
                 seen: Mutex::new(Default::default()),
             }),
             triggers: rx,
+            limits: cfg.limits,
         })
     }
 
@@ -384,6 +410,7 @@ impl Server {
             interval,
             shared,
             mut triggers,
+            limits,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
@@ -392,13 +419,12 @@ impl Server {
             let _ = stop_tx.send(true);
         });
 
-        let app = router(shared.clone());
+        let app = router(shared.clone(), limits.request_timeout);
         let mut http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop_rx.wait_for(|s| *s).await;
-                })
-                .await
+            serve_http(listener, app, limits, async move {
+                let _ = http_stop_rx.wait_for(|s| *s).await;
+            })
+            .await
         });
         tracing::info!(%addr, interval = ?interval, "fleetwave serving");
 
@@ -498,13 +524,72 @@ async fn run_tick(shared: &Shared, ticker: &Arc<dyn Ticker>) {
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>, request_timeout: Duration) -> Router {
     Router::new()
         .route("/webhook", post(webhook))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(shared)
+        // The body is read inside the handler: a client trickling it is cut off here.
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(request_timeout, next.run(req)).await {
+                    Ok(res) => res,
+                    Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+                }
+            },
+        ))
+}
+
+/// Accept connections until `stop`, each under the limits: a permit per connection (over the
+/// limit a connection is closed at once, so accepting never stalls), HTTP/1 with a header
+/// timeout. On `stop`, open connections finish their requests and close.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let tcp = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                // Out of file descriptors and the like: say so, and go on accepting.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = limits.max_connections,
+                "connection limit reached; closing a new connection"
+            );
+            drop(tcp);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(tcp), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn readyz(State(sh): State<Arc<Shared>>) -> Response {

@@ -571,3 +571,30 @@ fn serve_ticks_when_a_watched_object_changes() {
     assert!(st.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// Text a cluster reports (condition reasons and messages) is printed with its control
+/// characters escaped: a hostile or broken controller cannot drive the operator's terminal.
+#[test]
+fn escape_sequences_from_a_cluster_never_reach_the_terminal() {
+    let rig = Rig::new("k8s-minor", |t| t, false);
+    hub_objects(&rig.hub, "v1.32.4", true, ("v1.32.4", "Ready"), "v1.32.4");
+    let mut poisoned = 0;
+    for mut obj in rig.hub.objects("clusters", None) {
+        let Some(conds) = obj["status"]["conditions"].as_array_mut() else {
+            continue;
+        };
+        for c in conds.iter_mut() {
+            c["reason"] = serde_json::json!("Evil\u{1b}[2J\u{1b}]0;pwned\u{7}");
+            c["message"] = serde_json::json!("cleared \u{1b}[31mred");
+        }
+        rig.hub.apply(obj);
+        poisoned += 1;
+    }
+    assert!(poisoned > 0, "no CAPI Cluster in the hub to poison");
+    let (_, out) = rig.run(&["status"], start_time());
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(
+        out.contains("\\u{1b}[2J"),
+        "the reason is shown, escaped: {out}"
+    );
+}

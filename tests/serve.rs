@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fleetwave::serve::{ServeConfig, Server, TickSummary, Ticker, Trigger};
+use fleetwave::serve::{HttpLimits, ServeConfig, Server, TickSummary, Ticker, Trigger};
 use hmac::{KeyInit, Mac};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
@@ -98,10 +98,20 @@ impl Running {
 }
 
 async fn start(interval: Duration, secret: Option<&str>, fake: Arc<Fake>) -> Running {
+    start_with(interval, secret, fake, HttpLimits::default()).await
+}
+
+async fn start_with(
+    interval: Duration,
+    secret: Option<&str>,
+    fake: Arc<Fake>,
+    limits: HttpLimits,
+) -> Running {
     let server = Server::bind(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         interval,
         webhook_secret: secret.map(str::to_string),
+        limits,
     })
     .await
     .expect("bind");
@@ -486,6 +496,87 @@ async fn shutdown_when_idle_is_prompt() {
     );
 }
 
+/// Slow clients (slowloris): hundreds of connections that never send a request do not keep
+/// the probes from answering, and each is closed once the header timeout passes.
+#[tokio::test]
+async fn probes_answer_while_hundreds_of_clients_sit_idle() {
+    let limits = HttpLimits {
+        header_timeout: Duration::from_millis(500),
+        ..HttpLimits::default()
+    };
+    let r = start_with(HOUR, Some(SECRET), Arc::new(Fake::default()), limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(
+            tokio::net::TcpStream::connect(r.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let health = tokio::time::timeout(
+        Duration::from_secs(10),
+        r.http.get(r.url("/healthz")).send(),
+    )
+    .await
+    .expect("/healthz answered within 10 s")
+    .expect("GET /healthz");
+    assert_eq!(health.status(), 200);
+    // The server hangs up on a client that says nothing: its read sees EOF.
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), idle[0].read(&mut buf))
+        .await
+        .expect("the idle connection was closed within 10 s");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    r.stop().await.expect("stopped");
+}
+
+/// Over the connection limit a new connection is closed at once instead of stalling the
+/// accept loop; when the idle ones are gone, requests are served again.
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let limits = HttpLimits {
+        header_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(5),
+        max_connections: 8,
+    };
+    let r = start_with(HOUR, Some(SECRET), Arc::new(Fake::default()), limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(
+            tokio::net::TcpStream::connect(r.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    use tokio::io::AsyncReadExt;
+    let mut extra = tokio::net::TcpStream::connect(r.addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+        .await
+        .expect("the connection over the limit was closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // The idle ones time out; then a probe is served.
+    let mut ok = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok && Instant::now() < deadline {
+        ok = r
+            .http
+            .get(r.url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|res| res.status() == 200);
+        if !ok {
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(ok, "no probe answered after the idle connections timed out");
+    drop(idle);
+    r.stop().await.expect("stopped");
+}
+
 fn deploy_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
@@ -657,6 +748,8 @@ fn the_binary_serves_ticks_and_stops_on_sigterm() {
             "plans/demo.yaml",
         ])
         .args(["--cache", dir.path().join("cache.git").to_str().unwrap()])
+        .args(["--log-format", "json"])
+        .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -707,4 +800,14 @@ fn the_binary_serves_ticks_and_stops_on_sigterm() {
     );
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    // `--log-format json`: the service's log lines are JSON objects a collector can parse.
+    let logs: Vec<serde_json::Value> = rest
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|v| v["fields"]["message"] == "fleetwave stopped" && v["level"] == "INFO"),
+        "{rest:?}"
+    );
 }
