@@ -738,33 +738,28 @@ fn a_held_rollout_reads_held_on_the_dashboard() {
     assert_eq!(e.gh.issues().len(), 1, "one dashboard issue");
 }
 
-/// Reviews are paginated (`Link: rel="next"`,
-/// https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api): an
-/// approval that GitHub lists on the second page still counts.
-#[test]
-fn an_approval_on_the_second_page_of_reviews_counts() {
-    let e = env("k8s-minor");
-    let waiting = |e: &Env| {
-        let st = e.state();
-        st.waves.iter().flat_map(|w| &w.steps).find_map(|s| {
-            let p = s.posted.as_ref()?;
-            (s.status == StepStatus::Open && p.description.contains("approving review"))
-                .then(|| (s.pr.unwrap(), p.head.clone(), p.description.clone()))
-        })
-    };
+/// The open step that waits for an approving review: (PR, head, gate description).
+fn waiting_for_approval(e: &Env) -> Option<(u64, String, String)> {
+    let st = e.state();
+    st.waves.iter().flat_map(|w| &w.steps).find_map(|s| {
+        let p = s.posted.as_ref()?;
+        (s.status == StepStatus::Open && p.description.contains("approving review"))
+            .then(|| (s.pr.unwrap(), p.head.clone(), p.description.clone()))
+    })
+}
+
+/// Roll k8s-minor out (merging the manual waves as a human would, approving nothing) until a
+/// step waits for approval; returns (PR, head, now).
+fn until_approval_is_needed(e: &Env) -> (u64, String, DateTime<Utc>) {
     let spec = plan_of("k8s-minor");
     let mut now = start();
-    let mut ticks = 0;
-    let (n, head) = loop {
-        ticks += 1;
+    for _ in 0..300 {
         let out = e.reconcile(now);
         let t = text(&out);
         assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
-        if let Some((n, head, _)) = waiting(&e) {
-            break (n, head);
+        if let Some((n, head, _)) = waiting_for_approval(e) {
+            return (n, head, now);
         }
-        assert!(ticks < 300, "no step ever waited for approval");
-        // Merge the manual waves before it as a human would (nothing is approved here).
         let reviewed = e.review(&spec);
         let next = t
             .lines()
@@ -775,14 +770,24 @@ fn an_approval_on_the_second_page_of_reviews_counts() {
             Some(x) if !reviewed && !t.contains("did: ") && x > now => x,
             _ => now + Duration::minutes(5),
         };
-    };
+    }
+    panic!("no step ever waited for approval");
+}
+
+/// Reviews are paginated (`Link: rel="next"`,
+/// https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api): an
+/// approval that GitHub lists on the second page still counts.
+#[test]
+fn an_approval_on_the_second_page_of_reviews_counts() {
+    let e = env("k8s-minor");
+    let (n, head, now) = until_approval_is_needed(&e);
     for _ in 0..100 {
         e.gh.add_review("acme", "fleet", n, "bob", "COMMENTED", &head);
     }
     e.gh.add_review("acme", "fleet", n, "alice", "APPROVED", &head);
     let out = e.reconcile(now + Duration::minutes(5));
     assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
-    let still = waiting(&e).map(|(_, _, d)| d);
+    let still = waiting_for_approval(&e).map(|(_, _, d)| d);
     assert!(
         still.is_none(),
         "the approval on page 2 was not read: {still:?}"
@@ -792,4 +797,29 @@ fn an_approval_on_the_second_page_of_reviews_counts() {
             c.path.ends_with(&format!("/pulls/{n}/reviews")) && c.query.contains("page=2")
         });
     assert!(pages.count() >= 1, "the second page was never asked for");
+}
+
+/// The plan's `approval.teams` count through team membership
+/// (https://docs.github.com/en/rest/teams/members#get-team-membership-for-a-user); a token
+/// that may not read it (403, as the Actions GITHUB_TOKEN) is said once, and the team
+/// member's approval does not count — never silently.
+#[test]
+fn team_approvals_count_and_an_unreadable_team_is_said() {
+    // k8s-minor's approval gate names users [alice] and teams [platform-leads].
+    for readable in [true, false] {
+        let e = env("k8s-minor");
+        e.gh.add_team_member("acme", "platform-leads", "carol");
+        e.gh.set_members_unreadable(!readable);
+        let (n, head, now) = until_approval_is_needed(&e);
+        e.gh.add_review("acme", "fleet", n, "carol", "APPROVED", &head);
+        let out = e.reconcile(now + Duration::minutes(5));
+        let t = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        let waiting = waiting_for_approval(&e).is_some();
+        assert_eq!(waiting, !readable, "readable={readable}: {t}");
+        let said = t
+            .matches("cannot check membership of team platform-leads")
+            .count();
+        assert_eq!(said, usize::from(!readable), "readable={readable}: {t}");
+    }
 }

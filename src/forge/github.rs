@@ -317,8 +317,8 @@ impl<'a> GitHubForge<'a> {
             .expect("warn lock")
             .insert(key.to_string())
         {
+            // Said to the operator whatever RUST_LOG filters.
             eprintln!("warning: {message}");
-            tracing::warn!("{message}");
         }
     }
 

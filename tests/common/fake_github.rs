@@ -104,6 +104,8 @@ struct State {
     merge_faults: std::collections::VecDeque<MergeFault>,
     /// Calls that carried no `X-GitHub-Api-Version` or a non-JSON `Accept`.
     missing_headers: Vec<String>,
+    /// Org team memberships answer 403, as they do to an Actions `GITHUB_TOKEN`.
+    members_unreadable: bool,
 }
 
 /// Documented answers of `PUT /repos/{o}/{r}/pulls/{n}/merge`
@@ -408,6 +410,11 @@ impl FakeGitHub {
     /// Treat the token as a personal access token: `POST /check-runs` answers 403.
     pub fn set_pat(&self, pat: bool) {
         self.shared.lock().pat = pat;
+    }
+
+    /// Team memberships answer 403 (a token without the organization's members:read).
+    pub fn set_members_unreadable(&self, yes: bool) {
+        self.shared.lock().members_unreadable = yes;
     }
 
     /// The next merge calls meet these answers, in order.
@@ -1055,6 +1062,9 @@ fn route(
             )
         }
         ("GET", ["user"]) => Resp::new(200, user_json(cx, BOT_LOGIN)),
+        ("GET", ["orgs", _, "teams", _, "memberships", _]) if st.members_unreadable => {
+            Resp::msg(403, "Resource not accessible by integration")
+        }
         ("GET", ["orgs", org, "teams", team, "memberships", user]) => {
             if st
                 .teams
