@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::fake_kube::{self, FakeKube};
-use fleetwave::cluster::kube::status_of;
+use fleetwave::adapters::cluster::kube::status_of;
 use fleetwave::cluster::upgrade::{component, node_summary, pod_restarts};
 use fleetwave::cluster::{ClusterObservation, Convergence, convergence, revision_hash};
 use kube::api::{Api, DynamicObject, ListParams};
