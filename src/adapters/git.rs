@@ -1705,4 +1705,50 @@ mod tests {
         ));
         assert_eq!(remote.head_of("x"), Some(remote.root.clone()));
     }
+
+    proptest::proptest! {
+        /// The pure reference-name check in core agrees with libgit2 on full names.
+        #[test]
+        fn core_ref_names_agree_with_libgit2(tail in "[a-zA-Z0-9_./@{}~^:?*\\\\\\[ \t\u{7f}é-]{0,12}") {
+            for name in [format!("refs/tags/{tail}"), format!("refs/heads/fleetwave/{tail}/x")] {
+                proptest::prop_assert_eq!(
+                    crate::core::refname::is_valid_full_name(&name),
+                    git2::Reference::is_valid_name(&name),
+                    "{:?}", name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn core_ref_names_agree_with_libgit2_on_edges() {
+        for name in [
+            "refs/tags/v1",
+            "refs/tags/.x",
+            "refs/tags/x.",
+            "refs/tags/a..b",
+            "refs/tags/a.lock",
+            "refs/tags/a@{b",
+            "refs/tags/@",
+            "refs/tags/a//b",
+            "refs/tags/",
+            "refs/tags/a/",
+            "HEAD/x",
+            "refs/x\u{7f}",
+            "refs/x*",
+            "refs/é",
+            "refs/a b",
+            "/refs/x",
+            "refs/tags/a.lock/b",
+            "refs/.lock",
+            "refs/x@",
+            "refs/{x}",
+        ] {
+            assert_eq!(
+                crate::core::refname::is_valid_full_name(name),
+                git2::Reference::is_valid_name(name),
+                "{name:?}"
+            );
+        }
+    }
 }

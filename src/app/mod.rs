@@ -2,6 +2,7 @@
 //! and the reconcile wiring that picks adapters and runs one tick.
 
 pub mod actions;
+pub mod args;
 pub mod cli;
 pub mod demo;
 pub mod generate;

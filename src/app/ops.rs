@@ -13,7 +13,7 @@ use crate::adapters::cluster::sim::{Fault, SimConfig, SimFlux};
 use crate::adapters::forge::local::LocalForge;
 use crate::adapters::git::{Auth, GitRepo};
 use crate::adapters::notify::{Fanout, JsonlSink, WebhookFormat, WebhookSink};
-use crate::app::cli::{HookFormat, RemoteArgs, WorldArgs};
+use crate::app::args::{ForgeChoice, HookFormat, RemoteArgs, WorldArgs, cache_dir};
 use crate::app::reconcile::{self, Outcome, Settings};
 use crate::core::notify::Notifier;
 
@@ -42,17 +42,6 @@ fn settings(r: &RemoteArgs) -> Settings {
     s.title_template = r.title_template.clone();
     s.dashboard = r.dashboard;
     s
-}
-
-/// The reconciler's private cache directory for this remote.
-pub fn cache_dir(r: &RemoteArgs) -> PathBuf {
-    r.cache.clone().unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("fleetwave").join(reconcile::plan_hash(&r.remote))
-    })
 }
 
 fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
@@ -127,13 +116,6 @@ fn notifier(w: &WorldArgs) -> Result<Fanout, String> {
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(2)
-}
-
-/// Which forge and how to reach it.
-#[derive(Debug, Clone)]
-pub enum ForgeChoice {
-    Local,
-    GitHub(Box<crate::adapters::forge::github::GitHubConfig>),
 }
 
 /// How `reconcile` runs.

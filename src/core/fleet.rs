@@ -10,36 +10,11 @@ use crate::core::config::Config;
 use crate::core::diag::{Diag, Diags, Finding, Severity};
 use crate::core::locate::{self, Located};
 use crate::core::plan::Plan;
+pub use crate::core::repo::{Cluster, RepoFile};
 use crate::core::source::YamlSource;
 use crate::core::tree::{EntryKind, FileTree};
 use crate::core::yaml::{self, Doc, LineIndex};
 use crate::path;
-
-/// One file of the fleet repo, read once. Its parse is dropped after discovery: only the
-/// text (for the editor) and what the locators found in it are kept.
-pub struct RepoFile {
-    /// Path relative to the repo root, `/`-separated.
-    pub rel: PathBuf,
-    pub text: String,
-    pub yaml: bool,
-}
-
-impl RepoFile {
-    pub fn is_yaml(&self) -> bool {
-        self.yaml
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Cluster {
-    pub name: String,
-    /// Indexes into `Fleet::files`, in path order.
-    pub files: Vec<usize>,
-    pub labels: BTreeMap<String, String>,
-    /// What the cluster's objects say about its infrastructure (kinds, API groups, template
-    /// names, `kubespray`), for telemetry.
-    pub hints: std::collections::BTreeSet<String>,
-}
 
 pub struct Fleet {
     pub files: Vec<RepoFile>,
@@ -47,6 +22,19 @@ pub struct Fleet {
     pub located: Vec<Located>,
     pub clusters: BTreeMap<String, Cluster>,
     pub findings: Vec<Finding>,
+}
+
+/// The managed values of the given clusters, as found during discovery.
+pub fn locate(fleet: &Fleet, clusters: &[&Cluster]) -> Located {
+    let mut all = Located::default();
+    for c in clusters {
+        for &i in &c.files {
+            all.occurrences
+                .extend(fleet.located[i].occurrences.iter().cloned());
+            all.skips.extend(fleet.located[i].skips.iter().cloned());
+        }
+    }
+    all
 }
 
 fn is_yaml_name(p: &Path) -> bool {

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use crate::core::locate::{What, version_fields};
+use crate::core::kinds::{What, has_cp_label, version_fields};
 use crate::core::yaml::{self, Doc, NodeId, Style};
 
 /// A literal block scalar's value and where each of its lines sits in the file.
@@ -149,7 +149,7 @@ fn strategic_merge(doc: &Doc, root: NodeId, base_repo: bool, out: &mut Scan) {
     let api = doc.root_str(&["apiVersion"]).unwrap_or("");
     let kind = doc.root_str(&["kind"]).unwrap_or("");
     let group = api.split('/').next().unwrap_or("");
-    for (path, what) in version_fields(group, kind, crate::core::locate::has_cp_label(doc)) {
+    for (path, what) in version_fields(group, kind, has_cp_label(doc)) {
         let Some((range, value)) = doc.path(root, path).and_then(|n| spanned(doc, n)) else {
             continue;
         };

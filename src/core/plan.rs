@@ -418,10 +418,10 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     let gitops_base = spec.gitops_base.map(|g| {
         if g.tag.trim().is_empty() {
             errs.push(src.at(&path!["spec", "gitopsBase", "tag"], "gitopsBase needs a tag").hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"));
-        } else if !git2::Reference::is_valid_name(&format!("refs/tags/{}", g.tag)) || g.tag.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'#".contains(c)) {
+        } else if !crate::core::refname::is_valid_full_name(&format!("refs/tags/{}", g.tag)) || g.tag.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'#".contains(c)) {
             errs.push(src.at(&path!["spec", "gitopsBase", "tag"], format!("gitopsBase.tag {} is not a tag name Git accepts", echo(&g.tag))).hint("use a plain tag such as `2026.02` or `v1.4.0`"));
         }
-        if crate::core::locate::normalize_repo_url(&g.url).is_none() {
+        if crate::core::repo_url::normalize_repo_url(&g.url).is_none() {
             errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
                 .hint("use the repository's https or ssh URL, e.g. `https://github.com/org/gitops-base.git`"));
         }
@@ -745,7 +745,7 @@ fn check_gate(src: &YamlSource, at: &[crate::core::yaml::Seg], g: &Gate, errs: &
     };
     let mut field = at.to_vec();
     field.push("url".into());
-    let parsed = reqwest::Url::parse(&url.replace("{cluster}", "cluster"));
+    let parsed = url::Url::parse(&url.replace("{cluster}", "cluster"));
     if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
         errs.push(
             src.at(&field, format!("gate url {} is not an http(s) URL", echo(url)))
@@ -800,7 +800,7 @@ fn valid_name(s: &str) -> bool {
         && !s.ends_with('.')
         && !s.ends_with(".lock")
         && !s.contains("..")
-        && git2::Reference::is_valid_name(&format!("refs/heads/fleetwave/{s}/x"))
+        && crate::core::refname::is_valid_full_name(&format!("refs/heads/fleetwave/{s}/x"))
 }
 
 /// Plan names whose branches would collide with fleetwave's own refs (`fleetwave/state`).

@@ -100,7 +100,7 @@ pub fn prepare_in(
     let mut waves = Vec::new();
     for (i, names) in selection.waves.iter().enumerate() {
         let clusters: Vec<&fleet::Cluster> = names.iter().map(|n| &fleet.clusters[n]).collect();
-        let located = locate::locate(&fleet, &clusters);
+        let located = fleet::locate(&fleet, &clusters);
         let wave = steps::plan_wave(&plan, i, names, &located.occurrences, &fleet);
         skips.extend(located.skips);
         skips.extend(wave.skips.iter().cloned());

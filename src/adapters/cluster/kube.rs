@@ -401,7 +401,7 @@ pub struct KubeSource {
     hub: Vec<Watch>,
     spokes: Vec<Spoke>,
     unreachable: BTreeMap<String, String>,
-    /// Normalised (see [`crate::core::locate::normalize_repo_url`]).
+    /// Normalised (see [`crate::core::repo_url::normalize_repo_url`]).
     fleet_url: Option<String>,
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -498,7 +498,7 @@ impl KubeSource {
             fleet_url: targets
                 .fleet_url
                 .as_deref()
-                .and_then(crate::core::locate::normalize_repo_url),
+                .and_then(crate::core::repo_url::normalize_repo_url),
             changed,
         })
     }
@@ -1098,7 +1098,7 @@ fn attach_source(
         (Some(s), Some(fleet)) if s.kind == "GitRepository" => s
             .url
             .as_deref()
-            .and_then(crate::core::locate::normalize_repo_url)
+            .and_then(crate::core::repo_url::normalize_repo_url)
             .map(|u| u == fleet),
         _ => None,
     };

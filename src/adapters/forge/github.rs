@@ -89,7 +89,7 @@ pub struct GitHubConfig {
 
 /// Owner and repository from a GitHub remote URL (https or ssh).
 pub fn owner_repo(remote: &str) -> Option<(String, String)> {
-    let norm = crate::core::locate::normalize_repo_url(remote)?;
+    let norm = crate::core::repo_url::normalize_repo_url(remote)?;
     let mut parts = norm.splitn(3, '/');
     let (_host, owner, repo) = (parts.next()?, parts.next()?, parts.next()?);
     // normalize_repo_url lowercases; take the original spelling from the URL.
