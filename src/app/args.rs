@@ -157,8 +157,8 @@ pub enum Command {
         remote: RemoteArgs,
         /// Cluster state source: `kube` (a Flux hub, or `--cluster-context`) or `sim`; without
         /// it only Git and the rollout state are shown.
-        #[arg(long)]
-        clusters: Option<String>,
+        #[arg(long, value_enum)]
+        clusters: Option<ClusterSourceKind>,
         /// Kubeconfig context of the hub cluster (default: the current context, or in-cluster).
         #[arg(long)]
         kube_context: Option<String>,
@@ -254,8 +254,8 @@ pub struct WorldArgs {
     /// Cluster state source: `kube` reads Flux Kustomizations from the hub cluster (kubeconfig,
     /// `--kube-context`, or in-cluster); `sim` is the simulated Flux (demos and tests). Required,
     /// so a production run can never gate on simulated health by accident.
-    #[arg(long)]
-    pub clusters: String,
+    #[arg(long, value_enum)]
+    pub clusters: ClusterSourceKind,
     /// Kubeconfig context of the hub cluster (default: the current context, or in-cluster).
     #[arg(long)]
     pub kube_context: Option<String>,
@@ -284,12 +284,30 @@ pub struct WorldArgs {
     pub now: Option<DateTime<Utc>>,
 }
 
+/// `--forge`: where step pull requests live.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ForgeKind {
+    /// Branches and merge commits in the fleet repository only.
+    Local,
+    /// Pull requests on GitHub (or GitHub Enterprise).
+    Github,
+}
+
+/// `--clusters`: where cluster state comes from.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ClusterSourceKind {
+    /// Flux Kustomizations on the hub cluster, or each cluster with `--cluster-context`.
+    Kube,
+    /// The simulated Flux (demos and tests).
+    Sim,
+}
+
 /// The forge that hosts step pull requests.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ForgeArgs {
     /// `local` (branches and merge commits only) or `github`.
-    #[arg(long, default_value = "local")]
-    pub forge: String,
+    #[arg(long, value_enum, default_value_t = ForgeKind::Local)]
+    pub forge: ForgeKind,
     /// GitHub REST root; GitHub Enterprise: https://HOST/api/v3.
     #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
     pub github_api: String,
@@ -326,9 +344,9 @@ pub struct ForgeArgs {
 impl ForgeArgs {
     pub fn choice(&self, r: &RemoteArgs) -> Result<ForgeChoice, String> {
         use crate::adapters::forge::github::{GitHubAuth, GitHubConfig, owner_repo};
-        match self.forge.as_str() {
-            "local" => Ok(ForgeChoice::Local),
-            "github" => {
+        match self.forge {
+            ForgeKind::Local => Ok(ForgeChoice::Local),
+            ForgeKind::Github => {
                 let (owner, repo) = match &self.github_repo {
                     Some(s) => s.split_once('/').map(|(o, r)| (o.to_string(), r.to_string())).ok_or_else(|| format!("--github-repo {s:?} is not owner/repo"))?,
                     None => owner_repo(&r.remote).ok_or_else(|| format!("cannot tell owner/repo from --remote {}; pass --github-repo owner/repo", r.remote))?,
@@ -354,7 +372,6 @@ impl ForgeArgs {
                     check_runs: self.check_runs || app,
                 })))
             }
-            other => Err(format!("unknown forge {other:?}: use local or github")),
         }
     }
 }

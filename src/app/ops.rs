@@ -13,7 +13,9 @@ use crate::adapters::cluster::sim::{Fault, SimConfig, SimFlux};
 use crate::adapters::forge::local::LocalForge;
 use crate::adapters::git::{Auth, GitRepo};
 use crate::adapters::notify::{Fanout, JsonlSink, WebhookFormat, WebhookSink};
-use crate::app::args::{ForgeChoice, HookFormat, RemoteArgs, WorldArgs, cache_dir};
+use crate::app::args::{
+    ClusterSourceKind, ForgeChoice, HookFormat, RemoteArgs, WorldArgs, cache_dir,
+};
 use crate::app::reconcile::{self, Outcome, Settings};
 use crate::core::notify::Notifier;
 
@@ -161,8 +163,8 @@ async fn tick_with<F: crate::adapters::forge::Forge>(
         let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
             .map_err(|e| e.to_string())?;
         let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
-        let source = match w.clusters.as_str() {
-            "sim" => Source::Sim(SimFlux::new(
+        let source = match w.clusters {
+            ClusterSourceKind::Sim => Source::Sim(SimFlux::new(
                 history,
                 SimConfig {
                     delay,
@@ -170,11 +172,8 @@ async fn tick_with<F: crate::adapters::forge::Forge>(
                     branch: s.base.clone(),
                 },
             )),
-            "kube" => Source::Kube(kube.ok_or("the kube cluster source was not started")?),
-            other => {
-                return Err(format!(
-                    "unknown cluster source {other:?}: use kube (a Flux hub) or sim (the simulated Flux)"
-                ));
+            ClusterSourceKind::Kube => {
+                Source::Kube(kube.ok_or("the kube cluster source was not started")?)
             }
         };
         let forge = forge_for(now)?;
@@ -419,7 +418,7 @@ async fn maybe_kube(
     s: &Settings,
     remote: &str,
 ) -> Result<Option<KubeSource>, String> {
-    if w.clusters != "kube" {
+    if w.clusters != ClusterSourceKind::Kube {
         return Ok(None);
     }
     let names = if w.cluster_context.is_some() {
@@ -451,7 +450,7 @@ fn node_gated_waves(plan: &crate::core::plan::Plan) -> Option<String> {
 /// Said once per process: without per-cluster contexts these gates fail (holding the wave).
 fn warn_node_gates(w: &WorldArgs, plan: &crate::core::plan::Plan) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if w.clusters != "kube" || w.cluster_context.is_some() {
+    if w.clusters != ClusterSourceKind::Kube || w.cluster_context.is_some() {
         return;
     }
     if let Some(waves) = node_gated_waves(plan)
@@ -706,7 +705,7 @@ pub fn comment_on_pr(
 #[derive(Debug, Clone)]
 pub struct StatusOpts {
     /// `sim`, `kube`, or None for Git and the rollout state only.
-    pub clusters: Option<String>,
+    pub clusters: Option<ClusterSourceKind>,
     pub sim_delay: std::time::Duration,
     pub kube_context: Option<String>,
     pub cluster_context: Option<String>,
@@ -727,11 +726,11 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
     };
     let s = settings(r);
     let rt = watch_runtime();
-    let kube = match opts.clusters.as_deref() {
-        None | Some("sim") => None,
-        Some("kube") => {
+    let kube = match opts.clusters {
+        None | Some(ClusterSourceKind::Sim) => None,
+        Some(ClusterSourceKind::Kube) => {
             let w = WorldArgs {
-                clusters: "kube".into(),
+                clusters: ClusterSourceKind::Kube,
                 kube_context: opts.kube_context.clone(),
                 cluster_context: opts.cluster_context.clone(),
                 ..world_defaults()
@@ -740,11 +739,6 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
                 Ok(k) => k,
                 Err(e) => return fail(e),
             }
-        }
-        Some(other) => {
-            return fail(format!(
-                "unknown cluster source {other:?}: use kube (a Flux hub or --cluster-context) or sim"
-            ));
         }
     };
     let mut refreshes = 0u64;
@@ -766,7 +760,7 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
 
 fn world_defaults() -> WorldArgs {
     WorldArgs {
-        clusters: String::new(),
+        clusters: ClusterSourceKind::Sim,
         kube_context: None,
         cluster_context: None,
         sim_delay: std::time::Duration::from_secs(600).into(),
@@ -791,8 +785,8 @@ fn status_once(
     let now = opts.now.unwrap_or_else(Utc::now);
     let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
     let names: Vec<String> = o.planned.fleet.clusters.keys().cloned().collect();
-    let observed = match (opts.clusters.as_deref(), kube) {
-        (Some("sim"), _) => {
+    let observed = match (opts.clusters, kube) {
+        (Some(ClusterSourceKind::Sim), _) => {
             let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
                 .map_err(|e| e.to_string())?;
             let sim = SimFlux::new(
@@ -944,7 +938,7 @@ pub fn serve(
         eprintln!("fleetwave serve: listening on {}", server.local_addr());
         // The watches live as long as the service; git2 handles do not cross threads, so the
         // cluster list for per-cluster mode is read on a blocking thread.
-        let kube = if world.clusters == "kube" {
+        let kube = if world.clusters == ClusterSourceKind::Kube {
             let (r, w) = (remote.clone(), world.clone());
             let names = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
                 if w.cluster_context.is_none() {
