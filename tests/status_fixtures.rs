@@ -36,7 +36,8 @@ const EXPECT: &str = "fleetwave.test/expect";
 const DISAGREES: &str = "fleetwave.test/crate-disagrees";
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Every variant the fixtures must hold (RESEARCH §2, §3, §6).
+/// Every variant the fixtures must hold: Flux Kustomizations and sources, the upgrade
+/// objects (CAPI, Kamaji, k0rdent), nodes and pods.
 const REQUIRED: &[&str] = &[
     // Flux Kustomization
     "ks-ready-at-merge.json",

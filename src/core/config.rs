@@ -1,5 +1,6 @@
 //! `fleetwave.yaml`: where clusters live, where their labels come from, extra locators.
-//! Optional; the defaults fit the layouts in RESEARCH §1.
+//! Optional; by default a cluster's files live under `clusters/{cluster}`,
+//! `applications/overlays/{cluster}` or `infrastructure/clusters/{cluster}`.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! `decide`: the rollout's rules as one pure function from (plan, stored state, observed
-//! world, now) to the next state and the side effects that follow from it (SPEC §1, §5).
+//! world, now) to the next state and the side effects that follow from it: waves go in order,
+//! a wave soaks once its clusters converge, its gates must pass, and a failed wave halts the plan.
 //!
 //! Nothing here reads a clock, the network or Git: the reconciler observes, calls `decide`,
 //! writes the returned state by compare-and-swap, and only then performs the effects, so a

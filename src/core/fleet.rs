@@ -232,7 +232,10 @@ fn identity_labels(file: &RepoFile, lines: &LineIndex, docs: &[Doc]) -> Vec<Labe
     out
 }
 
-/// Objects whose labels describe the cluster (RESEARCH §1 and SPEC §2).
+/// Objects whose labels describe the cluster (the labels wave selectors match): a CAPI or
+/// k0smotron `Cluster`, a Kamaji `TenantControlPlane`, a k0rdent `ClusterDeployment`, the
+/// `cluster-info` ConfigMap, a Flux Kustomization applying to a remote cluster, a Crossplane
+/// managed Kubernetes cluster.
 pub fn is_identity(doc: &Doc) -> bool {
     let (Some(api), Some(kind)) = (doc.root_str(&["apiVersion"]), doc.root_str(&["kind"])) else {
         return false;

@@ -4,7 +4,7 @@
 //! Two kinds of [`Event`]:
 //! - an [`Alert`] when a wave fails and the plan halts (plan, wave, reason, failed clusters and
 //!   a rollback hint);
-//! - a [`Telemetry`] record per cluster upgrade once it has finished (seed 001: `cluster_id`,
+//! - a [`Telemetry`] record per cluster upgrade once it has finished (`cluster_id`,
 //!   `target_infrastructure`, the new template name, plus versions and the outcome).
 //!
 //! Every event carries a stable `id` (an idempotency key such as
@@ -51,7 +51,8 @@ impl Outcome {
     }
 }
 
-/// Telemetry of one cluster upgrade (seed 001): snake_case field names as in the seed.
+/// Telemetry of one cluster upgrade, with the snake_case field names its consumers read
+/// (`cluster_id`, `target_infrastructure`, `template`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Telemetry {
     pub cluster_id: String,

@@ -1,5 +1,6 @@
-//! The `FleetUpgradePlan`: its file format (seed 000 plus SPEC §2 extensions) and the
-//! validated model the rest of fleetwave works from.
+//! The `FleetUpgradePlan` (`apiVersion: fleet.opencenter.cloud/v1alpha1`): its file format —
+//! waves of clusters chosen by label, the Kubernetes hops, the gitops-base tag, templates,
+//! gates and windows — and the validated model the rest of fleetwave works from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

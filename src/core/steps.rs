@@ -1,5 +1,6 @@
 //! Step planning: turn a wave's located values into ordered steps (one pull request each)
-//! and enforce the Kubernetes version-skew policy (SPEC §3, RESEARCH §4).
+//! and enforce the Kubernetes version-skew policy: one minor version per hop, control planes
+//! before workers, and workers never newer than their control plane.
 //!
 //! The step list comes from the plan alone — per hop, control planes then workers where the
 //! wave holds them separately, gitops-base and templates with the last step — so a step

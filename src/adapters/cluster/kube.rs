@@ -1,4 +1,5 @@
-//! Flux state from a hub cluster via kube-rs (RESEARCH §2, hub mode).
+//! Flux state from a hub cluster via kube-rs: in hub mode one management cluster runs a Flux
+//! Kustomization per fleet cluster, applying it through `spec.kubeConfig`.
 //!
 //! One watcher (list, then watch with bookmarks) over `kustomize.toolkit.fluxcd.io/v1`
 //! Kustomizations in all namespaces feeds a reflector store; [`KubeSource::observe`] only reads
@@ -144,7 +145,7 @@ impl Kind {
     }
 }
 
-/// Kinds that report the upgrade itself (RESEARCH §3), watched on the hub when present.
+/// Kinds that report the upgrade itself (CAPI, Kamaji, k0rdent), watched on the hub when present.
 pub fn upgrade_kinds() -> Vec<Kind> {
     vec![
         Kind::new("cluster.x-k8s.io", "v1beta1", "Cluster", "clusters", true),

@@ -1,5 +1,6 @@
 //! Cluster state as fleetwave observes it: Flux Kustomization status and gate results per
-//! cluster, and the pure rules that turn them into "converged at commit X" (RESEARCH §2).
+//! cluster, and the pure rules that turn them into "converged at commit X": the cluster's
+//! Flux Kustomizations from the fleet repository are Ready at X or a descendant of it.
 //! Sources (the simulated Flux, and kube-rs, in the adapters floor) implement [`ClusterSource`].
 //! [`upgrade`] reads the upgrade itself from CAPI, Kamaji, k0rdent objects and nodes.
 

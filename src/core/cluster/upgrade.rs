@@ -1,4 +1,4 @@
-//! The upgrade itself, as the objects that carry it out report it (RESEARCH §3): CAPI
+//! The upgrade itself, as the objects that carry it out report it: CAPI
 //! `Cluster` / `KubeadmControlPlane` / `MachineDeployment`, Kamaji `TenantControlPlane`,
 //! k0rdent `ClusterDeployment`, nodes and the apiserver. A converged Flux only says the
 //! manifests were applied; these say whether the cluster got there.
