@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fake_kube::{FakeKube, capi_cluster, kcp, kustomization, machine_deployment};
+use fleetwave::adapters::cluster::kube::{KubeSource, Targets, upgrade_kinds};
 use fleetwave::cluster::ClusterSource;
-use fleetwave::cluster::kube::{KubeSource, Targets, upgrade_kinds};
 
 fn read_tree(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     for e in std::fs::read_dir(dir).expect("read_dir") {

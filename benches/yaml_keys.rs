@@ -43,7 +43,7 @@ fn main() {
     let plan = tmp.path().join("plan.yaml");
     std::fs::write(&plan, PLAN).expect("write");
     let started = Instant::now();
-    let planned = fleetwave::planner::prepare(tmp.path(), &plan).expect("plans");
+    let planned = fleetwave::disk::prepare(tmp.path(), &plan).expect("plans");
     let whole = started.elapsed();
     assert_eq!(planned.waves[0].clusters, vec!["c1".to_string()]);
     println!(

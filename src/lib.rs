@@ -1,37 +1,25 @@
 //! fleetwave: upgrade fleets of Kubernetes clusters wave by wave through their GitOps repository.
 //!
-//! The core (plan, config, fleet, locate, edit, steps) does no I/O beyond reading the fleet
-//! repository's files; the command layer (`cli`) prints and writes.
+//! Three floors, each importing only the ones below it (see ARCHITECTURE.md):
+//! - [`core`]: pure rules and data — plan, versions, fleet, locators, the byte-surgical editor,
+//!   steps, `decide`, state, status, observations, gate rules, events. No I/O.
+//! - [`adapters`]: one module per outside system — Git, forges, cluster sources, notification
+//!   sinks, the HTTP gate client, the repository on disk.
+//! - [`app`]: the command line, one function per command, the service, the demo and the
+//!   reconcile wiring that picks adapters.
+//!
+//! The modules are also re-exported here under their short names (`fleetwave::plan`, …).
 
 // Nested `if let` reads better than let-chains in the validation ladders here.
 #![allow(clippy::collapsible_if)]
 
-pub mod actions;
-pub mod cli;
-pub mod cluster;
-pub mod config;
-pub mod decide;
-pub mod demo;
-pub mod diag;
-pub mod edit;
-pub mod fleet;
-pub mod forge;
-pub mod gates;
-#[path = "gen.rs"]
-pub mod generate;
-pub mod git;
-pub mod inline;
-pub mod locate;
-pub mod notify;
-pub mod ops;
-pub mod plan;
-pub mod planner;
-pub mod reconcile;
-pub mod serve;
-pub mod source;
-pub mod state;
-pub mod status;
-pub mod steps;
-pub mod tree;
-pub mod version;
-pub mod yaml;
+pub mod adapters;
+pub mod app;
+pub mod core;
+
+pub use crate::adapters::{disk, forge, git};
+pub use crate::app::{actions, cli, demo, generate, ops, reconcile, serve};
+pub use crate::core::{
+    cluster, config, decide, diag, edit, fleet, gates, inline, locate, notify, plan, planner,
+    source, state, status, steps, tree, version, yaml,
+};

@@ -11,8 +11,8 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use fleetwave::adapters::gates::{MAX_IN_FLIGHT, Remote};
 use fleetwave::cluster::GateResult;
-use fleetwave::gates::{MAX_IN_FLIGHT, Remote};
 use fleetwave::plan::Gate;
 use serde_json::{Value, json};
 

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fleetwave::tree::{DiskTree, FileTree};
+use fleetwave::disk::DiskTree;
+use fleetwave::tree::FileTree;
 
 const PLAN: &str = "apiVersion: fleet.opencenter.cloud/v1alpha1
 kind: FleetUpgradePlan
@@ -374,7 +375,7 @@ fn a_committed_symlink_named_like_the_old_temporary_file_is_not_written_through(
 #[test]
 fn two_applies_on_one_tree_do_not_interleave() {
     let f = Fleet::new(&["c1"]);
-    let held = fleetwave::tree::lock_tree(&f.repo()).unwrap();
+    let held = fleetwave::disk::lock_tree(&f.repo()).unwrap();
     let o = f.run("apply");
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::fake_kube::{FakeKube, kustomization};
-use fleetwave::cluster::kube::KubeSource;
+use fleetwave::adapters::cluster::kube::KubeSource;
 use fleetwave::cluster::{ClusterObservation, ClusterSource, Convergence, convergence};
 
 const X: &str = "1111111111111111111111111111111111111111";
@@ -465,7 +465,7 @@ fn reconcile_gates_on_the_hub_kustomizations() {
 
 /// A hub watching Flux plus every upgrade kind.
 async fn started_with_kinds(fake: &FakeKube) -> KubeSource {
-    use fleetwave::cluster::kube::{Targets, upgrade_kinds};
+    use fleetwave::adapters::cluster::kube::{Targets, upgrade_kinds};
     let src = KubeSource::start_with(Targets {
         hub: Some(fake.client()),
         hub_kinds: upgrade_kinds(),
@@ -631,7 +631,7 @@ async fn a_410_on_the_control_plane_watch_does_not_lose_the_upgrade_finishing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_cluster_contexts_read_flux_nodes_pods_and_the_apiserver_version() {
     use common::fake_kube::{node, pod};
-    use fleetwave::cluster::kube::Targets;
+    use fleetwave::adapters::cluster::kube::Targets;
     let (a, b) = (FakeKube::start(), FakeKube::start());
     let ok = ("True", "ReconciliationSucceeded");
     for k in [&a, &b] {
@@ -715,7 +715,7 @@ async fn per_cluster_contexts_read_flux_nodes_pods_and_the_apiserver_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kustomization_waiting_on_its_source_says_so() {
     use common::fake_kube::git_repository;
-    use fleetwave::cluster::kube::{Targets, source_kinds};
+    use fleetwave::adapters::cluster::kube::{Targets, source_kinds};
     let fake = FakeKube::start();
     let ok = ("True", "ReconciliationSucceeded");
     let mut ks = kustomization("a", "apps", ok, &rev(OLD), &rev(OLD), 1, 1);
@@ -783,7 +783,7 @@ async fn a_kustomization_waiting_on_its_source_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kustomizations_from_other_repositories_count_for_health_only() {
     use common::fake_kube::git_repository;
-    use fleetwave::cluster::kube::{Targets, source_kinds};
+    use fleetwave::adapters::cluster::kube::{Targets, source_kinds};
     let fake = FakeKube::start();
     let ok = ("True", "ReconciliationSucceeded");
     let with_source = |name: &str, ready: (&str, &str), applied: &str, source: &str| {
@@ -847,7 +847,7 @@ async fn kustomizations_from_other_repositories_count_for_health_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_whose_api_server_goes_away_is_unobservable_not_stale() {
     use common::fake_kube::node;
-    use fleetwave::cluster::kube::Targets;
+    use fleetwave::adapters::cluster::kube::Targets;
     let spoke = FakeKube::start();
     let ok = ("True", "ReconciliationSucceeded");
     spoke.apply(kustomization(

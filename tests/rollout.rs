@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use fleetwave::adapters::notify::JsonlSink;
 use fleetwave::git::{Auth, GitRepo, Sig};
-use fleetwave::notify::JsonlSink;
 use fleetwave::state::{PlanState, PlanStatus, StepStatus, WaveStatus};
 
 struct Fleet {

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::fake_kube::{self, FakeKube};
-use fleetwave::cluster::kube::status_of;
+use fleetwave::adapters::cluster::kube::status_of;
 use fleetwave::cluster::upgrade::{component, node_summary, pod_restarts};
 use fleetwave::cluster::{ClusterObservation, Convergence, convergence, revision_hash};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -36,7 +36,8 @@ const EXPECT: &str = "fleetwave.test/expect";
 const DISAGREES: &str = "fleetwave.test/crate-disagrees";
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Every variant the fixtures must hold (RESEARCH §2, §3, §6).
+/// Every variant the fixtures must hold: Flux Kustomizations and sources, the upgrade
+/// objects (CAPI, Kamaji, k0rdent), nodes and pods.
 const REQUIRED: &[&str] = &[
     // Flux Kustomization
     "ks-ready-at-merge.json",

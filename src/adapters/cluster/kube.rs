@@ -1,0 +1,1350 @@
+//! Flux state from a hub cluster via kube-rs: in hub mode one management cluster runs a Flux
+//! Kustomization per fleet cluster, applying it through `spec.kubeConfig`.
+//!
+//! One watcher (list, then watch with bookmarks) over `kustomize.toolkit.fluxcd.io/v1`
+//! Kustomizations in all namespaces feeds a reflector store; [`KubeSource::observe`] only reads
+//! that store. So the API server sees one long-lived watch for the whole fleet, never a GET per
+//! cluster per tick, and a 410 Gone (compacted resourceVersion) makes kube's watcher relist.
+//!
+//! A Kustomization belongs to cluster `C` when its namespace is `C`, or it carries the label
+//! `fleetwave.io/cluster: C`, or its `spec.kubeConfig.secretRef.name` is `C-kubeconfig`.
+//!
+//! Objects are read as [`DynamicObject`]s (the Flux CRD has no Rust type here), and every field
+//! is read defensively: unknown or malformed fields never fail an observation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::reflector::{Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+
+use crate::core::cluster::{
+    ClusterError, ClusterObservation, ClusterSource, Condition, KustomizationStatus, SourceStatus,
+};
+
+/// Label that assigns a hub Kustomization to a cluster explicitly.
+pub const CLUSTER_LABEL: &str = "fleetwave.io/cluster";
+/// Suffix of the kubeconfig Secret name a hub Kustomization uses to reach its spoke.
+pub const KUBECONFIG_SUFFIX: &str = "-kubeconfig";
+
+/// Which kubeconfig context to use; `None` = the current context, or in-cluster config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeConfigSel {
+    pub context: Option<String>,
+}
+
+/// Build a client for a kubeconfig context, or the inferred default (kubeconfig current
+/// context, then in-cluster service account) when no context is given.
+///
+/// kube builds a rustls config even for `http://` servers. This crate's graph compiles rustls
+/// with both `ring` and `aws-lc-rs`, so rustls cannot pick a process default by itself; kube's
+/// `aws-lc-rs` feature makes `Client::try_from` install one (otherwise it panics).
+pub async fn client(sel: &KubeConfigSel) -> Result<kube::Client, ClusterError> {
+    let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+        ClusterError::Unavailable(format!("kube config ({what}): {e}"))
+    };
+    let config = match &sel.context {
+        Some(ctx) => {
+            let opts = kube::config::KubeConfigOptions {
+                context: Some(ctx.clone()),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&opts)
+                .await
+                .map_err(|e| unavailable(&format!("context {ctx}"), &e))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| unavailable("inferred", &e))?,
+    };
+    kube::Client::try_from(config).map_err(|e| unavailable("client", &e))
+}
+
+/// Clients for many contexts of the kubeconfig (`KUBECONFIG` or `~/.kube/config`), read and
+/// parsed once: each client gets a kubeconfig cut down to its own context, cluster and user,
+/// so thousands of contexts cost one parse, not one each. Per context: its client, or why not.
+pub async fn clients_for_contexts(
+    contexts: &[String],
+) -> Result<Vec<Result<kube::Client, ClusterError>>, ClusterError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read()
+        .map_err(|e| ClusterError::Unavailable(format!("kube config (reading it): {e}")))?;
+    let clusters: HashMap<&str, _> = kc.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
+    let users: HashMap<&str, _> = kc.auth_infos.iter().map(|u| (u.name.as_str(), u)).collect();
+    let named: HashMap<&str, _> = kc.contexts.iter().map(|c| (c.name.as_str(), c)).collect();
+    let mut out = Vec::with_capacity(contexts.len());
+    for ctx in contexts {
+        let Some(nc) = named.get(ctx.as_str()) else {
+            out.push(Err(ClusterError::Unavailable(format!(
+                "kube config: no context {ctx:?}"
+            ))));
+            continue;
+        };
+        let inner = nc.context.as_ref();
+        let one = Kubeconfig {
+            clusters: inner
+                .and_then(|c| clusters.get(c.cluster.as_str()))
+                .map(|c| vec![(*c).clone()])
+                .unwrap_or_default(),
+            auth_infos: inner
+                .and_then(|c| c.user.as_deref())
+                .and_then(|u| users.get(u))
+                .map(|u| vec![(*u).clone()])
+                .unwrap_or_default(),
+            contexts: vec![(*nc).clone()],
+            current_context: Some(ctx.clone()),
+            ..Default::default()
+        };
+        let opts = KubeConfigOptions {
+            context: Some(ctx.clone()),
+            ..Default::default()
+        };
+        let client = match kube::Config::from_custom_kubeconfig(one, &opts).await {
+            Ok(config) => kube::Client::try_from(config).map_err(|e| {
+                ClusterError::Unavailable(format!("kube config (context {ctx}, client): {e}"))
+            }),
+            Err(e) => Err(ClusterError::Unavailable(format!(
+                "kube config (context {ctx}): {e}"
+            ))),
+        };
+        out.push(client);
+    }
+    Ok(out)
+}
+
+/// The API resource of Flux Kustomizations.
+pub fn kustomization_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization");
+    ApiResource::from_gvk_with_plural(&gvk, "kustomizations")
+}
+
+/// An object kind to watch, and whether fleetwave can do without it.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub resource: ApiResource,
+    /// Optional kinds whose CRD is not installed (404 on the first list) are skipped.
+    pub optional: bool,
+    /// Namespace to watch; None = all namespaces (or a cluster-scoped kind).
+    pub namespace: Option<String>,
+}
+
+impl Kind {
+    fn new(group: &str, version: &str, kind: &str, plural: &str, optional: bool) -> Kind {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        Kind {
+            resource: ApiResource::from_gvk_with_plural(&gvk, plural),
+            optional,
+            namespace: None,
+        }
+    }
+}
+
+/// Kinds that report the upgrade itself (CAPI, Kamaji, k0rdent), watched on the hub when present.
+pub fn upgrade_kinds() -> Vec<Kind> {
+    vec![
+        Kind::new("cluster.x-k8s.io", "v1beta1", "Cluster", "clusters", true),
+        Kind::new(
+            "cluster.x-k8s.io",
+            "v1beta1",
+            "MachineDeployment",
+            "machinedeployments",
+            true,
+        ),
+        Kind::new(
+            "cluster.x-k8s.io",
+            "v1beta1",
+            "MachinePool",
+            "machinepools",
+            true,
+        ),
+        Kind::new(
+            "controlplane.cluster.x-k8s.io",
+            "v1beta1",
+            "KubeadmControlPlane",
+            "kubeadmcontrolplanes",
+            true,
+        ),
+        Kind::new(
+            "controlplane.cluster.x-k8s.io",
+            "v1beta1",
+            "K0sControlPlane",
+            "k0scontrolplanes",
+            true,
+        ),
+        Kind::new(
+            "kamaji.clastix.io",
+            "v1alpha1",
+            "TenantControlPlane",
+            "tenantcontrolplanes",
+            true,
+        ),
+        Kind::new(
+            "k0rdent.mirantis.com",
+            "v1beta1",
+            "ClusterDeployment",
+            "clusterdeployments",
+            true,
+        ),
+    ]
+}
+
+/// Flux sources, watched to explain a Kustomization that has not applied a commit yet.
+pub fn source_kinds() -> Vec<Kind> {
+    vec![
+        Kind::new(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "GitRepository",
+            "gitrepositories",
+            true,
+        ),
+        Kind::new(
+            "source.toolkit.fluxcd.io",
+            "v1beta2",
+            "OCIRepository",
+            "ocirepositories",
+            true,
+        ),
+    ]
+}
+
+/// What a [`KubeSource`] watches.
+pub struct Targets {
+    /// The hub: Flux Kustomizations in all namespaces (hub mode), plus `hub_kinds`.
+    pub hub: Option<kube::Client>,
+    pub hub_kinds: Vec<Kind>,
+    /// Per-cluster mode: cluster name → a client for that cluster. Each spoke is watched for
+    /// Kustomizations in `flux-system`, Nodes and Pods; its `/version` is polled.
+    pub spokes: Vec<(String, kube::Client)>,
+    /// How often each spoke's `/version` is read.
+    pub version_every: Duration,
+    /// Clusters whose own context could not be set up, and why: observed from the hub only,
+    /// with the reason shown while they are waited for.
+    pub unreachable: BTreeMap<String, String>,
+    /// The fleet repository's URL: Kustomizations applying from another Git repository are
+    /// checked for health only. None: every Kustomization must reach the merge commit.
+    pub fleet_url: Option<String>,
+}
+
+impl Default for Targets {
+    /// Nothing watched yet; `/version` every 30 s.
+    fn default() -> Self {
+        Targets {
+            hub: None,
+            hub_kinds: Vec::new(),
+            spokes: Vec::new(),
+            version_every: Duration::from_secs(30),
+            unreachable: BTreeMap::new(),
+            fleet_url: None,
+        }
+    }
+}
+
+/// Watcher bookkeeping, shared with the task that drives one watch stream.
+struct Counters {
+    /// Full lists started (the first one plus every relist, e.g. after 410 Gone).
+    lists: AtomicUsize,
+    /// Becomes true once the first list is in the store (or an optional kind is absent).
+    listed: tokio::sync::watch::Sender<bool>,
+    /// Errors the watcher reported (it retries with backoff after each).
+    errors: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+    /// An optional kind the API server does not serve.
+    absent: std::sync::atomic::AtomicBool,
+}
+
+/// One list+watch of one kind on one API server, feeding a reflector store.
+struct Watch {
+    /// e.g. `kustomizations on the hub`, for messages.
+    what: String,
+    kind: String,
+    resource: ApiResource,
+    store: Store<DynamicObject>,
+    counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    /// `changed` is bumped on this watch's events (None: its events do not ask for a tick).
+    fn start(
+        client: kube::Client,
+        kind: &Kind,
+        what: String,
+        changed: Option<tokio::sync::watch::Sender<u64>>,
+    ) -> Watch {
+        let ar = &kind.resource;
+        let writer = Writer::<DynamicObject>::new(ar.clone());
+        let store = writer.as_reader();
+        let counters = Arc::new(Counters {
+            lists: AtomicUsize::new(0),
+            listed: tokio::sync::watch::channel(false).0,
+            errors: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
+            absent: Default::default(),
+        });
+        let task = tokio::spawn(run_watch(
+            client,
+            kind.clone(),
+            writer,
+            counters.clone(),
+            changed,
+            what.clone(),
+        ));
+        Watch {
+            what,
+            kind: ar.kind.clone(),
+            resource: ar.clone(),
+            store,
+            counters,
+            task,
+        }
+    }
+
+    fn listed(&self) -> bool {
+        *self.counters.listed.borrow()
+    }
+
+    fn absent(&self) -> bool {
+        self.counters.absent.load(Ordering::Relaxed)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.counters
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// One cluster reached through its own context (per-cluster mode).
+struct Spoke {
+    cluster: String,
+    kustomizations: Watch,
+    /// GitRepositories and OCIRepositories in `flux-system`.
+    sources: Vec<Watch>,
+    nodes: Watch,
+    pods: Watch,
+    /// The apiserver's `gitVersion`, or why it could not be read.
+    version: Arc<Mutex<Option<Result<String, String>>>>,
+    poller: tokio::task::JoinHandle<()>,
+    restarts: Mutex<RestartCounter>,
+}
+
+/// Container restarts of one cluster as a count that only goes up while fleetwave watches:
+/// a pod replaced during a drain takes its restart count with it, and a plain sum over the
+/// pods there now would fall and hide the next crash loop.
+#[derive(Default)]
+struct RestartCounter {
+    /// Restart count last seen per pod UID.
+    seen: HashMap<String, u64>,
+    total: u64,
+}
+
+impl RestartCounter {
+    fn update<'a>(&mut self, pods: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
+        let mut now = HashMap::new();
+        for (uid, count) in pods {
+            let before = self.seen.get(uid).copied().unwrap_or(0);
+            self.total += count.saturating_sub(before);
+            now.insert(uid.to_string(), count.max(before));
+        }
+        // Forget deleted pods (their restarts stay counted).
+        self.seen = now;
+        self.total
+    }
+}
+
+impl Spoke {
+    fn watches(&self) -> impl Iterator<Item = &Watch> {
+        [&self.kustomizations, &self.nodes, &self.pods]
+            .into_iter()
+            .chain(&self.sources)
+    }
+
+    /// Why this cluster's own state cannot be trusted right now, if so.
+    fn unobservable(&self) -> Option<String> {
+        if self.kustomizations.absent() {
+            return Some(
+                "Flux Kustomizations are not served by this cluster (Flux not installed?)".into(),
+            );
+        }
+        if let Some(w) = self.watches().find(|w| !w.listed()) {
+            return Some(format!(
+                "no list of {} yet{}",
+                w.what,
+                w.last_error()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(w) = self.watches().find(|w| w.task.is_finished() && !w.absent()) {
+            return Some(format!("the watch of {} has stopped", w.what));
+        }
+        // The apiserver answering `/version` is the liveness check: watches keep the last
+        // state they saw when their server goes away.
+        match &*self.version.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Err(e)) => Some(format!("its API server does not answer: {e}")),
+            _ => None,
+        }
+    }
+}
+
+/// Cluster state from Kubernetes, kept current by one list+watch per context and kind.
+/// See module docs.
+pub struct KubeSource {
+    hub: Vec<Watch>,
+    spokes: Vec<Spoke>,
+    unreachable: BTreeMap<String, String>,
+    /// Normalised (see [`crate::core::repo_url::normalize_repo_url`]).
+    fleet_url: Option<String>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl KubeSource {
+    /// Hub mode, Flux only: one watcher (list + watch, with bookmarks; kube's watcher relists
+    /// on 410 Gone) for Kustomizations in all namespaces. Must be called inside a tokio
+    /// runtime; returns at once; use [`KubeSource::ready`] to wait for the first list.
+    pub async fn start(client: kube::Client) -> Result<KubeSource, ClusterError> {
+        Self::start_with(Targets {
+            hub: Some(client),
+            ..Targets::default()
+        })
+        .await
+    }
+
+    /// Start every watch `targets` asks for. Must be called inside a tokio runtime whose
+    /// workers keep running (the watches are tasks on it); returns at once.
+    pub async fn start_with(targets: Targets) -> Result<KubeSource, ClusterError> {
+        let changed = tokio::sync::watch::channel(0u64).0;
+        let mut hub = Vec::new();
+        if let Some(client) = &targets.hub {
+            let ks = Kind {
+                resource: kustomization_resource(),
+                optional: false,
+                namespace: None,
+            };
+            hub.push(Watch::start(
+                client.clone(),
+                &ks,
+                "Kustomizations on the hub".into(),
+                Some(changed.clone()),
+            ));
+            for k in &targets.hub_kinds {
+                let what = format!("{} on the hub", k.resource.plural);
+                hub.push(Watch::start(client.clone(), k, what, Some(changed.clone())));
+            }
+        }
+        let mut spokes = Vec::new();
+        for (cluster, client) in targets.spokes {
+            let flux = Kind {
+                resource: kustomization_resource(),
+                optional: false,
+                namespace: Some("flux-system".into()),
+            };
+            let core = |kind: &str, plural: &str| Kind {
+                resource: ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk("", "v1", kind),
+                    plural,
+                ),
+                optional: false,
+                namespace: None,
+            };
+            let w = |k: &Kind, what: &str| {
+                // Pod status churns all the time; restart counts are read on the next tick.
+                let signal = k.resource.plural != "pods";
+                Watch::start(
+                    client.clone(),
+                    k,
+                    format!("{what} on {cluster}"),
+                    signal.then(|| changed.clone()),
+                )
+            };
+            let version = Arc::new(Mutex::new(None));
+            let poller = tokio::spawn(poll_version(
+                client.clone(),
+                version.clone(),
+                targets.version_every,
+                changed.clone(),
+            ));
+            let sources = source_kinds()
+                .into_iter()
+                .map(|mut k| {
+                    k.namespace = Some("flux-system".into());
+                    let what = k.resource.plural.clone();
+                    w(&k, &what)
+                })
+                .collect();
+            spokes.push(Spoke {
+                kustomizations: w(&flux, "Kustomizations"),
+                sources,
+                nodes: w(&core("Node", "nodes"), "Nodes"),
+                pods: w(&core("Pod", "pods"), "Pods"),
+                cluster,
+                version,
+                poller,
+                restarts: Mutex::default(),
+            });
+        }
+        Ok(KubeSource {
+            hub,
+            spokes,
+            unreachable: targets.unreachable,
+            fleet_url: targets
+                .fleet_url
+                .as_deref()
+                .and_then(crate::core::repo_url::normalize_repo_url),
+            changed,
+        })
+    }
+
+    fn watches(&self) -> impl Iterator<Item = &Watch> {
+        self.hub.iter().chain(self.spokes.iter().flat_map(|s| {
+            [&s.kustomizations, &s.nodes, &s.pods]
+                .into_iter()
+                .chain(&s.sources)
+        }))
+    }
+
+    /// Wait until every watch has had its first list (or found its optional kind absent),
+    /// at most `timeout`.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), ClusterError> {
+        // Not `Store::wait_until_ready`: `observe` goes by the same flags, so once this
+        // returns Ok, `observe` answers. Only the hub is required: a cluster whose own API
+        // server does not list in time is reported unobservable, not fatal to the fleet.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let spokes = async {
+            for s in &self.spokes {
+                for w in s.watches() {
+                    let mut listed = w.counters.listed.subscribe();
+                    let _ = listed.wait_for(|l| *l).await;
+                }
+            }
+        };
+        let all = async {
+            for w in &self.hub {
+                let mut listed = w.counters.listed.subscribe();
+                if listed.wait_for(|l| *l).await.is_err() {
+                    return Err(w.what.clone());
+                }
+            }
+            Ok(())
+        };
+        let hub = tokio::time::timeout_at(deadline, all).await;
+        if matches!(hub, Ok(Ok(()))) {
+            let _ = tokio::time::timeout_at(deadline, spokes).await;
+        }
+        match hub {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(what)) => Err(ClusterError::Unavailable(format!(
+                "the watch of {what} stopped before its first list"
+            ))),
+            Err(_) => {
+                let missing: Vec<String> = self
+                    .hub
+                    .iter()
+                    .filter(|w| !w.listed())
+                    .map(|w| {
+                        format!(
+                            "{}{}",
+                            w.what,
+                            w.last_error()
+                                .map(|e| format!(" (last error: {e})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                Err(ClusterError::Unavailable(format!(
+                    "no list within {timeout:?} of {}",
+                    missing.join("; ")
+                )))
+            }
+        }
+    }
+
+    /// Bumped on every watch event (and `/version` change), for event-driven ticks.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Full lists made so far over all watches: one per watch after start, +1 per relist
+    /// (410 Gone, restarts). Watch reconnects that resume from a resourceVersion are not
+    /// counted.
+    pub fn lists(&self) -> usize {
+        self.watches()
+            .map(|w| w.counters.lists.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Errors the watchers have reported so far (they keep retrying with backoff).
+    pub fn errors(&self) -> usize {
+        self.watches()
+            .map(|w| w.counters.errors.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The most recent watcher error, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.watches().find_map(Watch::last_error)
+    }
+
+    /// Optional kinds the hub does not serve (CRD not installed), e.g. `TenantControlPlane`.
+    pub fn absent_kinds(&self) -> Vec<String> {
+        self.hub
+            .iter()
+            .filter(|w| w.absent())
+            .map(|w| w.kind.clone())
+            .collect()
+    }
+
+    /// Kustomizations currently in the hub's store (all namespaces).
+    pub fn len(&self) -> usize {
+        self.hub.first().map_or(0, |w| w.store.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for KubeSource {
+    fn drop(&mut self) {
+        // The watches would otherwise outlive their only reader.
+        for w in self.watches() {
+            w.task.abort();
+        }
+        for s in &self.spokes {
+            s.poller.abort();
+        }
+    }
+}
+
+/// Watch one kind. An optional kind is first looked up in the API server's discovery and
+/// watched at the version the server prefers (CAPI serves v1beta2 and v1beta1, Flux
+/// OCIRepository v1 and v1beta2, ...); when the server does not serve it at all it is absent.
+async fn run_watch(
+    client: kube::Client,
+    kind: Kind,
+    writer: Writer<DynamicObject>,
+    counters: Arc<Counters>,
+    changed: Option<tokio::sync::watch::Sender<u64>>,
+    what: String,
+) {
+    let ar = if kind.optional {
+        match served(&client, &kind.resource).await {
+            Ok(Some(ar)) => ar,
+            Ok(None) => {
+                tracing::info!(%what, "not served by this API server; not watching it");
+                counters.absent.store(true, Ordering::Relaxed);
+                counters.listed.send_replace(true);
+                return;
+            }
+            Err(e) => {
+                // Discovery failed (server down?): watch the default version; the watcher
+                // retries with backoff and reports its own errors.
+                tracing::warn!(%what, error = %e, "discovery failed; watching the default version");
+                kind.resource.clone()
+            }
+        }
+    } else {
+        kind.resource.clone()
+    };
+    let api: Api<DynamicObject> = match &kind.namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &ar),
+        None => Api::all_with(client, &ar),
+    };
+    // Backoff so an unreachable or failing API server is not hammered by retries.
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify({
+            let kind = ar.kind.clone();
+            move |o: &mut DynamicObject| prune(o, &kind)
+        })
+        .reflect(writer);
+    drive(Box::pin(events), counters, kind.optional, changed, what).await;
+}
+
+/// The version of `ar`'s kind the API server prefers, None when it serves the kind at no
+/// version.
+async fn served(
+    client: &kube::Client,
+    ar: &ApiResource,
+) -> Result<Option<ApiResource>, kube::Error> {
+    let group = match kube::discovery::oneshot::group(client, &ar.group).await {
+        Ok(g) => g,
+        Err(kube::Error::Discovery(_)) => return Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Some((found, _)) = group.recommended_kind(&ar.kind) {
+        return Ok(Some(found));
+    }
+    // Not at the preferred version: any version that has it.
+    Ok(group.versions().find_map(|v| {
+        group
+            .versioned_resources(v)
+            .into_iter()
+            .find(|(r, _)| r.kind == ar.kind)
+            .map(|(r, _)| r)
+    }))
+}
+
+/// Read a spoke's `/version` now and every `every` after.
+async fn poll_version(
+    client: kube::Client,
+    slot: Arc<Mutex<Option<Result<String, String>>>>,
+    every: Duration,
+    changed: tokio::sync::watch::Sender<u64>,
+) {
+    loop {
+        let got = client
+            .apiserver_version()
+            .await
+            .map(|v| v.git_version)
+            .map_err(|e| e.to_string());
+        let moved = {
+            let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let moved = cur.as_ref() != Some(&got);
+            *cur = Some(got);
+            moved
+        };
+        if moved {
+            changed.send_modify(|n| *n += 1);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Poll the reflected watch stream forever; the reflector updates the store as a side effect.
+/// Generic over `WatchStreamExt` so the `Stream` supertrait's `poll_next` is usable without a
+/// direct `futures` dependency.
+async fn drive<S>(
+    mut events: S,
+    counters: Arc<Counters>,
+    optional: bool,
+    changed: Option<tokio::sync::watch::Sender<u64>>,
+    what: String,
+) where
+    S: WatchStreamExt<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Unpin,
+{
+    loop {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut events).poll_next(cx)).await;
+        match next {
+            None => break,
+            Some(Ok(watcher::Event::Init)) => {
+                counters.lists.fetch_add(1, Ordering::Relaxed);
+            }
+            // The reflector has applied the event before yielding it, so the store is full.
+            Some(Ok(watcher::Event::InitDone)) => {
+                // Bump first: whoever waits for `listed` then sees no change left over.
+                if let Some(c) = &changed {
+                    c.send_modify(|n| *n += 1);
+                }
+                counters.listed.send_replace(true);
+            }
+            Some(Ok(watcher::Event::InitApply(_))) => {}
+            Some(Ok(_)) => {
+                if let Some(c) = &changed {
+                    c.send_modify(|n| *n += 1);
+                }
+            }
+            Some(Err(watcher::Error::InitialListFailed(kube::Error::Api(s))))
+                if optional && s.code == 404 =>
+            {
+                // The CRD is not installed: nothing of this kind to observe, ever.
+                tracing::info!(%what, "not served by this API server; not watching it");
+                counters.absent.store(true, Ordering::Relaxed);
+                counters.listed.send_replace(true);
+                break;
+            }
+            Some(Err(e)) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, %what, "watch error; kube watcher will retry");
+                *counters
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}: {e}"));
+            }
+        }
+    }
+}
+
+impl ClusterSource for KubeSource {
+    async fn observe(
+        &self,
+        clusters: &[String],
+        _now: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, ClusterObservation>, ClusterError> {
+        for w in &self.hub {
+            if w.task.is_finished() && !w.absent() {
+                return Err(ClusterError::Unavailable(format!(
+                    "the watch of {} has stopped",
+                    w.what
+                )));
+            }
+            // Before the first list an empty store would read as "nothing anywhere".
+            if !w.listed() {
+                return Err(ClusterError::Unavailable(format!(
+                    "no list of {} received yet",
+                    w.what
+                )));
+            }
+        }
+        let index: HashMap<&str, usize> = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let mut out: Vec<ClusterObservation> = vec![ClusterObservation::default(); clusters.len()];
+        if let Some((flux, kinds)) = self.hub.split_first() {
+            let sources = source_index(kinds);
+            for obj in flux.store.state() {
+                let mut status = status_of(&obj);
+                attach_source(&mut status, &sources, self.fleet_url.as_deref());
+                for o in owners(&obj) {
+                    if let Some(&i) = index.get(o) {
+                        out[i].kustomizations.push(status.clone());
+                    }
+                }
+            }
+            // CAPI control planes are found through their Cluster's controlPlaneRef too.
+            let mut cp_refs: HashMap<(String, String), String> = HashMap::new();
+            for w in kinds.iter().filter(|w| w.kind == "Cluster") {
+                for obj in w.store.state() {
+                    if let (Some(name), Some(cp)) = (
+                        obj.metadata.name.as_deref(),
+                        obj.data
+                            .pointer("/spec/controlPlaneRef/name")
+                            .and_then(Value::as_str),
+                    ) {
+                        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                        cp_refs.insert((ns, cp.to_string()), name.to_string());
+                    }
+                }
+            }
+            for w in kinds {
+                for obj in w.store.state() {
+                    let Some(comp) =
+                        crate::core::cluster::upgrade::component_of(&obj_ref(&obj, &w.resource))
+                    else {
+                        continue;
+                    };
+                    let key = (
+                        obj.metadata.namespace.clone().unwrap_or_default(),
+                        obj.metadata.name.clone().unwrap_or_default(),
+                    );
+                    let who = upgrade_owners(&obj, &w.kind, cp_refs.get(&key).map(String::as_str));
+                    for o in who {
+                        if let Some(&i) = index.get(o) {
+                            out[i].components.push(comp.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for s in &self.spokes {
+            let Some(&i) = index.get(s.cluster.as_str()) else {
+                continue;
+            };
+            let o = &mut out[i];
+            if let Some(why) = s.unobservable() {
+                o.unobservable = Some(why);
+                continue;
+            }
+            let sources = source_index(&s.sources);
+            o.kustomizations
+                .extend(s.kustomizations.store.state().iter().map(|k| {
+                    let mut st = status_of(k);
+                    attach_source(&mut st, &sources, self.fleet_url.as_deref());
+                    st
+                }));
+            let nodes = s.nodes.store.state();
+            o.nodes = Some(crate::core::cluster::upgrade::node_summary_of(
+                nodes.iter().map(|n| obj_ref(n, &s.nodes.resource)),
+            ));
+            let pods = s.pods.store.state();
+            o.pod_restarts = Some(s.restarts.lock().unwrap_or_else(|p| p.into_inner()).update(
+                pods.iter().map(|p| {
+                    (
+                        p.metadata.uid.as_deref().unwrap_or(""),
+                        crate::core::cluster::upgrade::pod_restarts(&p.data),
+                    )
+                }),
+            ));
+            let version = s.version.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(Ok(v)) = version {
+                o.components
+                    .push(crate::core::cluster::upgrade::apiserver(&v));
+            }
+        }
+        for (c, why) in &self.unreachable {
+            if let Some(&i) = index.get(c.as_str()) {
+                out[i].unobservable = Some(why.clone());
+            }
+        }
+        // The stores' order is arbitrary; keep observations deterministic.
+        for o in &mut out {
+            o.kustomizations
+                .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            o.kustomizations
+                .dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+            o.components
+                .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+            o.components
+                .dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+            if o.upgrade_in_progress.is_none() {
+                o.upgrade_in_progress = crate::core::cluster::upgrade::in_progress(&o.components);
+            }
+        }
+        Ok(clusters.iter().cloned().zip(out).collect())
+    }
+}
+
+/// A stored object's parts, read in place. List items may come without `apiVersion`/`kind`
+/// (the API server leaves them out for built-in kinds), so the watched resource's are used.
+fn obj_ref<'a>(
+    obj: &'a DynamicObject,
+    ar: &'a ApiResource,
+) -> crate::core::cluster::upgrade::Obj<'a> {
+    let (api_version, kind) = obj
+        .types
+        .as_ref()
+        .map_or((ar.api_version.as_str(), ar.kind.as_str()), |t| {
+            (t.api_version.as_str(), t.kind.as_str())
+        });
+    crate::core::cluster::upgrade::Obj {
+        api_version,
+        kind,
+        name: obj.metadata.name.as_deref().unwrap_or("?"),
+        namespace: obj.metadata.namespace.as_deref(),
+        generation: obj.metadata.generation,
+        control_plane: obj
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(crate::core::cluster::upgrade::CONTROL_PLANE_LABEL)),
+        data: &obj.data,
+    }
+}
+
+/// Keep only what fleetwave reads before an object reaches the store: at 10,000 clusters the
+/// stores are most of the memory, and real objects carry large fields fleetwave never looks
+/// at (managed fields, last-applied annotations, a Kustomization's inventory, machine
+/// templates, a node's image list, a pod's spec).
+fn prune(obj: &mut DynamicObject, kind: &str) {
+    obj.metadata.managed_fields = None;
+    obj.metadata.annotations = None;
+    obj.metadata.finalizers = None;
+    let data = std::mem::take(&mut obj.data);
+    let keep = |v: &Value, paths: &[&[&str]]| -> Value {
+        let mut out = serde_json::Map::new();
+        for path in paths {
+            let Some(found) = path.iter().try_fold(v, |v, k| v.get(*k)) else {
+                continue;
+            };
+            // Rebuild the nesting down to the kept value.
+            let mut slot = &mut out;
+            for k in &path[..path.len() - 1] {
+                slot = slot
+                    .entry(k.to_string())
+                    .or_insert_with(|| Value::Object(Default::default()))
+                    .as_object_mut()
+                    .expect("built as objects");
+            }
+            slot.insert(path[path.len() - 1].to_string(), found.clone());
+        }
+        Value::Object(out)
+    };
+    let spec: &[&[&str]] = &[
+        &["kubeConfig"],
+        &["sourceRef"],
+        &["url"],
+        &["topology", "version"],
+        &["version"],
+        &["replicas"],
+        &["clusterName"],
+        &["controlPlaneRef"],
+        &["kubernetes", "version"],
+        &["template", "spec", "version"],
+    ];
+    let mut kept = serde_json::Map::new();
+    match kind {
+        "Pod" => {
+            let restarts = |list: &str| -> Value {
+                data.pointer(&format!("/status/{list}"))
+                    .and_then(Value::as_array)
+                    .map(|cs| {
+                        cs.iter()
+                            .map(|c| serde_json::json!({"restartCount": c.get("restartCount")}))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            kept.insert(
+                "status".into(),
+                serde_json::json!({
+                    "containerStatuses": restarts("containerStatuses"),
+                    "initContainerStatuses": restarts("initContainerStatuses"),
+                }),
+            );
+        }
+        "Node" => {
+            kept.insert(
+                "status".into(),
+                keep(
+                    &data,
+                    &[
+                        &["status", "conditions"],
+                        &["status", "nodeInfo", "kubeletVersion"],
+                    ],
+                )
+                .get("status")
+                .cloned()
+                .unwrap_or_default(),
+            );
+        }
+        _ => {
+            if let Some(sp) = data.get("spec") {
+                let mut sp_kept = keep(sp, spec);
+                // k0rdent names its ClusterTemplate in `spec.template` (a string).
+                if let (Some(t @ Value::String(_)), Some(m)) =
+                    (sp.get("template"), sp_kept.as_object_mut())
+                {
+                    m.insert("template".into(), t.clone());
+                }
+                kept.insert("spec".into(), sp_kept);
+            }
+            if let Some(mut status) = data.get("status").cloned() {
+                if let Some(m) = status.as_object_mut() {
+                    m.remove("inventory");
+                    m.remove("history");
+                }
+                kept.insert("status".into(), status);
+            }
+        }
+    }
+    obj.data = Value::Object(kept);
+}
+
+type SourceKey = (String, String, String);
+
+/// Flux sources in these watches by (kind, namespace, name).
+fn source_index(watches: &[Watch]) -> HashMap<SourceKey, SourceStatus> {
+    let mut out = HashMap::new();
+    for w in watches
+        .iter()
+        .filter(|w| w.kind == "GitRepository" || w.kind == "OCIRepository")
+    {
+        for obj in w.store.state() {
+            let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let ready = obj
+                .data
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                })
+                .map(|c| {
+                    let f = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    Condition {
+                        type_: "Ready".into(),
+                        status: f("status"),
+                        reason: f("reason"),
+                        message: f("message"),
+                    }
+                });
+            let src = SourceStatus {
+                kind: w.kind.clone(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                revision: obj
+                    .data
+                    .pointer("/status/artifact/revision")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                url: obj
+                    .data
+                    .pointer("/spec/url")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                ready,
+            };
+            out.insert((w.kind.clone(), ns, name), src);
+        }
+    }
+    out
+}
+
+/// Fill in the source of a Kustomization from the index, when it is there, and whether it
+/// applies from the fleet repository (`fleet`: its normalised URL, when known).
+fn attach_source(
+    k: &mut KustomizationStatus,
+    sources: &HashMap<SourceKey, SourceStatus>,
+    fleet: Option<&str>,
+) {
+    if let Some(r) = k.source.take() {
+        k.source = sources
+            .get(&(r.kind.clone(), r.namespace.clone(), r.name.clone()))
+            .cloned();
+    }
+    k.from_fleet = match (&k.source, fleet) {
+        (Some(s), Some(fleet)) if s.kind == "GitRepository" => s
+            .url
+            .as_deref()
+            .and_then(crate::core::repo_url::normalize_repo_url)
+            .map(|u| u == fleet),
+        _ => None,
+    };
+}
+
+/// The clusters an upgrade-reporting object belongs to: its namespace, the fleetwave or CAPI
+/// cluster-name label, `spec.clusterName`, an owning CAPI `Cluster`, and for per-cluster kinds (CAPI `Cluster`, Kamaji
+/// `TenantControlPlane`, k0rdent `ClusterDeployment`) its own name.
+pub fn upgrade_owners<'a>(
+    obj: &'a DynamicObject,
+    kind: &str,
+    referenced_by: Option<&'a str>,
+) -> BTreeSet<&'a str> {
+    let mut out: BTreeSet<&str> = referenced_by.into_iter().collect();
+    let nonempty = |s: &&str| !s.is_empty();
+    if let Some(labels) = &obj.metadata.labels {
+        for key in [CLUSTER_LABEL, "cluster.x-k8s.io/cluster-name"] {
+            if let Some(c) = labels.get(key).map(String::as_str).filter(nonempty) {
+                out.insert(c);
+            }
+        }
+    }
+    if let Some(c) = obj
+        .data
+        .pointer("/spec/clusterName")
+        .and_then(Value::as_str)
+        .filter(nonempty)
+    {
+        out.insert(c);
+    }
+    for o in obj.metadata.owner_references.iter().flatten() {
+        if o.kind == "Cluster" && o.api_version.starts_with("cluster.x-k8s.io/") {
+            out.insert(o.name.as_str());
+        }
+    }
+    if matches!(kind, "Cluster" | "TenantControlPlane" | "ClusterDeployment") {
+        if let Some(n) = obj.metadata.name.as_deref().filter(nonempty) {
+            out.insert(n);
+        }
+    }
+    // The namespace only when nothing names the cluster: a management cluster's namespace
+    // often holds the objects of the clusters it manages.
+    if out.is_empty()
+        && let Some(ns) = obj.metadata.namespace.as_deref().filter(nonempty)
+    {
+        out.insert(ns);
+    }
+    out
+}
+
+/// The clusters a hub Kustomization belongs to (see module docs).
+pub fn owners(obj: &DynamicObject) -> BTreeSet<&str> {
+    let mut out = BTreeSet::new();
+    if let Some(ns) = obj.metadata.namespace.as_deref().filter(|s| !s.is_empty()) {
+        out.insert(ns);
+    }
+    if let Some(c) = obj
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(CLUSTER_LABEL))
+        .filter(|s| !s.is_empty())
+    {
+        out.insert(c.as_str());
+    }
+    if let Some(c) = obj
+        .data
+        .pointer("/spec/kubeConfig/secretRef/name")
+        .and_then(Value::as_str)
+        .and_then(|n| n.strip_suffix(KUBECONFIG_SUFFIX))
+        .filter(|s| !s.is_empty())
+    {
+        out.insert(c);
+    }
+    out
+}
+
+/// The fields fleetwave reads, taken defensively: a missing status means generation
+/// observed 0; a condition without a type is skipped; a missing condition status is Unknown.
+pub fn status_of(obj: &DynamicObject) -> KustomizationStatus {
+    let status = obj.data.get("status");
+    let field = |k: &str| status.and_then(|s| s.get(k));
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let int = |v: Option<&Value>| {
+        v.and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+    };
+    let conditions = field("conditions")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| {
+                    let type_ = text(c.get("type")).filter(|t| !t.is_empty())?;
+                    Some(Condition {
+                        type_,
+                        status: text(c.get("status")).unwrap_or_else(|| "Unknown".into()),
+                        reason: text(c.get("reason")).unwrap_or_default(),
+                        message: text(c.get("message")).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    KustomizationStatus {
+        name: obj.metadata.name.clone().unwrap_or_default(),
+        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        generation: obj.metadata.generation.unwrap_or(0),
+        observed_generation: int(field("observedGeneration")).unwrap_or(0),
+        conditions,
+        last_applied_revision: text(field("lastAppliedRevision")).filter(|s| !s.is_empty()),
+        last_attempted_revision: text(field("lastAttemptedRevision")).filter(|s| !s.is_empty()),
+        last_applied_origin_revision: text(field("lastAppliedOriginRevision"))
+            .filter(|s| !s.is_empty()),
+        // Only the reference; the source's status is attached from its own watch.
+        source: obj.data.pointer("/spec/sourceRef").map(|r| SourceStatus {
+            kind: text(r.get("kind")).unwrap_or_default(),
+            namespace: text(r.get("namespace"))
+                .or_else(|| obj.metadata.namespace.clone())
+                .unwrap_or_default(),
+            name: text(r.get("name")).unwrap_or_default(),
+            ..Default::default()
+        }),
+        from_fleet: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> DynamicObject {
+        serde_json::from_value(v).expect("DynamicObject")
+    }
+
+    #[test]
+    fn restart_counter_only_goes_up() {
+        let mut c = RestartCounter::default();
+        assert_eq!(c.update([("a", 3), ("b", 1)]), 4);
+        assert_eq!(c.update([("a", 5), ("b", 1)]), 6);
+        // Pod a is replaced by c during a drain: a's 5 stay counted, c starts at 0.
+        assert_eq!(c.update([("b", 1), ("c", 0)]), 6);
+        // The replacement crash-loops: every restart counts from here.
+        assert_eq!(c.update([("b", 1), ("c", 4)]), 10);
+    }
+
+    /// Pruning keeps everything fleetwave reads: every recorded status fixture reads the same
+    /// before and after.
+    #[test]
+    fn pruned_objects_read_the_same() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/status");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("fixtures/status") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let v: Value =
+                serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+            let full: DynamicObject = serde_json::from_value(v).expect("object");
+            let kind = full
+                .types
+                .as_ref()
+                .map(|t| t.kind.clone())
+                .unwrap_or_default();
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", &kind));
+            let mut pruned = full.clone();
+            prune(&mut pruned, &kind);
+            let name = path.display();
+            if kind == "Kustomization" {
+                assert_eq!(status_of(&pruned), status_of(&full), "{name}");
+            }
+            if kind == "GitRepository" || kind == "OCIRepository" {
+                let (a, b) = (&full.data, &pruned.data);
+                for p in [
+                    "/spec/url",
+                    "/status/artifact/revision",
+                    "/status/conditions",
+                ] {
+                    assert_eq!(a.pointer(p), b.pointer(p), "{name} {p}");
+                }
+            }
+            let a = crate::core::cluster::upgrade::component_of(&obj_ref(&full, &ar));
+            let b = crate::core::cluster::upgrade::component_of(&obj_ref(&pruned, &ar));
+            assert_eq!(a, b, "{name}");
+            if kind == "Node" {
+                let (a, b) = (
+                    crate::core::cluster::upgrade::node_summary_of([obj_ref(&full, &ar)]),
+                    crate::core::cluster::upgrade::node_summary_of([obj_ref(&pruned, &ar)]),
+                );
+                assert_eq!(a, b, "{name}");
+            }
+            if kind == "Pod" {
+                assert_eq!(
+                    crate::core::cluster::upgrade::pod_restarts(&full.data),
+                    crate::core::cluster::upgrade::pod_restarts(&pruned.data),
+                    "{name}"
+                );
+            }
+            assert_eq!(
+                upgrade_owners(&full, &kind, None),
+                upgrade_owners(&pruned, &kind, None),
+                "{name}"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 40, "only {seen} fixtures");
+    }
+
+    #[test]
+    fn status_is_read_defensively() {
+        let o = obj(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": "a", "generation": 3,
+                         "labels": {"fleetwave.io/cluster": "b"}},
+            "spec": {"kubeConfig": {"secretRef": {"name": "c-kubeconfig"}}, "future": [1]},
+            "status": {
+                "observedGeneration": 2,
+                "conditions": [
+                    {"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                     "message": "Applied revision: main@sha1:abc", "extra": {}},
+                    {"status": "True"},
+                    {"type": "Healthy"}
+                ],
+                "lastAppliedRevision": "main@sha1:abc",
+                "inventory": {"entries": []}
+            }
+        }));
+        let s = status_of(&o);
+        assert_eq!((s.generation, s.observed_generation), (3, 2));
+        assert_eq!(s.conditions.len(), 2);
+        assert_eq!(s.condition("Healthy").unwrap().status, "Unknown");
+        assert_eq!(s.last_applied_revision.as_deref(), Some("main@sha1:abc"));
+        assert_eq!(s.last_attempted_revision, None);
+        assert_eq!(owners(&o), BTreeSet::from(["a", "b", "c"]));
+
+        let bare = obj(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "x", "namespace": "n", "generation": 1},
+            "status": "garbage"
+        }));
+        let s = status_of(&bare);
+        assert_eq!((s.generation, s.observed_generation), (1, 0));
+        assert!(s.conditions.is_empty());
+    }
+}

@@ -1,0 +1,416 @@
+//! The command line's arguments (clap): the commands and the options they share, and what
+//! the forge options select.
+
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleetwave",
+    version,
+    about = "Upgrade fleets of Kubernetes clusters wave by wave through their GitOps repository"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log lines on stderr as text or as one JSON object per line (for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "FLEETWAVE_LOG_FORMAT")]
+    pub log_format: Output,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show what the plan would change, wave by wave, without writing anything.
+    Plan {
+        /// Root of the fleet repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The FleetUpgradePlan file.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Print a unified diff of every step.
+        #[arg(long)]
+        diff: bool,
+        /// A plan that matches nothing exits 1 instead of 2.
+        #[arg(long)]
+        allow_empty: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+        /// Start time for the earliest-finish estimate (RFC 3339; default: now).
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+        /// Write step outputs and a job summary for GitHub Actions.
+        #[arg(long)]
+        github_output: bool,
+        /// Post the preview as the managed comment of this pull request.
+        #[arg(long)]
+        comment_pr: Option<u64>,
+        /// owner/repo for --comment-pr.
+        #[arg(long, env = "GITHUB_REPOSITORY")]
+        github_repo: Option<String>,
+        #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+        github_api: String,
+        #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+        github_token: Option<String>,
+    },
+    /// Write one wave's edits (all its steps, or step N) into the working tree; no commit.
+    Apply {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        wave: String,
+        /// Only this step (1-based); earlier steps must already be in the tree.
+        #[arg(long)]
+        step: Option<usize>,
+        /// A plan that matches nothing exits 1 instead of 2 (nothing is written).
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// One reconcile tick (observe, decide, act) against the fleet remote.
+    Reconcile {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(flatten)]
+        world: WorldArgs,
+        /// Run a single tick and exit: 0 progressing or done, 1 held, 2 error.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between ticks when not --once.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        /// Print the actions without doing them.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        forge: ForgeArgs,
+        /// Write step outputs and a job summary for GitHub Actions.
+        #[arg(long)]
+        github_output: bool,
+    },
+    /// Pause a running plan: nothing more is opened or merged until `resume`.
+    Pause {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Resume a paused or halted plan.
+    Resume {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Revert the merged steps of a failed wave (and any merged waves named) where that is safe.
+    Rollback {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Waves to roll back (default: the failed wave).
+        #[arg(long)]
+        wave: Vec<String>,
+        /// Allow reverting patch-level Kubernetes changes (never minor downgrades).
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Merge the revert branches too (local forge).
+        #[arg(long)]
+        merge: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Run the reconciler as a service: ticks on an interval and on GitHub webhooks; serves
+    /// /metrics, /healthz and /readyz; stops cleanly on SIGTERM after the current tick.
+    Serve {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(flatten)]
+        world: WorldArgs,
+        #[command(flatten)]
+        forge: ForgeArgs,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Seconds between ticks (webhooks tick at once).
+        #[arg(long, default_value_t = 300)]
+        interval: u64,
+        /// Secret of the GitHub webhook (HMAC-SHA256); without it /webhook answers 404.
+        #[arg(long, env = "FLEETWAVE_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+    },
+    /// Per wave and cluster: rollout state, values in Git, Flux state where a source is given.
+    Status {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Cluster state source: `kube` (a Flux hub, or `--cluster-context`) or `sim`; without
+        /// it only Git and the rollout state are shown.
+        #[arg(long, value_enum)]
+        clusters: Option<ClusterSourceKind>,
+        /// Kubeconfig context of the hub cluster (default: the current context, or in-cluster).
+        #[arg(long)]
+        kube_context: Option<String>,
+        /// Per-cluster mode: each cluster's kubeconfig context, `{cluster}` standing for its name.
+        #[arg(long)]
+        cluster_context: Option<String>,
+        #[arg(long, default_value = "10m")]
+        sim_delay: humantime::Duration,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Write step outputs and a job summary for GitHub Actions.
+        #[arg(long)]
+        github_output: bool,
+        /// Refresh until interrupted; optionally how often (default 5s).
+        #[arg(long, num_args = 0..=1, default_missing_value = "5s")]
+        watch: Option<humantime::Duration>,
+        /// Stop `--watch` after this many refreshes (for scripts and tests).
+        #[arg(long, hide = true)]
+        max_refreshes: Option<u64>,
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Print the rollout's audit log (the history of the state branch).
+    History {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Run a whole rollout on the example fleet with a local forge and a simulated Flux.
+    Demo {
+        /// Example plan: k8s-minor, chained, gitops-base or k0rdent-template.
+        #[arg(long, default_value = "chained")]
+        plan: String,
+        /// Inject a failure: CLUSTER or CLUSTER=HealthCheckFailed|StuckProgressing|AlertFiring.
+        #[arg(long)]
+        fail: Vec<String>,
+        /// Fleet seconds per real second.
+        #[arg(long, default_value_t = 86_400.0)]
+        scale: f64,
+        /// Keep the demo's repositories in this directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Print events as lines instead of a live view.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Developer tools.
+    #[command(hide = true, subcommand)]
+    Dev(Dev),
+}
+
+/// Where the fleet repo is and how to sign commits.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// The fleet repository's remote: a URL or a local path.
+    #[arg(long)]
+    pub remote: String,
+    /// The plan file, relative to the repository root.
+    #[arg(long)]
+    pub plan: PathBuf,
+    #[arg(long, default_value = "main")]
+    pub base: String,
+    /// Local cache for the repository (default: under the user's cache directory).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// HTTPS token (the GITHUB_TOKEN of Actions works).
+    #[arg(long, env = "FLEETWAVE_GIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// SSH private key (a deploy key) for `ssh://` and `git@host:` remotes; without it the
+    /// SSH agent is asked. Host keys are checked against ~/.ssh/known_hosts.
+    #[arg(long, env = "FLEETWAVE_SSH_KEY")]
+    pub ssh_key: Option<PathBuf>,
+    /// Passphrase of `--ssh-key`, if it has one.
+    #[arg(long, env = "FLEETWAVE_SSH_KEY_PASSPHRASE", hide_env_values = true)]
+    pub ssh_key_passphrase: Option<String>,
+    /// The user named with a secret in `--remote` (which is taken out of the URL).
+    #[arg(skip)]
+    pub token_user: Option<String>,
+    #[arg(long, default_value = "fleetwave")]
+    pub author_name: String,
+    #[arg(long, default_value = "fleetwave@users.noreply.local")]
+    pub author_email: String,
+    /// Keep a dashboard issue per plan, edited in place (GitHub forge).
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Commit and PR title template: {plan}, {wave}, {step}, {title}, {what}.
+    #[arg(long, default_value = crate::app::reconcile::DEFAULT_TITLE)]
+    pub title_template: String,
+}
+
+/// Where cluster state comes from and where events go.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorldArgs {
+    /// Cluster state source: `kube` reads Flux Kustomizations from the hub cluster (kubeconfig,
+    /// `--kube-context`, or in-cluster); `sim` is the simulated Flux (demos and tests). Required,
+    /// so a production run can never gate on simulated health by accident.
+    #[arg(long, value_enum)]
+    pub clusters: ClusterSourceKind,
+    /// Kubeconfig context of the hub cluster (default: the current context, or in-cluster).
+    #[arg(long)]
+    pub kube_context: Option<String>,
+    /// Per-cluster mode: the kubeconfig context of each cluster, `{cluster}` standing for its
+    /// name (e.g. `{cluster}` or `admin@{cluster}`). Each cluster is watched for Flux in
+    /// `flux-system`, Nodes and Pods, and its apiserver `/version` is read. The hub is then
+    /// watched only when `--kube-context` is also given.
+    #[arg(long)]
+    pub cluster_context: Option<String>,
+    /// Simulated Flux: time from a merge to Flux applying it.
+    #[arg(long, default_value = "10m")]
+    pub sim_delay: humantime::Duration,
+    /// Simulated Flux fault: CLUSTER=HealthCheckFailed|StuckProgressing|AlertFiring.
+    #[arg(long)]
+    pub sim_fault: Vec<String>,
+    /// Append alerts and telemetry to this JSONL file (idempotent by event id).
+    #[arg(long)]
+    pub events_file: Option<PathBuf>,
+    /// Post alerts and telemetry to this webhook.
+    #[arg(long)]
+    pub webhook: Vec<String>,
+    #[arg(long, value_enum, default_value_t = HookFormat::Json)]
+    pub webhook_format: HookFormat,
+    /// The time to act at (RFC 3339), for tests and replays.
+    #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// `--forge`: where step pull requests live.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ForgeKind {
+    /// Branches and merge commits in the fleet repository only.
+    Local,
+    /// Pull requests on GitHub (or GitHub Enterprise).
+    Github,
+}
+
+/// `--clusters`: where cluster state comes from.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ClusterSourceKind {
+    /// Flux Kustomizations on the hub cluster, or each cluster with `--cluster-context`.
+    Kube,
+    /// The simulated Flux (demos and tests).
+    Sim,
+}
+
+/// The forge that hosts step pull requests.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForgeArgs {
+    /// `local` (branches and merge commits only) or `github`.
+    #[arg(long, value_enum, default_value_t = ForgeKind::Local)]
+    pub forge: ForgeKind,
+    /// GitHub REST root; GitHub Enterprise: https://HOST/api/v3.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api: String,
+    /// owner/repo (default: from --remote).
+    #[arg(long)]
+    pub github_repo: Option<String>,
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// GitHub App id (with --github-app-key) instead of a token.
+    #[arg(long, env = "FLEETWAVE_GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    /// GitHub App private key file (PEM).
+    #[arg(long, env = "FLEETWAVE_GITHUB_APP_KEY")]
+    pub github_app_key: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = crate::adapters::forge::github::MergeMethod::Merge)]
+    pub merge_method: crate::adapters::forge::github::MergeMethod,
+    /// Labels for step pull requests.
+    #[arg(long, default_value = "fleetwave")]
+    pub label: Vec<String>,
+    /// Link for the gate status (e.g. a dashboard).
+    #[arg(long)]
+    pub target_url: Option<String>,
+    /// Also post a check run with the per-cluster table (on by default for GitHub Apps).
+    #[arg(long)]
+    pub check_runs: bool,
+    /// Users whose approving review opens an approval gate.
+    #[arg(long)]
+    pub approver: Vec<String>,
+    /// Teams (org/team) whose members' approvals count.
+    #[arg(long)]
+    pub approver_team: Vec<String>,
+}
+
+impl ForgeArgs {
+    pub fn choice(&self, r: &RemoteArgs) -> Result<ForgeChoice, String> {
+        use crate::adapters::forge::github::{GitHubAuth, GitHubConfig, owner_repo};
+        match self.forge {
+            ForgeKind::Local => Ok(ForgeChoice::Local),
+            ForgeKind::Github => {
+                let (owner, repo) = match &self.github_repo {
+                    Some(s) => s.split_once('/').map(|(o, r)| (o.to_string(), r.to_string())).ok_or_else(|| format!("--github-repo {s:?} is not owner/repo"))?,
+                    None => owner_repo(&r.remote).ok_or_else(|| format!("cannot tell owner/repo from --remote {}; pass --github-repo owner/repo", r.remote))?,
+                };
+                let app = self.github_app_id.is_some() && self.github_app_key.is_some();
+                let auth = match (&self.github_app_id, &self.github_app_key, &self.github_token) {
+                    (Some(id), Some(key), _) => GitHubAuth::App { app_id: *id, key_pem: std::fs::read_to_string(key).map_err(|e| format!("cannot read {}: {e}", key.display()))? },
+                    (_, _, Some(t)) => GitHubAuth::Token(t.clone()),
+                    _ => return Err("the github forge needs GITHUB_TOKEN (or --github-token), or --github-app-id with --github-app-key".into()),
+                };
+                let cache_file = Some(cache_dir(r).join("fleetwave-github.json"));
+                Ok(ForgeChoice::GitHub(Box::new(GitHubConfig {
+                    api: self.github_api.trim_end_matches('/').to_string(),
+                    owner,
+                    repo,
+                    auth,
+                    merge_method: self.merge_method,
+                    labels: self.label.clone(),
+                    target_url: self.target_url.clone(),
+                    approvers: self.approver.clone(),
+                    approver_teams: self.approver_team.clone(),
+                    cache_file,
+                    check_runs: self.check_runs || app,
+                })))
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum HookFormat {
+    Json,
+    Slack,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Dev {
+    /// Write a synthetic fleet for benchmarks.
+    GenFleet {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        clusters: usize,
+    },
+}
+
+/// Which forge and how to reach it.
+#[derive(Debug, Clone)]
+pub enum ForgeChoice {
+    Local,
+    GitHub(Box<crate::adapters::forge::github::GitHubConfig>),
+}
+
+/// The reconciler's private cache directory for this remote.
+pub fn cache_dir(r: &RemoteArgs) -> PathBuf {
+    r.cache.clone().unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("fleetwave")
+            .join(crate::app::reconcile::plan_hash(&r.remote))
+    })
+}

@@ -1,0 +1,997 @@
+//! The rollout commands (`reconcile`, `pause`, `resume`, `rollback`, `history`, `demo`):
+//! wire the adapters together, print, and map outcomes to exit codes (0 ok, 1 held, 2 error).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+
+use crate::adapters::cluster::kube::KubeSource;
+use crate::adapters::cluster::sim::{Fault, SimConfig, SimFlux};
+use crate::adapters::forge::local::LocalForge;
+use crate::adapters::git::{Auth, GitRepo};
+use crate::adapters::notify::{Fanout, JsonlSink, WebhookFormat, WebhookSink};
+use crate::app::args::{
+    ClusterSourceKind, ForgeChoice, HookFormat, RemoteArgs, WorldArgs, cache_dir,
+};
+use crate::app::reconcile::{self, Outcome, Settings};
+use crate::core::notify::Notifier;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A runtime whose worker keeps background tasks (kube watches) going while the calling
+/// thread is busy or asleep.
+fn watch_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn settings(r: &RemoteArgs) -> Settings {
+    let mut s = Settings::new(&r.plan);
+    s.base = r.base.clone();
+    s.author_name = r.author_name.clone();
+    s.author_email = r.author_email.clone();
+    s.title_template = r.title_template.clone();
+    s.dashboard = r.dashboard;
+    s
+}
+
+fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
+    let cache = cache_dir(r);
+    // On GitHub the API token also pushes over HTTPS.
+    let token = r.token.clone().or_else(|| {
+        r.remote
+            .starts_with("http")
+            .then(|| std::env::var("GITHUB_TOKEN").ok())
+            .flatten()
+    });
+    let ssh = r.remote.starts_with("ssh://") || is_scp_like(&r.remote);
+    let auth = match (&token, &r.ssh_key) {
+        (_, Some(key)) if ssh => Auth::SshKey {
+            key: key.clone(),
+            passphrase: r.ssh_key_passphrase.clone(),
+        },
+        (Some(t), _) if !ssh => match &r.token_user {
+            Some(user) => Auth::UserPass {
+                user: user.clone(),
+                secret: t.clone(),
+            },
+            None => Auth::Token(t.clone()),
+        },
+        _ if ssh => Auth::SshAgent,
+        _ => Auth::None,
+    };
+    GitRepo::open(&cache, &r.remote, auth)
+        .map_err(|e| format!("cannot open the fleet repository: {e}"))
+}
+
+/// `git@host:org/repo` (scp-like SSH syntax), not a local path such as `./a:b` or `C:\x`.
+fn is_scp_like(remote: &str) -> bool {
+    match remote.split_once(':') {
+        Some((host, _)) => host.contains('@') && !host.contains('/'),
+        None => false,
+    }
+}
+
+pub fn parse_fault(s: &str) -> Result<(String, Fault), String> {
+    let (c, f) = s.split_once('=').unwrap_or((s, "HealthCheckFailed"));
+    let f = match f {
+        "HealthCheckFailed" => Fault::HealthCheckFailed,
+        "StuckProgressing" => Fault::StuckProgressing,
+        "AlertFiring" => Fault::AlertFiring,
+        other => {
+            return Err(format!(
+                "unknown fault {other:?}: use HealthCheckFailed, StuckProgressing or AlertFiring"
+            ));
+        }
+    };
+    Ok((c.to_string(), f))
+}
+
+fn notifier(w: &WorldArgs) -> Result<Fanout, String> {
+    let mut sinks: Vec<Box<dyn Notifier>> = Vec::new();
+    if let Some(p) = &w.events_file {
+        sinks.push(Box::new(JsonlSink::new(p)));
+    }
+    for url in &w.webhook {
+        let format = match w.webhook_format {
+            HookFormat::Json => WebhookFormat::Json,
+            HookFormat::Slack => WebhookFormat::Slack,
+        };
+        sinks.push(Box::new(
+            WebhookSink::new(url, format).map_err(|e| e.to_string())?,
+        ));
+    }
+    Ok(Fanout(sinks))
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+/// How `reconcile` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOpts {
+    pub once: bool,
+    pub interval: u64,
+    pub dry_run: bool,
+    pub github_output: bool,
+}
+
+/// What every retried tick needs besides the forge.
+struct TickEnv<'a> {
+    git: &'a GitRepo,
+    w: &'a WorldArgs,
+    faults: &'a BTreeMap<String, Fault>,
+    notify: &'a Fanout,
+    s: &'a Settings,
+    /// With `--clusters kube`: the watches, started once and kept across ticks.
+    kube: Option<&'a KubeSource>,
+}
+
+/// One tick with the forge chosen; retried when another reconciler wins the state race.
+async fn tick_with<F: crate::adapters::forge::Forge>(
+    env: &TickEnv<'_>,
+    forge_for: &dyn Fn(DateTime<Utc>) -> Result<F, String>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<(reconcile::Report, usize), String> {
+    let TickEnv {
+        git,
+        w,
+        faults,
+        notify,
+        s,
+        kube,
+    } = *env;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
+        warn_node_gates(w, &o.planned.plan);
+        let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
+            .map_err(|e| e.to_string())?;
+        let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
+        let source = match w.clusters {
+            ClusterSourceKind::Sim => Source::Sim(SimFlux::new(
+                history,
+                SimConfig {
+                    delay,
+                    faults: faults.clone(),
+                    branch: s.base.clone(),
+                },
+            )),
+            ClusterSourceKind::Kube => {
+                Source::Kube(kube.ok_or("the kube cluster source was not started")?)
+            }
+        };
+        let forge = forge_for(now)?;
+        // Live gates only against live clusters; the simulation reports its own.
+        let remote_gates = match &source {
+            Source::Kube(_) => Some(
+                crate::adapters::gates::Remote::new(std::time::Duration::from_secs(10))
+                    .map_err(|e| e.to_string())?,
+            ),
+            Source::Sim(_) => None,
+        };
+        let io = reconcile::Io {
+            git,
+            forge: &forge,
+            clusters: &source,
+            notifier: notify,
+            gates: remote_gates.as_ref(),
+        };
+        let report = reconcile::tick(&io, s, o, now, dry_run)
+            .await
+            .map_err(|e| e.to_string())?;
+        // A lost race: reload what the other reconciler wrote and decide again.
+        if report.outcome != Outcome::LostRace || attempt == 3 {
+            return Ok((report, attempt - 1));
+        }
+    }
+}
+
+pub fn reconcile(
+    r: &RemoteArgs,
+    w: &WorldArgs,
+    forge: &ForgeChoice,
+    run: &RunOpts,
+    out: &mut dyn Write,
+) -> ExitCode {
+    let faults: BTreeMap<String, Fault> = match w.sim_fault.iter().map(|f| parse_fault(f)).collect()
+    {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let git = match open(r) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    let notify = match notifier(w) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let s = settings(r);
+    // Multi-threaded: kube watches keep running on the worker between ticks.
+    let rt = watch_runtime();
+    let RunOpts {
+        once,
+        interval,
+        dry_run,
+        github_output: gh_output,
+    } = *run;
+    let kube = match rt.block_on(maybe_kube(w, &git, &s, &r.remote)) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let env = TickEnv {
+        git: &git,
+        w,
+        faults: &faults,
+        notify: &notify,
+        s: &s,
+        kube: kube.as_ref(),
+    };
+    loop {
+        let now = w.now.unwrap_or_else(Utc::now);
+        let result = rt.block_on(tick_once(&env, forge, now, dry_run));
+        let report = match result {
+            Ok((r, raced)) => {
+                for _ in 0..raced {
+                    let _ = writeln!(
+                        out,
+                        "lost the state race to another reconciler; reloaded and decided again"
+                    );
+                }
+                r
+            }
+            Err(e) => return fail(e),
+        };
+        // Notes and gate reasons carry text from the repository and the clusters.
+        let esc = crate::core::diag::escape;
+        for n in &report.notes {
+            let _ = writeln!(out, "{}", esc(n));
+        }
+        for e in &report.effects {
+            let verb = if dry_run { "would " } else { "did: " };
+            let _ = writeln!(out, "{verb}{}", esc(e));
+        }
+        for e in &report.not_done {
+            let _ = writeln!(out, "not done: {}", esc(e));
+        }
+        if let Some(at) = report.wake_at {
+            let _ = writeln!(
+                out,
+                "next: {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+        }
+        if let Some(n) = report.api_calls {
+            let _ = writeln!(out, "api calls: {n}");
+            tracing::info!(calls = n, "GitHub API calls this tick");
+        }
+        if gh_output {
+            if let Err(e) = crate::app::actions::write_reconcile(&report) {
+                return fail(e);
+            }
+        }
+        let code = match &report.outcome {
+            Outcome::Done => {
+                let _ = writeln!(out, "plan {} succeeded", report.state.plan);
+                return ExitCode::SUCCESS;
+            }
+            Outcome::Held(why) => {
+                let _ = writeln!(out, "held: {}", crate::core::diag::escape(why));
+                ExitCode::from(1)
+            }
+            Outcome::LostRace => {
+                let _ = writeln!(
+                    out,
+                    "another reconciler wrote the state first; nothing done this tick"
+                );
+                ExitCode::SUCCESS
+            }
+            Outcome::Progressing => ExitCode::SUCCESS,
+        };
+        if once || dry_run {
+            return code;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(interval));
+    }
+}
+
+/// Where cluster state comes from for a tick.
+enum Source<'a> {
+    Sim(SimFlux),
+    Kube(&'a KubeSource),
+}
+
+impl crate::core::cluster::ClusterSource for Source<'_> {
+    async fn observe(
+        &self,
+        clusters: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<
+        BTreeMap<String, crate::core::cluster::ClusterObservation>,
+        crate::core::cluster::ClusterError,
+    > {
+        match self {
+            Source::Sim(s) => s.observe(clusters, now).await,
+            Source::Kube(k) => k.observe(clusters, now).await,
+        }
+    }
+}
+
+/// Start the kube cluster source: the hub (Flux Kustomizations plus the kinds that report
+/// upgrades) and, with `--cluster-context`, one context per cluster. Waits for every first
+/// list. Call inside a runtime whose workers keep running between ticks.
+async fn kube_source(
+    w: &WorldArgs,
+    clusters: &[String],
+    remote: &str,
+) -> Result<KubeSource, String> {
+    use crate::adapters::cluster::kube::{
+        KubeConfigSel, Targets, client, source_kinds, upgrade_kinds,
+    };
+    let hub = match (&w.cluster_context, &w.kube_context) {
+        (Some(_), None) => None,
+        (_, ctx) => Some(
+            client(&KubeConfigSel {
+                context: ctx.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+        ),
+    };
+    let mut spokes = Vec::new();
+    let mut unreachable = BTreeMap::new();
+    if let Some(tpl) = &w.cluster_context {
+        let contexts: Vec<String> = clusters
+            .iter()
+            .map(|c| tpl.replace("{cluster}", c))
+            .collect();
+        let clients = crate::adapters::cluster::kube::clients_for_contexts(&contexts)
+            .await
+            .map_err(|e| e.to_string())?;
+        for ((c, ctx), made) in clusters.iter().zip(&contexts).zip(clients) {
+            match made {
+                Ok(cl) => spokes.push((c.clone(), cl)),
+                // One missing context must not blind fleetwave to the whole fleet; that
+                // cluster waits, with this reason, when its wave runs.
+                Err(e) => {
+                    let why = format!(
+                        "no usable kube context {ctx:?} (from --cluster-context {tpl:?}): {e}"
+                    );
+                    tracing::warn!(cluster = %c, "{why}");
+                    unreachable.insert(c.clone(), why);
+                }
+            }
+        }
+        if !unreachable.is_empty() {
+            eprintln!(
+                "warning: {} of {} clusters have no usable kube context (first: {})",
+                unreachable.len(),
+                clusters.len(),
+                unreachable.keys().next().map(String::as_str).unwrap_or("")
+            );
+        }
+    }
+    let src = KubeSource::start_with(Targets {
+        hub,
+        hub_kinds: source_kinds().into_iter().chain(upgrade_kinds()).collect(),
+        spokes,
+        // The liveness check of each cluster's API server.
+        version_every: std::time::Duration::from_secs(15),
+        unreachable,
+        fleet_url: Some(remote.to_string()),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    src.ready(std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(src)
+}
+
+/// The clusters of the plan on the base branch (what per-cluster mode connects to).
+fn plan_clusters(git: &GitRepo, s: &Settings) -> Result<Vec<String>, String> {
+    let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
+    Ok(o.planned
+        .waves
+        .iter()
+        .flat_map(|w| w.clusters.iter().cloned())
+        .collect())
+}
+
+/// Start the kube source when `--clusters kube` asks for it.
+async fn maybe_kube(
+    w: &WorldArgs,
+    git: &GitRepo,
+    s: &Settings,
+    remote: &str,
+) -> Result<Option<KubeSource>, String> {
+    if w.clusters != ClusterSourceKind::Kube {
+        return Ok(None);
+    }
+    let names = if w.cluster_context.is_some() {
+        plan_clusters(git, s)?
+    } else {
+        Vec::new()
+    };
+    kube_source(w, &names, remote).await.map(Some)
+}
+
+/// Waves with a nodes or podRestarts gate, if any.
+fn node_gated_waves(plan: &crate::core::plan::Plan) -> Option<String> {
+    let waves: Vec<&str> = plan
+        .waves
+        .iter()
+        .filter(|w| {
+            w.gates.iter().any(|g| {
+                matches!(
+                    g,
+                    crate::core::plan::Gate::Nodes {} | crate::core::plan::Gate::PodRestarts { .. }
+                )
+            })
+        })
+        .map(|w| w.name.as_str())
+        .collect();
+    (!waves.is_empty()).then(|| waves.join(", "))
+}
+
+/// Said once per process: without per-cluster contexts these gates fail (holding the wave).
+fn warn_node_gates(w: &WorldArgs, plan: &crate::core::plan::Plan) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if w.clusters != ClusterSourceKind::Kube || w.cluster_context.is_some() {
+        return;
+    }
+    if let Some(waves) = node_gated_waves(plan)
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        eprintln!(
+            "warning: wave(s) {waves} gate on nodes or pod restarts, which need each \
+             cluster's own API server (--cluster-context); without it those gates fail"
+        );
+    }
+}
+
+/// One tick with the chosen forge (the GitHub client lives for the tick and its retries).
+async fn tick_once(
+    env: &TickEnv<'_>,
+    forge: &ForgeChoice,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<(reconcile::Report, usize), String> {
+    let TickEnv { git, s, .. } = *env;
+    match forge {
+        ForgeChoice::Local => {
+            let make = |now| {
+                Ok(LocalForge {
+                    git,
+                    base: s.base.clone(),
+                    author_email: s.author_email.clone(),
+                    sig: s.sig(now),
+                })
+            };
+            tick_with(env, &make, now, dry_run).await
+        }
+        ForgeChoice::GitHub(cfg) => {
+            let gh = crate::adapters::forge::github::GitHubForge::new(
+                (**cfg).clone(),
+                Some(git),
+                &s.author_email,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let shared = std::rc::Rc::new(gh);
+            let make = |_| Ok(SharedForge(shared.clone()));
+            tick_with(env, &make, now, dry_run).await
+        }
+    }
+}
+
+/// The GitHub forge shared across retried ticks (so its call count and caches carry over).
+struct SharedForge<'a>(std::rc::Rc<crate::adapters::forge::github::GitHubForge<'a>>);
+
+impl crate::adapters::forge::Forge for SharedForge<'_> {
+    async fn observe(
+        &self,
+        steps: &[crate::adapters::forge::StepRef],
+        base_head: &str,
+    ) -> Result<BTreeMap<String, crate::core::decide::PrObs>, crate::adapters::forge::ForgeError>
+    {
+        self.0.observe(steps, base_head).await
+    }
+    async fn open(
+        &self,
+        step: &crate::adapters::forge::StepRef,
+        spec: &crate::adapters::forge::PrSpec,
+    ) -> Result<Option<u64>, crate::adapters::forge::ForgeError> {
+        self.0.open(step, spec).await
+    }
+    async fn set_status(
+        &self,
+        step: &crate::adapters::forge::StepRef,
+        head: &str,
+        state: crate::core::state::GateState,
+        description: &str,
+    ) -> Result<(), crate::adapters::forge::ForgeError> {
+        self.0.set_status(step, head, state, description).await
+    }
+    async fn merge(
+        &self,
+        step: &crate::adapters::forge::StepRef,
+        head: &str,
+        message: &str,
+    ) -> Result<String, crate::adapters::forge::ForgeError> {
+        self.0.merge(step, head, message).await
+    }
+    async fn comment(
+        &self,
+        step: &crate::adapters::forge::StepRef,
+        body: &str,
+    ) -> Result<(), crate::adapters::forge::ForgeError> {
+        crate::adapters::forge::Forge::comment(&*self.0, step, body).await
+    }
+    async fn close_stale(
+        &self,
+        prefix: &str,
+        keep: &[String],
+    ) -> Result<Vec<String>, crate::adapters::forge::ForgeError> {
+        crate::adapters::forge::Forge::close_stale(&*self.0, prefix, keep).await
+    }
+    async fn dashboard(
+        &self,
+        plan: &str,
+        body: &str,
+    ) -> Result<(), crate::adapters::forge::ForgeError> {
+        crate::adapters::forge::Forge::dashboard(&*self.0, plan, body).await
+    }
+    fn reviews(&self) -> bool {
+        true
+    }
+    fn finish_tick(&self) -> Option<usize> {
+        self.0.finish_tick()
+    }
+}
+
+pub fn pause(r: &RemoteArgs, paused: bool, out: &mut dyn Write) -> ExitCode {
+    let git = match open(r) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    match reconcile::set_paused(&git, &settings(r), paused, Utc::now()) {
+        Ok(st) => {
+            let _ = writeln!(out, "plan {} is now {:?}", st.plan, st.status);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn rollback(
+    r: &RemoteArgs,
+    waves: &[String],
+    allow_downgrade: bool,
+    merge: bool,
+    dry_run: bool,
+    now: Option<DateTime<Utc>>,
+    out: &mut dyn Write,
+) -> ExitCode {
+    let git = match open(r) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    let opts = reconcile::RollbackOptions {
+        waves: waves.to_vec(),
+        allow_downgrade,
+        merge,
+        dry_run,
+    };
+    match reconcile::rollback(&git, &settings(r), &opts, now.unwrap_or_else(Utc::now)) {
+        Ok(lines) => {
+            let refused = lines.iter().any(|l| l.starts_with("refused:"));
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+            // Some of it could not be rolled back: say so in the exit code too.
+            if refused {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn history(r: &RemoteArgs, out: &mut dyn Write) -> ExitCode {
+    let git = match open(r) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    match reconcile::history(&git, &settings(r)) {
+        Ok(log) => {
+            for c in log.iter().rev() {
+                let _ = writeln!(
+                    out,
+                    "{}  {}  {}",
+                    c.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    reconcile::short(&c.id),
+                    c.message
+                        .trim_end()
+                        .replace('\n', "\n                                  ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn demo(
+    plan: &str,
+    fail_args: &[String],
+    scale: f64,
+    keep: Option<PathBuf>,
+    plain: bool,
+    out: &mut dyn Write,
+) -> ExitCode {
+    let fail_list: Vec<(String, Fault)> = match fail_args.iter().map(|f| parse_fault(f)).collect() {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    use std::io::IsTerminal;
+    let progress = !plain && std::io::stdout().is_terminal();
+    let opts = crate::app::demo::DemoOptions {
+        plan: plan.to_string(),
+        fail: fail_list,
+        scale,
+        keep,
+        progress,
+    };
+    match runtime().block_on(crate::app::demo::run(&opts, out)) {
+        Ok(r) if r.state.status == crate::core::state::PlanStatus::Succeeded => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => fail(e),
+    }
+}
+
+/// Post (or edit) fleetwave's managed comment on a pull request.
+pub fn comment_on_pr(
+    repo: Option<&str>,
+    api: &str,
+    token: Option<&str>,
+    pr: u64,
+    body: &str,
+) -> Result<(), String> {
+    use crate::adapters::forge::github::{GitHubAuth, GitHubConfig, GitHubForge, MergeMethod};
+    let (owner, name) = repo
+        .and_then(|r| r.split_once('/'))
+        .ok_or("--comment-pr needs --github-repo owner/repo (GITHUB_REPOSITORY)")?;
+    let token = token.ok_or("--comment-pr needs GITHUB_TOKEN")?;
+    let cfg = GitHubConfig {
+        api: api.trim_end_matches('/').to_string(),
+        owner: owner.to_string(),
+        repo: name.to_string(),
+        auth: GitHubAuth::Token(token.to_string()),
+        merge_method: MergeMethod::Merge,
+        labels: Vec::new(),
+        target_url: None,
+        approvers: Vec::new(),
+        approver_teams: Vec::new(),
+        cache_file: None,
+        check_runs: false,
+    };
+    runtime().block_on(async {
+        let gh = GitHubForge::new(cfg, None, "")
+            .await
+            .map_err(|e| e.to_string())?;
+        gh.comment(pr, crate::adapters::forge::github::PREVIEW_COMMENT, body)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// How `status` reads the clusters and refreshes.
+#[derive(Debug, Clone)]
+pub struct StatusOpts {
+    /// `sim`, `kube`, or None for Git and the rollout state only.
+    pub clusters: Option<ClusterSourceKind>,
+    pub sim_delay: std::time::Duration,
+    pub kube_context: Option<String>,
+    pub cluster_context: Option<String>,
+    pub json: bool,
+    pub gh_output: bool,
+    pub now: Option<DateTime<Utc>>,
+    /// Refresh every this long until interrupted (or `max_refreshes`).
+    pub watch: Option<std::time::Duration>,
+    pub max_refreshes: Option<u64>,
+}
+
+/// `fleetwave status`: per wave and cluster, the values in Git, the running versions, Flux,
+/// upgrade progress, gate results and drift (see [`crate::core::status`]).
+pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCode {
+    let git = match open(r) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    let s = settings(r);
+    let rt = watch_runtime();
+    let kube = match opts.clusters {
+        None | Some(ClusterSourceKind::Sim) => None,
+        Some(ClusterSourceKind::Kube) => {
+            let w = WorldArgs {
+                clusters: ClusterSourceKind::Kube,
+                kube_context: opts.kube_context.clone(),
+                cluster_context: opts.cluster_context.clone(),
+                ..world_defaults()
+            };
+            match rt.block_on(maybe_kube(&w, &git, &s, &r.remote)) {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    let mut refreshes = 0u64;
+    loop {
+        let code = match status_once(&git, &s, opts, kube.as_ref(), &rt, out) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        refreshes += 1;
+        let Some(every) = opts.watch else {
+            return code;
+        };
+        if opts.max_refreshes.is_some_and(|m| refreshes >= m) {
+            return code;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn world_defaults() -> WorldArgs {
+    WorldArgs {
+        clusters: ClusterSourceKind::Sim,
+        kube_context: None,
+        cluster_context: None,
+        sim_delay: std::time::Duration::from_secs(600).into(),
+        sim_fault: Vec::new(),
+        events_file: None,
+        webhook: Vec::new(),
+        webhook_format: HookFormat::Json,
+        now: None,
+    }
+}
+
+fn status_once(
+    git: &GitRepo,
+    s: &Settings,
+    opts: &StatusOpts,
+    kube: Option<&KubeSource>,
+    rt: &tokio::runtime::Runtime,
+    out: &mut dyn Write,
+) -> Result<ExitCode, String> {
+    use crate::core::cluster::ClusterSource;
+    use crate::core::locate::What;
+    let now = opts.now.unwrap_or_else(Utc::now);
+    let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
+    let names: Vec<String> = o.planned.fleet.clusters.keys().cloned().collect();
+    let observed = match (opts.clusters, kube) {
+        (Some(ClusterSourceKind::Sim), _) => {
+            let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
+                .map_err(|e| e.to_string())?;
+            let sim = SimFlux::new(
+                history,
+                SimConfig {
+                    delay: chrono::Duration::from_std(opts.sim_delay).unwrap_or_default(),
+                    faults: BTreeMap::new(),
+                    branch: s.base.clone(),
+                },
+            );
+            Some(
+                rt.block_on(sim.observe(&names, now))
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        (_, Some(k)) => Some(
+            rt.block_on(k.observe(&names, now))
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
+    let mut in_git: BTreeMap<String, Vec<crate::core::status::GitValue>> = BTreeMap::new();
+    for loc in &o.planned.fleet.located {
+        for oc in &loc.occurrences {
+            let (what, role) = match oc.what {
+                What::Kubernetes(r) => ("kubernetes", Some(r)),
+                What::GitopsBase => ("gitopsBase", None),
+                What::Template => ("template", None),
+            };
+            in_git
+                .entry(oc.cluster.clone())
+                .or_default()
+                .push(crate::core::status::GitValue {
+                    what,
+                    role,
+                    value: oc.value.clone(),
+                });
+        }
+    }
+    let waves: Vec<(String, Vec<String>)> = o
+        .planned
+        .waves
+        .iter()
+        .map(|w| (w.name.clone(), w.clusters.clone()))
+        .collect();
+    let st = &o.state;
+    let report =
+        crate::core::status::build(&o.planned.plan.name, &waves, &in_git, st, observed.as_ref());
+    if opts.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "{text}");
+    } else {
+        use std::io::IsTerminal;
+        if opts.watch.is_some() && std::io::stdout().is_terminal() {
+            // Redraw in place.
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        }
+        let text = crate::core::status::render(&report);
+        let _ = write!(out, "{}", crate::core::diag::escape(&text));
+        if opts.watch.is_some() {
+            let _ = writeln!(
+                out,
+                "\n(refreshed {}; Ctrl-C to stop)",
+                now.format("%H:%M:%S UTC")
+            );
+        }
+    }
+    let _ = out.flush();
+    if opts.gh_output {
+        let report = reconcile::Report {
+            outcome: Outcome::Progressing,
+            notes: Vec::new(),
+            effects: Vec::new(),
+            wake_at: None,
+            state: st.clone(),
+            api_calls: None,
+            not_done: Vec::new(),
+        };
+        crate::app::actions::write_reconcile(&report)?;
+    }
+    Ok(match st.status {
+        crate::core::state::PlanStatus::Halted | crate::core::state::PlanStatus::Failed => {
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// A reconcile tick for the service: each runs on a blocking thread with its own Git handle
+/// (git2 repositories are not shared between threads).
+struct ServiceTicker {
+    remote: RemoteArgs,
+    world: WorldArgs,
+    forge: ForgeChoice,
+    kube: Option<std::sync::Arc<KubeSource>>,
+}
+
+#[async_trait::async_trait]
+impl crate::app::serve::Ticker for ServiceTicker {
+    async fn tick(&self) -> Result<crate::app::serve::TickSummary, String> {
+        let (remote, world, forge) = (self.remote.clone(), self.world.clone(), self.forge.clone());
+        let kube = self.kube.clone();
+        // A plain thread with its own runtime: git2 handles stay on one thread, and no runtime
+        // is nested inside the service's.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let result = (|| {
+                let faults: BTreeMap<String, Fault> = world
+                    .sim_fault
+                    .iter()
+                    .map(|f| parse_fault(f))
+                    .collect::<Result<_, _>>()?;
+                let git = open(&remote)?;
+                let notify = notifier(&world)?;
+                let s = settings(&remote);
+                let env = TickEnv {
+                    git: &git,
+                    w: &world,
+                    faults: &faults,
+                    notify: &notify,
+                    s: &s,
+                    kube: kube.as_deref(),
+                };
+                let now = world.now.unwrap_or_else(Utc::now);
+                let (report, _) = runtime().block_on(tick_once(&env, &forge, now, false))?;
+                Ok(crate::app::serve::TickSummary::from_report(&report))
+            })();
+            let _ = tx.send(result);
+        });
+        rx.await
+            .map_err(|_| "the tick's thread ended without an answer (panic?)".to_string())?
+    }
+}
+
+pub fn serve(
+    remote: RemoteArgs,
+    world: WorldArgs,
+    forge: ForgeChoice,
+    cfg: crate::app::serve::ServeConfig,
+) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        let server = crate::app::serve::Server::bind(cfg)
+            .await
+            .map_err(|e| format!("cannot listen: {e}"))?;
+        eprintln!("fleetwave serve: listening on {}", server.local_addr());
+        // The watches live as long as the service; git2 handles do not cross threads, so the
+        // cluster list for per-cluster mode is read on a blocking thread.
+        let kube = if world.clusters == ClusterSourceKind::Kube {
+            let (r, w) = (remote.clone(), world.clone());
+            let names = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+                if w.cluster_context.is_none() {
+                    return Ok(Vec::new());
+                }
+                plan_clusters(&open(&r)?, &settings(&r))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let src = std::sync::Arc::new(kube_source(&world, &names, &remote.remote).await?);
+            forward_changes(src.changes(), server.trigger());
+            Some(src)
+        } else {
+            None
+        };
+        let ticker = std::sync::Arc::new(ServiceTicker {
+            remote,
+            world,
+            forge,
+            kube,
+        });
+        server
+            .run(ticker, crate::app::serve::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            eprintln!("fleetwave serve: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// At most one tick every this long is asked for by Kubernetes watch events: a busy hub
+/// updates some status every few seconds, and each tick costs forge API calls.
+const WATCH_TICK_GAP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Turn watch events into (rate-limited) tick requests.
+fn forward_changes(
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    trigger: crate::app::serve::Trigger,
+) {
+    changes.mark_unchanged();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            trigger.fire();
+            tokio::time::sleep(WATCH_TICK_GAP).await;
+        }
+    });
+}

@@ -1,0 +1,1239 @@
+//! One reconcile tick: observe Git, the forge and the clusters; call `decide`; write the new
+//! state by compare-and-swap; then carry out the effects. Also the state-changing commands
+//! that share this machinery: pause, resume, rollback, history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use sha2::Digest;
+
+use crate::adapters::cluster::sim::BaseCommit;
+use crate::adapters::forge::{Forge, ForgeError, PrSpec, StepRef};
+use crate::adapters::git::{GitError, GitRepo, Sig};
+use crate::core::cluster::ClusterSource;
+use crate::core::decide::{self, Decision, Desired, Effect, StepPlan, WaveInput, World};
+use crate::core::diag::Diags;
+use crate::core::locate::What;
+use crate::core::notify::Notifier;
+use crate::core::planner::{self, Planned};
+use crate::core::state::{self, ChangeRecord, PlanState, PlanStatus, StepStatus};
+
+pub const DEFAULT_TITLE: &str = "fleetwave({plan}): {wave} — {what}";
+
+/// How the reconciler reaches the fleet repo and signs its commits.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The plan file, relative to the fleet repo's root.
+    pub plan_path: PathBuf,
+    pub base: String,
+    pub author_name: String,
+    pub author_email: String,
+    pub state_branch: String,
+    /// Commit and PR title; `{plan}`, `{wave}`, `{step}`, `{title}` and `{what}` are filled in.
+    pub title_template: String,
+    /// Keep a dashboard issue per plan (GitHub forge).
+    pub dashboard: bool,
+}
+
+impl Settings {
+    pub fn new(plan_path: &Path) -> Self {
+        Settings {
+            plan_path: plan_path.to_path_buf(),
+            base: "main".into(),
+            author_name: "fleetwave".into(),
+            author_email: "fleetwave@users.noreply.local".into(),
+            state_branch: state::BRANCH.into(),
+            title_template: DEFAULT_TITLE.into(),
+            dashboard: false,
+        }
+    }
+
+    pub fn sig(&self, now: DateTime<Utc>) -> Sig {
+        Sig {
+            name: self.author_name.clone(),
+            email: self.author_email.clone(),
+            time: now,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Cluster(#[from] crate::core::cluster::ClusterError),
+    #[error("{0}")]
+    Plan(Diags),
+    #[error("the plan has refusals against the base branch:\n{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How a tick ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Work is progressing (or waiting on time or Flux).
+    Progressing,
+    /// Every wave succeeded.
+    Done,
+    /// Held by a failed gate, a halt or a foreign commit (exit 1).
+    Held(String),
+    /// Another reconciler wrote the state first; nothing was done.
+    LostRace,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub notes: Vec<String>,
+    pub effects: Vec<String>,
+    pub wake_at: Option<DateTime<Utc>>,
+    pub state: PlanState,
+    /// Forge API calls made by this tick, where the forge counts them.
+    pub api_calls: Option<usize>,
+    /// Effects decided but not carried out, each with what the call answered.
+    pub not_done: Vec<String>,
+}
+
+/// What a tick saw of the base branch, planned.
+pub struct Observed {
+    pub base_head: String,
+    pub planned: Planned,
+    pub plan_hash: String,
+    pub state: PlanState,
+    pub state_head: Option<String>,
+}
+
+pub fn plan_hash(text: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
+}
+
+pub fn branch_name(plan: &str, wave: &str, index: usize, id: &str) -> String {
+    format!("fleetwave/{plan}/{wave}/{index}-{id}")
+}
+
+/// Fetch and plan against the base branch; load the stored state.
+pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileError> {
+    git.fetch()?;
+    let base_head = git.branch_head(&s.base)?.ok_or_else(|| {
+        ReconcileError::Other(format!(
+            "the base branch {} does not exist on the remote",
+            s.base
+        ))
+    })?;
+    let tree = git.tree(&base_head)?;
+    let text = tree
+        .files()
+        .get(&s.plan_path)
+        .map(|b| String::from_utf8_lossy(b).to_string())
+        .ok_or_else(|| {
+            ReconcileError::Other(format!(
+                "{} is not on branch {} (commit {})",
+                s.plan_path.display(),
+                s.base,
+                &base_head[..12]
+            ))
+        })?;
+    let hash = plan_hash(&text);
+    let planned = planner::prepare_in(&tree, &s.plan_path, text).map_err(ReconcileError::Plan)?;
+    let refusals: Vec<String> = planned
+        .refusals()
+        .map(|f| format!("  {}", f.message))
+        .collect();
+    if !refusals.is_empty() {
+        return Err(ReconcileError::Refused(refusals.join("\n")));
+    }
+    let (state, state_head) = load_state(git, s, &planned.plan.name)?;
+    Ok(Observed {
+        base_head,
+        planned,
+        plan_hash: hash,
+        state,
+        state_head,
+    })
+}
+
+pub fn load_state(
+    git: &GitRepo,
+    s: &Settings,
+    plan: &str,
+) -> Result<(PlanState, Option<String>), ReconcileError> {
+    let head = git.branch_head(&s.state_branch)?;
+    let Some(h) = &head else {
+        return Ok((PlanState::new(plan, ""), None));
+    };
+    match git.read_file(h, Path::new(&PlanState::path(plan)))? {
+        None => Ok((PlanState::new(plan, ""), head)),
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let st = PlanState::from_yaml(&text).map_err(|e| {
+                ReconcileError::Other(format!(
+                    "the state of plan {plan} on {} does not parse: {e}",
+                    s.state_branch
+                ))
+            })?;
+            Ok((st, head))
+        }
+    }
+}
+
+/// Write the state with compare-and-swap on the state branch. Ok(false): lost the race.
+pub fn write_state(
+    git: &GitRepo,
+    s: &Settings,
+    st: &PlanState,
+    expected: Option<&str>,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, ReconcileError> {
+    let commit = git.commit_file(
+        expected,
+        Path::new(&PlanState::path(&st.plan)),
+        st.to_yaml().as_bytes(),
+        message,
+        &s.sig(now),
+    )?;
+    match git.push(&s.state_branch, &commit, expected) {
+        Ok(()) => Ok(Some(commit)),
+        Err(GitError::LeaseLost { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The waves as planned against the base; clusters that failed in a wave get no more changes.
+fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
+    p.waves
+        .iter()
+        .enumerate()
+        .map(|(wi, w)| (w, st.waves.get(wi).map(|ws| &ws.failed)))
+        .map(|(w, failed)| WaveInput {
+            clusters: w.clusters.clone(),
+            steps: w
+                .steps
+                .iter()
+                .map(|st| StepPlan {
+                    index: st.index,
+                    id: st.id.clone(),
+                    title: st.title.clone(),
+                    branch: branch_name(&p.plan.name, &w.name, st.index, &st.id),
+                    changes: st
+                        .changes
+                        .iter()
+                        .filter(|c| failed.is_none_or(|f| !f.contains_key(&c.cluster)))
+                        .map(|c| ChangeRecord {
+                            cluster: c.cluster.clone(),
+                            file: c.file.display().to_string(),
+                            field: if c.object.is_empty() {
+                                c.field.clone()
+                            } else {
+                                format!("{} {}", c.object, c.field)
+                            },
+                            what: match c.what {
+                                What::Kubernetes(_) => "kubernetes".into(),
+                                What::GitopsBase => "gitopsBase".into(),
+                                What::Template => "template".into(),
+                            },
+                            from: c.from.clone(),
+                            to: c.to.clone(),
+                            role: match c.what {
+                                What::Kubernetes(r) => Some(r),
+                                _ => None,
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The commit message and PR text of a step.
+pub fn step_text(
+    template: &str,
+    plan: &str,
+    hash: &str,
+    wave: &str,
+    step: &StepPlan,
+    what: &str,
+) -> (String, String) {
+    let title = template
+        .replace("{plan}", plan)
+        .replace("{wave}", wave)
+        .replace("{step}", &step.index.to_string())
+        .replace("{title}", &step.title)
+        .replace("{what}", what);
+    let mut body = format!(
+        "Step {} of wave `{wave}`: {}.\n\n| cluster | file | field | from | to |\n|---|---|---|---|---|\n",
+        step.index, step.title
+    );
+    for c in &step.changes {
+        body.push_str(&format!(
+            "| {} | `{}` | `{}` | `{}` | `{}` |\n",
+            c.cluster, c.file, c.field, c.from, c.to
+        ));
+    }
+    body.push_str(&format!(
+        "\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{} -->\n",
+        step.index
+    ));
+    (title, body)
+}
+
+/// `Kubernetes v1.34.2, gitops-base 2026.02` for titles.
+fn what_text(p: &Planned, step: &StepPlan) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let k = step.changes.iter().find(|c| c.what == "kubernetes");
+    if k.is_some() {
+        parts.push(
+            step.title
+                .split(',')
+                .next()
+                .unwrap_or(&step.title)
+                .to_string(),
+        );
+    }
+    if let Some(g) = &p.plan.gitops_base {
+        if step.changes.iter().any(|c| c.what == "gitopsBase") {
+            parts.push(format!("gitops-base {}", g.tag));
+        }
+    }
+    if step.changes.iter().any(|c| c.what == "template") {
+        parts.push("k0rdent templates".into());
+    }
+    if parts.is_empty() {
+        step.title.clone()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The step commits that may be opened or refreshed now: per wave, its first unfinished step
+/// that has changes.
+fn desired_commits(
+    git: &GitRepo,
+    s: &Settings,
+    o: &Observed,
+    inputs: &[WaveInput],
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, Desired>, ReconcileError> {
+    let mut out = BTreeMap::new();
+    for (wi, w) in o.planned.waves.iter().enumerate() {
+        let done = |si: usize| {
+            o.state.step(wi, si).is_some_and(|st| {
+                matches!(
+                    st.status,
+                    StepStatus::Merged
+                        | StepStatus::Converged
+                        | StepStatus::Skipped
+                        | StepStatus::RolledBack
+                )
+            })
+        };
+        let Some(si) =
+            (0..w.steps.len()).find(|&si| !done(si) && !inputs[wi].steps[si].changes.is_empty())
+        else {
+            continue;
+        };
+        let step = &inputs[wi].steps[si];
+        let failed: std::collections::BTreeSet<String> = o
+            .state
+            .waves
+            .get(wi)
+            .map(|ws| ws.failed.keys().cloned().collect())
+            .unwrap_or_default();
+        let edits = match planner::edits_excluding(&o.planned, &w.name, Some(si + 1), &failed) {
+            Ok(e) => e,
+            // An earlier step is still pending in this wave: nothing to build yet.
+            Err(planner::ApplyError::EarlierPending { .. }) => continue,
+            Err(e) => return Err(ReconcileError::Other(e.to_string())),
+        };
+        let files: BTreeMap<PathBuf, Vec<u8>> = edits
+            .into_iter()
+            .map(|(p, t)| (p, t.into_bytes()))
+            .collect();
+        let (title, body) = step_text(
+            &s.title_template,
+            &o.planned.plan.name,
+            &o.plan_hash,
+            &w.name,
+            step,
+            &what_text(&o.planned, step),
+        );
+        let commit = git.commit_changes(
+            &o.base_head,
+            &files,
+            &format!("{title}\n\n{body}"),
+            &s.sig(now),
+        )?;
+        let tree = git.tree_id(&commit)?;
+        out.insert(step.branch.clone(), Desired { commit, tree });
+    }
+    Ok(out)
+}
+
+/// Base-branch history for the simulated Flux: commits with their time and touched clusters.
+pub fn base_history(
+    git: &GitRepo,
+    o: &Observed,
+    limit: usize,
+    cache: &mut BTreeMap<String, BTreeSet<String>>,
+) -> Result<Vec<BaseCommit>, ReconcileError> {
+    let owner: BTreeMap<&Path, &str> = o
+        .planned
+        .fleet
+        .clusters
+        .values()
+        .flat_map(|c| {
+            c.files
+                .iter()
+                .map(move |&i| (o.planned.fleet.files[i].rel.as_path(), c.name.as_str()))
+        })
+        .collect();
+    let log = git.first_parent_log(&o.base_head, limit)?;
+    let mut out = Vec::new();
+    for c in &log {
+        // A commit's touched clusters never change: compute them once per process.
+        let touched = match (cache.get(&c.id), c.parents.first()) {
+            (Some(t), _) => t.clone(),
+            (None, Some(p)) => git
+                .changed_paths(p, &c.id)?
+                .iter()
+                .filter_map(|p| owner.get(p.as_path()).map(|s| s.to_string()))
+                .collect(),
+            (None, None) => BTreeSet::new(),
+        };
+        cache.insert(c.id.clone(), touched.clone());
+        out.push(BaseCommit {
+            id: c.id.clone(),
+            time: c.time,
+            touched,
+        });
+    }
+    // Oldest first: commits with equal timestamps keep their order in history.
+    out.reverse();
+    Ok(out)
+}
+
+/// The adapters a tick talks to.
+pub struct Io<'a, F, C> {
+    pub git: &'a GitRepo,
+    pub forge: &'a F,
+    pub clusters: &'a C,
+    pub notifier: &'a dyn Notifier,
+    /// Evaluates Prometheus and HTTP gates; None leaves them to the cluster source (the
+    /// simulated Flux reports its own).
+    pub gates: Option<&'a crate::adapters::gates::Remote>,
+}
+
+/// Clusters whose remote gates (Prometheus, HTTP) matter now: those of waves in progress or
+/// soaking with a merged step that have not failed, each with its wave's gates.
+fn remote_gate_jobs(
+    plan: &crate::core::plan::Plan,
+    st: &PlanState,
+) -> Vec<(String, Vec<crate::core::plan::Gate>)> {
+    let mut jobs = Vec::new();
+    for (wave, ws) in plan.waves.iter().zip(&st.waves) {
+        if !matches!(
+            ws.status,
+            crate::core::state::WaveStatus::InProgress | crate::core::state::WaveStatus::Soaking
+        ) || !wave.gates.iter().any(crate::core::gates::is_remote)
+        {
+            continue;
+        }
+        // Only clusters that took a merged step: nothing reads the others' results yet.
+        let merged = ws.steps.iter().any(|s| s.merged_commit.is_some());
+        for c in ws
+            .clusters
+            .iter()
+            .filter(|c| merged && !ws.failed.contains_key(*c))
+        {
+            jobs.push((c.clone(), wave.gates.clone()));
+        }
+    }
+    jobs
+}
+
+/// One tick. With `dry_run`, nothing is written and the effects are only reported.
+pub async fn tick<F: Forge, C: ClusterSource>(
+    io: &Io<'_, F, C>,
+    s: &Settings,
+    o: Observed,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Report, ReconcileError> {
+    let (git, forge, clusters, notifier) = (io.git, io.forge, io.clusters, io.notifier);
+    let inputs = wave_inputs(&o.planned, &o.state);
+    let desired = desired_commits(git, s, &o, &inputs, now)?;
+    let approval = |wi: usize| approvers(&o.planned.plan, wi);
+    let mut refs: Vec<StepRef> = Vec::new();
+    for (wi, w) in o.state.waves.iter().enumerate() {
+        // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
+        for st in w
+            .steps
+            .iter()
+            .filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open))
+        {
+            refs.push(StepRef {
+                branch: st.branch.clone(),
+                pr: st.pr,
+                head: st.head.clone(),
+                approval: approval(wi),
+            });
+        }
+    }
+    // Steps not yet in the state (first tick) may still have branches from a crashed run.
+    for (wi, w) in inputs.iter().enumerate() {
+        for st in &w.steps {
+            let known = o
+                .state
+                .waves
+                .iter()
+                .flat_map(|w| &w.steps)
+                .any(|x| x.branch == st.branch);
+            if !known {
+                refs.push(StepRef {
+                    branch: st.branch.clone(),
+                    pr: None,
+                    head: None,
+                    approval: approval(wi),
+                });
+            }
+        }
+    }
+    let prs = forge.observe(&refs, &o.base_head).await?;
+    // Learn PR numbers found by head branch (after a crash, or a PR opened by hand).
+    let mut learned: BTreeMap<String, u64> = prs
+        .iter()
+        .filter_map(|(b, p)| p.number.map(|n| (b.clone(), n)))
+        .collect();
+    let names: Vec<String> = o
+        .planned
+        .waves
+        .iter()
+        .flat_map(|w| w.clusters.iter().cloned())
+        .collect();
+    let mut observed = clusters.observe(&names, now).await?;
+    if let Some(remote) = io.gates {
+        let jobs = remote_gate_jobs(&o.planned.plan, &o.state);
+        if !jobs.is_empty() {
+            for (c, results) in remote.evaluate_all(&jobs).await {
+                observed.entry(c).or_default().gates.extend(results);
+            }
+        }
+    }
+    let infra: BTreeMap<String, String> = o
+        .planned
+        .fleet
+        .clusters
+        .values()
+        .map(|c| {
+            (
+                c.name.clone(),
+                crate::core::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>()),
+            )
+        })
+        .collect();
+    let descends = |a: &str, b: &str| git.is_ancestor(b, a).unwrap_or(false);
+    let world = World {
+        now,
+        base_head: o.base_head.clone(),
+        plan_hash: o.plan_hash.clone(),
+        waves: inputs.clone(),
+        desired,
+        prs,
+        clusters: observed,
+        descends: &descends,
+        infra,
+        reviews: forge.reviews(),
+    };
+    let Decision {
+        state: mut new,
+        effects,
+        wake_at,
+        held,
+        notes,
+    } = decide::decide(&o.planned.plan, &o.state, &world);
+    let effect_lines: Vec<String> = effects.iter().map(|e| describe(&new, e)).collect();
+    let outcome = match (&held, new.status) {
+        (Some(h), _) => Outcome::Held(h.clone()),
+        (None, PlanStatus::Succeeded) => Outcome::Done,
+        _ => Outcome::Progressing,
+    };
+    let report = |state: PlanState, outcome: Outcome| Report {
+        outcome,
+        notes: notes.clone(),
+        effects: effect_lines.clone(),
+        wake_at,
+        state,
+        api_calls: None,
+        not_done: Vec::new(),
+    };
+    if dry_run {
+        return Ok(report(new, outcome));
+    }
+    let mut state_head = o.state_head.clone();
+    if new != o.state {
+        let msg = format!(
+            "fleetwave: {} tick {}\n\n{}",
+            new.plan,
+            new.tick,
+            notes.join("\n")
+        );
+        match write_state(git, s, &new, state_head.as_deref(), &msg, now)? {
+            Some(h) => state_head = Some(h),
+            None => return Ok(report(o.state, Outcome::LostRace)),
+        }
+    }
+    // A new plan revision: PRs of steps the plan no longer has are closed (never merged).
+    if !o.state.waves.is_empty() && o.state.plan_hash != o.plan_hash {
+        let keep: Vec<String> = inputs
+            .iter()
+            .flat_map(|w| w.steps.iter().map(|s| s.branch.clone()))
+            .collect();
+        for c in forge
+            .close_stale(&format!("fleetwave/{}/", o.planned.plan.name), &keep)
+            .await?
+        {
+            tracing::info!("closed stale pull request {c}");
+        }
+    }
+    let mut sent = Vec::new();
+    let mut posted = Vec::new();
+    // What the calls did, in order: `did` lines only for effects whose call succeeded.
+    let mut did: Vec<String> = Vec::new();
+    let mut not_done: Vec<String> = Vec::new();
+    for (i, e) in effects.iter().enumerate() {
+        let line = &effect_lines[i];
+        match e {
+            Effect::PushStep {
+                wave,
+                step,
+                commit,
+                expected,
+            } => {
+                let st = &new.waves[*wave].steps[*step];
+                match git.push(&st.branch, commit, expected.as_deref()) {
+                    Ok(()) => {}
+                    // Someone moved the branch; the next tick looks again and never overwrites.
+                    Err(GitError::LeaseLost { .. }) => {
+                        not_done.push(format!(
+                            "{line}: someone else moved the branch; the next tick looks again"
+                        ));
+                        break;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+                let input = &inputs[*wave].steps[*step];
+                let (title, body) = step_text(
+                    &s.title_template,
+                    &new.plan,
+                    &o.plan_hash,
+                    &new.waves[*wave].name,
+                    input,
+                    &what_text(&o.planned, input),
+                );
+                let r = StepRef {
+                    branch: st.branch.clone(),
+                    pr: st.pr.or(learned.get(&st.branch).copied()),
+                    head: Some(commit.clone()),
+                    approval: approval(*wave),
+                };
+                if let Some(n) = forge
+                    .open(
+                        &r,
+                        &PrSpec {
+                            title,
+                            body,
+                            base: s.base.clone(),
+                        },
+                    )
+                    .await?
+                {
+                    learned.insert(st.branch.clone(), n);
+                }
+            }
+            Effect::SetStatus {
+                wave,
+                step,
+                head,
+                state,
+                description,
+            } => {
+                let st = &new.waves[*wave].steps[*step];
+                let r = StepRef {
+                    branch: st.branch.clone(),
+                    pr: st.pr.or(learned.get(&st.branch).copied()),
+                    head: st.head.clone(),
+                    approval: approval(*wave),
+                };
+                forge.set_status(&r, head, *state, description).await?;
+                // The managed comment changes exactly when the gate status does.
+                forge
+                    .comment(
+                        &r,
+                        &comment_body(&new, *wave, *step, *state, description, &world.clusters),
+                    )
+                    .await?;
+                posted.push((
+                    *wave,
+                    *step,
+                    crate::core::state::PostedStatus {
+                        head: head.clone(),
+                        state: *state,
+                        description: description.clone(),
+                    },
+                ));
+            }
+            Effect::Merge { wave, step, head } => {
+                let st = &new.waves[*wave].steps[*step];
+                let r = StepRef {
+                    branch: st.branch.clone(),
+                    pr: st.pr.or(learned.get(&st.branch).copied()),
+                    head: st.head.clone(),
+                    approval: approval(*wave),
+                };
+                let msg = format!(
+                    "Merge {} (fleetwave {} wave {} step {})",
+                    st.branch, new.plan, new.waves[*wave].name, st.index
+                );
+                match forge.merge(&r, head, &msg).await {
+                    Ok(sha) => {
+                        did.push(format!("{line} (merge commit {})", short(&sha)));
+                        continue;
+                    }
+                    Err(ForgeError::BaseMoved) => {
+                        not_done.push(format!(
+                            "{line}: the head or base moved after it was verified (409); \
+                             nothing merged, the next tick checks it again"
+                        ));
+                        break;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Effect::Send { id } => {
+                if let Some(ob) = new.events.get(id) {
+                    match notifier.send(&ob.event).await {
+                        Ok(()) => sent.push(id.clone()),
+                        Err(err) => {
+                            not_done.push(format!("{line}: {err}; retried next tick"));
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        did.push(line.clone());
+    }
+    // Effects after a stop were not attempted.
+    let attempted = did.len() + not_done.len();
+    for line in effect_lines.iter().skip(attempted) {
+        not_done.push(format!("{line}: not attempted after the stop above"));
+    }
+    let before = new.clone();
+    for (w, st, p) in posted {
+        new.waves[w].steps[st].posted = Some(p);
+    }
+    for id in &sent {
+        if let Some(ob) = new.events.get_mut(id) {
+            ob.sent = true;
+        }
+    }
+    for w in &mut new.waves {
+        for st in &mut w.steps {
+            if st.pr.is_none() {
+                st.pr = learned.get(&st.branch).copied();
+            }
+        }
+    }
+    if new != before {
+        // If this loses a race, events stay unsent and are resent (sinks dedupe by id), and PR
+        // numbers are found again by branch.
+        let msg = format!(
+            "fleetwave: {} after tick {}: events sent {}, pull requests recorded",
+            new.plan,
+            new.tick,
+            sent.len()
+        );
+        let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
+    }
+    // A hold changes no state but must show; the forge skips a body that did not change.
+    if s.dashboard && (new != o.state || held.is_some()) {
+        let body = dashboard_body(&new, now, held.as_deref());
+        if let Err(e) = forge.dashboard(&new.plan, &body).await {
+            tracing::warn!("dashboard not updated: {e}");
+        }
+    }
+    let mut r = report(new, outcome);
+    r.effects = did;
+    r.not_done = not_done;
+    r.api_calls = forge.finish_tick();
+    Ok(r)
+}
+
+fn describe(st: &PlanState, e: &Effect) -> String {
+    match e {
+        Effect::PushStep {
+            wave,
+            step,
+            commit,
+            expected,
+        } => {
+            let b = &st.waves[*wave].steps[*step].branch;
+            match expected {
+                None => format!("push {b} at {} and open its pull request", short(commit)),
+                Some(old) => format!(
+                    "regenerate {b}: {} → {} (lease on {})",
+                    short(old),
+                    short(commit),
+                    short(old)
+                ),
+            }
+        }
+        Effect::SetStatus {
+            wave,
+            step,
+            state,
+            description,
+            ..
+        } => format!(
+            "status fleetwave/gate on {}: {:?} — {description}",
+            st.waves[*wave].steps[*step].branch, state
+        ),
+        Effect::Merge { wave, step, head } => format!(
+            "merge {} at {}",
+            st.waves[*wave].steps[*step].branch,
+            short(head)
+        ),
+        Effect::Send { id } => format!("send {id}"),
+    }
+}
+
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(10)]
+}
+
+/// Pause or resume a plan by writing its state.
+pub fn set_paused(
+    git: &GitRepo,
+    s: &Settings,
+    paused: bool,
+    now: DateTime<Utc>,
+) -> Result<PlanState, ReconcileError> {
+    let o = observe_repo(git, s)?;
+    let mut st = o.state.clone();
+    if st.waves.is_empty() {
+        return Err(ReconcileError::Other(format!(
+            "plan {} has not started; nothing to {}",
+            o.planned.plan.name,
+            if paused { "pause" } else { "resume" }
+        )));
+    }
+    match (paused, st.status) {
+        (true, PlanStatus::InProgress) => {
+            st.status = PlanStatus::Paused;
+            st.reason = Some("paused by fleetwave pause".into());
+        }
+        (false, PlanStatus::Paused) => {
+            st.status = PlanStatus::InProgress;
+            st.reason = None;
+        }
+        (false, PlanStatus::Halted) => {
+            // The operator fixed what failed: the failed wave runs again from where it stood
+            // (its merged steps stay merged; convergence and the soak are checked afresh).
+            st.status = PlanStatus::InProgress;
+            st.reason = None;
+            for w in st
+                .waves
+                .iter_mut()
+                .filter(|w| w.status == crate::core::state::WaveStatus::Failed)
+            {
+                w.status = crate::core::state::WaveStatus::InProgress;
+                w.failed.clear();
+                w.soak_started_at = None;
+                w.finished_at = None;
+                for s in w
+                    .steps
+                    .iter_mut()
+                    .filter(|s| s.status == StepStatus::Converged)
+                {
+                    s.status = StepStatus::Merged;
+                    s.converged.clear();
+                    s.converged_at = None;
+                }
+            }
+        }
+        (_, other) => {
+            return Err(ReconcileError::Other(format!(
+                "plan {} is {other:?}; nothing to change",
+                st.plan
+            )));
+        }
+    }
+    st.tick += 1;
+    let msg = format!(
+        "fleetwave: {} {}",
+        st.plan,
+        if paused { "paused" } else { "resumed" }
+    );
+    match write_state(git, s, &st, o.state_head.as_deref(), &msg, now)? {
+        Some(_) => Ok(st),
+        None => Err(ReconcileError::Other(
+            "another reconciler wrote the state at the same time; try again".into(),
+        )),
+    }
+}
+
+/// The state branch's log for a plan: the audit trail.
+pub fn history(
+    git: &GitRepo,
+    s: &Settings,
+) -> Result<Vec<crate::adapters::git::CommitInfo>, ReconcileError> {
+    git.fetch()?;
+    let Some(head) = git.branch_head(&s.state_branch)? else {
+        return Ok(Vec::new());
+    };
+    Ok(git.first_parent_log(&head, 100_000)?)
+}
+
+pub struct RollbackOptions {
+    pub waves: Vec<String>,
+    pub allow_downgrade: bool,
+    pub merge: bool,
+    pub dry_run: bool,
+}
+
+/// Revert what can be reverted of the named waves (default: the failed one): gitops-base
+/// tags and template names go back; Kubernetes minor downgrades are refused (a control
+/// plane cannot be downgraded: restore from an etcd snapshot), patch-level ones need
+/// `allow_downgrade`. One rollback branch per wave, merged with the local forge if asked.
+pub fn rollback(
+    git: &GitRepo,
+    s: &Settings,
+    opts: &RollbackOptions,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, ReconcileError> {
+    use crate::core::edit::{self, Splice};
+    use crate::core::version::KubeVersion;
+    let o = observe_repo(git, s)?;
+    let mut st = o.state.clone();
+    let names: Vec<String> = if opts.waves.is_empty() {
+        st.waves
+            .iter()
+            .filter(|w| w.status == crate::core::state::WaveStatus::Failed)
+            .map(|w| w.name.clone())
+            .collect()
+    } else {
+        opts.waves.clone()
+    };
+    if names.is_empty() {
+        return Err(ReconcileError::Other(
+            "no wave has failed; name the waves to roll back with --wave".into(),
+        ));
+    }
+    let mut lines = Vec::new();
+    let mut base = o.base_head.clone();
+    for name in &names {
+        let Some(wi) = st.waves.iter().position(|w| &w.name == name) else {
+            return Err(ReconcileError::Other(format!(
+                "plan {} has no wave {name:?}",
+                st.plan
+            )));
+        };
+        // Per (file, field): the value before the wave's first change and after its last.
+        let mut span: BTreeMap<(String, String), (ChangeRecord, String)> = BTreeMap::new();
+        for step in st.waves[wi]
+            .steps
+            .iter()
+            .filter(|x| x.merged_commit.is_some() && x.status != StepStatus::RolledBack)
+        {
+            for c in &step.changes {
+                span.entry((c.file.clone(), c.field.clone()))
+                    .and_modify(|e| e.1 = c.to.clone())
+                    .or_insert((c.clone(), c.to.clone()));
+            }
+        }
+        if span.is_empty() {
+            lines.push(format!("wave {name}: nothing merged to roll back"));
+            continue;
+        }
+        let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        for ((file, field), (first, last)) in &span {
+            if first.what == "kubernetes" {
+                let (a, b) = (KubeVersion::parse(&first.from), KubeVersion::parse(last));
+                let minor_change = matches!((&a, &b), (Some(a), Some(b)) if a.minor != b.minor);
+                if minor_change || !opts.allow_downgrade {
+                    let why = if minor_change {
+                        "a Kubernetes minor downgrade is not supported (the control plane cannot go back a minor); restore the cluster from an etcd snapshot instead"
+                    } else {
+                        "a patch-level downgrade needs --allow-downgrade"
+                    };
+                    lines.push(format!(
+                        "refused: wave {name} cluster {} {file} {field}: {} → {}: {why}",
+                        first.cluster, last, first.from
+                    ));
+                    continue;
+                }
+            }
+            wanted.insert(
+                (file.clone(), field.clone()),
+                (last.clone(), first.from.clone()),
+            );
+        }
+        // Find those values in the current base and splice them back.
+        let mut by_file: BTreeMap<usize, Vec<Splice>> = BTreeMap::new();
+        for loc in &o.planned.fleet.located {
+            for oc in &loc.occurrences {
+                let file = o.planned.fleet.files[oc.file].rel.display().to_string();
+                let field = if oc.object.is_empty() {
+                    oc.field.clone()
+                } else {
+                    format!("{} {}", oc.object, oc.field)
+                };
+                if let Some((now_value, back)) = wanted.get(&(file, field)) {
+                    if &oc.value == now_value {
+                        by_file.entry(oc.file).or_default().push(Splice {
+                            range: oc.range.clone(),
+                            old: oc.value.clone(),
+                            new: back.clone(),
+                            scalar: oc
+                                .scalar
+                                .as_ref()
+                                .map(|c| (c.start, format!("{}{}{}", c.before, back, c.after))),
+                        });
+                    }
+                }
+            }
+        }
+        let mut files = BTreeMap::new();
+        for (i, splices) in &by_file {
+            let f = &o.planned.fleet.files[*i];
+            let text = edit::apply(&f.text, splices, f.is_yaml())
+                .map_err(|e| ReconcileError::Other(format!("{}: {e}", f.rel.display())))?;
+            files.insert(f.rel.clone(), text.into_bytes());
+        }
+        let count: usize = by_file.values().map(Vec::len).sum();
+        if files.is_empty() {
+            lines.push(format!("wave {name}: nothing reversible to roll back"));
+            continue;
+        }
+        let branch = format!("fleetwave/{}/{name}/rollback", st.plan);
+        let msg = format!(
+            "fleetwave({}): roll back wave {name}\n\nReverts {count} value(s): gitops-base tags, template names{}.",
+            st.plan,
+            if opts.allow_downgrade {
+                " and patch-level Kubernetes versions"
+            } else {
+                ""
+            }
+        );
+        if opts.dry_run {
+            lines.push(format!(
+                "would push {branch} reverting {count} value(s) in {} file(s)",
+                files.len()
+            ));
+            continue;
+        }
+        let commit = git.commit_changes(&base, &files, &msg, &s.sig(now))?;
+        let old = git.branch_head(&branch)?;
+        git.push(&branch, &commit, old.as_deref())?;
+        lines.push(format!(
+            "pushed {branch} ({}) reverting {count} value(s) in {} file(s)",
+            short(&commit),
+            files.len()
+        ));
+        if opts.merge {
+            let merge =
+                git.merge_commit(&base, &commit, &format!("Merge {branch}"), &s.sig(now))?;
+            git.push(&s.base, &merge, Some(&base))?;
+            base = merge.clone();
+            lines.push(format!(
+                "merged {branch} into {} as {}",
+                s.base,
+                short(&merge)
+            ));
+            let fully: Vec<usize> = st.waves[wi]
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| {
+                    x.merged_commit.is_some()
+                        && x.changes
+                            .iter()
+                            .all(|c| c.what != "kubernetes" || opts.allow_downgrade)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            for i in fully {
+                st.waves[wi].steps[i].status = StepStatus::RolledBack;
+                st.waves[wi].steps[i].revert_commit = Some(merge.clone());
+            }
+        }
+    }
+    if !opts.dry_run && st != o.state {
+        st.reason = Some(format!(
+            "{}; rolled back: {}",
+            st.reason.clone().unwrap_or_default(),
+            names.join(", ")
+        ));
+        st.tick += 1;
+        if write_state(
+            git,
+            s,
+            &st,
+            o.state_head.as_deref(),
+            &format!("fleetwave: {} rollback of {}", st.plan, names.join(", ")),
+            now,
+        )?
+        .is_none()
+        {
+            lines.push("warning: another reconciler wrote the state at the same time; the rollback is in Git but not recorded in the state".into());
+        }
+    }
+    Ok(lines)
+}
+
+/// The managed comment of a step PR: the gate, and per cluster Flux state, revision,
+/// convergence and gates.
+pub fn comment_body(
+    st: &PlanState,
+    wave: usize,
+    step: usize,
+    gate: crate::core::state::GateState,
+    description: &str,
+    clusters: &BTreeMap<String, crate::core::cluster::ClusterObservation>,
+) -> String {
+    let w = &st.waves[wave];
+    let s = &w.steps[step];
+    let icon = match gate {
+        crate::core::state::GateState::Pending => "🟡",
+        crate::core::state::GateState::Success => "🟢",
+        crate::core::state::GateState::Failure => "🔴",
+    };
+    let mut out = format!(
+        "### fleetwave — plan `{}`, wave `{}`, step {}\n\n{icon} **{}**\n\n",
+        st.plan, w.name, s.index, description
+    );
+    out.push_str("| cluster | Flux | revision | converged | gates |\n|---|---|---|---|---|\n");
+    for c in &w.clusters {
+        let obs = clusters.get(c);
+        let ks = obs.and_then(|o| o.kustomizations.first());
+        let ready = ks
+            .and_then(|k| k.condition("Ready"))
+            .map(|r| format!("{} {}", r.status, r.reason))
+            .unwrap_or_else(|| "–".into());
+        let rev = ks
+            .and_then(|k| k.last_applied_revision.as_deref())
+            .and_then(crate::core::cluster::revision_hash)
+            .map(|h| format!("`{}`", &h[..h.len().min(10)]))
+            .unwrap_or_else(|| "–".into());
+        let conv = match (s.converged.get(c), w.failed.get(c)) {
+            (_, Some(why)) => format!("failed: {why}"),
+            (Some(t), _) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            _ => "–".into(),
+        };
+        let gates = obs
+            .map(|o| {
+                o.gates
+                    .iter()
+                    .map(|g| format!("{} {}", if g.ok { "✓" } else { "✗" }, g.gate))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("| {c} | {ready} | {rev} | {conv} | {gates} |\n"));
+    }
+    if let Some(t) = w.soak_started_at {
+        out.push_str(&format!(
+            "\nSoak started {}.\n",
+            t.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    out
+}
+
+/// The plan's dashboard: waves, steps with their PRs, cluster states and soak clocks.
+pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) -> String {
+    // A rollout in progress that waits on something reads "Held", with the reason.
+    let status = match (st.status, held) {
+        (PlanStatus::InProgress, Some(_)) => "Held".to_string(),
+        (s, _) => format!("{s:?}"),
+    };
+    let mut out = format!(
+        "## fleetwave rollout `{}` — {status}\n\n{}{}.\n",
+        st.plan,
+        crate::adapters::forge::DASHBOARD_UPDATED,
+        now.format("%Y-%m-%d %H:%M UTC")
+    );
+    if let Some(r) = &st.reason {
+        out.push_str(&format!("\n> {r}\n"));
+    }
+    if let (PlanStatus::InProgress, Some(h)) = (st.status, held) {
+        out.push_str(&format!("\n> Held: {h}\n"));
+    }
+    for w in &st.waves {
+        out.push_str(&format!("\n### {} — {:?}\n\n| step | pull request | status | merged | converged |\n|---|---|---|---|---|\n", w.name, w.status));
+        for s in &w.steps {
+            let pr = s.pr.map(|n| format!("#{n}")).unwrap_or_else(|| "–".into());
+            let merged = s
+                .merged_at
+                .map(|t| t.format("%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "–".into());
+            let conv = s
+                .converged_at
+                .map(|t| t.format("%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "–".into());
+            out.push_str(&format!(
+                "| {} {} | {pr} | {:?} | {merged} | {conv} |\n",
+                s.index, s.title, s.status
+            ));
+        }
+        let clusters: Vec<String> = w
+            .clusters
+            .iter()
+            .map(|c| match w.failed.get(c) {
+                Some(_) => format!("✗ {c}"),
+                None if w
+                    .steps
+                    .iter()
+                    .filter(|s| s.merged_commit.is_some())
+                    .all(|s| s.converged.contains_key(c))
+                    && w.steps.iter().any(|s| s.merged_commit.is_some()) =>
+                {
+                    format!("✓ {c}")
+                }
+                None => format!("· {c}"),
+            })
+            .collect();
+        out.push_str(&format!("\nClusters: {}\n", clusters.join(", ")));
+        if let (Some(t), crate::core::state::WaveStatus::Soaking) = (w.soak_started_at, w.status) {
+            out.push_str(&format!(
+                "\nSoaking since {} ({} so far).\n",
+                t.format("%Y-%m-%d %H:%M UTC"),
+                humantime::format_duration((now - t).to_std().unwrap_or_default())
+            ));
+        }
+    }
+    out
+}
+
+/// The reviewers wave `wi`'s approval gates accept (None when it has no approval gate).
+fn approvers(
+    plan: &crate::core::plan::Plan,
+    wi: usize,
+) -> Option<crate::adapters::forge::Approvers> {
+    let mut out: Option<crate::adapters::forge::Approvers> = None;
+    for g in plan.waves.get(wi).map_or(&[][..], |w| &w.gates[..]) {
+        if let crate::core::plan::Gate::Approval { users, teams } = g {
+            let a = out.get_or_insert_with(Default::default);
+            a.users.extend(users.iter().cloned());
+            a.teams.extend(teams.iter().cloned());
+        }
+    }
+    out
+}

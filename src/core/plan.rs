@@ -1,0 +1,869 @@
+//! The `FleetUpgradePlan` (`apiVersion: fleet.opencenter.cloud/v1alpha1`): its file format —
+//! waves of clusters chosen by label, the Kubernetes hops, the gitops-base tag, templates,
+//! gates and windows — and the validated model the rest of fleetwave works from.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::diag::{Diag, Diags, echo};
+use crate::core::source::YamlSource;
+use crate::core::version::KubeVersion;
+use crate::path;
+
+pub const API_VERSION: &str = "fleet.opencenter.cloud/v1alpha1";
+pub const KIND: &str = "FleetUpgradePlan";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PlanFile {
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    spec: SpecFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SpecFile {
+    #[serde(default)]
+    target_version: Option<String>,
+    #[serde(default)]
+    intermediate_versions: Vec<String>,
+    #[serde(default)]
+    gitops_base: Option<GitopsBaseFile>,
+    #[serde(default)]
+    templates: BTreeMap<String, String>,
+    #[serde(default)]
+    waves: Vec<WaveFile>,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default)]
+    version_overrides: Vec<OverrideFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideFile {
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    version: String,
+}
+
+/// The exact value to write, instead of the derived one, in one cluster's version fields
+/// (optionally only those of one kind) when they go to the hop this version belongs to.
+/// For provider builds such as `1.24.5-gke.100` that cannot be derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionOverride {
+    pub cluster: String,
+    pub kind: Option<String>,
+    pub version: KubeVersion,
+    /// The value as written in the plan; written verbatim.
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitopsBaseFile {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    tag: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WaveFile {
+    #[serde(default)]
+    name: String,
+    cluster_selector: Selector,
+    #[serde(default)]
+    validation: ValidationFile,
+    #[serde(default)]
+    max_failures: Option<CountOrText>,
+    #[serde(default)]
+    progress_deadline: Option<String>,
+    #[serde(default)]
+    window: Option<WindowFile>,
+    #[serde(default)]
+    gates: Vec<Gate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ValidationFile {
+    #[serde(default)]
+    health_check_duration: Option<String>,
+    #[serde(default)]
+    automated: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CountOrText {
+    Count(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WindowFile {
+    #[serde(default)]
+    days: Vec<String>,
+    start: String,
+    end: String,
+    #[serde(default)]
+    time_zone: Option<String>,
+}
+
+/// A label selector, as in Kubernetes.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Selector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl Selector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| {
+                let got = labels.get(&r.key);
+                match r.operator.as_str() {
+                    "In" => got.is_some_and(|v| r.values.contains(v)),
+                    "NotIn" => got.is_none_or(|v| !r.values.contains(v)),
+                    "Exists" => got.is_some(),
+                    "DoesNotExist" => got.is_none(),
+                    _ => false,
+                }
+            })
+    }
+
+    /// Label values this selector asks for, per key (for reporting unknown values).
+    pub fn wanted_values(&self) -> BTreeMap<&str, BTreeSet<&str>> {
+        let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (k, v) in &self.match_labels {
+            out.entry(k).or_default().insert(v);
+        }
+        for r in self.match_expressions.iter().filter(|r| r.operator == "In") {
+            out.entry(&r.key)
+                .or_default()
+                .extend(r.values.iter().map(String::as_str));
+        }
+        out
+    }
+}
+
+/// A health gate checked through a wave's soak (evaluated by the rollout engine).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Gate {
+    Nodes {},
+    #[serde(rename_all = "camelCase")]
+    PodRestarts {
+        threshold: u32,
+    },
+    #[serde(rename_all = "camelCase")]
+    Prometheus {
+        url: String,
+        #[serde(default)]
+        alerts: BTreeMap<String, String>,
+        #[serde(default)]
+        query: Option<String>,
+        #[serde(default)]
+        threshold: Option<f64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Http {
+        url: String,
+        #[serde(default)]
+        expect_status: Option<u16>,
+        #[serde(default)]
+        json_field: Option<String>,
+        #[serde(default)]
+        equals: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Approval {
+        #[serde(default)]
+        users: Vec<String>,
+        #[serde(default)]
+        teams: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MaxFailures {
+    Count(u32),
+    Percent(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    pub days: Vec<String>,
+    /// Minutes after midnight.
+    pub start: u32,
+    pub end: u32,
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitopsBase {
+    pub url: String,
+    pub tag: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wave {
+    pub name: String,
+    pub selector: Selector,
+    #[serde(with = "humantime_serde_secs")]
+    pub soak: Duration,
+    pub automated: bool,
+    pub max_failures: MaxFailures,
+    #[serde(skip)]
+    pub progress_deadline: Option<Duration>,
+    pub window: Option<Window>,
+    pub gates: Vec<Gate>,
+}
+
+mod humantime_serde_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub target: Option<KubeVersion>,
+    /// Intermediate versions then the target, ascending: one hop each.
+    pub hops: Vec<KubeVersion>,
+    pub gitops_base: Option<GitopsBase>,
+    pub templates: BTreeMap<String, String>,
+    pub waves: Vec<Wave>,
+    pub paused: bool,
+    pub overrides: Vec<VersionOverride>,
+}
+
+impl Plan {
+    /// The override for a field of `kind` in `cluster` at hop `h`, if the plan has one.
+    pub fn override_for(
+        &self,
+        cluster: &str,
+        kind: &str,
+        h: &KubeVersion,
+    ) -> Option<&VersionOverride> {
+        self.overrides.iter().find(|o| {
+            o.cluster == cluster
+                && o.kind.as_deref().is_none_or(|k| k == kind)
+                && o.version.same_as(h)
+        })
+    }
+}
+
+/// Read and validate a plan file. `shown` is the path used in messages.
+pub fn load(shown: &Path, text: String) -> Result<(Plan, YamlSource), Diags> {
+    let src = YamlSource::parse(shown, text)?;
+    if src.doc.root.is_some_and(|r| {
+        src.doc.entries(r).is_empty()
+            && !matches!(src.doc.node(r).kind, crate::core::yaml::Kind::Map(_))
+    }) {
+        return Err(Diag::new(shown, src.pos(src.doc.node(src.doc.root.unwrap_or(0)).start), "a plan must be a YAML mapping (apiVersion, kind, metadata, spec)")
+            .hint("start the file with `apiVersion: fleet.opencenter.cloud/v1alpha1` and `kind: FleetUpgradePlan`")
+            .into());
+    }
+    let file: PlanFile = src.typed("plan")?;
+    let plan = validate(&src, file)?;
+    Ok((plan, src))
+}
+
+fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
+    let mut errs = Vec::new();
+    if f.api_version != API_VERSION {
+        errs.push(
+            src.at(
+                &path!["apiVersion"],
+                format!(
+                    "apiVersion is {:?}, expected {API_VERSION:?}",
+                    f.api_version
+                ),
+            )
+            .hint(format!("set `apiVersion: {API_VERSION}`")),
+        );
+    }
+    if f.kind != KIND {
+        errs.push(
+            src.at(
+                &path!["kind"],
+                format!("kind is {:?}, expected {KIND:?}", f.kind),
+            )
+            .hint(format!("set `kind: {KIND}`")),
+        );
+    }
+    let _ = (
+        &f.metadata.namespace,
+        &f.metadata.labels,
+        &f.metadata.annotations,
+    );
+    if !valid_name(&f.metadata.name) {
+        errs.push(src.at(&path!["metadata", "name"], format!("metadata.name {} is missing or not a valid name", echo(&f.metadata.name)))
+            .hint("use lower-case letters, digits, '-' and single inner '.' (it becomes part of Git branch names; no `..`, no trailing `.` or `.lock`), e.g. `k8s-1-34-upgrade`"));
+    } else if RESERVED_PLAN_NAMES.contains(&f.metadata.name.as_str()) {
+        errs.push(src.at(&path!["metadata", "name"], format!("metadata.name {:?} is reserved: its branches would collide with fleetwave's own ref fleetwave/{}", f.metadata.name, f.metadata.name))
+            .hint("choose another name, e.g. `k8s-1-34-upgrade`"));
+    }
+    let spec = f.spec;
+    let target = spec.target_version.as_deref().and_then(|t| {
+        let v = KubeVersion::parse(t);
+        match &v {
+            None => errs.push(
+                src.at(
+                    &path!["spec", "targetVersion"],
+                    format!("targetVersion {} is not a Kubernetes version", echo(t)),
+                )
+                .hint("write a full version like `v1.34.2` or a minor like `\"1.34\"`"),
+            ),
+            Some(v) if !v.suffix.is_empty() => errs.push(suffix_refused(
+                src,
+                &path!["spec", "targetVersion"],
+                t,
+                &v.suffix,
+            )),
+            Some(_) => {}
+        }
+        v
+    });
+    let mut hops: Vec<KubeVersion> = Vec::new();
+    for (i, s) in spec.intermediate_versions.iter().enumerate() {
+        let at = path!["spec", "intermediateVersions", i];
+        match KubeVersion::parse(s) {
+            None => errs.push(
+                src.at(
+                    &at,
+                    format!(
+                        "intermediate version {} is not a Kubernetes version",
+                        echo(s)
+                    ),
+                )
+                .hint("write versions like `v1.33.5`"),
+            ),
+            Some(v) if !v.suffix.is_empty() => errs.push(suffix_refused(src, &at, s, &v.suffix)),
+            Some(v) => {
+                if let Some(prev) = hops.last() {
+                    if v.minor <= prev.minor {
+                        errs.push(src.at(&at, format!("intermediate version {v} is not above the one before it ({prev})")).hint("list intermediateVersions in ascending order, one per minor"));
+                    }
+                }
+                if let Some(t) = &target {
+                    if v.minor >= t.minor {
+                        errs.push(src.at(&at, format!("intermediate version {v} is not below targetVersion {t}")).hint("intermediateVersions are the minors between the current version and targetVersion"));
+                    }
+                }
+                hops.push(v);
+            }
+        }
+    }
+    if !spec.intermediate_versions.is_empty() && spec.target_version.is_none() {
+        errs.push(
+            src.at_key(
+                &path!["spec", "intermediateVersions"],
+                "intermediateVersions without targetVersion",
+            )
+            .hint("add `targetVersion`"),
+        );
+    }
+    if let Some(t) = &target {
+        hops.push(t.clone());
+    }
+    let overrides = overrides(src, &spec.version_overrides, &hops, &mut errs);
+    let gitops_base = spec.gitops_base.map(|g| {
+        if g.tag.trim().is_empty() {
+            errs.push(src.at(&path!["spec", "gitopsBase", "tag"], "gitopsBase needs a tag").hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"));
+        } else if !crate::core::refname::is_valid_full_name(&format!("refs/tags/{}", g.tag)) || g.tag.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'#".contains(c)) {
+            errs.push(src.at(&path!["spec", "gitopsBase", "tag"], format!("gitopsBase.tag {} is not a tag name Git accepts", echo(&g.tag))).hint("use a plain tag such as `2026.02` or `v1.4.0`"));
+        }
+        if crate::core::repo_url::normalize_repo_url(&g.url).is_none() {
+            errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
+                .hint("use the repository's https or ssh URL, e.g. `https://github.com/org/gitops-base.git`"));
+        }
+        GitopsBase { url: g.url, tag: g.tag }
+    });
+    for (old, new) in &spec.templates {
+        if !k8s_name(new) {
+            errs.push(
+                src.at(
+                    &path!["spec", "templates", old.as_str()],
+                    format!("template {} is not a Kubernetes object name", echo(new)),
+                )
+                .hint("template names are lower-case letters, digits, '-' and '.', at most 253"),
+            );
+        }
+        if old == new || new.trim().is_empty() {
+            errs.push(
+                src.at(
+                    &path!["spec", "templates", old.as_str()],
+                    format!("template {old:?} maps to {new:?}, which changes nothing"),
+                )
+                .hint("map each old ClusterTemplate name to a different new one"),
+            );
+        }
+    }
+    if target.is_none() && gitops_base.is_none() && spec.templates.is_empty() {
+        errs.push(
+            src.at_key(&path!["spec"], "the plan changes nothing")
+                .hint("set targetVersion, gitopsBase or templates"),
+        );
+    }
+    if spec.waves.is_empty() {
+        errs.push(
+            src.at(&path!["spec", "waves"], "the plan has no waves")
+                .hint("add at least one wave with a clusterSelector"),
+        );
+    }
+    let mut names = BTreeSet::new();
+    let mut waves = Vec::new();
+    for (i, w) in spec.waves.into_iter().enumerate() {
+        let at = |k: &str| path!["spec", "waves", i, k];
+        if !valid_name(&w.name) {
+            errs.push(
+                src.at(
+                    &at("name"),
+                    format!("wave name {:?} is missing or not a valid name", w.name),
+                )
+                .hint("use lower-case letters, digits and '-'"),
+            );
+        } else if !names.insert(w.name.clone()) {
+            errs.push(
+                src.at(&at("name"), format!("wave name {:?} is used twice", w.name))
+                    .hint("give every wave its own name"),
+            );
+        }
+        for (j, r) in w.cluster_selector.match_expressions.iter().enumerate() {
+            let rp = path![
+                "spec",
+                "waves",
+                i,
+                "clusterSelector",
+                "matchExpressions",
+                j,
+                "operator"
+            ];
+            let vp = path![
+                "spec",
+                "waves",
+                i,
+                "clusterSelector",
+                "matchExpressions",
+                j,
+                "values"
+            ];
+            let vp = if src.doc.at(&vp).is_some() {
+                vp
+            } else {
+                rp.clone()
+            };
+            match r.operator.as_str() {
+                "In" | "NotIn" if r.values.is_empty() => errs.push(
+                    src.at(
+                        &vp,
+                        format!("operator {} needs at least one value", r.operator),
+                    )
+                    .hint("add `values: [...]`"),
+                ),
+                "Exists" | "DoesNotExist" if !r.values.is_empty() => errs.push(
+                    src.at(&vp, format!("operator {} takes no values", r.operator))
+                        .hint("remove `values`"),
+                ),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => errs.push(
+                    src.at(&rp, format!("unknown selector operator {other:?}"))
+                        .hint("use In, NotIn, Exists or DoesNotExist"),
+                ),
+            }
+        }
+        if w.cluster_selector.match_labels.is_empty()
+            && w.cluster_selector.match_expressions.is_empty()
+        {
+            errs.push(
+                src.at_key(
+                    &at("clusterSelector"),
+                    "an empty clusterSelector would select every cluster",
+                )
+                .hint("add matchLabels or matchExpressions"),
+            );
+        }
+        let soak = match &w.validation.health_check_duration {
+            None => Duration::ZERO,
+            Some(d) => duration(
+                src,
+                &path!["spec", "waves", i, "validation", "healthCheckDuration"],
+                d,
+                &mut errs,
+            ),
+        };
+        let progress_deadline = w
+            .progress_deadline
+            .as_ref()
+            .map(|d| duration(src, &at("progressDeadline"), d, &mut errs));
+        let max_failures = match &w.max_failures {
+            None => MaxFailures::Count(0),
+            Some(CountOrText::Count(n)) if *n >= 0 => MaxFailures::Count(*n as u32),
+            Some(CountOrText::Text(t)) if t.ends_with('%') => {
+                match t.trim_end_matches('%').parse::<u32>() {
+                    Ok(p) if p <= 100 => MaxFailures::Percent(p),
+                    _ => {
+                        errs.push(
+                            src.at(
+                                &at("maxFailures"),
+                                format!("maxFailures {t:?} is not a percentage from 0% to 100%"),
+                            )
+                            .hint("write a count like `1` or a percentage like `\"10%\"`"),
+                        );
+                        MaxFailures::Count(0)
+                    }
+                }
+            }
+            Some(other) => {
+                let shown = match other {
+                    CountOrText::Count(n) => n.to_string(),
+                    CountOrText::Text(t) => format!("{t:?}"),
+                };
+                errs.push(
+                    src.at(
+                        &at("maxFailures"),
+                        format!("maxFailures {shown} is not a count or a percentage"),
+                    )
+                    .hint("write a count like `1` or a percentage like `\"10%\"`"),
+                );
+                MaxFailures::Count(0)
+            }
+        };
+        let window = w.window.as_ref().map(|win| {
+            let mut minutes = |k: &str, s: &str| {
+                parse_clock(s).unwrap_or_else(|| {
+                    errs.push(
+                        src.at(
+                            &path!["spec", "waves", i, "window", k],
+                            format!("{s:?} is not a time of day"),
+                        )
+                        .hint("write times as HH:MM, 00:00 to 24:00"),
+                    );
+                    0
+                })
+            };
+            let (start, end) = (minutes("start", &win.start), minutes("end", &win.end));
+            for (j, d) in win.days.iter().enumerate() {
+                if !["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&d.as_str()) {
+                    errs.push(
+                        src.at(
+                            &path!["spec", "waves", i, "window", "days", j],
+                            format!("{d:?} is not a day"),
+                        )
+                        .hint("use Mon, Tue, Wed, Thu, Fri, Sat, Sun"),
+                    );
+                }
+            }
+            if let Some(z) = &win.time_zone {
+                if z.parse::<chrono_tz::Tz>().is_err() {
+                    errs.push(
+                        src.at(
+                            &path!["spec", "waves", i, "window", "timeZone"],
+                            format!("{z:?} is not a time zone"),
+                        )
+                        .hint("use an IANA name such as Europe/Berlin or UTC"),
+                    );
+                }
+            }
+            if end <= start {
+                errs.push(
+                    src.at(
+                        &path!["spec", "waves", i, "window", "end"],
+                        "the window ends before it starts",
+                    )
+                    .hint("windows are within one day: end must be later than start"),
+                );
+            }
+            Window {
+                days: win.days.clone(),
+                start,
+                end,
+                time_zone: win.time_zone.clone(),
+            }
+        });
+        for (j, g) in w.gates.iter().enumerate() {
+            check_gate(src, &path!["spec", "waves", i, "gates", j], g, &mut errs);
+        }
+        waves.push(Wave {
+            name: w.name,
+            selector: w.cluster_selector,
+            soak,
+            automated: w.validation.automated,
+            max_failures,
+            progress_deadline,
+            window,
+            gates: w.gates,
+        });
+    }
+    if errs.is_empty() {
+        Ok(Plan {
+            name: f.metadata.name,
+            target,
+            hops,
+            gitops_base,
+            templates: spec.templates,
+            waves,
+            paused: spec.paused,
+            overrides,
+        })
+    } else {
+        Err(Diags(errs))
+    }
+}
+
+/// Validate `versionOverrides`: each names a cluster and a version the plan goes to.
+fn overrides(
+    src: &YamlSource,
+    files: &[OverrideFile],
+    hops: &[KubeVersion],
+    errs: &mut Vec<Diag>,
+) -> Vec<VersionOverride> {
+    let mut out = Vec::new();
+    for (i, o) in files.iter().enumerate() {
+        let at = |k: &str| path!["spec", "versionOverrides", i, k];
+        if o.cluster.trim().is_empty() {
+            errs.push(
+                src.at_key(
+                    &path!["spec", "versionOverrides", i],
+                    "a version override needs a cluster",
+                )
+                .hint("name the cluster, e.g. `cluster: prod-gke-01`"),
+            );
+        }
+        if o.kind.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            errs.push(src.at(&at("kind"), "kind is empty").hint("name the kind whose fields the override is for, e.g. `kind: Cluster`, or drop `kind`"));
+        }
+        let Some(v) = KubeVersion::parse(&o.version) else {
+            errs.push(
+                src.at(
+                    &at("version"),
+                    format!("version {:?} is not a Kubernetes version", o.version),
+                )
+                .hint("write the exact value to put in the file, e.g. `1.24.5-gke.100`"),
+            );
+            continue;
+        };
+        if !hops
+            .iter()
+            .any(|h| v.same_as(h) && (h.is_minor_only() || v.patch == h.patch))
+        {
+            let names: Vec<String> = hops.iter().map(|h| h.to_string()).collect();
+            errs.push(src.at(&at("version"), format!("version override {} is not a version the plan goes to ({})", o.version, names.join(", ")))
+                .hint("an override replaces the derived value of one of targetVersion/intermediateVersions: give it the same major.minor.patch"));
+            continue;
+        }
+        out.push(VersionOverride {
+            cluster: o.cluster.clone(),
+            kind: o.kind.clone(),
+            version: v,
+            text: o.version.clone(),
+        });
+    }
+    out
+}
+
+/// A target with a build suffix (`+evil.1`, `-gke.100`): each field keeps its own distribution
+/// suffix (`+k0s.0`), so the plan's would be silently dropped. Refused instead. Pre-releases
+/// (`-rc.1`) are versions of their own and allowed.
+fn suffix_refused(
+    src: &YamlSource,
+    at: &[crate::core::yaml::Seg],
+    value: &str,
+    suffix: &str,
+) -> Diag {
+    src.at(
+        at,
+        format!(
+            "{} carries the build suffix {}, which fleetwave would not write",
+            echo(value),
+            echo(suffix)
+        ),
+    )
+    .hint("write the plain version, e.g. `v1.33.5`: each field keeps its own suffix such as `+k0s.0`; put provider builds such as -gke.N in `versionOverrides`")
+}
+
+fn k8s_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+/// Gate URLs and statuses are checked now, not when the gate first runs mid-rollout.
+fn check_gate(src: &YamlSource, at: &[crate::core::yaml::Seg], g: &Gate, errs: &mut Vec<Diag>) {
+    let url = match g {
+        Gate::Prometheus { url, .. } | Gate::Http { url, .. } => url,
+        _ => return,
+    };
+    let mut field = at.to_vec();
+    field.push("url".into());
+    let parsed = url::Url::parse(&url.replace("{cluster}", "cluster"));
+    if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+        errs.push(
+            src.at(&field, format!("gate url {} is not an http(s) URL", echo(url)))
+                .hint("write e.g. `http://prometheus.monitoring:9090` (`{cluster}` may stand for the cluster name)"),
+        );
+    }
+    if let Gate::Http {
+        expect_status: Some(code),
+        ..
+    } = g
+    {
+        if !(100..=599).contains(code) {
+            let mut field = at.to_vec();
+            field.push("expectStatus".into());
+            errs.push(
+                src.at(&field, format!("expectStatus {code} is not an HTTP status"))
+                    .hint("use a status from 100 to 599, e.g. 200"),
+            );
+        }
+    }
+}
+
+fn duration(
+    src: &YamlSource,
+    at: &[crate::core::yaml::Seg],
+    s: &str,
+    errs: &mut Vec<Diag>,
+) -> Duration {
+    humantime::parse_duration(s).unwrap_or_else(|e| {
+        errs.push(
+            src.at(at, format!("{s:?} is not a duration ({e})"))
+                .hint("write durations like `30m`, `1h`, `24h` or `2d`"),
+        );
+        Duration::ZERO
+    })
+}
+
+fn parse_clock(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 24 && m < 60 && (h < 24 || m == 0) && s.len() == 5).then_some(h * 60 + m)
+}
+
+/// Names become parts of branch names (`fleetwave/<plan>/<wave>/<n>-<step>`): DNS-label
+/// characters, and nothing Git refuses in a ref (`..`, a trailing `.`, `.lock`).
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with('.')
+        && !s.ends_with(".lock")
+        && !s.contains("..")
+        && crate::core::refname::is_valid_full_name(&format!("refs/heads/fleetwave/{s}/x"))
+}
+
+/// Plan names whose branches would collide with fleetwave's own refs (`fleetwave/state`).
+const RESERVED_PLAN_NAMES: &[&str] = &["state"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(s: &str) -> Result<Plan, Diags> {
+        load(Path::new("plan.yaml"), s.to_string()).map(|(p, _)| p)
+    }
+
+    const OK: &str = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata:\n  name: k8s-1-34-upgrade\nspec:\n  targetVersion: \"1.34\"\n  waves:\n  - name: canary\n    clusterSelector:\n      matchLabels:\n        upgrade-wave: canary\n    validation:\n      healthCheckDuration: 1h\n      automated: true # gate\n";
+
+    #[test]
+    fn accepts_the_seed_schema() {
+        let p = load_str(OK).unwrap();
+        assert_eq!(p.name, "k8s-1-34-upgrade");
+        assert_eq!(p.hops.len(), 1);
+        assert!(p.hops[0].is_minor_only());
+        assert_eq!(p.waves[0].soak, Duration::from_secs(3600));
+        assert!(p.waves[0].automated);
+    }
+
+    #[test]
+    fn unknown_fields_are_located() {
+        let e = load_str(&OK.replace("      automated: true", "      automatd: true")).unwrap_err();
+        let d = &e.0[0];
+        assert_eq!((d.line, d.column), (14, 7), "{d}");
+        assert!(d.message.contains("unknown field `automatd`"), "{d}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_value() {
+        let e = load_str(&OK.replace("1h", "1 fortnight")).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].column), (13, 28), "{}", e.0[0]);
+        let e = load_str(&OK.replace("\"1.34\"", "banana")).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].column), (6, 18));
+    }
+
+    #[test]
+    fn selectors_match_like_kubernetes() {
+        let mut labels = BTreeMap::new();
+        labels.insert("upgrade-wave".to_string(), "canary".to_string());
+        let s = Selector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![Requirement {
+                key: "upgrade-wave".into(),
+                operator: "In".into(),
+                values: vec!["canary".into()],
+            }],
+        };
+        assert!(s.matches(&labels));
+        let not = Selector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![Requirement {
+                key: "tier".into(),
+                operator: "DoesNotExist".into(),
+                values: vec![],
+            }],
+        };
+        assert!(not.matches(&labels));
+    }
+}

@@ -1,0 +1,249 @@
+//! The rollout's memory: one document per plan, stored on the orphan branch
+//! `fleetwave/state` of the fleet repo and written by compare-and-swap. Everything the
+//! reconciler must not forget between ticks (or across a crash) lives here; everything it
+//! can observe again (branches, merges, Flux status) does not need to.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::core::notify::Event;
+
+pub const BRANCH: &str = "fleetwave/state";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PlanStatus {
+    #[default]
+    InProgress,
+    Succeeded,
+    /// The plan cannot be carried out (e.g. it no longer plans cleanly against the base).
+    Failed,
+    /// A wave failed; nothing more is merged until rollback or resume.
+    Halted,
+    Paused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum WaveStatus {
+    #[default]
+    Pending,
+    InProgress,
+    Soaking,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum StepStatus {
+    #[default]
+    Pending,
+    /// Branch pushed and pull request open.
+    Open,
+    Merged,
+    Converged,
+    /// Nothing to change in this step.
+    Skipped,
+    /// Reverted by `fleetwave rollback`.
+    RolledBack,
+}
+
+/// The commit status fleetwave last posted on a step's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostedStatus {
+    pub head: String,
+    pub state: GateState,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateState {
+    Pending,
+    Success,
+    Failure,
+}
+
+/// One field change of a step, kept for PR bodies, telemetry and rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub cluster: String,
+    pub file: String,
+    pub field: String,
+    pub what: String,
+    pub from: String,
+    pub to: String,
+    /// For Kubernetes versions: which part of the cluster the field upgrades.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::core::locate::Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepState {
+    pub index: usize,
+    pub id: String,
+    pub title: String,
+    pub branch: String,
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr: Option<u64>,
+    /// The step commit fleetwave pushed, and the base commit it sits on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ChangeRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<DateTime<Utc>>,
+    /// Head fleetwave decided to merge; set before the merge call so a crash cannot hide it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_intent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub merged_by_human: bool,
+    /// For human merges: whether fleetwave's gate was green when it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_green_at_merge: Option<bool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub converged: BTreeMap<String, DateTime<Utc>>,
+    /// Pod restart counts per cluster when the step was first observed merged: the baseline
+    /// of the podRestarts gate.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restart_baseline: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posted: Option<PostedStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub time: DateTime<Utc>,
+    pub cluster: String,
+    pub gate: String,
+    pub ok: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveState {
+    pub name: String,
+    pub status: WaveStatus,
+    /// Membership is fixed when the wave starts.
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// cluster → why it failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<String, String>,
+    #[serde(default)]
+    pub steps: Vec<StepState>,
+    /// Gate breaches and recoveries, as they happened (not every passing check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate_log: Vec<GateRecord>,
+    /// cluster → gate → its current result, with the time it last changed between pass and
+    /// fail (so an unchanged result does not rewrite the state every tick).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: BTreeMap<String, BTreeMap<String, GateRecord>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbox {
+    pub event: Event,
+    pub sent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanState {
+    pub plan: String,
+    /// Hash of the plan file the rollout follows; a new revision closes stale PRs.
+    pub plan_hash: String,
+    pub status: PlanStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub waves: Vec<WaveState>,
+    /// Alerts and telemetry, keyed by idempotency id; each is sent once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub events: BTreeMap<String, Outbox>,
+    /// Bumped on every write that precedes side effects, so two reconcilers never both act.
+    #[serde(default)]
+    pub tick: u64,
+    /// Fields written by a newer fleetwave, kept as they are when this one rewrites the state.
+    #[serde(flatten, default)]
+    pub unknown: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl PlanState {
+    pub fn new(plan: &str, plan_hash: &str) -> Self {
+        PlanState {
+            plan: plan.to_string(),
+            plan_hash: plan_hash.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The state file's path on the state branch.
+    pub fn path(plan: &str) -> String {
+        format!("{plan}.yaml")
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("state serializes")
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+
+    pub fn step(&self, wave: usize, step: usize) -> Option<&StepState> {
+        self.waves.get(wave)?.steps.get(step)
+    }
+
+    pub fn step_mut(&mut self, wave: usize, step: usize) -> Option<&mut StepState> {
+        self.waves.get_mut(wave)?.steps.get_mut(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_as_yaml() {
+        let mut s = PlanState::new("k8s", "abc");
+        s.waves.push(WaveState {
+            name: "canary".into(),
+            status: WaveStatus::Soaking,
+            clusters: vec!["a".into()],
+            steps: vec![StepState {
+                index: 1,
+                id: "kubernetes-v1-33-5".into(),
+                branch: "fleetwave/k8s/canary/1-kubernetes-v1-33-5".into(),
+                status: StepStatus::Merged,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let back = PlanState::from_yaml(&s.to_yaml()).unwrap();
+        assert_eq!(back, s);
+    }
+}
