@@ -1,5 +1,10 @@
 //! Hostile input, as an attacker or a careless colleague would try it, and fleetwave's answer
 //! to each. Every test names the attack; its assertions are the answer.
+//!
+//! Elsewhere, because they need that file's machinery: quadratic YAML (100,000 keys) in
+//! `yaml`'s unit tests and `benches/yaml_keys.rs`; slow and idle clients, the connection
+//! limit, webhook replays and JSON logs of `serve` in `tests/serve.rs`; escape sequences
+//! reported by a cluster in `tests/kube_rollout.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
