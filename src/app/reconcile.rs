@@ -14,10 +14,9 @@ use crate::adapters::git::{GitError, GitRepo, Sig};
 use crate::core::cluster::ClusterSource;
 use crate::core::decide::{self, Decision, Desired, Effect, StepPlan, WaveInput, World};
 use crate::core::diag::Diags;
-use crate::core::locate::What;
 use crate::core::notify::Notifier;
 use crate::core::planner::{self, Planned};
-use crate::core::state::{self, ChangeRecord, PlanState, PlanStatus, StepStatus};
+use crate::core::state::{self, ChangeRecord, Changed, PlanState, PlanStatus, StepStatus};
 
 pub const DEFAULT_TITLE: &str = "fleetwave({plan}): {wave} — {what}";
 
@@ -220,6 +219,7 @@ fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
                     index: st.index,
                     id: st.id.clone(),
                     title: st.title.clone(),
+                    kubernetes: st.kubernetes.clone(),
                     branch: branch_name(&p.plan.name, &w.name, st.index, &st.id),
                     changes: st
                         .changes
@@ -233,17 +233,9 @@ fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
                             } else {
                                 format!("{} {}", c.object, c.field)
                             },
-                            what: match c.what {
-                                What::Kubernetes(_) => "kubernetes".into(),
-                                What::GitopsBase => "gitopsBase".into(),
-                                What::Template => "template".into(),
-                            },
+                            what: Changed::from(&c.what),
                             from: c.from.clone(),
                             to: c.to.clone(),
-                            role: match c.what {
-                                What::Kubernetes(r) => Some(r),
-                                _ => None,
-                            },
                         })
                         .collect(),
                 })
@@ -287,22 +279,18 @@ pub fn step_text(
 /// `Kubernetes v1.34.2, gitops-base 2026.02` for titles.
 fn what_text(p: &Planned, step: &StepPlan) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let k = step.changes.iter().find(|c| c.what == "kubernetes");
-    if k.is_some() {
-        parts.push(
-            step.title
-                .split(',')
-                .next()
-                .unwrap_or(&step.title)
-                .to_string(),
-        );
+    if step.changes.iter().any(|c| c.what.is_kubernetes()) {
+        // Kubernetes changes are planned into hop steps only.
+        if let Some(hop) = &step.kubernetes {
+            parts.push(hop.to_string());
+        }
     }
     if let Some(g) = &p.plan.gitops_base {
-        if step.changes.iter().any(|c| c.what == "gitopsBase") {
+        if step.changes.iter().any(|c| c.what == Changed::GitopsBase) {
             parts.push(format!("gitops-base {}", g.tag));
         }
     }
-    if step.changes.iter().any(|c| c.what == "template") {
+    if step.changes.iter().any(|c| c.what == Changed::Template) {
         parts.push("k0rdent templates".into());
     }
     if parts.is_empty() {
@@ -964,7 +952,7 @@ pub fn rollback(
         }
         let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
         for ((file, field), (first, last)) in &span {
-            if first.what == "kubernetes" {
+            if first.what.is_kubernetes() {
                 let (a, b) = (KubeVersion::parse(&first.from), KubeVersion::parse(last));
                 let minor_change = matches!((&a, &b), (Some(a), Some(b)) if a.minor != b.minor);
                 if minor_change || !opts.allow_downgrade {
@@ -1065,7 +1053,7 @@ pub fn rollback(
                     x.merged_commit.is_some()
                         && x.changes
                             .iter()
-                            .all(|c| c.what != "kubernetes" || opts.allow_downgrade)
+                            .all(|c| !c.what.is_kubernetes() || opts.allow_downgrade)
                 })
                 .map(|(i, _)| i)
                 .collect();

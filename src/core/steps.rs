@@ -44,7 +44,37 @@ pub struct Step {
     pub index: usize,
     pub id: String,
     pub title: String,
+    /// The Kubernetes hop this step makes, if it makes one.
+    #[serde(skip)]
+    pub kubernetes: Option<KubeHop>,
     pub changes: Vec<Change>,
+}
+
+/// One hop of the Kubernetes version, for the whole clusters or one part of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeHop {
+    pub part: HopPart,
+    pub version: KubeVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopPart {
+    /// The whole clusters (no wave cluster holds its workers' version separately).
+    Whole,
+    ControlPlanes,
+    Workers,
+}
+
+impl std::fmt::Display for KubeHop {
+    /// `Kubernetes v1.34.2`, `control planes to v1.34.2` or `workers to v1.34.2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = &self.version;
+        match self.part {
+            HopPart::Whole => write!(f, "Kubernetes {v}"),
+            HopPart::ControlPlanes => write!(f, "control planes to {v}"),
+            HopPart::Workers => write!(f, "workers to {v}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -77,27 +107,25 @@ pub fn plan_wave(
         .iter()
         .any(|o| o.what == What::Kubernetes(Role::Workers));
     let mut steps: Vec<Step> = Vec::new();
+    let hop_step = |id: &str, part: HopPart, h: &KubeVersion| {
+        let hop = KubeHop {
+            part,
+            version: h.clone(),
+        };
+        Step {
+            index: 0,
+            id: format!("{id}-{}", hop_slug(h)),
+            title: hop.to_string(),
+            kubernetes: Some(hop),
+            changes: vec![],
+        }
+    };
     for h in &plan.hops {
         if split {
-            steps.push(Step {
-                index: 0,
-                id: format!("control-plane-{}", hop_slug(h)),
-                title: format!("control planes to {h}"),
-                changes: vec![],
-            });
-            steps.push(Step {
-                index: 0,
-                id: format!("workers-{}", hop_slug(h)),
-                title: format!("workers to {h}"),
-                changes: vec![],
-            });
+            steps.push(hop_step("control-plane", HopPart::ControlPlanes, h));
+            steps.push(hop_step("workers", HopPart::Workers, h));
         } else {
-            steps.push(Step {
-                index: 0,
-                id: format!("kubernetes-{}", hop_slug(h)),
-                title: format!("Kubernetes {h}"),
-                changes: vec![],
-            });
+            steps.push(hop_step("kubernetes", HopPart::Whole, h));
         }
     }
     let extra: Vec<&str> = [
@@ -122,6 +150,7 @@ pub fn plan_wave(
             index: 0,
             id: extra.join("-and-"),
             title,
+            kubernetes: None,
             changes: vec![],
         });
     } else if let (Some(last), false) = (steps.last_mut(), extra.is_empty()) {
