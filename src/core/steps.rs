@@ -341,6 +341,25 @@ fn below(a: &KubeVersion, b: &KubeVersion) -> bool {
     }
 }
 
+/// Why a field cannot be written at a hop.
+#[derive(Debug, thiserror::Error)]
+enum CannotWrite {
+    #[error("the plan names the minor-only version {h}, but this field holds a full version; write full versions (e.g. {h}.0 → v1.{minor}.N) in the plan", minor = .h.minor)]
+    MinorOnly { h: KubeVersion },
+    #[error(
+        "the suffix {sfx} names one provider build of {orig} and cannot be derived for {h}; look up the provider's exact version for {h} and put it in the plan: `versionOverrides: [{{cluster: {cluster}, kind: {kind}, version: \"{version}\"}}]`"
+    )]
+    Suffix {
+        sfx: String,
+        orig: KubeVersion,
+        h: KubeVersion,
+        cluster: String,
+        kind: String,
+        /// The override to write, e.g. `1.34.2+k0s.N`.
+        version: String,
+    },
+}
+
 /// The text a field gets at hop `h`: the plan's override for its cluster (and kind), else
 /// `h` in the field's style.
 fn to_text(
@@ -348,18 +367,31 @@ fn to_text(
     o: &Occurrence,
     orig: &KubeVersion,
     h: &KubeVersion,
-) -> Result<String, String> {
+) -> Result<String, Box<CannotWrite>> {
     let kind = o.object.split('/').next().unwrap_or("");
     if let Some(ov) = plan.override_for(&o.cluster, kind, h) {
         return Ok(ov.text.clone());
     }
-    h.render_like(orig).map_err(|e| match e {
-        Unrenderable::MinorOnly => format!("the plan names the minor-only version {h}, but this field holds a full version; write full versions (e.g. {h}.0 → v1.{}.N) in the plan", h.minor),
-        Unrenderable::Suffix(sfx) => format!(
-            "the suffix {sfx} names one provider build of {orig} and cannot be derived for {h}; look up the provider's exact version for {h} and put it in the plan: `versionOverrides: [{{cluster: {}, kind: {kind}, version: \"{}.{}.{}{}\"}}]`",
-            o.cluster, h.major, h.minor, h.patch.unwrap_or(0),
-            sfx.split('.').next().map_or(String::new(), |p| format!("{p}.N"))
-        ),
+    h.render_like(orig).map_err(|e| {
+        Box::new(match e {
+            Unrenderable::MinorOnly => CannotWrite::MinorOnly { h: h.clone() },
+            Unrenderable::Suffix(sfx) => CannotWrite::Suffix {
+                version: format!(
+                    "{}.{}.{}{}",
+                    h.major,
+                    h.minor,
+                    h.patch.unwrap_or(0),
+                    sfx.split('.')
+                        .next()
+                        .map_or(String::new(), |p| format!("{p}.N"))
+                ),
+                sfx,
+                orig: orig.clone(),
+                h: h.clone(),
+                cluster: o.cluster.clone(),
+                kind: kind.to_string(),
+            },
+        })
     })
 }
 
@@ -423,7 +455,7 @@ fn plan_cluster(cx: &mut Cx, cluster: &str, fields: &Fields) -> bool {
             .filter_map(|h| to_text(cx.plan, o, v, h).err())
             .next()
         {
-            cx.findings.push(refuse(cx.fleet, o, msg));
+            cx.findings.push(refuse(cx.fleet, o, msg.to_string()));
             refused = true;
         }
     }
