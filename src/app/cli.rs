@@ -78,7 +78,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
             }
             if github_output {
                 if let Err(e) = crate::app::actions::write_plan(&p) {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {e:#}");
                     return ExitCode::from(2);
                 }
             }
@@ -194,7 +194,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
             let choice = match forge.choice(&remote) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {e:#}");
                     return ExitCode::from(2);
                 }
             };
@@ -242,7 +242,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
             let choice = match forge.choice(&remote) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {e:#}");
                     return ExitCode::from(2);
                 }
             };
