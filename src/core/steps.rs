@@ -106,6 +106,33 @@ pub fn plan_wave(
     let split = occ
         .iter()
         .any(|o| o.what == What::Kubernetes(Role::Workers));
+    let mut steps = step_list(plan, split);
+    let mut cx = Cx {
+        plan,
+        fleet,
+        split,
+        steps: &mut steps,
+        findings: &mut findings,
+        skips: &mut skips,
+    };
+    plan_kubernetes(&mut cx, clusters, occ);
+    // gitops-base and templates go with the last step.
+    let last = steps.last_mut().expect("a plan makes at least one step");
+    plan_extras(plan, fleet, occ, last, &mut skips, &mut findings);
+    finish(&mut steps);
+    WavePlan {
+        name: plan.waves[wave].name.clone(),
+        clusters: clusters.to_vec(),
+        steps,
+        skips,
+        findings,
+    }
+}
+
+/// The wave's steps, still empty: per hop, control planes then workers when `split`, else
+/// one step; gitops-base and templates named in the last step's title (or a step of their
+/// own when there are no hops).
+fn step_list(plan: &Plan, split: bool) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     let hop_step = |id: &str, part: HopPart, h: &KubeVersion| {
         let hop = KubeHop {
@@ -161,15 +188,12 @@ pub fn plan_wave(
             last.title.push_str(", k0rdent templates");
         }
     }
-    let mut cx = Cx {
-        plan,
-        fleet,
-        split,
-        steps: &mut steps,
-        findings: &mut findings,
-        skips: &mut skips,
-    };
-    // Kubernetes versions, cluster by cluster.
+    steps
+}
+
+/// Kubernetes versions, cluster by cluster; a refused cluster changes nothing.
+fn plan_kubernetes(cx: &mut Cx, clusters: &[String], occ: &[Occurrence]) {
+    let (plan, fleet) = (cx.plan, cx.fleet);
     let mut by_cluster: BTreeMap<&str, Vec<(&Occurrence, KubeVersion)>> = BTreeMap::new();
     for o in occ {
         if let What::Kubernetes(_) = o.what {
@@ -194,18 +218,26 @@ pub fn plan_wave(
         }
     }
     for (cluster, fields) in &by_cluster {
-        if !plan_cluster(&mut cx, cluster, fields) {
+        if !plan_cluster(cx, cluster, fields) {
             // Drop this cluster's partial changes: a refused cluster changes nothing.
             for s in cx.steps.iter_mut() {
                 s.changes.retain(|c| c.cluster != *cluster);
             }
         }
     }
+}
+
+/// The gitops-base and template changes, all into `last`.
+fn plan_extras(
+    plan: &Plan,
+    fleet: &Fleet,
+    occ: &[Occurrence],
+    last: &mut Step,
+    skips: &mut Vec<Skip>,
+    findings: &mut Vec<Finding>,
+) {
     let change = |o: &Occurrence, from: &str, to: String| change(fleet, o, from, to);
     let skip = |o: &Occurrence, reason: &str| skip(fleet, o, reason);
-
-    // gitops-base and templates go with the last step.
-    let last = steps.len() - 1;
     for o in occ {
         match &o.what {
             What::GitopsBase => {
@@ -227,11 +259,11 @@ pub fn plan_wave(
                         .at(&fleet.files[o.file].rel, (o.line, o.column)),
                     );
                 }
-                steps[last].changes.push(change(o, &o.value, g.tag.clone()));
+                last.changes.push(change(o, &o.value, g.tag.clone()));
             }
             What::Template => {
                 if let Some(new) = plan.templates.get(&o.value) {
-                    steps[last].changes.push(change(o, &o.value, new.clone()));
+                    last.changes.push(change(o, &o.value, new.clone()));
                 } else if plan.templates.values().any(|v| *v == o.value) {
                     skips.push(skip(o, "already at the target template"));
                 } else {
@@ -244,8 +276,12 @@ pub fn plan_wave(
             What::Kubernetes(_) => {}
         }
     }
-    // The same anchored scalar can be reached from several fields: change it once.
-    for s in &mut steps {
+}
+
+/// Order each step's changes, change an anchored scalar reached from several fields once,
+/// and number the steps from 1.
+fn finish(steps: &mut [Step]) {
+    for s in steps.iter_mut() {
         s.changes.sort_by(|a, b| {
             (&a.cluster, &a.file, a.range.start).cmp(&(&b.cluster, &b.file, b.range.start))
         });
@@ -254,13 +290,6 @@ pub fn plan_wave(
     }
     for (i, s) in steps.iter_mut().enumerate() {
         s.index = i + 1;
-    }
-    WavePlan {
-        name: plan.waves[wave].name.clone(),
-        clusters: clusters.to_vec(),
-        steps,
-        skips,
-        findings,
     }
 }
 
