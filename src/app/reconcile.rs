@@ -11,7 +11,7 @@ use sha2::Digest;
 use crate::adapters::cluster::sim::BaseCommit;
 use crate::adapters::forge::{Forge, ForgeError, PrSpec, StepRef};
 use crate::adapters::git::{GitError, GitRepo, Sig};
-use crate::core::cluster::ClusterSource;
+use crate::core::cluster::{ClusterObservation, ClusterSource};
 use crate::core::decide::{self, Decision, Desired, Effect, StepPlan, WaveInput, World};
 use crate::core::diag::Diags;
 use crate::core::notify::Notifier;
@@ -454,45 +454,10 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Report, ReconcileError> {
-    let (git, forge, clusters, notifier) = (io.git, io.forge, io.clusters, io.notifier);
+    let (git, forge) = (io.git, io.forge);
     let inputs = wave_inputs(&o.planned, &o.state);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
-    let approval = |wi: usize| approvers(&o.planned.plan, wi);
-    let mut refs: Vec<StepRef> = Vec::new();
-    for (wi, w) in o.state.waves.iter().enumerate() {
-        // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
-        for st in w
-            .steps
-            .iter()
-            .filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open))
-        {
-            refs.push(StepRef {
-                branch: st.branch.clone(),
-                pr: st.pr,
-                head: st.head.clone(),
-                approval: approval(wi),
-            });
-        }
-    }
-    // Steps not yet in the state (first tick) may still have branches from a crashed run.
-    for (wi, w) in inputs.iter().enumerate() {
-        for st in &w.steps {
-            let known = o
-                .state
-                .waves
-                .iter()
-                .flat_map(|w| &w.steps)
-                .any(|x| x.branch == st.branch);
-            if !known {
-                refs.push(StepRef {
-                    branch: st.branch.clone(),
-                    pr: None,
-                    head: None,
-                    approval: approval(wi),
-                });
-            }
-        }
-    }
+    let refs = step_refs(&o, &inputs);
     let prs = forge.observe(&refs, &o.base_head).await?;
     // Learn PR numbers found by head branch (after a crash, or a PR opened by hand).
     let mut learned: BTreeMap<String, u64> = prs
@@ -505,27 +470,8 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         .iter()
         .flat_map(|w| w.clusters.iter().cloned())
         .collect();
-    let mut observed = clusters.observe(&names, now).await?;
-    if let Some(remote) = io.gates {
-        let jobs = remote_gate_jobs(&o.planned.plan, &o.state);
-        if !jobs.is_empty() {
-            for (c, results) in remote.evaluate_all(&jobs).await {
-                observed.entry(c).or_default().gates.extend(results);
-            }
-        }
-    }
-    let infra: BTreeMap<String, String> = o
-        .planned
-        .fleet
-        .clusters
-        .values()
-        .map(|c| {
-            (
-                c.name.clone(),
-                crate::core::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>()),
-            )
-        })
-        .collect();
+    let observed = observe_clusters(io, &o, &names, now).await?;
+    let infra = infrastructure(&o.planned);
     let descends = |a: &str, b: &str| git.is_ancestor(b, a).unwrap_or(false);
     let world = World {
         now,
@@ -577,7 +523,125 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             None => return Ok(report(o.state, Outcome::LostRace)),
         }
     }
-    // A new plan revision: PRs of steps the plan no longer has are closed (never merged).
+    close_stale_prs(forge, &o, &inputs).await?;
+    let act = Act {
+        io,
+        s,
+        o: &o,
+        inputs: &inputs,
+        clusters: &world.clusters,
+        new: &new,
+    };
+    let done = perform(&act, &effects, &effect_lines, &mut learned).await?;
+    let before = new.clone();
+    record(&mut new, &done, &learned);
+    if new != before {
+        // If this loses a race, events stay unsent and are resent (sinks dedupe by id), and PR
+        // numbers are found again by branch.
+        let msg = format!(
+            "fleetwave: {} after tick {}: events sent {}, pull requests recorded",
+            new.plan,
+            new.tick,
+            done.sent.len()
+        );
+        let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
+    }
+    // A hold changes no state but must show; the forge skips a body that did not change.
+    if s.dashboard && (new != o.state || held.is_some()) {
+        let body = dashboard_body(&new, now, held.as_deref());
+        if let Err(e) = forge.dashboard(&new.plan, &body).await {
+            tracing::warn!("dashboard not updated: {e}");
+        }
+    }
+    let mut r = report(new, outcome);
+    r.effects = done.did;
+    r.not_done = done.not_done;
+    r.api_calls = forge.finish_tick();
+    Ok(r)
+}
+
+/// The step branches to ask the forge about: open and pending steps of the state, and steps
+/// not yet in it (first tick), which may still have branches from a crashed run.
+fn step_refs(o: &Observed, inputs: &[WaveInput]) -> Vec<StepRef> {
+    let approval = |wi: usize| approvers(&o.planned.plan, wi);
+    let mut refs: Vec<StepRef> = Vec::new();
+    for (wi, w) in o.state.waves.iter().enumerate() {
+        // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
+        for st in w
+            .steps
+            .iter()
+            .filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open))
+        {
+            refs.push(StepRef {
+                branch: st.branch.clone(),
+                pr: st.pr,
+                head: st.head.clone(),
+                approval: approval(wi),
+            });
+        }
+    }
+    for (wi, w) in inputs.iter().enumerate() {
+        for st in &w.steps {
+            let known = o
+                .state
+                .waves
+                .iter()
+                .flat_map(|w| &w.steps)
+                .any(|x| x.branch == st.branch);
+            if !known {
+                refs.push(StepRef {
+                    branch: st.branch.clone(),
+                    pr: None,
+                    head: None,
+                    approval: approval(wi),
+                });
+            }
+        }
+    }
+    refs
+}
+
+/// What the cluster source reports of `names`, with the remote gates evaluated where they
+/// matter now.
+async fn observe_clusters<F: Forge, C: ClusterSource>(
+    io: &Io<'_, F, C>,
+    o: &Observed,
+    names: &[String],
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, ClusterObservation>, ReconcileError> {
+    let mut observed = io.clusters.observe(names, now).await?;
+    if let Some(remote) = io.gates {
+        let jobs = remote_gate_jobs(&o.planned.plan, &o.state);
+        if !jobs.is_empty() {
+            for (c, results) in remote.evaluate_all(&jobs).await {
+                observed.entry(c).or_default().gates.extend(results);
+            }
+        }
+    }
+    Ok(observed)
+}
+
+/// Each cluster's infrastructure, for telemetry.
+fn infrastructure(planned: &Planned) -> BTreeMap<String, String> {
+    planned
+        .fleet
+        .clusters
+        .values()
+        .map(|c| {
+            (
+                c.name.clone(),
+                crate::core::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>()),
+            )
+        })
+        .collect()
+}
+
+/// A new plan revision: PRs of steps the plan no longer has are closed (never merged).
+async fn close_stale_prs<F: Forge>(
+    forge: &F,
+    o: &Observed,
+    inputs: &[WaveInput],
+) -> Result<(), ReconcileError> {
     if !o.state.waves.is_empty() && o.state.plan_hash != o.plan_hash {
         let keep: Vec<String> = inputs
             .iter()
@@ -590,11 +654,115 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             tracing::info!("closed stale pull request {c}");
         }
     }
-    let mut sent = Vec::new();
-    let mut posted = Vec::new();
-    // What the calls did, in order: `did` lines only for effects whose call succeeded.
-    let mut did: Vec<String> = Vec::new();
-    let mut not_done: Vec<String> = Vec::new();
+    Ok(())
+}
+
+/// What performing a tick's effects needs besides the new state.
+struct Act<'a, 'io, F, C> {
+    io: &'a Io<'io, F, C>,
+    s: &'a Settings,
+    o: &'a Observed,
+    inputs: &'a [WaveInput],
+    clusters: &'a BTreeMap<String, ClusterObservation>,
+    /// The state decided this tick.
+    new: &'a PlanState,
+}
+
+impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
+    /// The forge's handle on a step: its branch, PR (known or `learned`) and `head`.
+    fn step_ref(
+        &self,
+        wave: usize,
+        step: usize,
+        head: Option<String>,
+        learned: &BTreeMap<String, u64>,
+    ) -> StepRef {
+        let st = &self.new.waves[wave].steps[step];
+        StepRef {
+            branch: st.branch.clone(),
+            pr: st.pr.or(learned.get(&st.branch).copied()),
+            head,
+            approval: approvers(&self.o.planned.plan, wave),
+        }
+    }
+
+    /// Open or update the pull request of a step just pushed at `commit`.
+    async fn open_pr(
+        &self,
+        wave: usize,
+        step: usize,
+        commit: &str,
+        learned: &mut BTreeMap<String, u64>,
+    ) -> Result<(), ReconcileError> {
+        let (new, o, s) = (self.new, self.o, self.s);
+        let input = &self.inputs[wave].steps[step];
+        let (title, body) = step_text(
+            &s.title_template,
+            &new.plan,
+            &o.plan_hash,
+            &new.waves[wave].name,
+            input,
+            &what_text(&o.planned, input),
+        );
+        let r = self.step_ref(wave, step, Some(commit.to_string()), learned);
+        let spec = PrSpec {
+            title,
+            body,
+            base: s.base.clone(),
+        };
+        if let Some(n) = self.io.forge.open(&r, &spec).await? {
+            learned.insert(r.branch, n);
+        }
+        Ok(())
+    }
+
+    /// Post a step's gate status on `head` and its managed comment.
+    async fn post_status(
+        &self,
+        wave: usize,
+        step: usize,
+        head: &str,
+        state: crate::core::state::GateState,
+        description: &str,
+        learned: &BTreeMap<String, u64>,
+    ) -> Result<crate::core::state::PostedStatus, ReconcileError> {
+        let forge = self.io.forge;
+        let st = &self.new.waves[wave].steps[step];
+        let r = self.step_ref(wave, step, st.head.clone(), learned);
+        forge.set_status(&r, head, state, description).await?;
+        // The managed comment changes exactly when the gate status does.
+        let body = comment_body(self.new, wave, step, state, description, self.clusters);
+        forge.comment(&r, &body).await?;
+        Ok(crate::core::state::PostedStatus {
+            head: head.to_string(),
+            state,
+            description: description.to_string(),
+        })
+    }
+}
+
+/// What the effect calls did.
+#[derive(Default)]
+struct Performed {
+    /// Lines of the effects whose call succeeded, in order.
+    did: Vec<String>,
+    /// Effects that failed softly or were not attempted after a stop.
+    not_done: Vec<String>,
+    /// Outbox events delivered.
+    sent: Vec<String>,
+    /// Gate statuses posted: (wave, step, status).
+    posted: Vec<(usize, usize, crate::core::state::PostedStatus)>,
+}
+
+/// Perform the effects in order; a lost lease or a moved base stops the rest.
+async fn perform<F: Forge, C: ClusterSource>(
+    act: &Act<'_, '_, F, C>,
+    effects: &[Effect],
+    effect_lines: &[String],
+    learned: &mut BTreeMap<String, u64>,
+) -> Result<Performed, ReconcileError> {
+    let (git, forge, notifier, new) = (act.io.git, act.io.forge, act.io.notifier, act.new);
+    let mut p = Performed::default();
     for (i, e) in effects.iter().enumerate() {
         let line = &effect_lines[i];
         match e {
@@ -609,41 +777,14 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                     Ok(()) => {}
                     // Someone moved the branch; the next tick looks again and never overwrites.
                     Err(GitError::LeaseLost { .. }) => {
-                        not_done.push(format!(
+                        p.not_done.push(format!(
                             "{line}: someone else moved the branch; the next tick looks again"
                         ));
                         break;
                     }
                     Err(err) => return Err(err.into()),
                 }
-                let input = &inputs[*wave].steps[*step];
-                let (title, body) = step_text(
-                    &s.title_template,
-                    &new.plan,
-                    &o.plan_hash,
-                    &new.waves[*wave].name,
-                    input,
-                    &what_text(&o.planned, input),
-                );
-                let r = StepRef {
-                    branch: st.branch.clone(),
-                    pr: st.pr.or(learned.get(&st.branch).copied()),
-                    head: Some(commit.clone()),
-                    approval: approval(*wave),
-                };
-                if let Some(n) = forge
-                    .open(
-                        &r,
-                        &PrSpec {
-                            title,
-                            body,
-                            base: s.base.clone(),
-                        },
-                    )
-                    .await?
-                {
-                    learned.insert(st.branch.clone(), n);
-                }
+                act.open_pr(*wave, *step, commit, learned).await?;
             }
             Effect::SetStatus {
                 wave,
@@ -652,50 +793,25 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                 state,
                 description,
             } => {
-                let st = &new.waves[*wave].steps[*step];
-                let r = StepRef {
-                    branch: st.branch.clone(),
-                    pr: st.pr.or(learned.get(&st.branch).copied()),
-                    head: st.head.clone(),
-                    approval: approval(*wave),
-                };
-                forge.set_status(&r, head, *state, description).await?;
-                // The managed comment changes exactly when the gate status does.
-                forge
-                    .comment(
-                        &r,
-                        &comment_body(&new, *wave, *step, *state, description, &world.clusters),
-                    )
+                let posted = act
+                    .post_status(*wave, *step, head, *state, description, learned)
                     .await?;
-                posted.push((
-                    *wave,
-                    *step,
-                    crate::core::state::PostedStatus {
-                        head: head.clone(),
-                        state: *state,
-                        description: description.clone(),
-                    },
-                ));
+                p.posted.push((*wave, *step, posted));
             }
             Effect::Merge { wave, step, head } => {
                 let st = &new.waves[*wave].steps[*step];
-                let r = StepRef {
-                    branch: st.branch.clone(),
-                    pr: st.pr.or(learned.get(&st.branch).copied()),
-                    head: st.head.clone(),
-                    approval: approval(*wave),
-                };
+                let r = act.step_ref(*wave, *step, st.head.clone(), learned);
                 let msg = format!(
                     "Merge {} (fleetwave {} wave {} step {})",
                     st.branch, new.plan, new.waves[*wave].name, st.index
                 );
                 match forge.merge(&r, head, &msg).await {
                     Ok(sha) => {
-                        did.push(format!("{line} (merge commit {})", short(&sha)));
+                        p.did.push(format!("{line} (merge commit {})", short(&sha)));
                         continue;
                     }
                     Err(ForgeError::BaseMoved) => {
-                        not_done.push(format!(
+                        p.not_done.push(format!(
                             "{line}: the head or base moved after it was verified (409); \
                              nothing merged, the next tick checks it again"
                         ));
@@ -707,27 +823,32 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             Effect::Send { id } => {
                 if let Some(ob) = new.events.get(id) {
                     match notifier.send(&ob.event).await {
-                        Ok(()) => sent.push(id.clone()),
+                        Ok(()) => p.sent.push(id.clone()),
                         Err(err) => {
-                            not_done.push(format!("{line}: {err}; retried next tick"));
+                            p.not_done.push(format!("{line}: {err}; retried next tick"));
                             continue;
                         }
                     }
                 }
             }
         }
-        did.push(line.clone());
+        p.did.push(line.clone());
     }
     // Effects after a stop were not attempted.
-    let attempted = did.len() + not_done.len();
+    let attempted = p.did.len() + p.not_done.len();
     for line in effect_lines.iter().skip(attempted) {
-        not_done.push(format!("{line}: not attempted after the stop above"));
+        p.not_done
+            .push(format!("{line}: not attempted after the stop above"));
     }
-    let before = new.clone();
-    for (w, st, p) in posted {
-        new.waves[w].steps[st].posted = Some(p);
+    Ok(p)
+}
+
+/// Record in `new` what the calls did: posted statuses, sent events, learned PR numbers.
+fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>) {
+    for (w, st, p) in &done.posted {
+        new.waves[*w].steps[*st].posted = Some(p.clone());
     }
-    for id in &sent {
+    for id in &done.sent {
         if let Some(ob) = new.events.get_mut(id) {
             ob.sent = true;
         }
@@ -739,29 +860,6 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             }
         }
     }
-    if new != before {
-        // If this loses a race, events stay unsent and are resent (sinks dedupe by id), and PR
-        // numbers are found again by branch.
-        let msg = format!(
-            "fleetwave: {} after tick {}: events sent {}, pull requests recorded",
-            new.plan,
-            new.tick,
-            sent.len()
-        );
-        let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
-    }
-    // A hold changes no state but must show; the forge skips a body that did not change.
-    if s.dashboard && (new != o.state || held.is_some()) {
-        let body = dashboard_body(&new, now, held.as_deref());
-        if let Err(e) = forge.dashboard(&new.plan, &body).await {
-            tracing::warn!("dashboard not updated: {e}");
-        }
-    }
-    let mut r = report(new, outcome);
-    r.effects = did;
-    r.not_done = not_done;
-    r.api_calls = forge.finish_tick();
-    Ok(r)
 }
 
 fn describe(st: &PlanState, e: &Effect) -> String {
