@@ -1004,8 +1004,6 @@ pub fn rollback(
     opts: &RollbackOptions,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, ReconcileError> {
-    use crate::core::edit::{self, Splice};
-    use crate::core::version::KubeVersion;
     let o = observe_repo(git, s)?;
     let mut st = o.state.clone();
     let names: Vec<String> = if opts.waves.is_empty() {
@@ -1032,78 +1030,14 @@ pub fn rollback(
             )));
         };
         // Per (file, field): the value before the wave's first change and after its last.
-        let mut span: BTreeMap<(String, String), (ChangeRecord, String)> = BTreeMap::new();
-        for step in st.waves[wi]
-            .steps
-            .iter()
-            .filter(|x| x.merged_commit.is_some() && x.status != StepStatus::RolledBack)
-        {
-            for c in &step.changes {
-                span.entry((c.file.clone(), c.field.clone()))
-                    .and_modify(|e| e.1 = c.to.clone())
-                    .or_insert((c.clone(), c.to.clone()));
-            }
-        }
+        let span = merged_span(&st.waves[wi]);
         if span.is_empty() {
             lines.push(format!("wave {name}: nothing merged to roll back"));
             continue;
         }
-        let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
-        for ((file, field), (first, last)) in &span {
-            if first.what.is_kubernetes() {
-                let (a, b) = (KubeVersion::parse(&first.from), KubeVersion::parse(last));
-                let minor_change = matches!((&a, &b), (Some(a), Some(b)) if a.minor != b.minor);
-                if minor_change || !opts.allow_downgrade {
-                    let why = if minor_change {
-                        "a Kubernetes minor downgrade is not supported (the control plane cannot go back a minor); restore the cluster from an etcd snapshot instead"
-                    } else {
-                        "a patch-level downgrade needs --allow-downgrade"
-                    };
-                    lines.push(format!(
-                        "refused: wave {name} cluster {} {file} {field}: {} → {}: {why}",
-                        first.cluster, last, first.from
-                    ));
-                    continue;
-                }
-            }
-            wanted.insert(
-                (file.clone(), field.clone()),
-                (last.clone(), first.from.clone()),
-            );
-        }
+        let wanted = reversible(name, &span, opts.allow_downgrade, &mut lines);
         // Find those values in the current base and splice them back.
-        let mut by_file: BTreeMap<usize, Vec<Splice>> = BTreeMap::new();
-        for loc in &o.planned.fleet.located {
-            for oc in &loc.occurrences {
-                let file = o.planned.fleet.files[oc.file].rel.display().to_string();
-                let field = if oc.object.is_empty() {
-                    oc.field.clone()
-                } else {
-                    format!("{} {}", oc.object, oc.field)
-                };
-                if let Some((now_value, back)) = wanted.get(&(file, field)) {
-                    if &oc.value == now_value {
-                        by_file.entry(oc.file).or_default().push(Splice {
-                            range: oc.range.clone(),
-                            old: oc.value.clone(),
-                            new: back.clone(),
-                            scalar: oc
-                                .scalar
-                                .as_ref()
-                                .map(|c| (c.start, format!("{}{}{}", c.before, back, c.after))),
-                        });
-                    }
-                }
-            }
-        }
-        let mut files = BTreeMap::new();
-        for (i, splices) in &by_file {
-            let f = &o.planned.fleet.files[*i];
-            let text = edit::apply(&f.text, splices, f.is_yaml())
-                .map_err(|e| ReconcileError::Other(format!("{}: {e}", f.rel.display())))?;
-            files.insert(f.rel.clone(), text.into_bytes());
-        }
-        let count: usize = by_file.values().map(Vec::len).sum();
+        let (files, count) = revert_files(&o.planned, &wanted)?;
         if files.is_empty() {
             lines.push(format!("wave {name}: nothing reversible to roll back"));
             continue;
@@ -1143,22 +1077,7 @@ pub fn rollback(
                 s.base,
                 short(&merge)
             ));
-            let fully: Vec<usize> = st.waves[wi]
-                .steps
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| {
-                    x.merged_commit.is_some()
-                        && x.changes
-                            .iter()
-                            .all(|c| !c.what.is_kubernetes() || opts.allow_downgrade)
-                })
-                .map(|(i, _)| i)
-                .collect();
-            for i in fully {
-                st.waves[wi].steps[i].status = StepStatus::RolledBack;
-                st.waves[wi].steps[i].revert_commit = Some(merge.clone());
-            }
+            mark_rolled_back(&mut st.waves[wi], &merge, opts.allow_downgrade);
         }
     }
     if !opts.dry_run && st != o.state {
@@ -1182,6 +1101,121 @@ pub fn rollback(
         }
     }
     Ok(lines)
+}
+
+/// Per (file, field) of a wave's merged changes: the first change and the value after the last.
+fn merged_span(
+    wave: &crate::core::state::WaveState,
+) -> BTreeMap<(String, String), (ChangeRecord, String)> {
+    let mut span: BTreeMap<(String, String), (ChangeRecord, String)> = BTreeMap::new();
+    for step in wave
+        .steps
+        .iter()
+        .filter(|x| x.merged_commit.is_some() && x.status != StepStatus::RolledBack)
+    {
+        for c in &step.changes {
+            span.entry((c.file.clone(), c.field.clone()))
+                .and_modify(|e| e.1 = c.to.clone())
+                .or_insert((c.clone(), c.to.clone()));
+        }
+    }
+    span
+}
+
+/// The (file, field)s that can go back, to (value now, value before); a Kubernetes version
+/// that cannot is reported in `lines`.
+fn reversible(
+    name: &str,
+    span: &BTreeMap<(String, String), (ChangeRecord, String)>,
+    allow_downgrade: bool,
+    lines: &mut Vec<String>,
+) -> BTreeMap<(String, String), (String, String)> {
+    use crate::core::version::KubeVersion;
+    let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for ((file, field), (first, last)) in span {
+        if first.what.is_kubernetes() {
+            let (a, b) = (KubeVersion::parse(&first.from), KubeVersion::parse(last));
+            let minor_change = matches!((&a, &b), (Some(a), Some(b)) if a.minor != b.minor);
+            if minor_change || !allow_downgrade {
+                let why = if minor_change {
+                    "a Kubernetes minor downgrade is not supported (the control plane cannot go back a minor); restore the cluster from an etcd snapshot instead"
+                } else {
+                    "a patch-level downgrade needs --allow-downgrade"
+                };
+                lines.push(format!(
+                    "refused: wave {name} cluster {} {file} {field}: {} → {}: {why}",
+                    first.cluster, last, first.from
+                ));
+                continue;
+            }
+        }
+        wanted.insert(
+            (file.clone(), field.clone()),
+            (last.clone(), first.from.clone()),
+        );
+    }
+    wanted
+}
+
+/// The files of the base with the `wanted` values put back, and how many values that is.
+fn revert_files(
+    planned: &Planned,
+    wanted: &BTreeMap<(String, String), (String, String)>,
+) -> Result<(BTreeMap<PathBuf, Vec<u8>>, usize), ReconcileError> {
+    use crate::core::edit::{self, Splice};
+    let mut by_file: BTreeMap<usize, Vec<Splice>> = BTreeMap::new();
+    for loc in &planned.fleet.located {
+        for oc in &loc.occurrences {
+            let file = planned.fleet.files[oc.file].rel.display().to_string();
+            let field = if oc.object.is_empty() {
+                oc.field.clone()
+            } else {
+                format!("{} {}", oc.object, oc.field)
+            };
+            if let Some((now_value, back)) = wanted.get(&(file, field)) {
+                if &oc.value == now_value {
+                    by_file.entry(oc.file).or_default().push(Splice {
+                        range: oc.range.clone(),
+                        old: oc.value.clone(),
+                        new: back.clone(),
+                        scalar: oc
+                            .scalar
+                            .as_ref()
+                            .map(|c| (c.start, format!("{}{}{}", c.before, back, c.after))),
+                    });
+                }
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    for (i, splices) in &by_file {
+        let f = &planned.fleet.files[*i];
+        let text = edit::apply(&f.text, splices, f.is_yaml())
+            .map_err(|e| ReconcileError::Other(format!("{}: {e}", f.rel.display())))?;
+        files.insert(f.rel.clone(), text.into_bytes());
+    }
+    let count: usize = by_file.values().map(Vec::len).sum();
+    Ok((files, count))
+}
+
+/// Mark the merged steps of a rolled-back wave whose every change was reverted.
+fn mark_rolled_back(wave: &mut crate::core::state::WaveState, merge: &str, allow_downgrade: bool) {
+    let fully: Vec<usize> = wave
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| {
+            x.merged_commit.is_some()
+                && x.changes
+                    .iter()
+                    .all(|c| !c.what.is_kubernetes() || allow_downgrade)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in fully {
+        wave.steps[i].status = StepStatus::RolledBack;
+        wave.steps[i].revert_commit = Some(merge.to_string());
+    }
 }
 
 /// The managed comment of a step PR: the gate, and per cluster Flux state, revision,
