@@ -60,6 +60,59 @@ pub enum GateError {
     Client(String),
 }
 
+/// Why a gate call has no usable answer; the text is the gate result's reason.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("the gate url is not a valid URL: {0}")]
+    BadUrl(String),
+    #[error("the gate url has scheme {0:?}; only http and https are supported")]
+    Scheme(String),
+    #[error("the gate url has no host")]
+    NoHost,
+    #[error("no answer from {shown} within {within}")]
+    Timeout { shown: String, within: String },
+    #[error("cannot reach {shown}: {chain}")]
+    Unreachable { shown: String, chain: String },
+    #[error("{shown} answered HTTP {status} with a body over {mib} MiB")]
+    TooLarge {
+        shown: String,
+        status: u16,
+        mib: usize,
+    },
+    /// `detail` is Prometheus's error or the start of the body; may be empty.
+    #[error("{shown} answered HTTP {status}{}", colon(.detail))]
+    Status {
+        shown: String,
+        status: u16,
+        detail: String,
+    },
+    #[error(
+        "{shown} answered HTTP {status} with a body that is not a Prometheus API response: {reason}"
+    )]
+    NotApi {
+        shown: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("{shown} answered status {status:?}: {why}")]
+    Failed {
+        shown: String,
+        status: String,
+        why: String,
+    },
+    #[error("{shown} answered success without data")]
+    NoData { shown: String },
+}
+
+/// `: detail`, or nothing for an empty detail.
+fn colon(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
 /// Evaluates the remote gates (Prometheus, HTTP) with one shared HTTP client.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -70,7 +123,7 @@ pub struct Remote {
     shared: Option<Arc<Mutex<HashMap<String, Shared>>>>,
 }
 
-/// One Prometheus answer (a `Result<T, String>`), fetched by whichever evaluation asks first.
+/// One Prometheus answer (a `Result<T, CallError>`), fetched by whichever evaluation asks first.
 type Shared = Arc<tokio::sync::OnceCell<Arc<dyn Any + Send + Sync>>>;
 
 impl Remote {
@@ -203,33 +256,33 @@ impl Remote {
     ) -> (bool, String) {
         let matchers = match Matcher::parse_all(alerts) {
             Ok(m) => m,
-            Err(reason) => return (false, reason),
+            Err(reason) => return (false, reason.to_string()),
         };
         let scope =
             (!alerts.contains_key("cluster") && !url.contains("{cluster}")).then_some(cluster);
         let endpoint = match target(url, cluster) {
             Ok(base) => api(&base, "api/v1/alerts"),
-            Err(reason) => return (false, reason),
+            Err(reason) => return (false, reason.to_string()),
         };
         let shown = shown(&endpoint);
         let data = self.prometheus_shared::<AlertsData>(endpoint, &shown).await;
         match &*data {
             Ok(d) => judge_alerts(&d.alerts, &matchers, scope),
-            Err(reason) => (false, reason.clone()),
+            Err(reason) => (false, reason.to_string()),
         }
     }
 
     async fn query(&self, url: &str, query: &str, threshold: f64, cluster: &str) -> (bool, String) {
         let mut endpoint = match target(url, cluster) {
             Ok(base) => api(&base, "api/v1/query"),
-            Err(reason) => return (false, reason),
+            Err(reason) => return (false, reason.to_string()),
         };
         let shown = shown(&endpoint);
         endpoint.query_pairs_mut().append_pair("query", query);
         let data = self.prometheus_shared::<QueryData>(endpoint, &shown).await;
         let data = match &*data {
             Ok(d) => d,
-            Err(reason) => return (false, reason.clone()),
+            Err(reason) => return (false, reason.to_string()),
         };
         match samples(data) {
             Ok(s) => judge_samples(&s, threshold),
@@ -240,13 +293,13 @@ impl Remote {
     async fn http(&self, url: &str, check: &HttpCheck<'_>, cluster: &str) -> (bool, String) {
         let url = match target(url, cluster) {
             Ok(u) => u,
-            Err(reason) => return (false, reason),
+            Err(reason) => return (false, reason.to_string()),
         };
         let shown = shown(&url);
         let key = format!("http {url}");
         match &*self.once(key, || self.fetch(url, &shown)).await {
             Ok((status, body)) => check.judge(*status, body, &shown),
-            Err(reason) => (false, reason.clone()),
+            Err(reason) => (false, reason.to_string()),
         }
     }
 
@@ -290,7 +343,7 @@ impl Remote {
         &self,
         url: Url,
         shown: &str,
-    ) -> Arc<Result<T, String>> {
+    ) -> Arc<Result<T, CallError>> {
         let key = format!("prometheus {url}");
         self.once(key, || self.prometheus_api::<T>(url, shown))
             .await
@@ -301,7 +354,7 @@ impl Remote {
         &self,
         url: Url,
         shown: &str,
-    ) -> Result<T, String> {
+    ) -> Result<T, CallError> {
         let (status, body) = self.fetch(url, shown).await?;
         if !(200..300).contains(&status) {
             // Prometheus explains its errors in the same envelope.
@@ -309,29 +362,33 @@ impl Remote {
                 .ok()
                 .and_then(|r| r.error)
                 .unwrap_or_else(|| snippet(&body));
-            return Err(if detail.is_empty() {
-                format!("{shown} answered HTTP {status}")
-            } else {
-                format!("{shown} answered HTTP {status}: {detail}")
+            return Err(CallError::Status {
+                shown: shown.to_string(),
+                status,
+                detail,
             });
         }
-        let parsed: ApiResponse<T> = serde_json::from_slice(&body).map_err(|e| {
-            format!("{shown} answered HTTP {status} with a body that is not a Prometheus API response: {e}")
-        })?;
+        let parsed: ApiResponse<T> =
+            serde_json::from_slice(&body).map_err(|e| CallError::NotApi {
+                shown: shown.to_string(),
+                status,
+                reason: e.to_string(),
+            })?;
         if parsed.status != "success" {
             let why = parsed.error.unwrap_or_else(|| "no error given".to_string());
-            return Err(format!(
-                "{shown} answered status {:?}: {why}",
-                parsed.status
-            ));
+            return Err(CallError::Failed {
+                shown: shown.to_string(),
+                status: parsed.status,
+                why,
+            });
         }
-        parsed
-            .data
-            .ok_or_else(|| format!("{shown} answered success without data"))
+        parsed.data.ok_or_else(|| CallError::NoData {
+            shown: shown.to_string(),
+        })
     }
 
     /// GET `url`: the status and the whole body, or why there is none.
-    async fn fetch(&self, url: Url, shown: &str) -> Result<(u16, Vec<u8>), String> {
+    async fn fetch(&self, url: Url, shown: &str) -> Result<(u16, Vec<u8>), CallError> {
         let mut resp = self
             .client
             .get(url)
@@ -342,42 +399,43 @@ impl Remote {
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e, shown))? {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(format!(
-                    "{shown} answered HTTP {status} with a body over {} MiB",
-                    MAX_BODY >> 20
-                ));
+                return Err(CallError::TooLarge {
+                    shown: shown.to_string(),
+                    status,
+                    mib: MAX_BODY >> 20,
+                });
             }
             body.extend_from_slice(&chunk);
         }
         Ok((status, body))
     }
 
-    fn transport(&self, e: reqwest::Error, shown: &str) -> String {
+    fn transport(&self, e: reqwest::Error, shown: &str) -> CallError {
         if e.is_timeout() {
-            format!(
-                "no answer from {shown} within {}",
-                humantime::format_duration(self.timeout)
-            )
+            CallError::Timeout {
+                shown: shown.to_string(),
+                within: humantime::format_duration(self.timeout).to_string(),
+            }
         } else {
             // The URL is shown scrubbed; reqwest's own copy may hold credentials.
-            format!("cannot reach {shown}: {}", error_chain(&e.without_url()))
+            CallError::Unreachable {
+                shown: shown.to_string(),
+                chain: error_chain(&e.without_url()),
+            }
         }
     }
 }
 
 /// The gate's URL for `cluster`, checked to be http(s) with a host.
-fn target(url: &str, cluster: &str) -> Result<Url, String> {
+fn target(url: &str, cluster: &str) -> Result<Url, CallError> {
     let raw = url.replace("{cluster}", &encode(cluster));
     // Not repeated: an unparsable URL cannot be scrubbed of its credentials.
-    let parsed = Url::parse(&raw).map_err(|e| format!("the gate url is not a valid URL: {e}"))?;
+    let parsed = Url::parse(&raw).map_err(|e| CallError::BadUrl(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "the gate url has scheme {:?}; only http and https are supported",
-            parsed.scheme()
-        ));
+        return Err(CallError::Scheme(parsed.scheme().to_string()));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("the gate url has no host".to_string());
+        return Err(CallError::NoHost);
     }
     Ok(parsed)
 }

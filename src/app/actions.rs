@@ -3,27 +3,30 @@
 
 use std::io::Write;
 
+use anyhow::Context;
+
+use crate::app::Flat;
 use crate::app::reconcile::Report;
 use crate::core::planner::Planned;
 use crate::core::state::StepStatus;
 
-fn append(var: &str, text: &str) -> Result<(), String> {
+fn append(var: &str, text: &str) -> anyhow::Result<()> {
     let Some(path) = std::env::var_os(var) else {
-        return Err(format!(
-            "--github-output needs ${var} (set by GitHub Actions)"
-        ));
+        anyhow::bail!("--github-output needs ${var} (set by GitHub Actions)");
     };
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .map_err(|e| format!("cannot write ${var}: {e}"))?;
+        .flat()
+        .with_context(|| format!("cannot write ${var}"))?;
     f.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write ${var}: {e}"))
+        .flat()
+        .with_context(|| format!("cannot write ${var}"))
 }
 
 /// `name=value` lines; values are single-line (JSON is written compact).
-fn outputs(pairs: &[(&str, String)]) -> Result<(), String> {
+fn outputs(pairs: &[(&str, String)]) -> anyhow::Result<()> {
     let mut text = String::new();
     for (k, v) in pairs {
         text.push_str(&format!("{k}={}\n", v.replace('\n', " ")));
@@ -35,7 +38,7 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-pub fn write_plan(p: &Planned) -> Result<(), String> {
+pub fn write_plan(p: &Planned) -> anyhow::Result<()> {
     let waves: Vec<serde_json::Value> = p
         .waves
         .iter()
@@ -74,7 +77,7 @@ pub fn write_plan(p: &Planned) -> Result<(), String> {
     append("GITHUB_STEP_SUMMARY", &format!("{md}\n"))
 }
 
-pub fn write_reconcile(r: &Report) -> Result<(), String> {
+pub fn write_reconcile(r: &Report) -> anyhow::Result<()> {
     let st = &r.state;
     let waves: Vec<serde_json::Value> = st
         .waves

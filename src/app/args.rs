@@ -345,20 +345,33 @@ pub struct ForgeArgs {
 }
 
 impl ForgeArgs {
-    pub fn choice(&self, r: &RemoteArgs) -> Result<ForgeChoice, String> {
+    pub fn choice(&self, r: &RemoteArgs) -> anyhow::Result<ForgeChoice> {
         use crate::adapters::forge::github::{GitHubAuth, GitHubConfig, owner_repo};
+        use crate::app::Flat;
+        use anyhow::Context;
         match self.forge {
             ForgeKind::Local => Ok(ForgeChoice::Local),
             ForgeKind::Github => {
                 let (owner, repo) = match &self.github_repo {
-                    Some(s) => s.split_once('/').map(|(o, r)| (o.to_string(), r.to_string())).ok_or_else(|| format!("--github-repo {s:?} is not owner/repo"))?,
-                    None => owner_repo(&r.remote).ok_or_else(|| format!("cannot tell owner/repo from --remote {}; pass --github-repo owner/repo", r.remote))?,
+                    Some(s) => s.split_once('/').map(|(o, r)| (o.to_string(), r.to_string())).ok_or_else(|| anyhow::anyhow!("--github-repo {s:?} is not owner/repo"))?,
+                    None => owner_repo(&r.remote).ok_or_else(|| anyhow::anyhow!("cannot tell owner/repo from --remote {}; pass --github-repo owner/repo", r.remote))?,
                 };
                 let app = self.github_app_id.is_some() && self.github_app_key.is_some();
-                let auth = match (&self.github_app_id, &self.github_app_key, &self.github_token) {
-                    (Some(id), Some(key), _) => GitHubAuth::App { app_id: *id, key_pem: std::fs::read_to_string(key).map_err(|e| format!("cannot read {}: {e}", key.display()))? },
+                let auth = match (
+                    &self.github_app_id,
+                    &self.github_app_key,
+                    &self.github_token,
+                ) {
+                    (Some(id), Some(key), _) => GitHubAuth::App {
+                        app_id: *id,
+                        key_pem: std::fs::read_to_string(key)
+                            .flat()
+                            .with_context(|| format!("cannot read {}", key.display()))?,
+                    },
                     (_, _, Some(t)) => GitHubAuth::Token(t.clone()),
-                    _ => return Err("the github forge needs GITHUB_TOKEN (or --github-token), or --github-app-id with --github-app-key".into()),
+                    _ => anyhow::bail!(
+                        "the github forge needs GITHUB_TOKEN (or --github-token), or --github-app-id with --github-app-key"
+                    ),
                 };
                 let cache_file = Some(cache_dir(r).join("fleetwave-github.json"));
                 Ok(ForgeChoice::GitHub(Box::new(GitHubConfig {

@@ -42,146 +42,14 @@ pub fn run(mut cli: Cli) -> ExitCode {
     }
     let stdout = &mut std::io::stdout().lock();
     match cli.command {
-        Command::Plan {
-            repo,
-            plan,
-            diff,
-            allow_empty,
-            output,
-            color,
-            now,
-            github_output,
-            comment_pr,
-            github_repo,
-            github_api,
-            github_token,
-        } => {
-            let p = match crate::adapters::disk::prepare(&repo, &plan) {
-                Ok(p) => p,
-                Err(d) => return fail(&d),
-            };
-            let colored = match color {
-                Color::Always => true,
-                Color::Never => false,
-                Color::Auto => {
-                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-                }
-            };
-            let now = now.unwrap_or_else(Utc::now);
-            let res = match output {
-                Output::Json => print_json(stdout, &p, now),
-                Output::Text => print_text(stdout, &p, diff, colored, now),
-            };
-            if let Err(e) = res {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            if github_output {
-                if let Err(e) = crate::app::actions::write_plan(&p) {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-            if let Some(n) = comment_pr {
-                let mut text = Vec::new();
-                let _ = print_text(&mut text, &p, true, false, now);
-                let body = format!(
-                    "### fleetwave plan preview: `{}`\n\n<details open><summary>waves, steps and diffs</summary>\n\n```text\n{}```\n</details>\n",
-                    p.plan.name,
-                    String::from_utf8_lossy(&text)
-                );
-                if let Err(e) = crate::app::ops::comment_on_pr(
-                    github_repo.as_deref(),
-                    &github_api,
-                    github_token.as_deref(),
-                    n,
-                    &body,
-                ) {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-            if p.refusals().next().is_some() {
-                for f in p.refusals() {
-                    eprintln!("error: {}", finding_line(f));
-                }
-                eprintln!("error: the plan has refusals; fix them before applying");
-                return ExitCode::from(2);
-            }
-            if let Some(code) = matches_nothing(&p, allow_empty) {
-                return code;
-            }
-            ExitCode::SUCCESS
-        }
+        c @ Command::Plan { .. } => plan_command(stdout, c),
         Command::Apply {
             repo,
             plan,
             wave,
             step,
             allow_empty,
-        } => {
-            // Held from reading to writing: a second apply reads what this one wrote.
-            let _lock = match crate::adapters::disk::lock_tree(&repo) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("error: {}: {e}\nnothing was written", repo.display());
-                    return ExitCode::from(2);
-                }
-            };
-            let p = match crate::adapters::disk::prepare(&repo, &plan) {
-                Ok(p) => p,
-                Err(d) => return fail(&d),
-            };
-            if let Some(code) = matches_nothing(&p, allow_empty) {
-                return code;
-            }
-            let refusals: Vec<_> = p.refusals().collect();
-            if !refusals.is_empty() {
-                for f in refusals {
-                    eprintln!("error: {}", finding_line(f));
-                }
-                eprintln!("error: the plan has refusals; nothing was written");
-                return ExitCode::from(2);
-            }
-            let edits = match planner::edits(&p, &wave, step) {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("error: {e}\nnothing was written");
-                    return ExitCode::from(2);
-                }
-            };
-            let old = |rel: &Path| {
-                p.fleet
-                    .files
-                    .iter()
-                    .find(|f| f.rel == rel)
-                    .map(|f| f.text.clone())
-            };
-            if let Err((rel, e)) = crate::adapters::disk::write_all(&repo, &edits, &old) {
-                eprintln!(
-                    "error: {}: cannot write: {e}\nnothing was written",
-                    crate::core::diag::escape(&rel.display().to_string())
-                );
-                return ExitCode::from(2);
-            }
-            let w = p
-                .waves
-                .iter()
-                .find(|w| w.name == wave)
-                .expect("edits checked the wave");
-            let changes: usize = w
-                .steps
-                .iter()
-                .filter(|s| step.is_none_or(|n| s.index == n))
-                .map(|s| s.changes.len())
-                .sum();
-            let _ = writeln!(
-                stdout,
-                "wave {wave}: wrote {changes} change(s) in {} file(s); nothing committed",
-                edits.len()
-            );
-            ExitCode::SUCCESS
-        }
+        } => apply_command(stdout, &repo, &plan, &wave, step, allow_empty),
         Command::Reconcile {
             remote,
             world,
@@ -191,12 +59,9 @@ pub fn run(mut cli: Cli) -> ExitCode {
             forge,
             github_output,
         } => {
-            let choice = match forge.choice(&remote) {
+            let choice = match forge_choice(&forge, &remote) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let run = crate::app::ops::RunOpts {
                 once,
@@ -239,12 +104,9 @@ pub fn run(mut cli: Cli) -> ExitCode {
             interval,
             webhook_secret,
         } => {
-            let choice = match forge.choice(&remote) {
+            let choice = match forge_choice(&forge, &remote) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let cfg = crate::app::serve::ServeConfig {
                 listen,
@@ -274,24 +136,182 @@ pub fn run(mut cli: Cli) -> ExitCode {
             keep,
             plain,
         } => crate::app::ops::demo(&plan, &fail, scale, keep, plain, stdout),
-        Command::Dev(Dev::GenFleet { out, clusters }) => {
-            match crate::app::generate::generate_fleet(&out, clusters) {
-                Ok(s) => {
-                    let _ = writeln!(
-                        stdout,
-                        "{} clusters, {} files, {} bytes in {}",
-                        s.clusters,
-                        s.files,
-                        s.bytes,
-                        out.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+        Command::Dev(Dev::GenFleet { out, clusters }) => gen_fleet(stdout, &out, clusters),
+    }
+}
+
+/// The forge `--forge` picks, or exit 2 saying why it cannot be used.
+fn forge_choice(forge: &ForgeArgs, remote: &RemoteArgs) -> Result<ForgeChoice, ExitCode> {
+    forge.choice(remote).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+/// `plan`: print what the plan would change; exit 2 on refusals.
+fn plan_command(stdout: &mut dyn Write, c: Command) -> ExitCode {
+    let Command::Plan {
+        repo,
+        plan,
+        diff,
+        allow_empty,
+        output,
+        color,
+        now,
+        github_output,
+        comment_pr,
+        github_repo,
+        github_api,
+        github_token,
+    } = c
+    else {
+        unreachable!("run passes plan commands only")
+    };
+    let p = match crate::adapters::disk::prepare(&repo, &plan) {
+        Ok(p) => p,
+        Err(d) => return fail(&d),
+    };
+    let colored = match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let now = now.unwrap_or_else(Utc::now);
+    let res = match output {
+        Output::Json => print_json(stdout, &p, now),
+        Output::Text => print_text(stdout, &p, diff, colored, now),
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if github_output {
+        if let Err(e) = crate::app::actions::write_plan(&p) {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(n) = comment_pr {
+        let mut text = Vec::new();
+        let _ = print_text(&mut text, &p, true, false, now);
+        let body = format!(
+            "### fleetwave plan preview: `{}`\n\n<details open><summary>waves, steps and diffs</summary>\n\n```text\n{}```\n</details>\n",
+            p.plan.name,
+            String::from_utf8_lossy(&text)
+        );
+        if let Err(e) = crate::app::ops::comment_on_pr(
+            github_repo.as_deref(),
+            &github_api,
+            github_token.as_deref(),
+            n,
+            &body,
+        ) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if p.refusals().next().is_some() {
+        for f in p.refusals() {
+            eprintln!("error: {}", finding_line(f));
+        }
+        eprintln!("error: the plan has refusals; fix them before applying");
+        return ExitCode::from(2);
+    }
+    if let Some(code) = matches_nothing(&p, allow_empty) {
+        return code;
+    }
+    ExitCode::SUCCESS
+}
+
+/// `apply`: write one wave's edits (or one step's) into the working tree, all or nothing.
+fn apply_command(
+    stdout: &mut dyn Write,
+    repo: &Path,
+    plan: &Path,
+    wave: &str,
+    step: Option<usize>,
+    allow_empty: bool,
+) -> ExitCode {
+    // Held from reading to writing: a second apply reads what this one wrote.
+    let _lock = match crate::adapters::disk::lock_tree(repo) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {}: {e}\nnothing was written", repo.display());
+            return ExitCode::from(2);
+        }
+    };
+    let p = match crate::adapters::disk::prepare(repo, plan) {
+        Ok(p) => p,
+        Err(d) => return fail(&d),
+    };
+    if let Some(code) = matches_nothing(&p, allow_empty) {
+        return code;
+    }
+    let refusals: Vec<_> = p.refusals().collect();
+    if !refusals.is_empty() {
+        for f in refusals {
+            eprintln!("error: {}", finding_line(f));
+        }
+        eprintln!("error: the plan has refusals; nothing was written");
+        return ExitCode::from(2);
+    }
+    let edits = match planner::edits(&p, wave, step) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}\nnothing was written");
+            return ExitCode::from(2);
+        }
+    };
+    let old = |rel: &Path| {
+        p.fleet
+            .files
+            .iter()
+            .find(|f| f.rel == rel)
+            .map(|f| f.text.clone())
+    };
+    if let Err((rel, e)) = crate::adapters::disk::write_all(repo, &edits, &old) {
+        eprintln!(
+            "error: {}: cannot write: {e}\nnothing was written",
+            crate::core::diag::escape(&rel.display().to_string())
+        );
+        return ExitCode::from(2);
+    }
+    let w = p
+        .waves
+        .iter()
+        .find(|w| w.name == wave)
+        .expect("edits checked the wave");
+    let changes: usize = w
+        .steps
+        .iter()
+        .filter(|s| step.is_none_or(|n| s.index == n))
+        .map(|s| s.changes.len())
+        .sum();
+    let _ = writeln!(
+        stdout,
+        "wave {wave}: wrote {changes} change(s) in {} file(s); nothing committed",
+        edits.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `dev gen-fleet`: write the benchmark fleet.
+fn gen_fleet(stdout: &mut dyn Write, out: &Path, clusters: usize) -> ExitCode {
+    match crate::app::generate::generate_fleet(out, clusters) {
+        Ok(s) => {
+            let _ = writeln!(
+                stdout,
+                "{} clusters, {} files, {} bytes in {}",
+                s.clusters,
+                s.files,
+                s.bytes,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! cluster: a temp fleet repo with a local bare remote, the `local` forge, the simulated Flux
 //! and a scaled clock. Manual waves are merged by a simulated reviewer once their gate is green.
 
+use crate::app::Flat;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ fn files_of(dir: &Dir, prefix: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
 }
 
 /// The example fleet with the chosen example plan at `plans/demo.yaml`.
-pub fn example_files(plan: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, String> {
+pub fn example_files(plan: &str) -> anyhow::Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut files = BTreeMap::new();
     files_of(&FLEET, Path::new(""), &mut files);
     let plan_file = PLANS.get_file(format!("{plan}.yaml")).ok_or_else(|| {
@@ -61,7 +62,7 @@ pub fn example_files(plan: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, String> {
                     .to_string()
             })
             .collect();
-        format!(
+        anyhow::anyhow!(
             "no example plan {plan:?}; choose one of {}",
             names.join(", ")
         )
@@ -74,7 +75,7 @@ pub fn example_files(plan: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, String> {
 }
 
 /// Create a bare remote holding the example fleet and the chosen plan on `main`.
-pub fn seed_remote(root: &Path, plan: &str, start: DateTime<Utc>) -> Result<PathBuf, String> {
+pub fn seed_remote(root: &Path, plan: &str, start: DateTime<Utc>) -> anyhow::Result<PathBuf> {
     seed_remote_files(root, &example_files(plan)?, start)
 }
 
@@ -83,26 +84,20 @@ pub fn seed_remote_files(
     root: &Path,
     files: &BTreeMap<PathBuf, Vec<u8>>,
     start: DateTime<Utc>,
-) -> Result<PathBuf, String> {
+) -> anyhow::Result<PathBuf> {
     let remote = root.join("fleet.git");
-    let repo = git2::Repository::init_bare(&remote).map_err(|e| e.to_string())?;
+    let repo = git2::Repository::init_bare(&remote).flat()?;
     let mut builder = git2::build::TreeUpdateBuilder::new();
     for (p, bytes) in files {
-        let oid = repo.blob(bytes).map_err(|e| e.to_string())?;
+        let oid = repo.blob(bytes).flat()?;
         builder.upsert(p.to_string_lossy().as_ref(), oid, git2::FileMode::Blob);
     }
-    let empty = repo
-        .treebuilder(None)
-        .and_then(|b| b.write())
-        .map_err(|e| e.to_string())?;
-    let empty = repo.find_tree(empty).map_err(|e| e.to_string())?;
-    let tree = builder
-        .create_updated(&repo, &empty)
-        .map_err(|e| e.to_string())?;
-    let tree = repo.find_tree(tree).map_err(|e| e.to_string())?;
+    let empty = repo.treebuilder(None).and_then(|b| b.write()).flat()?;
+    let empty = repo.find_tree(empty).flat()?;
+    let tree = builder.create_updated(&repo, &empty).flat()?;
+    let tree = repo.find_tree(tree).flat()?;
     let time = git2::Time::new(start.timestamp(), 0);
-    let sig = git2::Signature::new("Platform Team", "platform@example.com", &time)
-        .map_err(|e| e.to_string())?;
+    let sig = git2::Signature::new("Platform Team", "platform@example.com", &time).flat()?;
     repo.commit(
         Some("refs/heads/main"),
         &sig,
@@ -111,23 +106,22 @@ pub fn seed_remote_files(
         &tree,
         &[],
     )
-    .map_err(|e| e.to_string())?;
-    repo.set_head("refs/heads/main")
-        .map_err(|e| e.to_string())?;
+    .flat()?;
+    repo.set_head("refs/heads/main").flat()?;
     Ok(remote)
 }
 
 /// Run the demo; prints progress to `out`.
-pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, String> {
+pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoResult> {
     let tmp = tempfile::Builder::new()
         .prefix("fleetwave-demo-")
         .tempdir()
-        .map_err(|e| e.to_string())?;
+        .flat()?;
     let dir = opts
         .keep
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).flat()?;
     let start = Utc
         .with_ymd_and_hms(2026, 11, 23, 8, 0, 0)
         .single()
@@ -138,7 +132,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
         &remote.to_string_lossy(),
         Auth::None,
     )
-    .map_err(|e| e.to_string())?;
+    .flat()?;
     let settings = Settings::new(Path::new("plans/demo.yaml"));
     let events_path = dir.join("events.jsonl");
     let sink = JsonlSink::new(&events_path);
@@ -165,9 +159,8 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
     let mut last_state;
     let mut reviews = 0;
     loop {
-        let o = reconcile::observe_repo(&git, &settings).map_err(|e| e.to_string())?;
-        let history =
-            reconcile::base_history(&git, &o, 1000, &mut touched).map_err(|e| e.to_string())?;
+        let o = reconcile::observe_repo(&git, &settings).flat()?;
+        let history = reconcile::base_history(&git, &o, 1000, &mut touched).flat()?;
         let sim = SimFlux::new(
             history,
             SimConfig {
@@ -191,7 +184,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
         };
         let report = reconcile::tick(&io, &settings, o, now, false)
             .await
-            .map_err(|e| e.to_string())?;
+            .flat()?;
         for n in &report.notes {
             if !opts.progress {
                 writeln!(out, "  {}  {n}", now.format("%a %H:%M")).ok();
@@ -209,10 +202,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
                 email: "reviewer@example.com".into(),
                 time: now,
             };
-            let base = git
-                .branch_head(&settings.base)
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default();
+            let base = git.branch_head(&settings.base).flat()?.unwrap_or_default();
             let merge = git
                 .merge_commit(
                     &base,
@@ -220,7 +210,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
                     &format!("Merge {branch} (approved by reviewer)"),
                     &sig,
                 )
-                .map_err(|e| e.to_string())?;
+                .flat()?;
             if git.push(&settings.base, &merge, Some(&base)).is_ok() {
                 reviews += 1;
                 if !opts.progress {
@@ -254,16 +244,16 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoResult, 
         let pause = (advance.num_milliseconds() as f64 / 1000.0 / opts.scale).min(0.4);
         tokio::time::sleep(std::time::Duration::from_secs_f64(pause)).await;
         if real.elapsed().as_secs() > 55 {
-            return Err("the demo did not finish within 50 s".into());
+            anyhow::bail!("the demo did not finish within 50 s");
         }
     }
     if let Some(l) = &live {
         l.finish();
     }
     let st = reconcile::load_state(&git, &settings, &last_state.plan)
-        .map_err(|e| e.to_string())?
+        .flat()?
         .0;
-    let events = JsonlSink::read_events(&events_path).map_err(|e| e.to_string())?;
+    let events = JsonlSink::read_events(&events_path).flat()?;
     let (alerts, telemetry): (Vec<Event>, Vec<Event>) =
         events.into_iter().partition(|e| e.alert.is_some());
     summary(out, &st, &alerts, &telemetry, reviews);

@@ -283,7 +283,7 @@ pub fn reconcile(
         }
         if gh_output {
             if let Err(e) = crate::app::actions::write_reconcile(&report) {
-                return fail(e);
+                return fail(format!("{e:#}"));
             }
         }
         let code = match &report.outcome {
@@ -664,7 +664,7 @@ pub fn demo(
     match runtime().block_on(crate::app::demo::run(&opts, out)) {
         Ok(r) if r.state.status == crate::core::state::PlanStatus::Succeeded => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
-        Err(e) => fail(e),
+        Err(e) => fail(format!("{e:#}")),
     }
 }
 
@@ -868,7 +868,7 @@ fn status_once(
             api_calls: None,
             not_done: Vec::new(),
         };
-        crate::app::actions::write_reconcile(&report)?;
+        crate::app::actions::write_reconcile(&report).map_err(|e| format!("{e:#}"))?;
     }
     Ok(match st.status {
         crate::core::state::PlanStatus::Halted | crate::core::state::PlanStatus::Failed => {

@@ -11,13 +11,12 @@ use sha2::Digest;
 use crate::adapters::cluster::sim::BaseCommit;
 use crate::adapters::forge::{Forge, ForgeError, PrSpec, StepRef};
 use crate::adapters::git::{GitError, GitRepo, Sig};
-use crate::core::cluster::ClusterSource;
+use crate::core::cluster::{ClusterObservation, ClusterSource};
 use crate::core::decide::{self, Decision, Desired, Effect, StepPlan, WaveInput, World};
 use crate::core::diag::Diags;
-use crate::core::locate::What;
 use crate::core::notify::Notifier;
 use crate::core::planner::{self, Planned};
-use crate::core::state::{self, ChangeRecord, PlanState, PlanStatus, StepStatus};
+use crate::core::state::{self, ChangeRecord, Changed, PlanState, PlanStatus, StepStatus};
 
 pub const DEFAULT_TITLE: &str = "fleetwave({plan}): {wave} — {what}";
 
@@ -220,6 +219,7 @@ fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
                     index: st.index,
                     id: st.id.clone(),
                     title: st.title.clone(),
+                    kubernetes: st.kubernetes.clone(),
                     branch: branch_name(&p.plan.name, &w.name, st.index, &st.id),
                     changes: st
                         .changes
@@ -233,17 +233,9 @@ fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
                             } else {
                                 format!("{} {}", c.object, c.field)
                             },
-                            what: match c.what {
-                                What::Kubernetes(_) => "kubernetes".into(),
-                                What::GitopsBase => "gitopsBase".into(),
-                                What::Template => "template".into(),
-                            },
+                            what: Changed::from(&c.what),
                             from: c.from.clone(),
                             to: c.to.clone(),
-                            role: match c.what {
-                                What::Kubernetes(r) => Some(r),
-                                _ => None,
-                            },
                         })
                         .collect(),
                 })
@@ -287,22 +279,18 @@ pub fn step_text(
 /// `Kubernetes v1.34.2, gitops-base 2026.02` for titles.
 fn what_text(p: &Planned, step: &StepPlan) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let k = step.changes.iter().find(|c| c.what == "kubernetes");
-    if k.is_some() {
-        parts.push(
-            step.title
-                .split(',')
-                .next()
-                .unwrap_or(&step.title)
-                .to_string(),
-        );
+    if step.changes.iter().any(|c| c.what.is_kubernetes()) {
+        // Kubernetes changes are planned into hop steps only.
+        if let Some(hop) = &step.kubernetes {
+            parts.push(hop.to_string());
+        }
     }
     if let Some(g) = &p.plan.gitops_base {
-        if step.changes.iter().any(|c| c.what == "gitopsBase") {
+        if step.changes.iter().any(|c| c.what == Changed::GitopsBase) {
             parts.push(format!("gitops-base {}", g.tag));
         }
     }
-    if step.changes.iter().any(|c| c.what == "template") {
+    if step.changes.iter().any(|c| c.what == Changed::Template) {
         parts.push("k0rdent templates".into());
     }
     if parts.is_empty() {
@@ -466,45 +454,10 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Report, ReconcileError> {
-    let (git, forge, clusters, notifier) = (io.git, io.forge, io.clusters, io.notifier);
+    let (git, forge) = (io.git, io.forge);
     let inputs = wave_inputs(&o.planned, &o.state);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
-    let approval = |wi: usize| approvers(&o.planned.plan, wi);
-    let mut refs: Vec<StepRef> = Vec::new();
-    for (wi, w) in o.state.waves.iter().enumerate() {
-        // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
-        for st in w
-            .steps
-            .iter()
-            .filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open))
-        {
-            refs.push(StepRef {
-                branch: st.branch.clone(),
-                pr: st.pr,
-                head: st.head.clone(),
-                approval: approval(wi),
-            });
-        }
-    }
-    // Steps not yet in the state (first tick) may still have branches from a crashed run.
-    for (wi, w) in inputs.iter().enumerate() {
-        for st in &w.steps {
-            let known = o
-                .state
-                .waves
-                .iter()
-                .flat_map(|w| &w.steps)
-                .any(|x| x.branch == st.branch);
-            if !known {
-                refs.push(StepRef {
-                    branch: st.branch.clone(),
-                    pr: None,
-                    head: None,
-                    approval: approval(wi),
-                });
-            }
-        }
-    }
+    let refs = step_refs(&o, &inputs);
     let prs = forge.observe(&refs, &o.base_head).await?;
     // Learn PR numbers found by head branch (after a crash, or a PR opened by hand).
     let mut learned: BTreeMap<String, u64> = prs
@@ -517,27 +470,8 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         .iter()
         .flat_map(|w| w.clusters.iter().cloned())
         .collect();
-    let mut observed = clusters.observe(&names, now).await?;
-    if let Some(remote) = io.gates {
-        let jobs = remote_gate_jobs(&o.planned.plan, &o.state);
-        if !jobs.is_empty() {
-            for (c, results) in remote.evaluate_all(&jobs).await {
-                observed.entry(c).or_default().gates.extend(results);
-            }
-        }
-    }
-    let infra: BTreeMap<String, String> = o
-        .planned
-        .fleet
-        .clusters
-        .values()
-        .map(|c| {
-            (
-                c.name.clone(),
-                crate::core::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>()),
-            )
-        })
-        .collect();
+    let observed = observe_clusters(io, &o, &names, now).await?;
+    let infra = infrastructure(&o.planned);
     let descends = |a: &str, b: &str| git.is_ancestor(b, a).unwrap_or(false);
     let world = World {
         now,
@@ -589,7 +523,125 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             None => return Ok(report(o.state, Outcome::LostRace)),
         }
     }
-    // A new plan revision: PRs of steps the plan no longer has are closed (never merged).
+    close_stale_prs(forge, &o, &inputs).await?;
+    let act = Act {
+        io,
+        s,
+        o: &o,
+        inputs: &inputs,
+        clusters: &world.clusters,
+        new: &new,
+    };
+    let done = perform(&act, &effects, &effect_lines, &mut learned).await?;
+    let before = new.clone();
+    record(&mut new, &done, &learned);
+    if new != before {
+        // If this loses a race, events stay unsent and are resent (sinks dedupe by id), and PR
+        // numbers are found again by branch.
+        let msg = format!(
+            "fleetwave: {} after tick {}: events sent {}, pull requests recorded",
+            new.plan,
+            new.tick,
+            done.sent.len()
+        );
+        let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
+    }
+    // A hold changes no state but must show; the forge skips a body that did not change.
+    if s.dashboard && (new != o.state || held.is_some()) {
+        let body = dashboard_body(&new, now, held.as_deref());
+        if let Err(e) = forge.dashboard(&new.plan, &body).await {
+            tracing::warn!("dashboard not updated: {e}");
+        }
+    }
+    let mut r = report(new, outcome);
+    r.effects = done.did;
+    r.not_done = done.not_done;
+    r.api_calls = forge.finish_tick();
+    Ok(r)
+}
+
+/// The step branches to ask the forge about: open and pending steps of the state, and steps
+/// not yet in it (first tick), which may still have branches from a crashed run.
+fn step_refs(o: &Observed, inputs: &[WaveInput]) -> Vec<StepRef> {
+    let approval = |wi: usize| approvers(&o.planned.plan, wi);
+    let mut refs: Vec<StepRef> = Vec::new();
+    for (wi, w) in o.state.waves.iter().enumerate() {
+        // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
+        for st in w
+            .steps
+            .iter()
+            .filter(|st| matches!(st.status, StepStatus::Pending | StepStatus::Open))
+        {
+            refs.push(StepRef {
+                branch: st.branch.clone(),
+                pr: st.pr,
+                head: st.head.clone(),
+                approval: approval(wi),
+            });
+        }
+    }
+    for (wi, w) in inputs.iter().enumerate() {
+        for st in &w.steps {
+            let known = o
+                .state
+                .waves
+                .iter()
+                .flat_map(|w| &w.steps)
+                .any(|x| x.branch == st.branch);
+            if !known {
+                refs.push(StepRef {
+                    branch: st.branch.clone(),
+                    pr: None,
+                    head: None,
+                    approval: approval(wi),
+                });
+            }
+        }
+    }
+    refs
+}
+
+/// What the cluster source reports of `names`, with the remote gates evaluated where they
+/// matter now.
+async fn observe_clusters<F: Forge, C: ClusterSource>(
+    io: &Io<'_, F, C>,
+    o: &Observed,
+    names: &[String],
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, ClusterObservation>, ReconcileError> {
+    let mut observed = io.clusters.observe(names, now).await?;
+    if let Some(remote) = io.gates {
+        let jobs = remote_gate_jobs(&o.planned.plan, &o.state);
+        if !jobs.is_empty() {
+            for (c, results) in remote.evaluate_all(&jobs).await {
+                observed.entry(c).or_default().gates.extend(results);
+            }
+        }
+    }
+    Ok(observed)
+}
+
+/// Each cluster's infrastructure, for telemetry.
+fn infrastructure(planned: &Planned) -> BTreeMap<String, String> {
+    planned
+        .fleet
+        .clusters
+        .values()
+        .map(|c| {
+            (
+                c.name.clone(),
+                crate::core::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>()),
+            )
+        })
+        .collect()
+}
+
+/// A new plan revision: PRs of steps the plan no longer has are closed (never merged).
+async fn close_stale_prs<F: Forge>(
+    forge: &F,
+    o: &Observed,
+    inputs: &[WaveInput],
+) -> Result<(), ReconcileError> {
     if !o.state.waves.is_empty() && o.state.plan_hash != o.plan_hash {
         let keep: Vec<String> = inputs
             .iter()
@@ -602,11 +654,115 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             tracing::info!("closed stale pull request {c}");
         }
     }
-    let mut sent = Vec::new();
-    let mut posted = Vec::new();
-    // What the calls did, in order: `did` lines only for effects whose call succeeded.
-    let mut did: Vec<String> = Vec::new();
-    let mut not_done: Vec<String> = Vec::new();
+    Ok(())
+}
+
+/// What performing a tick's effects needs besides the new state.
+struct Act<'a, 'io, F, C> {
+    io: &'a Io<'io, F, C>,
+    s: &'a Settings,
+    o: &'a Observed,
+    inputs: &'a [WaveInput],
+    clusters: &'a BTreeMap<String, ClusterObservation>,
+    /// The state decided this tick.
+    new: &'a PlanState,
+}
+
+impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
+    /// The forge's handle on a step: its branch, PR (known or `learned`) and `head`.
+    fn step_ref(
+        &self,
+        wave: usize,
+        step: usize,
+        head: Option<String>,
+        learned: &BTreeMap<String, u64>,
+    ) -> StepRef {
+        let st = &self.new.waves[wave].steps[step];
+        StepRef {
+            branch: st.branch.clone(),
+            pr: st.pr.or(learned.get(&st.branch).copied()),
+            head,
+            approval: approvers(&self.o.planned.plan, wave),
+        }
+    }
+
+    /// Open or update the pull request of a step just pushed at `commit`.
+    async fn open_pr(
+        &self,
+        wave: usize,
+        step: usize,
+        commit: &str,
+        learned: &mut BTreeMap<String, u64>,
+    ) -> Result<(), ReconcileError> {
+        let (new, o, s) = (self.new, self.o, self.s);
+        let input = &self.inputs[wave].steps[step];
+        let (title, body) = step_text(
+            &s.title_template,
+            &new.plan,
+            &o.plan_hash,
+            &new.waves[wave].name,
+            input,
+            &what_text(&o.planned, input),
+        );
+        let r = self.step_ref(wave, step, Some(commit.to_string()), learned);
+        let spec = PrSpec {
+            title,
+            body,
+            base: s.base.clone(),
+        };
+        if let Some(n) = self.io.forge.open(&r, &spec).await? {
+            learned.insert(r.branch, n);
+        }
+        Ok(())
+    }
+
+    /// Post a step's gate status on `head` and its managed comment.
+    async fn post_status(
+        &self,
+        wave: usize,
+        step: usize,
+        head: &str,
+        state: crate::core::state::GateState,
+        description: &str,
+        learned: &BTreeMap<String, u64>,
+    ) -> Result<crate::core::state::PostedStatus, ReconcileError> {
+        let forge = self.io.forge;
+        let st = &self.new.waves[wave].steps[step];
+        let r = self.step_ref(wave, step, st.head.clone(), learned);
+        forge.set_status(&r, head, state, description).await?;
+        // The managed comment changes exactly when the gate status does.
+        let body = comment_body(self.new, wave, step, state, description, self.clusters);
+        forge.comment(&r, &body).await?;
+        Ok(crate::core::state::PostedStatus {
+            head: head.to_string(),
+            state,
+            description: description.to_string(),
+        })
+    }
+}
+
+/// What the effect calls did.
+#[derive(Default)]
+struct Performed {
+    /// Lines of the effects whose call succeeded, in order.
+    did: Vec<String>,
+    /// Effects that failed softly or were not attempted after a stop.
+    not_done: Vec<String>,
+    /// Outbox events delivered.
+    sent: Vec<String>,
+    /// Gate statuses posted: (wave, step, status).
+    posted: Vec<(usize, usize, crate::core::state::PostedStatus)>,
+}
+
+/// Perform the effects in order; a lost lease or a moved base stops the rest.
+async fn perform<F: Forge, C: ClusterSource>(
+    act: &Act<'_, '_, F, C>,
+    effects: &[Effect],
+    effect_lines: &[String],
+    learned: &mut BTreeMap<String, u64>,
+) -> Result<Performed, ReconcileError> {
+    let (git, forge, notifier, new) = (act.io.git, act.io.forge, act.io.notifier, act.new);
+    let mut p = Performed::default();
     for (i, e) in effects.iter().enumerate() {
         let line = &effect_lines[i];
         match e {
@@ -621,41 +777,14 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                     Ok(()) => {}
                     // Someone moved the branch; the next tick looks again and never overwrites.
                     Err(GitError::LeaseLost { .. }) => {
-                        not_done.push(format!(
+                        p.not_done.push(format!(
                             "{line}: someone else moved the branch; the next tick looks again"
                         ));
                         break;
                     }
                     Err(err) => return Err(err.into()),
                 }
-                let input = &inputs[*wave].steps[*step];
-                let (title, body) = step_text(
-                    &s.title_template,
-                    &new.plan,
-                    &o.plan_hash,
-                    &new.waves[*wave].name,
-                    input,
-                    &what_text(&o.planned, input),
-                );
-                let r = StepRef {
-                    branch: st.branch.clone(),
-                    pr: st.pr.or(learned.get(&st.branch).copied()),
-                    head: Some(commit.clone()),
-                    approval: approval(*wave),
-                };
-                if let Some(n) = forge
-                    .open(
-                        &r,
-                        &PrSpec {
-                            title,
-                            body,
-                            base: s.base.clone(),
-                        },
-                    )
-                    .await?
-                {
-                    learned.insert(st.branch.clone(), n);
-                }
+                act.open_pr(*wave, *step, commit, learned).await?;
             }
             Effect::SetStatus {
                 wave,
@@ -664,50 +793,25 @@ pub async fn tick<F: Forge, C: ClusterSource>(
                 state,
                 description,
             } => {
-                let st = &new.waves[*wave].steps[*step];
-                let r = StepRef {
-                    branch: st.branch.clone(),
-                    pr: st.pr.or(learned.get(&st.branch).copied()),
-                    head: st.head.clone(),
-                    approval: approval(*wave),
-                };
-                forge.set_status(&r, head, *state, description).await?;
-                // The managed comment changes exactly when the gate status does.
-                forge
-                    .comment(
-                        &r,
-                        &comment_body(&new, *wave, *step, *state, description, &world.clusters),
-                    )
+                let posted = act
+                    .post_status(*wave, *step, head, *state, description, learned)
                     .await?;
-                posted.push((
-                    *wave,
-                    *step,
-                    crate::core::state::PostedStatus {
-                        head: head.clone(),
-                        state: *state,
-                        description: description.clone(),
-                    },
-                ));
+                p.posted.push((*wave, *step, posted));
             }
             Effect::Merge { wave, step, head } => {
                 let st = &new.waves[*wave].steps[*step];
-                let r = StepRef {
-                    branch: st.branch.clone(),
-                    pr: st.pr.or(learned.get(&st.branch).copied()),
-                    head: st.head.clone(),
-                    approval: approval(*wave),
-                };
+                let r = act.step_ref(*wave, *step, st.head.clone(), learned);
                 let msg = format!(
                     "Merge {} (fleetwave {} wave {} step {})",
                     st.branch, new.plan, new.waves[*wave].name, st.index
                 );
                 match forge.merge(&r, head, &msg).await {
                     Ok(sha) => {
-                        did.push(format!("{line} (merge commit {})", short(&sha)));
+                        p.did.push(format!("{line} (merge commit {})", short(&sha)));
                         continue;
                     }
                     Err(ForgeError::BaseMoved) => {
-                        not_done.push(format!(
+                        p.not_done.push(format!(
                             "{line}: the head or base moved after it was verified (409); \
                              nothing merged, the next tick checks it again"
                         ));
@@ -719,27 +823,32 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             Effect::Send { id } => {
                 if let Some(ob) = new.events.get(id) {
                     match notifier.send(&ob.event).await {
-                        Ok(()) => sent.push(id.clone()),
+                        Ok(()) => p.sent.push(id.clone()),
                         Err(err) => {
-                            not_done.push(format!("{line}: {err}; retried next tick"));
+                            p.not_done.push(format!("{line}: {err}; retried next tick"));
                             continue;
                         }
                     }
                 }
             }
         }
-        did.push(line.clone());
+        p.did.push(line.clone());
     }
     // Effects after a stop were not attempted.
-    let attempted = did.len() + not_done.len();
+    let attempted = p.did.len() + p.not_done.len();
     for line in effect_lines.iter().skip(attempted) {
-        not_done.push(format!("{line}: not attempted after the stop above"));
+        p.not_done
+            .push(format!("{line}: not attempted after the stop above"));
     }
-    let before = new.clone();
-    for (w, st, p) in posted {
-        new.waves[w].steps[st].posted = Some(p);
+    Ok(p)
+}
+
+/// Record in `new` what the calls did: posted statuses, sent events, learned PR numbers.
+fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>) {
+    for (w, st, p) in &done.posted {
+        new.waves[*w].steps[*st].posted = Some(p.clone());
     }
-    for id in &sent {
+    for id in &done.sent {
         if let Some(ob) = new.events.get_mut(id) {
             ob.sent = true;
         }
@@ -751,29 +860,6 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             }
         }
     }
-    if new != before {
-        // If this loses a race, events stay unsent and are resent (sinks dedupe by id), and PR
-        // numbers are found again by branch.
-        let msg = format!(
-            "fleetwave: {} after tick {}: events sent {}, pull requests recorded",
-            new.plan,
-            new.tick,
-            sent.len()
-        );
-        let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
-    }
-    // A hold changes no state but must show; the forge skips a body that did not change.
-    if s.dashboard && (new != o.state || held.is_some()) {
-        let body = dashboard_body(&new, now, held.as_deref());
-        if let Err(e) = forge.dashboard(&new.plan, &body).await {
-            tracing::warn!("dashboard not updated: {e}");
-        }
-    }
-    let mut r = report(new, outcome);
-    r.effects = did;
-    r.not_done = not_done;
-    r.api_calls = forge.finish_tick();
-    Ok(r)
 }
 
 fn describe(st: &PlanState, e: &Effect) -> String {
@@ -918,8 +1004,6 @@ pub fn rollback(
     opts: &RollbackOptions,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, ReconcileError> {
-    use crate::core::edit::{self, Splice};
-    use crate::core::version::KubeVersion;
     let o = observe_repo(git, s)?;
     let mut st = o.state.clone();
     let names: Vec<String> = if opts.waves.is_empty() {
@@ -946,78 +1030,14 @@ pub fn rollback(
             )));
         };
         // Per (file, field): the value before the wave's first change and after its last.
-        let mut span: BTreeMap<(String, String), (ChangeRecord, String)> = BTreeMap::new();
-        for step in st.waves[wi]
-            .steps
-            .iter()
-            .filter(|x| x.merged_commit.is_some() && x.status != StepStatus::RolledBack)
-        {
-            for c in &step.changes {
-                span.entry((c.file.clone(), c.field.clone()))
-                    .and_modify(|e| e.1 = c.to.clone())
-                    .or_insert((c.clone(), c.to.clone()));
-            }
-        }
+        let span = merged_span(&st.waves[wi]);
         if span.is_empty() {
             lines.push(format!("wave {name}: nothing merged to roll back"));
             continue;
         }
-        let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
-        for ((file, field), (first, last)) in &span {
-            if first.what == "kubernetes" {
-                let (a, b) = (KubeVersion::parse(&first.from), KubeVersion::parse(last));
-                let minor_change = matches!((&a, &b), (Some(a), Some(b)) if a.minor != b.minor);
-                if minor_change || !opts.allow_downgrade {
-                    let why = if minor_change {
-                        "a Kubernetes minor downgrade is not supported (the control plane cannot go back a minor); restore the cluster from an etcd snapshot instead"
-                    } else {
-                        "a patch-level downgrade needs --allow-downgrade"
-                    };
-                    lines.push(format!(
-                        "refused: wave {name} cluster {} {file} {field}: {} → {}: {why}",
-                        first.cluster, last, first.from
-                    ));
-                    continue;
-                }
-            }
-            wanted.insert(
-                (file.clone(), field.clone()),
-                (last.clone(), first.from.clone()),
-            );
-        }
+        let wanted = reversible(name, &span, opts.allow_downgrade, &mut lines);
         // Find those values in the current base and splice them back.
-        let mut by_file: BTreeMap<usize, Vec<Splice>> = BTreeMap::new();
-        for loc in &o.planned.fleet.located {
-            for oc in &loc.occurrences {
-                let file = o.planned.fleet.files[oc.file].rel.display().to_string();
-                let field = if oc.object.is_empty() {
-                    oc.field.clone()
-                } else {
-                    format!("{} {}", oc.object, oc.field)
-                };
-                if let Some((now_value, back)) = wanted.get(&(file, field)) {
-                    if &oc.value == now_value {
-                        by_file.entry(oc.file).or_default().push(Splice {
-                            range: oc.range.clone(),
-                            old: oc.value.clone(),
-                            new: back.clone(),
-                            scalar: oc
-                                .scalar
-                                .as_ref()
-                                .map(|c| (c.start, format!("{}{}{}", c.before, back, c.after))),
-                        });
-                    }
-                }
-            }
-        }
-        let mut files = BTreeMap::new();
-        for (i, splices) in &by_file {
-            let f = &o.planned.fleet.files[*i];
-            let text = edit::apply(&f.text, splices, f.is_yaml())
-                .map_err(|e| ReconcileError::Other(format!("{}: {e}", f.rel.display())))?;
-            files.insert(f.rel.clone(), text.into_bytes());
-        }
-        let count: usize = by_file.values().map(Vec::len).sum();
+        let (files, count) = revert_files(&o.planned, &wanted)?;
         if files.is_empty() {
             lines.push(format!("wave {name}: nothing reversible to roll back"));
             continue;
@@ -1057,22 +1077,7 @@ pub fn rollback(
                 s.base,
                 short(&merge)
             ));
-            let fully: Vec<usize> = st.waves[wi]
-                .steps
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| {
-                    x.merged_commit.is_some()
-                        && x.changes
-                            .iter()
-                            .all(|c| c.what != "kubernetes" || opts.allow_downgrade)
-                })
-                .map(|(i, _)| i)
-                .collect();
-            for i in fully {
-                st.waves[wi].steps[i].status = StepStatus::RolledBack;
-                st.waves[wi].steps[i].revert_commit = Some(merge.clone());
-            }
+            mark_rolled_back(&mut st.waves[wi], &merge, opts.allow_downgrade);
         }
     }
     if !opts.dry_run && st != o.state {
@@ -1096,6 +1101,121 @@ pub fn rollback(
         }
     }
     Ok(lines)
+}
+
+/// Per (file, field) of a wave's merged changes: the first change and the value after the last.
+fn merged_span(
+    wave: &crate::core::state::WaveState,
+) -> BTreeMap<(String, String), (ChangeRecord, String)> {
+    let mut span: BTreeMap<(String, String), (ChangeRecord, String)> = BTreeMap::new();
+    for step in wave
+        .steps
+        .iter()
+        .filter(|x| x.merged_commit.is_some() && x.status != StepStatus::RolledBack)
+    {
+        for c in &step.changes {
+            span.entry((c.file.clone(), c.field.clone()))
+                .and_modify(|e| e.1 = c.to.clone())
+                .or_insert((c.clone(), c.to.clone()));
+        }
+    }
+    span
+}
+
+/// The (file, field)s that can go back, to (value now, value before); a Kubernetes version
+/// that cannot is reported in `lines`.
+fn reversible(
+    name: &str,
+    span: &BTreeMap<(String, String), (ChangeRecord, String)>,
+    allow_downgrade: bool,
+    lines: &mut Vec<String>,
+) -> BTreeMap<(String, String), (String, String)> {
+    use crate::core::version::KubeVersion;
+    let mut wanted: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for ((file, field), (first, last)) in span {
+        if first.what.is_kubernetes() {
+            let (a, b) = (KubeVersion::parse(&first.from), KubeVersion::parse(last));
+            let minor_change = matches!((&a, &b), (Some(a), Some(b)) if a.minor != b.minor);
+            if minor_change || !allow_downgrade {
+                let why = if minor_change {
+                    "a Kubernetes minor downgrade is not supported (the control plane cannot go back a minor); restore the cluster from an etcd snapshot instead"
+                } else {
+                    "a patch-level downgrade needs --allow-downgrade"
+                };
+                lines.push(format!(
+                    "refused: wave {name} cluster {} {file} {field}: {} → {}: {why}",
+                    first.cluster, last, first.from
+                ));
+                continue;
+            }
+        }
+        wanted.insert(
+            (file.clone(), field.clone()),
+            (last.clone(), first.from.clone()),
+        );
+    }
+    wanted
+}
+
+/// The files of the base with the `wanted` values put back, and how many values that is.
+fn revert_files(
+    planned: &Planned,
+    wanted: &BTreeMap<(String, String), (String, String)>,
+) -> Result<(BTreeMap<PathBuf, Vec<u8>>, usize), ReconcileError> {
+    use crate::core::edit::{self, Splice};
+    let mut by_file: BTreeMap<usize, Vec<Splice>> = BTreeMap::new();
+    for loc in &planned.fleet.located {
+        for oc in &loc.occurrences {
+            let file = planned.fleet.files[oc.file].rel.display().to_string();
+            let field = if oc.object.is_empty() {
+                oc.field.clone()
+            } else {
+                format!("{} {}", oc.object, oc.field)
+            };
+            if let Some((now_value, back)) = wanted.get(&(file, field)) {
+                if &oc.value == now_value {
+                    by_file.entry(oc.file).or_default().push(Splice {
+                        range: oc.range.clone(),
+                        old: oc.value.clone(),
+                        new: back.clone(),
+                        scalar: oc
+                            .scalar
+                            .as_ref()
+                            .map(|c| (c.start, format!("{}{}{}", c.before, back, c.after))),
+                    });
+                }
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    for (i, splices) in &by_file {
+        let f = &planned.fleet.files[*i];
+        let text = edit::apply(&f.text, splices, f.is_yaml())
+            .map_err(|e| ReconcileError::Other(format!("{}: {e}", f.rel.display())))?;
+        files.insert(f.rel.clone(), text.into_bytes());
+    }
+    let count: usize = by_file.values().map(Vec::len).sum();
+    Ok((files, count))
+}
+
+/// Mark the merged steps of a rolled-back wave whose every change was reverted.
+fn mark_rolled_back(wave: &mut crate::core::state::WaveState, merge: &str, allow_downgrade: bool) {
+    let fully: Vec<usize> = wave
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| {
+            x.merged_commit.is_some()
+                && x.changes
+                    .iter()
+                    .all(|c| !c.what.is_kubernetes() || allow_downgrade)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in fully {
+        wave.steps[i].status = StepStatus::RolledBack;
+        wave.steps[i].revert_commit = Some(merge.to_string());
+    }
 }
 
 /// The managed comment of a step PR: the gate, and per cluster Flux state, revision,

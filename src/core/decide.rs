@@ -14,9 +14,10 @@ use crate::core::cluster::{self, ClusterObservation, Convergence, Role};
 use crate::core::notify::{Alert, Event, Outcome, Telemetry};
 use crate::core::plan::{MaxFailures, Plan, Wave, Window};
 use crate::core::state::{
-    ChangeRecord, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus, StepState,
-    StepStatus, WaveState, WaveStatus,
+    ChangeRecord, Changed, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus,
+    StepState, StepStatus, WaveState, WaveStatus,
 };
+use crate::core::steps::KubeHop;
 use crate::core::version::KubeVersion;
 
 /// One step as planned against the current base.
@@ -25,6 +26,8 @@ pub struct StepPlan {
     pub index: usize,
     pub id: String,
     pub title: String,
+    /// The Kubernetes hop the step makes, if it makes one.
+    pub kubernetes: Option<KubeHop>,
     pub branch: String,
     pub changes: Vec<ChangeRecord>,
 }
@@ -762,7 +765,7 @@ fn take_baselines(cx: &mut Ctx, wi: usize, si: usize) {
 /// per role, the highest Kubernetes version the step writes for the cluster.
 fn version_lag(changes: &[&ChangeRecord], obs: &ClusterObservation) -> Option<String> {
     // k0rdent: a template change is done when the ClusterDeployment runs the new template.
-    for c in changes.iter().filter(|c| c.what == "template") {
+    for c in changes.iter().filter(|c| c.what == Changed::Template) {
         let want = format!("template {}", c.to);
         for d in obs
             .components
@@ -779,8 +782,8 @@ fn version_lag(changes: &[&ChangeRecord], obs: &ClusterObservation) -> Option<St
         }
     }
     let mut want: BTreeMap<Role, KubeVersion> = BTreeMap::new();
-    for c in changes.iter().filter(|c| c.what == "kubernetes") {
-        let (Some(role), Some(v)) = (c.role, KubeVersion::parse(&c.to)) else {
+    for c in changes.iter() {
+        let (Changed::Kubernetes(Some(role)), Some(v)) = (c.what, KubeVersion::parse(&c.to)) else {
             continue;
         };
         let e = want.entry(role).or_insert_with(|| v.clone());
@@ -978,7 +981,7 @@ fn telemetry(cx: &mut Ctx, wi: usize, cluster: &str, outcome: Outcome) {
         .flat_map(|s| s.changes.iter())
         .filter(|c| c.cluster == cluster)
         .collect();
-    let last = |what: &str| {
+    let last = |what: Changed| {
         changes
             .iter()
             .rev()
@@ -993,14 +996,14 @@ fn telemetry(cx: &mut Ctx, wi: usize, cluster: &str, outcome: Outcome) {
             .get(cluster)
             .cloned()
             .unwrap_or_else(|| "unknown".into()),
-        template: last("template"),
+        template: last(Changed::Template),
         kubernetes_version: cx
             .plan
             .target
             .as_ref()
-            .filter(|_| changes.iter().any(|c| c.what == "kubernetes"))
+            .filter(|_| changes.iter().any(|c| c.what.is_kubernetes()))
             .map(|t| t.canonical()),
-        gitops_base: last("gitopsBase"),
+        gitops_base: last(Changed::GitopsBase),
         plan: cx.plan.name.clone(),
         wave: ws.name.clone(),
         outcome,
@@ -1111,10 +1114,9 @@ spec:
             cluster: c.into(),
             file: format!("{c}.yaml"),
             field: "spec.version".into(),
-            what: "kubernetes".into(),
+            what: Changed::Kubernetes(Some(crate::core::locate::Role::ControlPlane)),
             from: "v1.32.4".into(),
             to: "v1.33.5".into(),
-            role: Some(crate::core::locate::Role::ControlPlane),
         }
     }
 
@@ -1123,6 +1125,7 @@ spec:
             index: 1,
             id: "kubernetes-v1-33-5".into(),
             title: "Kubernetes v1.33.5".into(),
+            kubernetes: None,
             branch: format!("fleetwave/p/{w}/1"),
             changes: cs.iter().map(|c| change(c)).collect(),
         };
@@ -1689,10 +1692,9 @@ mod tests_support {
                 cluster: "c1".into(),
                 file: "c1.yaml".into(),
                 field: step.into(),
-                what: "kubernetes".into(),
+                what: Changed::Kubernetes(Some(crate::core::locate::Role::ControlPlane)),
                 from: "v1.32.4".into(),
                 to: "v1.33.5".into(),
-                role: Some(crate::core::locate::Role::ControlPlane),
             };
             let waves = vec![WaveInput {
                 clusters: vec!["c1".into()],
@@ -1701,6 +1703,7 @@ mod tests_support {
                         index: 1,
                         id: "control-plane".into(),
                         title: "control planes".into(),
+                        kubernetes: None,
                         branch: B1.into(),
                         changes: vec![change("cp")],
                     },
@@ -1708,6 +1711,7 @@ mod tests_support {
                         index: 2,
                         id: "workers".into(),
                         title: "workers".into(),
+                        kubernetes: None,
                         branch: B2.into(),
                         changes: vec![change("md")],
                     },

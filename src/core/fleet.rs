@@ -75,67 +75,13 @@ fn infra_hints(file: &RepoFile, docs: &[Doc]) -> Vec<String> {
 /// each file while its parse is at hand.
 pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fleet, Diags> {
     let ctx = locate::Ctx::new(plan, config);
-    let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut refused = Vec::new();
-    for pattern in &config.paths {
-        let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-        let mut found = Vec::new();
-        expand(tree, Path::new(""), &segs, None, &mut found, &mut refused);
-        for (cluster, rel) in found {
-            if tree.kind(&rel).is_some_and(|k| k.is_dir()) {
-                let mut files = Vec::new();
-                walk(tree, &rel, &mut files, &mut refused);
-                for f in files {
-                    owner.entry(f).or_insert_with(|| cluster.clone());
-                }
-            } else {
-                owner.entry(rel).or_insert(cluster);
-            }
-        }
-    }
-    let wanted: Vec<(PathBuf, String)> = owner
-        .into_iter()
-        .filter(|(rel, _)| is_yaml_name(rel) || config.regex.iter().any(|r| r.files.is_match(rel)))
-        .collect();
-    type Read = (RepoFile, String, Vec<Label>, Located, Vec<String>);
+    let wanted = owners(tree, config, &mut refused);
     // A binary file keeps its place (file indexes are positions in `wanted`) with no text.
     let read: Vec<Result<(Read, Option<Finding>), Diag>> = wanted
         .into_par_iter()
         .enumerate()
-        .map(|(index, (rel, cluster))| {
-            let bytes = tree
-                .read(&rel)
-                .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
-            let text = match String::from_utf8(bytes) {
-                Ok(t) if !t.contains('\0') => t,
-                _ => {
-                    let f = binary_finding(&rel, &cluster);
-                    let file = RepoFile {
-                        rel,
-                        text: String::new(),
-                        yaml: false,
-                    };
-                    let empty = (Vec::new(), Located::default(), Vec::new());
-                    return Ok(((file, cluster, empty.0, empty.1, empty.2), Some(f)));
-                }
-            };
-            let docs = if is_yaml_name(&rel) {
-                Some(yaml::parse(&text).map_err(|e| Diag::syntax(&rel, &text, &e))?)
-            } else {
-                None
-            };
-            let lines = LineIndex::new(&text);
-            let file = RepoFile {
-                rel,
-                text,
-                yaml: docs.is_some(),
-            };
-            let labels = identity_labels(&file, &lines, docs.as_deref().unwrap_or_default());
-            let located =
-                locate::locate_file(&ctx, &cluster, index, &file, docs.as_deref(), &lines);
-            let hints = infra_hints(&file, docs.as_deref().unwrap_or_default());
-            Ok(((file, cluster, labels, located, hints), None))
-        })
+        .map(|(index, (rel, cluster))| read_file(tree, &ctx, index, rel, cluster))
         .collect();
     let mut errs = Vec::new();
     let mut findings = refused;
@@ -164,36 +110,7 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
         return Err(Diags(errs));
     }
     for c in clusters.values_mut() {
-        let mut from: BTreeMap<&str, (&str, &Path, (usize, usize))> = BTreeMap::new();
-        for &i in &c.files {
-            for (k, v, pos) in &labels_of[i] {
-                match from.get(k.as_str()) {
-                    Some((old, of, ol)) if old != v => findings.push(
-                        Finding::new(
-                            Severity::Warning,
-                            Some(&c.name),
-                            format!(
-                                "label {k} is {v:?} here but {old:?} in {}:{}; using {old:?}",
-                                of.display(),
-                                ol.0
-                            ),
-                        )
-                        .at(&files[i].rel, *pos),
-                    ),
-                    Some(_) => {}
-                    None => {
-                        from.insert(k, (v, &files[i].rel, *pos));
-                    }
-                }
-            }
-        }
-        c.labels = from
-            .into_iter()
-            .map(|(k, (v, _, _))| (k.to_string(), v.to_string()))
-            .collect();
-        if let Some(extra) = config.labels.get(&c.name) {
-            c.labels.extend(extra.clone());
-        }
+        merge_labels(c, &files, &labels_of, config, &mut findings);
     }
     for name in config.labels.keys() {
         if !clusters.contains_key(name) {
@@ -210,6 +127,123 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
         clusters,
         findings,
     })
+}
+
+/// Each file the cluster paths find, with the cluster that owns it (the first path to find
+/// it), when it is YAML or a regex locator reads it.
+fn owners(
+    tree: &dyn FileTree,
+    config: &Config,
+    refused: &mut Vec<Finding>,
+) -> Vec<(PathBuf, String)> {
+    let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for pattern in &config.paths {
+        let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+        let mut found = Vec::new();
+        expand(tree, Path::new(""), &segs, None, &mut found, refused);
+        for (cluster, rel) in found {
+            if tree.kind(&rel).is_some_and(|k| k.is_dir()) {
+                let mut files = Vec::new();
+                walk(tree, &rel, &mut files, refused);
+                for f in files {
+                    owner.entry(f).or_insert_with(|| cluster.clone());
+                }
+            } else {
+                owner.entry(rel).or_insert(cluster);
+            }
+        }
+    }
+    let wanted: Vec<(PathBuf, String)> = owner
+        .into_iter()
+        .filter(|(rel, _)| is_yaml_name(rel) || config.regex.iter().any(|r| r.files.is_match(rel)))
+        .collect();
+    wanted
+}
+
+/// What reading one file yields: the file, its cluster, identity labels, located values and
+/// infrastructure hints.
+type Read = (RepoFile, String, Vec<Label>, Located, Vec<String>);
+
+/// Read, parse and locate one file. A binary file keeps its place with no text.
+fn read_file(
+    tree: &dyn FileTree,
+    ctx: &locate::Ctx,
+    index: usize,
+    rel: PathBuf,
+    cluster: String,
+) -> Result<(Read, Option<Finding>), Diag> {
+    let bytes = tree
+        .read(&rel)
+        .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) if !t.contains('\0') => t,
+        _ => {
+            let f = binary_finding(&rel, &cluster);
+            let file = RepoFile {
+                rel,
+                text: String::new(),
+                yaml: false,
+            };
+            let empty = (Vec::new(), Located::default(), Vec::new());
+            return Ok(((file, cluster, empty.0, empty.1, empty.2), Some(f)));
+        }
+    };
+    let docs = if is_yaml_name(&rel) {
+        Some(yaml::parse(&text).map_err(|e| Diag::syntax(&rel, &text, &e))?)
+    } else {
+        None
+    };
+    let lines = LineIndex::new(&text);
+    let file = RepoFile {
+        rel,
+        text,
+        yaml: docs.is_some(),
+    };
+    let labels = identity_labels(&file, &lines, docs.as_deref().unwrap_or_default());
+    let located = locate::locate_file(ctx, &cluster, index, &file, docs.as_deref(), &lines);
+    let hints = infra_hints(&file, docs.as_deref().unwrap_or_default());
+    Ok(((file, cluster, labels, located, hints), None))
+}
+
+/// A cluster's labels: from its identity objects (the first value wins; a different one is a
+/// warning) and from `fleetwave.yaml`.
+fn merge_labels(
+    c: &mut Cluster,
+    files: &[RepoFile],
+    labels_of: &[Vec<Label>],
+    config: &Config,
+    findings: &mut Vec<Finding>,
+) {
+    let mut from: BTreeMap<&str, (&str, &Path, (usize, usize))> = BTreeMap::new();
+    for &i in &c.files {
+        for (k, v, pos) in &labels_of[i] {
+            match from.get(k.as_str()) {
+                Some((old, of, ol)) if old != v => findings.push(
+                    Finding::new(
+                        Severity::Warning,
+                        Some(&c.name),
+                        format!(
+                            "label {k} is {v:?} here but {old:?} in {}:{}; using {old:?}",
+                            of.display(),
+                            ol.0
+                        ),
+                    )
+                    .at(&files[i].rel, *pos),
+                ),
+                Some(_) => {}
+                None => {
+                    from.insert(k, (v, &files[i].rel, *pos));
+                }
+            }
+        }
+    }
+    c.labels = from
+        .into_iter()
+        .map(|(k, (v, _, _))| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(extra) = config.labels.get(&c.name) {
+        c.labels.extend(extra.clone());
+    }
 }
 
 /// The labels of the identity objects in one file, with their positions.

@@ -212,9 +212,19 @@ pub enum Want {
     Regex(Regex),
 }
 
+/// An `alerts` entry whose regex does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("alert matcher {label}: {value} is not a valid regex: {reason}")]
+pub struct BadMatcher {
+    pub label: String,
+    pub value: String,
+    /// The regex error on one line.
+    pub reason: String,
+}
+
 impl Matcher {
     /// The matchers of an `alerts` map; an empty map means `severity: critical`.
-    pub fn parse_all(alerts: &BTreeMap<String, String>) -> Result<Vec<Matcher>, String> {
+    pub fn parse_all(alerts: &BTreeMap<String, String>) -> Result<Vec<Matcher>, BadMatcher> {
         if alerts.is_empty() {
             return Ok(vec![Matcher {
                 label: "severity".to_string(),
@@ -229,13 +239,14 @@ impl Matcher {
                     // Anchored like PromQL's =~.
                     Some(re) => Regex::new(&format!("^(?:{re})$"))
                         .map(Want::Regex)
-                        .map_err(|e| {
-                            let e = e
+                        .map_err(|e| BadMatcher {
+                            label: label.clone(),
+                            value: value.clone(),
+                            reason: e
                                 .to_string()
                                 .split_whitespace()
                                 .collect::<Vec<_>>()
-                                .join(" ");
-                            format!("alert matcher {label}: {value} is not a valid regex: {e}")
+                                .join(" "),
                         })?,
                     None => Want::Exact(value.clone()),
                 };
@@ -319,44 +330,53 @@ pub fn judge_alerts(alerts: &[Alert], matchers: &[Matcher], scope: Option<&str>)
 /// A sample: its series (`name{k="v"}`, empty for a scalar) and value.
 type Sample = (String, f64);
 
+/// Why a query answer holds no usable samples.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SampleError {
+    #[error("the vector result is not a list")]
+    NotAList,
+    #[error("sample {0} has no value (native histograms are not supported)")]
+    NoValue(String),
+    #[error("the query result is a {0}; the gate needs an instant vector or a scalar")]
+    ResultType(String),
+    /// The JSON of the value.
+    #[error("sample value {0} is not [time, \"value\"]")]
+    NotAPair(String),
+    #[error("sample value {0:?} is not a number")]
+    NotANumber(String),
+}
+
 /// The samples of an instant query's result.
-pub fn samples(data: &QueryData) -> Result<Vec<Sample>, String> {
+pub fn samples(data: &QueryData) -> Result<Vec<Sample>, SampleError> {
     match data.result_type.as_str() {
         "scalar" => Ok(vec![(String::new(), sample_value(&data.result)?)]),
         "vector" => {
-            let series = data
-                .result
-                .as_array()
-                .ok_or("the vector result is not a list")?;
+            let series = data.result.as_array().ok_or(SampleError::NotAList)?;
             series
                 .iter()
                 .map(|s| {
                     let metric = series_name(s.get("metric"));
-                    let value = s.get("value").ok_or_else(|| {
-                        format!(
-                            "sample {metric} has no value (native histograms are not supported)"
-                        )
-                    })?;
+                    let value = s
+                        .get("value")
+                        .ok_or_else(|| SampleError::NoValue(metric.clone()))?;
                     Ok((metric, sample_value(value)?))
                 })
                 .collect()
         }
-        other => Err(format!(
-            "the query result is a {other}; the gate needs an instant vector or a scalar"
-        )),
+        other => Err(SampleError::ResultType(other.to_string())),
     }
 }
 
 /// `[<time>, "<value>"]` → the value. Prometheus writes values as strings, including `NaN`,
 /// `+Inf` and `-Inf`.
-pub fn sample_value(v: &Value) -> Result<f64, String> {
+pub fn sample_value(v: &Value) -> Result<f64, SampleError> {
     let text = v
         .as_array()
         .and_then(|pair| pair.get(1))
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("sample value {v} is not [time, \"value\"]"))?;
+        .ok_or_else(|| SampleError::NotAPair(v.to_string()))?;
     text.parse::<f64>()
-        .map_err(|_| format!("sample value {text:?} is not a number"))
+        .map_err(|_| SampleError::NotANumber(text.to_string()))
 }
 
 pub fn series_name(metric: Option<&Value>) -> String {
@@ -686,7 +706,7 @@ mod tests {
         let m = Matcher::parse_all(&labels(&[("team", "=~.*")])).unwrap();
         assert!(m[0].matches(&BTreeMap::new()));
         let bad = Matcher::parse_all(&labels(&[("severity", "=~(")])).unwrap_err();
-        assert!(bad.contains("not a valid regex"), "{bad}");
+        assert!(bad.to_string().contains("not a valid regex"), "{bad}");
     }
 
     #[test]
@@ -806,7 +826,7 @@ mod tests {
             result_type: "matrix".into(),
             result: json!([]),
         };
-        assert!(samples(&matrix).unwrap_err().contains("matrix"));
+        assert!(samples(&matrix).unwrap_err().to_string().contains("matrix"));
     }
 
     #[test]

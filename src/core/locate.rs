@@ -290,6 +290,25 @@ pub fn locate_file(
         lines,
         out: Located::default(),
     };
+    regex_locators(ctx, &mut scan);
+    let Some(docs) = docs else { return scan.out };
+    let is_kustomization_file = file.rel.file_name().is_some_and(|n| {
+        n == "kustomization.yaml" || n == "kustomization.yml" || n == "Kustomization"
+    });
+    for doc in docs {
+        yaml_doc(ctx, &mut scan, doc, is_kustomization_file);
+    }
+    for doc in docs {
+        inline_patches(ctx, &mut scan, doc, is_kustomization_file);
+    }
+    markers(&mut scan, docs);
+    commented(&mut scan);
+    scan.out
+}
+
+/// The configured regex locators, over files that are not YAML.
+fn regex_locators(ctx: &Ctx, scan: &mut FileScan) {
+    let (cluster, index, file, lines) = (scan.cluster, scan.index, scan.file, scan.lines);
     for r in ctx
         .config
         .regex
@@ -351,128 +370,127 @@ pub fn locate_file(
             });
         }
     }
-    let Some(docs) = docs else { return scan.out };
-    let is_kustomization_file = file.rel.file_name().is_some_and(|n| {
-        n == "kustomization.yaml" || n == "kustomization.yml" || n == "Kustomization"
-    });
-    for doc in docs {
-        let Some(root) = doc.root else { continue };
-        let api = doc.root_str(&["apiVersion"]).unwrap_or("");
-        let kind = doc.root_str(&["kind"]).unwrap_or("");
-        let name = doc.root_str(&["metadata", "name"]).unwrap_or("");
-        let object = match (kind, name) {
-            ("", _) => String::new(),
-            (k, "") => k.to_string(),
-            (k, n) => format!("{k}/{n}"),
-        };
-        let group = api.split('/').next().unwrap_or("");
-        let fields = version_fields(group, kind, has_cp_label(doc));
-        for (path, what) in &fields {
-            if let Some(n) = doc.path(root, path) {
-                scan.scalar(doc, n, &object, &path.join("."), what.clone(), None);
-            }
+}
+
+/// The managed values of one YAML document: its kind's version fields, k0rdent templates,
+/// Flux substitutes and sources, kustomize remote refs.
+fn yaml_doc(ctx: &Ctx, scan: &mut FileScan, doc: &Doc, is_kustomization_file: bool) {
+    let Some(root) = doc.root else { return };
+    let api = doc.root_str(&["apiVersion"]).unwrap_or("");
+    let kind = doc.root_str(&["kind"]).unwrap_or("");
+    let name = doc.root_str(&["metadata", "name"]).unwrap_or("");
+    let object = match (kind, name) {
+        ("", _) => String::new(),
+        (k, "") => k.to_string(),
+        (k, n) => format!("{k}/{n}"),
+    };
+    let group = api.split('/').next().unwrap_or("");
+    let fields = version_fields(group, kind, has_cp_label(doc));
+    for (path, what) in &fields {
+        if let Some(n) = doc.path(root, path) {
+            scan.scalar(doc, n, &object, &path.join("."), what.clone(), None);
         }
-        match (group, kind) {
-            ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment")
-                if !ctx.plan.templates.is_empty() =>
-            {
-                if let Some(n) = doc.path(root, &["spec", "template"]) {
-                    scan.scalar(doc, n, &object, "spec.template", What::Template, None);
-                }
-            }
-            ("kustomize.toolkit.fluxcd.io", "Kustomization") => {
-                if let Some(sub) = doc.path(root, &["spec", "postBuild", "substitute"]) {
-                    for &(k, v) in doc.entries(sub) {
-                        let key = doc.str(k).unwrap_or("");
-                        let field = format!("spec.postBuild.substitute.{key}");
-                        if ctx.config.substitute_kube.iter().any(|x| x == key) {
-                            scan.scalar(
-                                doc,
-                                v,
-                                &object,
-                                &field,
-                                What::Kubernetes(Role::Whole),
-                                None,
-                            );
-                        } else if ctx.config.substitute_base.iter().any(|x| x == key)
-                            && ctx.base_repo.is_some()
-                        {
-                            scan.scalar(doc, v, &object, &field, What::GitopsBase, None);
-                        }
-                    }
-                }
-            }
-            ("source.toolkit.fluxcd.io", "GitRepository" | "OCIRepository")
-                if ctx.base_repo.is_some() =>
-            {
-                let url = doc.root_str(&["spec", "url"]).unwrap_or("");
-                let ours = normalize_repo_url(url) == ctx.base_repo;
-                let reference = doc.path(root, &["spec", "ref"]);
-                let tag = reference.and_then(|r| doc.get(r, "tag"));
-                if !ours {
-                    if let Some(t) = tag {
-                        let v = doc.str(t).unwrap_or("");
-                        scan.skip(
-                            doc.node(t).start,
-                            &format!("{object} spec.ref.tag"),
-                            v,
-                            &format!("ref of another repository ({url}), left as is"),
-                        );
-                    }
-                } else if let Some((n, len)) = tag_ref_name(doc, reference) {
-                    // `name: refs/tags/X` wins over `tag` in Flux; only X is managed.
-                    let part = Some(TAG_REF.len()..TAG_REF.len() + len);
-                    scan.scalar(doc, n, &object, "spec.ref.name", What::GitopsBase, part);
-                } else if let Some(t) = tag {
-                    scan.scalar(doc, t, &object, "spec.ref.tag", What::GitopsBase, None);
-                } else if let Some(r) = reference {
-                    for pin in ["branch", "commit", "semver", "name", "digest"] {
-                        if let Some(n) = doc.get(r, pin) {
-                            let v = doc.str(n).unwrap_or("");
-                            scan.skip(
-                                doc.node(n).start,
-                                &format!("{object} spec.ref.{pin}"),
-                                v,
-                                &format!("pinned by ref.{pin}, not a tag; left as is"),
-                            );
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        if (is_kustomization_file || group == "kustomize.config.k8s.io") && ctx.base_repo.is_some()
+    }
+    match (group, kind) {
+        ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment")
+            if !ctx.plan.templates.is_empty() =>
         {
-            for list in ["resources", "components", "bases"] {
-                let Some(items) = doc.get(root, list) else {
-                    continue;
-                };
-                for (i, &item) in doc.items(items).iter().enumerate() {
-                    let Some(url) = doc.str(item) else { continue };
-                    let Some((repo, range)) = kustomize_remote(url) else {
-                        continue;
-                    };
-                    let field = format!("{list}[{i}]");
-                    if Some(&repo) == ctx.base_repo.as_ref() {
-                        scan.scalar(doc, item, &object, &field, What::GitopsBase, Some(range));
-                    } else {
-                        scan.skip(
-                            doc.node(item).start,
-                            &field,
-                            &url[range],
-                            &format!("ref of another repository ({repo}), left as is"),
-                        );
-                    }
-                }
+            if let Some(n) = doc.path(root, &["spec", "template"]) {
+                scan.scalar(doc, n, &object, "spec.template", What::Template, None);
+            }
+        }
+        ("kustomize.toolkit.fluxcd.io", "Kustomization") => {
+            substitutes(ctx, scan, doc, root, &object)
+        }
+        ("source.toolkit.fluxcd.io", "GitRepository" | "OCIRepository")
+            if ctx.base_repo.is_some() =>
+        {
+            flux_source(ctx, scan, doc, root, &object)
+        }
+        _ => {}
+    }
+    if (is_kustomization_file || group == "kustomize.config.k8s.io") && ctx.base_repo.is_some() {
+        kustomize_remotes(ctx, scan, doc, root, &object);
+    }
+}
+
+/// `spec.postBuild.substitute` of a Flux Kustomization: the configured variables.
+fn substitutes(ctx: &Ctx, scan: &mut FileScan, doc: &Doc, root: NodeId, object: &str) {
+    if let Some(sub) = doc.path(root, &["spec", "postBuild", "substitute"]) {
+        for &(k, v) in doc.entries(sub) {
+            let key = doc.str(k).unwrap_or("");
+            let field = format!("spec.postBuild.substitute.{key}");
+            if ctx.config.substitute_kube.iter().any(|x| x == key) {
+                scan.scalar(doc, v, object, &field, What::Kubernetes(Role::Whole), None);
+            } else if ctx.config.substitute_base.iter().any(|x| x == key) && ctx.base_repo.is_some()
+            {
+                scan.scalar(doc, v, object, &field, What::GitopsBase, None);
             }
         }
     }
-    for doc in docs {
-        inline_patches(ctx, &mut scan, doc, is_kustomization_file);
+}
+
+/// The ref of a Flux GitRepository or OCIRepository of the gitops-base repository.
+fn flux_source(ctx: &Ctx, scan: &mut FileScan, doc: &Doc, root: NodeId, object: &str) {
+    let url = doc.root_str(&["spec", "url"]).unwrap_or("");
+    let ours = normalize_repo_url(url) == ctx.base_repo;
+    let reference = doc.path(root, &["spec", "ref"]);
+    let tag = reference.and_then(|r| doc.get(r, "tag"));
+    if !ours {
+        if let Some(t) = tag {
+            let v = doc.str(t).unwrap_or("");
+            scan.skip(
+                doc.node(t).start,
+                &format!("{object} spec.ref.tag"),
+                v,
+                &format!("ref of another repository ({url}), left as is"),
+            );
+        }
+    } else if let Some((n, len)) = tag_ref_name(doc, reference) {
+        // `name: refs/tags/X` wins over `tag` in Flux; only X is managed.
+        let part = Some(TAG_REF.len()..TAG_REF.len() + len);
+        scan.scalar(doc, n, object, "spec.ref.name", What::GitopsBase, part);
+    } else if let Some(t) = tag {
+        scan.scalar(doc, t, object, "spec.ref.tag", What::GitopsBase, None);
+    } else if let Some(r) = reference {
+        for pin in ["branch", "commit", "semver", "name", "digest"] {
+            if let Some(n) = doc.get(r, pin) {
+                let v = doc.str(n).unwrap_or("");
+                scan.skip(
+                    doc.node(n).start,
+                    &format!("{object} spec.ref.{pin}"),
+                    v,
+                    &format!("pinned by ref.{pin}, not a tag; left as is"),
+                );
+            }
+        }
     }
-    markers(&mut scan, docs);
-    commented(&mut scan);
-    scan.out
+}
+
+/// Remote refs to the gitops-base repository in a kustomization's resources.
+fn kustomize_remotes(ctx: &Ctx, scan: &mut FileScan, doc: &Doc, root: NodeId, object: &str) {
+    for list in ["resources", "components", "bases"] {
+        let Some(items) = doc.get(root, list) else {
+            continue;
+        };
+        for (i, &item) in doc.items(items).iter().enumerate() {
+            let Some(url) = doc.str(item) else { continue };
+            let Some((repo, range)) = kustomize_remote(url) else {
+                continue;
+            };
+            let field = format!("{list}[{i}]");
+            if Some(&repo) == ctx.base_repo.as_ref() {
+                scan.scalar(doc, item, object, &field, What::GitopsBase, Some(range));
+            } else {
+                scan.skip(
+                    doc.node(item).start,
+                    &field,
+                    &url[range],
+                    &format!("ref of another repository ({repo}), left as is"),
+                );
+            }
+        }
+    }
 }
 
 /// Managed values inside kustomize patches written inline: `patches[].patch`,

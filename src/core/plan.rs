@@ -319,6 +319,49 @@ pub fn load(shown: &Path, text: String) -> Result<(Plan, YamlSource), Diags> {
 
 fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     let mut errs = Vec::new();
+    check_header(src, &f, &mut errs);
+    let spec = f.spec;
+    let (target, hops) = versions(src, &spec, &mut errs);
+    let overrides = overrides(src, &spec.version_overrides, &hops, &mut errs);
+    let gitops_base = spec.gitops_base.map(|g| gitops_base(src, g, &mut errs));
+    check_templates(src, &spec.templates, &mut errs);
+    if target.is_none() && gitops_base.is_none() && spec.templates.is_empty() {
+        errs.push(
+            src.at_key(&path!["spec"], "the plan changes nothing")
+                .hint("set targetVersion, gitopsBase or templates"),
+        );
+    }
+    if spec.waves.is_empty() {
+        errs.push(
+            src.at(&path!["spec", "waves"], "the plan has no waves")
+                .hint("add at least one wave with a clusterSelector"),
+        );
+    }
+    let mut names = BTreeSet::new();
+    let waves: Vec<Wave> = spec
+        .waves
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| wave(src, i, w, &mut names, &mut errs))
+        .collect();
+    if errs.is_empty() {
+        Ok(Plan {
+            name: f.metadata.name,
+            target,
+            hops,
+            gitops_base,
+            templates: spec.templates,
+            waves,
+            paused: spec.paused,
+            overrides,
+        })
+    } else {
+        Err(Diags(errs))
+    }
+}
+
+/// `apiVersion`, `kind` and `metadata.name`.
+fn check_header(src: &YamlSource, f: &PlanFile, errs: &mut Vec<Diag>) {
     if f.api_version != API_VERSION {
         errs.push(
             src.at(
@@ -352,7 +395,14 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
         errs.push(src.at(&path!["metadata", "name"], format!("metadata.name {:?} is reserved: its branches would collide with fleetwave's own ref fleetwave/{}", f.metadata.name, f.metadata.name))
             .hint("choose another name, e.g. `k8s-1-34-upgrade`"));
     }
-    let spec = f.spec;
+}
+
+/// `targetVersion` and `intermediateVersions`: the target, and the hops ending with it.
+fn versions(
+    src: &YamlSource,
+    spec: &SpecFile,
+    errs: &mut Vec<Diag>,
+) -> (Option<KubeVersion>, Vec<KubeVersion>) {
     let target = spec.target_version.as_deref().and_then(|t| {
         let v = KubeVersion::parse(t);
         match &v {
@@ -415,20 +465,45 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     if let Some(t) = &target {
         hops.push(t.clone());
     }
-    let overrides = overrides(src, &spec.version_overrides, &hops, &mut errs);
-    let gitops_base = spec.gitops_base.map(|g| {
-        if g.tag.trim().is_empty() {
-            errs.push(src.at(&path!["spec", "gitopsBase", "tag"], "gitopsBase needs a tag").hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"));
-        } else if !crate::core::refname::is_valid_full_name(&format!("refs/tags/{}", g.tag)) || g.tag.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'#".contains(c)) {
-            errs.push(src.at(&path!["spec", "gitopsBase", "tag"], format!("gitopsBase.tag {} is not a tag name Git accepts", echo(&g.tag))).hint("use a plain tag such as `2026.02` or `v1.4.0`"));
-        }
-        if crate::core::repo_url::normalize_repo_url(&g.url).is_none() {
-            errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
-                .hint("use the repository's https or ssh URL, e.g. `https://github.com/org/gitops-base.git`"));
-        }
-        GitopsBase { url: g.url, tag: g.tag }
-    });
-    for (old, new) in &spec.templates {
+    (target, hops)
+}
+
+fn gitops_base(src: &YamlSource, g: GitopsBaseFile, errs: &mut Vec<Diag>) -> GitopsBase {
+    if g.tag.trim().is_empty() {
+        errs.push(
+            src.at(
+                &path!["spec", "gitopsBase", "tag"],
+                "gitopsBase needs a tag",
+            )
+            .hint("set `gitopsBase.tag`, e.g. `tag: \"2026.02\"`"),
+        );
+    } else if !crate::core::refname::is_valid_full_name(&format!("refs/tags/{}", g.tag))
+        || g.tag
+            .contains(|c: char| c.is_whitespace() || c.is_control() || "\"'#".contains(c))
+    {
+        errs.push(
+            src.at(
+                &path!["spec", "gitopsBase", "tag"],
+                format!(
+                    "gitopsBase.tag {} is not a tag name Git accepts",
+                    echo(&g.tag)
+                ),
+            )
+            .hint("use a plain tag such as `2026.02` or `v1.4.0`"),
+        );
+    }
+    if crate::core::repo_url::normalize_repo_url(&g.url).is_none() {
+        errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
+            .hint("use the repository's https or ssh URL, e.g. `https://github.com/org/gitops-base.git`"));
+    }
+    GitopsBase {
+        url: g.url,
+        tag: g.tag,
+    }
+}
+
+fn check_templates(src: &YamlSource, templates: &BTreeMap<String, String>, errs: &mut Vec<Diag>) {
+    for (old, new) in templates {
         if !k8s_name(new) {
             errs.push(
                 src.at(
@@ -448,215 +523,211 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             );
         }
     }
-    if target.is_none() && gitops_base.is_none() && spec.templates.is_empty() {
+}
+
+/// One wave; `names` holds the wave names seen so far.
+fn wave(
+    src: &YamlSource,
+    i: usize,
+    w: WaveFile,
+    names: &mut BTreeSet<String>,
+    errs: &mut Vec<Diag>,
+) -> Wave {
+    let at = |k: &str| path!["spec", "waves", i, k];
+    if !valid_name(&w.name) {
         errs.push(
-            src.at_key(&path!["spec"], "the plan changes nothing")
-                .hint("set targetVersion, gitopsBase or templates"),
+            src.at(
+                &at("name"),
+                format!("wave name {:?} is missing or not a valid name", w.name),
+            )
+            .hint("use lower-case letters, digits and '-'"),
+        );
+    } else if !names.insert(w.name.clone()) {
+        errs.push(
+            src.at(&at("name"), format!("wave name {:?} is used twice", w.name))
+                .hint("give every wave its own name"),
         );
     }
-    if spec.waves.is_empty() {
+    check_selector(src, i, &w.cluster_selector, errs);
+    let soak = match &w.validation.health_check_duration {
+        None => Duration::ZERO,
+        Some(d) => duration(
+            src,
+            &path!["spec", "waves", i, "validation", "healthCheckDuration"],
+            d,
+            errs,
+        ),
+    };
+    let progress_deadline = w
+        .progress_deadline
+        .as_ref()
+        .map(|d| duration(src, &at("progressDeadline"), d, errs));
+    let max_failures = max_failures(src, i, w.max_failures.as_ref(), errs);
+    let window = w.window.as_ref().map(|win| window(src, i, win, errs));
+    for (j, g) in w.gates.iter().enumerate() {
+        check_gate(src, &path!["spec", "waves", i, "gates", j], g, errs);
+    }
+    Wave {
+        name: w.name,
+        selector: w.cluster_selector,
+        soak,
+        automated: w.validation.automated,
+        max_failures,
+        progress_deadline,
+        window,
+        gates: w.gates,
+    }
+}
+
+/// A wave's `clusterSelector`: known operators with the values they need, and not empty.
+fn check_selector(src: &YamlSource, i: usize, sel: &Selector, errs: &mut Vec<Diag>) {
+    let at = |k: &str| path!["spec", "waves", i, k];
+    for (j, r) in sel.match_expressions.iter().enumerate() {
+        let rp = path![
+            "spec",
+            "waves",
+            i,
+            "clusterSelector",
+            "matchExpressions",
+            j,
+            "operator"
+        ];
+        let vp = path![
+            "spec",
+            "waves",
+            i,
+            "clusterSelector",
+            "matchExpressions",
+            j,
+            "values"
+        ];
+        let vp = if src.doc.at(&vp).is_some() {
+            vp
+        } else {
+            rp.clone()
+        };
+        match r.operator.as_str() {
+            "In" | "NotIn" if r.values.is_empty() => errs.push(
+                src.at(
+                    &vp,
+                    format!("operator {} needs at least one value", r.operator),
+                )
+                .hint("add `values: [...]`"),
+            ),
+            "Exists" | "DoesNotExist" if !r.values.is_empty() => errs.push(
+                src.at(&vp, format!("operator {} takes no values", r.operator))
+                    .hint("remove `values`"),
+            ),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errs.push(
+                src.at(&rp, format!("unknown selector operator {other:?}"))
+                    .hint("use In, NotIn, Exists or DoesNotExist"),
+            ),
+        }
+    }
+    if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
         errs.push(
-            src.at(&path!["spec", "waves"], "the plan has no waves")
-                .hint("add at least one wave with a clusterSelector"),
+            src.at_key(
+                &at("clusterSelector"),
+                "an empty clusterSelector would select every cluster",
+            )
+            .hint("add matchLabels or matchExpressions"),
         );
     }
-    let mut names = BTreeSet::new();
-    let mut waves = Vec::new();
-    for (i, w) in spec.waves.into_iter().enumerate() {
-        let at = |k: &str| path!["spec", "waves", i, k];
-        if !valid_name(&w.name) {
+}
+
+fn max_failures(
+    src: &YamlSource,
+    i: usize,
+    max: Option<&CountOrText>,
+    errs: &mut Vec<Diag>,
+) -> MaxFailures {
+    let at = |k: &str| path!["spec", "waves", i, k];
+    match max {
+        None => MaxFailures::Count(0),
+        Some(CountOrText::Count(n)) if *n >= 0 => MaxFailures::Count(*n as u32),
+        Some(CountOrText::Text(t)) if t.ends_with('%') => {
+            match t.trim_end_matches('%').parse::<u32>() {
+                Ok(p) if p <= 100 => MaxFailures::Percent(p),
+                _ => {
+                    errs.push(
+                        src.at(
+                            &at("maxFailures"),
+                            format!("maxFailures {t:?} is not a percentage from 0% to 100%"),
+                        )
+                        .hint("write a count like `1` or a percentage like `\"10%\"`"),
+                    );
+                    MaxFailures::Count(0)
+                }
+            }
+        }
+        Some(other) => {
+            let shown = match other {
+                CountOrText::Count(n) => n.to_string(),
+                CountOrText::Text(t) => format!("{t:?}"),
+            };
             errs.push(
                 src.at(
-                    &at("name"),
-                    format!("wave name {:?} is missing or not a valid name", w.name),
+                    &at("maxFailures"),
+                    format!("maxFailures {shown} is not a count or a percentage"),
                 )
-                .hint("use lower-case letters, digits and '-'"),
+                .hint("write a count like `1` or a percentage like `\"10%\"`"),
             );
-        } else if !names.insert(w.name.clone()) {
-            errs.push(
-                src.at(&at("name"), format!("wave name {:?} is used twice", w.name))
-                    .hint("give every wave its own name"),
-            );
+            MaxFailures::Count(0)
         }
-        for (j, r) in w.cluster_selector.match_expressions.iter().enumerate() {
-            let rp = path![
-                "spec",
-                "waves",
-                i,
-                "clusterSelector",
-                "matchExpressions",
-                j,
-                "operator"
-            ];
-            let vp = path![
-                "spec",
-                "waves",
-                i,
-                "clusterSelector",
-                "matchExpressions",
-                j,
-                "values"
-            ];
-            let vp = if src.doc.at(&vp).is_some() {
-                vp
-            } else {
-                rp.clone()
-            };
-            match r.operator.as_str() {
-                "In" | "NotIn" if r.values.is_empty() => errs.push(
-                    src.at(
-                        &vp,
-                        format!("operator {} needs at least one value", r.operator),
-                    )
-                    .hint("add `values: [...]`"),
-                ),
-                "Exists" | "DoesNotExist" if !r.values.is_empty() => errs.push(
-                    src.at(&vp, format!("operator {} takes no values", r.operator))
-                        .hint("remove `values`"),
-                ),
-                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-                other => errs.push(
-                    src.at(&rp, format!("unknown selector operator {other:?}"))
-                        .hint("use In, NotIn, Exists or DoesNotExist"),
-                ),
-            }
-        }
-        if w.cluster_selector.match_labels.is_empty()
-            && w.cluster_selector.match_expressions.is_empty()
-        {
-            errs.push(
-                src.at_key(
-                    &at("clusterSelector"),
-                    "an empty clusterSelector would select every cluster",
-                )
-                .hint("add matchLabels or matchExpressions"),
-            );
-        }
-        let soak = match &w.validation.health_check_duration {
-            None => Duration::ZERO,
-            Some(d) => duration(
-                src,
-                &path!["spec", "waves", i, "validation", "healthCheckDuration"],
-                d,
-                &mut errs,
-            ),
-        };
-        let progress_deadline = w
-            .progress_deadline
-            .as_ref()
-            .map(|d| duration(src, &at("progressDeadline"), d, &mut errs));
-        let max_failures = match &w.max_failures {
-            None => MaxFailures::Count(0),
-            Some(CountOrText::Count(n)) if *n >= 0 => MaxFailures::Count(*n as u32),
-            Some(CountOrText::Text(t)) if t.ends_with('%') => {
-                match t.trim_end_matches('%').parse::<u32>() {
-                    Ok(p) if p <= 100 => MaxFailures::Percent(p),
-                    _ => {
-                        errs.push(
-                            src.at(
-                                &at("maxFailures"),
-                                format!("maxFailures {t:?} is not a percentage from 0% to 100%"),
-                            )
-                            .hint("write a count like `1` or a percentage like `\"10%\"`"),
-                        );
-                        MaxFailures::Count(0)
-                    }
-                }
-            }
-            Some(other) => {
-                let shown = match other {
-                    CountOrText::Count(n) => n.to_string(),
-                    CountOrText::Text(t) => format!("{t:?}"),
-                };
-                errs.push(
-                    src.at(
-                        &at("maxFailures"),
-                        format!("maxFailures {shown} is not a count or a percentage"),
-                    )
-                    .hint("write a count like `1` or a percentage like `\"10%\"`"),
-                );
-                MaxFailures::Count(0)
-            }
-        };
-        let window = w.window.as_ref().map(|win| {
-            let mut minutes = |k: &str, s: &str| {
-                parse_clock(s).unwrap_or_else(|| {
-                    errs.push(
-                        src.at(
-                            &path!["spec", "waves", i, "window", k],
-                            format!("{s:?} is not a time of day"),
-                        )
-                        .hint("write times as HH:MM, 00:00 to 24:00"),
-                    );
-                    0
-                })
-            };
-            let (start, end) = (minutes("start", &win.start), minutes("end", &win.end));
-            for (j, d) in win.days.iter().enumerate() {
-                if !["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&d.as_str()) {
-                    errs.push(
-                        src.at(
-                            &path!["spec", "waves", i, "window", "days", j],
-                            format!("{d:?} is not a day"),
-                        )
-                        .hint("use Mon, Tue, Wed, Thu, Fri, Sat, Sun"),
-                    );
-                }
-            }
-            if let Some(z) = &win.time_zone {
-                if z.parse::<chrono_tz::Tz>().is_err() {
-                    errs.push(
-                        src.at(
-                            &path!["spec", "waves", i, "window", "timeZone"],
-                            format!("{z:?} is not a time zone"),
-                        )
-                        .hint("use an IANA name such as Europe/Berlin or UTC"),
-                    );
-                }
-            }
-            if end <= start {
-                errs.push(
-                    src.at(
-                        &path!["spec", "waves", i, "window", "end"],
-                        "the window ends before it starts",
-                    )
-                    .hint("windows are within one day: end must be later than start"),
-                );
-            }
-            Window {
-                days: win.days.clone(),
-                start,
-                end,
-                time_zone: win.time_zone.clone(),
-            }
-        });
-        for (j, g) in w.gates.iter().enumerate() {
-            check_gate(src, &path!["spec", "waves", i, "gates", j], g, &mut errs);
-        }
-        waves.push(Wave {
-            name: w.name,
-            selector: w.cluster_selector,
-            soak,
-            automated: w.validation.automated,
-            max_failures,
-            progress_deadline,
-            window,
-            gates: w.gates,
-        });
     }
-    if errs.is_empty() {
-        Ok(Plan {
-            name: f.metadata.name,
-            target,
-            hops,
-            gitops_base,
-            templates: spec.templates,
-            waves,
-            paused: spec.paused,
-            overrides,
+}
+
+fn window(src: &YamlSource, i: usize, win: &WindowFile, errs: &mut Vec<Diag>) -> Window {
+    let mut minutes = |k: &str, s: &str| {
+        parse_clock(s).unwrap_or_else(|| {
+            errs.push(
+                src.at(
+                    &path!["spec", "waves", i, "window", k],
+                    format!("{s:?} is not a time of day"),
+                )
+                .hint("write times as HH:MM, 00:00 to 24:00"),
+            );
+            0
         })
-    } else {
-        Err(Diags(errs))
+    };
+    let (start, end) = (minutes("start", &win.start), minutes("end", &win.end));
+    for (j, d) in win.days.iter().enumerate() {
+        if !["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&d.as_str()) {
+            errs.push(
+                src.at(
+                    &path!["spec", "waves", i, "window", "days", j],
+                    format!("{d:?} is not a day"),
+                )
+                .hint("use Mon, Tue, Wed, Thu, Fri, Sat, Sun"),
+            );
+        }
+    }
+    if let Some(z) = &win.time_zone {
+        if z.parse::<chrono_tz::Tz>().is_err() {
+            errs.push(
+                src.at(
+                    &path!["spec", "waves", i, "window", "timeZone"],
+                    format!("{z:?} is not a time zone"),
+                )
+                .hint("use an IANA name such as Europe/Berlin or UTC"),
+            );
+        }
+    }
+    if end <= start {
+        errs.push(
+            src.at(
+                &path!["spec", "waves", i, "window", "end"],
+                "the window ends before it starts",
+            )
+            .hint("windows are within one day: end must be later than start"),
+        );
+    }
+    Window {
+        days: win.days.clone(),
+        start,
+        end,
+        time_zone: win.time_zone.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::core::locate::Role;
 use crate::core::notify::Event;
 
 pub const BRANCH: &str = "fleetwave/state";
@@ -65,17 +66,112 @@ pub enum GateState {
 }
 
 /// One field change of a step, kept for PR bodies, telemetry and rollback.
+///
+/// Stored as `{cluster, file, field, what, from, to, role?}` with `what` one of
+/// `kubernetes`, `gitopsBase`, `template` (see [`ChangeRecordWire`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ChangeRecordWire", try_from = "ChangeRecordWire")]
 pub struct ChangeRecord {
     pub cluster: String,
     pub file: String,
     pub field: String,
-    pub what: String,
+    pub what: Changed,
     pub from: String,
     pub to: String,
-    /// For Kubernetes versions: which part of the cluster the field upgrades.
+}
+
+/// What a change sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// A Kubernetes version, and which part of the cluster the field upgrades (absent in
+    /// records stored before roles were kept).
+    Kubernetes(Option<Role>),
+    /// The gitops-base ref.
+    GitopsBase,
+    /// A k0rdent template name.
+    Template,
+}
+
+impl Changed {
+    pub fn is_kubernetes(self) -> bool {
+        matches!(self, Changed::Kubernetes(_))
+    }
+
+    /// The name stored in state files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Changed::Kubernetes(_) => "kubernetes",
+            Changed::GitopsBase => "gitopsBase",
+            Changed::Template => "template",
+        }
+    }
+}
+
+impl From<&crate::core::locate::What> for Changed {
+    fn from(w: &crate::core::locate::What) -> Self {
+        use crate::core::locate::What;
+        match w {
+            What::Kubernetes(r) => Changed::Kubernetes(Some(*r)),
+            What::GitopsBase => Changed::GitopsBase,
+            What::Template => Changed::Template,
+        }
+    }
+}
+
+/// A stored change whose `what` is none of the known names.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown change {0:?}")]
+pub struct UnknownChange(String);
+
+/// The stored form of a [`ChangeRecord`].
+#[derive(Serialize, Deserialize)]
+struct ChangeRecordWire {
+    cluster: String,
+    file: String,
+    field: String,
+    what: String,
+    from: String,
+    to: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<crate::core::locate::Role>,
+    role: Option<Role>,
+}
+
+impl From<ChangeRecord> for ChangeRecordWire {
+    fn from(c: ChangeRecord) -> Self {
+        ChangeRecordWire {
+            cluster: c.cluster,
+            file: c.file,
+            field: c.field,
+            what: c.what.as_str().to_string(),
+            from: c.from,
+            to: c.to,
+            role: match c.what {
+                Changed::Kubernetes(r) => r,
+                _ => None,
+            },
+        }
+    }
+}
+
+impl TryFrom<ChangeRecordWire> for ChangeRecord {
+    type Error = UnknownChange;
+
+    fn try_from(w: ChangeRecordWire) -> Result<Self, UnknownChange> {
+        let what = match w.what.as_str() {
+            "kubernetes" => Changed::Kubernetes(w.role),
+            "gitopsBase" => Changed::GitopsBase,
+            "template" => Changed::Template,
+            _ => return Err(UnknownChange(w.what)),
+        };
+        Ok(ChangeRecord {
+            cluster: w.cluster,
+            file: w.file,
+            field: w.field,
+            what,
+            from: w.from,
+            to: w.to,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -226,6 +322,25 @@ impl PlanState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_records_keep_their_stored_form() {
+        let text = "- cluster: c1\n  file: c1.yaml\n  field: spec.version\n  what: kubernetes\n  from: v1.32.4\n  to: v1.33.5\n  role: controlPlane\n- cluster: c1\n  file: c1.yaml\n  field: spec.version\n  what: kubernetes\n  from: v1.32.4\n  to: v1.33.5\n- cluster: c1\n  file: base.yaml\n  field: ref.tag\n  what: gitopsBase\n  from: '2025.12'\n  to: '2026.02'\n- cluster: c1\n  file: cd.yaml\n  field: spec.template\n  what: template\n  from: a\n  to: b\n";
+        let cs: Vec<ChangeRecord> = serde_yaml::from_str(text).unwrap();
+        let whats: Vec<Changed> = cs.iter().map(|c| c.what).collect();
+        assert_eq!(
+            whats,
+            [
+                Changed::Kubernetes(Some(Role::ControlPlane)),
+                Changed::Kubernetes(None),
+                Changed::GitopsBase,
+                Changed::Template
+            ]
+        );
+        assert_eq!(serde_yaml::to_string(&cs).unwrap(), text);
+        let bad = text.replace("what: template", "what: chart");
+        assert!(serde_yaml::from_str::<Vec<ChangeRecord>>(&bad).is_err());
+    }
 
     #[test]
     fn round_trips_as_yaml() {

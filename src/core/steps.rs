@@ -44,7 +44,37 @@ pub struct Step {
     pub index: usize,
     pub id: String,
     pub title: String,
+    /// The Kubernetes hop this step makes, if it makes one.
+    #[serde(skip)]
+    pub kubernetes: Option<KubeHop>,
     pub changes: Vec<Change>,
+}
+
+/// One hop of the Kubernetes version, for the whole clusters or one part of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeHop {
+    pub part: HopPart,
+    pub version: KubeVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopPart {
+    /// The whole clusters (no wave cluster holds its workers' version separately).
+    Whole,
+    ControlPlanes,
+    Workers,
+}
+
+impl std::fmt::Display for KubeHop {
+    /// `Kubernetes v1.34.2`, `control planes to v1.34.2` or `workers to v1.34.2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = &self.version;
+        match self.part {
+            HopPart::Whole => write!(f, "Kubernetes {v}"),
+            HopPart::ControlPlanes => write!(f, "control planes to {v}"),
+            HopPart::Workers => write!(f, "workers to {v}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -76,28 +106,53 @@ pub fn plan_wave(
     let split = occ
         .iter()
         .any(|o| o.what == What::Kubernetes(Role::Workers));
+    let mut steps = step_list(plan, split);
+    let mut cx = Cx {
+        plan,
+        fleet,
+        split,
+        steps: &mut steps,
+        findings: &mut findings,
+        skips: &mut skips,
+    };
+    plan_kubernetes(&mut cx, clusters, occ);
+    // gitops-base and templates go with the last step.
+    let last = steps.last_mut().expect("a plan makes at least one step");
+    plan_extras(plan, fleet, occ, last, &mut skips, &mut findings);
+    finish(&mut steps);
+    WavePlan {
+        name: plan.waves[wave].name.clone(),
+        clusters: clusters.to_vec(),
+        steps,
+        skips,
+        findings,
+    }
+}
+
+/// The wave's steps, still empty: per hop, control planes then workers when `split`, else
+/// one step; gitops-base and templates named in the last step's title (or a step of their
+/// own when there are no hops).
+fn step_list(plan: &Plan, split: bool) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
+    let hop_step = |id: &str, part: HopPart, h: &KubeVersion| {
+        let hop = KubeHop {
+            part,
+            version: h.clone(),
+        };
+        Step {
+            index: 0,
+            id: format!("{id}-{}", hop_slug(h)),
+            title: hop.to_string(),
+            kubernetes: Some(hop),
+            changes: vec![],
+        }
+    };
     for h in &plan.hops {
         if split {
-            steps.push(Step {
-                index: 0,
-                id: format!("control-plane-{}", hop_slug(h)),
-                title: format!("control planes to {h}"),
-                changes: vec![],
-            });
-            steps.push(Step {
-                index: 0,
-                id: format!("workers-{}", hop_slug(h)),
-                title: format!("workers to {h}"),
-                changes: vec![],
-            });
+            steps.push(hop_step("control-plane", HopPart::ControlPlanes, h));
+            steps.push(hop_step("workers", HopPart::Workers, h));
         } else {
-            steps.push(Step {
-                index: 0,
-                id: format!("kubernetes-{}", hop_slug(h)),
-                title: format!("Kubernetes {h}"),
-                changes: vec![],
-            });
+            steps.push(hop_step("kubernetes", HopPart::Whole, h));
         }
     }
     let extra: Vec<&str> = [
@@ -122,6 +177,7 @@ pub fn plan_wave(
             index: 0,
             id: extra.join("-and-"),
             title,
+            kubernetes: None,
             changes: vec![],
         });
     } else if let (Some(last), false) = (steps.last_mut(), extra.is_empty()) {
@@ -132,15 +188,12 @@ pub fn plan_wave(
             last.title.push_str(", k0rdent templates");
         }
     }
-    let mut cx = Cx {
-        plan,
-        fleet,
-        split,
-        steps: &mut steps,
-        findings: &mut findings,
-        skips: &mut skips,
-    };
-    // Kubernetes versions, cluster by cluster.
+    steps
+}
+
+/// Kubernetes versions, cluster by cluster; a refused cluster changes nothing.
+fn plan_kubernetes(cx: &mut Cx, clusters: &[String], occ: &[Occurrence]) {
+    let (plan, fleet) = (cx.plan, cx.fleet);
     let mut by_cluster: BTreeMap<&str, Vec<(&Occurrence, KubeVersion)>> = BTreeMap::new();
     for o in occ {
         if let What::Kubernetes(_) = o.what {
@@ -165,18 +218,26 @@ pub fn plan_wave(
         }
     }
     for (cluster, fields) in &by_cluster {
-        if !plan_cluster(&mut cx, cluster, fields) {
+        if !plan_cluster(cx, cluster, fields) {
             // Drop this cluster's partial changes: a refused cluster changes nothing.
             for s in cx.steps.iter_mut() {
                 s.changes.retain(|c| c.cluster != *cluster);
             }
         }
     }
+}
+
+/// The gitops-base and template changes, all into `last`.
+fn plan_extras(
+    plan: &Plan,
+    fleet: &Fleet,
+    occ: &[Occurrence],
+    last: &mut Step,
+    skips: &mut Vec<Skip>,
+    findings: &mut Vec<Finding>,
+) {
     let change = |o: &Occurrence, from: &str, to: String| change(fleet, o, from, to);
     let skip = |o: &Occurrence, reason: &str| skip(fleet, o, reason);
-
-    // gitops-base and templates go with the last step.
-    let last = steps.len() - 1;
     for o in occ {
         match &o.what {
             What::GitopsBase => {
@@ -198,11 +259,11 @@ pub fn plan_wave(
                         .at(&fleet.files[o.file].rel, (o.line, o.column)),
                     );
                 }
-                steps[last].changes.push(change(o, &o.value, g.tag.clone()));
+                last.changes.push(change(o, &o.value, g.tag.clone()));
             }
             What::Template => {
                 if let Some(new) = plan.templates.get(&o.value) {
-                    steps[last].changes.push(change(o, &o.value, new.clone()));
+                    last.changes.push(change(o, &o.value, new.clone()));
                 } else if plan.templates.values().any(|v| *v == o.value) {
                     skips.push(skip(o, "already at the target template"));
                 } else {
@@ -215,8 +276,12 @@ pub fn plan_wave(
             What::Kubernetes(_) => {}
         }
     }
-    // The same anchored scalar can be reached from several fields: change it once.
-    for s in &mut steps {
+}
+
+/// Order each step's changes, change an anchored scalar reached from several fields once,
+/// and number the steps from 1.
+fn finish(steps: &mut [Step]) {
+    for s in steps.iter_mut() {
         s.changes.sort_by(|a, b| {
             (&a.cluster, &a.file, a.range.start).cmp(&(&b.cluster, &b.file, b.range.start))
         });
@@ -225,13 +290,6 @@ pub fn plan_wave(
     }
     for (i, s) in steps.iter_mut().enumerate() {
         s.index = i + 1;
-    }
-    WavePlan {
-        name: plan.waves[wave].name.clone(),
-        clusters: clusters.to_vec(),
-        steps,
-        skips,
-        findings,
     }
 }
 
@@ -312,6 +370,25 @@ fn below(a: &KubeVersion, b: &KubeVersion) -> bool {
     }
 }
 
+/// Why a field cannot be written at a hop.
+#[derive(Debug, thiserror::Error)]
+enum CannotWrite {
+    #[error("the plan names the minor-only version {h}, but this field holds a full version; write full versions (e.g. {h}.0 → v1.{minor}.N) in the plan", minor = .h.minor)]
+    MinorOnly { h: KubeVersion },
+    #[error(
+        "the suffix {sfx} names one provider build of {orig} and cannot be derived for {h}; look up the provider's exact version for {h} and put it in the plan: `versionOverrides: [{{cluster: {cluster}, kind: {kind}, version: \"{version}\"}}]`"
+    )]
+    Suffix {
+        sfx: String,
+        orig: KubeVersion,
+        h: KubeVersion,
+        cluster: String,
+        kind: String,
+        /// The override to write, e.g. `1.34.2+k0s.N`.
+        version: String,
+    },
+}
+
 /// The text a field gets at hop `h`: the plan's override for its cluster (and kind), else
 /// `h` in the field's style.
 fn to_text(
@@ -319,18 +396,31 @@ fn to_text(
     o: &Occurrence,
     orig: &KubeVersion,
     h: &KubeVersion,
-) -> Result<String, String> {
+) -> Result<String, Box<CannotWrite>> {
     let kind = o.object.split('/').next().unwrap_or("");
     if let Some(ov) = plan.override_for(&o.cluster, kind, h) {
         return Ok(ov.text.clone());
     }
-    h.render_like(orig).map_err(|e| match e {
-        Unrenderable::MinorOnly => format!("the plan names the minor-only version {h}, but this field holds a full version; write full versions (e.g. {h}.0 → v1.{}.N) in the plan", h.minor),
-        Unrenderable::Suffix(sfx) => format!(
-            "the suffix {sfx} names one provider build of {orig} and cannot be derived for {h}; look up the provider's exact version for {h} and put it in the plan: `versionOverrides: [{{cluster: {}, kind: {kind}, version: \"{}.{}.{}{}\"}}]`",
-            o.cluster, h.major, h.minor, h.patch.unwrap_or(0),
-            sfx.split('.').next().map_or(String::new(), |p| format!("{p}.N"))
-        ),
+    h.render_like(orig).map_err(|e| {
+        Box::new(match e {
+            Unrenderable::MinorOnly => CannotWrite::MinorOnly { h: h.clone() },
+            Unrenderable::Suffix(sfx) => CannotWrite::Suffix {
+                version: format!(
+                    "{}.{}.{}{}",
+                    h.major,
+                    h.minor,
+                    h.patch.unwrap_or(0),
+                    sfx.split('.')
+                        .next()
+                        .map_or(String::new(), |p| format!("{p}.N"))
+                ),
+                sfx,
+                orig: orig.clone(),
+                h: h.clone(),
+                cluster: o.cluster.clone(),
+                kind: kind.to_string(),
+            },
+        })
     })
 }
 
@@ -394,7 +484,7 @@ fn plan_cluster(cx: &mut Cx, cluster: &str, fields: &Fields) -> bool {
             .filter_map(|h| to_text(cx.plan, o, v, h).err())
             .next()
         {
-            cx.findings.push(refuse(cx.fleet, o, msg));
+            cx.findings.push(refuse(cx.fleet, o, msg.to_string()));
             refused = true;
         }
     }

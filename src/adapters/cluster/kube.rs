@@ -332,7 +332,7 @@ struct Spoke {
     nodes: Watch,
     pods: Watch,
     /// The apiserver's `gitVersion`, or why it could not be read.
-    version: Arc<Mutex<Option<Result<String, String>>>>,
+    version: VersionSlot,
     poller: tokio::task::JoinHandle<()>,
     restarts: Mutex<RestartCounter>,
 }
@@ -695,10 +695,18 @@ async fn served(
     }))
 }
 
+/// A spoke's last `/version` answer: its git version, or why it did not answer.
+type VersionSlot = Arc<Mutex<Option<Result<String, NoVersion>>>>;
+
+/// Why a spoke's API server did not answer `/version` (kept as text to compare answers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+struct NoVersion(String);
+
 /// Read a spoke's `/version` now and every `every` after.
 async fn poll_version(
     client: kube::Client,
-    slot: Arc<Mutex<Option<Result<String, String>>>>,
+    slot: VersionSlot,
     every: Duration,
     changed: tokio::sync::watch::Sender<u64>,
 ) {
@@ -707,7 +715,7 @@ async fn poll_version(
             .apiserver_version()
             .await
             .map(|v| v.git_version)
-            .map_err(|e| e.to_string());
+            .map_err(|e| NoVersion(e.to_string()));
         let moved = {
             let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
             let moved = cur.as_ref() != Some(&got);
