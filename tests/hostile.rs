@@ -287,7 +287,7 @@ fn preview_and_rollout_apply_the_same_symlink_rule() {
     .unwrap();
     git.fetch().unwrap();
     let mem = git.tree(&head.to_string()).unwrap();
-    let disk = DiskTree(work.clone());
+    let disk = DiskTree::new(work.clone());
     let findings = |t: &dyn FileTree| {
         let p = fleetwave::planner::prepare_in(t, Path::new("plans/p.yaml"), PLAN.into()).unwrap();
         p.findings

@@ -45,22 +45,34 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
                 .into(),
         );
     }
-    prepare_in(&DiskTree(repo.to_path_buf()), &shown_plan, text)
+    prepare_in(&DiskTree::new(repo.to_path_buf()), &shown_plan, text)
 }
 
-pub struct DiskTree(pub PathBuf);
+pub struct DiskTree {
+    root: PathBuf,
+    /// Directories already found plain (not symlinks) in this run: each is checked once, not
+    /// once per file below it (a 10,000-cluster fleet has 42,000 files).
+    plain_dirs: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+}
 
 impl DiskTree {
+    pub fn new(root: PathBuf) -> DiskTree {
+        DiskTree {
+            root,
+            plain_dirs: Default::default(),
+        }
+    }
+
     /// Every component of `rel` must be a plain name and none of the ancestors a symlink.
     fn checked(&self, rel: &Path) -> io::Result<PathBuf> {
-        let mut at = self.0.clone();
+        let mut at = self.root.clone();
         let comps: Vec<Component> = rel.components().collect();
         for (i, c) in comps.iter().enumerate() {
             let Component::Normal(s) = c else {
                 return Err(io::Error::other("the path leaves the repository"));
             };
             at.push(s);
-            if i + 1 < comps.len() {
+            if i + 1 < comps.len() && !self.known_plain(&at) {
                 let m = std::fs::symlink_metadata(&at)?;
                 if !m.is_dir() {
                     return Err(io::Error::other(format!(
@@ -68,16 +80,23 @@ impl DiskTree {
                         Path::new(s).display()
                     )));
                 }
+                self.plain_dirs
+                    .lock()
+                    .expect("dir cache")
+                    .insert(at.clone());
             }
         }
         Ok(at)
     }
+
+    fn known_plain(&self, dir: &Path) -> bool {
+        self.plain_dirs.lock().expect("dir cache").contains(dir)
+    }
 }
 
 /// What a file's metadata makes it under the policy (never following a symlink).
-fn disk_kind(root: &Path, rel: &Path, m: &std::fs::Metadata) -> EntryKind {
+fn disk_kind(root: &Path, rel: &Path, t: std::fs::FileType) -> EntryKind {
     use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
     if t.is_dir() {
         EntryKind::Dir
     } else if t.is_file() {
@@ -113,8 +132,9 @@ impl FileTree for DiskTree {
                 if let Some(r) = name_refusal(&name, raw.to_str().is_some()) {
                     return Some((name, r));
                 }
-                let m = std::fs::symlink_metadata(e.path()).ok()?;
-                Some((name.clone(), disk_kind(&self.0, &dir.join(&name), &m)))
+                // The type readdir already gave: no stat per entry.
+                let t = e.file_type().ok()?;
+                Some((name.clone(), disk_kind(&self.root, &dir.join(&name), t)))
             })
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
@@ -129,7 +149,7 @@ impl FileTree for DiskTree {
     fn kind(&self, path: &Path) -> Option<EntryKind> {
         let full = self.checked(path).ok()?;
         let m = std::fs::symlink_metadata(full).ok()?;
-        Some(disk_kind(&self.0, path, &m))
+        Some(disk_kind(&self.root, path, m.file_type()))
     }
 }
 
@@ -203,7 +223,7 @@ pub fn write_all(
     edits: &BTreeMap<PathBuf, String>,
     old: &dyn Fn(&Path) -> Option<String>,
 ) -> Result<(), (PathBuf, io::Error)> {
-    let tree = DiskTree(root.to_path_buf());
+    let tree = DiskTree::new(root.to_path_buf());
     let mut ready = Vec::new();
     for (rel, text) in edits {
         let fail = |e: io::Error| (rel.clone(), e);
