@@ -539,18 +539,24 @@ fn push_foreign_commit(e: &Env) -> String {
 }
 
 /// Tick (reviewing as `rollout` does) until a tick's output satisfies `stop`; returns it.
-fn tick_until(e: &Env, plan: &str, max: usize, stop: impl Fn(&str) -> bool) -> String {
+/// Starts at `*now` and leaves it at the matching tick's time.
+fn tick_until(
+    e: &Env,
+    plan: &str,
+    now: &mut DateTime<Utc>,
+    max: usize,
+    stop: impl Fn(&str) -> bool,
+) -> String {
     let spec = plan_of(plan);
-    let mut now = start();
     for _ in 0..max {
-        let out = e.reconcile(now);
+        let out = e.reconcile(*now);
         let t = text(&out);
         assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        *now += Duration::minutes(5);
         if stop(&t) {
             return t;
         }
         e.review(&spec);
-        now += Duration::minutes(5);
     }
     panic!("{plan}: no tick matched in {max} ticks");
 }
@@ -562,12 +568,17 @@ fn tick_until(e: &Env, plan: &str, max: usize, stop: impl Fn(&str) -> bool) -> S
 fn a_merge_refused_with_409_is_reported_as_not_done() {
     let e = env("gitops-base");
     e.gh.push_merge_fault(common::fake_github::MergeFault::Conflict);
-    let t = tick_until(&e, "gitops-base", 100, |t| t.contains("merge fleetwave/"));
+    let mut now = start();
+    let t = tick_until(&e, "gitops-base", &mut now, 100, |t| {
+        t.contains("merge fleetwave/")
+    });
     assert!(t.contains("not done: merge"), "{t}");
     assert!(!t.contains("did: merge"), "{t}");
     assert!(e.gh.pulls().iter().all(|p| p["merged"] == false));
     // The next tick merges it for real, and says so with the merge commit.
-    let t = tick_until(&e, "gitops-base", 20, |t| t.contains("did: merge"));
+    let t = tick_until(&e, "gitops-base", &mut now, 20, |t| {
+        t.contains("did: merge")
+    });
     assert!(t.contains("merge commit"), "{t}");
     assert!(e.gh.pulls().iter().any(|p| p["merged"] == true));
 }
@@ -578,7 +589,10 @@ fn a_merge_refused_with_409_is_reported_as_not_done() {
 fn a_lost_merge_answer_is_read_back() {
     let e = env("gitops-base");
     e.gh.push_merge_fault(common::fake_github::MergeFault::LoseAnswer);
-    let t = tick_until(&e, "gitops-base", 100, |t| t.contains("merge fleetwave/"));
+    let mut now = start();
+    let t = tick_until(&e, "gitops-base", &mut now, 100, |t| {
+        t.contains("merge fleetwave/")
+    });
     assert!(t.contains("did: merge"), "{t}");
     assert!(!t.contains("not done"), "{t}");
     let merged: Vec<_> =

@@ -918,23 +918,11 @@ impl Forge for GitHubForge<'_> {
             // read again only when the base moved (a merge always moves it) or it is not in
             // the cache (a fresh runner), so approvals are read on every tick, warm or cold.
             let cached_pr = s.pr.and_then(|n| self.cached_pull(n));
-            let reviews_path =
-                s.pr.map(|n| self.repo_path(&format!("/pulls/{n}/reviews?per_page=100")));
-            let cached_reviews = reviews_path.as_ref().and_then(|p| self.cached_list(p));
-            // Warm cache, base moved: the PR is read (merges move the base) and the reviews of
-            // the last tick are used; warm and unmoved: the reviews are polled and the PR is
-            // the cached one; cold (a fresh runner): both are read.
-            let reread_pr = base_moved || cached_pr.is_none() || s.approval.is_none();
-            let reviews = match (&reviews_path, &s.approval) {
-                (Some(_), Some(_)) if reread_pr && !base_moved => None,
-                (Some(_), Some(_))
-                    if reread_pr && cached_pr.is_some() && cached_reviews.is_some() =>
-                {
-                    cached_reviews
-                }
-                (Some(p), Some(_)) => Some(self.list_all(p, "list reviews").await?.0),
-                _ => None,
-            };
+            let warm = cached_pr.is_some();
+            // Warm cache, base unmoved: the PR is the cached one and the reviews are polled.
+            // Base moved (merges move it): the PR is read and the last tick's reviews are used.
+            // Cold (a fresh runner): both are read, the PR first so the reviews match its head.
+            let reread_pr = base_moved || !warm || s.approval.is_none();
             let pr = match s.pr {
                 Some(_) if !reread_pr => cached_pr,
                 Some(n) => Some(self.pull(n).await?.body),
@@ -944,10 +932,15 @@ impl Forge for GitHubForge<'_> {
                 }
                 None => None,
             };
-            // A cold cache reads the reviews too (after the PR, so they match its head).
-            let reviews = match (reviews, &reviews_path, &s.approval) {
-                (None, Some(p), Some(_)) => Some(self.list_all(p, "list reviews").await?.0),
-                (r, _, _) => r,
+            let reviews = match (s.pr, &s.approval) {
+                (Some(n), Some(_)) => {
+                    let path = self.repo_path(&format!("/pulls/{n}/reviews?per_page=100"));
+                    match self.cached_list(&path) {
+                        Some(last) if base_moved && warm => Some(last),
+                        _ => Some(self.list_all(&path, "list reviews").await?.0),
+                    }
+                }
+                _ => None,
             };
             let Some(pr) = pr else {
                 if let Some(head) = self.git()?.branch_head(&s.branch)? {
