@@ -207,9 +207,6 @@ pub enum Command {
         #[arg(long)]
         plain: bool,
     },
-    /// Developer tools.
-    #[command(hide = true, subcommand)]
-    Dev(Dev),
 }
 
 /// Where the fleet repo is and how to sign commits.
@@ -396,17 +393,6 @@ impl ForgeArgs {
 pub enum HookFormat {
     Json,
     Slack,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Dev {
-    /// Write a synthetic fleet for benchmarks.
-    GenFleet {
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        clusters: usize,
-    },
 }
 
 /// Which forge and how to reach it.

@@ -5,7 +5,6 @@ pub mod actions;
 pub mod args;
 pub mod cli;
 pub mod demo;
-pub mod generate;
 pub mod ops;
 pub mod reconcile;
 pub mod serve;
