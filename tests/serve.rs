@@ -28,7 +28,7 @@ struct Fake {
 
 #[async_trait::async_trait]
 impl Ticker for Fake {
-    async fn tick(&self) -> Result<TickSummary, String> {
+    async fn tick(&self) -> anyhow::Result<TickSummary> {
         self.started.fetch_add(1, Ordering::SeqCst);
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
@@ -40,7 +40,7 @@ impl Ticker for Fake {
         let fail = self.fail.load(Ordering::SeqCst);
         self.finished.fetch_add(1, Ordering::SeqCst);
         if fail {
-            return Err("forge unreachable".into());
+            return Err(anyhow::anyhow!("forge unreachable"));
         }
         Ok(TickSummary {
             plan: "k8s-1.31".into(),

@@ -29,6 +29,21 @@ const TRACKING_PREFIX: &str = "refs/remotes/origin/";
 const LOCAL_PUSH_LOCK: &str = "fleetwave-push.lock";
 const CACHE_LOCK: &str = "fleetwave-cache.lock";
 
+/// History walks with diffs ([`GitRepo::first_parent_until`], [`GitRepo::changed_paths`])
+/// made by this process: only the simulated Flux needs them, and tests check that a tick
+/// against real clusters makes none.
+static HISTORY_WALKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many history walks ([`GitRepo::first_parent_until`], [`GitRepo::changed_paths`]) this
+/// process has made.
+pub fn history_walks() -> u64 {
+    HISTORY_WALKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_history_walk() {
+    HISTORY_WALKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Open (creating it if needed) a file used only for its OS lock.
 fn lock_file(path: &Path) -> Result<File, GitError> {
     OpenOptions::new()
@@ -276,6 +291,73 @@ impl GitRepo {
             .map_err(|e| self.err(format!("fetch {}", redact_url(&self.url)), &e))
     }
 
+    /// Bring the tracking refs up to date, fetching only when the remote's branches moved:
+    /// their heads are listed first (one round trip, like `git ls-remote`) and compared with
+    /// the tracking refs. Returns whether it fetched.
+    pub fn refresh(&self) -> Result<bool, GitError> {
+        let remote_heads = self.remote_branches()?;
+        let local: BTreeMap<String, Oid> = self
+            .branches("")?
+            .into_iter()
+            .filter_map(|(b, id)| Oid::from_str(&id).ok().map(|o| (b, o)))
+            .collect();
+        if remote_heads == local {
+            return Ok(false);
+        }
+        self.fetch()?;
+        Ok(true)
+    }
+
+    /// The remote's branches and their heads, asked of the remote now.
+    fn remote_branches(&self) -> Result<BTreeMap<String, Oid>, GitError> {
+        let mut remote = self.remote()?;
+        let ctx = || format!("list {}", redact_url(&self.url));
+        let conn = remote
+            .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
+            .map_err(|e| self.err(ctx(), &e))?;
+        let heads = conn.list().map_err(|e| self.err(ctx(), &e))?;
+        Ok(heads
+            .iter()
+            .filter_map(|h| {
+                let name = h.name().strip_prefix("refs/heads/")?;
+                (!h.oid().is_zero()).then(|| (name.to_string(), h.oid()))
+            })
+            .collect())
+    }
+
+    /// The directory of the cache repository (where fleetwave keeps what it computed).
+    pub fn cache_path(&self) -> &Path {
+        self.repo.path()
+    }
+
+    /// Id of the regular file `path` in `commit`'s tree; None if absent or not a regular file.
+    pub fn file_id(&self, commit: &str, path: &Path) -> Result<Option<String>, GitError> {
+        let rel = repo_path(path)?;
+        let tree = self
+            .find_commit(commit)?
+            .tree()
+            .map_err(|e| self.err("read tree", &e))?;
+        match tree.get_path(Path::new(&rel)) {
+            Ok(e) if e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()) => {
+                Ok(Some(e.id().to_string()))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(self.err(format!("look up {rel}"), &e)),
+        }
+    }
+
+    /// Whether the cache holds the tree `id` (a tree id kept from an earlier run).
+    pub fn has_tree(&self, id: &str) -> bool {
+        let Ok(oid) = parse_oid(id) else {
+            return false;
+        };
+        self.repo
+            .odb()
+            .and_then(|odb| odb.read_header(oid))
+            .is_ok_and(|(_, kind)| kind == ObjectType::Tree)
+    }
+
     /// Head of a remote branch as of the last fetch/push; None if absent.
     pub fn branch_head(&self, branch: &str) -> Result<Option<String>, GitError> {
         check_branch(branch)?;
@@ -412,9 +494,36 @@ impl GitRepo {
         message: &str,
         sig: &Sig,
     ) -> Result<String, GitError> {
+        let tree = self.changed_tree(parent, changes)?;
+        self.commit_tree(&tree, parent, message, sig)
+    }
+
+    /// The tree of `parent` with `changes` written (see [`GitRepo::commit_changes`]); only the
+    /// changed files and the directories above them are written.
+    pub fn changed_tree(
+        &self,
+        parent: &str,
+        changes: &BTreeMap<PathBuf, Vec<u8>>,
+    ) -> Result<String, GitError> {
         let parent = self.find_commit(parent)?;
         let base = parent.tree().map_err(|e| self.err("read tree", &e))?;
         let tree = self.updated_tree(&base, changes.iter().map(|(p, c)| (p.as_path(), &c[..])))?;
+        Ok(tree.id().to_string())
+    }
+
+    /// A commit of the existing `tree` on `parent` (author = committer = sig). Moves no ref.
+    pub fn commit_tree(
+        &self,
+        tree: &str,
+        parent: &str,
+        message: &str,
+        sig: &Sig,
+    ) -> Result<String, GitError> {
+        let parent = self.find_commit(parent)?;
+        let tree = self
+            .repo
+            .find_tree(parse_oid(tree)?)
+            .map_err(|e| self.err(format!("read tree {tree}"), &e))?;
         self.write_commit(&tree, &[&parent], message, sig)
     }
 
@@ -562,12 +671,38 @@ impl GitRepo {
         Ok(out)
     }
 
+    /// First-parent history from `head`, newest first, at most `limit` commits, stopping
+    /// before the first commit for which `known` is true (a walk that takes only new commits).
+    pub fn first_parent_until(
+        &self,
+        head: &str,
+        limit: usize,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<CommitInfo>, GitError> {
+        count_history_walk();
+        let mut out = Vec::new();
+        let mut next = Some(self.find_commit(head)?);
+        while let Some(c) = next {
+            if out.len() >= limit || known(&c.id().to_string()) {
+                break;
+            }
+            out.push(self.info(&c));
+            next = match c.parent(0) {
+                Ok(p) => Some(p),
+                Err(e) if e.code() == ErrorCode::NotFound => None,
+                Err(e) => return Err(self.err(format!("parent of {}", c.id()), &e)),
+            };
+        }
+        Ok(out)
+    }
+
     pub fn commit_info(&self, id: &str) -> Result<CommitInfo, GitError> {
         Ok(self.info(&self.find_commit(id)?))
     }
 
     /// Paths whose entries differ between two commits' trees (sorted).
     pub fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<PathBuf>, GitError> {
+        count_history_walk();
         let a = self
             .find_commit(from)?
             .tree()
@@ -787,29 +922,36 @@ impl GitRepo {
     }
 
     /// Tree = `base` with each (path, content) written; existing files keep their mode.
-    fn updated_tree<'a>(
-        &self,
-        base: &Tree<'_>,
+    fn updated_tree<'a, 's>(
+        &'s self,
+        base: &Tree<'s>,
         changes: impl Iterator<Item = (&'a Path, &'a [u8])>,
-    ) -> Result<Tree<'_>, GitError> {
+    ) -> Result<Tree<'s>, GitError> {
         let mut builder = TreeUpdateBuilder::new();
+        // Each directory is looked up once, not once per file in it: a step of a large fleet
+        // changes thousands of files under one `clusters/` directory.
+        let mut dirs: std::collections::HashMap<String, Option<Tree<'s>>> =
+            std::collections::HashMap::new();
         for (path, content) in changes {
             let rel = repo_path(path)?;
-            let mode = match base.get_path(Path::new(&rel)) {
-                Ok(e) if e.filemode() == i32::from(FileMode::BlobExecutable) => {
-                    FileMode::BlobExecutable
-                }
-                Ok(e) if e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()) => {
-                    FileMode::Blob
-                }
-                Ok(_) => {
-                    return Err(GitError::InvalidPath {
-                        path: rel,
-                        reason: "exists and is not a regular file".into(),
-                    });
-                }
-                Err(e) if e.code() == ErrorCode::NotFound => FileMode::Blob,
-                Err(e) => return Err(self.err(format!("look up {rel}"), &e)),
+            let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+            let mode = match self.subtree(base, dir, &mut dirs)? {
+                Some(t) => match t.get_name(name) {
+                    Some(e) if e.filemode() == i32::from(FileMode::BlobExecutable) => {
+                        FileMode::BlobExecutable
+                    }
+                    Some(e) if e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()) => {
+                        FileMode::Blob
+                    }
+                    Some(_) => {
+                        return Err(GitError::InvalidPath {
+                            path: rel,
+                            reason: "exists and is not a regular file".into(),
+                        });
+                    }
+                    None => FileMode::Blob,
+                },
+                None => FileMode::Blob,
             };
             let blob = self
                 .repo
@@ -823,6 +965,36 @@ impl GitRepo {
         self.repo
             .find_tree(id)
             .map_err(|e| self.err("read tree", &e))
+    }
+
+    /// The tree at `dir` (`/`-separated, "" for the root) under `base`; None when absent or
+    /// not a directory. Memoized in `dirs`.
+    fn subtree<'r>(
+        &'r self,
+        base: &Tree<'r>,
+        dir: &str,
+        dirs: &mut std::collections::HashMap<String, Option<Tree<'r>>>,
+    ) -> Result<Option<Tree<'r>>, GitError> {
+        if dir.is_empty() {
+            return Ok(Some(base.clone()));
+        }
+        if let Some(t) = dirs.get(dir) {
+            return Ok(t.clone());
+        }
+        let (up, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+        let found = match self.subtree(base, up, dirs)? {
+            Some(parent) => match parent.get_name(name) {
+                Some(e) if e.kind() == Some(ObjectType::Tree) => Some(
+                    self.repo
+                        .find_tree(e.id())
+                        .map_err(|e| self.err(format!("read tree {dir}"), &e))?,
+                ),
+                _ => None,
+            },
+            None => None,
+        };
+        dirs.insert(dir.to_string(), found.clone());
+        Ok(found)
     }
 
     fn write_commit(

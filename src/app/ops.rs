@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Utc};
 
 use crate::adapters::cluster::kube::KubeSource;
@@ -13,10 +14,11 @@ use crate::adapters::cluster::sim::{Fault, SimConfig, SimFlux};
 use crate::adapters::forge::local::LocalForge;
 use crate::adapters::git::{Auth, GitRepo};
 use crate::adapters::notify::{Fanout, JsonlSink, WebhookFormat, WebhookSink};
+use crate::app::Flat;
 use crate::app::args::{
     ClusterSourceKind, ForgeChoice, HookFormat, RemoteArgs, WorldArgs, cache_dir,
 };
-use crate::app::reconcile::{self, Outcome, Settings};
+use crate::app::reconcile::{self, BaseHistory, Outcome, Settings};
 use crate::core::notify::Notifier;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -46,7 +48,7 @@ fn settings(r: &RemoteArgs) -> Settings {
     s
 }
 
-fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
+fn open(r: &RemoteArgs) -> anyhow::Result<GitRepo> {
     let cache = cache_dir(r);
     // On GitHub the API token also pushes over HTTPS.
     let token = r.token.clone().or_else(|| {
@@ -72,7 +74,8 @@ fn open(r: &RemoteArgs) -> Result<GitRepo, String> {
         _ => Auth::None,
     };
     GitRepo::open(&cache, &r.remote, auth)
-        .map_err(|e| format!("cannot open the fleet repository: {e}"))
+        .flat()
+        .context("cannot open the fleet repository")
 }
 
 /// `git@host:org/repo` (scp-like SSH syntax), not a local path such as `./a:b` or `C:\x`.
@@ -83,22 +86,20 @@ fn is_scp_like(remote: &str) -> bool {
     }
 }
 
-pub fn parse_fault(s: &str) -> Result<(String, Fault), String> {
+pub fn parse_fault(s: &str) -> anyhow::Result<(String, Fault)> {
     let (c, f) = s.split_once('=').unwrap_or((s, "HealthCheckFailed"));
     let f = match f {
         "HealthCheckFailed" => Fault::HealthCheckFailed,
         "StuckProgressing" => Fault::StuckProgressing,
         "AlertFiring" => Fault::AlertFiring,
         other => {
-            return Err(format!(
-                "unknown fault {other:?}: use HealthCheckFailed, StuckProgressing or AlertFiring"
-            ));
+            bail!("unknown fault {other:?}: use HealthCheckFailed, StuckProgressing or AlertFiring")
         }
     };
     Ok((c.to_string(), f))
 }
 
-fn notifier(w: &WorldArgs) -> Result<Fanout, String> {
+fn notifier(w: &WorldArgs) -> anyhow::Result<Fanout> {
     let mut sinks: Vec<Box<dyn Notifier>> = Vec::new();
     if let Some(p) = &w.events_file {
         sinks.push(Box::new(JsonlSink::new(p)));
@@ -108,15 +109,14 @@ fn notifier(w: &WorldArgs) -> Result<Fanout, String> {
             HookFormat::Json => WebhookFormat::Json,
             HookFormat::Slack => WebhookFormat::Slack,
         };
-        sinks.push(Box::new(
-            WebhookSink::new(url, format).map_err(|e| e.to_string())?,
-        ));
+        sinks.push(Box::new(WebhookSink::new(url, format).flat()?));
     }
     Ok(Fanout(sinks))
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
+/// Print the error with its context (`context: cause`) and exit 2.
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
     ExitCode::from(2)
 }
 
@@ -138,50 +138,60 @@ struct TickEnv<'a> {
     s: &'a Settings,
     /// With `--clusters kube`: the watches, started once and kept across ticks.
     kube: Option<&'a KubeSource>,
+    /// With `--clusters sim`: the base history, kept across ticks and extended with new
+    /// commits only.
+    history: &'a std::sync::Mutex<BaseHistory>,
+}
+
+impl TickEnv<'_> {
+    /// The cluster source of a tick on `o`: the simulation walks the base history (only
+    /// the new commits); the kube source was started once.
+    fn source(&self, o: &reconcile::Observed) -> anyhow::Result<Source<'_>> {
+        match self.w.clusters {
+            ClusterSourceKind::Sim => {
+                let history = self
+                    .history
+                    .lock()
+                    .map_err(|_| anyhow!("the base history was poisoned by a panicked tick"))?
+                    .update(self.git, o, 1000)
+                    .flat()?;
+                Ok(Source::Sim(SimFlux::new(
+                    history,
+                    SimConfig {
+                        delay: chrono::Duration::from_std(*self.w.sim_delay).unwrap_or_default(),
+                        faults: self.faults.clone(),
+                        branch: self.s.base.clone(),
+                    },
+                )))
+            }
+            ClusterSourceKind::Kube => {
+                Ok(Source::Kube(self.kube.ok_or_else(|| {
+                    anyhow!("the kube cluster source was not started")
+                })?))
+            }
+        }
+    }
 }
 
 /// One tick with the forge chosen; retried when another reconciler wins the state race.
 async fn tick_with<F: crate::adapters::forge::Forge>(
     env: &TickEnv<'_>,
-    forge_for: &dyn Fn(DateTime<Utc>) -> Result<F, String>,
+    forge_for: &dyn Fn(DateTime<Utc>) -> anyhow::Result<F>,
     now: DateTime<Utc>,
     dry_run: bool,
-) -> Result<(reconcile::Report, usize), String> {
-    let TickEnv {
-        git,
-        w,
-        faults,
-        notify,
-        s,
-        kube,
-    } = *env;
+) -> anyhow::Result<(reconcile::Report, usize)> {
+    let (git, s) = (env.git, env.s);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
-        warn_node_gates(w, &o.planned.plan);
-        let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
-            .map_err(|e| e.to_string())?;
-        let delay = chrono::Duration::from_std(*w.sim_delay).unwrap_or_default();
-        let source = match w.clusters {
-            ClusterSourceKind::Sim => Source::Sim(SimFlux::new(
-                history,
-                SimConfig {
-                    delay,
-                    faults: faults.clone(),
-                    branch: s.base.clone(),
-                },
-            )),
-            ClusterSourceKind::Kube => {
-                Source::Kube(kube.ok_or("the kube cluster source was not started")?)
-            }
-        };
+        let o = reconcile::observe_repo(git, s).flat()?;
+        warn_node_gates(env.w, &o.plan);
+        let source = env.source(&o)?;
         let forge = forge_for(now)?;
         // Live gates only against live clusters; the simulation reports its own.
         let remote_gates = match &source {
             Source::Kube(_) => Some(
-                crate::adapters::gates::Remote::new(std::time::Duration::from_secs(10))
-                    .map_err(|e| e.to_string())?,
+                crate::adapters::gates::Remote::new(std::time::Duration::from_secs(10)).flat()?,
             ),
             Source::Sim(_) => None,
         };
@@ -189,12 +199,10 @@ async fn tick_with<F: crate::adapters::forge::Forge>(
             git,
             forge: &forge,
             clusters: &source,
-            notifier: notify,
+            notifier: env.notify,
             gates: remote_gates.as_ref(),
         };
-        let report = reconcile::tick(&io, s, o, now, dry_run)
-            .await
-            .map_err(|e| e.to_string())?;
+        let report = reconcile::tick(&io, s, o, now, dry_run).await.flat()?;
         // A lost race: reload what the other reconciler wrote and decide again.
         if report.outcome != Outcome::LostRace || attempt == 3 {
             return Ok((report, attempt - 1));
@@ -209,32 +217,32 @@ pub fn reconcile(
     run: &RunOpts,
     out: &mut dyn Write,
 ) -> ExitCode {
-    let faults: BTreeMap<String, Fault> = match w.sim_fault.iter().map(|f| parse_fault(f)).collect()
-    {
-        Ok(f) => f,
-        Err(e) => return fail(e),
-    };
-    let git = match open(r) {
-        Ok(g) => g,
-        Err(e) => return fail(e),
-    };
-    let notify = match notifier(w) {
-        Ok(n) => n,
-        Err(e) => return fail(e),
-    };
+    match reconcile_loop(r, w, forge, run, out) {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
+}
+
+/// Tick until done (or once); the exit code of the last tick.
+fn reconcile_loop(
+    r: &RemoteArgs,
+    w: &WorldArgs,
+    forge: &ForgeChoice,
+    run: &RunOpts,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let faults: BTreeMap<String, Fault> = w
+        .sim_fault
+        .iter()
+        .map(|f| parse_fault(f))
+        .collect::<anyhow::Result<_>>()?;
+    let git = open(r)?;
+    let notify = notifier(w)?;
     let s = settings(r);
     // Multi-threaded: kube watches keep running on the worker between ticks.
     let rt = watch_runtime();
-    let RunOpts {
-        once,
-        interval,
-        dry_run,
-        github_output: gh_output,
-    } = *run;
-    let kube = match rt.block_on(maybe_kube(w, &git, &s, &r.remote)) {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
+    let kube = rt.block_on(maybe_kube(w, &git, &s, &r.remote))?;
+    let history = std::sync::Mutex::new(BaseHistory::default());
     let env = TickEnv {
         git: &git,
         w,
@@ -242,72 +250,75 @@ pub fn reconcile(
         notify: &notify,
         s: &s,
         kube: kube.as_ref(),
+        history: &history,
     };
     loop {
         let now = w.now.unwrap_or_else(Utc::now);
-        let result = rt.block_on(tick_once(&env, forge, now, dry_run));
-        let report = match result {
-            Ok((r, raced)) => {
-                for _ in 0..raced {
-                    let _ = writeln!(
-                        out,
-                        "lost the state race to another reconciler; reloaded and decided again"
-                    );
-                }
-                r
-            }
-            Err(e) => return fail(e),
-        };
-        // Notes and gate reasons carry text from the repository and the clusters.
-        let esc = crate::core::diag::escape;
-        for n in &report.notes {
-            let _ = writeln!(out, "{}", esc(n));
-        }
-        for e in &report.effects {
-            let verb = if dry_run { "would " } else { "did: " };
-            let _ = writeln!(out, "{verb}{}", esc(e));
-        }
-        for e in &report.not_done {
-            let _ = writeln!(out, "not done: {}", esc(e));
-        }
-        if let Some(at) = report.wake_at {
+        let (report, raced) = rt.block_on(tick_once(&env, forge, now, run.dry_run))?;
+        for _ in 0..raced {
             let _ = writeln!(
                 out,
-                "next: {}",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                "lost the state race to another reconciler; reloaded and decided again"
             );
         }
-        if let Some(n) = report.api_calls {
-            let _ = writeln!(out, "api calls: {n}");
-            tracing::info!(calls = n, "GitHub API calls this tick");
+        print_report(&report, run.dry_run, out);
+        if run.github_output {
+            crate::app::actions::write_reconcile(&report)?;
         }
-        if gh_output {
-            if let Err(e) = crate::app::actions::write_reconcile(&report) {
-                return fail(format!("{e:#}"));
-            }
+        let (code, finished) = exit_code(&report, out);
+        if finished || run.once || run.dry_run {
+            return Ok(code);
         }
-        let code = match &report.outcome {
-            Outcome::Done => {
-                let _ = writeln!(out, "plan {} succeeded", report.state.plan);
-                return ExitCode::SUCCESS;
-            }
-            Outcome::Held(why) => {
-                let _ = writeln!(out, "held: {}", crate::core::diag::escape(why));
-                ExitCode::from(1)
-            }
-            Outcome::LostRace => {
-                let _ = writeln!(
-                    out,
-                    "another reconciler wrote the state first; nothing done this tick"
-                );
-                ExitCode::SUCCESS
-            }
-            Outcome::Progressing => ExitCode::SUCCESS,
-        };
-        if once || dry_run {
-            return code;
+        std::thread::sleep(std::time::Duration::from_secs(run.interval));
+    }
+}
+
+/// What a tick did, would do or could not do, and when it wants to run next.
+fn print_report(report: &reconcile::Report, dry_run: bool, out: &mut dyn Write) {
+    // Notes and gate reasons carry text from the repository and the clusters.
+    let esc = crate::core::diag::escape;
+    for n in &report.notes {
+        let _ = writeln!(out, "{}", esc(n));
+    }
+    for e in &report.effects {
+        let verb = if dry_run { "would " } else { "did: " };
+        let _ = writeln!(out, "{verb}{}", esc(e));
+    }
+    for e in &report.not_done {
+        let _ = writeln!(out, "not done: {}", esc(e));
+    }
+    if let Some(at) = report.wake_at {
+        let _ = writeln!(
+            out,
+            "next: {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    if let Some(n) = report.api_calls {
+        let _ = writeln!(out, "api calls: {n}");
+        tracing::info!(calls = n, "GitHub API calls this tick");
+    }
+}
+
+/// The exit code of a tick's outcome, and whether the rollout is finished.
+fn exit_code(report: &reconcile::Report, out: &mut dyn Write) -> (ExitCode, bool) {
+    match &report.outcome {
+        Outcome::Done => {
+            let _ = writeln!(out, "plan {} succeeded", report.state.plan);
+            (ExitCode::SUCCESS, true)
         }
-        std::thread::sleep(std::time::Duration::from_secs(interval));
+        Outcome::Held(why) => {
+            let _ = writeln!(out, "held: {}", crate::core::diag::escape(why));
+            (ExitCode::from(1), false)
+        }
+        Outcome::LostRace => {
+            let _ = writeln!(
+                out,
+                "another reconciler wrote the state first; nothing done this tick"
+            );
+            (ExitCode::SUCCESS, false)
+        }
+        Outcome::Progressing => (ExitCode::SUCCESS, false),
     }
 }
 
@@ -340,7 +351,7 @@ async fn kube_source(
     w: &WorldArgs,
     clusters: &[String],
     remote: &str,
-) -> Result<KubeSource, String> {
+) -> anyhow::Result<KubeSource> {
     use crate::adapters::cluster::kube::{
         KubeConfigSel, Targets, client, source_kinds, upgrade_kinds,
     };
@@ -351,7 +362,7 @@ async fn kube_source(
                 context: ctx.clone(),
             })
             .await
-            .map_err(|e| e.to_string())?,
+            .flat()?,
         ),
     };
     let mut spokes = Vec::new();
@@ -363,7 +374,7 @@ async fn kube_source(
             .collect();
         let clients = crate::adapters::cluster::kube::clients_for_contexts(&contexts)
             .await
-            .map_err(|e| e.to_string())?;
+            .flat()?;
         for ((c, ctx), made) in clusters.iter().zip(&contexts).zip(clients) {
             match made {
                 Ok(cl) => spokes.push((c.clone(), cl)),
@@ -397,17 +408,15 @@ async fn kube_source(
         fleet_url: Some(remote.to_string()),
     })
     .await
-    .map_err(|e| e.to_string())?;
-    src.ready(std::time::Duration::from_secs(30))
-        .await
-        .map_err(|e| e.to_string())?;
+    .flat()?;
+    src.ready(std::time::Duration::from_secs(30)).await.flat()?;
     Ok(src)
 }
 
 /// The clusters of the plan on the base branch (what per-cluster mode connects to).
-fn plan_clusters(git: &GitRepo, s: &Settings) -> Result<Vec<String>, String> {
-    let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
-    Ok(o.planned
+fn plan_clusters(git: &GitRepo, s: &Settings) -> anyhow::Result<Vec<String>> {
+    let o = reconcile::observe_repo(git, s).flat()?;
+    Ok(o.view
         .waves
         .iter()
         .flat_map(|w| w.clusters.iter().cloned())
@@ -420,7 +429,7 @@ async fn maybe_kube(
     git: &GitRepo,
     s: &Settings,
     remote: &str,
-) -> Result<Option<KubeSource>, String> {
+) -> anyhow::Result<Option<KubeSource>> {
     if w.clusters != ClusterSourceKind::Kube {
         return Ok(None);
     }
@@ -472,7 +481,7 @@ async fn tick_once(
     forge: &ForgeChoice,
     now: DateTime<Utc>,
     dry_run: bool,
-) -> Result<(reconcile::Report, usize), String> {
+) -> anyhow::Result<(reconcile::Report, usize)> {
     let TickEnv { git, s, .. } = *env;
     match forge {
         ForgeChoice::Local => {
@@ -493,7 +502,7 @@ async fn tick_once(
                 &s.author_email,
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .flat()?;
             let shared = std::rc::Rc::new(gh);
             let make = |_| Ok(SharedForge(shared.clone()));
             tick_with(env, &make, now, dry_run).await
@@ -576,7 +585,7 @@ pub fn pause(r: &RemoteArgs, paused: bool, out: &mut dyn Write) -> ExitCode {
             let _ = writeln!(out, "plan {} is now {:?}", st.plan, st.status);
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e),
+        Err(e) => fail(anyhow!("{e}")),
     }
 }
 
@@ -612,7 +621,7 @@ pub fn rollback(
                 ExitCode::SUCCESS
             }
         }
-        Err(e) => fail(e),
+        Err(e) => fail(anyhow!("{e}")),
     }
 }
 
@@ -636,7 +645,7 @@ pub fn history(r: &RemoteArgs, out: &mut dyn Write) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e),
+        Err(e) => fail(anyhow!("{e}")),
     }
 }
 
@@ -648,7 +657,11 @@ pub fn demo(
     plain: bool,
     out: &mut dyn Write,
 ) -> ExitCode {
-    let fail_list: Vec<(String, Fault)> = match fail_args.iter().map(|f| parse_fault(f)).collect() {
+    let fail_list: Vec<(String, Fault)> = match fail_args
+        .iter()
+        .map(|f| parse_fault(f))
+        .collect::<anyhow::Result<_>>()
+    {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
@@ -664,7 +677,7 @@ pub fn demo(
     match runtime().block_on(crate::app::demo::run(&opts, out)) {
         Ok(r) if r.state.status == crate::core::state::PlanStatus::Succeeded => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
-        Err(e) => fail(format!("{e:#}")),
+        Err(e) => fail(e),
     }
 }
 
@@ -675,12 +688,12 @@ pub fn comment_on_pr(
     token: Option<&str>,
     pr: u64,
     body: &str,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     use crate::adapters::forge::github::{GitHubAuth, GitHubConfig, GitHubForge, MergeMethod};
-    let (owner, name) = repo
-        .and_then(|r| r.split_once('/'))
-        .ok_or("--comment-pr needs --github-repo owner/repo (GITHUB_REPOSITORY)")?;
-    let token = token.ok_or("--comment-pr needs GITHUB_TOKEN")?;
+    let (owner, name) = repo.and_then(|r| r.split_once('/')).ok_or_else(|| {
+        anyhow!("--comment-pr needs --github-repo owner/repo (GITHUB_REPOSITORY)")
+    })?;
+    let token = token.ok_or_else(|| anyhow!("--comment-pr needs GITHUB_TOKEN"))?;
     let cfg = GitHubConfig {
         api: api.trim_end_matches('/').to_string(),
         owner: owner.to_string(),
@@ -695,12 +708,10 @@ pub fn comment_on_pr(
         check_runs: false,
     };
     runtime().block_on(async {
-        let gh = GitHubForge::new(cfg, None, "")
-            .await
-            .map_err(|e| e.to_string())?;
+        let gh = GitHubForge::new(cfg, None, "").await.flat()?;
         gh.comment(pr, crate::adapters::forge::github::PREVIEW_COMMENT, body)
             .await
-            .map_err(|e| e.to_string())
+            .flat()
     })
 }
 
@@ -744,9 +755,18 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
             }
         }
     };
+    let history = std::sync::Mutex::new(BaseHistory::default());
     let mut refreshes = 0u64;
     loop {
-        let code = match status_once(&git, &s, opts, kube.as_ref(), &rt, out) {
+        let env = StatusEnv {
+            git: &git,
+            s: &s,
+            opts,
+            kube: kube.as_ref(),
+            history: &history,
+            rt: &rt,
+        };
+        let code = match status_once(&env, out) {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
@@ -775,89 +795,32 @@ fn world_defaults() -> WorldArgs {
     }
 }
 
-fn status_once(
-    git: &GitRepo,
-    s: &Settings,
-    opts: &StatusOpts,
-    kube: Option<&KubeSource>,
-    rt: &tokio::runtime::Runtime,
-    out: &mut dyn Write,
-) -> Result<ExitCode, String> {
-    use crate::core::cluster::ClusterSource;
-    use crate::core::locate::What;
+/// What each refresh of `status` reads from.
+struct StatusEnv<'a> {
+    git: &'a GitRepo,
+    s: &'a Settings,
+    opts: &'a StatusOpts,
+    kube: Option<&'a KubeSource>,
+    /// With `--clusters sim`: the base history, extended with new commits only.
+    history: &'a std::sync::Mutex<BaseHistory>,
+    rt: &'a tokio::runtime::Runtime,
+}
+
+fn status_once(env: &StatusEnv<'_>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let opts = env.opts;
     let now = opts.now.unwrap_or_else(Utc::now);
-    let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
-    let names: Vec<String> = o.planned.fleet.clusters.keys().cloned().collect();
-    let observed = match (opts.clusters, kube) {
-        (Some(ClusterSourceKind::Sim), _) => {
-            let history = reconcile::base_history(git, &o, 1000, &mut Default::default())
-                .map_err(|e| e.to_string())?;
-            let sim = SimFlux::new(
-                history,
-                SimConfig {
-                    delay: chrono::Duration::from_std(opts.sim_delay).unwrap_or_default(),
-                    faults: BTreeMap::new(),
-                    branch: s.base.clone(),
-                },
-            );
-            Some(
-                rt.block_on(sim.observe(&names, now))
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        (_, Some(k)) => Some(
-            rt.block_on(k.observe(&names, now))
-                .map_err(|e| e.to_string())?,
-        ),
-        _ => None,
-    };
-    let mut in_git: BTreeMap<String, Vec<crate::core::status::GitValue>> = BTreeMap::new();
-    for loc in &o.planned.fleet.located {
-        for oc in &loc.occurrences {
-            let (what, role) = match oc.what {
-                What::Kubernetes(r) => ("kubernetes", Some(r)),
-                What::GitopsBase => ("gitopsBase", None),
-                What::Template => ("template", None),
-            };
-            in_git
-                .entry(oc.cluster.clone())
-                .or_default()
-                .push(crate::core::status::GitValue {
-                    what,
-                    role,
-                    value: oc.value.clone(),
-                });
-        }
-    }
+    let o = reconcile::observe_repo(env.git, env.s).flat()?;
+    let observed = status_observations(env, &o, now)?;
+    let in_git = o.git_values(env.git).flat()?;
     let waves: Vec<(String, Vec<String>)> = o
-        .planned
+        .view
         .waves
         .iter()
         .map(|w| (w.name.clone(), w.clusters.clone()))
         .collect();
     let st = &o.state;
-    let report =
-        crate::core::status::build(&o.planned.plan.name, &waves, &in_git, st, observed.as_ref());
-    if opts.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        let _ = writeln!(out, "{text}");
-    } else {
-        use std::io::IsTerminal;
-        if opts.watch.is_some() && std::io::stdout().is_terminal() {
-            // Redraw in place.
-            let _ = write!(out, "\x1b[2J\x1b[H");
-        }
-        let text = crate::core::status::render(&report);
-        let _ = write!(out, "{}", crate::core::diag::escape(&text));
-        if opts.watch.is_some() {
-            let _ = writeln!(
-                out,
-                "\n(refreshed {}; Ctrl-C to stop)",
-                now.format("%H:%M:%S UTC")
-            );
-        }
-    }
-    let _ = out.flush();
+    let report = crate::core::status::build(&o.plan.name, &waves, &in_git, st, observed.as_ref());
+    print_status(&report, opts, now, out)?;
     if opts.gh_output {
         let report = reconcile::Report {
             outcome: Outcome::Progressing,
@@ -868,7 +831,7 @@ fn status_once(
             api_calls: None,
             not_done: Vec::new(),
         };
-        crate::app::actions::write_reconcile(&report).map_err(|e| format!("{e:#}"))?;
+        crate::app::actions::write_reconcile(&report)?;
     }
     Ok(match st.status {
         crate::core::state::PlanStatus::Halted | crate::core::state::PlanStatus::Failed => {
@@ -878,6 +841,68 @@ fn status_once(
     })
 }
 
+/// What the chosen cluster source reports of every cluster of the fleet (None without one).
+fn status_observations(
+    env: &StatusEnv<'_>,
+    o: &reconcile::Observed,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<BTreeMap<String, crate::core::cluster::ClusterObservation>>> {
+    use crate::core::cluster::ClusterSource;
+    // Every cluster of the fleet, whether a wave selects it or not.
+    let names: Vec<String> = o.view.infra.keys().cloned().collect();
+    Ok(match (env.opts.clusters, env.kube) {
+        (Some(ClusterSourceKind::Sim), _) => {
+            let history = env
+                .history
+                .lock()
+                .map_err(|_| anyhow!("the base history was poisoned by a panicked refresh"))?
+                .update(env.git, o, 1000)
+                .flat()?;
+            let sim = SimFlux::new(
+                history,
+                SimConfig {
+                    delay: chrono::Duration::from_std(env.opts.sim_delay).unwrap_or_default(),
+                    faults: BTreeMap::new(),
+                    branch: env.s.base.clone(),
+                },
+            );
+            Some(env.rt.block_on(sim.observe(&names, now)).flat()?)
+        }
+        (_, Some(k)) => Some(env.rt.block_on(k.observe(&names, now)).flat()?),
+        _ => None,
+    })
+}
+
+/// The status report as JSON or as a table (redrawn in place when watching a terminal).
+fn print_status(
+    report: &crate::core::status::Report,
+    opts: &StatusOpts,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if opts.json {
+        let text = serde_json::to_string_pretty(report).flat()?;
+        let _ = writeln!(out, "{text}");
+    } else {
+        use std::io::IsTerminal;
+        if opts.watch.is_some() && std::io::stdout().is_terminal() {
+            // Redraw in place.
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        }
+        let text = crate::core::status::render(report);
+        let _ = write!(out, "{}", crate::core::diag::escape(&text));
+        if opts.watch.is_some() {
+            let _ = writeln!(
+                out,
+                "\n(refreshed {}; Ctrl-C to stop)",
+                now.format("%H:%M:%S UTC")
+            );
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
 /// A reconcile tick for the service: each runs on a blocking thread with its own Git handle
 /// (git2 repositories are not shared between threads).
 struct ServiceTicker {
@@ -885,13 +910,15 @@ struct ServiceTicker {
     world: WorldArgs,
     forge: ForgeChoice,
     kube: Option<std::sync::Arc<KubeSource>>,
+    /// The simulation's base history, kept for the life of the service.
+    history: std::sync::Arc<std::sync::Mutex<BaseHistory>>,
 }
 
 #[async_trait::async_trait]
 impl crate::app::serve::Ticker for ServiceTicker {
-    async fn tick(&self) -> Result<crate::app::serve::TickSummary, String> {
+    async fn tick(&self) -> anyhow::Result<crate::app::serve::TickSummary> {
         let (remote, world, forge) = (self.remote.clone(), self.world.clone(), self.forge.clone());
-        let kube = self.kube.clone();
+        let (kube, history) = (self.kube.clone(), self.history.clone());
         // A plain thread with its own runtime: git2 handles stay on one thread, and no runtime
         // is nested inside the service's.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -901,7 +928,7 @@ impl crate::app::serve::Ticker for ServiceTicker {
                     .sim_fault
                     .iter()
                     .map(|f| parse_fault(f))
-                    .collect::<Result<_, _>>()?;
+                    .collect::<anyhow::Result<_>>()?;
                 let git = open(&remote)?;
                 let notify = notifier(&world)?;
                 let s = settings(&remote);
@@ -912,6 +939,7 @@ impl crate::app::serve::Ticker for ServiceTicker {
                     notify: &notify,
                     s: &s,
                     kube: kube.as_deref(),
+                    history: &history,
                 };
                 let now = world.now.unwrap_or_else(Utc::now);
                 let (report, _) = runtime().block_on(tick_once(&env, &forge, now, false))?;
@@ -920,7 +948,7 @@ impl crate::app::serve::Ticker for ServiceTicker {
             let _ = tx.send(result);
         });
         rx.await
-            .map_err(|_| "the tick's thread ended without an answer (panic?)".to_string())?
+            .map_err(|_| anyhow!("the tick's thread ended without an answer (panic?)"))?
     }
 }
 
@@ -938,20 +966,19 @@ pub fn serve(
     let result = rt.block_on(async {
         let server = crate::app::serve::Server::bind(cfg)
             .await
-            .map_err(|e| format!("cannot listen: {e}"))?;
+            .context("cannot listen")?;
         eprintln!("fleetwave serve: listening on {}", server.local_addr());
         // The watches live as long as the service; git2 handles do not cross threads, so the
         // cluster list for per-cluster mode is read on a blocking thread.
         let kube = if world.clusters == ClusterSourceKind::Kube {
             let (r, w) = (remote.clone(), world.clone());
-            let names = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+            let names = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
                 if w.cluster_context.is_none() {
                     return Ok(Vec::new());
                 }
                 plan_clusters(&open(&r)?, &settings(&r))
             })
-            .await
-            .map_err(|e| e.to_string())??;
+            .await??;
             let src = std::sync::Arc::new(kube_source(&world, &names, &remote.remote).await?);
             forward_changes(src.changes(), server.trigger());
             Some(src)
@@ -963,11 +990,12 @@ pub fn serve(
             world,
             forge,
             kube,
+            history: Default::default(),
         });
         server
             .run(ticker, crate::app::serve::shutdown_signal())
             .await
-            .map_err(|e| e.to_string())
+            .flat()
     });
     match result {
         Ok(()) => {

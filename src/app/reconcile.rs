@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use sha2::Digest;
 
+pub mod cache;
+
 use crate::adapters::cluster::sim::BaseCommit;
 use crate::adapters::forge::{Forge, ForgeError, PrSpec, StepRef};
 use crate::adapters::git::{GitError, GitRepo, Sig};
@@ -15,8 +17,10 @@ use crate::core::cluster::{ClusterObservation, ClusterSource};
 use crate::core::decide::{self, Decision, Desired, Effect, StepPlan, WaveInput, World};
 use crate::core::diag::Diags;
 use crate::core::notify::Notifier;
+use crate::core::plan::Plan;
 use crate::core::planner::{self, Planned};
 use crate::core::state::{self, ChangeRecord, Changed, PlanState, PlanStatus, StepStatus};
+use cache::{PlanKey, PlanView, Store};
 
 pub const DEFAULT_TITLE: &str = "fleetwave({plan}): {wave} — {what}";
 
@@ -102,10 +106,83 @@ pub struct Report {
 /// What a tick saw of the base branch, planned.
 pub struct Observed {
     pub base_head: String,
-    pub planned: Planned,
+    /// The plan file as parsed.
+    pub plan: Plan,
+    /// The plan against the base as a tick uses it (from the cache when the fleet tree and the
+    /// plan are unchanged).
+    pub view: PlanView,
     pub plan_hash: String,
     pub state: PlanState,
     pub state_head: Option<String>,
+    /// What `view` was computed from: the key of the cached entries.
+    pub key: PlanKey,
+    /// The base branch's name.
+    pub base_branch: String,
+    plan_path: PathBuf,
+    plan_text: String,
+    /// The whole plan (files, locations, edits), computed on first use.
+    planned: std::cell::OnceCell<Planned>,
+}
+
+impl Observed {
+    /// The whole plan against the base: computed now unless this tick already planned.
+    pub fn planned(&self, git: &GitRepo) -> Result<&Planned, ReconcileError> {
+        if let Some(p) = self.planned.get() {
+            return Ok(p);
+        }
+        let p = plan_base(
+            git,
+            &self.base_head,
+            &self.plan_path,
+            self.plan_text.clone(),
+        )?;
+        Ok(self.planned.get_or_init(|| p))
+    }
+
+    /// Each cluster's managed values in Git (kept in the cache with the plan view).
+    pub fn git_values(
+        &self,
+        git: &GitRepo,
+    ) -> Result<BTreeMap<String, Vec<crate::core::status::GitValue>>, ReconcileError> {
+        let store = Store::of(git);
+        let values = match store.values(&self.key) {
+            Some(v) => v,
+            None => {
+                let v = cache::values(self.planned(git)?);
+                store.put_values(&self.key, &v);
+                v
+            }
+        };
+        Ok(values
+            .into_iter()
+            .map(|(cluster, vs)| {
+                let vs = vs
+                    .into_iter()
+                    .map(|(what, role, value)| crate::core::status::GitValue {
+                        what: match what.as_str() {
+                            "kubernetes" => "kubernetes",
+                            "gitopsBase" => "gitopsBase",
+                            _ => "template",
+                        },
+                        role,
+                        value,
+                    })
+                    .collect();
+                (cluster, vs)
+            })
+            .collect())
+    }
+
+    /// Each fleet file's owning cluster (kept in the cache with the plan view).
+    pub fn owners(&self, git: &GitRepo) -> Result<BTreeMap<PathBuf, String>, ReconcileError> {
+        let store = Store::of(git);
+        if let Some(o) = store.owners(&self.key) {
+            return Ok(o);
+        }
+        let owners = cache::owners(self.planned(git)?);
+        store.put_owners(&self.key, &owners);
+        Ok(owners)
+    }
 }
 
 pub fn plan_hash(text: &str) -> String {
@@ -116,45 +193,103 @@ pub fn branch_name(plan: &str, wave: &str, index: usize, id: &str) -> String {
     format!("fleetwave/{plan}/{wave}/{index}-{id}")
 }
 
-/// Fetch and plan against the base branch; load the stored state.
+/// Plans computed from a whole base tree by this process (a tick on an unchanged base, with
+/// its cache, computes none).
+static PLANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times this process planned against a whole base tree.
+pub fn plans_computed() -> u64 {
+    PLANS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Read the base's files and plan against them.
+fn plan_base(
+    git: &GitRepo,
+    base_head: &str,
+    plan_path: &Path,
+    text: String,
+) -> Result<Planned, ReconcileError> {
+    PLANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tree = git.tree(base_head)?;
+    planner::prepare_in(&tree, plan_path, text).map_err(ReconcileError::Plan)
+}
+
+/// Ask the remote whether it moved (fetching only then), plan against the base branch (or
+/// take the plan from the cache) and load the stored state.
 pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileError> {
-    git.fetch()?;
+    git.refresh()?;
     let base_head = git.branch_head(&s.base)?.ok_or_else(|| {
         ReconcileError::Other(format!(
             "the base branch {} does not exist on the remote",
             s.base
         ))
     })?;
-    let tree = git.tree(&base_head)?;
-    let text = tree
-        .files()
-        .get(&s.plan_path)
-        .map(|b| String::from_utf8_lossy(b).to_string())
-        .ok_or_else(|| {
-            ReconcileError::Other(format!(
-                "{} is not on branch {} (commit {})",
-                s.plan_path.display(),
-                s.base,
-                &base_head[..12]
-            ))
-        })?;
-    let hash = plan_hash(&text);
-    let planned = planner::prepare_in(&tree, &s.plan_path, text).map_err(ReconcileError::Plan)?;
-    let refusals: Vec<String> = planned
-        .refusals()
-        .map(|f| format!("  {}", f.message))
-        .collect();
-    if !refusals.is_empty() {
-        return Err(ReconcileError::Refused(refusals.join("\n")));
+    let (plan_id, text) = plan_file(git, s, &base_head)?;
+    let key = PlanKey::new(&git.tree_id(&base_head)?, &plan_id, &s.plan_path);
+    let store = Store::of(git);
+    let planned = std::cell::OnceCell::new();
+    let view = match store.view(&key) {
+        Some(v) => v,
+        None => {
+            let p = plan_base(git, &base_head, &s.plan_path, text.clone())?;
+            let v = PlanView::of(&p);
+            store.put_view(&key, &v);
+            let _ = planned.set(p);
+            v
+        }
+    };
+    if !view.refusals.is_empty() {
+        return Err(ReconcileError::Refused(view.refusals.join("\n")));
     }
-    let (state, state_head) = load_state(git, s, &planned.plan.name)?;
+    let plan = match planned.get() {
+        Some(p) => p.plan.clone(),
+        None => {
+            crate::core::plan::load(&s.plan_path, text.clone())
+                .map_err(ReconcileError::Plan)?
+                .0
+        }
+    };
+    let (state, state_head) = load_state(git, s, &plan.name)?;
     Ok(Observed {
         base_head,
-        planned,
-        plan_hash: hash,
+        plan,
+        view,
+        plan_hash: plan_hash(&text),
         state,
         state_head,
+        key,
+        base_branch: s.base.clone(),
+        plan_path: s.plan_path.clone(),
+        plan_text: text,
+        planned,
     })
+}
+
+/// The plan file's blob id and text on the base commit.
+fn plan_file(
+    git: &GitRepo,
+    s: &Settings,
+    base_head: &str,
+) -> Result<(String, String), ReconcileError> {
+    let missing = || {
+        ReconcileError::Other(format!(
+            "{} is not on branch {} (commit {})",
+            s.plan_path.display(),
+            s.base,
+            &base_head[..12]
+        ))
+    };
+    // A path git cannot hold is not on the branch either.
+    let id = match git.file_id(base_head, &s.plan_path) {
+        Ok(Some(id)) => id,
+        Ok(None) | Err(GitError::InvalidPath { .. }) => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = git
+        .read_file(base_head, &s.plan_path)?
+        .filter(|b| b.len() as u64 <= crate::core::tree::MAX_FILE_BYTES)
+        .ok_or_else(missing)?;
+    Ok((id, String::from_utf8_lossy(&bytes).to_string()))
 }
 
 pub fn load_state(
@@ -166,7 +301,13 @@ pub fn load_state(
     let Some(h) = &head else {
         return Ok((PlanState::new(plan, ""), None));
     };
-    match git.read_file(h, Path::new(&PlanState::path(plan)))? {
+    let path = PathBuf::from(PlanState::path(plan));
+    let blob = git.file_id(h, &path)?;
+    let store = Store::of(git);
+    if let Some(st) = blob.as_deref().and_then(|b| store.state(b)) {
+        return Ok((st, head));
+    }
+    match git.read_file(h, &path)? {
         None => Ok((PlanState::new(plan, ""), head)),
         Some(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
@@ -176,6 +317,9 @@ pub fn load_state(
                     s.state_branch
                 ))
             })?;
+            if let Some(b) = &blob {
+                store.put_state(b, &st);
+            }
             Ok((st, head))
         }
     }
@@ -198,15 +342,21 @@ pub fn write_state(
         &s.sig(now),
     )?;
     match git.push(&s.state_branch, &commit, expected) {
-        Ok(()) => Ok(Some(commit)),
+        Ok(()) => {
+            // The next tick reads this state back: keep it parsed.
+            if let Ok(Some(blob)) = git.file_id(&commit, Path::new(&PlanState::path(&st.plan))) {
+                Store::of(git).put_state(&blob, st);
+            }
+            Ok(Some(commit))
+        }
         Err(GitError::LeaseLost { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
 /// The waves as planned against the base; clusters that failed in a wave get no more changes.
-fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
-    p.waves
+fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
+    view.waves
         .iter()
         .enumerate()
         .map(|(wi, w)| (w, st.waves.get(wi).map(|ws| &ws.failed)))
@@ -219,24 +369,13 @@ fn wave_inputs(p: &Planned, st: &PlanState) -> Vec<WaveInput> {
                     index: st.index,
                     id: st.id.clone(),
                     title: st.title.clone(),
-                    kubernetes: st.kubernetes.clone(),
-                    branch: branch_name(&p.plan.name, &w.name, st.index, &st.id),
+                    kubernetes: st.hop.as_ref().map(cache::Hop::hop),
+                    branch: branch_name(plan, &w.name, st.index, &st.id),
                     changes: st
                         .changes
                         .iter()
                         .filter(|c| failed.is_none_or(|f| !f.contains_key(&c.cluster)))
-                        .map(|c| ChangeRecord {
-                            cluster: c.cluster.clone(),
-                            file: c.file.display().to_string(),
-                            field: if c.object.is_empty() {
-                                c.field.clone()
-                            } else {
-                                format!("{} {}", c.object, c.field)
-                            },
-                            what: Changed::from(&c.what),
-                            from: c.from.clone(),
-                            to: c.to.clone(),
-                        })
+                        .cloned()
                         .collect(),
                 })
                 .collect(),
@@ -277,7 +416,7 @@ pub fn step_text(
 }
 
 /// `Kubernetes v1.34.2, gitops-base 2026.02` for titles.
-fn what_text(p: &Planned, step: &StepPlan) -> String {
+fn what_text(plan: &Plan, step: &StepPlan) -> String {
     let mut parts: Vec<String> = Vec::new();
     if step.changes.iter().any(|c| c.what.is_kubernetes()) {
         // Kubernetes changes are planned into hop steps only.
@@ -285,7 +424,7 @@ fn what_text(p: &Planned, step: &StepPlan) -> String {
             parts.push(hop.to_string());
         }
     }
-    if let Some(g) = &p.plan.gitops_base {
+    if let Some(g) = &plan.gitops_base {
         if step.changes.iter().any(|c| c.what == Changed::GitopsBase) {
             parts.push(format!("gitops-base {}", g.tag));
         }
@@ -301,7 +440,8 @@ fn what_text(p: &Planned, step: &StepPlan) -> String {
 }
 
 /// The step commits that may be opened or refreshed now: per wave, its first unfinished step
-/// that has changes.
+/// that has changes. A step's tree is built once per (plan key, step, clusters left out) and
+/// then taken from the cache.
 fn desired_commits(
     git: &GitRepo,
     s: &Settings,
@@ -309,8 +449,9 @@ fn desired_commits(
     inputs: &[WaveInput],
     now: DateTime<Utc>,
 ) -> Result<BTreeMap<String, Desired>, ReconcileError> {
+    let store = Store::of(git);
     let mut out = BTreeMap::new();
-    for (wi, w) in o.planned.waves.iter().enumerate() {
+    for (wi, w) in o.view.waves.iter().enumerate() {
         let done = |si: usize| {
             o.state.step(wi, si).is_some_and(|st| {
                 matches!(
@@ -327,73 +468,83 @@ fn desired_commits(
         else {
             continue;
         };
-        let step = &inputs[wi].steps[si];
-        let failed: std::collections::BTreeSet<String> = o
+        // An earlier step is still pending in this wave: nothing to build yet.
+        if inputs[wi].steps[..si].iter().any(|e| !e.changes.is_empty()) {
+            continue;
+        }
+        let failed: BTreeSet<String> = o
             .state
             .waves
             .get(wi)
             .map(|ws| ws.failed.keys().cloned().collect())
             .unwrap_or_default();
-        let edits = match planner::edits_excluding(&o.planned, &w.name, Some(si + 1), &failed) {
-            Ok(e) => e,
-            // An earlier step is still pending in this wave: nothing to build yet.
-            Err(planner::ApplyError::EarlierPending { .. }) => continue,
-            Err(e) => return Err(ReconcileError::Other(e.to_string())),
+        let key = o.key.step(&w.name, si, &failed);
+        let tree = match store.step_tree(&key).filter(|t| git.has_tree(t)) {
+            Some(t) => t,
+            None => {
+                let Some(t) = step_tree(git, o, &w.name, si, &failed)? else {
+                    continue;
+                };
+                store.put_step_tree(&key, &t);
+                t
+            }
         };
-        let files: BTreeMap<PathBuf, Vec<u8>> = edits
-            .into_iter()
-            .map(|(p, t)| (p, t.into_bytes()))
-            .collect();
+        let step = &inputs[wi].steps[si];
         let (title, body) = step_text(
             &s.title_template,
-            &o.planned.plan.name,
+            &o.plan.name,
             &o.plan_hash,
             &w.name,
             step,
-            &what_text(&o.planned, step),
+            &what_text(&o.plan, step),
         );
-        let commit = git.commit_changes(
+        let commit = git.commit_tree(
+            &tree,
             &o.base_head,
-            &files,
             &format!("{title}\n\n{body}"),
             &s.sig(now),
         )?;
-        let tree = git.tree_id(&commit)?;
         out.insert(step.branch.clone(), Desired { commit, tree });
     }
     Ok(out)
 }
 
+/// The tree of step `si` of `wave` on the base, without the `failed` clusters' changes; None
+/// while an earlier step is pending.
+fn step_tree(
+    git: &GitRepo,
+    o: &Observed,
+    wave: &str,
+    si: usize,
+    failed: &BTreeSet<String>,
+) -> Result<Option<String>, ReconcileError> {
+    let edits = match planner::edits_excluding(o.planned(git)?, wave, Some(si + 1), failed) {
+        Ok(e) => e,
+        Err(planner::ApplyError::EarlierPending { .. }) => return Ok(None),
+        Err(e) => return Err(ReconcileError::Other(e.to_string())),
+    };
+    let files: BTreeMap<PathBuf, Vec<u8>> = edits
+        .into_iter()
+        .map(|(p, t)| (p, t.into_bytes()))
+        .collect();
+    Ok(Some(git.changed_tree(&o.base_head, &files)?))
+}
+
 /// Base-branch history for the simulated Flux: commits with their time and touched clusters.
+/// `cache` keeps each commit's touched clusters across calls (they never change).
 pub fn base_history(
     git: &GitRepo,
     o: &Observed,
     limit: usize,
     cache: &mut BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Vec<BaseCommit>, ReconcileError> {
-    let owner: BTreeMap<&Path, &str> = o
-        .planned
-        .fleet
-        .clusters
-        .values()
-        .flat_map(|c| {
-            c.files
-                .iter()
-                .map(move |&i| (o.planned.fleet.files[i].rel.as_path(), c.name.as_str()))
-        })
-        .collect();
-    let log = git.first_parent_log(&o.base_head, limit)?;
+    let log = git.first_parent_until(&o.base_head, limit, &|_| false)?;
+    let mut owners = None;
     let mut out = Vec::new();
     for c in &log {
-        // A commit's touched clusters never change: compute them once per process.
-        let touched = match (cache.get(&c.id), c.parents.first()) {
-            (Some(t), _) => t.clone(),
-            (None, Some(p)) => git
-                .changed_paths(p, &c.id)?
-                .iter()
-                .filter_map(|p| owner.get(p.as_path()).map(|s| s.to_string()))
-                .collect(),
-            (None, None) => BTreeSet::new(),
+        let touched = match cache.get(&c.id) {
+            Some(t) => t.clone(),
+            None => touched(git, o, c, &mut owners)?,
         };
         cache.insert(c.id.clone(), touched.clone());
         out.push(BaseCommit {
@@ -405,6 +556,93 @@ pub fn base_history(
     // Oldest first: commits with equal timestamps keep their order in history.
     out.reverse();
     Ok(out)
+}
+
+/// The clusters whose files commit `c` changed (against its first parent).
+fn touched(
+    git: &GitRepo,
+    o: &Observed,
+    c: &crate::adapters::git::CommitInfo,
+    owners: &mut Option<BTreeMap<PathBuf, String>>,
+) -> Result<BTreeSet<String>, ReconcileError> {
+    let Some(parent) = c.parents.first() else {
+        return Ok(BTreeSet::new());
+    };
+    let owners = match owners {
+        Some(o) => o,
+        None => owners.insert(o.owners(git)?),
+    };
+    Ok(git
+        .changed_paths(parent, &c.id)?
+        .iter()
+        .filter_map(|p| owners.get(p).cloned())
+        .collect())
+}
+
+/// The simulated Flux's base-branch history, kept for the life of a process: each tick walks
+/// only the commits that are new since the last one.
+#[derive(Debug, Default)]
+pub struct BaseHistory {
+    /// Oldest first, at most the limit of the last update.
+    commits: Vec<BaseCommit>,
+}
+
+impl BaseHistory {
+    /// The last `limit` first-parent commits of the base, oldest first.
+    pub fn update(
+        &mut self,
+        git: &GitRepo,
+        o: &Observed,
+        limit: usize,
+    ) -> Result<Vec<BaseCommit>, ReconcileError> {
+        let store = Store::of(git);
+        if self.commits.is_empty() {
+            // What an earlier process of this cache walked.
+            self.commits = store.history(&o.base_branch).unwrap_or_default();
+        }
+        if self.commits.last().is_some_and(|c| c.id == o.base_head) {
+            return Ok(self.commits.clone());
+        }
+        let known: BTreeMap<&str, usize> = self
+            .commits
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect();
+        // The branch went back to a commit seen before: walk it again (reusing what is known).
+        let reset = known.contains_key(o.base_head.as_str());
+        let new =
+            git.first_parent_until(&o.base_head, limit, &|id| !reset && known.contains_key(id))?;
+        // Where the new commits join the known ones: the parent of the oldest new commit.
+        let joined = new
+            .last()
+            .and_then(|c| c.parents.first())
+            .and_then(|p| known.get(p.as_str()).copied())
+            .filter(|_| !reset);
+        let mut owners = None;
+        let mut added = Vec::new();
+        for c in new.iter().rev() {
+            let touched = match known.get(c.id.as_str()) {
+                Some(&i) => self.commits[i].touched.clone(),
+                None => touched(git, o, c, &mut owners)?,
+            };
+            added.push(BaseCommit {
+                id: c.id.clone(),
+                time: c.time,
+                touched,
+            });
+        }
+        let mut commits = match joined {
+            Some(i) => self.commits[..=i].to_vec(),
+            None => Vec::new(),
+        };
+        commits.extend(added);
+        let drop = commits.len().saturating_sub(limit);
+        commits.drain(..drop);
+        store.put_history(&o.base_branch, &commits);
+        self.commits = commits;
+        Ok(self.commits.clone())
+    }
 }
 
 /// The adapters a tick talks to.
@@ -455,7 +693,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     dry_run: bool,
 ) -> Result<Report, ReconcileError> {
     let (git, forge) = (io.git, io.forge);
-    let inputs = wave_inputs(&o.planned, &o.state);
+    let inputs = wave_inputs(&o.plan.name, &o.view, &o.state);
     let desired = desired_commits(git, s, &o, &inputs, now)?;
     let refs = step_refs(&o, &inputs);
     let prs = forge.observe(&refs, &o.base_head).await?;
@@ -465,13 +703,13 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         .filter_map(|(b, p)| p.number.map(|n| (b.clone(), n)))
         .collect();
     let names: Vec<String> = o
-        .planned
+        .view
         .waves
         .iter()
         .flat_map(|w| w.clusters.iter().cloned())
         .collect();
     let observed = observe_clusters(io, &o, &names, now).await?;
-    let infra = infrastructure(&o.planned);
+    let infra = o.view.infra.clone();
     let descends = |a: &str, b: &str| git.is_ancestor(b, a).unwrap_or(false);
     let world = World {
         now,
@@ -491,7 +729,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         wake_at,
         held,
         notes,
-    } = decide::decide(&o.planned.plan, &o.state, &world);
+    } = decide::decide(&o.plan, &o.state, &world);
     let effect_lines: Vec<String> = effects.iter().map(|e| describe(&new, e)).collect();
     let outcome = match (&held, new.status) {
         (Some(h), _) => Outcome::Held(h.clone()),
@@ -563,7 +801,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
 /// The step branches to ask the forge about: open and pending steps of the state, and steps
 /// not yet in it (first tick), which may still have branches from a crashed run.
 fn step_refs(o: &Observed, inputs: &[WaveInput]) -> Vec<StepRef> {
-    let approval = |wi: usize| approvers(&o.planned.plan, wi);
+    let approval = |wi: usize| approvers(&o.plan, wi);
     let mut refs: Vec<StepRef> = Vec::new();
     for (wi, w) in o.state.waves.iter().enumerate() {
         // Merged and finished steps need no more looking at: an idle tick costs one call per open PR.
@@ -611,7 +849,7 @@ async fn observe_clusters<F: Forge, C: ClusterSource>(
 ) -> Result<BTreeMap<String, ClusterObservation>, ReconcileError> {
     let mut observed = io.clusters.observe(names, now).await?;
     if let Some(remote) = io.gates {
-        let jobs = remote_gate_jobs(&o.planned.plan, &o.state);
+        let jobs = remote_gate_jobs(&o.plan, &o.state);
         if !jobs.is_empty() {
             for (c, results) in remote.evaluate_all(&jobs).await {
                 observed.entry(c).or_default().gates.extend(results);
@@ -619,21 +857,6 @@ async fn observe_clusters<F: Forge, C: ClusterSource>(
         }
     }
     Ok(observed)
-}
-
-/// Each cluster's infrastructure, for telemetry.
-fn infrastructure(planned: &Planned) -> BTreeMap<String, String> {
-    planned
-        .fleet
-        .clusters
-        .values()
-        .map(|c| {
-            (
-                c.name.clone(),
-                crate::core::notify::infrastructure(&c.hints.iter().cloned().collect::<Vec<_>>()),
-            )
-        })
-        .collect()
 }
 
 /// A new plan revision: PRs of steps the plan no longer has are closed (never merged).
@@ -648,7 +871,7 @@ async fn close_stale_prs<F: Forge>(
             .flat_map(|w| w.steps.iter().map(|s| s.branch.clone()))
             .collect();
         for c in forge
-            .close_stale(&format!("fleetwave/{}/", o.planned.plan.name), &keep)
+            .close_stale(&format!("fleetwave/{}/", o.plan.name), &keep)
             .await?
         {
             tracing::info!("closed stale pull request {c}");
@@ -682,7 +905,7 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             branch: st.branch.clone(),
             pr: st.pr.or(learned.get(&st.branch).copied()),
             head,
-            approval: approvers(&self.o.planned.plan, wave),
+            approval: approvers(&self.o.plan, wave),
         }
     }
 
@@ -702,7 +925,7 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             &o.plan_hash,
             &new.waves[wave].name,
             input,
-            &what_text(&o.planned, input),
+            &what_text(&o.plan, input),
         );
         let r = self.step_ref(wave, step, Some(commit.to_string()), learned);
         let spec = PrSpec {
@@ -916,7 +1139,7 @@ pub fn set_paused(
     if st.waves.is_empty() {
         return Err(ReconcileError::Other(format!(
             "plan {} has not started; nothing to {}",
-            o.planned.plan.name,
+            o.plan.name,
             if paused { "pause" } else { "resume" }
         )));
     }
@@ -1037,7 +1260,7 @@ pub fn rollback(
         }
         let wanted = reversible(name, &span, opts.allow_downgrade, &mut lines);
         // Find those values in the current base and splice them back.
-        let (files, count) = revert_files(&o.planned, &wanted)?;
+        let (files, count) = revert_files(o.planned(git)?, &wanted)?;
         if files.is_empty() {
             lines.push(format!("wave {name}: nothing reversible to roll back"));
             continue;

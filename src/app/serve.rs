@@ -95,7 +95,7 @@ impl TickSummary {
 /// async runtime, e.g. with `tokio::task::spawn_blocking`.
 #[async_trait::async_trait]
 pub trait Ticker: Send + Sync {
-    async fn tick(&self) -> Result<TickSummary, String>;
+    async fn tick(&self) -> anyhow::Result<TickSummary>;
 }
 
 /// How the service listens and ticks.
@@ -514,7 +514,7 @@ async fn run_tick(shared: &Shared, ticker: &Arc<dyn Ticker>) {
             }
         }
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "tick failed");
+            tracing::error!(error = %format!("{e:#}"), "tick failed");
             m.tick_result("error", took);
         }
         Err(e) => {

@@ -108,6 +108,9 @@ pub fn too_large() -> io::Error {
 pub struct MemTree {
     files: BTreeMap<PathBuf, Vec<u8>>,
     refused: BTreeMap<PathBuf, EntryKind>,
+    /// Each directory's entries, built on the first `list`: listing by scanning every path
+    /// made a walk of the tree quadratic (42,000 files × their directories at 10,000 clusters).
+    dirs: std::sync::OnceLock<BTreeMap<PathBuf, BTreeMap<String, EntryKind>>>,
 }
 
 impl MemTree {
@@ -115,42 +118,59 @@ impl MemTree {
         MemTree {
             files,
             refused: BTreeMap::new(),
+            dirs: std::sync::OnceLock::new(),
         }
     }
 
     pub fn with_refused(mut self, refused: BTreeMap<PathBuf, EntryKind>) -> Self {
         self.refused = refused;
+        self.dirs = std::sync::OnceLock::new();
         self
     }
 
     pub fn files(&self) -> &BTreeMap<PathBuf, Vec<u8>> {
         &self.files
     }
+
+    /// Directory -> its entries, in one pass over every path.
+    fn dirs(&self) -> &BTreeMap<PathBuf, BTreeMap<String, EntryKind>> {
+        self.dirs.get_or_init(|| {
+            let mut dirs: BTreeMap<PathBuf, BTreeMap<String, EntryKind>> = BTreeMap::new();
+            dirs.insert(PathBuf::new(), BTreeMap::new());
+            for p in self.files.keys().chain(self.refused.keys()) {
+                let comps: Vec<_> = p.components().collect();
+                let mut dir = PathBuf::new();
+                for (i, c) in comps.iter().enumerate() {
+                    let name = c.as_os_str().to_string_lossy().to_string();
+                    let kind = if i + 1 < comps.len() {
+                        EntryKind::Dir
+                    } else if let Some(r) = self.refused.get(p) {
+                        r.clone()
+                    } else {
+                        EntryKind::File
+                    };
+                    let entries = dirs.entry(dir.clone()).or_default();
+                    let e = entries.entry(name).or_insert_with(|| kind.clone());
+                    if kind.is_dir() {
+                        *e = EntryKind::Dir;
+                    }
+                    dir.push(c);
+                }
+            }
+            dirs
+        })
+    }
 }
 
 impl FileTree for MemTree {
     fn list(&self, dir: &Path) -> Option<Vec<(String, EntryKind)>> {
-        let mut out: BTreeMap<String, EntryKind> = BTreeMap::new();
-        for p in self.files.keys().chain(self.refused.keys()) {
-            let Ok(rest) = p.strip_prefix(dir) else {
-                continue;
-            };
-            let mut comps = rest.components();
-            let Some(first) = comps.next() else { continue };
-            let name = first.as_os_str().to_string_lossy().to_string();
-            let kind = if comps.next().is_some() {
-                EntryKind::Dir
-            } else if let Some(r) = self.refused.get(p) {
-                r.clone()
-            } else {
-                EntryKind::File
-            };
-            let e = out.entry(name).or_insert_with(|| kind.clone());
-            if kind.is_dir() {
-                *e = EntryKind::Dir;
-            }
-        }
-        (!out.is_empty() || dir.as_os_str().is_empty()).then(|| out.into_iter().collect())
+        let entries = self.dirs().get(dir)?;
+        Some(
+            entries
+                .iter()
+                .map(|(n, k)| (n.clone(), k.clone()))
+                .collect(),
+        )
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
