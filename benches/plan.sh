@@ -3,12 +3,12 @@
 # reading every file (the floor no planner can beat).
 #
 #   benches/plan.sh                 # 10,000 clusters, best of 3
-#   CLUSTERS=2000 RUNS=5 benches/plan.sh
+#   benches/plan.sh 100000          # any size (or CLUSTERS=100000); RUNS=5 for more repeats
 #
 # Needs GNU find and /usr/bin/time (GNU time, for peak RSS).
 set -euo pipefail
 
-CLUSTERS=${CLUSTERS:-10000}
+CLUSTERS=${1:-${CLUSTERS:-10000}}
 RUNS=${RUNS:-3}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -760,18 +760,7 @@ impl GitRepo {
         // Held from connect (when the remote's refs are listed) until the update is done.
         let _lock = self.lock_local_remote()?;
         if _lock.is_some() {
-            // A fleetwave push killed mid-update leaves the ref's lock file behind, which
-            // would refuse every later push. Under our lock no fleetwave push is running.
-            if let Some(dir) = local_remote_dir(&self.url) {
-                let stale = dir.join(format!("{refname}.lock"));
-                if stale.exists() {
-                    tracing::warn!(
-                        "removing stale {} left by an interrupted push",
-                        stale.display()
-                    );
-                    let _ = std::fs::remove_file(&stale);
-                }
-            }
+            self.clear_stale_ref_lock(&refname);
         }
         let mut remote = self.remote()?;
         // Force: branches are regenerated on a moved base; the lease is the only guard.
@@ -834,6 +823,27 @@ impl GitRepo {
                 reason,
             });
         }
+        self.follow_push(branch, new)
+    }
+
+    /// A fleetwave push killed mid-update leaves the local remote's ref lock file behind,
+    /// which would refuse every later push. Called under our push lock, when no fleetwave
+    /// push is running.
+    fn clear_stale_ref_lock(&self, refname: &str) {
+        if let Some(dir) = local_remote_dir(&self.url) {
+            let stale = dir.join(format!("{refname}.lock"));
+            if stale.exists() {
+                tracing::warn!(
+                    "removing stale {} left by an interrupted push",
+                    stale.display()
+                );
+                let _ = std::fs::remove_file(&stale);
+            }
+        }
+    }
+
+    /// After a push: the tracking ref follows the remote branch (gone when deleted).
+    fn follow_push(&self, branch: &str, new: Option<Oid>) -> Result<(), GitError> {
         let tracking = format!("{TRACKING_PREFIX}{branch}");
         match new {
             Some(id) => {
@@ -1303,7 +1313,7 @@ mod tests {
     }
 
     #[test]
-    fn fetch_read_and_commit_changes_preserve_other_files() {
+    fn fetch_and_read_files() {
         let remote = Remote::new();
         let tmp = TempDir::new().unwrap();
         let g = remote.cache(&tmp, "cache");
@@ -1343,7 +1353,26 @@ mod tests {
             None
         );
         assert_eq!(g.read_file(&remote.head, Path::new("link")).unwrap(), None);
+        assert_eq!(
+            g.file_id(&remote.head, Path::new("plan.yaml")).unwrap(),
+            Some(repo_blob_id(b"waves: []\n"))
+        );
+        assert_eq!(g.file_id(&remote.head, Path::new("link")).unwrap(), None);
+        assert_eq!(g.file_id(&remote.head, Path::new("nope")).unwrap(), None);
+    }
 
+    fn repo_blob_id(content: &[u8]) -> String {
+        Oid::hash_object(ObjectType::Blob, content)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn commit_changes_preserve_other_files() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        let g = remote.cache(&tmp, "cache");
+        let files = g.files(&remote.head).unwrap();
         let edits = changes(&[
             ("clusters/a/cluster.yaml", "version: v1.33.1\n"),
             ("bin/tool.sh", "#!/bin/sh\necho bye\n"),
@@ -1403,8 +1432,29 @@ mod tests {
         assert_eq!(info.committer_email, "fleetwave@example.com");
         assert_eq!(info.message, "upgrade a\n");
         assert_eq!(info.time, sig("fleetwave", 0).time);
+    }
 
-        // Deterministic, stable tree ids, and no ref moved.
+    #[test]
+    fn commits_are_deterministic_and_move_no_ref() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        let g = remote.cache(&tmp, "cache");
+        let edits = changes(&[
+            ("clusters/a/cluster.yaml", "version: v1.33.1\n"),
+            ("clusters/c/new/cluster.yaml", "version: v1.33.1\n"),
+        ]);
+        let c = g
+            .commit_changes(&remote.head, &edits, "upgrade a\n", &sig("fleetwave", 0))
+            .unwrap();
+        // A tree built once and committed later is the same commit.
+        let tree = g.changed_tree(&remote.head, &edits).unwrap();
+        assert!(g.has_tree(&tree));
+        assert!(!g.has_tree(&remote.head), "a commit id is not a tree");
+        assert_eq!(
+            g.commit_tree(&tree, &remote.head, "upgrade a\n", &sig("fleetwave", 0))
+                .unwrap(),
+            c
+        );
         let again = g
             .commit_changes(&remote.head, &edits, "upgrade a\n", &sig("fleetwave", 0))
             .unwrap();
@@ -1709,7 +1759,7 @@ mod tests {
     }
 
     #[test]
-    fn orphan_state_line_and_reverts() {
+    fn orphan_state_line() {
         let remote = Remote::new();
         let tmp = TempDir::new().unwrap();
         let g = remote.cache(&tmp, "cache");
@@ -1749,7 +1799,13 @@ mod tests {
         assert_eq!(files[Path::new("plans/b.json")], b"{\"v\":2}");
         assert_eq!(g.commit_info(&s3).unwrap().parents, vec![s2.clone()]);
         assert!(!g.is_ancestor(&remote.root, &s3).unwrap());
+    }
 
+    #[test]
+    fn reverts() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        let g = remote.cache(&tmp, "cache");
         // Revert a merged step: the old content comes back, other files stay.
         let main = remote.head.clone();
         let path = Path::new("clusters/a/cluster.yaml");
@@ -1811,6 +1867,47 @@ mod tests {
             Err(GitError::Conflict { paths, .. }) => assert_eq!(paths, vec![path.to_path_buf()]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn refresh_fetches_only_when_the_remote_moved() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        let g = GitRepo::open(&tmp.path().join("cache"), &remote.url(), Auth::None).unwrap();
+        assert!(g.refresh().unwrap(), "an empty cache fetches");
+        assert!(!g.refresh().unwrap(), "nothing moved");
+        // Another cache pushes a branch: the next refresh sees it and fetches.
+        let other = remote.cache(&tmp, "other");
+        other.push("side", &remote.root, None).unwrap();
+        assert!(g.refresh().unwrap());
+        assert_eq!(g.branch_head("side").unwrap(), Some(remote.root.clone()));
+        assert!(!g.refresh().unwrap());
+        // A deleted branch is a move too (the fetch prunes it).
+        other.delete_branch("side", &remote.root).unwrap();
+        assert!(g.refresh().unwrap());
+        assert_eq!(g.branch_head("side").unwrap(), None);
+    }
+
+    #[test]
+    fn first_parent_until_stops_at_known_commits() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        let g = remote.cache(&tmp, "cache");
+        let walks = history_walks();
+        let all = g.first_parent_until(&remote.head, 10, &|_| false).unwrap();
+        let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, [remote.head.as_str(), remote.root.as_str()]);
+        let new = g
+            .first_parent_until(&remote.head, 10, &|id| id == remote.root)
+            .unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!(
+            g.first_parent_until(&remote.head, 1, &|_| false)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(history_walks() >= walks + 3);
     }
 
     #[test]

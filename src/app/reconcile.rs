@@ -451,7 +451,11 @@ fn desired_commits(
 ) -> Result<BTreeMap<String, Desired>, ReconcileError> {
     let store = Store::of(git);
     let mut out = BTreeMap::new();
+    let may_act = waves_that_may_act(o, inputs);
     for (wi, w) in o.view.waves.iter().enumerate() {
+        if !may_act.contains(&wi) {
+            continue;
+        }
         let done = |si: usize| {
             o.state.step(wi, si).is_some_and(|st| {
                 matches!(
@@ -507,6 +511,32 @@ fn desired_commits(
         out.insert(step.branch.clone(), Desired { commit, tree });
     }
     Ok(out)
+}
+
+/// The waves that may open or refresh a step this tick. Waves run in order: the first one
+/// not yet succeeded, and — if it finishes this tick — the next one that changes anything.
+/// Building commits for later waves would cost, on every move of the base, as many files as
+/// the rest of the fleet holds. A new plan revision may reorder everything: all waves then.
+fn waves_that_may_act(o: &Observed, inputs: &[WaveInput]) -> BTreeSet<usize> {
+    let first = if o.state.waves.is_empty() {
+        // The rollout starts with the first wave.
+        0
+    } else if o.state.plan_hash != o.plan_hash || o.state.waves.len() != inputs.len() {
+        return (0..inputs.len()).collect();
+    } else {
+        match o
+            .state
+            .waves
+            .iter()
+            .position(|w| w.status != crate::core::state::WaveStatus::Succeeded)
+        {
+            Some(wi) => wi,
+            None => return BTreeSet::new(),
+        }
+    };
+    let changes = |wi: usize| inputs[wi].steps.iter().any(|s| !s.changes.is_empty());
+    let next = (first + 1..inputs.len()).find(|&wi| changes(wi));
+    std::iter::once(first).chain(next).collect()
 }
 
 /// The tree of step `si` of `wave` on the base, without the `failed` clusters' changes; None
@@ -698,7 +728,7 @@ pub async fn tick<F: Forge, C: ClusterSource>(
     let refs = step_refs(&o, &inputs);
     let prs = forge.observe(&refs, &o.base_head).await?;
     // Learn PR numbers found by head branch (after a crash, or a PR opened by hand).
-    let mut learned: BTreeMap<String, u64> = prs
+    let learned: BTreeMap<String, u64> = prs
         .iter()
         .filter_map(|(b, p)| p.number.map(|n| (b.clone(), n)))
         .collect();
@@ -709,45 +739,63 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         .flat_map(|w| w.clusters.iter().cloned())
         .collect();
     let observed = observe_clusters(io, &o, &names, now).await?;
-    let infra = o.view.infra.clone();
     let descends = |a: &str, b: &str| git.is_ancestor(b, a).unwrap_or(false);
     let world = World {
         now,
         base_head: o.base_head.clone(),
         plan_hash: o.plan_hash.clone(),
-        waves: inputs.clone(),
+        waves: inputs,
         desired,
         prs,
         clusters: observed,
         descends: &descends,
-        infra,
+        infra: o.view.infra.clone(),
         reviews: forge.reviews(),
     };
-    let Decision {
-        state: mut new,
-        effects,
-        wake_at,
-        held,
-        notes,
-    } = decide::decide(&o.plan, &o.state, &world);
-    let effect_lines: Vec<String> = effects.iter().map(|e| describe(&new, e)).collect();
-    let outcome = match (&held, new.status) {
-        (Some(h), _) => Outcome::Held(h.clone()),
-        (None, PlanStatus::Succeeded) => Outcome::Done,
-        _ => Outcome::Progressing,
-    };
-    let report = |state: PlanState, outcome: Outcome| Report {
-        outcome,
-        notes: notes.clone(),
-        effects: effect_lines.clone(),
-        wake_at,
-        state,
+    let decision = decide::decide(&o.plan, &o.state, &world);
+    let effect_lines: Vec<String> = decision
+        .effects
+        .iter()
+        .map(|e| describe(&decision.state, e))
+        .collect();
+    let report = Report {
+        outcome: match (&decision.held, decision.state.status) {
+            (Some(h), _) => Outcome::Held(h.clone()),
+            (None, PlanStatus::Succeeded) => Outcome::Done,
+            _ => Outcome::Progressing,
+        },
+        notes: decision.notes.clone(),
+        effects: effect_lines,
+        wake_at: decision.wake_at,
+        state: decision.state.clone(),
         api_calls: None,
         not_done: Vec::new(),
     };
     if dry_run {
-        return Ok(report(new, outcome));
+        return Ok(report);
     }
+    carry_out(io, s, &o, &world, decision, report, learned).await
+}
+
+/// Write the decided state (compare-and-swap), perform the effects, record what they did,
+/// and refresh the dashboard.
+async fn carry_out<F: Forge, C: ClusterSource>(
+    io: &Io<'_, F, C>,
+    s: &Settings,
+    o: &Observed,
+    world: &World<'_>,
+    decision: Decision,
+    report: Report,
+    mut learned: BTreeMap<String, u64>,
+) -> Result<Report, ReconcileError> {
+    let (git, forge, now) = (io.git, io.forge, world.now);
+    let Decision {
+        state: mut new,
+        effects,
+        held,
+        notes,
+        ..
+    } = decision;
     let mut state_head = o.state_head.clone();
     if new != o.state {
         let msg = format!(
@@ -758,19 +806,25 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         );
         match write_state(git, s, &new, state_head.as_deref(), &msg, now)? {
             Some(h) => state_head = Some(h),
-            None => return Ok(report(o.state, Outcome::LostRace)),
+            None => {
+                return Ok(Report {
+                    outcome: Outcome::LostRace,
+                    state: o.state.clone(),
+                    ..report
+                });
+            }
         }
     }
-    close_stale_prs(forge, &o, &inputs).await?;
+    close_stale_prs(forge, o, &world.waves).await?;
     let act = Act {
         io,
         s,
-        o: &o,
-        inputs: &inputs,
+        o,
+        inputs: &world.waves,
         clusters: &world.clusters,
         new: &new,
     };
-    let done = perform(&act, &effects, &effect_lines, &mut learned).await?;
+    let done = perform(&act, &effects, &report.effects, &mut learned).await?;
     let before = new.clone();
     record(&mut new, &done, &learned);
     if new != before {
@@ -791,11 +845,13 @@ pub async fn tick<F: Forge, C: ClusterSource>(
             tracing::warn!("dashboard not updated: {e}");
         }
     }
-    let mut r = report(new, outcome);
-    r.effects = done.did;
-    r.not_done = done.not_done;
-    r.api_calls = forge.finish_tick();
-    Ok(r)
+    Ok(Report {
+        state: new,
+        effects: done.did,
+        not_done: done.not_done,
+        api_calls: forge.finish_tick(),
+        ..report
+    })
 }
 
 /// The step branches to ask the forge about: open and pending steps of the state, and steps
@@ -977,6 +1033,16 @@ struct Performed {
     posted: Vec<(usize, usize, crate::core::state::PostedStatus)>,
 }
 
+/// What one effect's call came to.
+enum Done {
+    /// The call succeeded: this line says what it did.
+    Did(String),
+    /// The call failed softly (retried next tick); the next effects go on.
+    Soft(String),
+    /// A lost lease or a moved base: the rest is not attempted.
+    Stop(String),
+}
+
 /// Perform the effects in order; a lost lease or a moved base stops the rest.
 async fn perform<F: Forge, C: ClusterSource>(
     act: &Act<'_, '_, F, C>,
@@ -984,78 +1050,16 @@ async fn perform<F: Forge, C: ClusterSource>(
     effect_lines: &[String],
     learned: &mut BTreeMap<String, u64>,
 ) -> Result<Performed, ReconcileError> {
-    let (git, forge, notifier, new) = (act.io.git, act.io.forge, act.io.notifier, act.new);
     let mut p = Performed::default();
-    for (i, e) in effects.iter().enumerate() {
-        let line = &effect_lines[i];
-        match e {
-            Effect::PushStep {
-                wave,
-                step,
-                commit,
-                expected,
-            } => {
-                let st = &new.waves[*wave].steps[*step];
-                match git.push(&st.branch, commit, expected.as_deref()) {
-                    Ok(()) => {}
-                    // Someone moved the branch; the next tick looks again and never overwrites.
-                    Err(GitError::LeaseLost { .. }) => {
-                        p.not_done.push(format!(
-                            "{line}: someone else moved the branch; the next tick looks again"
-                        ));
-                        break;
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-                act.open_pr(*wave, *step, commit, learned).await?;
-            }
-            Effect::SetStatus {
-                wave,
-                step,
-                head,
-                state,
-                description,
-            } => {
-                let posted = act
-                    .post_status(*wave, *step, head, *state, description, learned)
-                    .await?;
-                p.posted.push((*wave, *step, posted));
-            }
-            Effect::Merge { wave, step, head } => {
-                let st = &new.waves[*wave].steps[*step];
-                let r = act.step_ref(*wave, *step, st.head.clone(), learned);
-                let msg = format!(
-                    "Merge {} (fleetwave {} wave {} step {})",
-                    st.branch, new.plan, new.waves[*wave].name, st.index
-                );
-                match forge.merge(&r, head, &msg).await {
-                    Ok(sha) => {
-                        p.did.push(format!("{line} (merge commit {})", short(&sha)));
-                        continue;
-                    }
-                    Err(ForgeError::BaseMoved) => {
-                        p.not_done.push(format!(
-                            "{line}: the head or base moved after it was verified (409); \
-                             nothing merged, the next tick checks it again"
-                        ));
-                        break;
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
-            Effect::Send { id } => {
-                if let Some(ob) = new.events.get(id) {
-                    match notifier.send(&ob.event).await {
-                        Ok(()) => p.sent.push(id.clone()),
-                        Err(err) => {
-                            p.not_done.push(format!("{line}: {err}; retried next tick"));
-                            continue;
-                        }
-                    }
-                }
+    for (e, line) in effects.iter().zip(effect_lines) {
+        match act.effect(e, line, learned, &mut p).await? {
+            Done::Did(l) => p.did.push(l),
+            Done::Soft(l) => p.not_done.push(l),
+            Done::Stop(l) => {
+                p.not_done.push(l);
+                break;
             }
         }
-        p.did.push(line.clone());
     }
     // Effects after a stop were not attempted.
     let attempted = p.did.len() + p.not_done.len();
@@ -1064,6 +1068,90 @@ async fn perform<F: Forge, C: ClusterSource>(
             .push(format!("{line}: not attempted after the stop above"));
     }
     Ok(p)
+}
+
+impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
+    /// Carry out one effect; posted statuses and sent events are recorded in `p`.
+    async fn effect(
+        &self,
+        e: &Effect,
+        line: &str,
+        learned: &mut BTreeMap<String, u64>,
+        p: &mut Performed,
+    ) -> Result<Done, ReconcileError> {
+        let new = self.new;
+        match e {
+            Effect::PushStep {
+                wave,
+                step,
+                commit,
+                expected,
+            } => {
+                let st = &new.waves[*wave].steps[*step];
+                match self.io.git.push(&st.branch, commit, expected.as_deref()) {
+                    Ok(()) => {}
+                    // Someone moved the branch; the next tick looks again and never overwrites.
+                    Err(GitError::LeaseLost { .. }) => {
+                        return Ok(Done::Stop(format!(
+                            "{line}: someone else moved the branch; the next tick looks again"
+                        )));
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+                self.open_pr(*wave, *step, commit, learned).await?;
+            }
+            Effect::SetStatus {
+                wave,
+                step,
+                head,
+                state,
+                description,
+            } => {
+                let posted = self
+                    .post_status(*wave, *step, head, *state, description, learned)
+                    .await?;
+                p.posted.push((*wave, *step, posted));
+            }
+            Effect::Merge { wave, step, head } => {
+                return self.merge(*wave, *step, head, line, learned).await;
+            }
+            Effect::Send { id } => {
+                if let Some(ob) = new.events.get(id) {
+                    if let Err(err) = self.io.notifier.send(&ob.event).await {
+                        return Ok(Done::Soft(format!("{line}: {err}; retried next tick")));
+                    }
+                    p.sent.push(id.clone());
+                }
+            }
+        }
+        Ok(Done::Did(line.to_string()))
+    }
+
+    /// Merge a step's pull request at `head`.
+    async fn merge(
+        &self,
+        wave: usize,
+        step: usize,
+        head: &str,
+        line: &str,
+        learned: &BTreeMap<String, u64>,
+    ) -> Result<Done, ReconcileError> {
+        let new = self.new;
+        let st = &new.waves[wave].steps[step];
+        let r = self.step_ref(wave, step, st.head.clone(), learned);
+        let msg = format!(
+            "Merge {} (fleetwave {} wave {} step {})",
+            st.branch, new.plan, new.waves[wave].name, st.index
+        );
+        match self.io.forge.merge(&r, head, &msg).await {
+            Ok(sha) => Ok(Done::Did(format!("{line} (merge commit {})", short(&sha)))),
+            Err(ForgeError::BaseMoved) => Ok(Done::Stop(format!(
+                "{line}: the head or base moved after it was verified (409); \
+                 nothing merged, the next tick checks it again"
+            ))),
+            Err(err) => Err(err.into()),
+        }
+    }
 }
 
 /// Record in `new` what the calls did: posted statuses, sent events, learned PR numbers.
@@ -1266,15 +1354,6 @@ pub fn rollback(
             continue;
         }
         let branch = format!("fleetwave/{}/{name}/rollback", st.plan);
-        let msg = format!(
-            "fleetwave({}): roll back wave {name}\n\nReverts {count} value(s): gitops-base tags, template names{}.",
-            st.plan,
-            if opts.allow_downgrade {
-                " and patch-level Kubernetes versions"
-            } else {
-                ""
-            }
-        );
         if opts.dry_run {
             lines.push(format!(
                 "would push {branch} reverting {count} value(s) in {} file(s)",
@@ -1282,48 +1361,105 @@ pub fn rollback(
             ));
             continue;
         }
-        let commit = git.commit_changes(&base, &files, &msg, &s.sig(now))?;
-        let old = git.branch_head(&branch)?;
-        git.push(&branch, &commit, old.as_deref())?;
+        let push = RollbackPush { git, s, opts, now };
+        if let Some(merge) = push.push(
+            &st.plan,
+            name,
+            &branch,
+            &mut base,
+            (&files, count),
+            &mut lines,
+        )? {
+            mark_rolled_back(&mut st.waves[wi], &merge, opts.allow_downgrade);
+        }
+    }
+    if !opts.dry_run && st != o.state {
+        record_rollback(git, s, &o, st, &names, now, &mut lines)?;
+    }
+    Ok(lines)
+}
+
+/// Write the state after a rollback (its steps marked rolled back, the reason said).
+fn record_rollback(
+    git: &GitRepo,
+    s: &Settings,
+    o: &Observed,
+    mut st: PlanState,
+    names: &[String],
+    now: DateTime<Utc>,
+    lines: &mut Vec<String>,
+) -> Result<(), ReconcileError> {
+    st.reason = Some(format!(
+        "{}; rolled back: {}",
+        st.reason.clone().unwrap_or_default(),
+        names.join(", ")
+    ));
+    st.tick += 1;
+    if write_state(
+        git,
+        s,
+        &st,
+        o.state_head.as_deref(),
+        &format!("fleetwave: {} rollback of {}", st.plan, names.join(", ")),
+        now,
+    )?
+    .is_none()
+    {
+        lines.push("warning: another reconciler wrote the state at the same time; the rollback is in Git but not recorded in the state".into());
+    }
+    Ok(())
+}
+
+/// How a wave's rollback branch is pushed (and merged, if asked).
+struct RollbackPush<'a> {
+    git: &'a GitRepo,
+    s: &'a Settings,
+    opts: &'a RollbackOptions,
+    now: DateTime<Utc>,
+}
+
+impl RollbackPush<'_> {
+    /// Push `branch` reverting `files` (`count` values) on `base`; with `--merge`, merge it
+    /// and move `base` to the merge, which is returned.
+    fn push(
+        &self,
+        plan: &str,
+        wave: &str,
+        branch: &str,
+        base: &mut String,
+        (files, count): (&BTreeMap<PathBuf, Vec<u8>>, usize),
+        lines: &mut Vec<String>,
+    ) -> Result<Option<String>, ReconcileError> {
+        let (git, s, now) = (self.git, self.s, self.now);
+        let msg = format!(
+            "fleetwave({plan}): roll back wave {wave}\n\nReverts {count} value(s): gitops-base tags, template names{}.",
+            if self.opts.allow_downgrade {
+                " and patch-level Kubernetes versions"
+            } else {
+                ""
+            }
+        );
+        let commit = git.commit_changes(base, files, &msg, &s.sig(now))?;
+        let old = git.branch_head(branch)?;
+        git.push(branch, &commit, old.as_deref())?;
         lines.push(format!(
             "pushed {branch} ({}) reverting {count} value(s) in {} file(s)",
             short(&commit),
             files.len()
         ));
-        if opts.merge {
-            let merge =
-                git.merge_commit(&base, &commit, &format!("Merge {branch}"), &s.sig(now))?;
-            git.push(&s.base, &merge, Some(&base))?;
-            base = merge.clone();
-            lines.push(format!(
-                "merged {branch} into {} as {}",
-                s.base,
-                short(&merge)
-            ));
-            mark_rolled_back(&mut st.waves[wi], &merge, opts.allow_downgrade);
+        if !self.opts.merge {
+            return Ok(None);
         }
-    }
-    if !opts.dry_run && st != o.state {
-        st.reason = Some(format!(
-            "{}; rolled back: {}",
-            st.reason.clone().unwrap_or_default(),
-            names.join(", ")
+        let merge = git.merge_commit(base, &commit, &format!("Merge {branch}"), &s.sig(now))?;
+        git.push(&s.base, &merge, Some(base))?;
+        *base = merge.clone();
+        lines.push(format!(
+            "merged {branch} into {} as {}",
+            s.base,
+            short(&merge)
         ));
-        st.tick += 1;
-        if write_state(
-            git,
-            s,
-            &st,
-            o.state_head.as_deref(),
-            &format!("fleetwave: {} rollback of {}", st.plan, names.join(", ")),
-            now,
-        )?
-        .is_none()
-        {
-            lines.push("warning: another reconciler wrote the state at the same time; the rollback is in Git but not recorded in the state".into());
-        }
+        Ok(Some(merge))
     }
-    Ok(lines)
 }
 
 /// Per (file, field) of a wave's merged changes: the first change and the value after the last.
