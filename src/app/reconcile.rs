@@ -514,28 +514,43 @@ fn desired_commits(
 }
 
 /// The waves that may open or refresh a step this tick. Waves run in order: the first one
-/// not yet succeeded, and — if it finishes this tick — the next one that changes anything.
-/// Building commits for later waves would cost, on every move of the base, as many files as
-/// the rest of the fleet holds. A new plan revision may reorder everything: all waves then.
+/// not yet succeeded, and the next one that changes anything when the first may finish this
+/// tick (none of its steps still to open or merge). Building commits for later waves would
+/// cost, on every move of the base, as many files as the rest of the fleet holds. A new plan
+/// revision may reorder everything: all waves then.
 fn waves_that_may_act(o: &Observed, inputs: &[WaveInput]) -> BTreeSet<usize> {
-    let first = if o.state.waves.is_empty() {
-        // The rollout starts with the first wave.
-        0
+    let changes = |wi: usize| inputs[wi].steps.iter().any(|s| !s.changes.is_empty());
+    let (first, may_finish) = if o.state.waves.is_empty() {
+        // The rollout starts with the first wave; it finishes at once only with nothing to do.
+        (0, inputs.first().is_none_or(|_| !changes(0)))
     } else if o.state.plan_hash != o.plan_hash || o.state.waves.len() != inputs.len() {
         return (0..inputs.len()).collect();
     } else {
-        match o
+        let Some(first) = o
             .state
             .waves
             .iter()
             .position(|w| w.status != crate::core::state::WaveStatus::Succeeded)
-        {
-            Some(wi) => wi,
-            None => return BTreeSet::new(),
-        }
+        else {
+            return BTreeSet::new();
+        };
+        // A step still to open or merge holds the wave (one with nothing to change is skipped).
+        let open = o.state.waves[first]
+            .steps
+            .iter()
+            .enumerate()
+            .any(|(si, s)| {
+                matches!(s.status, StepStatus::Pending | StepStatus::Open)
+                    && inputs[first]
+                        .steps
+                        .get(si)
+                        .is_some_and(|p| !p.changes.is_empty())
+            });
+        (first, !open)
     };
-    let changes = |wi: usize| inputs[wi].steps.iter().any(|s| !s.changes.is_empty());
-    let next = (first + 1..inputs.len()).find(|&wi| changes(wi));
+    let next = (first + 1..inputs.len())
+        .find(|&wi| changes(wi))
+        .filter(|_| may_finish);
     std::iter::once(first).chain(next).collect()
 }
 
