@@ -415,14 +415,14 @@ impl Demo<'_> {
                 .and_then(|r| r.split('/').nth(1))
         });
         match (&self.opts.keep, failed) {
+            (_, None) => {
+                writeln!(out, "Nothing of the failed wave can be rolled back automatically.").ok();
+            }
             (Some(_), Some(wave)) => {
                 writeln!(out, "To roll it back (the repositories are kept in {}):", self.dir.display()).ok();
                 writeln!(out, "  {} --merge", self.rollback_command(wave)).ok();
             }
-            (Some(_), None) => {
-                writeln!(out, "Nothing to roll back automatically; the repositories are kept in {}.", self.dir.display()).ok();
-            }
-            (None, _) => {
+            (None, Some(_)) => {
                 writeln!(out, "The demo's repositories are deleted on exit: rerun with --keep DIR to keep them and get a `fleetwave rollback` command that runs against them.").ok();
             }
         }

@@ -153,6 +153,14 @@ fn rule(o: &Occurrence) -> String {
         "a Flux substitute named in fleetwave.yaml".to_string()
     } else if o.field.contains(".patch") || o.field.contains("patchesStrategicMerge") {
         "an inline kustomize patch".to_string()
+    } else if ["resources[", "components[", "bases["]
+        .iter()
+        .any(|p| o.field.starts_with(p))
+    {
+        "a kustomize remote's ?ref= (its repository is the plan's gitopsBase.url)".to_string()
+    } else if o.what == What::GitopsBase {
+        let kind = o.object.split('/').next().unwrap_or("");
+        format!("the Flux {kind}'s ref (its url is the plan's gitopsBase.url)")
     } else {
         let kind = o.object.split('/').next().unwrap_or("");
         format!("the {kind} field")

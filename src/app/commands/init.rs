@@ -49,13 +49,12 @@ fn init(repo: &Path, plan: &Path, github: bool, force: bool) -> anyhow::Result<S
     let existing: Vec<String> = targets
         .iter()
         .filter(|t| std::fs::symlink_metadata(repo.join(t)).is_ok())
-        .map(|t| t.display().to_string())
+        .map(|t| repo.join(t).display().to_string())
         .collect();
     if !existing.is_empty() && !force {
         bail!(
-            "{} already exist(s) in {}; nothing was written\n  help: pass --force to overwrite, or --plan to write the plan elsewhere",
-            existing.join(", "),
-            repo.display()
+            "{} already exists; nothing was written\n  help: pass --force to overwrite, or --plan to write the plan elsewhere",
+            existing.join(" and ")
         );
     }
     let s = survey::survey(repo, &[])?;
@@ -81,7 +80,13 @@ fn init(repo: &Path, plan: &Path, github: bool, force: bool) -> anyhow::Result<S
 
 /// The reconcile workflow of `examples/workflows/`, for this plan.
 pub fn workflow(plan: &Path) -> String {
-    WORKFLOW.replacen(WORKFLOW_PLAN, &format!("plan: {}", plan.display()), 1)
+    WORKFLOW
+        .replacen(
+            "Copy to .github/workflows/ in the fleet repository.",
+            "Written by `fleetwave init --github`.",
+            1,
+        )
+        .replacen(WORKFLOW_PLAN, &format!("plan: {}", plan.display()), 1)
 }
 
 /// What the starter plan says, and why.
@@ -106,7 +111,11 @@ fn starter(s: &Survey) -> anyhow::Result<Starter> {
     let mut spec = String::new();
     match hops(&versions, &mut notes) {
         Some((target, via)) => {
-            let now: Vec<&str> = versions.keys().map(String::as_str).collect();
+            let mut now: Vec<&str> = versions.keys().map(String::as_str).collect();
+            now.sort_by(|a, b| match (KubeVersion::parse(a), KubeVersion::parse(b)) {
+                (Some(x), Some(y)) => x.cmp_precedence(&y).then(a.cmp(b)),
+                _ => a.cmp(b),
+            });
             writeln!(spec, "  # The Kubernetes version to go to. The clusters pin {} now; this starter", now.join(", "))?;
             writeln!(spec, "  # plan brings them all to the newest one. Set the release you want.")?;
             writeln!(spec, "  targetVersion: {target}")?;
@@ -118,9 +127,10 @@ fn starter(s: &Survey) -> anyhow::Result<Starter> {
         None => notes.push("no Kubernetes version field found: the plan sets no targetVersion (see `fleetwave explain CLUSTER`)".into()),
     }
     if let Some(b) = &base {
-        let tag = b.common_tag().unwrap_or_default();
+        let tag = b.newest_tag().unwrap_or_default();
         writeln!(spec, "  # The gitops-base repository {} of {} clusters pin by tag ({}).", b.clusters.len(), s.fleet.clusters.len(), b.tags.keys().cloned().collect::<Vec<_>>().join(", "))?;
-        writeln!(spec, "  # Set `tag` to the release to roll out; fleetwave rewrites every pin of it.")?;
+        writeln!(spec, "  # This starter brings every pin to the newest of those; set `tag` to the release to")?;
+        writeln!(spec, "  # roll out, and fleetwave rewrites every pin of the repository to it.")?;
         writeln!(spec, "  gitopsBase:\n    url: {}\n    tag: {}", yaml_str(&b.url), yaml_str(tag))?;
     }
     if spec.is_empty() {

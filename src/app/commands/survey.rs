@@ -196,8 +196,19 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The tag most places pin.
-    pub fn common_tag(&self) -> Option<&str> {
+    /// The newest tag pinned (by dotted numbers where the tags have them), so that a plan
+    /// to it moves no pin backwards; else the tag most places pin.
+    pub fn newest_tag(&self) -> Option<&str> {
+        let tags: Vec<&str> = self.tags.keys().map(String::as_str).collect();
+        let comparable = tags.iter().all(|a| {
+            tags.iter()
+                .all(|b| crate::core::version::compare_tags(a, b).is_some())
+        });
+        if comparable {
+            return tags.into_iter().max_by(|a, b| {
+                crate::core::version::compare_tags(a, b).unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
         self.tags
             .iter()
             .max_by_key(|(t, n)| (**n, std::cmp::Reverse(t.as_str())))
