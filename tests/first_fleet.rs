@@ -70,6 +70,7 @@ fn real_fleet(files: &[(&str, &str, &str)]) -> tempfile::TempDir {
 /// Commit the whole tree on `main`, as a user commits what `init` wrote.
 fn commit_all(dir: &Path) {
     let repo = git2::Repository::init(dir).unwrap();
+    repo.set_head("refs/heads/main").unwrap();
     let mut index = repo.index().unwrap();
     index
         .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
@@ -243,7 +244,7 @@ fn plan_json_with_diff_carries_each_steps_diff() {
     let with = json(&fleetwave(&[&base[..], &["--diff"]].concat()));
     let step = &with["waves"][0]["steps"][0];
     let diff = step["diff"].as_str().unwrap();
-    assert!(diff.contains("+++ b/") && diff.contains("+    tag: \"2026.02\""), "{diff}");
+    assert!(diff.contains("+++ b/") && diff.contains("?ref=2026.02"), "{diff}");
     let without = json(&fleetwave(&base));
     assert!(without["waves"][0]["steps"][0].get("diff").is_none());
     // The text diff and the JSON one are the same lines.
@@ -298,11 +299,12 @@ fn init_writes_a_plan_that_plan_accepts_with_waves_from_the_labels() {
 fn init_on_real_files_without_labels_splits_canary_and_rest() {
     let f = real_fleet(&[
         ("tenant-a", "kamaji/tenantcontrolplane.yaml", "tcp.yaml"),
-        ("capi-a", "cluster-api/simple-cluster-without-kcp.yaml", "cluster.yaml"),
-        ("k0s-a", "k0smotron/k0scontrolplane.yaml", "cp.yaml"),
-        ("eks-a", "crossplane/aws-classic-eks-cluster.yaml", "eks.yaml"),
+        ("capi-a", "cluster-api/simple-cluster-without-kcp-v1beta1.yaml", "cluster.yaml"),
+        ("k0rdent-a", "k0rdent/clusterdeployment-quickstart-remote.yaml", "cd.yaml"),
     ]);
     let text = init_then_plan(f.path(), &["--github"]);
+    assert!(text.contains("targetVersion: v1.35.7"), "{text}");
+    assert!(text.contains("intermediateVersions: [v1.34.0]"), "{text}");
     assert!(text.contains("matchLabels: {fleetwave.io/wave: canary}"), "{text}");
     assert!(text.contains("operator: NotIn"), "{text}");
     let wf = std::fs::read_to_string(f.path().join(".github/workflows/fleetwave.yaml")).unwrap();
@@ -310,6 +312,17 @@ fn init_on_real_files_without_labels_splits_canary_and_rest() {
     assert!(!wf.contains("k8s-1-34"), "{wf}");
     let doc: serde_yaml::Value = serde_yaml::from_str(&wf).unwrap();
     assert!(doc.get("jobs").is_some());
+}
+
+#[test]
+fn init_targets_a_pre_release_when_it_is_the_newest_pinned() {
+    let f = real_fleet(&[
+        ("capi-rc", "cluster-api/simple-cluster-kcp-rc.yaml", "cluster.yaml"),
+        ("tenant-a", "kamaji/tenantcontrolplane.yaml", "tcp.yaml"),
+    ]);
+    let text = init_then_plan(f.path(), &[]);
+    assert!(text.contains("targetVersion: v1.37.0-rc.1"), "{text}");
+    assert!(text.contains("intermediateVersions: [v1.36.0]"), "{text}");
 }
 
 #[test]

@@ -22,7 +22,9 @@ fn stray_rows(md: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut at = 0;
     for (i, line) in md.split_inclusive('\n').enumerate() {
-        let inside = |rs: &[Range<usize>]| rs.iter().any(|r| r.contains(&at));
+        // Where the line's text starts: a table in a list item is indented.
+        let start = at + line.len() - line.trim_start().len();
+        let inside = |rs: &[Range<usize>]| rs.iter().any(|r| r.contains(&start));
         if line.trim_start().starts_with('|') && !inside(&tables) && !inside(&code) {
             out.push(format!("{}: {}", i + 1, line.trim_end()));
         }
@@ -64,6 +66,8 @@ fn first_cells(md: &str, head: &str) -> Vec<String> {
 fn a_split_table_is_caught() {
     let md = "| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n\n```\n| in code |\n```\n";
     assert_eq!(stray_rows(md), ["5: | 3 | 4 |"]);
+    let listed = "- item\n\n  | a | b |\n  |---|---|\n  | 1 | 2 |\n\n  | 3 | 4 |\n";
+    assert_eq!(stray_rows(listed), ["7:   | 3 | 4 |"]);
     assert!(stray_rows("| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n").is_empty());
 }
 

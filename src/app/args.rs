@@ -211,6 +211,7 @@ pub enum Command {
         world: WorldArgs,
         #[command(flatten)]
         forge: ForgeArgs,
+        /// Address for webhooks, /metrics, /healthz and /readyz.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         /// Seconds between ticks (webhooks tick at once).

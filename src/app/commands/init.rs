@@ -201,15 +201,19 @@ fn versions(fleet: &Fleet) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-/// The target (the newest release the fleet pins, without a build suffix) and one hop per
-/// minor between the oldest pinned minor and it.
+/// The target (the newest version the fleet pins, without a build suffix: a pre-release when
+/// that is the newest, since going below it would be a downgrade) and one hop per minor
+/// between the oldest pinned minor and it (releases only).
 fn hops(
     versions: &BTreeMap<String, BTreeSet<String>>,
     notes: &mut Vec<String>,
 ) -> Option<(String, Vec<String>)> {
     let parsed: Vec<KubeVersion> = versions.keys().filter_map(|v| KubeVersion::parse(v)).collect();
     let releases: Vec<&KubeVersion> = parsed.iter().filter(|v| v.patch.is_some() && v.pre.is_none()).collect();
-    let newest = releases.iter().max_by(|a, b| a.cmp_precedence(b))?;
+    let newest = parsed
+        .iter()
+        .filter(|v| v.patch.is_some())
+        .max_by(|a, b| a.cmp_precedence(b))?;
     let oldest = parsed.iter().map(|v| v.minor).min()?;
     let mut via = Vec::new();
     for minor in oldest + 1..newest.minor {
