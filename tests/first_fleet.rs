@@ -115,18 +115,21 @@ fn clusters_lists_every_cluster_with_the_wave_plan_gives_it() {
     assert_eq!(canary["kinds"], serde_json::json!(["Cluster"]));
     assert_eq!(canary["gitopsBase"], serde_json::json!(["2026.01"]));
     assert_eq!(canary["labels"]["upgrade-wave"], "canary");
-    assert!(
-        canary["files"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from("infrastructure/clusters/dev-canary-01/cluster.yaml"))
+    assert!(canary["files"].as_array().unwrap().contains(&Value::from(
+        "infrastructure/clusters/dev-canary-01/cluster.yaml"
+    )));
+    assert_eq!(
+        by["crit-k0rdent-01"]["templates"][0],
+        "aws-standalone-cp-1-0-43"
     );
-    assert_eq!(by["crit-k0rdent-01"]["templates"][0], "aws-standalone-cp-1-0-43");
     // Clusters in no wave are listed as such, with the reason.
     let lab = &by["lab-02"]["waves"][0];
     assert!(lab["wave"].is_null(), "{lab}");
     assert!(
-        lab["reason"].as_str().unwrap().contains("upgrade-wave=experimental"),
+        lab["reason"]
+            .as_str()
+            .unwrap()
+            .contains("upgrade-wave=experimental"),
         "{lab}"
     );
     // The same placement as `plan` makes.
@@ -141,7 +144,11 @@ fn clusters_lists_every_cluster_with_the_wave_plan_gives_it() {
     ]));
     for w in plan["waves"].as_array().unwrap() {
         for c in w["clusters"].as_array().unwrap() {
-            assert_eq!(by[c.as_str().unwrap()]["waves"][0]["wave"], w["name"], "{c}");
+            assert_eq!(
+                by[c.as_str().unwrap()]["waves"][0]["wave"],
+                w["name"],
+                "{c}"
+            );
         }
     }
     let text = stdout(&fleetwave(&args[..5]));
@@ -170,7 +177,12 @@ fn clusters_finds_the_plans_under_plans_and_works_without_one() {
     .unwrap();
     std::fs::write(f.path().join("plans/notes.yaml"), "just: notes\n").unwrap();
     let doc = json(&fleetwave_in(f.path(), &["clusters", "--output", "json"]));
-    assert_eq!(doc["plans"].as_array().unwrap().len(), 1, "{}", doc["plans"]);
+    assert_eq!(
+        doc["plans"].as_array().unwrap().len(),
+        1,
+        "{}",
+        doc["plans"]
+    );
     assert_eq!(doc["plans"][0]["file"], "plans/k8s.yaml");
 }
 
@@ -182,7 +194,10 @@ fn clusters_outside_a_fleet_repository_is_an_error_naming_the_directory() {
     let e = stderr(&o);
     let shown = std::fs::canonicalize(empty.path()).unwrap();
     assert!(e.contains(&shown.display().to_string()), "{e}");
-    assert!(e.contains("not a fleet repository") && e.contains("--repo"), "{e}");
+    assert!(
+        e.contains("not a fleet repository") && e.contains("--repo"),
+        "{e}"
+    );
 }
 
 // ---- plan and apply: no silent no-ops -------------------------------------------------
@@ -200,7 +215,10 @@ fn plan_outside_a_fleet_repository_exits_2_and_names_it() {
         let o = fleetwave_in(empty.path(), &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         let e = stderr(&o);
-        assert!(e.contains("not a fleet repository") && e.contains("--repo"), "{e}");
+        assert!(
+            e.contains("not a fleet repository") && e.contains("--repo"),
+            "{e}"
+        );
         assert!(stdout(&o).is_empty(), "{}", stdout(&o));
     }
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
@@ -210,7 +228,13 @@ fn plan_outside_a_fleet_repository_exits_2_and_names_it() {
 fn a_missing_repository_or_plan_has_no_invented_line_and_column() {
     for (args, want) in [
         (
-            ["plan", "--repo", "nosuchdir", "--plan", "fixtures/plans/chained.yaml"],
+            [
+                "plan",
+                "--repo",
+                "nosuchdir",
+                "--plan",
+                "fixtures/plans/chained.yaml",
+            ],
             "nosuchdir: the fleet repository is not a directory",
         ),
         (
@@ -244,13 +268,26 @@ fn plan_json_with_diff_carries_each_steps_diff() {
     let with = json(&fleetwave(&[&base[..], &["--diff"]].concat()));
     let step = &with["waves"][0]["steps"][0];
     let diff = step["diff"].as_str().unwrap();
-    assert!(diff.contains("+++ b/") && diff.contains("?ref=2026.02"), "{diff}");
+    assert!(
+        diff.contains("+++ b/") && diff.contains("?ref=2026.02"),
+        "{diff}"
+    );
     let without = json(&fleetwave(&base));
     assert!(without["waves"][0]["steps"][0].get("diff").is_none());
     // The text diff and the JSON one are the same lines.
-    let text = stdout(&fleetwave(&["plan", "--repo", "fixtures/fleet", "--plan", "fixtures/plans/gitops-base.yaml", "--diff"]));
+    let text = stdout(&fleetwave(&[
+        "plan",
+        "--repo",
+        "fixtures/fleet",
+        "--plan",
+        "fixtures/plans/gitops-base.yaml",
+        "--diff",
+    ]));
     for line in diff.lines() {
-        assert!(text.contains(&format!("    {line}\n")), "{line:?} not in text");
+        assert!(
+            text.contains(&format!("    {line}\n")),
+            "{line:?} not in text"
+        );
     }
 }
 
@@ -271,14 +308,27 @@ fn init_writes_a_plan_that_plan_accepts_with_waves_from_the_labels() {
     let f = fleet_copy();
     let text = init_then_plan(f.path(), &[]);
     assert!(text.contains("targetVersion: v1.32.5"), "{text}");
-    assert!(text.contains("url: https://github.com/opencenter-cloud/openCenter-gitops-base.git"), "{text}");
+    assert!(
+        text.contains("url: https://github.com/opencenter-cloud/openCenter-gitops-base.git"),
+        "{text}"
+    );
     // The newest tag in use: no pin moves backwards.
     assert!(text.contains("tag: \"2026.01.2\""), "{text}");
     let waves: Vec<&str> = text
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- name: "))
         .collect();
-    assert_eq!(waves, ["canary", "experimental", "standard", "critical", "regulated", "rest"]);
+    assert_eq!(
+        waves,
+        [
+            "canary",
+            "experimental",
+            "standard",
+            "critical",
+            "regulated",
+            "rest"
+        ]
+    );
     // Every cluster lands in a wave.
     let doc = json(&fleetwave_in(f.path(), &["clusters", "--output", "json"]));
     for c in doc["clusters"].as_array().unwrap() {
@@ -291,7 +341,10 @@ fn init_writes_a_plan_that_plan_accepts_with_waves_from_the_labels() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&plan).unwrap(), "mine\n");
-    assert_eq!(fleetwave_in(f.path(), &["init", "--force"]).status.code(), Some(0));
+    assert_eq!(
+        fleetwave_in(f.path(), &["init", "--force"]).status.code(),
+        Some(0)
+    );
     assert_eq!(std::fs::read_to_string(&plan).unwrap(), text);
 }
 
@@ -299,13 +352,24 @@ fn init_writes_a_plan_that_plan_accepts_with_waves_from_the_labels() {
 fn init_on_real_files_without_labels_splits_canary_and_rest() {
     let f = real_fleet(&[
         ("tenant-a", "kamaji/tenantcontrolplane.yaml", "tcp.yaml"),
-        ("capi-a", "cluster-api/simple-cluster-without-kcp-v1beta1.yaml", "cluster.yaml"),
-        ("k0rdent-a", "k0rdent/clusterdeployment-quickstart-remote.yaml", "cd.yaml"),
+        (
+            "capi-a",
+            "cluster-api/simple-cluster-without-kcp-v1beta1.yaml",
+            "cluster.yaml",
+        ),
+        (
+            "k0rdent-a",
+            "k0rdent/clusterdeployment-quickstart-remote.yaml",
+            "cd.yaml",
+        ),
     ]);
     let text = init_then_plan(f.path(), &["--github"]);
     assert!(text.contains("targetVersion: v1.35.7"), "{text}");
     assert!(text.contains("intermediateVersions: [v1.34.0]"), "{text}");
-    assert!(text.contains("matchLabels: {fleetwave.io/wave: canary}"), "{text}");
+    assert!(
+        text.contains("matchLabels: {fleetwave.io/wave: canary}"),
+        "{text}"
+    );
     assert!(text.contains("operator: NotIn"), "{text}");
     let wf = std::fs::read_to_string(f.path().join(".github/workflows/fleetwave.yaml")).unwrap();
     assert!(wf.contains("plan: plans/fleet-upgrade.yaml"), "{wf}");
@@ -317,7 +381,11 @@ fn init_on_real_files_without_labels_splits_canary_and_rest() {
 #[test]
 fn init_targets_a_pre_release_when_it_is_the_newest_pinned() {
     let f = real_fleet(&[
-        ("capi-rc", "cluster-api/simple-cluster-kcp-rc.yaml", "cluster.yaml"),
+        (
+            "capi-rc",
+            "cluster-api/simple-cluster-kcp-rc.yaml",
+            "cluster.yaml",
+        ),
         ("tenant-a", "kamaji/tenantcontrolplane.yaml", "tcp.yaml"),
     ]);
     let text = init_then_plan(f.path(), &[]);
@@ -360,11 +428,25 @@ fn explain_shows_files_fields_rules_wave_and_steps() {
     ] {
         assert!(t.contains(want), "{want:?} not in:\n{t}");
     }
-    let o = fleetwave(&["explain", "lab-01", "--repo", "fixtures/fleet", "--plan", "fixtures/plans/chained.yaml"]);
-    assert!(stdout(&o).contains("in no wave: no wave selects this cluster"), "{}", stdout(&o));
+    let o = fleetwave(&[
+        "explain",
+        "lab-01",
+        "--repo",
+        "fixtures/fleet",
+        "--plan",
+        "fixtures/plans/chained.yaml",
+    ]);
+    assert!(
+        stdout(&o).contains("in no wave: no wave selects this cluster"),
+        "{}",
+        stdout(&o)
+    );
     let o = fleetwave(&["explain", "prod-eks-01", "--repo", "fixtures/fleet"]);
     let t = stdout(&o);
-    assert!(t.contains("team=payments  (from fleetwave.yaml clusters.labels)"), "{t}");
+    assert!(
+        t.contains("team=payments  (from fleetwave.yaml clusters.labels)"),
+        "{t}"
+    );
     assert!(t.contains("pass --plan FILE"), "{t}");
 }
 
@@ -373,7 +455,10 @@ fn explain_an_unknown_cluster_lists_the_known_ones() {
     let o = fleetwave(&["explain", "nosuch", "--repo", "fixtures/fleet"]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    assert!(e.contains("no cluster \"nosuch\"") && e.contains("dev-canary-01"), "{e}");
+    assert!(
+        e.contains("no cluster \"nosuch\"") && e.contains("dev-canary-01"),
+        "{e}"
+    );
 }
 
 // ---- demo ------------------------------------------------------------------------------
@@ -407,16 +492,29 @@ fn demo_with_keep_offers_a_rollback_that_runs() {
     let keep = tempfile::tempdir().unwrap();
     let dir = keep.path().join("demo");
     let o = demo(
-        &["--plan", "gitops-base", "--fail", "stg-kamaji-01", "--keep", dir.to_str().unwrap()],
+        &[
+            "--plan",
+            "gitops-base",
+            "--fail",
+            "stg-kamaji-01",
+            "--keep",
+            dir.to_str().unwrap(),
+        ],
         tmp.path(),
     );
     let t = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{t}{}", stderr(&o));
     assert!(t.contains("(9 of its 11 clusters in 4 waves)"), "{t}");
-    assert!(t.contains("not selected: lab-01 (no wave selects this cluster"), "{t}");
+    assert!(
+        t.contains("not selected: lab-01 (no wave selects this cluster"),
+        "{t}"
+    );
     assert_eq!(t.matches("HALT").count(), 1, "{t}");
     let alert = t.lines().find(|l| l.contains("ALERT")).unwrap();
-    assert!(alert.contains("rollback: fleetwave rollback --remote "), "{alert}");
+    assert!(
+        alert.contains("rollback: fleetwave rollback --remote "),
+        "{alert}"
+    );
     // --keep leaves no temp folder behind.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     let line = t
@@ -429,8 +527,18 @@ fn demo_with_keep_offers_a_rollback_that_runs() {
         .args(&args)
         .output()
         .unwrap();
-    assert_eq!(r.status.code(), Some(0), "{line}: {}{}", stdout(&r), stderr(&r));
-    assert!(stdout(&r).contains("merged fleetwave/gitops-base-2026-02/canary/rollback into main"), "{}", stdout(&r));
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{line}: {}{}",
+        stdout(&r),
+        stderr(&r)
+    );
+    assert!(
+        stdout(&r).contains("merged fleetwave/gitops-base-2026-02/canary/rollback into main"),
+        "{}",
+        stdout(&r)
+    );
     // A second demo into the same directory is refused.
     let again = demo(&["--keep", dir.to_str().unwrap()], tmp.path());
     assert_eq!(again.status.code(), Some(2));
@@ -440,10 +548,17 @@ fn demo_with_keep_offers_a_rollback_that_runs() {
 #[test]
 fn demo_without_keep_prints_no_rollback_command_for_a_deleted_repository() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = demo(&["--plan", "gitops-base", "--fail", "stg-kamaji-01"], tmp.path());
+    let o = demo(
+        &["--plan", "gitops-base", "--fail", "stg-kamaji-01"],
+        tmp.path(),
+    );
     let t = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(!t.lines().any(|l| l.trim().starts_with("fleetwave rollback")), "{t}");
+    assert!(
+        !t.lines()
+            .any(|l| l.trim().starts_with("fleetwave rollback")),
+        "{t}"
+    );
     assert!(t.contains("rerun with --keep DIR"), "{t}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
@@ -465,15 +580,24 @@ fn every_flag_of_every_command_has_a_description() {
             }
         }
     }
-    assert!(missing.is_empty(), "flags without a description: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "flags without a description: {missing:?}"
+    );
 }
 
 #[test]
 fn each_command_lists_only_the_flags_it_uses() {
     let help = |c: &str| stdout(&fleetwave(&[c, "--help"]));
     for (cmd, absent) in [
-        ("history", &["--author-name", "--dashboard", "--title-template"][..]),
-        ("status", &["--author-name", "--dashboard", "--title-template"]),
+        (
+            "history",
+            &["--author-name", "--dashboard", "--title-template"][..],
+        ),
+        (
+            "status",
+            &["--author-name", "--dashboard", "--title-template"],
+        ),
         ("pause", &["--dashboard", "--title-template"]),
         ("resume", &["--dashboard", "--title-template"]),
         ("rollback", &["--dashboard", "--title-template"]),
@@ -484,10 +608,16 @@ fn each_command_lists_only_the_flags_it_uses() {
         }
     }
     let h = help("reconcile");
-    assert!(h.contains("--dashboard") && h.contains("--author-name"), "{h}");
+    assert!(
+        h.contains("--dashboard") && h.contains("--author-name"),
+        "{h}"
+    );
     let h = help("rollback");
     assert!(h.contains("--author-name"), "{h}");
     let merge = h.split("--merge").nth(1).unwrap();
-    assert!(merge.contains("GitHub") && merge.contains("pull request"), "{h}");
+    assert!(
+        merge.contains("GitHub") && merge.contains("pull request"),
+        "{h}"
+    );
     assert!(h.contains("--dry-run\n") || h.contains("--dry-run "), "{h}");
 }

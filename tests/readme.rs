@@ -99,5 +99,8 @@ fn readme_command_table_has_every_command() {
             })
         })
         .collect();
-    assert!(missing.is_empty(), "commands without a row in README's table: {missing:?}\n{rows:?}");
+    assert!(
+        missing.is_empty(),
+        "commands without a row in README's table: {missing:?}\n{rows:?}"
+    );
 }

@@ -25,11 +25,7 @@ fn scrub_remote(r: &mut RemoteArgs) {
 
 /// The remote of a command that writes no pull request (and, without `author`, no commit).
 fn remote(repo: RepoArgs, author: Option<AuthorArgs>, prs: Option<PrArgs>) -> RemoteArgs {
-    let mut r = RemoteArgs::new(
-        repo,
-        author.unwrap_or_default(),
-        prs.unwrap_or_default(),
-    );
+    let mut r = RemoteArgs::new(repo, author.unwrap_or_default(), prs.unwrap_or_default());
     scrub_remote(&mut r);
     r
 }
@@ -37,9 +33,10 @@ fn remote(repo: RepoArgs, author: Option<AuthorArgs>, prs: Option<PrArgs>) -> Re
 pub fn run(cli: Cli) -> ExitCode {
     let stdout = &mut std::io::stdout().lock();
     match cli.command {
-        c @ Command::Plan { .. } => {
-            commands::plan::run(stdout, commands::plan::PlanArgs::from_command(c).expect("a plan command"))
-        }
+        c @ Command::Plan { .. } => commands::plan::run(
+            stdout,
+            commands::plan::PlanArgs::from_command(c).expect("a plan command"),
+        ),
         Command::Apply {
             repo,
             plan,
@@ -135,7 +132,9 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
 fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
     use crate::app::ops;
     match c {
-        Command::Pause { repo, author } => ops::pause(&remote(repo, Some(author), None), true, stdout),
+        Command::Pause { repo, author } => {
+            ops::pause(&remote(repo, Some(author), None), true, stdout)
+        }
         Command::Resume { repo, author } => {
             ops::pause(&remote(repo, Some(author), None), false, stdout)
         }

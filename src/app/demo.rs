@@ -19,8 +19,8 @@ use crate::adapters::notify::JsonlSink;
 use crate::app::reconcile::{self, Outcome, Settings};
 use crate::core::notify::{Event, Notifier};
 use crate::core::planner::{self, Planned};
-use crate::core::tree::MemTree;
 use crate::core::state::{GateState, PlanState, PlanStatus, StepStatus, WaveStatus};
+use crate::core::tree::MemTree;
 
 static FLEET: Dir = include_dir!("$CARGO_MANIFEST_DIR/fixtures/fleet");
 static PLANS: Dir = include_dir!("$CARGO_MANIFEST_DIR/fixtures/plans");
@@ -138,11 +138,17 @@ pub fn check_faults(planned: &Planned, fail: &[(String, Fault)]) -> anyhow::Resu
             continue;
         }
         let why = if planned.fleet.clusters.contains_key(c) {
-            format!("plan {} puts cluster {c:?} in no wave, so its fault would never show", planned.plan.name)
+            format!(
+                "plan {} puts cluster {c:?} in no wave, so its fault would never show",
+                planned.plan.name
+            )
         } else {
             format!("the example fleet has no cluster {c:?}")
         };
-        anyhow::bail!("--fail {c}: {why}\n  help: choose one of {}", selected.join(", "));
+        anyhow::bail!(
+            "--fail {c}: {why}\n  help: choose one of {}",
+            selected.join(", ")
+        );
     }
     Ok(())
 }
@@ -239,9 +245,11 @@ fn banner(out: &mut dyn Write, d: &Demo, planned: &Planned) {
         planned.waves.len()
     )
     .ok();
-    let left_out = planned.fleet.clusters.keys().filter(|c| {
-        !planned.waves.iter().any(|w| w.clusters.contains(c))
-    });
+    let left_out = planned
+        .fleet
+        .clusters
+        .keys()
+        .filter(|c| !planned.waves.iter().any(|w| w.clusters.contains(c)));
     for c in left_out {
         let why = planned
             .findings
@@ -350,7 +358,12 @@ impl Demo<'_> {
     }
 
     /// The simulated reviewer merges a manual step once fleetwave's gate says it may.
-    fn review(&self, out: &mut dyn Write, st: &PlanState, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    fn review(
+        &self,
+        out: &mut dyn Write,
+        st: &PlanState,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
         let Some((branch, head)) = ready_for_review(st) else {
             return Ok(false);
         };
@@ -359,16 +372,34 @@ impl Demo<'_> {
             email: "reviewer@example.com".into(),
             time: now,
         };
-        let base = self.git.branch_head(&self.settings.base).flat()?.unwrap_or_default();
+        let base = self
+            .git
+            .branch_head(&self.settings.base)
+            .flat()?
+            .unwrap_or_default();
         let merge = self
             .git
-            .merge_commit(&base, &head, &format!("Merge {branch} (approved by reviewer)"), &sig)
+            .merge_commit(
+                &base,
+                &head,
+                &format!("Merge {branch} (approved by reviewer)"),
+                &sig,
+            )
             .flat()?;
-        if self.git.push(&self.settings.base, &merge, Some(&base)).is_err() {
+        if self
+            .git
+            .push(&self.settings.base, &merge, Some(&base))
+            .is_err()
+        {
             return Ok(false);
         }
         if !self.opts.progress {
-            writeln!(out, "  {}  reviewer approved and merged {branch}", now.format("%a %H:%M")).ok();
+            writeln!(
+                out,
+                "  {}  reviewer approved and merged {branch}",
+                now.format("%a %H:%M")
+            )
+            .ok();
         }
         Ok(true)
     }
@@ -416,10 +447,19 @@ impl Demo<'_> {
         });
         match (&self.opts.keep, failed) {
             (_, None) => {
-                writeln!(out, "Nothing of the failed wave can be rolled back automatically.").ok();
+                writeln!(
+                    out,
+                    "Nothing of the failed wave can be rolled back automatically."
+                )
+                .ok();
             }
             (Some(_), Some(wave)) => {
-                writeln!(out, "To roll it back (the repositories are kept in {}):", self.dir.display()).ok();
+                writeln!(
+                    out,
+                    "To roll it back (the repositories are kept in {}):",
+                    self.dir.display()
+                )
+                .ok();
                 writeln!(out, "  {} --merge", self.rollback_command(wave)).ok();
             }
             (None, Some(_)) => {

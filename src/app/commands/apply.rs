@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::app::commands::plan::{matches_nothing, prepare};
 use crate::app::Flat;
+use crate::app::commands::plan::{matches_nothing, prepare};
 use crate::app::commands::{finding_line, survey};
 use crate::core::planner::{self, Planned};
 

@@ -80,7 +80,10 @@ fn listing(repo: &Path, named: &[PathBuf]) -> anyhow::Result<Listing> {
     }
     let mut placed = Vec::new();
     for p in &plans {
-        placed.push((p.shown.display().to_string(), survey::waves_of(p, &s.fleet)?));
+        placed.push((
+            p.shown.display().to_string(),
+            survey::waves_of(p, &s.fleet)?,
+        ));
     }
     Ok(Listing {
         repo: repo.display().to_string(),
@@ -106,7 +109,11 @@ fn rows(s: &Survey, placed: &[Placed]) -> Vec<ClusterRow> {
         .map(|c| ClusterRow {
             name: c.name.clone(),
             holds: survey::holds(&s.fleet, c),
-            files: c.files.iter().map(|&i| s.fleet.files[i].rel.clone()).collect(),
+            files: c
+                .files
+                .iter()
+                .map(|&i| s.fleet.files[i].rel.clone())
+                .collect(),
             labels: c.labels.clone(),
             waves: placed
                 .iter()

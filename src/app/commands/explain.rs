@@ -90,18 +90,14 @@ fn owning_pattern<'a>(config: &'a Config, cluster: &str, rel: &Path) -> Option<&
             .map(|s| s.replace("{cluster}", cluster))
             .collect();
         segs.len() <= comps.len()
-            && segs.iter().zip(&comps).all(|(s, c)| {
-                globset::Glob::new(s).is_ok_and(|g| g.compile_matcher().is_match(c))
-            })
+            && segs
+                .iter()
+                .zip(&comps)
+                .all(|(s, c)| globset::Glob::new(s).is_ok_and(|g| g.compile_matcher().is_match(c)))
     })
 }
 
-fn paths_section(
-    t: &mut String,
-    config: &Config,
-    fleet: &Fleet,
-    c: &Cluster,
-) -> std::fmt::Result {
+fn paths_section(t: &mut String, config: &Config, fleet: &Fleet, c: &Cluster) -> std::fmt::Result {
     writeln!(t, "\nFiles, by the cluster path that finds them:")?;
     let mut by: std::collections::BTreeMap<&str, Vec<&Path>> = Default::default();
     for &i in &c.files {
@@ -122,7 +118,10 @@ fn paths_section(
 fn labels_section(t: &mut String, config: &Config, c: &Cluster) -> std::fmt::Result {
     writeln!(t, "\nLabels (what wave selectors match):")?;
     if c.labels.is_empty() {
-        writeln!(t, "  (none: no identity object carries labels and fleetwave.yaml sets none; no wave selector can match this cluster)")?;
+        writeln!(
+            t,
+            "  (none: no identity object carries labels and fleetwave.yaml sets none; no wave selector can match this cluster)"
+        )?;
     }
     let extra = config.labels.get(&c.name);
     for (k, v) in &c.labels {
@@ -189,7 +188,10 @@ fn fields_section(t: &mut String, fleet: &Fleet, c: &Cluster) -> std::fmt::Resul
         }
     }
     if located.occurrences.is_empty() {
-        writeln!(t, "  (none: no file of this cluster pins a value fleetwave knows)")?;
+        writeln!(
+            t,
+            "  (none: no file of this cluster pins a value fleetwave knows)"
+        )?;
     }
     let quiet = c
         .files
@@ -197,19 +199,36 @@ fn fields_section(t: &mut String, fleet: &Fleet, c: &Cluster) -> std::fmt::Resul
         .filter(|&&i| !located.occurrences.iter().any(|o| o.file == i))
         .count();
     if quiet > 0 {
-        writeln!(t, "  ({quiet} other file(s) read, holding nothing fleetwave manages)")?;
+        writeln!(
+            t,
+            "  ({quiet} other file(s) read, holding nothing fleetwave manages)"
+        )?;
     }
     if !located.skips.is_empty() {
         writeln!(t, "\nSeen and left as is:")?;
         for s in &located.skips {
-            writeln!(t, "  {}:{}  {} {:?} — {}", s.file.display(), s.line, s.field, s.value, s.reason)?;
+            writeln!(
+                t,
+                "  {}:{}  {} {:?} — {}",
+                s.file.display(),
+                s.line,
+                s.field,
+                s.value,
+                s.reason
+            )?;
         }
     }
     Ok(())
 }
 
 fn plan_section(t: &mut String, lp: &LoadedPlan, p: &Planned, name: &str) -> std::fmt::Result {
-    writeln!(t, "\nPlan {} ({}): {}", lp.shown.display(), p.plan.name, super::plan::what_text(p))?;
+    writeln!(
+        t,
+        "\nPlan {} ({}): {}",
+        lp.shown.display(),
+        p.plan.name,
+        super::plan::what_text(p)
+    )?;
     let Some((i, w)) = p
         .waves
         .iter()
@@ -223,7 +242,14 @@ fn plan_section(t: &mut String, lp: &LoadedPlan, p: &Planned, name: &str) -> std
             .map_or("no wave selects this cluster", |f| f.message.as_str());
         return writeln!(t, "  in no wave: {why}");
     };
-    writeln!(t, "  wave {} ({} of {}), with {}", w.name, i + 1, p.waves.len(), w.clusters.join(", "))?;
+    writeln!(
+        t,
+        "  wave {} ({} of {}), with {}",
+        w.name,
+        i + 1,
+        p.waves.len(),
+        w.clusters.join(", ")
+    )?;
     for s in &w.steps {
         writeln!(t, "  step {} {}: {}", s.index, s.id, s.title)?;
         let mine: Vec<_> = s.changes.iter().filter(|c| c.cluster == name).collect();
@@ -236,10 +262,21 @@ fn plan_section(t: &mut String, lp: &LoadedPlan, p: &Planned, name: &str) -> std
             } else {
                 format!("{} {}", c.object, c.field)
             };
-            writeln!(t, "    {}:{}  {field}  {} → {}", c.file.display(), c.line, c.from, c.to)?;
+            writeln!(
+                t,
+                "    {}:{}  {field}  {} → {}",
+                c.file.display(),
+                c.line,
+                c.from,
+                c.to
+            )?;
         }
     }
-    for f in p.findings.iter().filter(|f| f.cluster.as_deref() == Some(name)) {
+    for f in p
+        .findings
+        .iter()
+        .filter(|f| f.cluster.as_deref() == Some(name))
+    {
         let sev = match f.severity {
             Severity::Error => "refused",
             Severity::Warning => "warning",

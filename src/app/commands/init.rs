@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::app::commands::survey::{self, Survey};
 use crate::app::commands::diags_error;
+use crate::app::commands::survey::{self, Survey};
 use crate::core::fleet::Fleet;
 use crate::core::locate::What;
 use crate::core::version::KubeVersion;
@@ -36,7 +36,11 @@ pub fn run(out: &mut dyn Write, repo: &Path, plan: &Path, github: bool, force: b
 
 fn init(repo: &Path, plan: &Path, github: bool, force: bool) -> anyhow::Result<String> {
     survey::check_repo(repo)?;
-    if plan.is_absolute() || plan.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if plan.is_absolute()
+        || plan
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
         bail!(
             "--plan {}: give a path inside the repository, relative to --repo (e.g. plans/fleet-upgrade.yaml)",
             plan.display()
@@ -71,7 +75,8 @@ fn init(repo: &Path, plan: &Path, github: bool, force: bool) -> anyhow::Result<S
     for (rel, text) in &files {
         let p = repo.join(rel);
         if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -128,10 +133,27 @@ fn starter(s: &Survey) -> anyhow::Result<Starter> {
     }
     if let Some(b) = &base {
         let tag = b.newest_tag().unwrap_or_default();
-        writeln!(spec, "  # The gitops-base repository {} of {} clusters pin by tag ({}).", b.clusters.len(), s.fleet.clusters.len(), b.tags.keys().cloned().collect::<Vec<_>>().join(", "))?;
-        writeln!(spec, "  # This starter brings every pin to the newest of those; set `tag` to the release to")?;
-        writeln!(spec, "  # roll out, and fleetwave rewrites every pin of the repository to it.")?;
-        writeln!(spec, "  gitopsBase:\n    url: {}\n    tag: {}", yaml_str(&b.url), yaml_str(tag))?;
+        writeln!(
+            spec,
+            "  # The gitops-base repository {} of {} clusters pin by tag ({}).",
+            b.clusters.len(),
+            s.fleet.clusters.len(),
+            b.tags.keys().cloned().collect::<Vec<_>>().join(", ")
+        )?;
+        writeln!(
+            spec,
+            "  # This starter brings every pin to the newest of those; set `tag` to the release to"
+        )?;
+        writeln!(
+            spec,
+            "  # roll out, and fleetwave rewrites every pin of the repository to it."
+        )?;
+        writeln!(
+            spec,
+            "  gitopsBase:\n    url: {}\n    tag: {}",
+            yaml_str(&b.url),
+            yaml_str(tag)
+        )?;
     }
     if spec.is_empty() {
         bail!(
@@ -152,14 +174,33 @@ fn starter(s: &Survey) -> anyhow::Result<Starter> {
 
 fn header(s: &Survey) -> anyhow::Result<String> {
     let mut t = String::new();
-    writeln!(t, "# Starter plan written by `fleetwave init`. Review every field, then preview it with")?;
-    writeln!(t, "# `fleetwave plan --plan <this file>` and commit it on the base branch: the reconciler")?;
+    writeln!(
+        t,
+        "# Starter plan written by `fleetwave init`. Review every field, then preview it with"
+    )?;
+    writeln!(
+        t,
+        "# `fleetwave plan --plan <this file>` and commit it on the base branch: the reconciler"
+    )?;
     writeln!(t, "# reads the plan from there.")?;
-    writeln!(t, "# Clusters found ({}): {}", s.fleet.clusters.len(), s.fleet.clusters.keys().cloned().collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        t,
+        "# Clusters found ({}): {}",
+        s.fleet.clusters.len(),
+        s.fleet
+            .clusters
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
     writeln!(t, "apiVersion: {}", crate::core::plan::API_VERSION)?;
     writeln!(t, "kind: {}", crate::core::plan::KIND)?;
     writeln!(t, "metadata:")?;
-    writeln!(t, "  # Part of every branch fleetwave pushes: lower-case letters, digits and '-'.")?;
+    writeln!(
+        t,
+        "  # Part of every branch fleetwave pushes: lower-case letters, digits and '-'."
+    )?;
     writeln!(t, "  name: fleet-upgrade")?;
     writeln!(t, "spec:")?;
     Ok(t)
@@ -167,7 +208,10 @@ fn header(s: &Survey) -> anyhow::Result<String> {
 
 fn waves_yaml(waves: &[WaveSketch]) -> anyhow::Result<String> {
     let mut t = String::new();
-    writeln!(t, "  # Waves run in this order; each must pass its soak before the next starts.")?;
+    writeln!(
+        t,
+        "  # Waves run in this order; each must pass its soak before the next starts."
+    )?;
     writeln!(t, "  waves:")?;
     for (i, w) in waves.iter().enumerate() {
         let first = i == 0;
@@ -177,12 +221,25 @@ fn waves_yaml(waves: &[WaveSketch]) -> anyhow::Result<String> {
             writeln!(t, "    # Selects {}.", w.clusters.join(", "))?;
         }
         writeln!(t, "    - name: {}", w.name)?;
-        writeln!(t, "      # Clusters by label, as in Kubernetes (matchLabels, matchExpressions).")?;
+        writeln!(
+            t,
+            "      # Clusters by label, as in Kubernetes (matchLabels, matchExpressions)."
+        )?;
         writeln!(t, "      clusterSelector:\n{}", w.selector)?;
         writeln!(t, "      validation:")?;
-        writeln!(t, "        # How long the clusters must stay healthy after converging.")?;
-        writeln!(t, "        healthCheckDuration: {}", if first { "1h" } else { "24h" })?;
-        writeln!(t, "        # true: fleetwave merges the steps; false: a person merges each step PR.")?;
+        writeln!(
+            t,
+            "        # How long the clusters must stay healthy after converging."
+        )?;
+        writeln!(
+            t,
+            "        healthCheckDuration: {}",
+            if first { "1h" } else { "24h" }
+        )?;
+        writeln!(
+            t,
+            "        # true: fleetwave merges the steps; false: a person merges each step PR."
+        )?;
         writeln!(t, "        automated: {first}")?;
     }
     Ok(t)
@@ -208,8 +265,14 @@ fn hops(
     versions: &BTreeMap<String, BTreeSet<String>>,
     notes: &mut Vec<String>,
 ) -> Option<(String, Vec<String>)> {
-    let parsed: Vec<KubeVersion> = versions.keys().filter_map(|v| KubeVersion::parse(v)).collect();
-    let releases: Vec<&KubeVersion> = parsed.iter().filter(|v| v.patch.is_some() && v.pre.is_none()).collect();
+    let parsed: Vec<KubeVersion> = versions
+        .keys()
+        .filter_map(|v| KubeVersion::parse(v))
+        .collect();
+    let releases: Vec<&KubeVersion> = parsed
+        .iter()
+        .filter(|v| v.patch.is_some() && v.pre.is_none())
+        .collect();
     let newest = parsed
         .iter()
         .filter(|v| v.patch.is_some())
@@ -217,7 +280,10 @@ fn hops(
     let oldest = parsed.iter().map(|v| v.minor).min()?;
     let mut via = Vec::new();
     for minor in oldest + 1..newest.minor {
-        let best = releases.iter().filter(|v| v.minor == minor).max_by(|a, b| a.cmp_precedence(b));
+        let best = releases
+            .iter()
+            .filter(|v| v.minor == minor)
+            .max_by(|a, b| a.cmp_precedence(b));
         via.push(match best {
             Some(v) => v.canonical(),
             None => {
@@ -235,9 +301,28 @@ const WAVE_KEYS: &[&str] = &["wave"];
 const ENV_KEYS: &[&str] = &["env", "environment", "stage", "tier", "ring"];
 /// Values in the order a rollout usually takes them; others go with "standard".
 const ORDER: &[&str] = &[
-    "canary", "dev", "development", "lab", "sandbox", "test", "testing", "qa", "stg", "stage",
-    "staging", "preprod", "pilot", "early", "standard", "default", "prod", "production",
-    "critical", "regulated", "late", "last",
+    "canary",
+    "dev",
+    "development",
+    "lab",
+    "sandbox",
+    "test",
+    "testing",
+    "qa",
+    "stg",
+    "stage",
+    "staging",
+    "preprod",
+    "pilot",
+    "early",
+    "standard",
+    "default",
+    "prod",
+    "production",
+    "critical",
+    "regulated",
+    "late",
+    "last",
 ];
 
 /// The label key the waves follow: one with "wave" in its name, else an environment key, on
@@ -290,14 +375,21 @@ fn waves(fleet: &Fleet) -> (Vec<WaveSketch>, String) {
         .enumerate()
         .map(|(i, (v, clusters))| WaveSketch {
             name: wave_name(v, i, &mut names),
-            selector: format!("        matchLabels: {{{}: {}}}", yaml_str(&key), yaml_str(v)),
+            selector: format!(
+                "        matchLabels: {{{}: {}}}",
+                yaml_str(&key),
+                yaml_str(v)
+            ),
             clusters,
         })
         .collect();
     if !unlabelled.is_empty() {
         out.push(WaveSketch {
             name: wave_name("rest", out.len(), &mut names),
-            selector: format!("        matchExpressions:\n          - {{key: {}, operator: DoesNotExist}}", yaml_str(&key)),
+            selector: format!(
+                "        matchExpressions:\n          - {{key: {}, operator: DoesNotExist}}",
+                yaml_str(&key)
+            ),
             clusters: unlabelled,
         });
     }
@@ -309,7 +401,11 @@ fn canary_rest(fleet: &Fleet) -> (Vec<WaveSketch>, String) {
     let names: Vec<&String> = fleet.clusters.keys().collect();
     let canary = names
         .iter()
-        .find(|n| ["canary", "dev", "lab", "test", "stg", "staging"].iter().any(|h| n.contains(h)))
+        .find(|n| {
+            ["canary", "dev", "lab", "test", "stg", "staging"]
+                .iter()
+                .any(|h| n.contains(h))
+        })
         .or(names.first())
         .map(|n| n.to_string())
         .unwrap_or_default();
@@ -321,7 +417,9 @@ fn canary_rest(fleet: &Fleet) -> (Vec<WaveSketch>, String) {
         },
         WaveSketch {
             name: "rest".into(),
-            selector: format!("        matchExpressions:\n          - {{key: {WAVE_LABEL}, operator: NotIn, values: [canary]}}"),
+            selector: format!(
+                "        matchExpressions:\n          - {{key: {WAVE_LABEL}, operator: NotIn, values: [canary]}}"
+            ),
             clusters: names.iter().map(|n| n.to_string()).collect(),
         },
     ];
@@ -349,26 +447,54 @@ fn wave_name(value: &str, i: usize, taken: &mut BTreeSet<String>) -> String {
 /// A YAML scalar, quoted when plain would not read back as the same string.
 fn yaml_str(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
         && !s.starts_with(|c: char| c.is_ascii_digit() || "-.:/".contains(c))
         && !s.contains(": ")
-        && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~");
-    if plain { s.to_string() } else { format!("{s:?}") }
+        && !matches!(
+            s,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+        );
+    if plain {
+        s.to_string()
+    } else {
+        format!("{s:?}")
+    }
 }
 
 fn report(s: &Survey, st: &Starter, plan: &Path, github: bool) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "wrote {} for {} clusters", plan.display(), s.fleet.clusters.len());
+    let _ = writeln!(
+        t,
+        "wrote {} for {} clusters",
+        plan.display(),
+        s.fleet.clusters.len()
+    );
     let _ = writeln!(t, "  waves: {}", st.waves_from);
     for n in &st.notes {
         let _ = writeln!(t, "  note: {n}");
     }
     if github {
-        let _ = writeln!(t, "wrote {WORKFLOW_PATH}: a reconcile every 15 minutes (it needs the secret FLEET_HUB_KUBECONFIG, and `uses:` pointed at your copy of the fleetwave action)");
+        let _ = writeln!(
+            t,
+            "wrote {WORKFLOW_PATH}: a reconcile every 15 minutes (it needs the secret FLEET_HUB_KUBECONFIG, and `uses:` pointed at your copy of the fleetwave action)"
+        );
     }
     let _ = writeln!(t, "next:");
-    let _ = writeln!(t, "  fleetwave clusters --plan {}      # which wave each cluster lands in", plan.display());
-    let _ = writeln!(t, "  fleetwave plan --plan {} --diff   # what it would change", plan.display());
-    let _ = writeln!(t, "  git add {} && git commit           # the reconciler reads the plan from the base branch", plan.display());
+    let _ = writeln!(
+        t,
+        "  fleetwave clusters --plan {}      # which wave each cluster lands in",
+        plan.display()
+    );
+    let _ = writeln!(
+        t,
+        "  fleetwave plan --plan {} --diff   # what it would change",
+        plan.display()
+    );
+    let _ = writeln!(
+        t,
+        "  git add {} && git commit           # the reconciler reads the plan from the base branch",
+        plan.display()
+    );
     t
 }

@@ -280,8 +280,10 @@ fn tag_pins(doc: &crate::core::yaml::Doc) -> Vec<(String, String, String)> {
         for &item in doc.items(items) {
             let Some(entry) = doc.str(item) else { continue };
             let tag = entry.split_once('?').and_then(|(_, q)| {
-                q.split('&')
-                    .find_map(|p| p.strip_prefix("ref=").or_else(|| p.strip_prefix("version=")))
+                q.split('&').find_map(|p| {
+                    p.strip_prefix("ref=")
+                        .or_else(|| p.strip_prefix("version="))
+                })
             });
             if let (Some(repo), Some(tag)) = (locate::remote_repo(entry), tag) {
                 out.push((repo.clone(), format!("https://{repo}.git"), tag.to_string()));
@@ -341,7 +343,8 @@ pub fn waves_of(
     }
     for f in &sel.findings {
         if let Some(c) = &f.cluster {
-            out.entry(c.clone()).or_insert_with(|| Err(f.message.clone()));
+            out.entry(c.clone())
+                .or_insert_with(|| Err(f.message.clone()));
         }
     }
     for c in fleet.clusters.keys() {
