@@ -145,53 +145,12 @@ impl Kind {
     }
 }
 
-/// Kinds that report the upgrade itself (CAPI, Kamaji, k0rdent), watched on the hub when present.
+/// Kinds that report the upgrade itself (CAPI, Kamaji, k0rdent), watched on the hub when
+/// present: the registry's kinds with a hub resource.
 pub fn upgrade_kinds() -> Vec<Kind> {
-    vec![
-        Kind::new("cluster.x-k8s.io", "v1beta1", "Cluster", "clusters", true),
-        Kind::new(
-            "cluster.x-k8s.io",
-            "v1beta1",
-            "MachineDeployment",
-            "machinedeployments",
-            true,
-        ),
-        Kind::new(
-            "cluster.x-k8s.io",
-            "v1beta1",
-            "MachinePool",
-            "machinepools",
-            true,
-        ),
-        Kind::new(
-            "controlplane.cluster.x-k8s.io",
-            "v1beta1",
-            "KubeadmControlPlane",
-            "kubeadmcontrolplanes",
-            true,
-        ),
-        Kind::new(
-            "controlplane.cluster.x-k8s.io",
-            "v1beta1",
-            "K0sControlPlane",
-            "k0scontrolplanes",
-            true,
-        ),
-        Kind::new(
-            "kamaji.clastix.io",
-            "v1alpha1",
-            "TenantControlPlane",
-            "tenantcontrolplanes",
-            true,
-        ),
-        Kind::new(
-            "k0rdent.mirantis.com",
-            "v1beta1",
-            "ClusterDeployment",
-            "clusterdeployments",
-            true,
-        ),
-    ]
+    crate::core::kinds::hub_kinds()
+        .map(|(h, kind)| Kind::new(h.group, h.version, kind, h.plural, true))
+        .collect()
 }
 
 /// Flux sources, watched to explain a Kustomization that has not applied a commit yet.
@@ -1143,7 +1102,7 @@ pub fn upgrade_owners<'a>(
             out.insert(o.name.as_str());
         }
     }
-    if matches!(kind, "Cluster" | "TenantControlPlane" | "ClusterDeployment") {
+    if crate::core::kinds::names_cluster(kind) {
         if let Some(n) = obj.metadata.name.as_deref().filter(nonempty) {
             out.insert(n);
         }
