@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::core::cluster::upgrade::{Role, same_version};
-use crate::core::kinds::What;
 use crate::core::cluster::{ClusterObservation, revision_hash};
+use crate::core::kinds::What;
 use crate::core::state::{PlanState, StepStatus, WaveStatus};
 use crate::core::version::KubeVersion;
 
