@@ -55,6 +55,9 @@ struct SpecFile {
     paused: bool,
     #[serde(default)]
     version_overrides: Vec<OverrideFile>,
+    /// A release catalog in the fleet repository, instead of the built-in one.
+    #[serde(default)]
+    version_catalog: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +286,10 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     pub paused: bool,
     pub overrides: Vec<VersionOverride>,
+    /// `spec.versionCatalog`: a release catalog file in the fleet repository.
+    pub version_catalog: Option<String>,
+    /// The plan lists `intermediateVersions` (else hops may be computed from the catalog).
+    pub hops_listed: bool,
 }
 
 impl Plan {
@@ -354,6 +361,8 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             waves,
             paused: spec.paused,
             overrides,
+            hops_listed: !spec.intermediate_versions.is_empty(),
+            version_catalog: spec.version_catalog,
         })
     } else {
         Err(Diags(errs))
