@@ -129,6 +129,8 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         waves: Vec::new(),
         paused: false,
         overrides: Vec::new(),
+        version_catalog: None,
+        hops_listed: true,
     }
 }
 
