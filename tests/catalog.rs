@@ -69,3 +69,63 @@ fn the_chained_example_without_intermediate_versions_plans_the_same_steps() {
         "{findings}"
     );
 }
+
+fn plan_run(repo: &Path, plan: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["plan", "--repo"])
+        .arg(repo)
+        .arg("--plan")
+        .arg(plan)
+        .env("FLEETWAVE_NOW", NOW)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), all)
+}
+
+#[test]
+fn a_gitops_base_range_refuses_a_target_or_clusters_outside_it() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(&root.join("fixtures/fleet"), repo.path());
+    std::fs::create_dir_all(repo.path().join("plans")).unwrap();
+    let with_range = |plan: &str, range: &str| {
+        let text = std::fs::read_to_string(root.join("fixtures/plans").join(plan)).unwrap();
+        let text = text.replace(
+            "    tag: \"2026.02\"\n",
+            &format!("    tag: \"2026.02\"\n    kubernetes: \"{range}\"\n"),
+        );
+        let p = repo.path().join("plans").join(plan);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // The chained plan ends at 1.34.2, where the base moves.
+    let (code, out) = plan_run(repo.path(), &with_range("chained.yaml", ">=1.32 <1.34"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("plans/chained.yaml:13:17"), "{out}");
+    assert!(
+        out.contains("supports Kubernetes >=1.32 <1.34, but this plan takes clusters to v1.34.2"),
+        "{out}"
+    );
+    let (code, out) = plan_run(repo.path(), &with_range("chained.yaml", ">=1.32 <1.35"));
+    assert_eq!(code, Some(0), "{out}");
+    // A base-only plan: each cluster's current control plane must be in range.
+    let (code, out) = plan_run(repo.path(), &with_range("gitops-base.yaml", ">=1.33"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("outside what gitops-base 2026.02 supports (>=1.33)"),
+        "{out}"
+    );
+    // A range nobody can read is an input error at its line.
+    let (code, out) = plan_run(repo.path(), &with_range("gitops-base.yaml", "soon"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("gitopsBase.kubernetes \"soon\" is not a version range"),
+        "{out}"
+    );
+}

@@ -21,6 +21,7 @@ use crate::core::source::YamlSource;
 use crate::core::tree::FileTree;
 use crate::core::version::KubeVersion;
 use crate::core::yaml::{self, LineIndex};
+use crate::path;
 
 /// One API version of some kinds that a Kubernetes minor stopped serving.
 #[derive(Debug, Clone, Deserialize)]
@@ -85,7 +86,59 @@ pub fn check(
     if let Some(t) = &plan.target {
         out.extend(removed_apis(fleet, &selected, t));
     }
+    out.extend(base_range(plan, src, fleet, &selected));
     Ok(out)
+}
+
+fn semver_of(v: &KubeVersion) -> semver::Version {
+    semver::Version::new(
+        u64::from(v.major),
+        u64::from(v.minor),
+        u64::from(v.patch.unwrap_or(0)),
+    )
+}
+
+/// The gitops-base tag's declared Kubernetes range (`gitopsBase.kubernetes`) against where
+/// the plan leaves each cluster: the target when the plan has one (the base moves with the
+/// last step), else each selected cluster's current control-plane version.
+fn base_range(plan: &Plan, src: &YamlSource, fleet: &Fleet, selected: &[&str]) -> Vec<Finding> {
+    let Some(g) = &plan.gitops_base else {
+        return Vec::new();
+    };
+    let (Some(req), Some(range)) = (&g.kubernetes_req, &g.kubernetes) else {
+        return Vec::new();
+    };
+    let tag = &g.tag;
+    if let Some(t) = &plan.target {
+        if req.matches(&semver_of(t)) {
+            return Vec::new();
+        }
+        let d = src
+            .at(&path!["spec", "gitopsBase", "kubernetes"], format!("gitops-base {tag} supports Kubernetes {range}, but this plan takes clusters to {t}: choose a gitops-base tag that supports {t}, or move Kubernetes and the gitops-base in separate plans, in the order the ranges allow"));
+        return vec![
+            Finding::new(Severity::Error, None, d.message).at(&d.file, (d.line, d.column)),
+        ];
+    }
+    let mut out = Vec::new();
+    for &c in selected {
+        let Some(cl) = fleet.clusters.get(c) else {
+            continue;
+        };
+        let cp = cl
+            .files
+            .iter()
+            .flat_map(|&i| fleet.located[i].occurrences.iter())
+            .filter(|o| matches!(o.what, What::Kubernetes(Role::ControlPlane | Role::Whole)))
+            .filter_map(|o| KubeVersion::parse(&o.value).map(|v| (o, v)))
+            .min_by(|a, b| a.1.cmp_precedence(&b.1));
+        if let Some((o, v)) = cp.filter(|(_, v)| !req.matches(&semver_of(v))) {
+            out.push(
+                Finding::new(Severity::Error, Some(c), format!("{c} runs Kubernetes {v}, outside what gitops-base {tag} supports ({range}): upgrade Kubernetes first, or leave this cluster out of the plan"))
+                    .at(&fleet.files[o.file].rel, (o.line, o.column)),
+            );
+        }
+    }
+    out
 }
 
 /// The minor a cluster's control plane runs according to Git: the lowest minor among its
@@ -176,6 +229,19 @@ fn scan_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_are_read_as_users_write_them() {
+        use crate::core::plan::kubernetes_range;
+        let r = kubernetes_range(">=1.32 <1.35").unwrap();
+        let v = |s: &str| semver_of(&KubeVersion::parse(s).unwrap());
+        assert!(r.matches(&v("v1.32.0")) && r.matches(&v("1.34.9")));
+        assert!(!r.matches(&v("v1.35.0")) && !r.matches(&v("1.31.14")));
+        let r = kubernetes_range(">= v1.32, < v1.35").unwrap();
+        assert!(r.matches(&v("1.33.1")) && !r.matches(&v("1.35.2")));
+        assert!(kubernetes_range("banana").is_none());
+        assert!(kubernetes_range("").is_none());
+    }
 
     #[test]
     fn the_table_knows_the_well_known_removals() {
