@@ -124,6 +124,8 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         gitops_base: base_url.map(|url| GitopsBase {
             url: url.to_string(),
             tag: String::new(),
+            kubernetes: None,
+            kubernetes_req: None,
         }),
         templates: BTreeMap::from([(String::new(), String::new())]),
         waves: Vec::new(),
