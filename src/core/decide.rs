@@ -927,8 +927,13 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
     first
 }
 
+/// Halt the plan on wave `wi`. Once per wave: the soak gates and the convergence check may
+/// both find the failure budget spent in one tick.
 fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
     let ws = &mut cx.state.waves[wi];
+    if ws.status == WaveStatus::Failed {
+        return;
+    }
     ws.status = WaveStatus::Failed;
     ws.finished_at = Some(cx.now);
     let failed: Vec<String> = ws.failed.keys().cloned().collect();
@@ -1310,6 +1315,29 @@ spec:
         assert_eq!(st.waves[1].status, WaveStatus::InProgress);
         assert_eq!(st.waves[1].steps[0].status, StepStatus::Open);
         assert_eq!(st.events.len(), 1, "one telemetry event for c1");
+    }
+
+    #[test]
+    fn a_gate_breach_seen_while_converging_halts_once() {
+        let p = plan(PLAN);
+        let mut w = W::new(t(0));
+        let mut st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr("fleetwave/p/canary/1", HEAD0, "t0");
+        st = w.decide(&p, &st).state;
+        w.merged("fleetwave/p/canary/1", MERGE0, t(1));
+        let mut alert = healthy(MERGE0);
+        alert.gates[0] = GateResult {
+            gate: "prometheus".into(),
+            ok: false,
+            reason: "KubeNodeNotReady firing".into(),
+        };
+        w.clusters.insert("c1".into(), alert);
+        w.now = t(10);
+        let d = w.decide(&p, &st);
+        assert_eq!(d.state.status, PlanStatus::Halted);
+        // The gate check and the convergence check both find the budget spent: one halt.
+        let halts = d.notes.iter().filter(|n| n.starts_with("HALT")).count();
+        assert_eq!(halts, 1, "{:?}", d.notes);
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn read_file(
 ) -> Result<(Read, Option<Finding>), Diag> {
     let bytes = tree
         .read(&rel)
-        .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
+        .map_err(|e| Diag::whole_file(&rel, format!("cannot read: {e}")))?;
     let text = match String::from_utf8(bytes) {
         Ok(t) if !t.contains('\0') => t,
         _ => {
