@@ -210,6 +210,11 @@ pub enum Command {
     /// Developer tools.
     #[command(hide = true, subcommand)]
     Dev(Dev),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: crate::app::completions::Shell,
+    },
 }
 
 /// Where the fleet repo is and how to sign commits.

@@ -137,6 +137,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
             plain,
         } => crate::app::ops::demo(&plan, &fail, scale, keep, plain, stdout),
         Command::Dev(Dev::GenFleet { out, clusters }) => gen_fleet(stdout, &out, clusters),
+        Command::Completions { shell } => crate::app::completions::print(shell, stdout),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod args;
 pub mod cli;
+pub mod completions;
 pub mod demo;
 pub mod generate;
 pub mod ops;
