@@ -138,7 +138,9 @@ struct WindowFile {
 }
 
 /// A label selector, as in Kubernetes.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
     #[serde(default)]
