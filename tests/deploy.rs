@@ -381,6 +381,47 @@ fn alerts_and_panels_use_only_series_serve_exports() {
     }
 }
 
+#[test]
+fn promtool_checks_the_rules_and_each_alert_fires_when_it_should() {
+    if !have("promtool") {
+        eprintln!(
+            "skipped: promtool is not installed (Debian package prometheus; .ci/run installs it)"
+        );
+        return;
+    }
+    for args in [
+        [
+            "check",
+            "rules",
+            "charts/fleetwave/files/prometheus-rules.yaml",
+        ],
+        ["test", "rules", "tests/monitoring/alerts_test.yaml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every alert has a unit test.
+    let tests = read("tests/monitoring/alerts_test.yaml");
+    let rule = yaml("deploy/monitoring/prometheusrule.yaml");
+    for r in rule["spec"]["groups"][0]["rules"].as_sequence().unwrap() {
+        let name = r["alert"].as_str().unwrap();
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "tests/monitoring/alerts_test.yaml does not test {name}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The Helm chart
 
