@@ -13,6 +13,10 @@
 
 #[path = "../tests/common/fake_kube.rs"]
 mod fake_kube;
+// Benches build with cfg(test) but run no #[test]: the generator's own tests are unused here.
+#[allow(dead_code)]
+#[path = "../examples/gen_fleet/generate.rs"]
+mod generate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,7 +58,7 @@ fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let fleet = tmp.path().join("fleet");
     eprintln!("generating {n} clusters ...");
-    fleetwave::generate::generate_fleet(&fleet, n).expect("generate");
+    generate::generate_fleet(&fleet, n).expect("generate");
     let mut files = BTreeMap::new();
     read_tree(&fleet, &fleet, &mut files);
     let remote =

@@ -19,7 +19,7 @@ if [[ ! -x /usr/bin/time ]]; then
     exit 2
 fi
 
-cargo build --release --locked
+cargo build --release --locked --bin fleetwave --example gen_fleet
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fleetwave-bench.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
@@ -27,7 +27,7 @@ DIR=$TMP/fleet
 mkdir -p "$DIR"
 
 echo "generating $CLUSTERS clusters into $DIR ..." >&2
-"$BIN" dev gen-fleet --out "$DIR" --clusters "$CLUSTERS" > /dev/null
+target/release/examples/gen_fleet --out "$DIR" --clusters "$CLUSTERS" > /dev/null
 
 files=$(find "$DIR" -type f | wc -l)
 bytes=$(find "$DIR" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')

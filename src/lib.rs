@@ -18,7 +18,7 @@ pub mod app;
 pub mod core;
 
 pub use crate::adapters::{disk, forge, git};
-pub use crate::app::{actions, cli, demo, generate, ops, reconcile, serve};
+pub use crate::app::{actions, cli, demo, ops, reconcile, serve};
 pub use crate::core::{
     cluster, config, decide, diag, edit, fleet, gates, inline, locate, notify, plan, planner,
     source, state, status, steps, tree, version, yaml,

@@ -13,7 +13,6 @@ const APP: &[&str] = &[
     "crate::demo::",
     "crate::actions::",
     "crate::reconcile::",
-    "crate::generate::",
 ];
 
 /// What else a core file must not contain: the crates that do I/O, and the adapters floor.

@@ -207,9 +207,6 @@ pub enum Command {
         #[arg(long)]
         plain: bool,
     },
-    /// Developer tools.
-    #[command(hide = true, subcommand)]
-    Dev(Dev),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -401,17 +398,6 @@ impl ForgeArgs {
 pub enum HookFormat {
     Json,
     Slack,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Dev {
-    /// Write a synthetic fleet for benchmarks.
-    GenFleet {
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        clusters: usize,
-    },
 }
 
 /// Which forge and how to reach it.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use crate::app::args::{
-    Cli, Color, Command, Dev, ForgeArgs, ForgeChoice, HookFormat, Output, RemoteArgs, WorldArgs,
+    Cli, Color, Command, ForgeArgs, ForgeChoice, HookFormat, Output, RemoteArgs, WorldArgs,
 };
 use crate::core::diag::{Diags, Severity};
 use crate::core::planner::{self, Planned};
@@ -136,7 +136,6 @@ pub fn run(mut cli: Cli) -> ExitCode {
             keep,
             plain,
         } => crate::app::ops::demo(&plan, &fail, scale, keep, plain, stdout),
-        Command::Dev(Dev::GenFleet { out, clusters }) => gen_fleet(stdout, &out, clusters),
         Command::Completions { shell } => crate::app::completions::print(shell, stdout),
     }
 }
@@ -294,27 +293,6 @@ fn apply_command(
         edits.len()
     );
     ExitCode::SUCCESS
-}
-
-/// `dev gen-fleet`: write the benchmark fleet.
-fn gen_fleet(stdout: &mut dyn Write, out: &Path, clusters: usize) -> ExitCode {
-    match crate::app::generate::generate_fleet(out, clusters) {
-        Ok(s) => {
-            let _ = writeln!(
-                stdout,
-                "{} clusters, {} files, {} bytes in {}",
-                s.clusters,
-                s.files,
-                s.bytes,
-                out.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
 }
 
 /// A plan that matches nothing is an error (exit 2), or with `--allow-empty` a hold (1).

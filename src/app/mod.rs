@@ -6,7 +6,6 @@ pub mod args;
 pub mod cli;
 pub mod completions;
 pub mod demo;
-pub mod generate;
 pub mod ops;
 pub mod reconcile;
 pub mod serve;

@@ -784,7 +784,6 @@ fn status_once(
     out: &mut dyn Write,
 ) -> Result<ExitCode, String> {
     use crate::core::cluster::ClusterSource;
-    use crate::core::locate::What;
     let now = opts.now.unwrap_or_else(Utc::now);
     let o = reconcile::observe_repo(git, s).map_err(|e| e.to_string())?;
     let names: Vec<String> = o.planned.fleet.clusters.keys().cloned().collect();
@@ -814,17 +813,11 @@ fn status_once(
     let mut in_git: BTreeMap<String, Vec<crate::core::status::GitValue>> = BTreeMap::new();
     for loc in &o.planned.fleet.located {
         for oc in &loc.occurrences {
-            let (what, role) = match oc.what {
-                What::Kubernetes(r) => ("kubernetes", Some(r)),
-                What::GitopsBase => ("gitopsBase", None),
-                What::Template => ("template", None),
-            };
             in_git
                 .entry(oc.cluster.clone())
                 .or_default()
                 .push(crate::core::status::GitValue {
-                    what,
-                    role,
+                    what: oc.what.clone(),
                     value: oc.value.clone(),
                 });
         }

@@ -398,35 +398,7 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
     }
     let desired = cx.world.desired.get(&step.branch).cloned();
     match &pr {
-        None => {
-            let Some(d) = desired else {
-                cx.note(format!(
-                    "wave {} step {}: waiting for its commit to be built",
-                    wave.name,
-                    si + 1
-                ));
-                return;
-            };
-            let s = &mut cx.state.waves[wi].steps[si];
-            s.status = StepStatus::Open;
-            s.head = Some(d.commit.clone());
-            s.base = Some(cx.world.base_head.clone());
-            s.opened_at.get_or_insert(cx.now);
-            cx.effects.push(Effect::PushStep {
-                wave: wi,
-                step: si,
-                commit: d.commit.clone(),
-                expected: None,
-            });
-            cx.note(format!(
-                "wave {} step {}: opening {}",
-                wave.name,
-                si + 1,
-                step.branch
-            ));
-            let desc = gate_description(cx, wi);
-            cx.status(wi, si, &d.commit, GateState::Pending, desc);
-        }
+        None => open_step(cx, wi, si, wave, &step.branch, desired),
         Some(p) if !p.open && p.merged.is_none() => {
             let msg = format!(
                 "wave {} step {}: its pull request was closed without merging; reopen it, or change the plan",
@@ -435,57 +407,104 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
             );
             cx.held = Some(msg);
         }
-        Some(p) => {
-            let s = &mut cx.state.waves[wi].steps[si];
-            s.status = StepStatus::Open;
-            if p.needs_pr && p.foreign.is_empty() {
-                // Re-push the same commit (a no-op) and create the missing pull request.
-                cx.effects.push(Effect::PushStep {
-                    wave: wi,
-                    step: si,
-                    commit: p.head.clone(),
-                    expected: Some(p.head.clone()),
-                });
-                return;
-            }
-            if !p.foreign.is_empty() {
-                let desc = format!(
-                    "fleetwave will not merge: commits by others on this branch ({})",
-                    p.foreign.join(", ")
-                );
-                cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
-                cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
-                return;
-            }
-            let current =
-                p.base == cx.world.base_head && desired.as_ref().is_some_and(|d| d.tree == p.tree);
-            if !current {
-                if let Some(d) = desired {
-                    if d.commit != p.head {
-                        let s = &mut cx.state.waves[wi].steps[si];
-                        s.head = Some(d.commit.clone());
-                        s.base = Some(cx.world.base_head.clone());
-                        cx.effects.push(Effect::PushStep {
-                            wave: wi,
-                            step: si,
-                            commit: d.commit.clone(),
-                            expected: Some(p.head.clone()),
-                        });
-                        cx.note(format!(
-                            "wave {} step {}: base moved; regenerating {}",
-                            wave.name,
-                            si + 1,
-                            step.branch
-                        ));
-                        let desc = gate_description(cx, wi);
-                        cx.status(wi, si, &d.commit, GateState::Pending, desc);
-                        return;
-                    }
-                }
-            }
-            gate_and_merge(cx, wi, si, wave, p);
-        }
+        Some(p) => tend_open_step(cx, wi, si, wave, &step.branch, p, desired),
     }
+}
+
+/// No pull request yet: push the step's commit (the forge adapter opens the PR with it).
+fn open_step(
+    cx: &mut Ctx,
+    wi: usize,
+    si: usize,
+    wave: &Wave,
+    branch: &str,
+    desired: Option<Desired>,
+) {
+    let Some(d) = desired else {
+        cx.note(format!(
+            "wave {} step {}: waiting for its commit to be built",
+            wave.name,
+            si + 1
+        ));
+        return;
+    };
+    let s = &mut cx.state.waves[wi].steps[si];
+    s.status = StepStatus::Open;
+    s.head = Some(d.commit.clone());
+    s.base = Some(cx.world.base_head.clone());
+    s.opened_at.get_or_insert(cx.now);
+    cx.effects.push(Effect::PushStep {
+        wave: wi,
+        step: si,
+        commit: d.commit.clone(),
+        expected: None,
+    });
+    cx.note(format!(
+        "wave {} step {}: opening {branch}",
+        wave.name,
+        si + 1
+    ));
+    let desc = gate_description(cx, wi);
+    cx.status(wi, si, &d.commit, GateState::Pending, desc);
+}
+
+/// An open pull request: recreate it if missing, refuse foreign commits, regenerate it when
+/// the base moved, else gate and merge it.
+fn tend_open_step(
+    cx: &mut Ctx,
+    wi: usize,
+    si: usize,
+    wave: &Wave,
+    branch: &str,
+    p: &PrObs,
+    desired: Option<Desired>,
+) {
+    let s = &mut cx.state.waves[wi].steps[si];
+    s.status = StepStatus::Open;
+    if p.needs_pr && p.foreign.is_empty() {
+        // Re-push the same commit (a no-op) and create the missing pull request.
+        cx.effects.push(Effect::PushStep {
+            wave: wi,
+            step: si,
+            commit: p.head.clone(),
+            expected: Some(p.head.clone()),
+        });
+        return;
+    }
+    if !p.foreign.is_empty() {
+        let desc = format!(
+            "fleetwave will not merge: commits by others on this branch ({})",
+            p.foreign.join(", ")
+        );
+        cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
+        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+        return;
+    }
+    let current =
+        p.base == cx.world.base_head && desired.as_ref().is_some_and(|d| d.tree == p.tree);
+    if !current
+        && let Some(d) = desired
+        && d.commit != p.head
+    {
+        let s = &mut cx.state.waves[wi].steps[si];
+        s.head = Some(d.commit.clone());
+        s.base = Some(cx.world.base_head.clone());
+        cx.effects.push(Effect::PushStep {
+            wave: wi,
+            step: si,
+            commit: d.commit.clone(),
+            expected: Some(p.head.clone()),
+        });
+        cx.note(format!(
+            "wave {} step {}: base moved; regenerating {branch}",
+            wave.name,
+            si + 1
+        ));
+        let desc = gate_description(cx, wi);
+        cx.status(wi, si, &d.commit, GateState::Pending, desc);
+        return;
+    }
+    gate_and_merge(cx, wi, si, wave, p);
 }
 
 /// The pending-gate description: what this step waits for.

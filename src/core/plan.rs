@@ -58,6 +58,9 @@ struct SpecFile {
     paused: bool,
     #[serde(default)]
     version_overrides: Vec<OverrideFile>,
+    /// A release catalog in the fleet repository, instead of the built-in one.
+    #[serde(default)]
+    version_catalog: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -90,6 +93,9 @@ struct GitopsBaseFile {
     url: String,
     #[serde(default)]
     tag: String,
+    /// The Kubernetes versions the tag supports, e.g. `">=1.32 <1.35"`.
+    #[serde(default)]
+    kubernetes: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -250,6 +256,11 @@ pub struct Window {
 pub struct GitopsBase {
     pub url: String,
     pub tag: String,
+    /// The Kubernetes versions the tag supports, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
+    #[serde(skip)]
+    pub kubernetes_req: Option<semver::VersionReq>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -288,6 +299,10 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     pub paused: bool,
     pub overrides: Vec<VersionOverride>,
+    /// `spec.versionCatalog`: a release catalog file in the fleet repository.
+    pub version_catalog: Option<String>,
+    /// The plan lists `intermediateVersions` (else hops may be computed from the catalog).
+    pub hops_listed: bool,
 }
 
 impl Plan {
@@ -359,6 +374,8 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             waves,
             paused: spec.paused,
             overrides,
+            hops_listed: !spec.intermediate_versions.is_empty(),
+            version_catalog: spec.version_catalog,
         })
     } else {
         Err(Diags(errs))
@@ -501,10 +518,45 @@ fn gitops_base(src: &YamlSource, g: GitopsBaseFile, errs: &mut Vec<Diag>) -> Git
         errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
             .hint("use the repository's https or ssh URL, e.g. `https://github.com/org/gitops-base.git`"));
     }
+    let kubernetes_req = g.kubernetes.as_deref().and_then(|k| {
+        let req = kubernetes_range(k);
+        if req.is_none() {
+            errs.push(
+                src.at(
+                    &path!["spec", "gitopsBase", "kubernetes"],
+                    format!("gitopsBase.kubernetes {} is not a version range", echo(k)),
+                )
+                .hint("write comparators on minors or versions, e.g. `\">=1.32 <1.35\"`"),
+            );
+        }
+        req
+    });
     GitopsBase {
         url: g.url,
         tag: g.tag,
+        kubernetes: g.kubernetes,
+        kubernetes_req,
     }
+}
+
+/// A range such as `>=1.32 <1.35` or `>=1.32, <1.35` (a `v` prefix is allowed).
+pub fn kubernetes_range(text: &str) -> Option<semver::VersionReq> {
+    let is_op = |c: char| "<>=~^".contains(c);
+    let mut parts: Vec<String> = Vec::new();
+    for tok in text.split([' ', ',']).filter(|t| !t.is_empty()) {
+        let version = tok.trim_start_matches(is_op);
+        let op = &tok[..tok.len() - version.len()];
+        let version = version.strip_prefix('v').unwrap_or(version);
+        match parts.last_mut() {
+            // An operator written apart from its version: `>= 1.32`.
+            Some(last) if !last.is_empty() && last.chars().all(is_op) => last.push_str(version),
+            _ => parts.push(format!("{op}{version}")),
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    semver::VersionReq::parse(&parts.join(", ")).ok()
 }
 
 fn check_templates(src: &YamlSource, templates: &BTreeMap<String, String>, errs: &mut Vec<Diag>) {

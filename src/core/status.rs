@@ -11,17 +11,27 @@ use serde::Serialize;
 
 use crate::core::cluster::upgrade::{Role, same_version};
 use crate::core::cluster::{ClusterObservation, revision_hash};
+use crate::core::kinds::What;
 use crate::core::state::{PlanState, StepStatus, WaveStatus};
 use crate::core::version::KubeVersion;
 
-/// One managed value of a cluster in Git.
+/// One managed value of a cluster in Git: what it pins (for a Kubernetes version, which part
+/// of the cluster) and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitValue {
-    /// `kubernetes`, `gitopsBase` or `template`.
-    pub what: &'static str,
-    /// For Kubernetes versions: which part of the cluster the field sets.
-    pub role: Option<Role>,
+    pub what: What,
     pub value: String,
+}
+
+impl GitValue {
+    /// The key of the report's `git` map: `kubernetes`, `gitopsBase` or `template`.
+    fn key(&self) -> &'static str {
+        match self.what {
+            What::Kubernetes(_) => "kubernetes",
+            What::GitopsBase => "gitopsBase",
+            What::Template => "template",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -95,7 +105,7 @@ pub fn build(
             let git_vals = in_git.get(c).map(Vec::as_slice).unwrap_or_default();
             let mut git: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for v in git_vals {
-                let e = git.entry(v.what.to_string()).or_default();
+                let e = git.entry(v.key().to_string()).or_default();
                 if !e.contains(&v.value) {
                     e.push(v.value.clone());
                 }
@@ -251,10 +261,9 @@ fn flux(o: &ClusterObservation) -> Option<Flux> {
 fn drift(git: &[GitValue], o: &ClusterObservation) -> Vec<String> {
     let wanted = |role: Role| -> Vec<&str> {
         git.iter()
-            .filter(|v| v.what == "kubernetes")
-            .filter(|v| {
-                v.role
-                    .is_some_and(|r| r == Role::Whole || role == Role::Whole || r == role)
+            .filter(|v| match v.what {
+                What::Kubernetes(r) => r == Role::Whole || role == Role::Whole || r == role,
+                _ => false,
             })
             .map(|v| v.value.as_str())
             .collect()
@@ -382,8 +391,7 @@ mod tests {
 
     fn kube(role: Role, v: &str) -> GitValue {
         GitValue {
-            what: "kubernetes",
-            role: Some(role),
+            what: What::Kubernetes(role),
             value: v.into(),
         }
     }

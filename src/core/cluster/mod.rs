@@ -4,6 +4,7 @@
 //! Sources (the simulated Flux, and kube-rs, in the adapters floor) implement [`ClusterSource`].
 //! [`upgrade`] reads the upgrade itself from CAPI, Kamaji, k0rdent objects and nodes.
 
+pub mod object;
 pub mod upgrade;
 
 pub use upgrade::{Component, NodeSummary, Role};

@@ -1,4 +1,4 @@
-//! Synthetic fleet generator for the scale benchmark (`fleetwave dev gen-fleet`).
+//! Synthetic fleet generator for the scale benchmarks (`cargo run --release --example gen_fleet`).
 //!
 //! Owns the on-disk shape of the benchmark fleet: an openCenter-style repository with one
 //! identity file per cluster under `infrastructure/clusters/<c>/`, a kustomize overlay, a Flux
@@ -705,6 +705,7 @@ spec:
     );
 }
 
+// benchmarks rely on.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,7 +786,7 @@ mod tests {
         generate_fleet(dir.path(), 20).unwrap();
         for path in all_files(dir.path()) {
             let text = fs::read_to_string(&path).unwrap();
-            let docs = crate::core::yaml::parse(&text)
+            let docs = fleetwave::core::yaml::parse(&text)
                 .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             assert!(!docs.is_empty(), "{}", path.display());
             let under_clusters = path
