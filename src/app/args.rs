@@ -278,6 +278,12 @@ pub enum Command {
         #[arg(long)]
         plain: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions {
+        /// The shell to complete for, e.g. `fleetwave completions bash > /etc/bash_completion.d/fleetwave`.
+        #[arg(value_enum)]
+        shell: crate::app::completions::Shell,
+    },
 }
 
 /// Where the fleet repository is and how to reach it: every command that works on the

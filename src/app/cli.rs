@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> ExitCode {
             keep,
             plain,
         } => commands::demo::run(stdout, &plan, &fail, scale, keep, plain),
+        Command::Completions { shell } => crate::app::completions::print(shell, stdout),
     }
 }
 

@@ -16,16 +16,19 @@ use crate::path;
 pub const API_VERSION: &str = "fleet.opencenter.cloud/v1alpha1";
 pub const KIND: &str = "FleetUpgradePlan";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "FleetUpgradePlan")]
 struct PlanFile {
+    #[schemars(extend("const" = API_VERSION))]
     api_version: String,
+    #[schemars(extend("const" = KIND))]
     kind: String,
     metadata: Metadata,
     spec: SpecFile,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Metadata {
     #[serde(default)]
@@ -38,7 +41,7 @@ struct Metadata {
     annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SpecFile {
     #[serde(default)]
@@ -60,7 +63,7 @@ struct SpecFile {
     version_catalog: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct OverrideFile {
     #[serde(default)]
@@ -83,7 +86,7 @@ pub struct VersionOverride {
     pub text: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct GitopsBaseFile {
     #[serde(default)]
@@ -95,7 +98,7 @@ struct GitopsBaseFile {
     kubernetes: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct WaveFile {
     #[serde(default)]
@@ -113,7 +116,7 @@ struct WaveFile {
     gates: Vec<Gate>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ValidationFile {
     #[serde(default)]
@@ -122,14 +125,14 @@ struct ValidationFile {
     automated: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum CountOrText {
     Count(i64),
     Text(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct WindowFile {
     #[serde(default)]
@@ -141,7 +144,9 @@ struct WindowFile {
 }
 
 /// A label selector, as in Kubernetes.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
     #[serde(default)]
@@ -150,7 +155,7 @@ pub struct Selector {
     pub match_expressions: Vec<Requirement>,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
     pub key: String,
@@ -192,7 +197,7 @@ impl Selector {
 }
 
 /// A health gate checked through a wave's soak (evaluated by the rollout engine).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Gate {
     Nodes {},
@@ -929,6 +934,12 @@ fn valid_name(s: &str) -> bool {
 
 /// Plan names whose branches would collide with fleetwave's own refs (`fleetwave/state`).
 const RESERVED_PLAN_NAMES: &[&str] = &["state"];
+
+/// The JSON Schema of the plan file, derived from the types above (committed as
+/// `schema/fleetupgradeplan.schema.json`; `cargo run --example plan_schema` prints it).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PlanFile)).unwrap_or_default()
+}
 
 #[cfg(test)]
 mod tests {
