@@ -129,3 +129,121 @@ fn a_gitops_base_range_refuses_a_target_or_clusters_outside_it() {
         "{out}"
     );
 }
+
+fn fleetwave(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(args)
+        .env("FLEETWAVE_NOW", "2026-12-05T00:00:00Z")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Serve `body` with `status` to every request on 127.0.0.1 (one thread, until the test ends).
+fn serve(status: &'static str, body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/api/kubernetes.json")
+}
+
+#[test]
+fn versions_lists_the_catalog_with_end_of_life_on_the_given_day() {
+    let (code, out, err) = fleetwave(&["versions"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("Kubernetes releases (built-in, as of"),
+        "{out}"
+    );
+    let (code, out, err) = fleetwave(&["versions", "--output", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let status = |minor: &str| {
+        doc["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["minor"] == minor)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    // 1.34 reached end of life on 2026-10-27; 1.35 is supported until 2027-02-28.
+    assert_eq!(status("1.34").as_deref(), Some("end of life"));
+    assert_eq!(status("1.35").as_deref(), Some("supported"));
+}
+
+// The shape of the endoflife.date product API (`GET /api/{product}.json`: an array of Cycle
+// objects with cycle, releaseDate, eol — a date or false — latest, latestReleaseDate, lts), as
+// its published OpenAPI description and generated clients document it.
+const ENDOFLIFE: &str = r#"[{"cycle":"1.36","releaseDate":"2026-04-22","eol":"2027-06-28","latest":"1.36.4","latestReleaseDate":"2026-08-11","lts":false},{"cycle":"1.35","releaseDate":"2025-12-17","eol":"2027-02-28","latest":"1.35.9","latestReleaseDate":"2026-09-15","lts":false},{"cycle":"1.34","releaseDate":"2025-08-27","eol":"2026-10-27","latest":"1.34.9","latestReleaseDate":"2026-06-09","lts":false},{"cycle":"1.33","releaseDate":"2025-04-23","eol":"2026-06-28","latest":"1.33.12","latestReleaseDate":"2026-05-12","lts":false}]"#;
+
+#[test]
+fn versions_update_writes_a_catalog_a_plan_can_use() {
+    let url = serve("200 OK", ENDOFLIFE);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("kubernetes.yaml");
+    let (code, out, err) = fleetwave(&[
+        "versions",
+        "update",
+        "--from",
+        &url,
+        "--out",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("4 minors, newest 1.36.4"), "{out}");
+    let (code, out, err) = fleetwave(&["versions", "--catalog", dest.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("as of 2026-12-05"), "{out}");
+    assert!(out.contains("latest 1.33.12"), "{out}");
+    // A plan without intermediateVersions takes its hop from it.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(&root.join("fixtures/fleet"), repo.path());
+    std::fs::copy(&dest, repo.path().join("kubernetes.yaml")).unwrap();
+    let chained = std::fs::read_to_string(root.join("fixtures/plans/chained.yaml")).unwrap();
+    let plan = repo.path().join("computed.yaml");
+    std::fs::write(
+        &plan,
+        chained.replace(
+            "  intermediateVersions: [v1.33.5]\n",
+            "  versionCatalog: kubernetes.yaml\n",
+        ),
+    )
+    .unwrap();
+    let doc = plan_json(repo.path(), &plan);
+    assert!(
+        doc["findings"].to_string().contains("v1.33.12 → v1.34.2"),
+        "{}",
+        doc["findings"]
+    );
+    // A refused answer writes nothing and says why.
+    let missing = serve("404 Not Found", "{}");
+    let other = dir.path().join("other.yaml");
+    let (code, _, err) = fleetwave(&[
+        "versions",
+        "update",
+        "--from",
+        &missing,
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(!other.exists());
+}

@@ -284,6 +284,33 @@ pub enum Command {
         #[arg(value_enum)]
         shell: crate::app::completions::Shell,
     },
+    /// Show the Kubernetes release catalog plans take their hops from, or write a fresh one.
+    Versions {
+        #[command(subcommand)]
+        update: Option<VersionsCommand>,
+        /// Show this catalog file instead of the built-in one.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Text, or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The day that decides which releases are past end of life (RFC 3339; default: now).
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VersionsCommand {
+    /// Fetch the release list and write it as a catalog file for `spec.versionCatalog`.
+    Update {
+        /// The endoflife.date product API for Kubernetes, or a URL serving a catalog file.
+        #[arg(long, default_value = crate::app::commands::versions::DEFAULT_SOURCE)]
+        from: String,
+        /// The catalog file to write (replaced all at once), e.g. `catalog/kubernetes.yaml`.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Where the fleet repository is and how to reach it: every command that works on the

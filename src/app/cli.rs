@@ -72,6 +72,20 @@ pub fn run(cli: Cli) -> ExitCode {
             plain,
         } => commands::demo::run(stdout, &plan, &fail, scale, keep, plain),
         Command::Completions { shell } => crate::app::completions::print(shell, stdout),
+        Command::Versions {
+            update,
+            catalog,
+            output,
+            now,
+        } => {
+            let now = now.unwrap_or_else(chrono::Utc::now);
+            match update {
+                None => commands::versions::list(stdout, catalog.as_deref(), output, now),
+                Some(crate::app::args::VersionsCommand::Update { from, out }) => {
+                    commands::versions::update(stdout, &from, &out, now)
+                }
+            }
+        }
     }
 }
 

@@ -106,6 +106,83 @@ impl Catalog {
         })
     }
 
+    /// Every release line, oldest first.
+    pub fn releases(&self) -> impl Iterator<Item = &Release> {
+        self.releases.values()
+    }
+
+    /// A catalog from the endoflife.date product API (`/api/kubernetes.json`): an array of
+    /// release cycles with `cycle`, `releaseDate`, `eol` (a date, or `false`) and `latest`.
+    /// Cycles that are not Kubernetes 1.x minors with a patch are left out.
+    pub fn from_endoflife(origin: &str, json: &str, as_of: &str) -> Result<Catalog, CatalogError> {
+        let bad = |why: String| CatalogError::Parse(origin.to_string(), why);
+        let cycles: Vec<serde_json::Value> =
+            serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let mut releases = BTreeMap::new();
+        for c in &cycles {
+            let minor = c
+                .get("cycle")
+                .and_then(text)
+                .and_then(|m| KubeVersion::parse(&m));
+            let latest = c
+                .get("latest")
+                .and_then(text)
+                .and_then(|l| KubeVersion::parse(&l));
+            let (Some(minor), Some(latest)) = (minor, latest) else {
+                continue;
+            };
+            let (1, true, Some(patch)) = (minor.major, latest.minor == minor.minor, latest.patch)
+            else {
+                continue;
+            };
+            releases.insert(
+                minor.minor,
+                Release {
+                    minor: minor.minor,
+                    latest: patch,
+                    released: c.get("releaseDate").and_then(text),
+                    // `eol: false` (not yet announced) has no date.
+                    end_of_life: c.get("eol").and_then(text),
+                },
+            );
+        }
+        if releases.is_empty() {
+            return Err(bad("no Kubernetes release cycle in the answer".into()));
+        }
+        Ok(Catalog {
+            as_of: as_of.to_string(),
+            origin: origin.to_string(),
+            releases,
+        })
+    }
+
+    /// The catalog as a file of the built-in catalog's shape.
+    pub fn to_yaml(&self, source: &str) -> String {
+        let mut out = format!(
+            "# Kubernetes release catalog written by `fleetwave versions update` from\n# {source}\nasOf: \"{}\"\nreleases:\n",
+            self.as_of
+        );
+        for r in self.releases.values() {
+            let mut fields = format!(
+                "minor: \"1.{}\", latest: \"1.{}.{}\"",
+                r.minor, r.minor, r.latest
+            );
+            if let Some(d) = &r.released {
+                fields.push_str(&format!(", released: \"{d}\""));
+            }
+            if let Some(d) = &r.end_of_life {
+                fields.push_str(&format!(", endOfLife: \"{d}\""));
+            }
+            out.push_str(&format!("  - {{{fields}}}\n"));
+        }
+        out
+    }
+
     pub fn release(&self, minor: u32) -> Option<&Release> {
         self.releases.get(&minor)
     }
@@ -281,5 +358,30 @@ mod tests {
             e.to_string(),
             "cat.yaml: release \"1.33\" is not a Kubernetes 1.x minor with its latest patch"
         );
+    }
+
+    #[test]
+    fn an_endoflife_answer_becomes_a_catalog_that_reads_back() {
+        // Shape of the endoflife.date product API (Cycle: cycle, releaseDate, eol, latest).
+        let json = r#"[
+            {"cycle":"1.35","releaseDate":"2025-12-17","eol":"2027-02-28","latest":"1.35.9","latestReleaseDate":"2026-09-15","lts":false},
+            {"cycle":"1.34","releaseDate":"2025-08-27","eol":"2026-10-27","latest":"1.34.9"},
+            {"cycle":"1.36","releaseDate":"2026-04-22","eol":false,"latest":"1.36.4"},
+            {"cycle":"0.4","latest":"0.4.1"}
+        ]"#;
+        let c = Catalog::from_endoflife("eol.json", json, "2026-12-05").unwrap();
+        assert_eq!(
+            c.releases().map(|r| r.minor).collect::<Vec<_>>(),
+            [34, 35, 36]
+        );
+        assert_eq!(c.release(36).unwrap().end_of_life, None);
+        let back = Catalog::parse(Path::new("x.yaml"), &c.to_yaml("eol.json")).unwrap();
+        assert_eq!(
+            back.releases().collect::<Vec<_>>(),
+            c.releases().collect::<Vec<_>>()
+        );
+        assert_eq!(back.as_of, "2026-12-05");
+        assert!(Catalog::from_endoflife("e", "[]", "x").is_err());
+        assert!(Catalog::from_endoflife("e", "{", "x").is_err());
     }
 }

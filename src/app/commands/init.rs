@@ -286,10 +286,17 @@ fn hops(
             .max_by(|a, b| a.cmp_precedence(b));
         via.push(match best {
             Some(v) => v.canonical(),
-            None => {
-                notes.push(format!("no cluster pins 1.{minor}: intermediate v1.{minor}.0 is a placeholder, pick its latest patch"));
-                format!("v1.{minor}.0")
-            }
+            None => match crate::core::catalog::Catalog::embedded().newest(minor, newest) {
+                // No cluster pins this minor: its newest patch from the release catalog.
+                Some(v) => {
+                    notes.push(format!("no cluster pins 1.{minor}: intermediate {} is the release catalog's newest 1.{minor} patch (`fleetwave versions`)", v.canonical()));
+                    v.canonical()
+                }
+                None => {
+                    notes.push(format!("no cluster pins 1.{minor}: intermediate v1.{minor}.0 is a placeholder, pick its latest patch"));
+                    format!("v1.{minor}.0")
+                }
+            },
         });
     }
     Some((newest.canonical(), via))

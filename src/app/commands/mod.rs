@@ -10,6 +10,7 @@ pub mod explain;
 pub mod init;
 pub mod plan;
 pub mod survey;
+pub mod versions;
 
 use std::process::ExitCode;
 
