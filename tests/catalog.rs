@@ -247,3 +247,35 @@ fn versions_update_writes_a_catalog_a_plan_can_use() {
     assert!(err.contains("HTTP 404"), "{err}");
     assert!(!other.exists());
 }
+
+#[test]
+fn propose_writes_the_channel_plan_that_plan_accepts() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(&root.join("fixtures/fleet"), repo.path());
+    let r = repo.path().to_str().unwrap();
+    // The example fleet runs 1.32: the minor channel is 1.33's newest catalogued patch.
+    let (code, out, err) = fleetwave(&["propose", "--repo", r, "--channel", "minor"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("wrote plans/k8s-1-33-11.yaml"), "{out}");
+    let plan = repo.path().join("plans/k8s-1-33-11.yaml");
+    let doc = plan_json(repo.path(), &plan);
+    assert_eq!(doc["targetVersion"], "v1.33.11");
+    assert_eq!(doc["plan"], "k8s-1-33-11");
+    // Never overwritten without --force.
+    let (code, _, err) = fleetwave(&["propose", "--repo", r, "--channel", "minor"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("already exists; nothing was written"), "{err}");
+    // Stable on 2026-12-05: 1.35, 1.36 and 1.37 are supported; stable is 1.36, four minors
+    // up, so the plan's hops come from the catalog.
+    let (code, out, err) = fleetwave(&["propose", "--repo", r, "--channel", "stable"]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc = plan_json(repo.path(), &repo.path().join("plans/k8s-1-36-4.yaml"));
+    assert!(
+        doc["findings"]
+            .to_string()
+            .contains("v1.33.11 → v1.34.9 → v1.35.9 → v1.36.4"),
+        "{out}\n{}",
+        doc["findings"]
+    );
+}

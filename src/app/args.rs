@@ -284,6 +284,25 @@ pub enum Command {
         #[arg(value_enum)]
         shell: crate::app::completions::Shell,
     },
+    /// Write the next Kubernetes plan for the fleet from the release catalog.
+    Propose {
+        /// Root of the fleet repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// patch: the newest patch of the minor the fleet runs; minor: the next minor;
+        /// stable: the newest supported minor but one.
+        #[arg(long, value_enum)]
+        channel: ChannelArg,
+        /// Where to write the plan, relative to --repo (default plans/k8s-<target>.yaml).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Overwrite the plan file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The day that decides which releases are supported (RFC 3339; default: now).
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
     /// Show the Kubernetes release catalog plans take their hops from, or write a fresh one.
     Versions {
         #[command(subcommand)]
@@ -298,6 +317,24 @@ pub enum Command {
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
     },
+}
+
+/// `propose --channel`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelArg {
+    Patch,
+    Minor,
+    Stable,
+}
+
+impl From<ChannelArg> for crate::core::catalog::Channel {
+    fn from(c: ChannelArg) -> Self {
+        match c {
+            ChannelArg::Patch => Self::Patch,
+            ChannelArg::Minor => Self::Minor,
+            ChannelArg::Stable => Self::Stable,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -72,6 +72,22 @@ pub fn run(cli: Cli) -> ExitCode {
             plain,
         } => commands::demo::run(stdout, &plan, &fail, scale, keep, plain),
         Command::Completions { shell } => crate::app::completions::print(shell, stdout),
+        Command::Propose {
+            repo,
+            channel,
+            plan,
+            force,
+            now,
+        } => commands::propose::run(
+            stdout,
+            &commands::propose::ProposeArgs {
+                repo: &repo,
+                channel: channel.into(),
+                plan: plan.as_deref(),
+                force,
+                now: now.unwrap_or_else(chrono::Utc::now),
+            },
+        ),
         Command::Versions {
             update,
             catalog,

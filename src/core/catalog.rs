@@ -312,6 +312,84 @@ pub fn fill_hops(
     }
 }
 
+/// How far `fleetwave propose` moves a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The newest patch of the minor the fleet runs.
+    Patch,
+    /// The newest patch of the next minor.
+    Minor,
+    /// The newest patch of the newest supported minor but one (the newest minor has had
+    /// the least time in the field).
+    Stable,
+}
+
+/// What a channel proposes for a fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proposal {
+    Target(KubeVersion),
+    /// The fleet is already there; why, in words.
+    Current(String),
+    /// The channel cannot propose for this fleet; why, and what to do.
+    Refused(String),
+}
+
+impl Catalog {
+    /// The channel's target for a fleet whose control planes pin `pinned`, on the day `today`
+    /// (`YYYY-MM-DD`, for end of life).
+    pub fn propose(&self, channel: Channel, pinned: &[KubeVersion], today: &str) -> Proposal {
+        let releases: Vec<&KubeVersion> = pinned.iter().filter(|v| v.pre.is_none()).collect();
+        let (Some(oldest), Some(newest)) = (
+            releases.iter().min_by(|a, b| a.cmp_precedence(b)),
+            releases.iter().max_by(|a, b| a.cmp_precedence(b)),
+        ) else {
+            return Proposal::Refused("no Kubernetes release pinned in the fleet".into());
+        };
+        let catalog = format!(
+            "the release catalog ({}, as of {})",
+            self.origin, self.as_of
+        );
+        let minor = match channel {
+            Channel::Patch if oldest.minor != newest.minor => {
+                return Proposal::Refused(format!(
+                    "the clusters run 1.{} to 1.{}: a patch plan cannot bring them together; use --channel minor",
+                    oldest.minor, newest.minor
+                ));
+            }
+            Channel::Patch => newest.minor,
+            Channel::Minor => newest.minor + 1,
+            Channel::Stable => {
+                let supported: Vec<u32> = self
+                    .releases
+                    .values()
+                    .filter(|r| r.end_of_life.as_deref().is_none_or(|d| d >= today))
+                    .map(|r| r.minor)
+                    .collect();
+                match supported.as_slice() {
+                    [] => {
+                        return Proposal::Refused(format!(
+                            "{catalog} lists no supported release on {today}: update it with `fleetwave versions update`"
+                        ));
+                    }
+                    [only] => *only,
+                    [.., stable, _newest] => *stable,
+                }
+            }
+        };
+        let Some(target) = self.newest(minor, newest) else {
+            return Proposal::Current(format!("{catalog} lists no 1.{minor} release"));
+        };
+        if releases.iter().all(|v| v.cmp_precedence(&target).is_ge()) {
+            return Proposal::Current(format!(
+                "every cluster runs {} or newer, the {} channel's target in {catalog}",
+                target.written(),
+                format!("{channel:?}").to_lowercase()
+            ));
+        }
+        Proposal::Target(target)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +461,47 @@ mod tests {
         assert_eq!(back.as_of, "2026-12-05");
         assert!(Catalog::from_endoflife("e", "[]", "x").is_err());
         assert!(Catalog::from_endoflife("e", "{", "x").is_err());
+    }
+
+    #[test]
+    fn channels_propose_from_the_catalog() {
+        let c = Catalog::parse(
+            Path::new("cat.yaml"),
+            "asOf: \"2026-12-01\"\nreleases:\n  - {minor: \"1.33\", latest: \"1.33.12\", endOfLife: \"2026-06-28\"}\n  - {minor: \"1.34\", latest: \"1.34.9\", endOfLife: \"2026-10-27\"}\n  - {minor: \"1.35\", latest: \"1.35.9\", endOfLife: \"2027-02-28\"}\n  - {minor: \"1.36\", latest: \"1.36.4\", endOfLife: \"2027-06-28\"}\n",
+        )
+        .unwrap();
+        let v = |s: &str| KubeVersion::parse(s).unwrap();
+        let target = |p: Proposal| match p {
+            Proposal::Target(t) => t.written(),
+            other => format!("{other:?}"),
+        };
+        let fleet = [v("v1.34.2"), v("v1.34.5")];
+        assert_eq!(
+            target(c.propose(Channel::Patch, &fleet, "2026-12-05")),
+            "v1.34.9"
+        );
+        assert_eq!(
+            target(c.propose(Channel::Minor, &fleet, "2026-12-05")),
+            "v1.35.9"
+        );
+        // Supported on the day: 1.35 and 1.36; stable is the older of the two.
+        assert_eq!(
+            target(c.propose(Channel::Stable, &fleet, "2026-12-05")),
+            "v1.35.9"
+        );
+        let mixed = [v("v1.33.1"), v("v1.34.5")];
+        assert!(matches!(
+            c.propose(Channel::Patch, &mixed, "2026-12-05"),
+            Proposal::Refused(_)
+        ));
+        let current = [v("v1.36.4")];
+        assert!(matches!(
+            c.propose(Channel::Minor, &current, "2026-12-05"),
+            Proposal::Current(_)
+        ));
+        assert!(matches!(
+            c.propose(Channel::Patch, &current, "2026-12-05"),
+            Proposal::Current(_)
+        ));
     }
 }

@@ -103,7 +103,7 @@ struct Starter {
 }
 
 /// One suggested wave: its name and selector lines (YAML, indented for the plan).
-struct WaveSketch {
+pub(super) struct WaveSketch {
     name: String,
     selector: String,
     clusters: Vec<String>,
@@ -162,7 +162,11 @@ fn starter(s: &Survey) -> anyhow::Result<Starter> {
         );
     }
     let (waves, waves_from) = waves(&s.fleet);
-    let mut text = header(s)?;
+    let mut text = header(
+        s,
+        "Starter plan written by `fleetwave init`.",
+        "fleet-upgrade",
+    )?;
     text.push_str(&spec);
     text.push_str(&waves_yaml(&waves)?);
     Ok(Starter {
@@ -172,12 +176,10 @@ fn starter(s: &Survey) -> anyhow::Result<Starter> {
     })
 }
 
-fn header(s: &Survey) -> anyhow::Result<String> {
+/// The plan's opening comment (`intro` first), the clusters found, and its head up to `spec:`.
+pub(super) fn header(s: &Survey, intro: &str, name: &str) -> anyhow::Result<String> {
     let mut t = String::new();
-    writeln!(
-        t,
-        "# Starter plan written by `fleetwave init`. Review every field, then preview it with"
-    )?;
+    writeln!(t, "# {intro} Review every field, then preview it with")?;
     writeln!(
         t,
         "# `fleetwave plan --plan <this file>` and commit it on the base branch: the reconciler"
@@ -201,12 +203,12 @@ fn header(s: &Survey) -> anyhow::Result<String> {
         t,
         "  # Part of every branch fleetwave pushes: lower-case letters, digits and '-'."
     )?;
-    writeln!(t, "  name: fleet-upgrade")?;
+    writeln!(t, "  name: {name}")?;
     writeln!(t, "spec:")?;
     Ok(t)
 }
 
-fn waves_yaml(waves: &[WaveSketch]) -> anyhow::Result<String> {
+pub(super) fn waves_yaml(waves: &[WaveSketch]) -> anyhow::Result<String> {
     let mut t = String::new();
     writeln!(
         t,
@@ -362,7 +364,7 @@ fn rank(v: &str) -> usize {
 }
 
 /// The waves, and a sentence on how they were chosen.
-fn waves(fleet: &Fleet) -> (Vec<WaveSketch>, String) {
+pub(super) fn waves(fleet: &Fleet) -> (Vec<WaveSketch>, String) {
     let Some(key) = wave_key(fleet) else {
         return canary_rest(fleet);
     };

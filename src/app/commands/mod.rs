@@ -9,6 +9,7 @@ pub mod demo;
 pub mod explain;
 pub mod init;
 pub mod plan;
+pub mod propose;
 pub mod survey;
 pub mod versions;
 
