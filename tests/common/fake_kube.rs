@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 //! A fake Kubernetes API server, enough for kube-rs' client, watcher and discovery, serving
-//! the kinds fleetwave reads: core `nodes` and `pods`, Flux Kustomizations, GitRepositories
+//! the kinds fleetwave reads: core `nodes` and `pods`, `policy/v1` PodDisruptionBudgets, Flux Kustomizations, GitRepositories
 //! and OCIRepositories, CAPI Clusters, MachineDeployments and KubeadmControlPlanes, Kamaji
 //! TenantControlPlanes and k0rdent (and the older hmc) ClusterDeployments ([`RESOURCES`]).
 //!
@@ -77,6 +77,15 @@ const fn res(
 pub const RESOURCES: &[Resource] = &[
     res("", &["v1"], "Node", "nodes", "node", false, &["no"]),
     res("", &["v1"], "Pod", "pods", "pod", true, &["po"]),
+    res(
+        "policy",
+        &["v1"],
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+    ),
     res(
         "kustomize.toolkit.fluxcd.io",
         &["v1"],
@@ -1134,6 +1143,44 @@ pub fn pod(ns: &str, name: &str, restarts: u32) -> Value {
                  "containers": [{"name": "app", "image": "ghcr.io/stefanprodan/podinfo:6.7.1",
                                  "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
         "status": status,
+    })
+}
+
+/// A `policy/v1` PodDisruptionBudget as the API server returns it: the shape of `zk-pdb` in
+/// the Kubernetes documentation ("Specifying a Disruption Budget for your Application",
+/// kubernetes.io/docs/tasks/run-application/configure-pdb/, the `kubectl get
+/// poddisruptionbudgets zk-pdb -o yaml` output: `minAvailable: 2` over three ZooKeeper pods,
+/// status `currentHealthy: 3, desiredHealthy: 2, disruptionsAllowed: 1, expectedPods: 3`),
+/// with the counts given here and the `DisruptionAllowed` condition the disruption
+/// controller sets (PodDisruptionBudgetStatus in the API reference: `InsufficientPods` when
+/// no disruption is allowed, else `SufficientPods`).
+pub fn pdb(
+    ns: &str,
+    name: &str,
+    min_available: u32,
+    current_healthy: u32,
+    expected_pods: u32,
+) -> Value {
+    let allowed = current_healthy.saturating_sub(min_available);
+    let (cond, reason) = if allowed > 0 {
+        ("True", "SufficientPods")
+    } else {
+        ("False", "InsufficientPods")
+    };
+    json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": ns, "generation": 1,
+                     "creationTimestamp": "2020-03-04T04:22:56Z",
+                     "uid": format!("uid-pdb-{ns}-{name}")},
+        "spec": {"minAvailable": min_available,
+                 "selector": {"matchLabels": {"app": name.trim_end_matches("-pdb")}}},
+        "status": {"currentHealthy": current_healthy, "desiredHealthy": min_available,
+                   "disruptionsAllowed": allowed, "expectedPods": expected_pods,
+                   "observedGeneration": 1,
+                   "conditions": [{"type": "DisruptionAllowed", "status": cond,
+                                   "reason": reason, "message": "",
+                                   "observedGeneration": 1,
+                                   "lastTransitionTime": "2020-03-04T04:23:10Z"}]},
     })
 }
 

@@ -7,7 +7,7 @@
 pub mod object;
 pub mod upgrade;
 
-pub use upgrade::{Component, NodeSummary, Role};
+pub use upgrade::{Component, DrainBlocker, NodeSummary, Role};
 
 use std::collections::BTreeMap;
 
@@ -109,6 +109,11 @@ pub struct ClusterObservation {
     /// Sum of container restart counts over all pods (per-cluster context mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_restarts: Option<u64>,
+    /// PodDisruptionBudgets that allow no disruption now (per-cluster context mode): a drain
+    /// would block on them. None = no PodDisruptionBudget data (no per-cluster context, or
+    /// the source does not read them); Some(empty) = none blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_blockers: Option<Vec<DrainBlocker>>,
     /// Why what is known of this cluster cannot be trusted now (no context, its API server
     /// not answering, Flux not installed): it never converges or passes a gate while set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

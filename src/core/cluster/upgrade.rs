@@ -54,6 +54,55 @@ impl NodeSummary {
     }
 }
 
+/// A `policy/v1` PodDisruptionBudget that allows no disruption now: draining a node that
+/// runs one of its pods would wait for ever (`kubectl drain`, CAPI and managed node-pool
+/// upgrades all evict through the Eviction API, which honours PDBs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainBlocker {
+    pub namespace: String,
+    pub name: String,
+    /// `status.expectedPods`: the pods it counts.
+    pub expected_pods: u32,
+}
+
+impl std::fmt::Display for DrainBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pods = if self.expected_pods == 1 { "pod" } else { "pods" };
+        write!(
+            f,
+            "PodDisruptionBudget {}/{} allows no disruption ({} {pods})",
+            self.namespace, self.name, self.expected_pods
+        )
+    }
+}
+
+/// The PodDisruptionBudget `obj` as a drain blocker, if it is one: `status.disruptionsAllowed`
+/// is 0 while `status.expectedPods` > 0 (PodDisruptionBudgetStatus in the Kubernetes API
+/// reference). A PDB whose controller has not written a status for its current generation
+/// yet (`status.observedGeneration` behind `metadata.generation`) is read as it stands: the
+/// disruption controller's last word is what an eviction would be checked against.
+pub fn drain_blocker(obj: &Obj) -> Option<DrainBlocker> {
+    let status = obj.data.get("status")?;
+    let allowed = status.get("disruptionsAllowed").and_then(Value::as_i64)?;
+    let expected = status
+        .get("expectedPods")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    (allowed <= 0 && expected > 0).then(|| DrainBlocker {
+        namespace: obj.namespace.unwrap_or("").to_string(),
+        name: obj.name.to_string(),
+        expected_pods: u32::try_from(expected).unwrap_or(u32::MAX),
+    })
+}
+
+/// The drain blockers among a cluster's PodDisruptionBudgets, sorted by namespace and name.
+pub fn drain_blockers_of<'a>(pdbs: impl IntoIterator<Item = Obj<'a>>) -> Vec<DrainBlocker> {
+    let mut out: Vec<DrainBlocker> = pdbs.into_iter().filter_map(|o| drain_blocker(&o)).collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
+}
+
 /// `running` is older than `want` at `want`'s precision (a minor-only want ignores patches).
 pub fn behind(running: &str, want: &KubeVersion) -> bool {
     let Some(r) = KubeVersion::parse(running) else {
