@@ -1792,10 +1792,8 @@ mod drain_blockers {
         ));
         assert!(wave_allows.waves[0].allow_drain_blockers);
         assert!(merges(&at_workers(&wave_allows, pdbs()).0));
-        let plan_allows = plan(&PLAN_SPLIT.replace(
-            "  waves:\n",
-            "  allowDrainBlockers: true\n  waves:\n",
-        ));
+        let plan_allows =
+            plan(&PLAN_SPLIT.replace("  waves:\n", "  allowDrainBlockers: true\n  waves:\n"));
         assert!(merges(&at_workers(&plan_allows, pdbs()).0));
         // The wave's own setting wins over the plan's.
         let wave_refuses = plan(
@@ -1821,7 +1819,10 @@ mod drain_blockers {
             .err()
             .expect("a non-boolean allowDrainBlockers is refused")
             .to_string();
-        assert!(err.contains("allowDrainBlockers") || err.contains("boolean"), "{err}");
+        assert!(
+            err.contains("allowDrainBlockers") || err.contains("boolean"),
+            "{err}"
+        );
     }
 }
 

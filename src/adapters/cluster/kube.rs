@@ -497,7 +497,9 @@ impl KubeSource {
         let deadline = tokio::time::Instant::now() + timeout;
         let spokes = async {
             for s in &self.spokes {
-                for w in s.watches() {
+                // PodDisruptionBudgets too: a one-shot tick must not read "no data" (no hold)
+                // only because their first list was slower than the others.
+                for w in s.watches().chain([&s.pdbs]) {
                     let mut listed = w.counters.listed.subscribe();
                     let _ = listed.wait_for(|l| *l).await;
                 }

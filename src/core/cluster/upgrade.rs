@@ -68,7 +68,11 @@ pub struct DrainBlocker {
 
 impl std::fmt::Display for DrainBlocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pods = if self.expected_pods == 1 { "pod" } else { "pods" };
+        let pods = if self.expected_pods == 1 {
+            "pod"
+        } else {
+            "pods"
+        };
         write!(
             f,
             "PodDisruptionBudget {}/{} allows no disruption ({} {pods})",
@@ -221,6 +225,58 @@ pub fn lag(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_pdb_allowing_no_disruption_over_expected_pods_blocks_a_drain() {
+        // `kubectl get poddisruptionbudgets zk-pdb -o yaml` from the Kubernetes documentation
+        // ("Specifying a Disruption Budget for your Application",
+        // kubernetes.io/docs/tasks/run-application/configure-pdb/): 3 ZooKeeper pods,
+        // minAvailable 2, one disruption allowed.
+        let zk = |min: i64, healthy: i64, allowed: i64, expected: i64| {
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"creationTimestamp": "2020-03-04T04:22:56Z", "generation": 1,
+                             "name": "zk-pdb", "namespace": "default",
+                             "resourceVersion": "6498", "uid": "50ef6d7d-df52-47e3-9c6c-6a0d5cf5bf0d"},
+                "spec": {"minAvailable": min, "selector": {"matchLabels": {"app": "zookeeper"}}},
+                "status": {"currentHealthy": healthy, "desiredHealthy": min,
+                           "disruptionsAllowed": allowed, "expectedPods": expected,
+                           "observedGeneration": 1}})
+        };
+        let of = |v: &Value| drain_blocker(&Obj::of(v));
+        assert_eq!(
+            of(&zk(2, 3, 1, 3)),
+            None,
+            "the documented PDB allows one disruption"
+        );
+        // minAvailable equal to the replicas (or a pod down): nothing may be evicted.
+        let blocked = zk(3, 3, 0, 3);
+        let b = of(&blocked).expect("a drain blocker");
+        assert_eq!(
+            b.to_string(),
+            "PodDisruptionBudget default/zk-pdb allows no disruption (3 pods)"
+        );
+        // A budget over no pods blocks nothing; a status not written yet is not read as one.
+        assert_eq!(of(&zk(1, 0, 0, 0)), None);
+        let mut fresh = zk(3, 3, 0, 3);
+        fresh["status"] = json!({});
+        assert_eq!(of(&fresh), None);
+        let mut second = zk(1, 1, 0, 1);
+        second["metadata"]["namespace"] = json!("a");
+        let all = drain_blockers_of([
+            Obj::of(&blocked),
+            Obj::of(&zk(2, 3, 1, 3)),
+            Obj::of(&second),
+        ]);
+        let names: Vec<String> = all
+            .iter()
+            .map(|b| format!("{}/{}", b.namespace, b.name))
+            .collect();
+        assert_eq!(names, ["a/zk-pdb", "default/zk-pdb"]);
+        assert_eq!(
+            all[0].to_string(),
+            "PodDisruptionBudget a/zk-pdb allows no disruption (1 pod)"
+        );
+    }
 
     #[test]
     fn machine_pools_settle_when_every_replica_is_ready_and_available() {
