@@ -120,6 +120,42 @@ pub struct ClusterObservation {
     pub unobservable: Option<String>,
 }
 
+/// One `apiserver_requested_deprecated_apis` series of an API server's `/metrics`: an API
+/// requested since it started that a later release no longer serves.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DeprecatedApi {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
+    /// `1.25`: the release that no longer serves it.
+    pub removed_release: String,
+}
+
+impl std::fmt::Display for DeprecatedApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gv = if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        };
+        let sub = if self.subresource.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", self.subresource)
+        };
+        write!(
+            f,
+            "{gv} {}{sub} (removed in {})",
+            self.resource, self.removed_release
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cluster state unavailable: {0}")]
