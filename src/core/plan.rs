@@ -61,6 +61,11 @@ struct SpecFile {
     /// A release catalog in the fleet repository, instead of the built-in one.
     #[serde(default)]
     version_catalog: Option<String>,
+    /// Merge worker (and whole-cluster) steps even when a cluster's PodDisruptionBudgets
+    /// allow no disruption (default false: such a step is held before merge). A wave's own
+    /// `allowDrainBlockers` wins.
+    #[serde(default)]
+    allow_drain_blockers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -114,6 +119,10 @@ struct WaveFile {
     window: Option<WindowFile>,
     #[serde(default)]
     gates: Vec<Gate>,
+    /// Merge this wave's worker (and whole-cluster) steps even when a cluster's
+    /// PodDisruptionBudgets allow no disruption; default: the plan's `allowDrainBlockers`.
+    #[serde(default)]
+    allow_drain_blockers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -276,6 +285,9 @@ pub struct Wave {
     pub progress_deadline: Option<Duration>,
     pub window: Option<Window>,
     pub gates: Vec<Gate>,
+    /// Worker and whole-cluster steps merge despite PodDisruptionBudgets that allow no
+    /// disruption (`allowDrainBlockers`, the wave's else the plan's).
+    pub allow_drain_blockers: bool,
 }
 
 mod humantime_serde_secs {
@@ -361,8 +373,16 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     let waves: Vec<Wave> = spec
         .waves
         .into_iter()
+        .map(|w| {
+            let allow = w.allow_drain_blockers;
+            (w, allow)
+        })
         .enumerate()
-        .map(|(i, w)| wave(src, i, w, &mut names, &mut errs))
+        .map(|(i, w)| {
+            let mut wv = wave(src, i, w.0, &mut names, &mut errs);
+            wv.allow_drain_blockers = w.1.or(spec.allow_drain_blockers).unwrap_or(false);
+            wv
+        })
         .collect();
     if errs.is_empty() {
         Ok(Plan {
@@ -633,6 +653,7 @@ fn wave(
         progress_deadline,
         window,
         gates: w.gates,
+        allow_drain_blockers: false,
     }
 }
 

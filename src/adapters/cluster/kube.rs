@@ -145,6 +145,18 @@ impl Kind {
     }
 }
 
+/// `policy/v1` PodDisruptionBudgets (GA since Kubernetes 1.21), watched on each spoke.
+pub fn pdb_kind() -> Kind {
+    Kind {
+        resource: ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
+            "poddisruptionbudgets",
+        ),
+        optional: false,
+        namespace: None,
+    }
+}
+
 /// Kinds that report the upgrade itself (CAPI, Kamaji, k0rdent), watched on the hub when
 /// present: the registry's kinds with a hub resource.
 pub fn upgrade_kinds() -> Vec<Kind> {
@@ -290,6 +302,10 @@ struct Spoke {
     sources: Vec<Watch>,
     nodes: Watch,
     pods: Watch,
+    /// `policy/v1` PodDisruptionBudgets in all namespaces: drain blockers. Not part of
+    /// [`Spoke::watches`]: a cluster whose PDBs cannot be listed (RBAC) is still observed,
+    /// only without drain-blocker data (and says so).
+    pdbs: Watch,
     /// The apiserver's `gitVersion`, or why it could not be read.
     version: VersionSlot,
     poller: tokio::task::JoinHandle<()>,
@@ -445,6 +461,7 @@ impl KubeSource {
                 sources,
                 nodes: w(&core("Node", "nodes"), "Nodes"),
                 pods: w(&core("Pod", "pods"), "Pods"),
+                pdbs: w(&pdb_kind(), "PodDisruptionBudgets"),
                 cluster,
                 version,
                 poller,
@@ -465,7 +482,7 @@ impl KubeSource {
 
     fn watches(&self) -> impl Iterator<Item = &Watch> {
         self.hub.iter().chain(self.spokes.iter().flat_map(|s| {
-            [&s.kustomizations, &s.nodes, &s.pods]
+            [&s.kustomizations, &s.nodes, &s.pods, &s.pdbs]
                 .into_iter()
                 .chain(&s.sources)
         }))
@@ -480,7 +497,9 @@ impl KubeSource {
         let deadline = tokio::time::Instant::now() + timeout;
         let spokes = async {
             for s in &self.spokes {
-                for w in s.watches() {
+                // PodDisruptionBudgets too: a one-shot tick must not read "no data" (no hold)
+                // only because their first list was slower than the others.
+                for w in s.watches().chain([&s.pdbs]) {
                     let mut listed = w.counters.listed.subscribe();
                     let _ = listed.wait_for(|l| *l).await;
                 }
@@ -886,6 +905,17 @@ impl KubeSource {
                     )
                 }),
             ));
+            // PodDisruptionBudgets: only once listed, and while their watch runs; else no data
+            // (status says so) rather than "none block".
+            o.drain_blockers = (s.pdbs.listed() && !s.pdbs.task.is_finished()).then(|| {
+                crate::core::cluster::upgrade::drain_blockers_of(
+                    s.pdbs
+                        .store
+                        .state()
+                        .iter()
+                        .map(|p| obj_ref(p, &s.pdbs.resource)),
+                )
+            });
             let version = s.version.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(Ok(v)) = version {
                 o.components
@@ -986,6 +1016,23 @@ fn prune(obj: &mut DynamicObject, kind: &str) {
                     "containerStatuses": restarts("containerStatuses"),
                     "initContainerStatuses": restarts("initContainerStatuses"),
                 }),
+            );
+        }
+        "PodDisruptionBudget" => {
+            kept.insert(
+                "status".into(),
+                keep(
+                    &data,
+                    &[
+                        &["status", "disruptionsAllowed"],
+                        &["status", "expectedPods"],
+                        &["status", "currentHealthy"],
+                        &["status", "desiredHealthy"],
+                    ],
+                )
+                .get("status")
+                .cloned()
+                .unwrap_or_default(),
             );
         }
         "Node" => {

@@ -54,6 +54,59 @@ impl NodeSummary {
     }
 }
 
+/// A `policy/v1` PodDisruptionBudget that allows no disruption now: draining a node that
+/// runs one of its pods would wait for ever (`kubectl drain`, CAPI and managed node-pool
+/// upgrades all evict through the Eviction API, which honours PDBs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainBlocker {
+    pub namespace: String,
+    pub name: String,
+    /// `status.expectedPods`: the pods it counts.
+    pub expected_pods: u32,
+}
+
+impl std::fmt::Display for DrainBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pods = if self.expected_pods == 1 {
+            "pod"
+        } else {
+            "pods"
+        };
+        write!(
+            f,
+            "PodDisruptionBudget {}/{} allows no disruption ({} {pods})",
+            self.namespace, self.name, self.expected_pods
+        )
+    }
+}
+
+/// The PodDisruptionBudget `obj` as a drain blocker, if it is one: `status.disruptionsAllowed`
+/// is 0 while `status.expectedPods` > 0 (PodDisruptionBudgetStatus in the Kubernetes API
+/// reference). A PDB whose controller has not written a status for its current generation
+/// yet (`status.observedGeneration` behind `metadata.generation`) is read as it stands: the
+/// disruption controller's last word is what an eviction would be checked against.
+pub fn drain_blocker(obj: &Obj) -> Option<DrainBlocker> {
+    let status = obj.data.get("status")?;
+    let allowed = status.get("disruptionsAllowed").and_then(Value::as_i64)?;
+    let expected = status
+        .get("expectedPods")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    (allowed <= 0 && expected > 0).then(|| DrainBlocker {
+        namespace: obj.namespace.unwrap_or("").to_string(),
+        name: obj.name.to_string(),
+        expected_pods: u32::try_from(expected).unwrap_or(u32::MAX),
+    })
+}
+
+/// The drain blockers among a cluster's PodDisruptionBudgets, sorted by namespace and name.
+pub fn drain_blockers_of<'a>(pdbs: impl IntoIterator<Item = Obj<'a>>) -> Vec<DrainBlocker> {
+    let mut out: Vec<DrainBlocker> = pdbs.into_iter().filter_map(|o| drain_blocker(&o)).collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
+}
+
 /// `running` is older than `want` at `want`'s precision (a minor-only want ignores patches).
 pub fn behind(running: &str, want: &KubeVersion) -> bool {
     let Some(r) = KubeVersion::parse(running) else {
@@ -172,6 +225,58 @@ pub fn lag(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_pdb_allowing_no_disruption_over_expected_pods_blocks_a_drain() {
+        // `kubectl get poddisruptionbudgets zk-pdb -o yaml` from the Kubernetes documentation
+        // ("Specifying a Disruption Budget for your Application",
+        // kubernetes.io/docs/tasks/run-application/configure-pdb/): 3 ZooKeeper pods,
+        // minAvailable 2, one disruption allowed.
+        let zk = |min: i64, healthy: i64, allowed: i64, expected: i64| {
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"creationTimestamp": "2020-03-04T04:22:56Z", "generation": 1,
+                             "name": "zk-pdb", "namespace": "default",
+                             "resourceVersion": "6498", "uid": "50ef6d7d-df52-47e3-9c6c-6a0d5cf5bf0d"},
+                "spec": {"minAvailable": min, "selector": {"matchLabels": {"app": "zookeeper"}}},
+                "status": {"currentHealthy": healthy, "desiredHealthy": min,
+                           "disruptionsAllowed": allowed, "expectedPods": expected,
+                           "observedGeneration": 1}})
+        };
+        let of = |v: &Value| drain_blocker(&Obj::of(v));
+        assert_eq!(
+            of(&zk(2, 3, 1, 3)),
+            None,
+            "the documented PDB allows one disruption"
+        );
+        // minAvailable equal to the replicas (or a pod down): nothing may be evicted.
+        let blocked = zk(3, 3, 0, 3);
+        let b = of(&blocked).expect("a drain blocker");
+        assert_eq!(
+            b.to_string(),
+            "PodDisruptionBudget default/zk-pdb allows no disruption (3 pods)"
+        );
+        // A budget over no pods blocks nothing; a status not written yet is not read as one.
+        assert_eq!(of(&zk(1, 0, 0, 0)), None);
+        let mut fresh = zk(3, 3, 0, 3);
+        fresh["status"] = json!({});
+        assert_eq!(of(&fresh), None);
+        let mut second = zk(1, 1, 0, 1);
+        second["metadata"]["namespace"] = json!("a");
+        let all = drain_blockers_of([
+            Obj::of(&blocked),
+            Obj::of(&zk(2, 3, 1, 3)),
+            Obj::of(&second),
+        ]);
+        let names: Vec<String> = all
+            .iter()
+            .map(|b| format!("{}/{}", b.namespace, b.name))
+            .collect();
+        assert_eq!(names, ["a/zk-pdb", "default/zk-pdb"]);
+        assert_eq!(
+            all[0].to_string(),
+            "PodDisruptionBudget a/zk-pdb allows no disruption (1 pod)"
+        );
+    }
 
     #[test]
     fn machine_pools_settle_when_every_replica_is_ready_and_available() {
