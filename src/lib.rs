@@ -5,7 +5,7 @@
 //!   steps, `decide`, state, status, observations, gate rules, events. No I/O.
 //! - [`adapters`]: one module per outside system — Git, forges, cluster sources, notification
 //!   sinks, the HTTP gate client, the repository on disk.
-//! - [`app`]: the command line, one function per command, the service, the demo and the
+//! - [`app`]: the command line (one file per command), the service, the demo and the
 //!   reconcile wiring that picks adapters.
 //!
 //! The modules are also re-exported here under their short names (`fleetwave::plan`, …).

@@ -239,8 +239,16 @@ fn build_is_cached_with_a_key_from_the_action_source() {
     let a = action();
     let cache = steps(&a)
         .iter()
-        .find(|s| str_of(s, "uses").is_some_and(|u| u.starts_with("actions/cache@v4")))
-        .expect("an actions/cache@v4 step");
+        .find(|s| {
+            str_of(s, "uses").is_some_and(|u| u.starts_with("actions/cache@"))
+                && str_of(&s["with"], "path").is_some_and(|p| p.contains("~/.cargo/registry"))
+        })
+        .expect("an actions/cache step for the cargo build");
+    // Only a build from source needs it.
+    assert_eq!(
+        str_of(cache, "if"),
+        Some("steps.install.outputs.build == 'true'")
+    );
     let path = str_of(&cache["with"], "path").unwrap();
     for p in [
         "~/.cargo/bin",
@@ -329,6 +337,12 @@ enum Binary {
 struct Sim {
     tmp: tempfile::TempDir,
     inputs: BTreeMap<String, String>,
+    /// `github.action_ref` and `github.action_repository`.
+    action_ref: String,
+    action_repository: String,
+    /// Files served by the fake `curl` under https://github.com/ (path → bytes); anything
+    /// else answers 404 (curl's exit 22).
+    releases: BTreeMap<String, Vec<u8>>,
     event_name: String,
     event: serde_json::Value,
     binary: Binary,
@@ -352,6 +366,8 @@ struct Outcome {
     seen_env: BTreeMap<String, String>,
     /// Scripts that were skipped (uses: or cargo install).
     skipped: Vec<String>,
+    /// URLs the fake curl was asked for.
+    curl: Vec<String>,
 }
 
 impl Outcome {
@@ -496,6 +512,9 @@ impl Sim {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            action_ref: String::new(),
+            action_repository: String::new(),
+            releases: BTreeMap::new(),
             event_name: "workflow_dispatch".into(),
             event: serde_json::json!({ "inputs": {}, "ref": "refs/heads/main",
                 "repository": { "full_name": "acme/fleet" } }),
@@ -533,24 +552,7 @@ impl Sim {
         let bin = t.join("bin");
         match self.binary {
             Binary::Fake(code) => {
-                let script = format!(
-                    r#"#!/usr/bin/env bash
-record='{record}'
-printf '%s\0' "$@" >"$record/argv"
-for v in GITHUB_TOKEN FLEETWAVE_GIT_TOKEN KUBECONFIG; do
-  if [ -n "${{!v+x}}" ]; then printf '%s=%s\0' "$v" "${{!v}}"; fi
-done >"$record/env"
-if [ -n "${{KUBECONFIG:-}}" ] && [ -f "$KUBECONFIG" ]; then cp -- "$KUBECONFIG" "$record/kubeconfig"; fi
-{{
-  echo 'plan-status=InProgress'
-  echo 'waves-json=[{{"name":"canary","clusters":["stg-capi-01"],"state":"Soaking"}}]'
-  echo 'merged=1'
-}} >>"$GITHUB_OUTPUT"
-printf '| wave | clusters |\n|---|---|\n| canary | stg-capi-01 |\n' >>"$GITHUB_STEP_SUMMARY"
-exit {code}
-"#,
-                    record = record.display()
-                );
+                let script = fake_script(&record, code);
                 write_exe(&bin.join("fleetwave"), &script);
             }
             Binary::Real => {
@@ -559,6 +561,37 @@ exit {code}
                     .unwrap();
             }
         }
+        // The fake curl: `-o FILE URL`, served from `releases/` (every URL asked is logged);
+        // FAKE_CURL_EXIT makes it fail as curl does without a network.
+        let releases = t.join("releases");
+        for (p, bytes) in &self.releases {
+            let f = releases.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, bytes).unwrap();
+        }
+        write_exe(
+            &bin.join("curl"),
+            &format!(
+                r#"#!/usr/bin/env bash
+out=; url=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out=$2; shift ;;
+    --retry | --retry-delay | --connect-timeout | --max-time) shift ;;
+    http://* | https://*) url=$1 ;;
+  esac
+  shift
+done
+printf '%s\n' "$url" >>'{record}/curl.log'
+if [ -n "${{FAKE_CURL_EXIT:-}}" ]; then echo "curl: ($FAKE_CURL_EXIT) could not resolve host" >&2; exit "$FAKE_CURL_EXIT"; fi
+f='{releases}/'"${{url#https://github.com/}}"
+case "$url" in https://github.com/*) ;; *) f=/nonexistent ;; esac
+if [ -f "$f" ]; then cat -- "$f" >"$out"; else echo "curl: (22) The requested URL returned error: 404" >&2; exit 22; fi
+"#,
+                record = record.display(),
+                releases = releases.display()
+            ),
+        );
         for (name, script) in &self.shims {
             write_exe(&bin.join(name), script);
         }
@@ -579,6 +612,11 @@ exit {code}
             root().display().to_string(),
         );
         ctx.insert("github.repository".to_string(), "acme/fleet".to_string());
+        ctx.insert("github.action_ref".to_string(), self.action_ref.clone());
+        ctx.insert(
+            "github.action_repository".to_string(),
+            self.action_repository.clone(),
+        );
         ctx.insert(
             "github.workspace".to_string(),
             self.workspace().display().to_string(),
@@ -653,6 +691,8 @@ exit {code}
                 .env("GITHUB_SERVER_URL", "https://github.com")
                 .env("GITHUB_API_URL", "https://api.github.com")
                 .env("RUNNER_OS", "Linux")
+                .env("RUNNER_ARCH", "X64")
+                .env("RUNNER_TOOL_CACHE", t.join("toolcache"))
                 .env("RUNNER_TEMP", t.join("runner-temp"));
             for (k, v) in extra_env.iter().chain(self.env.iter().map(|(k, v)| (k, v))) {
                 cmd.env(k, v);
@@ -719,6 +759,11 @@ exit {code}
                     .collect()
             })
             .unwrap_or_default();
+        let curl = std::fs::read_to_string(record.join("curl.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
         Outcome {
             code,
             stdout,
@@ -729,8 +774,32 @@ exit {code}
             argv,
             seen_env,
             skipped,
+            curl,
         }
     }
+}
+
+/// A fake `fleetwave` that records its argv and some environment variables under `record`,
+/// writes step outputs and a summary table, and exits with `code`.
+fn fake_script(record: &Path, code: i32) -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+record='{record}'
+printf '%s\0' "$@" >"$record/argv"
+for v in GITHUB_TOKEN FLEETWAVE_GIT_TOKEN KUBECONFIG; do
+  if [ -n "${{!v+x}}" ]; then printf '%s=%s\0' "$v" "${{!v}}"; fi
+done >"$record/env"
+if [ -n "${{KUBECONFIG:-}}" ] && [ -f "$KUBECONFIG" ]; then cp -- "$KUBECONFIG" "$record/kubeconfig"; fi
+{{
+  echo 'plan-status=InProgress'
+  echo 'waves-json=[{{"name":"canary","clusters":["stg-capi-01"],"state":"Soaking"}}]'
+  echo 'merged=1'
+}} >>"$GITHUB_OUTPUT"
+printf '| wave | clusters |\n|---|---|\n| canary | stg-capi-01 |\n' >>"$GITHUB_STEP_SUMMARY"
+exit {code}
+"#,
+        record = record.display()
+    )
 }
 
 fn write_exe(path: &Path, script: &str) {
@@ -780,8 +849,8 @@ fn plan_passes_a_hostile_path_as_one_argument_and_comments_on_the_pr() {
     );
     assert_eq!(
         o.skipped.len(),
-        2,
-        "cache and install are skipped: {:?}",
+        4,
+        "the three cache steps and the build from source are skipped: {:?}",
         o.skipped
     );
     assert_not_pwned(&sim);
@@ -1048,6 +1117,293 @@ fn review_and_closed_events_work_for_reconcile_and_plan() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Installing the release binary
+
+const TARGET: &str = "x86_64-unknown-linux-musl";
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// A release archive laid out as release.yml makes it (`fleetwave-vV-TARGET/fleetwave`),
+/// holding a fake fleetwave that says `fleetwave V` to --version and otherwise records its
+/// run (and `record/downloaded`) like the fake on PATH.
+fn release_archive(sim: &Sim, version: &str) -> (String, Vec<u8>) {
+    let name = format!("fleetwave-v{version}-{TARGET}");
+    let dir = tempfile::tempdir().unwrap();
+    let inner = dir.path().join(&name);
+    std::fs::create_dir_all(&inner).unwrap();
+    let record = sim.path("record");
+    let script = format!(
+        "#!/usr/bin/env bash\nif [ \"${{1:-}}\" = --version ]; then echo 'fleetwave {version}'; exit 0; fi\ntouch '{}/downloaded'\n{}",
+        record.display(),
+        fake_script(&record, 0).trim_start_matches("#!/usr/bin/env bash\n")
+    );
+    write_exe(&inner.join("fleetwave"), &script);
+    std::fs::write(inner.join("LICENSE"), "Apache-2.0").unwrap();
+    let archive = dir.path().join(format!("{name}.tar.gz"));
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .arg(&name)
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    (format!("{name}.tar.gz"), std::fs::read(archive).unwrap())
+}
+
+/// Publish `version` of `repo` to the fake curl: the archive and, unless `sums` says
+/// otherwise, a SHA256SUMS listing it.
+fn publish(sim: &mut Sim, repo: &str, version: &str, sums: Option<String>) -> String {
+    let (name, bytes) = release_archive(sim, version);
+    let base = format!("{repo}/releases/download/v{version}");
+    let sums = sums.unwrap_or_else(|| {
+        format!(
+            "{}  fleetwave-v{version}-aarch64-unknown-linux-musl.tar.gz\n{}  {name}\n",
+            "0".repeat(64),
+            sha256_hex(&bytes)
+        )
+    });
+    if !sums.is_empty() {
+        sim.releases
+            .insert(format!("{base}/SHA256SUMS"), sums.into_bytes());
+    }
+    sim.releases.insert(format!("{base}/{name}"), bytes);
+    format!("https://github.com/{base}/{name}")
+}
+
+#[test]
+fn the_release_binary_is_downloaded_checked_and_run() {
+    let mut sim = Sim::new(&[("plan", "plans/a.yaml"), ("version", "v0.4.2")]);
+    let url = publish(&mut sim, "fleetwave/fleetwave", "0.4.2", None);
+    let o = sim.run();
+    assert!(o.ok(), "{o:#?}");
+    assert_eq!(
+        o.curl,
+        [
+            url.clone(),
+            "https://github.com/fleetwave/fleetwave/releases/download/v0.4.2/SHA256SUMS".into()
+        ]
+    );
+    assert_eq!(o.step_outputs["install"]["build"], "false");
+    assert_eq!(o.step_outputs["install"]["version"], "0.4.2");
+    assert!(o.stdout.contains(": ok"), "{}", o.stdout);
+    assert!(
+        sim.path("record/downloaded").exists(),
+        "the downloaded binary ran, not the one on PATH"
+    );
+    assert_eq!(o.argv()[0], "reconcile");
+    assert_eq!(o.outputs["plan-status"], "InProgress");
+    // Installed into the tool cache: the next run downloads nothing.
+    assert!(
+        sim.path("toolcache/fleetwave/0.4.2")
+            .join(TARGET)
+            .join("fleetwave")
+            .is_file()
+    );
+    let again = sim.run();
+    assert!(again.ok(), "{again:#?}");
+    assert_eq!(again.curl.len(), 2, "{:?}", again.curl);
+    assert_eq!(again.step_outputs["install"]["build"], "false");
+}
+
+#[test]
+fn without_a_version_input_the_action_ref_names_the_release() {
+    // Pinned to a release tag: that release, from the action's own repository.
+    let mut sim = Sim::new(&[("plan", "plans/a.yaml")]);
+    sim.action_ref = "v0.3.1".into();
+    sim.action_repository = "acme/fleetwave-fork".into();
+    let url = publish(&mut sim, "acme/fleetwave-fork", "0.3.1", None);
+    let o = sim.run();
+    assert!(o.ok(), "{o:#?}");
+    assert_eq!(o.curl[0], url);
+    assert_eq!(o.step_outputs["install"]["build"], "false");
+
+    // Pinned to a major tag, a branch or a SHA: the release of the source's own version
+    // (Cargo.toml), said in a notice; not published here, so it is built from source.
+    for r in ["v0", "main", "0123456789abcdef0123456789abcdef01234567"] {
+        let mut sim = Sim::new(&[("plan", "plans/a.yaml")]);
+        sim.action_ref = r.into();
+        let o = sim.run();
+        assert!(o.ok(), "{r}: {o:#?}");
+        let v = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            o.curl,
+            [format!(
+                "https://github.com/fleetwave/fleetwave/releases/download/v{v}/fleetwave-v{v}-{TARGET}.tar.gz"
+            )],
+            "{r}"
+        );
+        assert!(o.stdout.contains("::notice"), "{r}: {}", o.stdout);
+        assert_eq!(o.step_outputs["install"]["build"], "true", "{r}");
+        assert!(o.skipped.iter().any(|s| s == "build"), "{:?}", o.skipped);
+    }
+}
+
+#[test]
+fn a_bad_or_missing_checksum_fails_and_nothing_runs() {
+    let cases = [
+        (
+            Some(format!(
+                "{}  fleetwave-v0.4.2-{TARGET}.tar.gz\n",
+                "ab".repeat(32)
+            )),
+            "checksum mismatch",
+        ),
+        (Some(String::new()), "no SHA256SUMS"),
+        (
+            Some(format!(
+                "{}  fleetwave-v0.4.2-other.tar.gz\n",
+                "ab".repeat(32)
+            )),
+            "does not list",
+        ),
+    ];
+    for (sums, says) in cases {
+        let mut sim = Sim::new(&[("plan", "plans/a.yaml"), ("version", "0.4.2")]);
+        publish(&mut sim, "fleetwave/fleetwave", "0.4.2", sums);
+        let o = sim.run();
+        assert_eq!(o.code, 2, "{says}: {o:#?}");
+        assert!(o.argv.is_none(), "{says}: fleetwave ran");
+        assert!(!sim.path("record/downloaded").exists());
+        let err = o
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("::error"))
+            .unwrap_or("");
+        assert!(err.contains(says), "{says}: {}", o.stdout);
+        assert!(
+            !sim.path("toolcache/fleetwave/0.4.2")
+                .join(TARGET)
+                .join("fleetwave")
+                .exists(),
+            "{says}: an unverified binary was installed"
+        );
+    }
+}
+
+#[test]
+fn only_a_missing_release_builds_from_source() {
+    // No such release (404): build from source (skipped here; the fake on PATH runs).
+    let o = Sim::new(&[("plan", "plans/a.yaml"), ("version", "9.9.9")]).run();
+    assert!(o.ok(), "{o:#?}");
+    assert_eq!(o.step_outputs["install"]["build"], "true");
+    assert_eq!(o.curl.len(), 1);
+
+    // A network failure is an error, not a reason to build something else.
+    let mut sim = Sim::new(&[("plan", "plans/a.yaml"), ("version", "0.4.2")]);
+    sim.env.push(("FAKE_CURL_EXIT".into(), "6".into()));
+    let o = sim.run();
+    assert_eq!(o.code, 2, "{o:#?}");
+    assert!(o.argv.is_none());
+    assert!(o.stdout.contains("cannot download"), "{}", o.stdout);
+
+    // `version: source`, and runners without release binaries, never download.
+    let o = Sim::new(&[("plan", "plans/a.yaml"), ("version", "source")]).run();
+    assert!(o.ok(), "{o:#?}");
+    assert!(o.curl.is_empty(), "{:?}", o.curl);
+    assert_eq!(o.step_outputs["install"]["build"], "true");
+    let mut sim = Sim::new(&[("plan", "plans/a.yaml"), ("version", "0.4.2")]);
+    sim.env.push(("RUNNER_OS".into(), "Windows".into()));
+    let o = sim.run();
+    assert!(o.ok(), "{o:#?}");
+    assert!(o.curl.is_empty(), "{:?}", o.curl);
+    assert_eq!(o.step_outputs["install"]["build"], "true");
+}
+
+#[test]
+fn a_hostile_version_is_refused() {
+    for v in [
+        "1.0;touch pwned-v1",
+        "$(touch pwned-v2)",
+        "../../../evil/1.0",
+        "v1.0 --output=/etc/passwd",
+        "latest",
+    ] {
+        let sim = Sim::new(&[("plan", "plans/a.yaml"), ("version", v)]);
+        let o = sim.run();
+        assert_eq!(o.code, 2, "{v}: {o:#?}");
+        assert!(o.curl.is_empty(), "{v}: {:?}", o.curl);
+        let err = o
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("::error"))
+            .unwrap_or("");
+        assert!(err.contains("'version'"), "{v}: {}", o.stdout);
+        assert_not_pwned(&sim);
+    }
+}
+
+#[test]
+fn the_state_cache_is_keyed_by_repository_and_plan_and_saved_only_when_it_changed() {
+    let a = action();
+    let find = |id: &str| {
+        steps(&a)
+            .iter()
+            .find(|s| str_of(s, "id") == Some(id) || str_of(s, "name") == Some(id))
+            .unwrap_or_else(|| panic!("step {id}"))
+            .clone()
+    };
+    let restore = find("state-restore");
+    assert!(
+        str_of(&restore, "uses")
+            .unwrap()
+            .starts_with("actions/cache/restore@")
+    );
+    assert_eq!(str_of(&restore["with"], "path"), Some("~/.cache/fleetwave"));
+    let key = str_of(&restore["with"], "key").unwrap();
+    for part in ["${{ github.repository }}", "${{ steps.key.outputs.state }}"] {
+        assert!(key.contains(part), "{key}");
+    }
+    assert_eq!(str_of(&restore, "if"), Some("inputs.command != 'plan'"));
+    let save = find("Save the fleetwave state cache");
+    assert!(
+        str_of(&save, "uses")
+            .unwrap()
+            .starts_with("actions/cache/save@")
+    );
+    assert_eq!(str_of(&save["with"], "path"), Some("~/.cache/fleetwave"));
+    let save_key = str_of(&save["with"], "key").unwrap();
+    assert!(save_key.starts_with(key), "{save_key}");
+    assert!(
+        save_key.ends_with("-${{ steps.state-key.outputs.hash }}"),
+        "{save_key}"
+    );
+    let cond = str_of(&save, "if").unwrap();
+    assert!(cond.starts_with("always()"), "{cond}");
+    assert!(
+        cond.contains(
+            "!endsWith(steps.state-restore.outputs.cache-matched-key, steps.state-key.outputs.hash)"
+        ),
+        "{cond}"
+    );
+    let run = str_of(&find("run"), "run").unwrap().to_string();
+    assert!(
+        run.contains("XDG_CACHE_HOME=\"$HOME/.cache\" fleetwave"),
+        "fleetwave's cache is where the cache steps look"
+    );
+
+    // The key names the plan and the remote.
+    let key_of = |plan: &str, remote: &str| {
+        Sim::new(&[("plan", plan), ("remote", remote)])
+            .run()
+            .step_outputs["key"]["state"]
+            .clone()
+    };
+    let k = key_of("plans/a.yaml", "");
+    assert_eq!(k.len(), 16);
+    assert_ne!(k, key_of("plans/b.yaml", ""));
+    assert_ne!(
+        k,
+        key_of("plans/a.yaml", "https://github.com/acme/other.git")
+    );
+    assert_eq!(k, key_of("plans/a.yaml", ""));
+}
+
+// ---------------------------------------------------------------------------------------
 // The real binary
 
 #[test]
@@ -1139,6 +1495,9 @@ fn against_the_fake_github_reconcile_opens_a_pr_and_plan_comments_on_it() {
     let pulls = gh.pulls();
     assert_eq!(pulls.len(), 1, "the first step's pull request");
     let n = pulls[0]["number"].as_u64().unwrap();
+    // fleetwave's cache went where the state cache steps look, and was hashed for its key.
+    assert!(sim.path("home/.cache/fleetwave").is_dir());
+    assert_eq!(o.step_outputs["state-key"]["hash"].len(), 16, "{o:#?}");
 
     // The plan preview on that pull request.
     let mut preview = Sim::new(&[

@@ -557,3 +557,70 @@ fn a_kubernetes_version_inside_an_inline_json6902_patch_is_edited_in_place() {
         kustomization.replace("v1.37.0-rc.1", "v1.37.1")
     );
 }
+
+// ---- issue 17: hops from the release catalog, removed APIs ------------------------------
+
+#[test]
+fn hops_are_computed_from_the_built_in_catalog_when_the_plan_lists_none() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let plan = f.plan("  targetVersion: v1.35.2\n");
+    let file = "clusters/capi/cluster.yaml";
+    let doc = f.plan_json(&plan);
+    // The built-in catalog's newest 1.34 patch is 1.34.9: one hop per minor, control plane
+    // before workers at each.
+    assert_eq!(
+        changes(&doc),
+        vec![
+            c(1, file, 35, "v1.33.0", "v1.34.9"),
+            c(2, file, 79, "v1.33.0", "v1.34.9"),
+            c(3, file, 35, "v1.34.9", "v1.35.2"),
+            c(4, file, 79, "v1.34.9", "v1.35.2"),
+        ]
+    );
+    let text = f.run(&["plan", "--plan", &plan]).stdout;
+    assert!(
+        text.contains("computed from the release catalog (built-in, as of"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_manifest_on_an_api_the_target_no_longer_serves_is_refused_with_its_line() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[
+        ("capi", src, "cluster.yaml"),
+        ("capi", "podinfo/hpa.yaml", "hpa.yaml"),
+    ]);
+    // The real cluster, set back to 1.25 (every other byte as published).
+    let old = with_line(
+        &with_line(
+            &String::from_utf8(real(src)).unwrap(),
+            35,
+            "v1.33.0",
+            "v1.25.16",
+        ),
+        79,
+        "v1.33.0",
+        "v1.25.16",
+    );
+    std::fs::write(f.path("capi", "cluster.yaml"), &old).unwrap();
+    let plan = f.plan("  targetVersion: v1.26.15\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("clusters/capi/hpa.yaml:1:13"), "{all}");
+    assert!(
+        all.contains("HorizontalPodAutoscaler podinfo uses autoscaling/v2beta2")
+            && all.contains("autoscaling/v2"),
+        "{all}"
+    );
+    // Staying below the removal is fine.
+    let plan = f.plan("  targetVersion: v1.25.16\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert!(
+        !format!("{}{}", r.stdout, r.stderr).contains("v2beta2"),
+        "{}",
+        r.stdout
+    );
+}

@@ -25,7 +25,7 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
     // The operator names the plan on the command line, so a symlink is followed; it must
     // still be a regular file within the size limit.
     let bytes = read_regular(plan_path, true).map_err(|e| {
-        Diag::new(&shown_plan, (1, 1), format!("cannot read the plan: {e}"))
+        Diag::whole_file(&shown_plan, format!("cannot read the plan: {e}"))
             .hint("pass the plan file with --plan")
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -40,7 +40,7 @@ pub fn prepare(repo: &Path, plan_path: &Path) -> Result<Planned, Diags> {
     })?;
     if !repo.is_dir() {
         return Err(
-            Diag::new(repo, (1, 1), "the fleet repository is not a directory")
+            Diag::whole_file(repo, "the fleet repository is not a directory")
                 .hint("pass the repo's root with --repo")
                 .into(),
         );

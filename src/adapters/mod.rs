@@ -8,4 +8,5 @@ pub mod disk;
 pub mod forge;
 pub mod gates;
 pub mod git;
+pub mod http_get;
 pub mod notify;

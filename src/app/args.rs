@@ -51,8 +51,10 @@ pub enum Command {
         /// A plan that matches nothing exits 1 instead of 2.
         #[arg(long)]
         allow_empty: bool,
+        /// `text` for people, `json` for scripts (with `--diff`, each step carries its diff).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Colour the text output: `auto` (a terminal without NO_COLOR), `always` or `never`.
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
         /// Start time for the earliest-finish estimate (RFC 3339; default: now).
@@ -67,17 +69,22 @@ pub enum Command {
         /// owner/repo for --comment-pr.
         #[arg(long, env = "GITHUB_REPOSITORY")]
         github_repo: Option<String>,
+        /// GitHub REST root for --comment-pr; GitHub Enterprise: https://HOST/api/v3.
         #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
         github_api: String,
+        /// Token for --comment-pr (pull requests: write).
         #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
         github_token: Option<String>,
     },
     /// Write one wave's edits (all its steps, or step N) into the working tree; no commit.
     Apply {
+        /// Root of the fleet repository (its working tree is written).
         #[arg(long, default_value = ".")]
         repo: PathBuf,
+        /// The FleetUpgradePlan file.
         #[arg(long)]
         plan: PathBuf,
+        /// The wave whose edits to write (a `name` under `spec.waves`).
         #[arg(long)]
         wave: String,
         /// Only this step (1-based); earlier steps must already be in the tree.
@@ -87,10 +94,55 @@ pub enum Command {
         #[arg(long)]
         allow_empty: bool,
     },
+    /// List every cluster the repository holds: kinds, files, labels, Kubernetes versions,
+    /// gitops-base tag, and the wave each plan puts it in.
+    Clusters {
+        /// Root of the fleet repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Plan files to place the clusters in waves (default: the plans under `plans/`).
+        #[arg(long)]
+        plan: Vec<PathBuf>,
+        /// `text` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Write a starter plan for this repository (and, with --github, a workflow); never
+    /// overwrites without --force.
+    Init {
+        /// Root of the fleet repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Where to write the plan, relative to --repo.
+        #[arg(long, default_value = "plans/fleet-upgrade.yaml")]
+        plan: PathBuf,
+        /// Also write .github/workflows/fleetwave.yaml, a scheduled reconcile.
+        #[arg(long)]
+        github: bool,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show how fleetwave reads one cluster: its files, the fields it manages and by which
+    /// rule, its labels and wave, and what the plan would change, step by step.
+    Explain {
+        /// The cluster's name (as `fleetwave clusters` lists it).
+        cluster: String,
+        /// Root of the fleet repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The plan whose changes to show (default: the plans under `plans/`).
+        #[arg(long)]
+        plan: Vec<PathBuf>,
+    },
     /// One reconcile tick (observe, decide, act) against the fleet remote.
     Reconcile {
         #[command(flatten)]
-        remote: RemoteArgs,
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
+        #[command(flatten)]
+        prs: PrArgs,
         #[command(flatten)]
         world: WorldArgs,
         /// Run a single tick and exit: 0 progressing or done, 1 held, 2 error.
@@ -111,26 +163,36 @@ pub enum Command {
     /// Pause a running plan: nothing more is opened or merged until `resume`.
     Pause {
         #[command(flatten)]
-        remote: RemoteArgs,
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
     /// Resume a paused or halted plan.
     Resume {
         #[command(flatten)]
-        remote: RemoteArgs,
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
     },
     /// Revert the merged steps of a failed wave (and any merged waves named) where that is safe.
     Rollback {
         #[command(flatten)]
-        remote: RemoteArgs,
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
         /// Waves to roll back (default: the failed wave).
         #[arg(long)]
         wave: Vec<String>,
         /// Allow reverting patch-level Kubernetes changes (never minor downgrades).
         #[arg(long)]
         allow_downgrade: bool,
-        /// Merge the revert branches too (local forge).
+        /// Also merge each rollback branch into the base branch and push it with the Git
+        /// credentials (no pull request). On GitHub a protected base branch refuses that push
+        /// unless the token may bypass the protection: leave --merge out there and open a pull
+        /// request from the pushed `fleetwave/<plan>/<wave>/rollback` branch instead.
         #[arg(long)]
         merge: bool,
+        /// Print what would be pushed (and merged) without pushing anything.
         #[arg(long)]
         dry_run: bool,
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
@@ -140,11 +202,16 @@ pub enum Command {
     /// /metrics, /healthz and /readyz; stops cleanly on SIGTERM after the current tick.
     Serve {
         #[command(flatten)]
-        remote: RemoteArgs,
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
+        #[command(flatten)]
+        prs: PrArgs,
         #[command(flatten)]
         world: WorldArgs,
         #[command(flatten)]
         forge: ForgeArgs,
+        /// Address for webhooks, /metrics, /healthz and /readyz.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         /// Seconds between ticks (webhooks tick at once).
@@ -157,7 +224,7 @@ pub enum Command {
     /// Per wave and cluster: rollout state, values in Git, Flux state where a source is given.
     Status {
         #[command(flatten)]
-        remote: RemoteArgs,
+        repo: RepoArgs,
         /// Cluster state source: `kube` (a Flux hub, or `--cluster-context`) or `sim`; without
         /// it only Git and the rollout state are shown.
         #[arg(long, value_enum)]
@@ -168,8 +235,10 @@ pub enum Command {
         /// Per-cluster mode: each cluster's kubeconfig context, `{cluster}` standing for its name.
         #[arg(long)]
         cluster_context: Option<String>,
+        /// With `--clusters sim`: the simulated time from a merge to Flux applying it.
         #[arg(long, default_value = "10m")]
         sim_delay: humantime::Duration,
+        /// `text` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Write step outputs and a job summary for GitHub Actions.
@@ -187,7 +256,7 @@ pub enum Command {
     /// Print the rollout's audit log (the history of the state branch).
     History {
         #[command(flatten)]
-        remote: RemoteArgs,
+        repo: RepoArgs,
     },
     /// Run a whole rollout on the example fleet with a local forge and a simulated Flux.
     Demo {
@@ -200,24 +269,98 @@ pub enum Command {
         /// Fleet seconds per real second.
         #[arg(long, default_value_t = 86_400.0)]
         scale: f64,
-        /// Keep the demo's repositories in this directory.
+        /// Keep the demo's repositories (fleet.git, its cache, events.jsonl) in this new or
+        /// empty directory, so that `status`, `history` and the printed `rollback` can run
+        /// against them afterwards. Without it they are deleted on exit.
         #[arg(long)]
         keep: Option<PathBuf>,
         /// Print events as lines instead of a live view.
         #[arg(long)]
         plain: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions {
+        /// The shell to complete for, e.g. `fleetwave completions bash > /etc/bash_completion.d/fleetwave`.
+        #[arg(value_enum)]
+        shell: crate::app::completions::Shell,
+    },
+    /// Write the next Kubernetes plan for the fleet from the release catalog.
+    Propose {
+        /// Root of the fleet repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// patch: the newest patch of the minor the fleet runs; minor: the next minor;
+        /// stable: the newest supported minor but one.
+        #[arg(long, value_enum)]
+        channel: ChannelArg,
+        /// Where to write the plan, relative to --repo (default plans/k8s-<target>.yaml).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Overwrite the plan file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The day that decides which releases are supported (RFC 3339; default: now).
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Show the Kubernetes release catalog plans take their hops from, or write a fresh one.
+    Versions {
+        #[command(subcommand)]
+        update: Option<VersionsCommand>,
+        /// Show this catalog file instead of the built-in one.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Text, or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The day that decides which releases are past end of life (RFC 3339; default: now).
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
 }
 
-/// Where the fleet repo is and how to sign commits.
+/// `propose --channel`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelArg {
+    Patch,
+    Minor,
+    Stable,
+}
+
+impl From<ChannelArg> for crate::core::catalog::Channel {
+    fn from(c: ChannelArg) -> Self {
+        match c {
+            ChannelArg::Patch => Self::Patch,
+            ChannelArg::Minor => Self::Minor,
+            ChannelArg::Stable => Self::Stable,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VersionsCommand {
+    /// Fetch the release list and write it as a catalog file for `spec.versionCatalog`.
+    Update {
+        /// The endoflife.date product API for Kubernetes, or a URL serving a catalog file.
+        #[arg(long, default_value = crate::app::commands::versions::DEFAULT_SOURCE)]
+        from: String,
+        /// The catalog file to write (replaced all at once), e.g. `catalog/kubernetes.yaml`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Where the fleet repository is and how to reach it: every command that works on the
+/// remote takes these.
 #[derive(clap::Args, Debug, Clone)]
-pub struct RemoteArgs {
+pub struct RepoArgs {
     /// The fleet repository's remote: a URL or a local path.
     #[arg(long)]
     pub remote: String,
-    /// The plan file, relative to the repository root.
+    /// The plan file, relative to the repository root (committed on --base).
     #[arg(long)]
     pub plan: PathBuf,
+    /// The branch the plan and the fleet live on, where step pull requests merge.
     #[arg(long, default_value = "main")]
     pub base: String,
     /// Local cache for the repository (default: under the user's cache directory).
@@ -233,19 +376,84 @@ pub struct RemoteArgs {
     /// Passphrase of `--ssh-key`, if it has one.
     #[arg(long, env = "FLEETWAVE_SSH_KEY_PASSPHRASE", hide_env_values = true)]
     pub ssh_key_passphrase: Option<String>,
-    /// The user named with a secret in `--remote` (which is taken out of the URL).
-    #[arg(skip)]
-    pub token_user: Option<String>,
+}
+
+/// Who signs the commits a command writes (state, steps, rollbacks).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthorArgs {
+    /// Author name of the commits fleetwave writes.
     #[arg(long, default_value = "fleetwave")]
     pub author_name: String,
+    /// Author e-mail of the commits fleetwave writes.
     #[arg(long, default_value = "fleetwave@users.noreply.local")]
     pub author_email: String,
+}
+
+impl Default for AuthorArgs {
+    fn default() -> Self {
+        AuthorArgs {
+            author_name: "fleetwave".into(),
+            author_email: "fleetwave@users.noreply.local".into(),
+        }
+    }
+}
+
+/// How step pull requests look (the commands that open them: reconcile, serve).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PrArgs {
     /// Keep a dashboard issue per plan, edited in place (GitHub forge).
     #[arg(long)]
     pub dashboard: bool,
     /// Commit and PR title template: {plan}, {wave}, {step}, {title}, {what}.
     #[arg(long, default_value = crate::app::reconcile::DEFAULT_TITLE)]
     pub title_template: String,
+}
+
+impl Default for PrArgs {
+    fn default() -> Self {
+        PrArgs {
+            dashboard: false,
+            title_template: crate::app::reconcile::DEFAULT_TITLE.into(),
+        }
+    }
+}
+
+/// Everything the rollout commands need to reach the fleet repository and write to it: the
+/// argument groups above in one value (commands that do not write take the defaults).
+#[derive(Debug, Clone)]
+pub struct RemoteArgs {
+    pub remote: String,
+    pub plan: PathBuf,
+    pub base: String,
+    pub cache: Option<PathBuf>,
+    pub token: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_key_passphrase: Option<String>,
+    /// The user named with a secret in `--remote` (which is taken out of the URL).
+    pub token_user: Option<String>,
+    pub author_name: String,
+    pub author_email: String,
+    pub dashboard: bool,
+    pub title_template: String,
+}
+
+impl RemoteArgs {
+    pub fn new(repo: RepoArgs, author: AuthorArgs, prs: PrArgs) -> RemoteArgs {
+        RemoteArgs {
+            remote: repo.remote,
+            plan: repo.plan,
+            base: repo.base,
+            cache: repo.cache,
+            token: repo.token,
+            ssh_key: repo.ssh_key,
+            ssh_key_passphrase: repo.ssh_key_passphrase,
+            token_user: None,
+            author_name: author.author_name,
+            author_email: author.author_email,
+            dashboard: prs.dashboard,
+            title_template: prs.title_template,
+        }
+    }
 }
 
 /// Where cluster state comes from and where events go.
@@ -277,6 +485,7 @@ pub struct WorldArgs {
     /// Post alerts and telemetry to this webhook.
     #[arg(long)]
     pub webhook: Vec<String>,
+    /// Body of the `--webhook` posts: fleetwave's JSON event, or a Slack message.
     #[arg(long, value_enum, default_value_t = HookFormat::Json)]
     pub webhook_format: HookFormat,
     /// The time to act at (RFC 3339), for tests and replays.
@@ -314,6 +523,7 @@ pub struct ForgeArgs {
     /// owner/repo (default: from --remote).
     #[arg(long)]
     pub github_repo: Option<String>,
+    /// Token for the GitHub API (see README: tokens and scopes).
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,
     /// GitHub App id (with --github-app-key) instead of a token.
@@ -322,6 +532,7 @@ pub struct ForgeArgs {
     /// GitHub App private key file (PEM).
     #[arg(long, env = "FLEETWAVE_GITHUB_APP_KEY")]
     pub github_app_key: Option<PathBuf>,
+    /// How step pull requests are merged on GitHub.
     #[arg(long, value_enum, default_value_t = crate::adapters::forge::github::MergeMethod::Merge)]
     pub merge_method: crate::adapters::forge::github::MergeMethod,
     /// Labels for step pull requests.

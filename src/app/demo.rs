@@ -3,6 +3,7 @@
 //! and a scaled clock. Manual waves are merged by a simulated reviewer once their gate is green.
 
 use crate::app::Flat;
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,9 @@ use crate::adapters::git::{Auth, GitRepo, Sig};
 use crate::adapters::notify::JsonlSink;
 use crate::app::reconcile::{self, Outcome, Settings};
 use crate::core::notify::{Event, Notifier};
+use crate::core::planner::{self, Planned};
 use crate::core::state::{GateState, PlanState, PlanStatus, StepStatus, WaveStatus};
+use crate::core::tree::MemTree;
 
 static FLEET: Dir = include_dir!("$CARGO_MANIFEST_DIR/fixtures/fleet");
 static PLANS: Dir = include_dir!("$CARGO_MANIFEST_DIR/fixtures/plans");
@@ -111,17 +114,83 @@ pub fn seed_remote_files(
     Ok(remote)
 }
 
+/// The plan file of the demo's fleet repository.
+const PLAN_PATH: &str = "plans/demo.yaml";
+
+/// The example fleet planned with the example plan, as `plan` sees it.
+pub fn example_planned(plan: &str) -> anyhow::Result<Planned> {
+    let files = example_files(plan)?;
+    let text = String::from_utf8(files[Path::new(PLAN_PATH)].clone())?;
+    planner::prepare_in(&MemTree::new(files), Path::new(PLAN_PATH), text)
+        .map_err(|d| anyhow::anyhow!("{d}"))
+}
+
+/// Every `--fail` cluster must be one the plan rolls out to: a fault anywhere else would
+/// never show, and the demo would succeed in silence.
+pub fn check_faults(planned: &Planned, fail: &[(String, Fault)]) -> anyhow::Result<()> {
+    let selected: Vec<&str> = planned
+        .waves
+        .iter()
+        .flat_map(|w| w.clusters.iter().map(String::as_str))
+        .collect();
+    for (c, _) in fail {
+        if selected.contains(&c.as_str()) {
+            continue;
+        }
+        let why = if planned.fleet.clusters.contains_key(c) {
+            format!(
+                "plan {} puts cluster {c:?} in no wave, so its fault would never show",
+                planned.plan.name
+            )
+        } else {
+            format!("the example fleet has no cluster {c:?}")
+        };
+        anyhow::bail!(
+            "--fail {c}: {why}\n  help: choose one of {}",
+            selected.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Where the demo's repositories go: `--keep DIR` (new or empty), else a temp dir deleted
+/// when the returned guard drops.
+fn workdir(keep: Option<&Path>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let Some(dir) = keep else {
+        let tmp = tempfile::Builder::new()
+            .prefix("fleetwave-demo-")
+            .tempdir()
+            .context("cannot create a temp directory")?;
+        return Ok((tmp.path().to_path_buf(), Some(tmp)));
+    };
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!(
+            "--keep {}: the directory is not empty\n  help: name a new or empty directory",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok((dir.to_path_buf(), None))
+}
+
+/// What every tick of the demo works with.
+struct Demo<'a> {
+    opts: &'a DemoOptions,
+    git: GitRepo,
+    settings: Settings,
+    sink: JsonlSink,
+    events_path: PathBuf,
+    remote: PathBuf,
+    dir: PathBuf,
+    faults: BTreeMap<String, Fault>,
+}
+
 /// Run the demo; prints progress to `out`.
 pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoResult> {
-    let tmp = tempfile::Builder::new()
-        .prefix("fleetwave-demo-")
-        .tempdir()
-        .flat()?;
-    let dir = opts
-        .keep
-        .clone()
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    std::fs::create_dir_all(&dir).flat()?;
+    let planned = example_planned(&opts.plan)?;
+    check_faults(&planned, &opts.fail)?;
+    // Held to the end: the temp dir goes when it drops.
+    let (dir, _tmp) = workdir(opts.keep.as_deref())?;
     let start = Utc
         .with_ymd_and_hms(2026, 11, 23, 8, 0, 0)
         .single()
@@ -133,158 +202,286 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<Demo
         Auth::None,
     )
     .flat()?;
-    let settings = Settings::new(Path::new("plans/demo.yaml"));
     let events_path = dir.join("events.jsonl");
-    let sink = JsonlSink::new(&events_path);
-    let faults: BTreeMap<String, Fault> = opts.fail.iter().cloned().collect();
-    let real = Instant::now();
-    // Virtual time moves in ticks: a few minutes while Flux works, straight to the next due
-    // time while soaking; the real pause per tick follows the scale (a day ≈ a second).
-    let mut now = start;
-    let mut touched = BTreeMap::new();
-    writeln!(
-        out,
-        "fleetwave demo: plan {} on the example fleet (11 clusters), local forge, simulated Flux",
-        opts.plan
-    )
-    .ok();
-    writeln!(
-        out,
-        "  remote {}  ·  1 s ≈ {} of fleet time\n",
-        remote.display(),
-        humantime::format_duration(std::time::Duration::from_secs(opts.scale as u64))
-    )
-    .ok();
-    let mut live = opts.progress.then(Live::new);
-    let mut last_state;
-    let mut reviews = 0;
-    loop {
-        let o = reconcile::observe_repo(&git, &settings).flat()?;
-        let history = reconcile::base_history(&git, &o, 1000, &mut touched).flat()?;
-        let sim = SimFlux::new(
-            history,
-            SimConfig {
-                delay: Duration::minutes(10),
-                faults: faults.clone(),
-                branch: "main".into(),
-            },
-        );
-        let forge = LocalForge {
-            git: &git,
-            base: settings.base.clone(),
-            author_email: settings.author_email.clone(),
-            sig: settings.sig(now),
-        };
-        let io = reconcile::Io {
-            git: &git,
-            forge: &forge,
-            clusters: &sim,
-            notifier: &sink as &dyn Notifier,
-            gates: None,
-        };
-        let report = reconcile::tick(&io, &settings, o, now, false)
-            .await
-            .flat()?;
-        for n in &report.notes {
-            if !opts.progress {
-                writeln!(out, "  {}  {n}", now.format("%a %H:%M")).ok();
-            }
-        }
-        let st = report.state.clone();
-        if let Some(l) = live.as_mut() {
-            l.update(&st, now);
-        }
-        last_state = st.clone();
-        // The simulated reviewer merges a manual step once fleetwave's gate says it may.
-        if let Some((branch, head)) = ready_for_review(&st) {
-            let sig = Sig {
-                name: "Reviewer".into(),
-                email: "reviewer@example.com".into(),
-                time: now,
-            };
-            let base = git.branch_head(&settings.base).flat()?.unwrap_or_default();
-            let merge = git
-                .merge_commit(
-                    &base,
-                    &head,
-                    &format!("Merge {branch} (approved by reviewer)"),
-                    &sig,
-                )
-                .flat()?;
-            if git.push(&settings.base, &merge, Some(&base)).is_ok() {
-                reviews += 1;
-                if !opts.progress {
-                    writeln!(
-                        out,
-                        "  {}  reviewer approved and merged {branch}",
-                        now.format("%a %H:%M")
-                    )
-                    .ok();
-                }
-            }
-        }
-        match report.outcome {
-            Outcome::Done => break,
-            Outcome::Held(_) if st.status == PlanStatus::Halted => break,
-            _ => {}
-        }
-        let mut advance = Duration::minutes(5);
-        // Jump ahead only when nothing waits on Flux (soaks, windows): convergence is not predictable.
-        let flux_pending = st
-            .waves
-            .iter()
-            .flat_map(|w| &w.steps)
-            .any(|s| s.status == StepStatus::Merged);
-        if let Some(w) = report.wake_at {
-            if report.effects.is_empty() && !flux_pending && w - now > advance {
-                advance = w - now;
-            }
-        }
-        now += advance;
-        let pause = (advance.num_milliseconds() as f64 / 1000.0 / opts.scale).min(0.4);
-        tokio::time::sleep(std::time::Duration::from_secs_f64(pause)).await;
-        if real.elapsed().as_secs() > 55 {
-            anyhow::bail!("the demo did not finish within 50 s");
-        }
-    }
-    if let Some(l) = &live {
-        l.finish();
-    }
-    let st = reconcile::load_state(&git, &settings, &last_state.plan)
+    let d = Demo {
+        opts,
+        git,
+        settings: Settings::new(Path::new(PLAN_PATH)),
+        sink: JsonlSink::new(&events_path),
+        events_path,
+        remote,
+        dir,
+        faults: opts.fail.iter().cloned().collect(),
+    };
+    banner(out, &d, &planned);
+    let (last, now, reviews) = d.rollout(out, start).await?;
+    let st = reconcile::load_state(&d.git, &d.settings, &last.plan)
         .flat()?
         .0;
-    let events = JsonlSink::read_events(&events_path).flat()?;
+    let events = JsonlSink::read_events(&d.events_path).flat()?;
     let (alerts, telemetry): (Vec<Event>, Vec<Event>) =
         events.into_iter().partition(|e| e.alert.is_some());
+    let alerts: Vec<Event> = alerts.into_iter().map(|a| d.with_hint(a)).collect();
     summary(out, &st, &alerts, &telemetry, reviews);
     if st.status == PlanStatus::Halted {
-        writeln!(out, "\nRollback is available for the failed wave:").ok();
-        let failed = st
-            .waves
-            .iter()
-            .find(|w| w.status == WaveStatus::Failed)
-            .map(|w| w.name.clone())
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "  fleetwave rollback --remote {} --plan plans/demo.yaml --wave {failed} --merge",
-            remote.display()
-        )
-        .ok();
-        writeln!(out, "  (gitops-base tags and template names revert; a Kubernetes minor downgrade is refused: restore from an etcd snapshot instead)").ok();
-    }
-    if opts.keep.is_none() {
-        // Keep nothing behind unless asked to.
-        drop(tmp);
-    } else {
-        std::mem::forget(tmp);
+        d.offer_rollback(out, now);
     }
     Ok(DemoResult {
         state: st,
         alerts,
         telemetry,
-        dir,
+        dir: d.dir,
     })
+}
+
+/// What the demo rolls out, and which clusters of the fleet it leaves out and why.
+fn banner(out: &mut dyn Write, d: &Demo, planned: &Planned) {
+    let selected: usize = planned.waves.iter().map(|w| w.clusters.len()).sum();
+    writeln!(
+        out,
+        "fleetwave demo: plan {} on the example fleet ({selected} of its {} clusters in {} waves), local forge, simulated Flux",
+        d.opts.plan,
+        planned.fleet.clusters.len(),
+        planned.waves.len()
+    )
+    .ok();
+    let left_out = planned
+        .fleet
+        .clusters
+        .keys()
+        .filter(|c| !planned.waves.iter().any(|w| w.clusters.contains(c)));
+    for c in left_out {
+        let why = planned
+            .findings
+            .iter()
+            .find(|f| f.cluster.as_ref() == Some(c))
+            .map_or("no wave selects it", |f| f.message.as_str());
+        writeln!(out, "  not selected: {c} ({why})").ok();
+    }
+    writeln!(
+        out,
+        "  remote {}  ·  1 s ≈ {} of fleet time\n",
+        d.remote.display(),
+        humantime::format_duration(std::time::Duration::from_secs(d.opts.scale as u64))
+    )
+    .ok();
+}
+
+impl Demo<'_> {
+    /// Tick until the rollout is done or halted: the last state, the time, manual merges.
+    async fn rollout(
+        &self,
+        out: &mut dyn Write,
+        start: DateTime<Utc>,
+    ) -> anyhow::Result<(PlanState, DateTime<Utc>, usize)> {
+        let real = Instant::now();
+        // Virtual time moves in ticks: a few minutes while Flux works, straight to the next
+        // due time while soaking; the real pause per tick follows the scale (a day ≈ a second).
+        let mut now = start;
+        let mut touched = BTreeMap::new();
+        let mut live = self.opts.progress.then(Live::new);
+        let mut reviews = 0;
+        loop {
+            let report = self.tick(now, &mut touched).await?;
+            self.print_notes(out, &report.notes, now);
+            let st = report.state.clone();
+            if let Some(l) = live.as_mut() {
+                l.update(&st, now);
+            }
+            if self.review(out, &st, now)? {
+                reviews += 1;
+            }
+            let finished = match report.outcome {
+                Outcome::Done => true,
+                Outcome::Held(_) => st.status == PlanStatus::Halted,
+                _ => false,
+            };
+            if finished {
+                if let Some(l) = &live {
+                    l.finish();
+                }
+                return Ok((st, now, reviews));
+            }
+            let advance = next_advance(&report, &st, now);
+            now += advance;
+            let pause = (advance.num_milliseconds() as f64 / 1000.0 / self.opts.scale).min(0.4);
+            tokio::time::sleep(std::time::Duration::from_secs_f64(pause)).await;
+            if real.elapsed().as_secs() > 55 {
+                anyhow::bail!("the demo did not finish within 50 s");
+            }
+        }
+    }
+
+    /// One reconcile tick against the simulated Flux of the fleet's history so far.
+    async fn tick(
+        &self,
+        now: DateTime<Utc>,
+        touched: &mut BTreeMap<String, std::collections::BTreeSet<String>>,
+    ) -> anyhow::Result<reconcile::Report> {
+        let o = reconcile::observe_repo(&self.git, &self.settings).flat()?;
+        let history = reconcile::base_history(&self.git, &o, 1000, touched).flat()?;
+        let sim = SimFlux::new(
+            history,
+            SimConfig {
+                delay: Duration::minutes(10),
+                faults: self.faults.clone(),
+                branch: "main".into(),
+            },
+        );
+        let forge = LocalForge {
+            git: &self.git,
+            base: self.settings.base.clone(),
+            author_email: self.settings.author_email.clone(),
+            sig: self.settings.sig(now),
+        };
+        let io = reconcile::Io {
+            git: &self.git,
+            forge: &forge,
+            clusters: &sim,
+            notifier: &self.sink as &dyn Notifier,
+            gates: None,
+        };
+        reconcile::tick(&io, &self.settings, o, now, false)
+            .await
+            .flat()
+    }
+
+    /// A tick's notes, each once (a halt can be noted twice in one tick).
+    fn print_notes(&self, out: &mut dyn Write, notes: &[String], now: DateTime<Utc>) {
+        if self.opts.progress {
+            return;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for n in notes.iter().filter(|n| seen.insert(n.as_str())) {
+            writeln!(out, "  {}  {n}", now.format("%a %H:%M")).ok();
+        }
+    }
+
+    /// The simulated reviewer merges a manual step once fleetwave's gate says it may.
+    fn review(
+        &self,
+        out: &mut dyn Write,
+        st: &PlanState,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let Some((branch, head)) = ready_for_review(st) else {
+            return Ok(false);
+        };
+        let sig = Sig {
+            name: "Reviewer".into(),
+            email: "reviewer@example.com".into(),
+            time: now,
+        };
+        let base = self
+            .git
+            .branch_head(&self.settings.base)
+            .flat()?
+            .unwrap_or_default();
+        let merge = self
+            .git
+            .merge_commit(
+                &base,
+                &head,
+                &format!("Merge {branch} (approved by reviewer)"),
+                &sig,
+            )
+            .flat()?;
+        if self
+            .git
+            .push(&self.settings.base, &merge, Some(&base))
+            .is_err()
+        {
+            return Ok(false);
+        }
+        if !self.opts.progress {
+            writeln!(
+                out,
+                "  {}  reviewer approved and merged {branch}",
+                now.format("%a %H:%M")
+            )
+            .ok();
+        }
+        Ok(true)
+    }
+
+    /// The rollback command for the demo's own repositories.
+    fn rollback_command(&self, wave: &str) -> String {
+        format!(
+            "fleetwave rollback --remote {} --cache {} --plan {PLAN_PATH} --wave {wave}",
+            self.remote.display(),
+            self.dir.join("cache.git").display()
+        )
+    }
+
+    /// The alert as a real rollout would send it, its hint naming the remote.
+    fn with_hint(&self, mut e: Event) -> Event {
+        if let Some(a) = e.alert.as_mut() {
+            if !a.rollback_hint.is_empty() {
+                a.rollback_hint = self.rollback_command(&a.wave);
+            }
+        }
+        e
+    }
+
+    /// After a halt: what a rollback would revert (a dry run), and the command that does it
+    /// when the repositories outlive the demo (`--keep`).
+    fn offer_rollback(&self, out: &mut dyn Write, now: DateTime<Utc>) {
+        let opts = reconcile::RollbackOptions {
+            waves: Vec::new(),
+            allow_downgrade: false,
+            merge: true,
+            dry_run: true,
+        };
+        let lines = match reconcile::rollback(&self.git, &self.settings, &opts, now) {
+            Ok(l) => l,
+            Err(e) => vec![format!("rollback is not available: {e}")],
+        };
+        writeln!(out, "\nRollback of the failed wave (dry run):").ok();
+        for l in &lines {
+            writeln!(out, "  {l}").ok();
+        }
+        writeln!(out, "  (gitops-base tags and template names revert; a Kubernetes minor downgrade is refused: restore from an etcd snapshot instead)").ok();
+        let failed = lines.iter().find_map(|l| {
+            l.strip_prefix("would push fleetwave/")
+                .and_then(|r| r.split('/').nth(1))
+        });
+        match (&self.opts.keep, failed) {
+            (_, None) => {
+                writeln!(
+                    out,
+                    "Nothing of the failed wave can be rolled back automatically."
+                )
+                .ok();
+            }
+            (Some(_), Some(wave)) => {
+                writeln!(
+                    out,
+                    "To roll it back (the repositories are kept in {}):",
+                    self.dir.display()
+                )
+                .ok();
+                writeln!(out, "  {} --merge", self.rollback_command(wave)).ok();
+            }
+            (None, Some(_)) => {
+                writeln!(out, "The demo's repositories are deleted on exit: rerun with --keep DIR to keep them and get a `fleetwave rollback` command that runs against them.").ok();
+            }
+        }
+    }
+}
+
+/// How far virtual time moves after a tick: five minutes, or straight to the next due
+/// time when nothing waits on Flux (soaks, windows); convergence is not predictable.
+fn next_advance(report: &reconcile::Report, st: &PlanState, now: DateTime<Utc>) -> Duration {
+    let advance = Duration::minutes(5);
+    let flux_pending = st
+        .waves
+        .iter()
+        .flat_map(|w| &w.steps)
+        .any(|s| s.status == StepStatus::Merged);
+    match report.wake_at {
+        Some(w) if report.effects.is_empty() && !flux_pending && w - now > advance => w - now,
+        _ => advance,
+    }
 }
 
 /// A manual step whose gate is green and that waits for a reviewer.

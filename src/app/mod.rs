@@ -4,6 +4,8 @@
 pub mod actions;
 pub mod args;
 pub mod cli;
+pub mod commands;
+pub mod completions;
 pub mod demo;
 pub mod ops;
 pub mod reconcile;

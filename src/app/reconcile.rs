@@ -159,12 +159,11 @@ impl Observed {
                 let vs = vs
                     .into_iter()
                     .map(|(what, role, value)| crate::core::status::GitValue {
-                        what: match what.as_str() {
-                            "kubernetes" => "kubernetes",
-                            "gitopsBase" => "gitopsBase",
-                            _ => "template",
+                        what: match (what.as_str(), role) {
+                            ("kubernetes", Some(r)) => crate::core::locate::What::Kubernetes(r),
+                            ("gitopsBase", _) => crate::core::locate::What::GitopsBase,
+                            _ => crate::core::locate::What::Template,
                         },
-                        role,
                         value,
                     })
                     .collect();

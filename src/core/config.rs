@@ -158,11 +158,11 @@ impl Config {
         let text = match tree.read(Path::new(FILE)).map(String::from_utf8) {
             Ok(Ok(t)) => t,
             Ok(Err(_)) => {
-                return Err(Diag::new(Path::new(FILE), (1, 1), "file is not UTF-8").into());
+                return Err(Diag::whole_file(Path::new(FILE), "file is not UTF-8").into());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => {
-                return Err(Diag::new(Path::new(FILE), (1, 1), format!("cannot read: {e}")).into());
+                return Err(Diag::whole_file(Path::new(FILE), format!("cannot read: {e}")).into());
             }
         };
         Self::parse(Path::new(FILE), text)

@@ -398,35 +398,7 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
     }
     let desired = cx.world.desired.get(&step.branch).cloned();
     match &pr {
-        None => {
-            let Some(d) = desired else {
-                cx.note(format!(
-                    "wave {} step {}: waiting for its commit to be built",
-                    wave.name,
-                    si + 1
-                ));
-                return;
-            };
-            let s = &mut cx.state.waves[wi].steps[si];
-            s.status = StepStatus::Open;
-            s.head = Some(d.commit.clone());
-            s.base = Some(cx.world.base_head.clone());
-            s.opened_at.get_or_insert(cx.now);
-            cx.effects.push(Effect::PushStep {
-                wave: wi,
-                step: si,
-                commit: d.commit.clone(),
-                expected: None,
-            });
-            cx.note(format!(
-                "wave {} step {}: opening {}",
-                wave.name,
-                si + 1,
-                step.branch
-            ));
-            let desc = gate_description(cx, wi);
-            cx.status(wi, si, &d.commit, GateState::Pending, desc);
-        }
+        None => open_step(cx, wi, si, wave, &step.branch, desired),
         Some(p) if !p.open && p.merged.is_none() => {
             let msg = format!(
                 "wave {} step {}: its pull request was closed without merging; reopen it, or change the plan",
@@ -435,57 +407,104 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
             );
             cx.held = Some(msg);
         }
-        Some(p) => {
-            let s = &mut cx.state.waves[wi].steps[si];
-            s.status = StepStatus::Open;
-            if p.needs_pr && p.foreign.is_empty() {
-                // Re-push the same commit (a no-op) and create the missing pull request.
-                cx.effects.push(Effect::PushStep {
-                    wave: wi,
-                    step: si,
-                    commit: p.head.clone(),
-                    expected: Some(p.head.clone()),
-                });
-                return;
-            }
-            if !p.foreign.is_empty() {
-                let desc = format!(
-                    "fleetwave will not merge: commits by others on this branch ({})",
-                    p.foreign.join(", ")
-                );
-                cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
-                cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
-                return;
-            }
-            let current =
-                p.base == cx.world.base_head && desired.as_ref().is_some_and(|d| d.tree == p.tree);
-            if !current {
-                if let Some(d) = desired {
-                    if d.commit != p.head {
-                        let s = &mut cx.state.waves[wi].steps[si];
-                        s.head = Some(d.commit.clone());
-                        s.base = Some(cx.world.base_head.clone());
-                        cx.effects.push(Effect::PushStep {
-                            wave: wi,
-                            step: si,
-                            commit: d.commit.clone(),
-                            expected: Some(p.head.clone()),
-                        });
-                        cx.note(format!(
-                            "wave {} step {}: base moved; regenerating {}",
-                            wave.name,
-                            si + 1,
-                            step.branch
-                        ));
-                        let desc = gate_description(cx, wi);
-                        cx.status(wi, si, &d.commit, GateState::Pending, desc);
-                        return;
-                    }
-                }
-            }
-            gate_and_merge(cx, wi, si, wave, p);
-        }
+        Some(p) => tend_open_step(cx, wi, si, wave, &step.branch, p, desired),
     }
+}
+
+/// No pull request yet: push the step's commit (the forge adapter opens the PR with it).
+fn open_step(
+    cx: &mut Ctx,
+    wi: usize,
+    si: usize,
+    wave: &Wave,
+    branch: &str,
+    desired: Option<Desired>,
+) {
+    let Some(d) = desired else {
+        cx.note(format!(
+            "wave {} step {}: waiting for its commit to be built",
+            wave.name,
+            si + 1
+        ));
+        return;
+    };
+    let s = &mut cx.state.waves[wi].steps[si];
+    s.status = StepStatus::Open;
+    s.head = Some(d.commit.clone());
+    s.base = Some(cx.world.base_head.clone());
+    s.opened_at.get_or_insert(cx.now);
+    cx.effects.push(Effect::PushStep {
+        wave: wi,
+        step: si,
+        commit: d.commit.clone(),
+        expected: None,
+    });
+    cx.note(format!(
+        "wave {} step {}: opening {branch}",
+        wave.name,
+        si + 1
+    ));
+    let desc = gate_description(cx, wi);
+    cx.status(wi, si, &d.commit, GateState::Pending, desc);
+}
+
+/// An open pull request: recreate it if missing, refuse foreign commits, regenerate it when
+/// the base moved, else gate and merge it.
+fn tend_open_step(
+    cx: &mut Ctx,
+    wi: usize,
+    si: usize,
+    wave: &Wave,
+    branch: &str,
+    p: &PrObs,
+    desired: Option<Desired>,
+) {
+    let s = &mut cx.state.waves[wi].steps[si];
+    s.status = StepStatus::Open;
+    if p.needs_pr && p.foreign.is_empty() {
+        // Re-push the same commit (a no-op) and create the missing pull request.
+        cx.effects.push(Effect::PushStep {
+            wave: wi,
+            step: si,
+            commit: p.head.clone(),
+            expected: Some(p.head.clone()),
+        });
+        return;
+    }
+    if !p.foreign.is_empty() {
+        let desc = format!(
+            "fleetwave will not merge: commits by others on this branch ({})",
+            p.foreign.join(", ")
+        );
+        cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
+        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+        return;
+    }
+    let current =
+        p.base == cx.world.base_head && desired.as_ref().is_some_and(|d| d.tree == p.tree);
+    if !current
+        && let Some(d) = desired
+        && d.commit != p.head
+    {
+        let s = &mut cx.state.waves[wi].steps[si];
+        s.head = Some(d.commit.clone());
+        s.base = Some(cx.world.base_head.clone());
+        cx.effects.push(Effect::PushStep {
+            wave: wi,
+            step: si,
+            commit: d.commit.clone(),
+            expected: Some(p.head.clone()),
+        });
+        cx.note(format!(
+            "wave {} step {}: base moved; regenerating {branch}",
+            wave.name,
+            si + 1
+        ));
+        let desc = gate_description(cx, wi);
+        cx.status(wi, si, &d.commit, GateState::Pending, desc);
+        return;
+    }
+    gate_and_merge(cx, wi, si, wave, p);
 }
 
 /// The pending-gate description: what this step waits for.
@@ -518,6 +537,13 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
             GateState::Pending,
             format!("holding: {why}"),
         );
+        return;
+    }
+    if let Some(why) = drain_blockers(cx, wi, si, wave) {
+        // Draining the nodes of this step would wait on these budgets for ever.
+        let desc = format!("holding: {why}");
+        cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
+        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
         return;
     }
     let approval_needed = wave
@@ -867,6 +893,50 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
 
 /// Failing gates on clusters that already took a step of this wave: they fail (within the
 /// wave's budget). Returns the first breach, if any.
+/// Why step `si` may not merge because draining would block: a cluster whose workers it
+/// raises (worker or whole-cluster fields; records without a role count as such) has
+/// PodDisruptionBudgets that allow no disruption, unless the wave allows drain blockers.
+/// Clusters without PodDisruptionBudget data do not hold (status says it is unknown).
+fn drain_blockers(cx: &Ctx, wi: usize, si: usize, wave: &Wave) -> Option<String> {
+    if wave.allow_drain_blockers {
+        return None;
+    }
+    let step = &cx.state.waves[wi].steps[si];
+    let drains = step.changes.iter().filter(|c| {
+        matches!(
+            c.what,
+            Changed::Kubernetes(None | Some(Role::Workers) | Some(Role::Whole))
+        )
+    });
+    let mut clusters: Vec<&str> = drains.map(|c| c.cluster.as_str()).collect();
+    clusters.sort_unstable();
+    clusters.dedup();
+    let blocked: Vec<(&str, &[cluster::DrainBlocker])> = clusters
+        .into_iter()
+        .filter_map(|c| {
+            let b = cx.world.clusters.get(c)?.drain_blockers.as_deref()?;
+            (!b.is_empty()).then_some((c, b))
+        })
+        .collect();
+    let (c, b) = blocked.first()?;
+    let mut why = format!("{c}: {}", b[0]);
+    if b.len() > 1 {
+        why.push_str(&format!(" and {} more", b.len() - 1));
+    }
+    if blocked.len() > 1 {
+        why.push_str(&format!(
+            "; {} more cluster(s) blocked ({})",
+            blocked.len() - 1,
+            blocked[1..]
+                .iter()
+                .map(|(c, _)| *c)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Some(why)
+}
+
 fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
     let touched: Vec<String> = {
         let ws = &cx.state.waves[wi];
@@ -908,8 +978,13 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
     first
 }
 
+/// Halt the plan on wave `wi`. Once per wave: the soak gates and the convergence check may
+/// both find the failure budget spent in one tick.
 fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
     let ws = &mut cx.state.waves[wi];
+    if ws.status == WaveStatus::Failed {
+        return;
+    }
     ws.status = WaveStatus::Failed;
     ws.finished_at = Some(cx.now);
     let failed: Vec<String> = ws.failed.keys().cloned().collect();
@@ -1294,6 +1369,29 @@ spec:
     }
 
     #[test]
+    fn a_gate_breach_seen_while_converging_halts_once() {
+        let p = plan(PLAN);
+        let mut w = W::new(t(0));
+        let mut st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr("fleetwave/p/canary/1", HEAD0, "t0");
+        st = w.decide(&p, &st).state;
+        w.merged("fleetwave/p/canary/1", MERGE0, t(1));
+        let mut alert = healthy(MERGE0);
+        alert.gates[0] = GateResult {
+            gate: "prometheus".into(),
+            ok: false,
+            reason: "KubeNodeNotReady firing".into(),
+        };
+        w.clusters.insert("c1".into(), alert);
+        w.now = t(10);
+        let d = w.decide(&p, &st);
+        assert_eq!(d.state.status, PlanStatus::Halted);
+        // The gate check and the convergence check both find the budget spent: one halt.
+        let halts = d.notes.iter().filter(|n| n.starts_with("HALT")).count();
+        assert_eq!(halts, 1, "{:?}", d.notes);
+    }
+
+    #[test]
     fn a_gate_breach_during_soak_fails_the_wave_and_halts() {
         let p = plan(PLAN);
         let mut w = W::new(t(0));
@@ -1603,6 +1701,132 @@ mod review_fixes {
 }
 
 #[cfg(test)]
+mod drain_blockers {
+    use super::tests_support::*;
+    use super::*;
+    use crate::core::cluster::DrainBlocker;
+
+    fn blocker(ns: &str, name: &str, pods: u32) -> DrainBlocker {
+        DrainBlocker {
+            namespace: ns.into(),
+            name: name.into(),
+            expected_pods: pods,
+        }
+    }
+
+    /// Through the control-plane step (drain blockers do not hold it) to the workers' PR,
+    /// open on c1 whose PDBs are `blockers`; returns that tick's decision.
+    fn at_workers(p: &Plan, blockers: Option<Vec<DrainBlocker>>) -> (Decision, Wd) {
+        let mut w = world(t(0));
+        let mut obs = healthy(BASE);
+        obs.drain_blockers = blockers.clone();
+        w.clusters.insert("c1".into(), obs);
+        let st = w.decide(p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let d = w.decide(p, &st);
+        assert!(
+            d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })),
+            "the control-plane step drains nothing: {:?}",
+            d.effects
+        );
+        w.merged(B1, M1, t(1));
+        w.base = M1.into();
+        let mut obs = healthy(M1);
+        obs.drain_blockers = blockers;
+        w.clusters.insert("c1".into(), obs);
+        w.now = t(10);
+        w.desired.insert(
+            B2.into(),
+            Desired {
+                commit: H2.into(),
+                tree: "t2".into(),
+            },
+        );
+        let st = w.decide(p, &d.state).state;
+        assert_eq!(st.waves[0].steps[0].status, StepStatus::Converged);
+        w.open_pr(B2, H2, "t2");
+        w.now = t(20);
+        (w.decide(p, &st), w)
+    }
+
+    fn merges(d: &Decision) -> bool {
+        d.effects.iter().any(|e| matches!(e, Effect::Merge { .. }))
+    }
+
+    #[test]
+    fn a_worker_step_on_a_cluster_with_drain_blockers_is_held_before_merge() {
+        let p = plan(PLAN_SPLIT);
+        let pdbs = vec![blocker("kafka", "kafka-pdb", 3), blocker("zk", "zk-pdb", 3)];
+        let (d, mut w) = at_workers(&p, Some(pdbs));
+        assert!(!merges(&d), "merged over a drain blocker: {:?}", d.effects);
+        let desc = d
+            .effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::SetStatus {
+                    step: 1,
+                    state: GateState::Pending,
+                    description,
+                    ..
+                } => Some(description.clone()),
+                _ => None,
+            })
+            .expect("a pending status on the workers' step");
+        assert_eq!(
+            desc,
+            "holding: c1: PodDisruptionBudget kafka/kafka-pdb allows no disruption (3 pods) and 1 more"
+        );
+        assert!(d.held.as_deref().is_some_and(|h| h.contains("kafka-pdb")));
+        // The budget frees up: the next tick merges.
+        w.clusters.get_mut("c1").unwrap().drain_blockers = Some(vec![]);
+        let d = w.decide(&p, &d.state);
+        assert!(merges(&d), "{:?}", d.effects);
+    }
+
+    #[test]
+    fn allow_drain_blockers_and_missing_pdb_data_do_not_hold() {
+        let pdbs = || Some(vec![blocker("zk", "zk-pdb", 3)]);
+        let wave_allows = plan(&PLAN_SPLIT.replace(
+            "automated: true}\n",
+            "automated: true}\n      allowDrainBlockers: true\n",
+        ));
+        assert!(wave_allows.waves[0].allow_drain_blockers);
+        assert!(merges(&at_workers(&wave_allows, pdbs()).0));
+        let plan_allows =
+            plan(&PLAN_SPLIT.replace("  waves:\n", "  allowDrainBlockers: true\n  waves:\n"));
+        assert!(merges(&at_workers(&plan_allows, pdbs()).0));
+        // The wave's own setting wins over the plan's.
+        let wave_refuses = plan(
+            &PLAN_SPLIT
+                .replace("  waves:\n", "  allowDrainBlockers: true\n  waves:\n")
+                .replace(
+                    "automated: true}\n",
+                    "automated: true}\n      allowDrainBlockers: false\n",
+                ),
+        );
+        assert!(!merges(&at_workers(&wave_refuses, pdbs()).0));
+        // No PodDisruptionBudget data (no per-cluster context): not held.
+        assert!(merges(&at_workers(&plan(PLAN_SPLIT), None).0));
+    }
+
+    #[test]
+    fn allow_drain_blockers_must_be_a_boolean() {
+        let text = PLAN_SPLIT.replace(
+            "automated: true}\n",
+            "automated: true}\n      allowDrainBlockers: maybe\n",
+        );
+        let err = crate::core::plan::load(std::path::Path::new("p.yaml"), text)
+            .err()
+            .expect("a non-boolean allowDrainBlockers is refused")
+            .to_string();
+        assert!(
+            err.contains("allowDrainBlockers") || err.contains("boolean"),
+            "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests_support {
     use super::*;
     use crate::core::cluster::{Condition, GateResult, KustomizationStatus};
@@ -1692,7 +1916,11 @@ mod tests_support {
                 cluster: "c1".into(),
                 file: "c1.yaml".into(),
                 field: step.into(),
-                what: Changed::Kubernetes(Some(crate::core::locate::Role::ControlPlane)),
+                what: Changed::Kubernetes(Some(if step == "md" {
+                    crate::core::locate::Role::Workers
+                } else {
+                    crate::core::locate::Role::ControlPlane
+                })),
                 from: "v1.32.4".into(),
                 to: "v1.33.5".into(),
             };

@@ -63,6 +63,12 @@ pub struct Diag {
 }
 
 impl Diag {
+    /// About the whole file (it cannot be read, or is not text): no line or column is
+    /// shown, and both are 0 in JSON.
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        Diag::new(file, (0, 0), message)
+    }
+
     pub fn new(file: &Path, (line, column): (usize, usize), message: impl Into<String>) -> Self {
         Diag {
             file: file.to_path_buf(),
@@ -88,14 +94,19 @@ impl Diag {
 
 impl fmt::Display for Diag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            escape(&self.file.display().to_string()),
-            self.line,
-            self.column,
-            escape(&self.message)
-        )?;
+        let shown = self.file.display().to_string();
+        let file = escape(&shown);
+        if self.line == 0 {
+            write!(f, "{file}: {}", escape(&self.message))?;
+        } else {
+            write!(
+                f,
+                "{file}:{}:{}: {}",
+                self.line,
+                self.column,
+                escape(&self.message)
+            )?;
+        }
         if let Some(h) = &self.hint {
             write!(f, "\n  help: {}", escape(h))?;
         }

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::core::config::Config;
 use crate::core::diag::{Diag, Diags, Finding, Severity};
+pub use crate::core::kinds::is_identity;
 use crate::core::locate::{self, Located};
 use crate::core::plan::Plan;
 pub use crate::core::repo::{Cluster, RepoFile};
@@ -174,7 +175,7 @@ fn read_file(
 ) -> Result<(Read, Option<Finding>), Diag> {
     let bytes = tree
         .read(&rel)
-        .map_err(|e| Diag::new(&rel, (1, 1), format!("cannot read: {e}")))?;
+        .map_err(|e| Diag::whole_file(&rel, format!("cannot read: {e}")))?;
     let text = match String::from_utf8(bytes) {
         Ok(t) if !t.contains('\0') => t,
         _ => {
@@ -264,42 +265,6 @@ fn identity_labels(file: &RepoFile, lines: &LineIndex, docs: &[Doc]) -> Vec<Labe
         }
     }
     out
-}
-
-/// Objects whose labels describe the cluster (the labels wave selectors match): a CAPI or
-/// k0smotron `Cluster`, a Kamaji `TenantControlPlane`, a k0rdent `ClusterDeployment`, the
-/// `cluster-info` ConfigMap, a Flux Kustomization applying to a remote cluster, a Crossplane
-/// managed Kubernetes cluster.
-pub fn is_identity(doc: &Doc) -> bool {
-    let (Some(api), Some(kind)) = (doc.root_str(&["apiVersion"]), doc.root_str(&["kind"])) else {
-        return false;
-    };
-    let group = api.split('/').next().unwrap_or("");
-    match (group, kind) {
-        ("cluster.x-k8s.io" | "k0smotron.io", "Cluster") => true,
-        ("kamaji.clastix.io", "TenantControlPlane") => true,
-        ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment") => true,
-        ("v1", "ConfigMap") => doc.root_str(&["metadata", "name"]) == Some("cluster-info"),
-        ("kustomize.toolkit.fluxcd.io", "Kustomization") => {
-            doc.root_path(&["spec", "kubeConfig"]).is_some()
-        }
-        // Crossplane: only managed Kubernetes clusters. A provider's other `Cluster` kinds
-        // (Aurora DSQL, MSK Kafka, …) say nothing about the fleet cluster, and a file often
-        // holds several of them with differing labels.
-        (g, "Cluster" | "KubernetesCluster") => {
-            (g.ends_with(".upbound.io") || g.ends_with(".crossplane.io"))
-                && [
-                    "eks.",
-                    "container.",
-                    "containeraws.",
-                    "containerazure.",
-                    "containerservice.",
-                ]
-                .iter()
-                .any(|p| g.starts_with(p))
-        }
-        _ => false,
-    }
 }
 
 /// Expand a path pattern; `{cluster}` binds the cluster name, `*` matches any one name.

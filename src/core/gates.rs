@@ -12,7 +12,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::core::cluster::{ClusterObservation, GateResult};
+use crate::core::cluster::{ClusterObservation, DeprecatedApi, GateResult};
 use crate::core::plan::Gate;
 
 /// Names listed in a reason before "…and N more".
@@ -48,6 +48,98 @@ pub fn names(gates: &[Gate]) -> Vec<String> {
                 n.to_string()
             } else {
                 format!("{n}#{count}")
+            }
+        })
+        .collect()
+}
+
+/// The metric family a kube-apiserver's `/metrics` reports deprecated API requests in.
+pub const DEPRECATED_APIS_METRIC: &str = "apiserver_requested_deprecated_apis";
+
+/// The `apiserver_requested_deprecated_apis` series of a Prometheus text exposition (format
+/// 0.0.4) whose value is not 0: the deprecated APIs requested since the API server started.
+/// Read line by line: comments and other families are skipped; a malformed series of this
+/// family is an error (a signal that cannot be read holds, it does not pass).
+pub fn parse_deprecated_apis(text: &str) -> Result<Vec<DeprecatedApi>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix(DEPRECATED_APIS_METRIC) else {
+            continue;
+        };
+        let bad = |why: &str| format!("/metrics line {}: {why}: {line}", n + 1);
+        let (labels, value) = if let Some(body) = rest.strip_prefix('{') {
+            let (labels, after) = split_labels(body).map_err(|e| bad(&e))?;
+            (labels, after)
+        } else if rest.starts_with([' ', '\t']) {
+            (BTreeMap::new(), rest)
+        } else {
+            continue; // another family sharing the prefix
+        };
+        let value = value
+            .split_whitespace()
+            .next()
+            .ok_or_else(|| bad("no value"))?;
+        let value: f64 = value.parse().map_err(|_| bad("value is not a number"))?;
+        if value == 0.0 {
+            continue;
+        }
+        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        out.push(DeprecatedApi {
+            group: get("group"),
+            version: get("version"),
+            resource: get("resource"),
+            subresource: get("subresource"),
+            removed_release: get("removed_release"),
+        });
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `k="v",k2="v2"}` rest → the labels (escapes `\\`, `\"`, `\n` undone) and the rest.
+fn split_labels(body: &str) -> Result<(BTreeMap<String, String>, &str), String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start_matches([',', ' ']);
+        if let Some(after) = rest.strip_prefix('}') {
+            return Ok((labels, after));
+        }
+        let (key, after) = rest.split_once('=').ok_or("label without '='")?;
+        let after = after.strip_prefix('"').ok_or("label value not quoted")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => return Err("unterminated label value".into()),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => return Err("unterminated label value".into()),
+            }
+        };
+        labels.insert(key.trim().to_string(), value);
+        rest = &after[end + 1..];
+    }
+}
+
+/// The requested APIs that a control plane at `minor` (1.M) no longer serves: removed at or
+/// before 1.M. (For the `deprecatedApis` gate of issue 17, not wired to a gate yet.)
+pub fn removed_apis_requested(apis: &[DeprecatedApi], minor: (u64, u64)) -> Vec<&DeprecatedApi> {
+    apis.iter()
+        .filter(|a| {
+            let mut parts = a.removed_release.trim_start_matches('v').split('.');
+            let major = parts.next().and_then(|p| p.parse::<u64>().ok());
+            let min = parts.next().and_then(|p| p.parse::<u64>().ok());
+            match (major, min) {
+                (Some(ma), Some(mi)) => (ma, mi) <= minor,
+                // An unreadable removed_release: count it, so it is looked at.
+                _ => true,
             }
         })
         .collect()

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::core::config::{Config, TargetKind};
-pub use crate::core::kinds::{Role, What, has_cp_label, version_fields};
+pub use crate::core::kinds::{Role, What, has_cp_label, template_field, version_fields};
 use crate::core::plan::Plan;
 use crate::core::repo::RepoFile;
 use crate::core::repo_url::normalize_repo_url;
@@ -391,14 +391,13 @@ fn yaml_doc(ctx: &Ctx, scan: &mut FileScan, doc: &Doc, is_kustomization_file: bo
             scan.scalar(doc, n, &object, &path.join("."), what.clone(), None);
         }
     }
+    if let Some(path) = template_field(group, kind)
+        && !ctx.plan.templates.is_empty()
+        && let Some(n) = doc.path(root, path)
+    {
+        scan.scalar(doc, n, &object, &path.join("."), What::Template, None);
+    }
     match (group, kind) {
-        ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment")
-            if !ctx.plan.templates.is_empty() =>
-        {
-            if let Some(n) = doc.path(root, &["spec", "template"]) {
-                scan.scalar(doc, n, &object, "spec.template", What::Template, None);
-            }
-        }
         ("kustomize.toolkit.fluxcd.io", "Kustomization") => {
             substitutes(ctx, scan, doc, root, &object)
         }

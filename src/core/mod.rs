@@ -2,6 +2,7 @@
 //! rules between them. Nothing here does I/O or names an adapter crate; `tests/layers.rs`
 //! checks it.
 
+pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod decide;
@@ -15,6 +16,7 @@ pub mod locate;
 pub mod notify;
 pub mod plan;
 pub mod planner;
+pub mod preflight;
 pub mod refname;
 pub mod repo;
 pub mod repo_url;

@@ -351,11 +351,7 @@ const TEMPLATE_PREFIXES: &[(&str, &str)] = &[
     ("docker-", "docker"),
 ];
 
-const CROSSPLANE_GROUPS: &[(&str, &str)] = &[
-    ("eks.aws", "aws"),
-    ("container.gcp", "gcp"),
-    ("containerservice.azure", "azure"),
-];
+use crate::core::kinds::crossplane::INFRASTRUCTURE as CROSSPLANE_GROUPS;
 
 /// Strip `prefix` (ASCII case-insensitive) from `s`.
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {

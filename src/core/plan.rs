@@ -16,16 +16,19 @@ use crate::path;
 pub const API_VERSION: &str = "fleet.opencenter.cloud/v1alpha1";
 pub const KIND: &str = "FleetUpgradePlan";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "FleetUpgradePlan")]
 struct PlanFile {
+    #[schemars(extend("const" = API_VERSION))]
     api_version: String,
+    #[schemars(extend("const" = KIND))]
     kind: String,
     metadata: Metadata,
     spec: SpecFile,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Metadata {
     #[serde(default)]
@@ -38,7 +41,7 @@ struct Metadata {
     annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SpecFile {
     #[serde(default)]
@@ -55,9 +58,17 @@ struct SpecFile {
     paused: bool,
     #[serde(default)]
     version_overrides: Vec<OverrideFile>,
+    /// A release catalog in the fleet repository, instead of the built-in one.
+    #[serde(default)]
+    version_catalog: Option<String>,
+    /// Merge worker (and whole-cluster) steps even when a cluster's PodDisruptionBudgets
+    /// allow no disruption (default false: such a step is held before merge). A wave's own
+    /// `allowDrainBlockers` wins.
+    #[serde(default)]
+    allow_drain_blockers: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct OverrideFile {
     #[serde(default)]
@@ -80,16 +91,19 @@ pub struct VersionOverride {
     pub text: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct GitopsBaseFile {
     #[serde(default)]
     url: String,
     #[serde(default)]
     tag: String,
+    /// The Kubernetes versions the tag supports, e.g. `">=1.32 <1.35"`.
+    #[serde(default)]
+    kubernetes: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct WaveFile {
     #[serde(default)]
@@ -105,9 +119,13 @@ struct WaveFile {
     window: Option<WindowFile>,
     #[serde(default)]
     gates: Vec<Gate>,
+    /// Merge this wave's worker (and whole-cluster) steps even when a cluster's
+    /// PodDisruptionBudgets allow no disruption; default: the plan's `allowDrainBlockers`.
+    #[serde(default)]
+    allow_drain_blockers: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ValidationFile {
     #[serde(default)]
@@ -116,14 +134,14 @@ struct ValidationFile {
     automated: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum CountOrText {
     Count(i64),
     Text(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct WindowFile {
     #[serde(default)]
@@ -135,7 +153,9 @@ struct WindowFile {
 }
 
 /// A label selector, as in Kubernetes.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
     #[serde(default)]
@@ -144,7 +164,7 @@ pub struct Selector {
     pub match_expressions: Vec<Requirement>,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
     pub key: String,
@@ -186,7 +206,7 @@ impl Selector {
 }
 
 /// A health gate checked through a wave's soak (evaluated by the rollout engine).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Gate {
     Nodes {},
@@ -245,6 +265,11 @@ pub struct Window {
 pub struct GitopsBase {
     pub url: String,
     pub tag: String,
+    /// The Kubernetes versions the tag supports, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
+    #[serde(skip)]
+    pub kubernetes_req: Option<semver::VersionReq>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -260,6 +285,9 @@ pub struct Wave {
     pub progress_deadline: Option<Duration>,
     pub window: Option<Window>,
     pub gates: Vec<Gate>,
+    /// Worker and whole-cluster steps merge despite PodDisruptionBudgets that allow no
+    /// disruption (`allowDrainBlockers`, the wave's else the plan's).
+    pub allow_drain_blockers: bool,
 }
 
 mod humantime_serde_secs {
@@ -283,6 +311,10 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     pub paused: bool,
     pub overrides: Vec<VersionOverride>,
+    /// `spec.versionCatalog`: a release catalog file in the fleet repository.
+    pub version_catalog: Option<String>,
+    /// The plan lists `intermediateVersions` (else hops may be computed from the catalog).
+    pub hops_listed: bool,
 }
 
 impl Plan {
@@ -341,8 +373,16 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     let waves: Vec<Wave> = spec
         .waves
         .into_iter()
+        .map(|w| {
+            let allow = w.allow_drain_blockers;
+            (w, allow)
+        })
         .enumerate()
-        .map(|(i, w)| wave(src, i, w, &mut names, &mut errs))
+        .map(|(i, w)| {
+            let mut wv = wave(src, i, w.0, &mut names, &mut errs);
+            wv.allow_drain_blockers = w.1.or(spec.allow_drain_blockers).unwrap_or(false);
+            wv
+        })
         .collect();
     if errs.is_empty() {
         Ok(Plan {
@@ -354,6 +394,8 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             waves,
             paused: spec.paused,
             overrides,
+            hops_listed: !spec.intermediate_versions.is_empty(),
+            version_catalog: spec.version_catalog,
         })
     } else {
         Err(Diags(errs))
@@ -496,10 +538,45 @@ fn gitops_base(src: &YamlSource, g: GitopsBaseFile, errs: &mut Vec<Diag>) -> Git
         errs.push(src.at(&path!["spec", "gitopsBase", "url"], format!("gitopsBase.url {:?} is not a repository URL", g.url))
             .hint("use the repository's https or ssh URL, e.g. `https://github.com/org/gitops-base.git`"));
     }
+    let kubernetes_req = g.kubernetes.as_deref().and_then(|k| {
+        let req = kubernetes_range(k);
+        if req.is_none() {
+            errs.push(
+                src.at(
+                    &path!["spec", "gitopsBase", "kubernetes"],
+                    format!("gitopsBase.kubernetes {} is not a version range", echo(k)),
+                )
+                .hint("write comparators on minors or versions, e.g. `\">=1.32 <1.35\"`"),
+            );
+        }
+        req
+    });
     GitopsBase {
         url: g.url,
         tag: g.tag,
+        kubernetes: g.kubernetes,
+        kubernetes_req,
     }
+}
+
+/// A range such as `>=1.32 <1.35` or `>=1.32, <1.35` (a `v` prefix is allowed).
+pub fn kubernetes_range(text: &str) -> Option<semver::VersionReq> {
+    let is_op = |c: char| "<>=~^".contains(c);
+    let mut parts: Vec<String> = Vec::new();
+    for tok in text.split([' ', ',']).filter(|t| !t.is_empty()) {
+        let version = tok.trim_start_matches(is_op);
+        let op = &tok[..tok.len() - version.len()];
+        let version = version.strip_prefix('v').unwrap_or(version);
+        match parts.last_mut() {
+            // An operator written apart from its version: `>= 1.32`.
+            Some(last) if !last.is_empty() && last.chars().all(is_op) => last.push_str(version),
+            _ => parts.push(format!("{op}{version}")),
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    semver::VersionReq::parse(&parts.join(", ")).ok()
 }
 
 fn check_templates(src: &YamlSource, templates: &BTreeMap<String, String>, errs: &mut Vec<Diag>) {
@@ -576,6 +653,7 @@ fn wave(
         progress_deadline,
         window,
         gates: w.gates,
+        allow_drain_blockers: false,
     }
 }
 
@@ -877,6 +955,12 @@ fn valid_name(s: &str) -> bool {
 
 /// Plan names whose branches would collide with fleetwave's own refs (`fleetwave/state`).
 const RESERVED_PLAN_NAMES: &[&str] = &["state"];
+
+/// The JSON Schema of the plan file, derived from the types above (committed as
+/// `schema/fleetupgradeplan.schema.json`; `cargo run --example plan_schema` prints it).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PlanFile)).unwrap_or_default()
+}
 
 #[cfg(test)]
 mod tests {

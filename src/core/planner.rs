@@ -10,6 +10,7 @@ use crate::core::edit;
 use crate::core::fleet::{self, Fleet};
 use crate::core::locate::{self, Skip};
 use crate::core::plan::{self, Plan};
+use crate::core::preflight;
 use crate::core::source::YamlSource;
 use crate::core::steps::{self, WavePlan};
 use crate::core::tree::FileTree;
@@ -96,6 +97,14 @@ pub fn prepare_in(
     let selection = fleet::select(&plan, &src, &fleet)?;
     let mut findings = fleet.findings.clone();
     findings.extend(selection.findings);
+    let mut plan = plan;
+    findings.extend(preflight::check(
+        tree,
+        &mut plan,
+        &src,
+        &fleet,
+        &selection.waves,
+    )?);
     let mut skips = Vec::new();
     let mut waves = Vec::new();
     for (i, names) in selection.waves.iter().enumerate() {

@@ -10,18 +10,28 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::core::cluster::upgrade::{Role, same_version};
-use crate::core::cluster::{ClusterObservation, revision_hash};
+use crate::core::cluster::{ClusterObservation, DrainBlocker, revision_hash};
+use crate::core::kinds::What;
 use crate::core::state::{PlanState, StepStatus, WaveStatus};
 use crate::core::version::KubeVersion;
 
-/// One managed value of a cluster in Git.
+/// One managed value of a cluster in Git: what it pins (for a Kubernetes version, which part
+/// of the cluster) and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitValue {
-    /// `kubernetes`, `gitopsBase` or `template`.
-    pub what: &'static str,
-    /// For Kubernetes versions: which part of the cluster the field sets.
-    pub role: Option<Role>,
+    pub what: What,
     pub value: String,
+}
+
+impl GitValue {
+    /// The key of the report's `git` map: `kubernetes`, `gitopsBase` or `template`.
+    fn key(&self) -> &'static str {
+        match self.what {
+            What::Kubernetes(_) => "kubernetes",
+            What::GitopsBase => "gitopsBase",
+            What::Template => "template",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -55,6 +65,13 @@ pub struct Row {
     /// Latest gate results: recorded in the state, overlaid with this observation's.
     pub gates: Vec<Gate>,
     pub drift: Vec<String>,
+    /// Drain blockers, in words: none, the PodDisruptionBudgets that allow no disruption, or
+    /// why it is not known (no per-cluster context). None when the cluster was not observed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<String>,
+    /// The PodDisruptionBudgets that allow no disruption now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drain_blockers: Vec<DrainBlocker>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -95,7 +112,7 @@ pub fn build(
             let git_vals = in_git.get(c).map(Vec::as_slice).unwrap_or_default();
             let mut git: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for v in git_vals {
-                let e = git.entry(v.what.to_string()).or_default();
+                let e = git.entry(v.key().to_string()).or_default();
                 if !e.contains(&v.value) {
                     e.push(v.value.clone());
                 }
@@ -155,6 +172,11 @@ pub fn build(
                     Some(o) if !step_open(ws, c) => drift(git_vals, o),
                     _ => Vec::new(),
                 },
+                drain: obs.and_then(drain),
+                drain_blockers: obs
+                    .filter(|o| o.unobservable.is_none())
+                    .and_then(|o| o.drain_blockers.clone())
+                    .unwrap_or_default(),
             });
         }
     }
@@ -220,6 +242,26 @@ fn running(o: &ClusterObservation) -> Vec<String> {
     out
 }
 
+/// The drain-blocker line: never silent about missing PodDisruptionBudget data.
+fn drain(o: &ClusterObservation) -> Option<String> {
+    if o.unobservable.is_some() {
+        return None;
+    }
+    Some(match o.drain_blockers.as_deref() {
+        None => "unknown: PodDisruptionBudgets are read only through a per-cluster context \
+                 (--cluster-context)"
+            .into(),
+        Some([]) => "no PodDisruptionBudget blocks a drain".into(),
+        Some(b) => format!(
+            "BLOCKED: {}",
+            b.iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    })
+}
+
 fn flux(o: &ClusterObservation) -> Option<Flux> {
     let first = o.kustomizations.first()?;
     let not_ready = o
@@ -251,10 +293,9 @@ fn flux(o: &ClusterObservation) -> Option<Flux> {
 fn drift(git: &[GitValue], o: &ClusterObservation) -> Vec<String> {
     let wanted = |role: Role| -> Vec<&str> {
         git.iter()
-            .filter(|v| v.what == "kubernetes")
-            .filter(|v| {
-                v.role
-                    .is_some_and(|r| r == Role::Whole || role == Role::Whole || r == role)
+            .filter(|v| match v.what {
+                What::Kubernetes(r) => r == Role::Whole || role == Role::Whole || r == role,
+                _ => false,
             })
             .map(|v| v.value.as_str())
             .collect()
@@ -347,6 +388,9 @@ pub fn render(r: &Report) -> String {
             if let Some(u) = &row.upgrade {
                 out.push_str(&format!("    upgrade:  {u}\n"));
             }
+            if let Some(d) = &row.drain {
+                out.push_str(&format!("    drain:    {d}\n"));
+            }
         }
         if !row.gates.is_empty() {
             let gates: Vec<String> = row
@@ -382,8 +426,7 @@ mod tests {
 
     fn kube(role: Role, v: &str) -> GitValue {
         GitValue {
-            what: "kubernetes",
-            role: Some(role),
+            what: What::Kubernetes(role),
             value: v.into(),
         }
     }
@@ -542,5 +585,45 @@ mod tests {
             text.contains("flux:     no Kustomization observed"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_shows_drain_blockers_and_says_when_they_are_unknown() {
+        let st = PlanState::new("p", "h");
+        let render_row = |o: ClusterObservation| {
+            render(&Report {
+                plan: "p".into(),
+                status: "InProgress".into(),
+                reason: None,
+                observed: true,
+                clusters: vec![report(&st, o, vec![kube(Role::Whole, "v1.33.5")])],
+            })
+        };
+        // Hub mode: no PodDisruptionBudget data, and status says so.
+        let text = render_row(obs(vec![], &[]));
+        assert!(
+            text.contains("drain:    unknown: PodDisruptionBudgets are read only through a per-cluster context"),
+            "{text}"
+        );
+        let mut o = obs(vec![], &[]);
+        o.drain_blockers = Some(vec![]);
+        assert!(render_row(o).contains("drain:    no PodDisruptionBudget blocks a drain"));
+        let mut o = obs(vec![], &[]);
+        o.drain_blockers = Some(vec![DrainBlocker {
+            namespace: "zk".into(),
+            name: "zk-pdb".into(),
+            expected_pods: 3,
+        }]);
+        let row = report(&st, o.clone(), vec![]);
+        assert_eq!(row.drain_blockers.len(), 1);
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["drainBlockers"][0]["expectedPods"], 3);
+        assert!(render_row(o).contains(
+            "drain:    BLOCKED: PodDisruptionBudget zk/zk-pdb allows no disruption (3 pods)"
+        ));
+        // Not observable: the upgrade line says why; no drain line claims anything.
+        let mut o = obs(vec![], &[]);
+        o.unobservable = Some("no context".into());
+        assert!(!render_row(o).contains("drain:"));
     }
 }

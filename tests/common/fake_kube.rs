@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 //! A fake Kubernetes API server, enough for kube-rs' client, watcher and discovery, serving
-//! the kinds fleetwave reads: core `nodes` and `pods`, Flux Kustomizations, GitRepositories
+//! the kinds fleetwave reads: core `nodes` and `pods`, `policy/v1` PodDisruptionBudgets, Flux Kustomizations, GitRepositories
 //! and OCIRepositories, CAPI Clusters, MachineDeployments and KubeadmControlPlanes, Kamaji
 //! TenantControlPlanes and k0rdent (and the older hmc) ClusterDeployments ([`RESOURCES`]).
 //!
@@ -77,6 +77,15 @@ const fn res(
 pub const RESOURCES: &[Resource] = &[
     res("", &["v1"], "Node", "nodes", "node", false, &["no"]),
     res("", &["v1"], "Pod", "pods", "pod", true, &["po"]),
+    res(
+        "policy",
+        &["v1"],
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+    ),
     res(
         "kustomize.toolkit.fluxcd.io",
         &["v1"],
@@ -255,6 +264,9 @@ struct Shared {
     /// `Resource::id`s answered with 404 and left out of discovery.
     hidden: Mutex<BTreeSet<String>>,
     git_version: Mutex<String>,
+    /// `apiserver_requested_deprecated_apis` series served on `/metrics`:
+    /// (group, version, resource, removed_release).
+    deprecated: Mutex<Vec<[String; 4]>>,
 }
 
 struct LogEntry {
@@ -339,6 +351,7 @@ impl FakeKube {
             bookmark_every: Mutex::new(Duration::from_millis(500)),
             hidden: Mutex::new(BTreeSet::new()),
             git_version: Mutex::new(DEFAULT_GIT_VERSION.to_string()),
+            deprecated: Mutex::default(),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
@@ -574,6 +587,16 @@ impl FakeKube {
     /// and `minor` are taken from it.
     pub fn set_version(&self, git_version: &str) {
         *lock(&self.shared.git_version) = git_version.to_string();
+    }
+
+    /// The deprecated APIs requested since the API server started, served on `/metrics` as
+    /// `apiserver_requested_deprecated_apis` series: (group, version, resource,
+    /// removed_release), e.g. `("policy", "v1beta1", "podsecuritypolicies", "1.25")`.
+    pub fn set_deprecated_requests(&self, series: &[(&str, &str, &str, &str)]) {
+        *lock(&self.shared.deprecated) = series
+            .iter()
+            .map(|(g, v, r, rr)| [g.to_string(), v.to_string(), r.to_string(), rr.to_string()])
+            .collect();
     }
 
     /// Make a resource absent, as if its CRD were not installed: 404 on list, watch and get,
@@ -1137,6 +1160,72 @@ pub fn pod(ns: &str, name: &str, restarts: u32) -> Value {
     })
 }
 
+/// A `policy/v1` PodDisruptionBudget as the API server returns it: the shape of `zk-pdb` in
+/// the Kubernetes documentation ("Specifying a Disruption Budget for your Application",
+/// kubernetes.io/docs/tasks/run-application/configure-pdb/, the `kubectl get
+/// poddisruptionbudgets zk-pdb -o yaml` output: `minAvailable: 2` over three ZooKeeper pods,
+/// status `currentHealthy: 3, desiredHealthy: 2, disruptionsAllowed: 1, expectedPods: 3`),
+/// with the counts given here and the `DisruptionAllowed` condition the disruption
+/// controller sets (PodDisruptionBudgetStatus in the API reference: `InsufficientPods` when
+/// no disruption is allowed, else `SufficientPods`).
+pub fn pdb(
+    ns: &str,
+    name: &str,
+    min_available: u32,
+    current_healthy: u32,
+    expected_pods: u32,
+) -> Value {
+    let allowed = current_healthy.saturating_sub(min_available);
+    let (cond, reason) = if allowed > 0 {
+        ("True", "SufficientPods")
+    } else {
+        ("False", "InsufficientPods")
+    };
+    json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": ns, "generation": 1,
+                     "creationTimestamp": "2020-03-04T04:22:56Z",
+                     "uid": format!("uid-pdb-{ns}-{name}")},
+        "spec": {"minAvailable": min_available,
+                 "selector": {"matchLabels": {"app": name.trim_end_matches("-pdb")}}},
+        "status": {"currentHealthy": current_healthy, "desiredHealthy": min_available,
+                   "disruptionsAllowed": allowed, "expectedPods": expected_pods,
+                   "observedGeneration": 1,
+                   "conditions": [{"type": "DisruptionAllowed", "status": cond,
+                                   "reason": reason, "message": "",
+                                   "observedGeneration": 1,
+                                   "lastTransitionTime": "2020-03-04T04:23:10Z"}]},
+    })
+}
+
+/// `/metrics` as a kube-apiserver serves it (Prometheus text exposition format 0.0.4), cut
+/// to a few families around the one fleetwave reads. `apiserver_requested_deprecated_apis`
+/// has the HELP text, type and label set of the Kubernetes Metrics Reference (a STABLE
+/// gauge; labels group, removed_release, resource, subresource, version, in the sorted order
+/// the API server writes them, as in the Deprecated API Migration Guide's example
+/// `apiserver_requested_deprecated_apis{group="extensions",removed_release="1.22",
+/// resource="ingresses",subresource="",version="v1beta1"} 1`).
+fn metrics_text(deprecated: &[[String; 4]]) -> String {
+    let mut out = String::from(
+        "# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.\n\
+         # TYPE apiserver_request_total counter\n\
+         apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"nodes\",scope=\"cluster\",subresource=\"\",verb=\"LIST\",version=\"v1\"} 42\n\
+         # HELP apiserver_requested_deprecated_apis [STABLE] Gauge of deprecated APIs that have been requested, broken out by API group, version, resource, subresource, and removed_release.\n\
+         # TYPE apiserver_requested_deprecated_apis gauge\n",
+    );
+    for [g, v, r, rr] in deprecated {
+        out.push_str(&format!(
+            "apiserver_requested_deprecated_apis{{group=\"{g}\",removed_release=\"{rr}\",resource=\"{r}\",subresource=\"\",version=\"{v}\"}} 1\n"
+        ));
+    }
+    out.push_str(
+        "# HELP apiserver_storage_objects [STABLE] Number of stored objects at the time of last check split by kind. In case of a fetching error, the value will be -1.\n\
+         # TYPE apiserver_storage_objects gauge\n\
+         apiserver_storage_objects{resource=\"pods\"} 17\n",
+    );
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------------------------
@@ -1433,6 +1522,17 @@ async fn respond(w: &mut OwnedWriteHalf, sh: &Shared, req: Request<'_>) -> io::R
         .await;
     }
     match segs.as_slice() {
+        ["metrics"] => {
+            log("GET /metrics".into());
+            let text = metrics_text(&lock(&sh.deprecated));
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                text.len()
+            );
+            w.write_all(head.as_bytes()).await?;
+            w.write_all(text.as_bytes()).await?;
+            w.flush().await
+        }
         ["version"] => {
             log("GET /version".into());
             let git_version = lock(&sh.git_version).clone();

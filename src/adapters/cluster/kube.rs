@@ -145,53 +145,24 @@ impl Kind {
     }
 }
 
-/// Kinds that report the upgrade itself (CAPI, Kamaji, k0rdent), watched on the hub when present.
+/// `policy/v1` PodDisruptionBudgets (GA since Kubernetes 1.21), watched on each spoke.
+pub fn pdb_kind() -> Kind {
+    Kind {
+        resource: ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
+            "poddisruptionbudgets",
+        ),
+        optional: false,
+        namespace: None,
+    }
+}
+
+/// Kinds that report the upgrade itself (CAPI, Kamaji, k0rdent), watched on the hub when
+/// present: the registry's kinds with a hub resource.
 pub fn upgrade_kinds() -> Vec<Kind> {
-    vec![
-        Kind::new("cluster.x-k8s.io", "v1beta1", "Cluster", "clusters", true),
-        Kind::new(
-            "cluster.x-k8s.io",
-            "v1beta1",
-            "MachineDeployment",
-            "machinedeployments",
-            true,
-        ),
-        Kind::new(
-            "cluster.x-k8s.io",
-            "v1beta1",
-            "MachinePool",
-            "machinepools",
-            true,
-        ),
-        Kind::new(
-            "controlplane.cluster.x-k8s.io",
-            "v1beta1",
-            "KubeadmControlPlane",
-            "kubeadmcontrolplanes",
-            true,
-        ),
-        Kind::new(
-            "controlplane.cluster.x-k8s.io",
-            "v1beta1",
-            "K0sControlPlane",
-            "k0scontrolplanes",
-            true,
-        ),
-        Kind::new(
-            "kamaji.clastix.io",
-            "v1alpha1",
-            "TenantControlPlane",
-            "tenantcontrolplanes",
-            true,
-        ),
-        Kind::new(
-            "k0rdent.mirantis.com",
-            "v1beta1",
-            "ClusterDeployment",
-            "clusterdeployments",
-            true,
-        ),
-    ]
+    crate::core::kinds::hub_kinds()
+        .map(|(h, kind)| Kind::new(h.group, h.version, kind, h.plural, true))
+        .collect()
 }
 
 /// Flux sources, watched to explain a Kustomization that has not applied a commit yet.
@@ -331,6 +302,10 @@ struct Spoke {
     sources: Vec<Watch>,
     nodes: Watch,
     pods: Watch,
+    /// `policy/v1` PodDisruptionBudgets in all namespaces: drain blockers. Not part of
+    /// [`Spoke::watches`]: a cluster whose PDBs cannot be listed (RBAC) is still observed,
+    /// only without drain-blocker data (and says so).
+    pdbs: Watch,
     /// The apiserver's `gitVersion`, or why it could not be read.
     version: VersionSlot,
     poller: tokio::task::JoinHandle<()>,
@@ -486,6 +461,7 @@ impl KubeSource {
                 sources,
                 nodes: w(&core("Node", "nodes"), "Nodes"),
                 pods: w(&core("Pod", "pods"), "Pods"),
+                pdbs: w(&pdb_kind(), "PodDisruptionBudgets"),
                 cluster,
                 version,
                 poller,
@@ -506,7 +482,7 @@ impl KubeSource {
 
     fn watches(&self) -> impl Iterator<Item = &Watch> {
         self.hub.iter().chain(self.spokes.iter().flat_map(|s| {
-            [&s.kustomizations, &s.nodes, &s.pods]
+            [&s.kustomizations, &s.nodes, &s.pods, &s.pdbs]
                 .into_iter()
                 .chain(&s.sources)
         }))
@@ -521,7 +497,9 @@ impl KubeSource {
         let deadline = tokio::time::Instant::now() + timeout;
         let spokes = async {
             for s in &self.spokes {
-                for w in s.watches() {
+                // PodDisruptionBudgets too: a one-shot tick must not read "no data" (no hold)
+                // only because their first list was slower than the others.
+                for w in s.watches().chain([&s.pdbs]) {
                     let mut listed = w.counters.listed.subscribe();
                     let _ = listed.wait_for(|l| *l).await;
                 }
@@ -789,6 +767,45 @@ impl ClusterSource for KubeSource {
         clusters: &[String],
         _now: DateTime<Utc>,
     ) -> Result<BTreeMap<String, ClusterObservation>, ClusterError> {
+        self.check_watches()?;
+        let index: HashMap<&str, usize> = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let mut out: Vec<ClusterObservation> = vec![ClusterObservation::default(); clusters.len()];
+        self.observe_hub(&index, &mut out);
+        self.observe_spokes(&index, &mut out);
+        for (c, why) in &self.unreachable {
+            if let Some(&i) = index.get(c.as_str()) {
+                out[i].unobservable = Some(why.clone());
+            }
+        }
+        out.iter_mut().for_each(settle);
+        Ok(clusters.iter().cloned().zip(out).collect())
+    }
+}
+
+/// The stores' order is arbitrary: keep an observation deterministic, and say whether an
+/// upgrade is in progress.
+fn settle(o: &mut ClusterObservation) {
+    o.kustomizations
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    o.kustomizations
+        .dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+    o.components
+        .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    o.components
+        .dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+    if o.upgrade_in_progress.is_none() {
+        o.upgrade_in_progress = crate::core::cluster::upgrade::in_progress(&o.components);
+    }
+}
+
+impl KubeSource {
+    /// Every hub watch runs and has listed once: before the first list an empty store would
+    /// read as "nothing anywhere".
+    fn check_watches(&self) -> Result<(), ClusterError> {
         for w in &self.hub {
             if w.task.is_finished() && !w.absent() {
                 return Err(ClusterError::Unavailable(format!(
@@ -796,7 +813,6 @@ impl ClusterSource for KubeSource {
                     w.what
                 )));
             }
-            // Before the first list an empty store would read as "nothing anywhere".
             if !w.listed() {
                 return Err(ClusterError::Unavailable(format!(
                     "no list of {} received yet",
@@ -804,58 +820,62 @@ impl ClusterSource for KubeSource {
                 )));
             }
         }
-        let index: HashMap<&str, usize> = clusters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.as_str(), i))
-            .collect();
-        let mut out: Vec<ClusterObservation> = vec![ClusterObservation::default(); clusters.len()];
-        if let Some((flux, kinds)) = self.hub.split_first() {
-            let sources = source_index(kinds);
-            for obj in flux.store.state() {
-                let mut status = status_of(&obj);
-                attach_source(&mut status, &sources, self.fleet_url.as_deref());
-                for o in owners(&obj) {
+        Ok(())
+    }
+
+    /// Flux Kustomizations and upgrade-reporting objects on the hub, by owning cluster.
+    fn observe_hub(&self, index: &HashMap<&str, usize>, out: &mut [ClusterObservation]) {
+        let Some((flux, kinds)) = self.hub.split_first() else {
+            return;
+        };
+        let sources = source_index(kinds);
+        for obj in flux.store.state() {
+            let mut status = status_of(&obj);
+            attach_source(&mut status, &sources, self.fleet_url.as_deref());
+            for o in owners(&obj) {
+                if let Some(&i) = index.get(o) {
+                    out[i].kustomizations.push(status.clone());
+                }
+            }
+        }
+        // CAPI control planes are found through their Cluster's controlPlaneRef too.
+        let mut cp_refs: HashMap<(String, String), String> = HashMap::new();
+        for w in kinds.iter().filter(|w| w.kind == "Cluster") {
+            for obj in w.store.state() {
+                if let (Some(name), Some(cp)) = (
+                    obj.metadata.name.as_deref(),
+                    obj.data
+                        .pointer("/spec/controlPlaneRef/name")
+                        .and_then(Value::as_str),
+                ) {
+                    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                    cp_refs.insert((ns, cp.to_string()), name.to_string());
+                }
+            }
+        }
+        for w in kinds {
+            for obj in w.store.state() {
+                let Some(comp) =
+                    crate::core::cluster::upgrade::component_of(&obj_ref(&obj, &w.resource))
+                else {
+                    continue;
+                };
+                let key = (
+                    obj.metadata.namespace.clone().unwrap_or_default(),
+                    obj.metadata.name.clone().unwrap_or_default(),
+                );
+                let who = upgrade_owners(&obj, &w.kind, cp_refs.get(&key).map(String::as_str));
+                for o in who {
                     if let Some(&i) = index.get(o) {
-                        out[i].kustomizations.push(status.clone());
-                    }
-                }
-            }
-            // CAPI control planes are found through their Cluster's controlPlaneRef too.
-            let mut cp_refs: HashMap<(String, String), String> = HashMap::new();
-            for w in kinds.iter().filter(|w| w.kind == "Cluster") {
-                for obj in w.store.state() {
-                    if let (Some(name), Some(cp)) = (
-                        obj.metadata.name.as_deref(),
-                        obj.data
-                            .pointer("/spec/controlPlaneRef/name")
-                            .and_then(Value::as_str),
-                    ) {
-                        let ns = obj.metadata.namespace.clone().unwrap_or_default();
-                        cp_refs.insert((ns, cp.to_string()), name.to_string());
-                    }
-                }
-            }
-            for w in kinds {
-                for obj in w.store.state() {
-                    let Some(comp) =
-                        crate::core::cluster::upgrade::component_of(&obj_ref(&obj, &w.resource))
-                    else {
-                        continue;
-                    };
-                    let key = (
-                        obj.metadata.namespace.clone().unwrap_or_default(),
-                        obj.metadata.name.clone().unwrap_or_default(),
-                    );
-                    let who = upgrade_owners(&obj, &w.kind, cp_refs.get(&key).map(String::as_str));
-                    for o in who {
-                        if let Some(&i) = index.get(o) {
-                            out[i].components.push(comp.clone());
-                        }
+                        out[i].components.push(comp.clone());
                     }
                 }
             }
         }
+    }
+
+    /// Per-cluster contexts: their Kustomizations, nodes, pod restarts and apiserver version.
+    fn observe_spokes(&self, index: &HashMap<&str, usize>, out: &mut [ClusterObservation]) {
         for s in &self.spokes {
             let Some(&i) = index.get(s.cluster.as_str()) else {
                 continue;
@@ -885,6 +905,17 @@ impl ClusterSource for KubeSource {
                     )
                 }),
             ));
+            // PodDisruptionBudgets: only once listed, and while their watch runs; else no data
+            // (status says so) rather than "none block".
+            o.drain_blockers = (s.pdbs.listed() && !s.pdbs.task.is_finished()).then(|| {
+                crate::core::cluster::upgrade::drain_blockers_of(
+                    s.pdbs
+                        .store
+                        .state()
+                        .iter()
+                        .map(|p| obj_ref(p, &s.pdbs.resource)),
+                )
+            });
             let version = s.version.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(Ok(v)) = version {
                 o.components
@@ -896,21 +927,6 @@ impl ClusterSource for KubeSource {
                 out[i].unobservable = Some(why.clone());
             }
         }
-        // The stores' order is arbitrary; keep observations deterministic.
-        for o in &mut out {
-            o.kustomizations
-                .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            o.kustomizations
-                .dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
-            o.components
-                .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-            o.components
-                .dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
-            if o.upgrade_in_progress.is_none() {
-                o.upgrade_in_progress = crate::core::cluster::upgrade::in_progress(&o.components);
-            }
-        }
-        Ok(clusters.iter().cloned().zip(out).collect())
     }
 }
 
@@ -1000,6 +1016,23 @@ fn prune(obj: &mut DynamicObject, kind: &str) {
                     "containerStatuses": restarts("containerStatuses"),
                     "initContainerStatuses": restarts("initContainerStatuses"),
                 }),
+            );
+        }
+        "PodDisruptionBudget" => {
+            kept.insert(
+                "status".into(),
+                keep(
+                    &data,
+                    &[
+                        &["status", "disruptionsAllowed"],
+                        &["status", "expectedPods"],
+                        &["status", "currentHealthy"],
+                        &["status", "desiredHealthy"],
+                    ],
+                )
+                .get("status")
+                .cloned()
+                .unwrap_or_default(),
             );
         }
         "Node" => {
@@ -1143,7 +1176,7 @@ pub fn upgrade_owners<'a>(
             out.insert(o.name.as_str());
         }
     }
-    if matches!(kind, "Cluster" | "TenantControlPlane" | "ClusterDeployment") {
+    if crate::core::kinds::names_cluster(kind) {
         if let Some(n) = obj.metadata.name.as_deref().filter(nonempty) {
             out.insert(n);
         }

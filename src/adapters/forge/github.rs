@@ -144,6 +144,41 @@ struct Answer {
     next: Option<String>,
 }
 
+/// A whole HTTP answer, read.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+    json: Value,
+}
+
+/// How long to wait before retrying this answer, if it may be retried. Rate limits mean "not
+/// processed": safe to retry any call. A 5xx may hide a completed create, so creates are
+/// looked up again by their callers instead.
+fn retry_after(
+    method: &Method,
+    path: &str,
+    reply: &Reply,
+    retry_server_errors: bool,
+) -> Option<Duration> {
+    let status = reply.status;
+    let rate_limited = matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN
+    );
+    let wait = retry_wait(status, &reply.headers, &reply.json)
+        .filter(|_| retry_server_errors || rate_limited)?;
+    if rate_limited {
+        tracing::info!(
+            wait_secs = wait.as_secs_f64(),
+            "GitHub rate limit on {method} {path} ({status}): waiting {wait:?}"
+        );
+    } else {
+        tracing::warn!("GitHub {method} {path}: {status}; waiting {wait:?} before retrying");
+    }
+    Some(wait)
+}
+
 const API_VERSION: &str = "2022-11-28";
 
 /// Installation tokens already bought in this process: (API root, app, repo) → (token, expiry).
@@ -422,52 +457,25 @@ impl<'a> GitHubForge<'a> {
         body: Option<&Value>,
         retry_server_errors: bool,
     ) -> Result<Answer, ForgeError> {
+        if ![Method::GET, Method::POST, Method::PATCH, Method::PUT].contains(&method) {
+            return Err(ForgeError::Api(format!("unsupported method {method}")));
+        }
         let url = self.url_of(path)?;
+        // Content-creating calls go one at a time (GitHub's secondary rate limits).
         let writes = if method == Method::GET {
             None
         } else {
             Some(self.writes.lock().await)
         };
-        let cached = (method == Method::GET)
-            .then(|| {
-                self.cache
-                    .lock()
-                    .expect("cache lock")
-                    .etags
-                    .get(&url)
-                    .cloned()
-            })
-            .flatten();
+        let cached = self.cached_etag(&method, &url);
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.calls.fetch_add(1, Ordering::SeqCst);
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::ACCEPT,
-                HeaderValue::from_static("application/vnd.github+json"),
-            );
-            headers.insert(
-                "x-github-api-version",
-                HeaderValue::from_static("2022-11-28"),
-            );
-            if let Some((etag, _)) = &cached {
-                if let Ok(v) = HeaderValue::from_str(etag) {
-                    headers.insert(http::header::IF_NONE_MATCH, v);
-                }
-            }
-            let res = match method {
-                Method::GET => {
-                    self.client
-                        ._get_with_headers(url.as_str(), Some(headers))
-                        .await
-                }
-                Method::POST => self.client._post(url.as_str(), body).await,
-                Method::PATCH => self.client._patch(url.as_str(), body).await,
-                Method::PUT => self.client._put(url.as_str(), body).await,
-                _ => return Err(ForgeError::Api(format!("unsupported method {method}"))),
-            };
-            let res = match res {
+            let reply = match self
+                .exchange(&method, &url, path, body, cached.as_ref())
+                .await
+            {
                 Ok(r) => r,
                 // A create that timed out may have happened: only reads are retried blindly.
                 Err(e) if attempt < MAX_ATTEMPTS && retry_server_errors => {
@@ -477,76 +485,107 @@ impl<'a> GitHubForge<'a> {
                 }
                 Err(e) => return Err(ForgeError::Api(format!("GitHub {method} {path}: {e}"))),
             };
-            let status = res.status();
-            let h = res.headers().clone();
-            if let Some(v) = h.get("sl-violations").and_then(|v| v.to_str().ok()) {
-                self.violations
-                    .lock()
-                    .expect("violations lock")
-                    .push(format!("{method} {path}: {v}"));
-            }
-            let text = self.client.body_to_string(res).await.unwrap_or_default();
-            let json: Value = if text.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
-            };
-            if status == StatusCode::NOT_MODIFIED {
-                if let Some((_, body)) = &cached {
-                    let body = serde_json::from_str(body).unwrap_or(Value::Null);
-                    return Ok(Answer {
-                        status: StatusCode::OK,
-                        body,
-                        fresh: false,
-                        next: link_next(&h),
-                    });
-                }
-            }
-            // Rate limits mean "not processed": safe to retry any call. A 5xx may hide a
-            // completed create, so creates are looked up again by their callers instead.
-            let rate_limited = matches!(
-                status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN
-            );
-            if let Some(wait) =
-                retry_wait(status, &h, &json).filter(|_| retry_server_errors || rate_limited)
+            if reply.status == StatusCode::NOT_MODIFIED
+                && let Some((_, body)) = &cached
             {
-                if attempt < MAX_ATTEMPTS {
-                    if rate_limited {
-                        tracing::info!(
-                            wait_secs = wait.as_secs_f64(),
-                            "GitHub rate limit on {method} {path} ({status}): waiting {wait:?}"
-                        );
-                    } else {
-                        tracing::warn!(
-                            "GitHub {method} {path}: {status}; waiting {wait:?} before retrying"
-                        );
-                    }
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+                return Ok(Answer {
+                    status: StatusCode::OK,
+                    body: serde_json::from_str(body).unwrap_or(Value::Null),
+                    fresh: false,
+                    next: link_next(&reply.headers),
+                });
             }
-            let etag = h
-                .get(http::header::ETAG)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            if method == Method::GET && status.is_success() {
-                if let Some(e) = &etag {
-                    self.cache
-                        .lock()
-                        .expect("cache lock")
-                        .etags
-                        .insert(url.clone(), (e.clone(), text));
-                }
+            if attempt < MAX_ATTEMPTS
+                && let Some(wait) = retry_after(&method, path, &reply, retry_server_errors)
+            {
+                tokio::time::sleep(wait).await;
+                continue;
             }
+            self.remember_etag(&method, &url, &reply);
             drop(writes);
             return Ok(Answer {
-                status,
-                body: json,
+                status: reply.status,
+                next: link_next(&reply.headers),
+                body: reply.json,
                 fresh: true,
-                next: link_next(&h),
             });
         }
+    }
+
+    /// The ETag and body of the last answer to a GET of `url`, for a conditional request.
+    fn cached_etag(&self, method: &Method, url: &str) -> Option<(String, String)> {
+        if *method != Method::GET {
+            return None;
+        }
+        let cache = self.cache.lock().expect("cache lock");
+        cache.etags.get(url).cloned()
+    }
+
+    fn remember_etag(&self, method: &Method, url: &str, reply: &Reply) {
+        let etag = reply
+            .headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok());
+        if *method == Method::GET
+            && reply.status.is_success()
+            && let Some(e) = etag
+        {
+            let mut cache = self.cache.lock().expect("cache lock");
+            cache
+                .etags
+                .insert(url.to_string(), (e.to_string(), reply.text.clone()));
+        }
+    }
+
+    /// One request and its whole answer.
+    async fn exchange(
+        &self,
+        method: &Method,
+        url: &str,
+        path: &str,
+        body: Option<&Value>,
+        cached: Option<&(String, String)>,
+    ) -> Result<Reply, octocrab::Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        headers.insert(
+            "x-github-api-version",
+            HeaderValue::from_static("2022-11-28"),
+        );
+        if let Some((etag, _)) = cached
+            && let Ok(v) = HeaderValue::from_str(etag)
+        {
+            headers.insert(http::header::IF_NONE_MATCH, v);
+        }
+        let res = match *method {
+            Method::GET => self.client._get_with_headers(url, Some(headers)).await,
+            Method::POST => self.client._post(url, body).await,
+            Method::PATCH => self.client._patch(url, body).await,
+            _ => self.client._put(url, body).await,
+        }?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        if let Some(v) = headers.get("sl-violations").and_then(|v| v.to_str().ok()) {
+            self.violations
+                .lock()
+                .expect("violations lock")
+                .push(format!("{method} {path}: {v}"));
+        }
+        let text = self.client.body_to_string(res).await.unwrap_or_default();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
+        Ok(Reply {
+            status,
+            headers,
+            text,
+            json,
+        })
     }
 
     async fn pull(&self, n: u64) -> Result<Answer, ForgeError> {

@@ -4,9 +4,10 @@
 //! Sources (the simulated Flux, and kube-rs, in the adapters floor) implement [`ClusterSource`].
 //! [`upgrade`] reads the upgrade itself from CAPI, Kamaji, k0rdent objects and nodes.
 
+pub mod object;
 pub mod upgrade;
 
-pub use upgrade::{Component, NodeSummary, Role};
+pub use upgrade::{Component, DrainBlocker, NodeSummary, Role};
 
 use std::collections::BTreeMap;
 
@@ -108,10 +109,51 @@ pub struct ClusterObservation {
     /// Sum of container restart counts over all pods (per-cluster context mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_restarts: Option<u64>,
+    /// PodDisruptionBudgets that allow no disruption now (per-cluster context mode): a drain
+    /// would block on them. None = no PodDisruptionBudget data (no per-cluster context, or
+    /// the source does not read them); Some(empty) = none blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_blockers: Option<Vec<DrainBlocker>>,
     /// Why what is known of this cluster cannot be trusted now (no context, its API server
     /// not answering, Flux not installed): it never converges or passes a gate while set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unobservable: Option<String>,
+}
+
+/// One `apiserver_requested_deprecated_apis` series of an API server's `/metrics`: an API
+/// requested since it started that a later release no longer serves.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DeprecatedApi {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
+    /// `1.25`: the release that no longer serves it.
+    pub removed_release: String,
+}
+
+impl std::fmt::Display for DeprecatedApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gv = if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        };
+        let sub = if self.subresource.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", self.subresource)
+        };
+        write!(
+            f,
+            "{gv} {}{sub} (removed in {})",
+            self.resource, self.removed_release
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

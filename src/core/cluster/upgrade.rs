@@ -1,43 +1,19 @@
-//! The upgrade itself, as the objects that carry it out report it: CAPI
-//! `Cluster` / `KubeadmControlPlane` / `MachineDeployment`, Kamaji `TenantControlPlane`,
-//! k0rdent `ClusterDeployment`, nodes and the apiserver. A converged Flux only says the
-//! manifests were applied; these say whether the cluster got there.
+//! The upgrade itself, as the objects that carry it out report it: the kinds of the registry
+//! in [`crate::core::kinds`] that observe one (CAPI, Kamaji, k0rdent, …), nodes and the
+//! apiserver. A converged Flux only says the manifests were applied; these say whether the
+//! cluster got there.
 //!
-//! Pure: JSON objects in, [`Component`]s out. Fields are read defensively (any CRD version,
-//! unknown fields ignored, missing fields mean "not reported").
+//! Pure: JSON objects in, [`Component`]s out.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-pub use crate::core::locate::Role;
+pub use crate::core::cluster::object::{CONTROL_PLANE_LABEL, Component, Obj, same_version};
+use crate::core::cluster::object::{condition, text};
+use crate::core::kinds;
+pub use crate::core::kinds::Role;
 use crate::core::version::KubeVersion;
-
-/// One object that reports a Kubernetes version for a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Component {
-    /// `KubeadmControlPlane`, `TenantControlPlane`, `apiserver`, ...
-    pub kind: String,
-    /// `namespace/name` (just `name` for cluster-scoped objects).
-    pub name: String,
-    pub role: Role,
-    /// The version asked for (spec), when the object has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired: Option<String>,
-    /// The version running (status), when the object reports one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub running: Option<String>,
-    /// Why the object is not settled yet; None = settled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<String>,
-}
-
-impl Component {
-    pub fn id(&self) -> String {
-        format!("{} {}", self.kind, self.name)
-    }
-}
 
 /// Nodes of one cluster (per-cluster context mode).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -54,37 +30,6 @@ pub struct NodeSummary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ready: Vec<String>,
 }
-
-fn text<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
-    v.pointer(ptr)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-fn int(v: &Value, ptr: &str) -> Option<i64> {
-    v.pointer(ptr).and_then(|v| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    })
-}
-
-/// The parts of an object the readers use: identity from its metadata, everything else from
-/// `data`, which holds `spec` and `status` at its top (true of a whole object and of a kube-rs
-/// `DynamicObject`'s `data`, so the watch store is read without copying).
-#[derive(Debug, Clone, Copy)]
-pub struct Obj<'a> {
-    pub api_version: &'a str,
-    pub kind: &'a str,
-    pub name: &'a str,
-    pub namespace: Option<&'a str>,
-    pub generation: Option<i64>,
-    /// Labelled `node-role.kubernetes.io/control-plane` (nodes).
-    pub control_plane: bool,
-    pub data: &'a Value,
-}
-
-/// The label that marks control-plane nodes.
-pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
 impl NodeSummary {
     /// Worker kubelets: all but the control plane's.
@@ -109,69 +54,57 @@ impl NodeSummary {
     }
 }
 
-impl<'a> Obj<'a> {
-    /// A whole object as JSON.
-    pub fn of(obj: &'a Value) -> Obj<'a> {
-        Obj {
-            api_version: text(obj, "/apiVersion").unwrap_or(""),
-            kind: text(obj, "/kind").unwrap_or(""),
-            name: text(obj, "/metadata/name").unwrap_or("?"),
-            namespace: text(obj, "/metadata/namespace"),
-            generation: int(obj, "/metadata/generation"),
-            control_plane: obj
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object)
-                .is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL)),
-            data: obj,
-        }
+/// A `policy/v1` PodDisruptionBudget that allows no disruption now: draining a node that
+/// runs one of its pods would wait for ever (`kubectl drain`, CAPI and managed node-pool
+/// upgrades all evict through the Eviction API, which honours PDBs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainBlocker {
+    pub namespace: String,
+    pub name: String,
+    /// `status.expectedPods`: the pods it counts.
+    pub expected_pods: u32,
+}
+
+impl std::fmt::Display for DrainBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pods = if self.expected_pods == 1 {
+            "pod"
+        } else {
+            "pods"
+        };
+        write!(
+            f,
+            "PodDisruptionBudget {}/{} allows no disruption ({} {pods})",
+            self.namespace, self.name, self.expected_pods
+        )
     }
 }
 
-fn id_of(o: &Obj) -> String {
-    match o.namespace.filter(|n| !n.is_empty()) {
-        Some(ns) => format!("{ns}/{}", o.name),
-        None => o.name.to_string(),
-    }
+/// The PodDisruptionBudget `obj` as a drain blocker, if it is one: `status.disruptionsAllowed`
+/// is 0 while `status.expectedPods` > 0 (PodDisruptionBudgetStatus in the Kubernetes API
+/// reference). A PDB whose controller has not written a status for its current generation
+/// yet (`status.observedGeneration` behind `metadata.generation`) is read as it stands: the
+/// disruption controller's last word is what an eviction would be checked against.
+pub fn drain_blocker(obj: &Obj) -> Option<DrainBlocker> {
+    let status = obj.data.get("status")?;
+    let allowed = status.get("disruptionsAllowed").and_then(Value::as_i64)?;
+    let expected = status
+        .get("expectedPods")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    (allowed <= 0 && expected > 0).then(|| DrainBlocker {
+        namespace: obj.namespace.unwrap_or("").to_string(),
+        name: obj.name.to_string(),
+        expected_pods: u32::try_from(expected).unwrap_or(u32::MAX),
+    })
 }
 
-/// A condition from `status.conditions`, or from where CAPI keeps its other generation of
-/// conditions (`status.v1beta2.conditions`, `status.deprecated.v1beta1.conditions`).
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    [
-        "/status/conditions",
-        "/status/v1beta2/conditions",
-        "/status/deprecated/v1beta1/conditions",
-    ]
-    .iter()
-    .filter_map(|p| obj.pointer(p).and_then(Value::as_array))
-    .flatten()
-    .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
-}
-
-fn cond_text(c: &Value) -> String {
-    let f = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
-    format!("{} {} {}", f("status"), f("reason"), f("message"))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `metadata.generation` not yet observed by the controller. Only where the controller
-/// reports `status.observedGeneration` (older Kamaji releases do not).
-fn generation_lag(o: &Obj) -> Option<String> {
-    let generation = o.generation?;
-    let observed = int(o.data, "/status/observedGeneration")?;
-    (observed < generation).then(|| format!("controller has not observed generation {generation}"))
-}
-
-/// Two version strings name the same version (numbers compared when both parse).
-pub fn same_version(a: &str, b: &str) -> bool {
-    match (KubeVersion::parse(a), KubeVersion::parse(b)) {
-        (Some(x), Some(y)) => {
-            x.cmp_precedence(&y).is_eq() && x.is_minor_only() == y.is_minor_only()
-        }
-        _ => a == b,
-    }
+/// The drain blockers among a cluster's PodDisruptionBudgets, sorted by namespace and name.
+pub fn drain_blockers_of<'a>(pdbs: impl IntoIterator<Item = Obj<'a>>) -> Vec<DrainBlocker> {
+    let mut out: Vec<DrainBlocker> = pdbs.into_iter().filter_map(|o| drain_blocker(&o)).collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
 }
 
 /// `running` is older than `want` at `want`'s precision (a minor-only want ignores patches).
@@ -197,191 +130,7 @@ pub fn component(obj: &Value) -> Option<Component> {
 
 /// [`component`] over an object's parts.
 pub fn component_of(obj: &Obj) -> Option<Component> {
-    let group = obj.api_version.split_once('/').map_or("", |(g, _)| g);
-    match (group, obj.kind) {
-        ("cluster.x-k8s.io", "Cluster") => capi_cluster(obj),
-        ("cluster.x-k8s.io", "MachineDeployment") => Some(machine_deployment(obj)),
-        ("cluster.x-k8s.io", "MachinePool") => Some(machine_pool(obj)),
-        ("controlplane.cluster.x-k8s.io", kind) => Some(control_plane(obj, kind)),
-        ("kamaji.clastix.io", "TenantControlPlane") => Some(tenant_control_plane(obj)),
-        ("k0rdent.mirantis.com" | "hmc.mirantis.com", "ClusterDeployment") => {
-            Some(cluster_deployment(obj))
-        }
-        _ => None,
-    }
-}
-
-/// A CAPI Cluster matters only with a managed topology; its status has no version, so it
-/// reports progress through `TopologyReconciled` (upgrade pending reasons) and `RollingOut`.
-fn capi_cluster(obj: &Obj) -> Option<Component> {
-    let desired = text(obj.data, "/spec/topology/version")?.to_string();
-    let mut progress = generation_lag(obj);
-    if progress.is_none()
-        && let Some(c) = condition(obj.data, "TopologyReconciled")
-        && c.get("status").and_then(Value::as_str) == Some("False")
-    {
-        progress = Some(format!("TopologyReconciled {}", cond_text(c)));
-    }
-    if progress.is_none()
-        && let Some(c) = condition(obj.data, "RollingOut")
-        && c.get("status").and_then(Value::as_str) == Some("True")
-    {
-        progress = Some(format!("RollingOut {}", cond_text(c)));
-    }
-    Some(Component {
-        kind: "Cluster".into(),
-        name: id_of(obj),
-        role: Role::Whole,
-        desired: Some(desired),
-        running: None,
-        progress,
-    })
-}
-
-/// KubeadmControlPlane (and other CAPI control-plane kinds with `spec.version` and
-/// `status.version`, e.g. K0sControlPlane): `status.version` is the oldest machine's.
-fn control_plane(obj: &Obj, kind: &str) -> Component {
-    let desired = text(obj.data, "/spec/version").map(str::to_string);
-    let running = text(obj.data, "/status/version").map(str::to_string);
-    let replicas = int(obj.data, "/spec/replicas").unwrap_or(1);
-    let updated = int(obj.data, "/status/upToDateReplicas")
-        .or_else(|| int(obj.data, "/status/updatedReplicas"));
-    let ready = int(obj.data, "/status/readyReplicas");
-    let progress = generation_lag(obj)
-        .or_else(|| match (&desired, &running) {
-            (Some(d), Some(r)) if !same_version(d, r) => Some(format!("at {r}, rolling out {d}")),
-            (Some(d), None) => Some(format!("no version in status yet, rolling out {d}")),
-            _ => None,
-        })
-        .or_else(|| {
-            updated
-                .filter(|u| *u < replicas)
-                .map(|u| format!("{u}/{replicas} machines up to date"))
-        })
-        .or_else(|| {
-            ready
-                .filter(|r| *r < replicas)
-                .map(|r| format!("{r}/{replicas} machines ready"))
-        });
-    Component {
-        kind: kind.to_string(),
-        name: id_of(obj),
-        role: Role::ControlPlane,
-        desired,
-        running,
-        progress,
-    }
-}
-
-/// MachineDeployment: no version in status, so it runs `spec.template.spec.version` once
-/// every replica is up to date and available.
-fn machine_deployment(obj: &Obj) -> Component {
-    let desired = text(obj.data, "/spec/template/spec/version").map(str::to_string);
-    let replicas = int(obj.data, "/spec/replicas").unwrap_or(1);
-    let updated = int(obj.data, "/status/upToDateReplicas")
-        .or_else(|| int(obj.data, "/status/updatedReplicas"));
-    let available = int(obj.data, "/status/availableReplicas");
-    let progress = generation_lag(obj)
-        .or_else(|| match updated {
-            Some(u) if u < replicas => Some(format!("{u}/{replicas} machines up to date")),
-            None if replicas > 0 => Some("no rollout status yet".into()),
-            _ => None,
-        })
-        .or_else(|| {
-            available
-                .filter(|a| *a < replicas)
-                .map(|a| format!("{a}/{replicas} machines available"))
-        });
-    Component {
-        kind: "MachineDeployment".into(),
-        name: id_of(obj),
-        role: Role::Workers,
-        running: desired.clone().filter(|_| progress.is_none()),
-        desired,
-        progress,
-    }
-}
-
-/// MachinePool: like a MachineDeployment, but v1beta1 reports no up-to-date count, so
-/// without one it is done when every replica is ready and available and none unavailable.
-fn machine_pool(obj: &Obj) -> Component {
-    let desired = text(obj.data, "/spec/template/spec/version").map(str::to_string);
-    let replicas = int(obj.data, "/spec/replicas").unwrap_or(1);
-    let count = |p: &str| int(obj.data, p);
-    let progress = generation_lag(obj)
-        .or_else(|| {
-            count("/status/upToDateReplicas")
-                .filter(|u| *u < replicas)
-                .map(|u| format!("{u}/{replicas} machines up to date"))
-        })
-        .or_else(|| match count("/status/readyReplicas") {
-            Some(r) if r < replicas => Some(format!("{r}/{replicas} machines ready")),
-            None if replicas > 0 => Some("no rollout status yet".into()),
-            _ => None,
-        })
-        .or_else(|| {
-            count("/status/availableReplicas")
-                .filter(|a| *a < replicas)
-                .map(|a| format!("{a}/{replicas} machines available"))
-        })
-        .or_else(|| {
-            count("/status/unavailableReplicas")
-                .filter(|u| *u > 0)
-                .map(|u| format!("{u} machines unavailable"))
-        });
-    Component {
-        kind: "MachinePool".into(),
-        name: id_of(obj),
-        role: Role::Workers,
-        running: desired.clone().filter(|_| progress.is_none()),
-        desired,
-        progress,
-    }
-}
-
-/// Kamaji: `status.kubernetesResources.version.{version,status}`; done at `Ready`.
-fn tenant_control_plane(obj: &Obj) -> Component {
-    let desired = text(obj.data, "/spec/kubernetes/version").map(str::to_string);
-    let running = text(obj.data, "/status/kubernetesResources/version/version").map(str::to_string);
-    let state = text(obj.data, "/status/kubernetesResources/version/status");
-    let progress = generation_lag(obj)
-        .or_else(|| match (&desired, &running) {
-            (Some(d), Some(r)) if !same_version(d, r) => Some(format!("at {r}, upgrading to {d}")),
-            (Some(d), None) => Some(format!("no version in status yet, want {d}")),
-            _ => None,
-        })
-        .or_else(|| match state {
-            Some("Ready") => None,
-            Some(s) => Some(format!("version status {s}")),
-            None => Some("no version status yet".into()),
-        });
-    Component {
-        kind: "TenantControlPlane".into(),
-        name: id_of(obj),
-        role: Role::ControlPlane,
-        desired,
-        running,
-        progress,
-    }
-}
-
-/// k0rdent: the spec names a ClusterTemplate, not a version, so only `status.k8sVersion`
-/// and `Ready` tell; the step's target version is compared by [`lag`].
-fn cluster_deployment(obj: &Obj) -> Component {
-    let running = text(obj.data, "/status/k8sVersion").map(str::to_string);
-    let progress = generation_lag(obj).or_else(|| match condition(obj.data, "Ready") {
-        Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => None,
-        Some(c) => Some(format!("Ready {}", cond_text(c))),
-        None => Some("no Ready condition yet".into()),
-    });
-    Component {
-        kind: "ClusterDeployment".into(),
-        name: id_of(obj),
-        role: Role::Whole,
-        desired: text(obj.data, "/spec/template").map(|t| format!("template {t}")),
-        running,
-        progress,
-    }
+    kinds::lookup(obj.group(), obj.kind)?.observe?(obj)
 }
 
 /// The apiserver's `/version` answer as a component.
@@ -476,6 +225,58 @@ pub fn lag(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_pdb_allowing_no_disruption_over_expected_pods_blocks_a_drain() {
+        // `kubectl get poddisruptionbudgets zk-pdb -o yaml` from the Kubernetes documentation
+        // ("Specifying a Disruption Budget for your Application",
+        // kubernetes.io/docs/tasks/run-application/configure-pdb/): 3 ZooKeeper pods,
+        // minAvailable 2, one disruption allowed.
+        let zk = |min: i64, healthy: i64, allowed: i64, expected: i64| {
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"creationTimestamp": "2020-03-04T04:22:56Z", "generation": 1,
+                             "name": "zk-pdb", "namespace": "default",
+                             "resourceVersion": "6498", "uid": "50ef6d7d-df52-47e3-9c6c-6a0d5cf5bf0d"},
+                "spec": {"minAvailable": min, "selector": {"matchLabels": {"app": "zookeeper"}}},
+                "status": {"currentHealthy": healthy, "desiredHealthy": min,
+                           "disruptionsAllowed": allowed, "expectedPods": expected,
+                           "observedGeneration": 1}})
+        };
+        let of = |v: &Value| drain_blocker(&Obj::of(v));
+        assert_eq!(
+            of(&zk(2, 3, 1, 3)),
+            None,
+            "the documented PDB allows one disruption"
+        );
+        // minAvailable equal to the replicas (or a pod down): nothing may be evicted.
+        let blocked = zk(3, 3, 0, 3);
+        let b = of(&blocked).expect("a drain blocker");
+        assert_eq!(
+            b.to_string(),
+            "PodDisruptionBudget default/zk-pdb allows no disruption (3 pods)"
+        );
+        // A budget over no pods blocks nothing; a status not written yet is not read as one.
+        assert_eq!(of(&zk(1, 0, 0, 0)), None);
+        let mut fresh = zk(3, 3, 0, 3);
+        fresh["status"] = json!({});
+        assert_eq!(of(&fresh), None);
+        let mut second = zk(1, 1, 0, 1);
+        second["metadata"]["namespace"] = json!("a");
+        let all = drain_blockers_of([
+            Obj::of(&blocked),
+            Obj::of(&zk(2, 3, 1, 3)),
+            Obj::of(&second),
+        ]);
+        let names: Vec<String> = all
+            .iter()
+            .map(|b| format!("{}/{}", b.namespace, b.name))
+            .collect();
+        assert_eq!(names, ["a/zk-pdb", "default/zk-pdb"]);
+        assert_eq!(
+            all[0].to_string(),
+            "PodDisruptionBudget a/zk-pdb allows no disruption (1 pod)"
+        );
+    }
 
     #[test]
     fn machine_pools_settle_when_every_replica_is_ready_and_available() {

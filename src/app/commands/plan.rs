@@ -1,0 +1,471 @@
+//! `fleetwave plan`: what a plan would change, wave by wave and step by step, as text or
+//! JSON (with `--diff`, each step's unified diff); writes nothing. Exit 2 on refusals.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::args::{Color, Command, Output};
+use crate::app::commands::{finding_line, survey};
+use crate::core::diag::Severity;
+use crate::core::planner::Planned;
+use crate::core::steps::{self, Step, WavePlan};
+
+/// The `plan` command's arguments.
+pub struct PlanArgs {
+    pub repo: PathBuf,
+    pub plan: PathBuf,
+    pub diff: bool,
+    pub allow_empty: bool,
+    pub output: Output,
+    pub color: Color,
+    pub now: Option<DateTime<Utc>>,
+    pub github_output: bool,
+    pub comment_pr: Option<u64>,
+    pub github_repo: Option<String>,
+    pub github_api: String,
+    pub github_token: Option<String>,
+}
+
+impl PlanArgs {
+    pub fn from_command(c: Command) -> Option<PlanArgs> {
+        let Command::Plan {
+            repo,
+            plan,
+            diff,
+            allow_empty,
+            output,
+            color,
+            now,
+            github_output,
+            comment_pr,
+            github_repo,
+            github_api,
+            github_token,
+        } = c
+        else {
+            return None;
+        };
+        Some(PlanArgs {
+            repo,
+            plan,
+            diff,
+            allow_empty,
+            output,
+            color,
+            now,
+            github_output,
+            comment_pr,
+            github_repo,
+            github_api,
+            github_token,
+        })
+    }
+}
+
+/// Plan from a checkout as `plan` and `apply` do: the repository must be a directory that
+/// holds clusters, the plan a readable file; refusals are the caller's to judge.
+pub fn prepare(repo: &Path, plan: &Path) -> Result<Planned, ExitCode> {
+    if let Err(e) = survey::check_repo(repo).and_then(|_| survey::check_plan_exists(plan)) {
+        return Err(super::fail(&e));
+    }
+    let p = crate::adapters::disk::prepare(repo, plan).map_err(|d| {
+        eprintln!("{d}");
+        ExitCode::from(2)
+    })?;
+    if p.fleet.clusters.is_empty() {
+        return Err(super::fail(&survey::not_a_fleet(repo)));
+    }
+    Ok(p)
+}
+
+/// `plan`: print what the plan would change; exit 2 on refusals.
+pub fn run(stdout: &mut dyn Write, a: PlanArgs) -> ExitCode {
+    let p = match prepare(&a.repo, &a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let colored = match a.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let now = a.now.unwrap_or_else(Utc::now);
+    let res = match a.output {
+        Output::Json => print_json(stdout, &p, a.diff, now),
+        Output::Text => print_text(stdout, &p, a.diff, colored, now),
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(code) = publish(&a, &p, now) {
+        return code;
+    }
+    if p.refusals().next().is_some() {
+        for f in p.refusals() {
+            eprintln!("error: {}", finding_line(f));
+        }
+        eprintln!("error: the plan has refusals; fix them before applying");
+        return ExitCode::from(2);
+    }
+    if let Some(code) = matches_nothing(&p, a.allow_empty) {
+        return code;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The GitHub side of `plan`: Actions outputs and the preview comment on a pull request.
+fn publish(a: &PlanArgs, p: &Planned, now: DateTime<Utc>) -> Result<(), ExitCode> {
+    if a.github_output {
+        if let Err(e) = crate::app::actions::write_plan(p) {
+            eprintln!("error: {e:#}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    if let Some(n) = a.comment_pr {
+        let mut text = Vec::new();
+        let _ = print_text(&mut text, p, true, false, now);
+        let body = format!(
+            "### fleetwave plan preview: `{}`\n\n<details open><summary>waves, steps and diffs</summary>\n\n```text\n{}```\n</details>\n",
+            p.plan.name,
+            String::from_utf8_lossy(&text)
+        );
+        if let Err(e) = crate::app::ops::comment_on_pr(
+            a.github_repo.as_deref(),
+            &a.github_api,
+            a.github_token.as_deref(),
+            n,
+            &body,
+        ) {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(())
+}
+
+/// A plan that matches nothing is an error (exit 2), or with `--allow-empty` a hold (1).
+pub fn matches_nothing(p: &Planned, allow_empty: bool) -> Option<ExitCode> {
+    if p.unmatched.is_empty() {
+        return None;
+    }
+    for d in &p.unmatched {
+        eprintln!("error: {d}");
+    }
+    eprintln!(
+        "error: the plan matches nothing it could change; nothing was written (pass --allow-empty to exit 1 instead of 2)"
+    );
+    Some(ExitCode::from(if allow_empty { 1 } else { 2 }))
+}
+
+fn earliest_finish(p: &Planned, now: DateTime<Utc>) -> (DateTime<Utc>, Duration) {
+    let total: Duration = p.plan.waves.iter().map(|w| w.soak).sum();
+    (
+        now + chrono::Duration::from_std(total).unwrap_or_default(),
+        total,
+    )
+}
+
+/// `Kubernetes v1.34.2 (via v1.33.5), gitops-base 2026.02, template a → b`.
+pub fn what_text(p: &Planned) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = &p.plan.target {
+        let via: Vec<String> = p.plan.hops[..p.plan.hops.len() - 1]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        if via.is_empty() {
+            parts.push(format!("Kubernetes {t}"));
+        } else {
+            parts.push(format!("Kubernetes {t} (via {})", via.join(", ")));
+        }
+    }
+    if let Some(g) = &p.plan.gitops_base {
+        parts.push(format!("gitops-base {}", g.tag));
+    }
+    for (a, b) in &p.plan.templates {
+        parts.push(format!("template {a} → {b}"));
+    }
+    parts.join(", ")
+}
+
+/// ANSI colours, or none.
+pub struct Paint(pub bool);
+
+impl Paint {
+    pub fn code(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+pub fn print_text(
+    out: &mut dyn Write,
+    p: &Planned,
+    diff: bool,
+    colored: bool,
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
+    let paint = Paint(colored);
+    print_header(out, p, &paint)?;
+    for (i, w) in p.waves.iter().enumerate() {
+        print_wave(out, p, i, w, diff, &paint)?;
+    }
+    print_skips(out, p, &paint)?;
+    print_findings(out, p, &paint)?;
+    let (at, total) = earliest_finish(p, now);
+    writeln!(
+        out,
+        "\nEarliest finish: {} ({} of soak from {}, assuming instant convergence and approvals)",
+        at.format("%Y-%m-%d %H:%M UTC"),
+        humantime::format_duration(total),
+        now.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+fn print_header(out: &mut dyn Write, p: &Planned, paint: &Paint) -> std::io::Result<()> {
+    let clusters: usize = p.waves.iter().map(|w| w.clusters.len()).sum();
+    writeln!(
+        out,
+        "{} {}: {} — {} waves, {} clusters",
+        paint.code("1", "Plan"),
+        p.plan.name,
+        what_text(p),
+        p.waves.len(),
+        clusters
+    )?;
+    if p.plan.paused {
+        writeln!(
+            out,
+            "  (the plan is paused: the reconciler will not act on it)"
+        )?;
+    }
+    Ok(())
+}
+
+fn print_wave(
+    out: &mut dyn Write,
+    p: &Planned,
+    i: usize,
+    w: &WavePlan,
+    diff: bool,
+    paint: &Paint,
+) -> std::io::Result<()> {
+    let spec = &p.plan.waves[i];
+    let mode = if spec.automated {
+        "automated"
+    } else {
+        "manual gate"
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} {}/{} {} — {mode}, soak {}",
+        paint.code("1", "Wave"),
+        i + 1,
+        p.waves.len(),
+        paint.code("1", &w.name),
+        humantime::format_duration(spec.soak)
+    )?;
+    writeln!(
+        out,
+        "  clusters: {}",
+        if w.clusters.is_empty() {
+            "(none)".to_string()
+        } else {
+            w.clusters.join(", ")
+        }
+    )?;
+    for s in &w.steps {
+        print_step(out, s, paint)?;
+        if diff {
+            for line in step_diff(p, w, s.index) {
+                writeln!(out, "    {}", paint_diff_line(&line, paint))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_step(out: &mut dyn Write, s: &Step, paint: &Paint) -> std::io::Result<()> {
+    writeln!(out, "  step {} {}: {}", s.index, s.id, s.title)?;
+    if s.changes.is_empty() {
+        writeln!(
+            out,
+            "    (nothing to change: the values are already in place or absent in this wave)"
+        )?;
+    }
+    for c in &s.changes {
+        let field = if c.object.is_empty() {
+            c.field.clone()
+        } else {
+            format!("{} {}", c.object, c.field)
+        };
+        writeln!(
+            out,
+            "    {}:{}  {}  {field}  {} → {}",
+            c.file.display(),
+            c.line,
+            c.cluster,
+            paint.code("31", &c.from),
+            paint.code("32", &c.to)
+        )?;
+    }
+    Ok(())
+}
+
+fn print_skips(out: &mut dyn Write, p: &Planned, paint: &Paint) -> std::io::Result<()> {
+    if p.skips.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{}", paint.code("1", "Skipped (left as is)"))?;
+    for s in &p.skips {
+        writeln!(
+            out,
+            "  {}:{}  {}  {}  {:?} — {}",
+            s.file.display(),
+            s.line,
+            s.cluster,
+            s.field,
+            s.value,
+            s.reason
+        )?;
+    }
+    Ok(())
+}
+
+fn print_findings(out: &mut dyn Write, p: &Planned, paint: &Paint) -> std::io::Result<()> {
+    if p.findings.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{}", paint.code("1", "Findings"))?;
+    for f in &p.findings {
+        let sev = match f.severity {
+            Severity::Error => paint.code("31", "refused"),
+            Severity::Warning => paint.code("33", "warning"),
+            Severity::Info => "info".to_string(),
+        };
+        writeln!(out, "  {sev}  {}", finding_line(f))?;
+    }
+    Ok(())
+}
+
+/// The unified diff of step `n` of wave `w` (files after steps 1..n-1 against files after
+/// steps 1..n), line by line, control characters escaped.
+pub fn step_diff(p: &Planned, w: &WavePlan, n: usize) -> Vec<String> {
+    let after = |k: usize| -> BTreeMap<usize, String> {
+        let chosen: Vec<&Step> = w.steps.iter().take(k).collect();
+        steps::splices(&chosen)
+            .into_iter()
+            .filter_map(|(f, sp)| {
+                let file = &p.fleet.files[f];
+                crate::core::edit::apply(&file.text, &sp, file.is_yaml())
+                    .ok()
+                    .map(|t| (f, t))
+            })
+            .collect()
+    };
+    let (before, now) = (after(n - 1), after(n));
+    let mut lines = Vec::new();
+    for (f, new) in &now {
+        let file = &p.fleet.files[*f];
+        let old = before.get(f).map_or(file.text.as_str(), String::as_str);
+        if old == new {
+            continue;
+        }
+        let name = file.rel.display().to_string();
+        let d = similar::TextDiff::from_lines(old, new.as_str());
+        let text = d
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{name}"), &format!("b/{name}"))
+            .to_string();
+        // The file's own lines: no control character reaches the terminal.
+        lines.extend(
+            text.lines()
+                .map(|l| crate::core::diag::escape(l).into_owned()),
+        );
+    }
+    lines
+}
+
+fn paint_diff_line(line: &str, paint: &Paint) -> String {
+    if line.starts_with("+++") || line.starts_with("---") {
+        paint.code("1", line)
+    } else if line.starts_with('+') {
+        paint.code("32", line)
+    } else if line.starts_with('-') {
+        paint.code("31", line)
+    } else if line.starts_with("@@") {
+        paint.code("36", line)
+    } else {
+        line.to_string()
+    }
+}
+
+fn print_json(
+    out: &mut dyn Write,
+    p: &Planned,
+    diff: bool,
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
+    let (at, total) = earliest_finish(p, now);
+    let waves: Vec<serde_json::Value> = p
+        .waves
+        .iter()
+        .zip(&p.plan.waves)
+        .map(|(w, spec)| {
+            let mut steps = serde_json::to_value(&w.steps).unwrap_or_default();
+            if diff {
+                add_diffs(&mut steps, p, w);
+            }
+            serde_json::json!({
+                "name": w.name,
+                "automated": spec.automated,
+                "soak": humantime::format_duration(spec.soak).to_string(),
+                "maxFailures": spec.max_failures,
+                "clusters": w.clusters,
+                "steps": steps,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "plan": p.plan.name,
+        "paused": p.plan.paused,
+        "targetVersion": p.plan.target.as_ref().map(|t| t.canonical()),
+        "hops": p.plan.hops.iter().map(|h| h.canonical()).collect::<Vec<_>>(),
+        "gitopsBase": p.plan.gitops_base,
+        "templates": p.plan.templates,
+        "waves": waves,
+        "skipped": p.skips,
+        "findings": p.findings,
+        "soakTotal": humantime::format_duration(total).to_string(),
+        "earliestFinish": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+/// `--diff` with `--output json`: each step gets a `diff` field, the unified diff as text.
+fn add_diffs(steps: &mut serde_json::Value, p: &Planned, w: &WavePlan) {
+    let Some(list) = steps.as_array_mut() else {
+        return;
+    };
+    for (v, s) in list.iter_mut().zip(&w.steps) {
+        if let Some(obj) = v.as_object_mut() {
+            let mut text = step_diff(p, w, s.index).join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            obj.insert("diff".into(), serde_json::Value::String(text));
+        }
+    }
+}

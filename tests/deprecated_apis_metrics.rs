@@ -1,0 +1,78 @@
+//! Issue 17 §3 "Live", the part that is built: the fake API server serves `/metrics` in the
+//! Prometheus text exposition format as a kube-apiserver does, and
+//! `gates::parse_deprecated_apis` reads `apiserver_requested_deprecated_apis` from it and
+//! tells which requested APIs a target minor no longer serves. The `deprecatedApis` gate
+//! itself (fetching per tick, holding the step) is not wired yet.
+
+mod common;
+
+use common::fake_kube::FakeKube;
+use fleetwave::gates::{parse_deprecated_apis, removed_apis_requested};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deprecated_api_requests_are_read_from_the_api_servers_metrics() {
+    let fake = FakeKube::start();
+    fake.set_deprecated_requests(&[
+        ("policy", "v1beta1", "podsecuritypolicies", "1.25"),
+        (
+            "flowcontrol.apiserver.k8s.io",
+            "v1beta3",
+            "flowschemas",
+            "1.32",
+        ),
+    ]);
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = fake.client().request_text(req).await.expect("GET /metrics");
+    assert!(
+        text.contains("# TYPE apiserver_requested_deprecated_apis gauge"),
+        "{text}"
+    );
+    let apis = parse_deprecated_apis(&text).expect("parsed");
+    let shown: Vec<String> = apis.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "flowcontrol.apiserver.k8s.io/v1beta3 flowschemas (removed in 1.32)",
+            "policy/v1beta1 podsecuritypolicies (removed in 1.25)",
+        ]
+    );
+    // To 1.31: only what 1.25 removed; to 1.32: both; to 1.24: nothing yet.
+    let at = |m: u64| {
+        removed_apis_requested(&apis, (1, m))
+            .iter()
+            .map(|a| a.resource.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at(24), Vec::<String>::new());
+    assert_eq!(at(31), ["podsecuritypolicies"]);
+    assert_eq!(at(32), ["flowschemas", "podsecuritypolicies"]);
+    // Nothing requested: the family is there with no series.
+    fake.set_deprecated_requests(&[]);
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = fake.client().request_text(req).await.unwrap();
+    assert_eq!(parse_deprecated_apis(&text).unwrap(), []);
+}
+
+#[test]
+fn the_exposition_format_is_read_line_by_line() {
+    // Escapes, a zero sample, a timestamp, another family sharing the prefix, and a broken
+    // series of this family (refused, not skipped).
+    let text = "# HELP apiserver_requested_deprecated_apis [STABLE] Gauge of deprecated APIs that have been requested, broken out by API group, version, resource, subresource, and removed_release.\n\
+        # TYPE apiserver_requested_deprecated_apis gauge\n\
+        apiserver_requested_deprecated_apis{group=\"extensions\",removed_release=\"1.22\",resource=\"ingresses\",subresource=\"\",version=\"v1beta1\"} 1\n\
+        apiserver_requested_deprecated_apis{group=\"batch\",removed_release=\"1.25\",resource=\"cronjobs\",subresource=\"status\",version=\"v1beta1\"} 0\n\
+        apiserver_requested_deprecated_apis{group=\"a\\\"b\",removed_release=\"1.29\",resource=\"x\",subresource=\"\",version=\"v1\"} 1 1700000000000\n\
+        apiserver_requested_deprecated_apis_other{group=\"z\"} 1\n";
+    let apis = parse_deprecated_apis(text).unwrap();
+    let shown: Vec<String> = apis.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "a\"b/v1 x (removed in 1.29)",
+            "extensions/v1beta1 ingresses (removed in 1.22)"
+        ]
+    );
+    let broken = "apiserver_requested_deprecated_apis{group=\"extensions\",version=\"v1beta1} 1\n";
+    let err = parse_deprecated_apis(broken).unwrap_err();
+    assert!(err.contains("line 1"), "{err}");
+}
