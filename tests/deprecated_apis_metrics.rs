@@ -74,5 +74,6 @@ fn the_exposition_format_is_read_line_by_line() {
     );
     let broken = "apiserver_requested_deprecated_apis{group=\"extensions\",version=\"v1beta1} 1\n";
     let err = parse_deprecated_apis(broken).unwrap_err();
-    assert!(err.contains("line 1"), "{err}");
+    assert_eq!(err.line, 1);
+    assert!(err.to_string().starts_with("/metrics line 1: "), "{err}");
 }

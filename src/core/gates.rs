@@ -56,20 +56,33 @@ pub fn names(gates: &[Gate]) -> Vec<String> {
 /// The metric family a kube-apiserver's `/metrics` reports deprecated API requests in.
 pub const DEPRECATED_APIS_METRIC: &str = "apiserver_requested_deprecated_apis";
 
+/// A series of the deprecated-API metric that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("/metrics line {line}: {why}: {text}")]
+pub struct MetricsError {
+    pub line: usize,
+    pub why: String,
+    pub text: String,
+}
+
 /// The `apiserver_requested_deprecated_apis` series of a Prometheus text exposition (format
 /// 0.0.4) whose value is not 0: the deprecated APIs requested since the API server started.
 /// Read line by line: comments and other families are skipped; a malformed series of this
 /// family is an error (a signal that cannot be read holds, it does not pass).
-pub fn parse_deprecated_apis(text: &str) -> Result<Vec<DeprecatedApi>, String> {
+pub fn parse_deprecated_apis(text: &str) -> Result<Vec<DeprecatedApi>, MetricsError> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         let Some(rest) = line.strip_prefix(DEPRECATED_APIS_METRIC) else {
             continue;
         };
-        let bad = |why: &str| format!("/metrics line {}: {why}: {line}", n + 1);
+        let bad = |why: &str| MetricsError {
+            line: n + 1,
+            why: why.to_string(),
+            text: line.to_string(),
+        };
         let (labels, value) = if let Some(body) = rest.strip_prefix('{') {
-            let (labels, after) = split_labels(body).map_err(|e| bad(&e))?;
+            let (labels, after) = split_labels(body).map_err(bad)?;
             (labels, after)
         } else if rest.starts_with([' ', '\t']) {
             (BTreeMap::new(), rest)
@@ -99,7 +112,7 @@ pub fn parse_deprecated_apis(text: &str) -> Result<Vec<DeprecatedApi>, String> {
 }
 
 /// `k="v",k2="v2"}` rest → the labels (escapes `\\`, `\"`, `\n` undone) and the rest.
-fn split_labels(body: &str) -> Result<(BTreeMap<String, String>, &str), String> {
+fn split_labels(body: &str) -> Result<(BTreeMap<String, String>, &str), &'static str> {
     let mut labels = BTreeMap::new();
     let mut rest = body;
     loop {
@@ -116,11 +129,11 @@ fn split_labels(body: &str) -> Result<(BTreeMap<String, String>, &str), String> 
                 Some((_, '\\')) => match chars.next() {
                     Some((_, 'n')) => value.push('\n'),
                     Some((_, c)) => value.push(c),
-                    None => return Err("unterminated label value".into()),
+                    None => return Err("unterminated label value"),
                 },
                 Some((i, '"')) => break i,
                 Some((_, c)) => value.push(c),
-                None => return Err("unterminated label value".into()),
+                None => return Err("unterminated label value"),
             }
         };
         labels.insert(key.trim().to_string(), value);

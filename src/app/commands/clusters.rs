@@ -100,7 +100,7 @@ fn listing(repo: &Path, named: &[PathBuf]) -> anyhow::Result<Listing> {
     })
 }
 
-type Placed = (String, BTreeMap<String, Result<String, String>>);
+type Placed = (String, BTreeMap<String, survey::Placed>);
 
 fn rows(s: &Survey, placed: &[Placed]) -> Vec<ClusterRow> {
     s.fleet
@@ -118,15 +118,20 @@ fn rows(s: &Survey, placed: &[Placed]) -> Vec<ClusterRow> {
             waves: placed
                 .iter()
                 .map(|(plan, m)| match m.get(&c.name) {
-                    Some(Ok(w)) => Placement {
+                    Some(survey::Placed::Wave(w)) => Placement {
                         plan: plan.clone(),
                         wave: Some(w.clone()),
                         reason: None,
                     },
-                    other => Placement {
+                    Some(survey::Placed::Unselected(why)) => Placement {
                         plan: plan.clone(),
                         wave: None,
-                        reason: other.and_then(|r| r.clone().err()),
+                        reason: Some(why.clone()),
+                    },
+                    None => Placement {
+                        plan: plan.clone(),
+                        wave: None,
+                        reason: None,
                     },
                 })
                 .collect(),

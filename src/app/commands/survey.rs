@@ -332,28 +332,34 @@ pub fn holds(fleet: &Fleet, cluster: &fleet::Cluster) -> Holds {
     h
 }
 
+/// Where a plan puts a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// In this wave.
+    Wave(String),
+    /// In no wave, for this reason.
+    Unselected(String),
+}
+
 /// Which wave of `plan` selects each cluster, as `plan` decides it; a cluster no wave
 /// selects maps to the reason the selection gives.
-pub fn waves_of(
-    lp: &LoadedPlan,
-    fleet: &Fleet,
-) -> anyhow::Result<BTreeMap<String, Result<String, String>>> {
+pub fn waves_of(lp: &LoadedPlan, fleet: &Fleet) -> anyhow::Result<BTreeMap<String, Placed>> {
     let sel = fleet::select(&lp.plan, &lp.src, fleet).map_err(|d| diags_error(&d))?;
     let mut out = BTreeMap::new();
     for (w, names) in lp.plan.waves.iter().zip(&sel.waves) {
         for n in names {
-            out.insert(n.clone(), Ok(w.name.clone()));
+            out.insert(n.clone(), Placed::Wave(w.name.clone()));
         }
     }
     for f in &sel.findings {
         if let Some(c) = &f.cluster {
             out.entry(c.clone())
-                .or_insert_with(|| Err(f.message.clone()));
+                .or_insert_with(|| Placed::Unselected(f.message.clone()));
         }
     }
     for c in fleet.clusters.keys() {
         out.entry(c.clone())
-            .or_insert_with(|| Err("no wave selects this cluster".into()));
+            .or_insert_with(|| Placed::Unselected("no wave selects this cluster".into()));
     }
     Ok(out)
 }
