@@ -655,20 +655,7 @@ impl GitRepo {
 
     /// First-parent history from `head`, newest first, at most `limit`.
     pub fn first_parent_log(&self, head: &str, limit: usize) -> Result<Vec<CommitInfo>, GitError> {
-        let mut out = Vec::new();
-        let mut next = Some(self.find_commit(head)?);
-        while let Some(c) = next {
-            if out.len() >= limit {
-                break;
-            }
-            out.push(self.info(&c));
-            next = match c.parent(0) {
-                Ok(p) => Some(p),
-                Err(e) if e.code() == ErrorCode::NotFound => None,
-                Err(e) => return Err(self.err(format!("parent of {}", c.id()), &e)),
-            };
-        }
-        Ok(out)
+        self.walk_first_parent(head, limit, &|_| false)
     }
 
     /// First-parent history from `head`, newest first, at most `limit` commits, stopping
@@ -680,6 +667,15 @@ impl GitRepo {
         known: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<CommitInfo>, GitError> {
         count_history_walk();
+        self.walk_first_parent(head, limit, known)
+    }
+
+    fn walk_first_parent(
+        &self,
+        head: &str,
+        limit: usize,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<CommitInfo>, GitError> {
         let mut out = Vec::new();
         let mut next = Some(self.find_commit(head)?);
         while let Some(c) = next {
