@@ -539,6 +539,13 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         );
         return;
     }
+    if let Some(why) = deprecated_apis(cx, wi, si, wave) {
+        // The API server would stop serving what clients still ask for.
+        let desc = format!("holding: {why}");
+        cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
+        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+        return;
+    }
     if let Some(why) = drain_blockers(cx, wi, si, wave) {
         // Draining the nodes of this step would wait on these budgets for ever.
         let desc = format!("holding: {why}");
@@ -935,6 +942,67 @@ fn drain_blockers(cx: &Ctx, wi: usize, si: usize, wave: &Wave) -> Option<String>
         ));
     }
     Some(why)
+}
+
+/// Why step `si` may not merge under the wave's `deprecatedApis` gate: a cluster whose
+/// control plane it moves to a new minor still has requests for APIs that minor no longer
+/// serves (removed at or before it), or has no deprecated-API data at all (a gate that
+/// cannot be read holds, as the nodes gate does).
+fn deprecated_apis(cx: &Ctx, wi: usize, si: usize, wave: &Wave) -> Option<String> {
+    let gated = wave
+        .gates
+        .iter()
+        .any(|g| matches!(g, crate::core::plan::Gate::DeprecatedApis {}));
+    if !gated {
+        return None;
+    }
+    let step = &cx.state.waves[wi].steps[si];
+    // The newest minor each cluster's control plane is moved to by this step.
+    let mut targets: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for c in &step.changes {
+        if !matches!(
+            c.what,
+            Changed::Kubernetes(None | Some(Role::ControlPlane) | Some(Role::Whole))
+        ) {
+            continue;
+        }
+        let (Some(from), Some(to)) = (KubeVersion::parse(&c.from), KubeVersion::parse(&c.to))
+        else {
+            continue;
+        };
+        let to = (to.major, to.minor);
+        if (from.major, from.minor) < to {
+            let t = targets.entry(c.cluster.as_str()).or_insert(to);
+            *t = (*t).max(to);
+        }
+    }
+    let mut held = Vec::new();
+    for (cluster, (major, minor)) in targets {
+        let obs = cx.world.clusters.get(cluster);
+        let Some(apis) = obs.and_then(|o| o.deprecated_apis.as_deref()) else {
+            held.push(format!(
+                "{cluster}: no deprecated-API data (the deprecatedApis gate reads each \
+                 cluster's /metrics through a per-cluster context, --cluster-context)"
+            ));
+            continue;
+        };
+        let removed =
+            crate::core::gates::removed_apis_requested(apis, (u64::from(major), u64::from(minor)));
+        if let Some(first) = removed.first() {
+            let more = match removed.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            held.push(format!(
+                "{cluster}: {first} is still requested and {major}.{minor} no longer serves it{more}"
+            ));
+        }
+    }
+    let first = held.first()?.clone();
+    Some(match held.len() {
+        1 => first,
+        n => format!("{first}; {} more cluster(s) held", n - 1),
+    })
 }
 
 fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
@@ -1823,6 +1891,86 @@ mod drain_blockers {
             err.contains("allowDrainBlockers") || err.contains("boolean"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod deprecated_apis_gate {
+    use super::tests_support::*;
+    use super::*;
+    use crate::core::cluster::DeprecatedApi;
+
+    const GATED: &str = "automated: true}\n      gates: [{type: deprecatedApis}]\n";
+
+    fn api(group: &str, version: &str, resource: &str, removed: &str) -> DeprecatedApi {
+        DeprecatedApi {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            removed_release: removed.into(),
+        }
+    }
+
+    /// The first tick with the control-plane PR (v1.32.4 → v1.33.5) open on c1.
+    fn at_control_plane(p: &Plan, apis: Option<Vec<DeprecatedApi>>) -> (Decision, Wd) {
+        let mut w = world(t(0));
+        let mut obs = healthy(BASE);
+        obs.deprecated_apis = apis;
+        w.clusters.insert("c1".into(), obs);
+        let st = w.decide(p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        (w.decide(p, &st), w)
+    }
+
+    fn merges(d: &Decision) -> bool {
+        d.effects.iter().any(|e| matches!(e, Effect::Merge { .. }))
+    }
+
+    fn pending(d: &Decision) -> Option<String> {
+        d.effects.iter().find_map(|e| match e {
+            Effect::SetStatus {
+                state: GateState::Pending,
+                description,
+                ..
+            } => Some(description.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_minor_step_waits_while_an_api_its_target_removed_is_still_requested() {
+        let p = plan(&PLAN_SPLIT.replace("automated: true}\n", GATED));
+        // 1.33 no longer serves what 1.33 removed; what 1.34 removes can wait.
+        let apis = vec![
+            api("example.io", "v1beta1", "widgets", "1.33"),
+            api("other.io", "v1alpha1", "gadgets", "1.34"),
+        ];
+        let (d, mut w) = at_control_plane(&p, Some(apis));
+        assert!(!merges(&d), "merged over a removed API: {:?}", d.effects);
+        assert_eq!(
+            pending(&d).as_deref(),
+            Some(
+                "holding: c1: example.io/v1beta1 widgets (removed in 1.33) is still requested \
+                 and 1.33 no longer serves it"
+            )
+        );
+        assert!(d.held.as_deref().is_some_and(|h| h.contains("widgets")));
+        // The clients moved off it: the next tick merges.
+        w.clusters.get_mut("c1").unwrap().deprecated_apis =
+            Some(vec![api("other.io", "v1alpha1", "gadgets", "1.34")]);
+        assert!(merges(&w.decide(&p, &d.state)));
+    }
+
+    #[test]
+    fn without_metrics_the_gate_holds_and_without_the_gate_nothing_is_read() {
+        let gated = plan(&PLAN_SPLIT.replace("automated: true}\n", GATED));
+        let (d, _) = at_control_plane(&gated, None);
+        assert!(!merges(&d));
+        assert!(pending(&d).is_some_and(|s| s.contains("no deprecated-API data")));
+        // No gate: the same requests do not hold the step.
+        let apis = vec![api("example.io", "v1beta1", "widgets", "1.33")];
+        assert!(merges(&at_control_plane(&plan(PLAN_SPLIT), Some(apis)).0));
     }
 }
 
