@@ -539,15 +539,13 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         );
         return;
     }
-    if let Some(why) = deprecated_apis(cx, wi, si, wave) {
-        // The API server would stop serving what clients still ask for.
-        let desc = format!("holding: {why}");
-        cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
-        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
-        return;
-    }
-    if let Some(why) = drain_blockers(cx, wi, si, wave) {
-        // Draining the nodes of this step would wait on these budgets for ever.
+    // What would make the merged change fail on the cluster: the provider refusing the
+    // template, the API server no longer serving what clients ask for, a drain waiting on
+    // PodDisruptionBudgets for ever.
+    let hold = templates_not_offered(cx, wi, si)
+        .or_else(|| deprecated_apis(cx, wi, si, wave))
+        .or_else(|| drain_blockers(cx, wi, si, wave));
+    if let Some(why) = hold {
         let desc = format!("holding: {why}");
         cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
         cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
@@ -942,6 +940,45 @@ fn drain_blockers(cx: &Ctx, wi: usize, si: usize, wave: &Wave) -> Option<String>
         ));
     }
     Some(why)
+}
+
+/// Why step `si` may not merge because a cluster does not offer the template it moves to:
+/// an observed object that restricts its moves (k0rdent's `status.availableUpgrades`) and
+/// does not list the new template, which its admission webhook would refuse. Clusters not
+/// observed, or whose objects do not restrict, do not hold.
+fn templates_not_offered(cx: &Ctx, wi: usize, si: usize) -> Option<String> {
+    let step = &cx.state.waves[wi].steps[si];
+    let mut held = Vec::new();
+    for c in step.changes.iter().filter(|c| c.what == Changed::Template) {
+        let Some(obs) = cx.world.clusters.get(&c.cluster) else {
+            continue;
+        };
+        for comp in &obs.components {
+            let Some(offers) = &comp.offers else { continue };
+            if offers.contains(&c.to) {
+                continue;
+            }
+            let listed = if offers.is_empty() {
+                "no upgrade".to_string()
+            } else {
+                offers.join(", ")
+            };
+            held.push(format!(
+                "{}: {} offers {listed}, not {} (add {} to the availableUpgrades of {} in a \
+                 ClusterTemplateChain)",
+                c.cluster,
+                comp.id(),
+                c.to,
+                c.to,
+                c.from
+            ));
+        }
+    }
+    let first = held.first()?.clone();
+    Some(match held.len() {
+        1 => first,
+        n => format!("{first}; {} more cluster(s) held", n - 1),
+    })
 }
 
 /// Why step `si` may not merge under the wave's `deprecatedApis` gate: a cluster whose
@@ -1895,6 +1932,62 @@ mod drain_blockers {
 }
 
 #[cfg(test)]
+mod templates_offered {
+    use super::tests_support::*;
+    use super::*;
+    use crate::core::cluster::Component;
+
+    /// Tick with a template step's PR open on c1, whose ClusterDeployment offers `offers`.
+    fn at_template_step(offers: Option<Vec<String>>) -> (Decision, Wd, Plan) {
+        let p = plan(PLAN_SPLIT);
+        let mut w = world(t(0));
+        let mut obs = healthy(BASE);
+        obs.components.push(Component {
+            kind: "ClusterDeployment".into(),
+            name: "kcm-system/aws-dev".into(),
+            role: Role::Whole,
+            desired: Some("template aws-standalone-cp-1-0-43".into()),
+            running: Some("v1.32.3+k0s.0".into()),
+            progress: None,
+            offers,
+        });
+        w.clusters.insert("c1".into(), obs);
+        w.template = Some(("aws-standalone-cp-1-0-43", "aws-standalone-cp-1-0-44"));
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        (w.decide(&p, &st), w, p)
+    }
+
+    #[test]
+    fn a_template_the_deployment_does_not_offer_holds_the_step() {
+        let (d, _, _) = at_template_step(Some(vec!["aws-standalone-cp-1-0-45".into()]));
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        let held = d.held.expect("held");
+        assert!(
+            held.contains(
+                "c1: ClusterDeployment kcm-system/aws-dev offers aws-standalone-cp-1-0-45, \
+                 not aws-standalone-cp-1-0-44"
+            ),
+            "{held}"
+        );
+        let (d, _, _) = at_template_step(Some(vec![]));
+        assert!(d.held.is_some_and(|h| h.contains("offers no upgrade")));
+    }
+
+    #[test]
+    fn an_offered_template_or_no_restriction_merges() {
+        for offers in [Some(vec!["aws-standalone-cp-1-0-44".to_string()]), None] {
+            let (d, _, _) = at_template_step(offers.clone());
+            assert!(
+                d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })),
+                "{offers:?}: {:?}",
+                d.held
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod deprecated_apis_gate {
     use super::tests_support::*;
     use super::*;
@@ -2037,6 +2130,8 @@ mod tests_support {
         pub prs: BTreeMap<String, PrObs>,
         pub clusters: BTreeMap<String, ClusterObservation>,
         pub reviews: bool,
+        /// The first step swaps a k0rdent template (from, to) instead of raising versions.
+        pub template: Option<(&'static str, &'static str)>,
     }
 
     pub fn world(now: DateTime<Utc>) -> Wd {
@@ -2055,22 +2150,33 @@ mod tests_support {
             prs: BTreeMap::new(),
             clusters: BTreeMap::new(),
             reviews: false,
+            template: None,
         }
     }
 
     impl Wd {
         pub fn decide(&self, p: &Plan, st: &PlanState) -> Decision {
-            let change = |step: &str| ChangeRecord {
-                cluster: "c1".into(),
-                file: "c1.yaml".into(),
-                field: step.into(),
-                what: Changed::Kubernetes(Some(if step == "md" {
-                    crate::core::locate::Role::Workers
-                } else {
-                    crate::core::locate::Role::ControlPlane
-                })),
-                from: "v1.32.4".into(),
-                to: "v1.33.5".into(),
+            let change = |step: &str| match self.template.filter(|_| step == "cp") {
+                Some((from, to)) => ChangeRecord {
+                    cluster: "c1".into(),
+                    file: "c1.yaml".into(),
+                    field: "spec.template".into(),
+                    what: Changed::Template,
+                    from: from.into(),
+                    to: to.into(),
+                },
+                None => ChangeRecord {
+                    cluster: "c1".into(),
+                    file: "c1.yaml".into(),
+                    field: step.into(),
+                    what: Changed::Kubernetes(Some(if step == "md" {
+                        crate::core::locate::Role::Workers
+                    } else {
+                        crate::core::locate::Role::ControlPlane
+                    })),
+                    from: "v1.32.4".into(),
+                    to: "v1.33.5".into(),
+                },
             };
             let waves = vec![WaveInput {
                 clusters: vec!["c1".into()],

@@ -87,6 +87,9 @@ pub fn check(
         out.extend(removed_apis(fleet, &selected, t));
     }
     out.extend(base_range(plan, src, fleet, &selected));
+    out.extend(crate::core::availability::check(
+        tree, fleet, plan, src, &selected,
+    ));
     Ok(out)
 }
 

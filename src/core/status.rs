@@ -456,6 +456,7 @@ mod tests {
             desired: None,
             running: Some(running.into()),
             progress: None,
+            offers: None,
         }
     }
 
