@@ -722,3 +722,58 @@ fn a_template_swap_the_repository_chains_do_not_offer_is_warned_about() {
         "{all}"
     );
 }
+
+#[test]
+fn a_removed_api_in_a_base_the_cluster_pulls_in_from_outside_its_folder_is_refused() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let old = with_line(
+        &with_line(
+            &String::from_utf8(real(src)).unwrap(),
+            35,
+            "v1.33.0",
+            "v1.25.16",
+        ),
+        79,
+        "v1.33.0",
+        "v1.25.16",
+    );
+    std::fs::write(f.path("capi", "cluster.yaml"), &old).unwrap();
+    // podinfo's kustomize base, as published, shared from bases/ by the cluster's overlay.
+    let base = f.dir.path().join("bases/podinfo");
+    std::fs::create_dir_all(&base).unwrap();
+    for name in [
+        "kustomization.yaml",
+        "hpa.yaml",
+        "deployment.yaml",
+        "service.yaml",
+    ] {
+        std::fs::write(base.join(name), real(&format!("podinfo/{name}"))).unwrap();
+    }
+    std::fs::write(
+        f.path("capi", "kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - cluster.yaml\n  - ../../bases/podinfo\n  - https://github.com/org/repo//base?ref=v1\n  - ../../../outside\n",
+    )
+    .unwrap();
+    let plan = f.plan("  targetVersion: v1.26.15\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(all.contains("bases/podinfo/hpa.yaml:1:13"), "{all}");
+    assert!(
+        all.contains("HorizontalPodAutoscaler podinfo uses autoscaling/v2beta2"),
+        "{all}"
+    );
+    assert!(
+        all.contains("\"../../../outside\" leaves the repository"),
+        "{all}"
+    );
+    // Without the base in the overlay, nothing to refuse.
+    std::fs::write(
+        f.path("capi", "kustomization.yaml"),
+        "resources:\n  - cluster.yaml\n",
+    )
+    .unwrap();
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+}

@@ -12,6 +12,7 @@ pub mod edit;
 pub mod fleet;
 pub mod gates;
 pub mod inline;
+pub mod kbases;
 pub mod kinds;
 pub mod locate;
 pub mod notify;
