@@ -21,7 +21,7 @@ use crate::app::args::{
 use crate::app::reconcile::{self, BaseHistory, Outcome, Settings};
 use crate::core::notify::Notifier;
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -48,7 +48,7 @@ fn settings(r: &RemoteArgs) -> Settings {
     s
 }
 
-fn open(r: &RemoteArgs) -> anyhow::Result<GitRepo> {
+pub(crate) fn open(r: &RemoteArgs) -> anyhow::Result<GitRepo> {
     let cache = cache_dir(r);
     // On GitHub the API token also pushes over HTTPS.
     let token = r.token.clone().or_else(|| {
