@@ -5,8 +5,10 @@
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod conflict;
 pub mod decide;
 pub mod diag;
+pub mod discovery;
 pub mod edit;
 pub mod fleet;
 pub mod gates;
