@@ -1,0 +1,157 @@
+//! Leader election with `coordination.k8s.io/v1` Leases against the fake Kubernetes API: a
+//! Lease as the Kubernetes project serializes it is read and taken over once expired, two
+//! replicas spread the plans, and when one stops the other takes its plans over once their
+//! Leases expire. Optimistic concurrency: a write at a stale resourceVersion is refused (409).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::fake_kube::FakeKube;
+use fleetwave::adapters::lease::{Elector, LeaseConfig, Role, plan_lease};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams};
+
+const NS: &str = "fleetwave-system";
+
+fn elector(fake: &FakeKube, id: &str, duration: Duration) -> Elector {
+    Elector::new(
+        fake.client(),
+        LeaseConfig {
+            namespace: NS.into(),
+            identity: id.into(),
+            duration,
+        },
+    )
+}
+
+fn plans(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn led(roles: &BTreeMap<String, Role>) -> Vec<String> {
+    roles
+        .iter()
+        .filter(|(_, r)| **r == Role::Leader)
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_serialized_lease_is_read_and_taken_over_once_expired() {
+    let fake = FakeKube::start();
+    let text = std::fs::read_to_string("fixtures/real/kubernetes/lease-v1.json").expect("fixture");
+    let mut lease: serde_json::Value = serde_json::from_str(&text).expect("json");
+    lease["metadata"]["name"] = plan_lease("a").into();
+    lease["metadata"]["namespace"] = NS.into();
+    fake.put_lease(lease);
+    let before = Utc::now();
+    let roles = elector(&fake, "r1", Duration::from_secs(15))
+        .round(&plans(&["a"]), Utc::now())
+        .await
+        .expect("round");
+    assert_eq!(roles["a"], Role::Leader);
+    let got = fake.lease(NS, &plan_lease("a")).expect("lease");
+    let spec = &got["spec"];
+    assert_eq!(spec["holderIdentity"], "r1");
+    assert_eq!(spec["leaseTransitions"], 6, "{got}");
+    assert_eq!(spec["leaseDurationSeconds"], 15);
+    let acquired = chrono::DateTime::parse_from_rfc3339(spec["acquireTime"].as_str().unwrap())
+        .expect("acquireTime is RFC 3339");
+    assert!(acquired >= before - chrono::Duration::seconds(1), "{got}");
+    assert_eq!(spec["renewTime"], spec["acquireTime"]);
+    // What fleetwave does not manage is kept.
+    assert_eq!(got["metadata"]["labels"]["labelsKey"], "labelsValue");
+    assert_eq!(got["metadata"]["uid"], "uidValue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_lease_is_followed_and_renewed_by_its_holder() {
+    let fake = FakeKube::start();
+    let (r1, r2) = (
+        elector(&fake, "r1", Duration::from_secs(30)),
+        elector(&fake, "r2", Duration::from_secs(30)),
+    );
+    let p = plans(&["a"]);
+    assert_eq!(r1.round(&p, Utc::now()).await.unwrap()["a"], Role::Leader);
+    let first = fake.lease(NS, &plan_lease("a")).unwrap();
+    // One plan, two replicas: a share of one each; r2 follows r1.
+    assert_eq!(
+        r2.round(&p, Utc::now()).await.unwrap()["a"],
+        Role::Follower(Some("r1".into()))
+    );
+    assert_eq!(r1.round(&p, Utc::now()).await.unwrap()["a"], Role::Leader);
+    let renewed = fake.lease(NS, &plan_lease("a")).unwrap();
+    assert_eq!(renewed["spec"]["leaseTransitions"], 0);
+    assert_eq!(renewed["spec"]["acquireTime"], first["spec"]["acquireTime"]);
+    assert_ne!(
+        renewed["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_spread_plans_and_a_stopped_replicas_plans_are_taken_over_within_the_lease() {
+    let fake = FakeKube::start();
+    let duration = Duration::from_secs(2);
+    let (r1, r2) = (elector(&fake, "r1", duration), elector(&fake, "r2", duration));
+    let p = plans(&["a", "b", "c", "d"]);
+    // r1 alone takes every plan; once r2 shows up, r1 keeps its share and r2 takes the rest.
+    assert_eq!(led(&r1.round(&p, Utc::now()).await.unwrap()).len(), 4);
+    assert!(led(&r2.round(&p, Utc::now()).await.unwrap()).is_empty());
+    let one = led(&r1.round(&p, Utc::now()).await.unwrap());
+    let two = led(&r2.round(&p, Utc::now()).await.unwrap());
+    assert_eq!((one.len(), two.len()), (2, 2), "r1 {one:?}, r2 {two:?}");
+    assert!(one.iter().all(|x| !two.contains(x)));
+    // Both renew: nothing moves.
+    assert_eq!(led(&r1.round(&p, Utc::now()).await.unwrap()), one);
+    assert_eq!(led(&r2.round(&p, Utc::now()).await.unwrap()), two);
+
+    // r1 stops renewing (killed). r2 follows its plans until their Leases expire, then
+    // takes them: within the lease duration of r1's last renewal, plus one round.
+    let stopped = Instant::now();
+    let roles = r2.round(&p, Utc::now()).await.unwrap();
+    assert_eq!(roles[&one[0]], Role::Follower(Some("r1".into())));
+    let deadline = stopped + duration + Duration::from_secs(3);
+    let took = loop {
+        let roles = r2.round(&p, Utc::now()).await.unwrap();
+        if led(&roles).len() == 4 {
+            break stopped.elapsed();
+        }
+        assert!(Instant::now() < deadline, "r2 did not take over: {roles:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        took >= duration - Duration::from_millis(500),
+        "taken over before the lease expired ({took:?})"
+    );
+    for plan in &one {
+        let l = fake.lease(NS, &plan_lease(plan)).unwrap();
+        assert_eq!(l["spec"]["holderIdentity"], "r2");
+        assert_eq!(l["spec"]["leaseTransitions"], 1, "{l}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_at_a_stale_resource_version_is_refused_and_the_elector_follows() {
+    let fake = FakeKube::start();
+    let r1 = elector(&fake, "r1", Duration::from_secs(30));
+    r1.round(&plans(&["a"]), Utc::now()).await.unwrap();
+    let api: Api<Lease> = Api::namespaced(fake.client(), NS);
+    let mut stale = api.get(&plan_lease("a")).await.expect("get");
+    // r1 renews, so what `stale` carries is no longer the stored resourceVersion.
+    r1.round(&plans(&["a"]), Utc::now()).await.unwrap();
+    stale.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
+    let err = api
+        .replace(&plan_lease("a"), &PostParams::default(), &stale)
+        .await
+        .expect_err("a stale write must be refused");
+    assert!(matches!(&err, kube::Error::Api(s) if s.code == 409), "{err}");
+    assert_eq!(fake.lease_conflicts(), 1);
+    assert_eq!(
+        fake.lease(NS, &plan_lease("a")).unwrap()["spec"]["holderIdentity"],
+        "r1"
+    );
+}
