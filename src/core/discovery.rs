@@ -20,7 +20,33 @@ pub struct Discovery {
     /// Valid plans, by path.
     pub plans: Vec<(PathBuf, Plan)>,
     /// Files that declare a plan but do not validate (or collide by name), with where.
-    pub invalid: Vec<(PathBuf, Diags)>,
+    pub invalid: Vec<Invalid>,
+}
+
+/// A file that declares a plan fleetwave cannot run.
+#[derive(Debug)]
+pub struct Invalid {
+    pub path: PathBuf,
+    /// The `metadata.name` the file gives, as far as it can be read.
+    pub name: Option<String>,
+    pub diags: Diags,
+}
+
+/// The `metadata.name` of a plan file, read line by line (for files that do not validate).
+pub fn declared_name(text: &str) -> Option<String> {
+    let mut in_metadata = false;
+    for l in text.lines() {
+        if !l.starts_with([' ', '\t', '#']) && !l.trim().is_empty() {
+            in_metadata = l.trim_end() == "metadata:";
+            continue;
+        }
+        if in_metadata && let Some(v) = l.trim_start().strip_prefix("name:") {
+            let v = v.split(" #").next().unwrap_or("").trim();
+            let v = v.trim_matches(|c| c == '"' || c == '\'');
+            return (!v.is_empty()).then(|| v.to_string());
+        }
+    }
+    None
 }
 
 impl Discovery {
@@ -78,7 +104,11 @@ pub fn discover(files: &[(PathBuf, String)]) -> Discovery {
     let mut dupes: Vec<usize> = Vec::new();
     for (path, text) in files.iter().filter(|(_, t)| declares_plan(t)) {
         match plan::load(path, text.clone()) {
-            Err(d) => found.invalid.push((path.clone(), d)),
+            Err(diags) => found.invalid.push(Invalid {
+                path: path.clone(),
+                name: declared_name(text),
+                diags,
+            }),
             Ok((p, src)) => {
                 let at = src.at(&path!["metadata", "name"], "");
                 if let Some((first, _)) = names.get(&p.name) {
@@ -89,7 +119,11 @@ pub fn discover(files: &[(PathBuf, String)]) -> Discovery {
                     );
                     let d = Diag { message: msg, ..at }
                         .hint("give each plan its own metadata.name, or delete one file");
-                    found.invalid.push((path.clone(), d.into()));
+                    found.invalid.push(Invalid {
+                        path: path.clone(),
+                        name: Some(p.name.clone()),
+                        diags: d.into(),
+                    });
                     if let Some(i) = found.plans.iter().position(|(q, _)| q == first) {
                         dupes.push(i);
                     }
@@ -110,9 +144,13 @@ pub fn discover(files: &[(PathBuf, String)]) -> Discovery {
             ..at.clone()
         }
         .hint("give each plan its own metadata.name, or delete one file");
-        found.invalid.push((path, d.into()));
+        found.invalid.push(Invalid {
+            path,
+            name: Some(p.name),
+            diags: d.into(),
+        });
     }
-    found.invalid.sort_by(|a, b| a.0.cmp(&b.0));
+    found.invalid.sort_by(|a, b| a.path.cmp(&b.path));
     found
 }
 
@@ -143,9 +181,10 @@ mod tests {
         assert_eq!(d.plans.len(), 1);
         assert_eq!(d.plans[0].1.name, "a");
         assert_eq!(d.invalid.len(), 1);
-        let (path, diags) = &d.invalid[0];
-        assert_eq!(path, Path::new("plans/bad.yaml"));
-        assert_eq!(diags.0[0].line, 6, "{diags}");
+        let bad = &d.invalid[0];
+        assert_eq!(bad.path, Path::new("plans/bad.yaml"));
+        assert_eq!(bad.name.as_deref(), Some("bad"));
+        assert_eq!(bad.diags.0[0].line, 6, "{}", bad.diags);
     }
 
     #[test]
@@ -161,7 +200,7 @@ mod tests {
             ["c"]
         );
         assert_eq!(d.invalid.len(), 2);
-        assert!(d.invalid.iter().all(|(_, x)| x.0[0].line == 4));
+        assert!(d.invalid.iter().all(|x| x.diags.0[0].line == 4));
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! Plan discovery through `fleetwave reconcile --once --all` against real Git repositories in
+//! temp dirs, the local forge and the simulated Flux: a plan merged into `plans/` starts, a
+//! changed plan is revised, a deleted plan's open step branches are closed (its state kept),
+//! files that are not plans are ignored and an invalid plan is reported with file:line without
+//! stopping the others; two plans that move the same clusters' Kubernetes version do not both
+//! run (the later one waits, naming the earlier and the fields); `spec.after` orders plans.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use fleetwave::git::{Auth, GitRepo};
+use fleetwave::state::PlanState;
+
+const GITOPS: &str = "gitops-base-2026-02";
+const MINOR: &str = "k8s-1-33-upgrade";
+const CHAINED: &str = "k8s-1-34-chained";
+
+struct Fleet {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    remote: PathBuf,
+    git: GitRepo,
+    clock: std::cell::Cell<DateTime<Utc>>,
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0)
+        .single()
+        .unwrap()
+}
+
+fn example_plan(name: &str) -> String {
+    std::fs::read_to_string(format!("fixtures/plans/{name}.yaml")).unwrap()
+}
+
+/// The example fleet with the example plan `first` at `plans/demo.yaml`.
+fn fleet(first: &str) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let remote = fleetwave::demo::seed_remote(&root, first, start()).unwrap();
+    let git = GitRepo::open(
+        &root.join("test-cache.git"),
+        remote.to_str().unwrap(),
+        Auth::None,
+    )
+    .unwrap();
+    Fleet {
+        _dir: dir,
+        root,
+        remote,
+        git,
+        clock: std::cell::Cell::new(start()),
+    }
+}
+
+impl Fleet {
+    /// Commit on `main` of the bare remote: files written (Some) or removed (None).
+    fn commit(&self, changes: &[(&str, Option<&str>)], message: &str) {
+        let repo = git2::Repository::open_bare(&self.remote).unwrap();
+        let head = repo.find_reference("refs/heads/main").unwrap();
+        let parent = head.peel_to_commit().unwrap();
+        let mut b = git2::build::TreeUpdateBuilder::new();
+        for (path, text) in changes {
+            match text {
+                Some(t) => {
+                    let oid = repo.blob(t.as_bytes()).unwrap();
+                    b.upsert(*path, oid, git2::FileMode::Blob);
+                }
+                None => {
+                    b.remove(*path);
+                }
+            }
+        }
+        let tree = b.create_updated(&repo, &parent.tree().unwrap()).unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        self.clock.set(self.clock.get() + Duration::minutes(1));
+        let time = git2::Time::new(self.clock.get().timestamp(), 0);
+        let sig = git2::Signature::new("Platform Team", "platform@example.com", &time).unwrap();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, message, &tree, &[&parent])
+            .unwrap();
+    }
+
+    fn reconcile_all(&self, extra: &[&str]) -> (i32, String, String) {
+        self.clock.set(self.clock.get() + Duration::minutes(5));
+        let out: Output = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(["reconcile", "--once", "--all", "--clusters", "sim"])
+            .args(["--remote", self.remote.to_str().unwrap()])
+            .args(["--cache", self.root.join("cache").to_str().unwrap()])
+            .args(["--now", &self.clock.get().to_rfc3339()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The state of `plan`, if the state branch has one.
+    fn state(&self, plan: &str) -> Option<PlanState> {
+        self.git.fetch().unwrap();
+        let head = self.git.branch_head("fleetwave/state").unwrap()?;
+        let bytes = self
+            .git
+            .read_file(&head, Path::new(&format!("{plan}.yaml")))
+            .unwrap()?;
+        Some(PlanState::from_yaml(&String::from_utf8_lossy(&bytes)).unwrap())
+    }
+
+    fn step_branches(&self, plan: &str) -> Vec<String> {
+        self.git.fetch().unwrap();
+        self.git
+            .branches(&format!("fleetwave/{plan}/"))
+            .unwrap()
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect()
+    }
+}
+
+/// The section of `reconcile --all`'s output about `plan`.
+fn section<'a>(stdout: &'a str, plan: &str) -> &'a str {
+    let start = stdout
+        .find(&format!("== plan {plan} "))
+        .unwrap_or_else(|| panic!("no section for {plan}:\n{stdout}"));
+    let rest = &stdout[start + 3..];
+    &stdout[start..start + 3 + rest.find("== plan ").unwrap_or(rest.len())]
+}
+
+#[test]
+fn plans_are_found_added_changed_and_deleted() {
+    let f = fleet("gitops-base");
+    // Not plans: ignored. An invalid plan: reported with file:line, the others still run.
+    f.commit(
+        &[
+            ("plans/README.yaml", Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n")),
+            (
+                "plans/broken.yaml",
+                Some("apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata:\n  name: broken\nspec:\n  targetVersion: v1.99.x\n  waves: []\n"),
+            ),
+        ],
+        "plans: notes and a broken plan",
+    );
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 2, "an invalid plan exits 2\n{out}\n{err}");
+    assert!(err.contains("plans/broken.yaml:6:"), "{err}");
+    assert!(!out.contains("notes") && !err.contains("README"), "{out}\n{err}");
+    assert!(section(&out, GITOPS).contains("did: "), "{out}");
+    assert!(f.state(GITOPS).is_some());
+    assert!(!f.step_branches(GITOPS).is_empty());
+
+    // A plan merged into plans/ starts; the broken one is fixed by deleting it.
+    f.commit(
+        &[
+            ("plans/minor.yaml", Some(&example_plan("k8s-minor"))),
+            ("plans/broken.yaml", None),
+        ],
+        "plans: k8s minor",
+    );
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(section(&out, MINOR).contains("did: "), "{out}");
+    let first = f.state(MINOR).expect("the new plan has a state");
+    let branches = f.step_branches(MINOR);
+    assert!(!branches.is_empty(), "{out}");
+
+    // A changed plan is revised: its state follows the new plan text.
+    let changed = example_plan("k8s-minor").replace(
+        "metadata:\n  name: k8s-1-33-upgrade\n",
+        "metadata:\n  name: k8s-1-33-upgrade\n  labels: {revised: \"yes\"}\n",
+    );
+    assert_ne!(changed, example_plan("k8s-minor"));
+    f.commit(&[("plans/minor.yaml", Some(&changed))], "plans: revise k8s minor");
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let revised = f.state(MINOR).unwrap();
+    assert_ne!(revised.plan_hash, first.plan_hash, "{out}");
+
+    // A deleted plan stops: its open step branches are closed, its state is kept.
+    f.commit(&[("plans/minor.yaml", None)], "plans: drop k8s minor");
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let gone = section(&out, MINOR);
+    assert!(gone.contains("deleted from plans"), "{out}");
+    for b in &branches {
+        assert!(gone.contains(&format!("did: closed {b}")), "{b}\n{out}");
+    }
+    assert!(f.step_branches(MINOR).is_empty());
+    assert!(f.state(MINOR).is_some(), "the state is kept for history");
+    // Nothing is left to close on the next pass; the other plan goes on.
+    let (code, out, _) = f.reconcile_all(&[]);
+    assert_eq!(code, 0);
+    assert!(section(&out, MINOR).contains("no open step pull requests"), "{out}");
+    assert!(out.contains(&format!("== plan {GITOPS} ")), "{out}");
+}
+
+#[test]
+fn a_later_plan_moving_the_same_kubernetes_versions_waits_for_the_earlier_one() {
+    let f = fleet("k8s-minor");
+    f.commit(
+        &[("plans/chained.yaml", Some(&example_plan("chained")))],
+        "plans: chained upgrade",
+    );
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 1, "the later plan is held\n{out}\n{err}");
+    assert!(section(&out, MINOR).contains("did: "), "{out}");
+    let held = section(&out, CHAINED);
+    assert!(
+        held.contains(&format!("held: waits for plan {MINOR} (created earlier) to complete")),
+        "{out}"
+    );
+    assert!(held.contains("both edit "), "{held}");
+    assert!(held.contains("spec.topology.version") || held.contains("spec.version"), "{held}");
+    assert!(held.contains("both move the Kubernetes version of cluster"), "{held}");
+    assert!(f.state(CHAINED).is_none(), "the held plan wrote nothing");
+    assert!(f.step_branches(CHAINED).is_empty());
+    // Dry run says the same without writing.
+    let (code, out, _) = f.reconcile_all(&["--dry-run"]);
+    assert_eq!(code, 1);
+    assert!(section(&out, CHAINED).contains("held: waits for plan"), "{out}");
+}
+
+#[test]
+fn after_holds_a_plan_until_the_named_plan_is_complete() {
+    let f = fleet("gitops-base");
+    let text = example_plan("k8s-minor").replace(
+        "\nspec:\n",
+        &format!("\nspec:\n  after: [{GITOPS}]\n"),
+    );
+    f.commit(&[("plans/minor.yaml", Some(&text))], "plans: k8s minor after gitops-base");
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(section(&out, GITOPS).contains("did: "), "{out}");
+    assert!(
+        section(&out, MINOR).contains(&format!(
+            "held: waits for plan {GITOPS} to complete (spec.after)"
+        )),
+        "{out}"
+    );
+    // Without `after` the two plans edit different fields and both run.
+    f.commit(
+        &[("plans/minor.yaml", Some(&example_plan("k8s-minor")))],
+        "plans: k8s minor without after",
+    );
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(section(&out, MINOR).contains("did: "), "{out}");
+}
+
+#[test]
+fn after_naming_itself_is_refused_with_its_line() {
+    let f = fleet("gitops-base");
+    let text = example_plan("k8s-minor")
+        .replace("\nspec:\n", &format!("\nspec:\n  after: [{MINOR}]\n"));
+    f.commit(&[("plans/minor.yaml", Some(&text))], "plans: k8s minor after itself");
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("plans/minor.yaml:"), "{err}");
+    assert!(err.contains("cannot come after itself"), "{err}");
+    assert!(section(&out, GITOPS).contains("did: "), "{out}");
+}
