@@ -261,3 +261,59 @@ fn after_naming_itself_is_refused_with_its_line() {
     assert!(err.contains("cannot come after itself"), "{err}");
     assert!(section(&out, GITOPS).contains("did: "), "{out}");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn plan_shows_conflicts_with_the_other_plans_of_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    copy_dir(Path::new("fixtures/fleet"), &repo);
+    std::fs::create_dir_all(repo.join("plans")).unwrap();
+    for (file, plan) in [
+        ("minor.yaml", "k8s-minor"),
+        ("chained.yaml", "chained"),
+        ("base.yaml", "gitops-base"),
+    ] {
+        std::fs::write(repo.join("plans").join(file), example_plan(plan)).unwrap();
+    }
+    let plan = |file: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(["plan", "--repo", repo.to_str().unwrap(), "--plan"])
+            .arg(repo.join("plans").join(file))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = plan("minor.yaml");
+    let conflicts = &out[out
+        .find("Conflicts with other plans in the repository:")
+        .unwrap_or_else(|| panic!("{out}"))..];
+    // The chained plan moves the same clusters' Kubernetes version and the same fields.
+    assert!(
+        conflicts.contains(&format!("{CHAINED} (plans/chained.yaml): both edit ")),
+        "{conflicts}"
+    );
+    assert!(
+        conflicts.contains("both move the Kubernetes version of cluster"),
+        "{conflicts}"
+    );
+    // The gitops-base plan edits other fields: no conflict with the minor upgrade.
+    assert!(!conflicts.contains(GITOPS), "{conflicts}");
+    // But the chained plan also bumps the gitops-base tag: it clashes with both.
+    let out = plan("chained.yaml");
+    assert!(out.contains(&format!("{MINOR} (plans/minor.yaml): both edit ")), "{out}");
+    assert!(out.contains(&format!("{GITOPS} (plans/base.yaml): both edit ")), "{out}");
+}

@@ -69,7 +69,8 @@ impl std::fmt::Display for Wait {
 /// At most this many fields or clusters are named in a reason; the rest are counted.
 const SHOWN: usize = 5;
 
-fn describe(c: &Clash) -> String {
+/// A clash in words: `both edit …` or `both move the Kubernetes version of cluster …`.
+pub fn describe(c: &Clash) -> String {
     let (what, items) = match c {
         Clash::Fields(f) => ("both edit", f),
         Clash::Kubernetes(k) => ("both move the Kubernetes version of cluster", k),
