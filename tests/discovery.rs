@@ -77,8 +77,15 @@ impl Fleet {
         self.clock.set(self.clock.get() + Duration::minutes(1));
         let time = git2::Time::new(self.clock.get().timestamp(), 0);
         let sig = git2::Signature::new("Platform Team", "platform@example.com", &time).unwrap();
-        repo.commit(Some("refs/heads/main"), &sig, &sig, message, &tree, &[&parent])
-            .unwrap();
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            message,
+            &tree,
+            &[&parent],
+        )
+        .unwrap();
     }
 
     fn reconcile_all(&self, extra: &[&str]) -> (i32, String, String) {
@@ -146,7 +153,10 @@ fn plans_are_found_added_changed_and_deleted() {
     let (code, out, err) = f.reconcile_all(&[]);
     assert_eq!(code, 2, "an invalid plan exits 2\n{out}\n{err}");
     assert!(err.contains("plans/broken.yaml:6:"), "{err}");
-    assert!(!out.contains("notes") && !err.contains("README"), "{out}\n{err}");
+    assert!(
+        !out.contains("notes") && !err.contains("README"),
+        "{out}\n{err}"
+    );
     assert!(section(&out, GITOPS).contains("did: "), "{out}");
     assert!(f.state(GITOPS).is_some());
     assert!(!f.step_branches(GITOPS).is_empty());
@@ -172,7 +182,10 @@ fn plans_are_found_added_changed_and_deleted() {
         "metadata:\n  name: k8s-1-33-upgrade\n  labels: {revised: \"yes\"}\n",
     );
     assert_ne!(changed, example_plan("k8s-minor"));
-    f.commit(&[("plans/minor.yaml", Some(&changed))], "plans: revise k8s minor");
+    f.commit(
+        &[("plans/minor.yaml", Some(&changed))],
+        "plans: revise k8s minor",
+    );
     let (code, out, err) = f.reconcile_all(&[]);
     assert_eq!(code, 0, "{out}\n{err}");
     let revised = f.state(MINOR).unwrap();
@@ -192,7 +205,10 @@ fn plans_are_found_added_changed_and_deleted() {
     // Nothing is left to close on the next pass; the other plan goes on.
     let (code, out, _) = f.reconcile_all(&[]);
     assert_eq!(code, 0);
-    assert!(section(&out, MINOR).contains("no open step pull requests"), "{out}");
+    assert!(
+        section(&out, MINOR).contains("no open step pull requests"),
+        "{out}"
+    );
     assert!(out.contains(&format!("== plan {GITOPS} ")), "{out}");
 }
 
@@ -208,28 +224,40 @@ fn a_later_plan_moving_the_same_kubernetes_versions_waits_for_the_earlier_one() 
     assert!(section(&out, MINOR).contains("did: "), "{out}");
     let held = section(&out, CHAINED);
     assert!(
-        held.contains(&format!("held: waits for plan {MINOR} (created earlier) to complete")),
+        held.contains(&format!(
+            "held: waits for plan {MINOR} (created earlier) to complete"
+        )),
         "{out}"
     );
     assert!(held.contains("both edit "), "{held}");
-    assert!(held.contains("spec.topology.version") || held.contains("spec.version"), "{held}");
-    assert!(held.contains("both move the Kubernetes version of cluster"), "{held}");
+    assert!(
+        held.contains("spec.topology.version") || held.contains("spec.version"),
+        "{held}"
+    );
+    assert!(
+        held.contains("both move the Kubernetes version of cluster"),
+        "{held}"
+    );
     assert!(f.state(CHAINED).is_none(), "the held plan wrote nothing");
     assert!(f.step_branches(CHAINED).is_empty());
     // Dry run says the same without writing.
     let (code, out, _) = f.reconcile_all(&["--dry-run"]);
     assert_eq!(code, 1);
-    assert!(section(&out, CHAINED).contains("held: waits for plan"), "{out}");
+    assert!(
+        section(&out, CHAINED).contains("held: waits for plan"),
+        "{out}"
+    );
 }
 
 #[test]
 fn after_holds_a_plan_until_the_named_plan_is_complete() {
     let f = fleet("gitops-base");
-    let text = example_plan("k8s-minor").replace(
-        "\nspec:\n",
-        &format!("\nspec:\n  after: [{GITOPS}]\n"),
+    let text =
+        example_plan("k8s-minor").replace("\nspec:\n", &format!("\nspec:\n  after: [{GITOPS}]\n"));
+    f.commit(
+        &[("plans/minor.yaml", Some(&text))],
+        "plans: k8s minor after gitops-base",
     );
-    f.commit(&[("plans/minor.yaml", Some(&text))], "plans: k8s minor after gitops-base");
     let (code, out, err) = f.reconcile_all(&[]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(section(&out, GITOPS).contains("did: "), "{out}");
@@ -252,9 +280,12 @@ fn after_holds_a_plan_until_the_named_plan_is_complete() {
 #[test]
 fn after_naming_itself_is_refused_with_its_line() {
     let f = fleet("gitops-base");
-    let text = example_plan("k8s-minor")
-        .replace("\nspec:\n", &format!("\nspec:\n  after: [{MINOR}]\n"));
-    f.commit(&[("plans/minor.yaml", Some(&text))], "plans: k8s minor after itself");
+    let text =
+        example_plan("k8s-minor").replace("\nspec:\n", &format!("\nspec:\n  after: [{MINOR}]\n"));
+    f.commit(
+        &[("plans/minor.yaml", Some(&text))],
+        "plans: k8s minor after itself",
+    );
     let (code, out, err) = f.reconcile_all(&[]);
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(err.contains("plans/minor.yaml:"), "{err}");
@@ -314,6 +345,12 @@ fn plan_shows_conflicts_with_the_other_plans_of_the_repository() {
     assert!(!conflicts.contains(GITOPS), "{conflicts}");
     // But the chained plan also bumps the gitops-base tag: it clashes with both.
     let out = plan("chained.yaml");
-    assert!(out.contains(&format!("{MINOR} (plans/minor.yaml): both edit ")), "{out}");
-    assert!(out.contains(&format!("{GITOPS} (plans/base.yaml): both edit ")), "{out}");
+    assert!(
+        out.contains(&format!("{MINOR} (plans/minor.yaml): both edit ")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{GITOPS} (plans/base.yaml): both edit ")),
+        "{out}"
+    );
 }

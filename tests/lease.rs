@@ -96,7 +96,10 @@ async fn a_live_lease_is_followed_and_renewed_by_its_holder() {
 async fn replicas_spread_plans_and_a_stopped_replicas_plans_are_taken_over_within_the_lease() {
     let fake = FakeKube::start();
     let duration = Duration::from_secs(2);
-    let (r1, r2) = (elector(&fake, "r1", duration), elector(&fake, "r2", duration));
+    let (r1, r2) = (
+        elector(&fake, "r1", duration),
+        elector(&fake, "r2", duration),
+    );
     let p = plans(&["a", "b", "c", "d"]);
     // r1 alone takes every plan; once r2 shows up, r1 keeps its share and r2 takes the rest.
     assert_eq!(led(&r1.round(&p, Utc::now()).await.unwrap()).len(), 4);
@@ -148,10 +151,192 @@ async fn a_write_at_a_stale_resource_version_is_refused_and_the_elector_follows(
         .replace(&plan_lease("a"), &PostParams::default(), &stale)
         .await
         .expect_err("a stale write must be refused");
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 409), "{err}");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err}"
+    );
     assert_eq!(fake.lease_conflicts(), 1);
     assert_eq!(
         fake.lease(NS, &plan_lease("a")).unwrap()["spec"]["holderIdentity"],
         "r1"
     );
+}
+
+/// A `fleetwave serve` child process; killed (SIGKILL, no goodbye) when dropped.
+struct Serve {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start(
+        remote: &std::path::Path,
+        cache: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        id: &str,
+    ) -> Serve {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(["serve", "--clusters", "kube", "--listen", "127.0.0.1:0"])
+            .args(["--interval", "3600", "--lease-duration", "2s"])
+            .args(["--lease-namespace", NS, "--identity", id])
+            .arg("--remote")
+            .arg(remote)
+            .arg("--cache")
+            .arg(cache)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("POD_NAME")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("serve printed its address").unwrap();
+            if let Some(a) = line.strip_prefix("fleetwave serve: listening on ") {
+                break a.to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Serve { child, addr }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.addr);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            match reqwest::get(url).await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        })
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which replica holds each plan's Lease (live or not).
+fn holders(fake: &FakeKube, plans: &[&str]) -> Vec<Option<String>> {
+    plans
+        .iter()
+        .map(|p| {
+            fake.lease(NS, &plan_lease(p))
+                .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+        })
+        .collect()
+}
+
+/// Poll `cond` until it holds or `within` passes (no fixed sleeps).
+fn poll(within: Duration, what: &str, cond: &mut dyn FnMut() -> Option<String>) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = cond();
+        match seen {
+            None => return,
+            Some(s) if Instant::now() >= deadline => panic!("{what}: {s}"),
+            Some(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+#[test]
+fn two_serve_processes_spread_the_plans_and_one_takes_over_when_the_other_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = fleetwave::demo::example_files("gitops-base").unwrap();
+    files.insert(
+        "plans/minor.yaml".into(),
+        std::fs::read("fixtures/plans/k8s-minor.yaml").unwrap(),
+    );
+    let start = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 23, 8, 0, 0).unwrap();
+    let remote = fleetwave::demo::seed_remote_files(dir.path(), &files, start).unwrap();
+    let fake = FakeKube::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).unwrap();
+    let plans = ["gitops-base-2026-02", "k8s-1-33-upgrade"];
+
+    let a = Serve::start(
+        &remote,
+        &dir.path().join("cache-a"),
+        &kubeconfig,
+        "replica-a",
+    );
+    let b = Serve::start(
+        &remote,
+        &dir.path().join("cache-b"),
+        &kubeconfig,
+        "replica-b",
+    );
+    // Each replica ends up with one plan.
+    poll(
+        Duration::from_secs(30),
+        "the plans spread over both replicas",
+        &mut || {
+            let h = holders(&fake, &plans);
+            let spread =
+                h.contains(&Some("replica-a".into())) && h.contains(&Some("replica-b".into()));
+            (!spread).then(|| format!("{h:?}"))
+        },
+    );
+    for s in [&a, &b] {
+        poll(
+            Duration::from_secs(10),
+            "ready while holding or following",
+            &mut || {
+                let (code, body) = s.get("/readyz");
+                (code != 200).then(|| format!("{code} {body}"))
+            },
+        );
+    }
+    let (_, metrics) = b.get("/metrics");
+    let led: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("fleetwave_plan_leader{") && l.ends_with(" 1"))
+        .collect();
+    assert_eq!(led.len(), 1, "{metrics}");
+
+    // Kill replica a without a chance to release: b takes its plan once the Lease expires.
+    let held_by_a = plans
+        .iter()
+        .map(|p| (*p, fake.lease(NS, &plan_lease(p)).unwrap()))
+        .find(|(_, l)| l["spec"]["holderIdentity"] == "replica-a")
+        .expect("a holds a plan");
+    let killed = Instant::now();
+    drop(a);
+    poll(Duration::from_secs(15), "replica b takes over", &mut || {
+        let h = holders(&fake, &plans);
+        (h != [Some("replica-b".to_string()), Some("replica-b".to_string())])
+            .then(|| format!("{h:?}"))
+    });
+    let took = killed.elapsed();
+    // The lease lasts 2 s and is renewed every third of it: expiry plus one round.
+    assert!(took < Duration::from_secs(2 + 2), "took {took:?}");
+    poll(
+        Duration::from_secs(10),
+        "b's metrics show both plans led",
+        &mut || {
+            let (_, metrics) = b.get("/metrics");
+            let n = metrics
+                .lines()
+                .filter(|l| l.starts_with("fleetwave_plan_leader{") && l.ends_with(" 1"))
+                .count();
+            (n != 2).then(|| metrics.clone())
+        },
+    );
+    // The plan a held changed holder: one more transition, a new acquireTime.
+    let before = &held_by_a.1;
+    let after = fake.lease(NS, &plan_lease(held_by_a.0)).unwrap();
+    assert_eq!(
+        after["spec"]["leaseTransitions"].as_i64().unwrap(),
+        before["spec"]["leaseTransitions"].as_i64().unwrap() + 1,
+        "{before}\n{after}"
+    );
+    assert_ne!(after["spec"]["acquireTime"], before["spec"]["acquireTime"]);
 }

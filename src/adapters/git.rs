@@ -491,7 +491,13 @@ impl GitRepo {
                 return TreeWalkResult::Skip;
             }
             if e.filemode() == i32::from(FileMode::Link) {
-                refused.insert(path, EntryKind::Refused(crate::core::diag::Severity::Warning, "a symlink (not followed)".into()));
+                refused.insert(
+                    path,
+                    EntryKind::Refused(
+                        crate::core::diag::Severity::Warning,
+                        "a symlink (not followed)".into(),
+                    ),
+                );
             } else if e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()) {
                 match self.repo.find_blob(e.id()) {
                     Ok(b) if b.size() as u64 <= crate::core::tree::MAX_FILE_BYTES => {
@@ -499,7 +505,10 @@ impl GitRepo {
                     }
                     Ok(_) => {
                         let why = crate::core::tree::too_large().to_string();
-                        refused.insert(path, EntryKind::Refused(crate::core::diag::Severity::Error, why));
+                        refused.insert(
+                            path,
+                            EntryKind::Refused(crate::core::diag::Severity::Error, why),
+                        );
                     }
                     Err(err) => {
                         failed = Some(self.err(format!("read {}", path.display()), &err));
@@ -509,11 +518,19 @@ impl GitRepo {
             }
             TreeWalkResult::Ok
         })
-        .or_else(|e| if failed.is_some() { Ok(()) } else { Err(self.err("walk tree", &e)) })?;
+        .or_else(|e| {
+            if failed.is_some() {
+                Ok(())
+            } else {
+                Err(self.err("walk tree", &e))
+            }
+        })?;
         if let Some(e) = failed {
             return Err(e);
         }
-        Ok(Some(crate::core::tree::MemTree::new(files).with_refused(refused)))
+        Ok(Some(
+            crate::core::tree::MemTree::new(files).with_refused(refused),
+        ))
     }
 
     /// Names of the regular files at the root of `commit`'s tree (the state branch keeps one

@@ -286,7 +286,12 @@ impl Elector {
         }
     }
 
-    async fn put(&self, name: &str, lease: Option<&Lease>, spec: LeaseSpec) -> Result<(), Conflict> {
+    async fn put(
+        &self,
+        name: &str,
+        lease: Option<&Lease>,
+        spec: LeaseSpec,
+    ) -> Result<(), Conflict> {
         let err = |e: kube::Error| match &e {
             kube::Error::Api(s) if s.code == 409 => Conflict::Lost,
             _ => Conflict::Failed(LeaseError::Api {

@@ -59,7 +59,9 @@ pub fn run(cli: Cli) -> ExitCode {
             plan,
         } => commands::explain::run(stdout, &repo, &plan, &cluster),
         Command::Reconcile {
-            ref repo, all: false, ..
+            ref repo,
+            all: false,
+            ..
         } if repo.plan.is_none() => need_plan("reconcile", " (or --all for every plan)"),
         c @ (Command::Reconcile { .. } | Command::Serve { .. }) => rollout(stdout, c),
         Command::Pause { ref repo, .. }

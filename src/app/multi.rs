@@ -120,18 +120,18 @@ pub fn scan(git: &GitRepo, r: &RemoteArgs, dir: &Path) -> anyhow::Result<Scan> {
     for f in &mut out.plans {
         f.waits = waits.remove(&f.name).unwrap_or_default();
     }
-    let created = |f: &Found| (order.get(&f.path).copied().unwrap_or(u64::MAX), f.name.clone());
+    let created = |f: &Found| {
+        (
+            order.get(&f.path).copied().unwrap_or(u64::MAX),
+            f.name.clone(),
+        )
+    };
     out.plans.sort_by_key(created);
     Ok(out)
 }
 
 /// The plans under `dir` at `head`.
-fn discover_at(
-    git: &GitRepo,
-    head: &str,
-    dir: &Path,
-    out: &mut Scan,
-) -> anyhow::Result<Discovery> {
+fn discover_at(git: &GitRepo, head: &str, dir: &Path, out: &mut Scan) -> anyhow::Result<Discovery> {
     let Some(tree) = git.tree_under(head, dir).flat()? else {
         out.notes.push(format!(
             "no plans folder {} on the base branch: no plan runs",
@@ -450,7 +450,12 @@ async fn pass(
         .iter()
         .filter(|d| d.status != PlanStatus::Succeeded)
     {
-        let _ = writeln!(out, "== plan {} (deleted from {})", d.name, run.plans_dir.display());
+        let _ = writeln!(
+            out,
+            "== plan {} (deleted from {})",
+            d.name,
+            run.plans_dir.display()
+        );
         if run.dry_run {
             let _ = writeln!(out, "would close its open step pull requests");
             continue;
@@ -491,7 +496,8 @@ pub struct ServeMany {
 impl ServeMany {
     /// None when `serve` runs one `--plan` without leases, as it always did.
     pub fn new(r: &RemoteArgs, w: &WorldArgs, p: &PlansArgs, l: &LeaseArgs) -> Option<ServeMany> {
-        let leases = l.leases || l.lease_namespace.is_some() || w.clusters == ClusterSourceKind::Kube;
+        let leases =
+            l.leases || l.lease_namespace.is_some() || w.clusters == ClusterSourceKind::Kube;
         let only = (!r.plan.as_os_str().is_empty()).then(|| r.plan.clone());
         if only.is_some() && !leases {
             return None;
@@ -652,14 +658,26 @@ impl ManyTicker {
                 results.push(Ok(TickSummary::from_report(&held_report(f))));
                 continue;
             }
-            let res = rt.block_on(tick_plan(&world, &self.remote, &f.path, &self.forge, now, false));
+            let res = rt.block_on(tick_plan(
+                &world,
+                &self.remote,
+                &f.path,
+                &self.forge,
+                now,
+                false,
+            ));
             results.push(
                 res.map(|(report, _)| TickSummary::from_report(&report))
                     .with_context(|| format!("plan {}", f.name)),
             );
         }
         for d in open_deleted.iter().filter(|d| self.leads(&d.name)) {
-            if self.closed.lock().unwrap_or_else(|e| e.into_inner()).contains(&d.name) {
+            if self
+                .closed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&d.name)
+            {
                 continue;
             }
             match rt.block_on(close_deleted(&git, &self.forge, &self.remote, &d.name, now)) {
@@ -679,10 +697,13 @@ impl ManyTicker {
 
 /// The name of the one `--plan` (leases are per plan name).
 fn only_name(git: &GitRepo, r: &RemoteArgs, path: &Path) -> anyhow::Result<String> {
-    let o = reconcile::observe_repo(git, &ops::settings(&RemoteArgs {
-        plan: path.to_path_buf(),
-        ..r.clone()
-    }))
+    let o = reconcile::observe_repo(
+        git,
+        &ops::settings(&RemoteArgs {
+            plan: path.to_path_buf(),
+            ..r.clone()
+        }),
+    )
     .flat()?;
     Ok(o.plan.name)
 }
@@ -731,12 +752,19 @@ async fn serve_async(
                 let (r, p) = (remote.clone(), p.clone());
                 tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
                     let git = ops::open(&r)?;
-                    let o = reconcile::observe_repo(&git, &ops::settings(&RemoteArgs {
-                        plan: p,
-                        ..r.clone()
-                    }))
+                    let o = reconcile::observe_repo(
+                        &git,
+                        &ops::settings(&RemoteArgs {
+                            plan: p,
+                            ..r.clone()
+                        }),
+                    )
                     .flat()?;
-                    Ok(o.view.waves.iter().flat_map(|w| w.clusters.clone()).collect())
+                    Ok(o.view
+                        .waves
+                        .iter()
+                        .flat_map(|w| w.clusters.clone())
+                        .collect())
                 })
                 .await??
             }

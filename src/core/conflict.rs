@@ -25,7 +25,7 @@ pub struct PlanEdits {
 /// Why one plan must not run with another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Clash {
-    /// Both edit these fields (`cluster file field`).
+    /// Both edit these fields (`field of cluster c in file`).
     Fields(Vec<String>),
     /// Both move these clusters' Kubernetes version.
     Kubernetes(Vec<String>),
@@ -77,7 +77,12 @@ pub fn describe(c: &Clash) -> String {
     };
     let mut s = format!(
         "{what} {}",
-        items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if items.len() > SHOWN {
         s.push_str(&format!(" (and {} more)", items.len() - SHOWN));
@@ -90,7 +95,7 @@ pub fn clash(a: &PlanEdits, b: &PlanEdits) -> Vec<Clash> {
     let fields = |p: &PlanEdits| -> BTreeSet<String> {
         p.changes
             .iter()
-            .map(|c| format!("{} {} {}", c.cluster, c.file, c.field))
+            .map(|c| format!("{} of cluster {} in {}", c.field, c.cluster, c.file))
             .collect()
     };
     let kube = |p: &PlanEdits| -> BTreeSet<String> {
@@ -220,7 +225,11 @@ mod tests {
     #[test]
     fn the_later_plan_waits_naming_the_earlier_and_the_field() {
         let k = Changed::Kubernetes(None);
-        let a = plan("a", 1, vec![change("c1", "c1.yaml", "Cluster spec.version", k)]);
+        let a = plan(
+            "a",
+            1,
+            vec![change("c1", "c1.yaml", "Cluster spec.version", k)],
+        );
         let b = plan(
             "b",
             2,
@@ -233,18 +242,54 @@ mod tests {
         assert!(w["a"].is_empty());
         let reason = w["b"][0].to_string();
         assert!(reason.contains("plan a"), "{reason}");
-        assert!(reason.contains("c1 c1.yaml Cluster spec.version"), "{reason}");
-        assert!(reason.contains("Kubernetes version of cluster c1"), "{reason}");
+        assert!(
+            reason.contains("Cluster spec.version of cluster c1 in c1.yaml"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("Kubernetes version of cluster c1"),
+            "{reason}"
+        );
         // Once the earlier plan is complete, the later one runs.
-        let done = PlanEdits { complete: true, ..a };
+        let done = PlanEdits {
+            complete: true,
+            ..a
+        };
         assert!(waits(&[b, done], &BTreeSet::new())["b"].is_empty());
     }
 
     #[test]
     fn different_kubernetes_fields_of_one_cluster_clash_other_values_do_not() {
-        let a = plan("a", 1, vec![change("c1", "cp.yaml", "KCP spec.version", Changed::Kubernetes(None))]);
-        let b = plan("b", 2, vec![change("c1", "md.yaml", "MD spec.version", Changed::Kubernetes(None))]);
-        let c = plan("c", 3, vec![change("c1", "base.yaml", "GitRepository spec.ref.tag", Changed::GitopsBase)]);
+        let a = plan(
+            "a",
+            1,
+            vec![change(
+                "c1",
+                "cp.yaml",
+                "KCP spec.version",
+                Changed::Kubernetes(None),
+            )],
+        );
+        let b = plan(
+            "b",
+            2,
+            vec![change(
+                "c1",
+                "md.yaml",
+                "MD spec.version",
+                Changed::Kubernetes(None),
+            )],
+        );
+        let c = plan(
+            "c",
+            3,
+            vec![change(
+                "c1",
+                "base.yaml",
+                "GitRepository spec.ref.tag",
+                Changed::GitopsBase,
+            )],
+        );
         assert_eq!(clash(&a, &b), vec![Clash::Kubernetes(vec!["c1".into()])]);
         assert!(clash(&a, &c).is_empty());
         let w = waits(&[a, b, c], &BTreeSet::new());
@@ -258,7 +303,13 @@ mod tests {
         b.after = vec!["a".into()];
         let a = plan("a", 2, Vec::new());
         let w = waits(&[a.clone(), b.clone()], &BTreeSet::new());
-        assert_eq!(w["b"], vec![Wait::After { plan: "a".into(), found: true }]);
+        assert_eq!(
+            w["b"],
+            vec![Wait::After {
+                plan: "a".into(),
+                found: true
+            }]
+        );
         // A completed plan whose file is gone satisfies `after`.
         let w = waits(&[b.clone()], &BTreeSet::from(["a".to_string()]));
         assert!(w["b"].is_empty());

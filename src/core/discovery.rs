@@ -85,9 +85,7 @@ pub fn yaml_files(tree: &dyn FileTree, dir: &Path) -> Option<Vec<PathBuf>> {
             let p = d.join(&name);
             match kind {
                 EntryKind::Dir => todo.push(p),
-                EntryKind::File if name.ends_with(".yaml") || name.ends_with(".yml") => {
-                    out.push(p)
-                }
+                EntryKind::File if name.ends_with(".yaml") || name.ends_with(".yml") => out.push(p),
                 _ => {}
             }
         }
@@ -196,7 +194,10 @@ mod tests {
         ];
         let d = discover(&files);
         assert_eq!(
-            d.plans.iter().map(|(_, p)| p.name.as_str()).collect::<Vec<_>>(),
+            d.plans
+                .iter()
+                .map(|(_, p)| p.name.as_str())
+                .collect::<Vec<_>>(),
             ["c"]
         );
         assert_eq!(d.invalid.len(), 2);

@@ -967,8 +967,11 @@ fn check_after(src: &YamlSource, own: &str, after: &[String], errs: &mut Vec<Dia
         let at = path!["spec", "after", i];
         if !valid_name(name) {
             errs.push(
-                src.at(&at, format!("after names {}, which is not a plan name", echo(name)))
-                    .hint("list other plans by their metadata.name, e.g. `after: [k8s-1-33]`"),
+                src.at(
+                    &at,
+                    format!("after names {}, which is not a plan name", echo(name)),
+                )
+                .hint("list other plans by their metadata.name, e.g. `after: [k8s-1-33]`"),
             );
         } else if name == own {
             errs.push(

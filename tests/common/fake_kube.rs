@@ -1542,8 +1542,15 @@ async fn respond(w: &mut OwnedWriteHalf, sh: &Shared, req: Request<'_>) -> io::R
             plural: None,
         })
     };
-    if let ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", rest @ ..] =
-        segs.as_slice()
+    if let [
+        "apis",
+        "coordination.k8s.io",
+        "v1",
+        "namespaces",
+        ns,
+        "leases",
+        rest @ ..,
+    ] = segs.as_slice()
     {
         lock(&sh.log).push(LogEntry {
             line: format!("{} {path}", req.method),
@@ -1670,7 +1677,11 @@ fn lease_request(
     let missing = |n: &str| {
         (
             404,
-            status_obj(404, "NotFound", &format!("leases.coordination.k8s.io \"{n}\" not found")),
+            status_obj(
+                404,
+                "NotFound",
+                &format!("leases.coordination.k8s.io \"{n}\" not found"),
+            ),
         )
     };
     match (method, name) {
@@ -1692,7 +1703,10 @@ fn lease_request(
             None => missing(n),
         },
         ("DELETE", Some(n)) => match leases.remove(&(ns.to_string(), n.to_string())) {
-            Some(_) => (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+            Some(_) => (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
             None => missing(n),
         },
         ("POST", None) | ("PUT", Some(_)) => {
@@ -1703,18 +1717,33 @@ fn lease_request(
             let key = (ns.to_string(), n.clone());
             let stored = leases.get(&key);
             if method == "POST" && stored.is_some() {
-                return conflict(&format!("leases.coordination.k8s.io \"{n}\" already exists"), "AlreadyExists");
+                return conflict(
+                    &format!("leases.coordination.k8s.io \"{n}\" already exists"),
+                    "AlreadyExists",
+                );
             }
             if method == "PUT" {
                 let Some(stored) = stored else {
                     return missing(&n);
                 };
-                let sent = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-                if sent != stored.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                    return conflict(&format!("Operation cannot be fulfilled on leases.coordination.k8s.io \"{n}\": the object has been modified; please apply your changes to the latest version and try again"), "Conflict");
+                let sent = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str);
+                if sent
+                    != stored
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                {
+                    return conflict(
+                        &format!(
+                            "Operation cannot be fulfilled on leases.coordination.k8s.io \"{n}\": the object has been modified; please apply your changes to the latest version and try again"
+                        ),
+                        "Conflict",
+                    );
                 }
                 obj["metadata"]["uid"] = stored["metadata"]["uid"].clone();
-                obj["metadata"]["creationTimestamp"] = stored["metadata"]["creationTimestamp"].clone();
+                obj["metadata"]["creationTimestamp"] =
+                    stored["metadata"]["creationTimestamp"].clone();
             } else {
                 obj["metadata"]["uid"] = json!(format!("lease-{}", leases.len() + 1));
                 obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
@@ -1727,7 +1756,10 @@ fn lease_request(
             leases.insert(key, obj.clone());
             (if method == "POST" { 201 } else { 200 }, obj)
         }
-        _ => (405, status_obj(405, "MethodNotAllowed", "not served for leases")),
+        _ => (
+            405,
+            status_obj(405, "MethodNotAllowed", "not served for leases"),
+        ),
     }
 }
 

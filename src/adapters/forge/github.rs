@@ -1205,9 +1205,17 @@ impl Forge for GitHubForge<'_> {
     }
 
     async fn close_prs(&self, prefix: &str, why: &str) -> Result<Vec<String>, ForgeError> {
-        let status: String = format!("{why}; closed by fleetwave").chars().take(140).collect();
-        self.close_under(prefix, &[], &status, &format!("Closed by fleetwave: {why}."))
-            .await
+        let status: String = format!("{why}; closed by fleetwave")
+            .chars()
+            .take(140)
+            .collect();
+        self.close_under(
+            prefix,
+            &[],
+            &status,
+            &format!("Closed by fleetwave: {why}."),
+        )
+        .await
     }
 
     async fn dashboard(&self, plan: &str, body: &str) -> Result<(), ForgeError> {
@@ -1338,21 +1346,10 @@ impl GitHubForge<'_> {
                     head: Some(sha.clone()),
                     approval: None,
                 };
-                self.set_status(
-                    &step,
-                    &sha,
-                    GateState::Failure,
-                    status,
-                )
-                .await?;
+                self.set_status(&step, &sha, GateState::Failure, status)
+                    .await?;
             }
-            GitHubForge::comment(
-                self,
-                n,
-                STEP_COMMENT,
-                comment,
-            )
-            .await?;
+            GitHubForge::comment(self, n, STEP_COMMENT, comment).await?;
             let c = self
                 .call(
                     Method::PATCH,
