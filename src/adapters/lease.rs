@@ -64,7 +64,7 @@ pub enum Act {
 /// Whether a Lease is free or lapsed at `now`.
 pub fn expired(spec: &LeaseSpec, now: DateTime<Utc>) -> bool {
     let holder = spec.holder_identity.as_deref().unwrap_or("");
-    let Some(renewed) = spec.renew_time.as_ref().and_then(|t| from_micro(t)) else {
+    let Some(renewed) = spec.renew_time.as_ref().and_then(from_micro) else {
         return true;
     };
     let secs = i64::from(spec.lease_duration_seconds.unwrap_or(0));

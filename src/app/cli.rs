@@ -146,6 +146,10 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if all && github_output {
+                eprintln!("error: --github-output works with one --plan, not with --all");
+                return ExitCode::from(2);
+            }
             if all {
                 let run = crate::app::multi::AllOpts {
                     once,
