@@ -606,7 +606,10 @@ fn rbac_is_read_only() {
             assert_eq!(rules[0]["resources"][0], "leases");
             for verb in rules[0]["verbs"].as_sequence().unwrap() {
                 let verb = verb.as_str().unwrap();
-                assert!(matches!(verb, "get" | "list" | "create" | "update"), "{verb}");
+                assert!(
+                    matches!(verb, "get" | "list" | "create" | "update"),
+                    "{verb}"
+                );
             }
             continue;
         }

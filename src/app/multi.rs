@@ -90,6 +90,7 @@ pub fn scan(git: &GitRepo, r: &RemoteArgs, dir: &Path) -> anyhow::Result<Scan> {
                     created: order.get(path).copied().unwrap_or(u64::MAX),
                     after: plan.after.clone(),
                     complete: o.state.status == PlanStatus::Succeeded,
+                    started: !o.state.waves.is_empty(),
                     changes: o
                         .view
                         .waves

@@ -18,6 +18,9 @@ pub struct PlanEdits {
     pub after: Vec<String>,
     /// The plan's state says it succeeded: it holds nothing back any more.
     pub complete: bool,
+    /// Its rollout has begun (the state has waves): of two clashing plans where only one has
+    /// begun, that one goes on and the other waits, whatever their creation order.
+    pub started: bool,
     /// Every change the plan makes, all waves.
     pub changes: Vec<ChangeRecord>,
 }
@@ -34,8 +37,14 @@ pub enum Clash {
 /// What holds a plan back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wait {
-    /// An earlier plan that clashes and is not complete.
-    Earlier { plan: String, clash: Vec<Clash> },
+    /// A plan that clashes, goes first (created earlier, or already rolling out) and is not
+    /// complete.
+    Earlier {
+        plan: String,
+        clash: Vec<Clash>,
+        /// It goes first because its rollout had begun (not by creation order).
+        running: bool,
+    },
     /// A plan named in `spec.after` that is not complete.
     After { plan: String, found: bool },
     /// `spec.after` loops back to this plan.
@@ -45,8 +54,17 @@ pub enum Wait {
 impl std::fmt::Display for Wait {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Wait::Earlier { plan, clash } => {
-                write!(f, "waits for plan {plan} (created earlier) to complete: ")?;
+            Wait::Earlier {
+                plan,
+                clash,
+                running,
+            } => {
+                let why = if *running {
+                    "already rolling out"
+                } else {
+                    "created earlier"
+                };
+                write!(f, "waits for plan {plan} ({why}) to complete: ")?;
                 let parts: Vec<String> = clash.iter().map(describe).collect();
                 write!(f, "{}", parts.join("; "))
             }
@@ -151,11 +169,11 @@ pub fn waits(plans: &[PlanEdits], complete: &BTreeSet<String>) -> BTreeMap<Strin
                     found: by_name.contains_key(a.as_str()),
                 });
             }
-            for a in plans {
-                let earlier = (a.created, &a.name) < (b.created, &b.name);
+            for a in plans.iter().filter(|a| a.name != b.name) {
+                let (first, running) = goes_first(a, b);
                 // `after` between the two wins over creation order.
                 let explicit = b.after.contains(&a.name) || a.after.contains(&b.name);
-                if !earlier || a.complete || explicit {
+                if !first || a.complete || explicit {
                     continue;
                 }
                 let c = clash(a, b);
@@ -163,6 +181,7 @@ pub fn waits(plans: &[PlanEdits], complete: &BTreeSet<String>) -> BTreeMap<Strin
                     w.push(Wait::Earlier {
                         plan: a.name.clone(),
                         clash: c,
+                        running,
                     });
                 }
             }
@@ -170,6 +189,17 @@ pub fn waits(plans: &[PlanEdits], complete: &BTreeSet<String>) -> BTreeMap<Strin
         out.insert(b.name.clone(), w);
     }
     out
+}
+
+/// Whether `a` goes before `b` when they clash, and whether because it had begun: a plan
+/// already rolling out goes on (holding it halfway would leave both half done); otherwise the
+/// earlier created, then the name.
+fn goes_first(a: &PlanEdits, b: &PlanEdits) -> (bool, bool) {
+    match (a.started, b.started) {
+        (true, false) => (true, true),
+        (false, true) => (false, false),
+        _ => ((a.created, &a.name) < (b.created, &b.name), false),
+    }
 }
 
 /// The `spec.after` path from `start` back to itself, if there is one.
@@ -218,6 +248,7 @@ mod tests {
             created,
             after: Vec::new(),
             complete: false,
+            started: false,
             changes,
         }
     }
@@ -255,7 +286,20 @@ mod tests {
             complete: true,
             ..a
         };
-        assert!(waits(&[b, done], &BTreeSet::new())["b"].is_empty());
+        assert!(waits(&[b.clone(), done.clone()], &BTreeSet::new())["b"].is_empty());
+        // A later plan already rolling out goes on; the earlier one that has not begun waits.
+        let a = PlanEdits {
+            complete: false,
+            ..done
+        };
+        let b = PlanEdits { started: true, ..b };
+        let w = waits(&[a, b], &BTreeSet::new());
+        assert!(w["b"].is_empty(), "{:?}", w["b"]);
+        assert!(
+            w["a"][0]
+                .to_string()
+                .contains("waits for plan b (already rolling out)")
+        );
     }
 
     #[test]

@@ -131,6 +131,7 @@ fn print_conflicts(out: &mut dyn Write, a: &PlanArgs, p: &Planned) {
         created: 0,
         after: p.plan.after.clone(),
         complete: false,
+        started: false,
         changes: crate::app::reconcile::cache::PlanView::of(p)
             .waves
             .into_iter()
