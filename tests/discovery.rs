@@ -5,6 +5,8 @@
 //! stopping the others; two plans that move the same clusters' Kubernetes version do not both
 //! run (the later one waits, naming the earlier and the fields); `spec.after` orders plans.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -353,4 +355,116 @@ fn plan_shows_conflicts_with_the_other_plans_of_the_repository() {
         out.contains(&format!("{GITOPS} (plans/base.yaml): both edit ")),
         "{out}"
     );
+}
+
+/// Commit on `main` of the bare repository at `path`, removing `gone`.
+fn remove_on_main(path: &Path, gone: &str, time: DateTime<Utc>) {
+    let repo = git2::Repository::open_bare(path).unwrap();
+    let parent = repo
+        .find_reference("refs/heads/main")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    let mut b = git2::build::TreeUpdateBuilder::new();
+    b.remove(gone);
+    let tree = b.create_updated(&repo, &parent.tree().unwrap()).unwrap();
+    let tree = repo.find_tree(tree).unwrap();
+    let sig = git2::Signature::new(
+        "Platform Team",
+        "platform@example.com",
+        &git2::Time::new(time.timestamp(), 0),
+    )
+    .unwrap();
+    repo.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        "drop a plan",
+        &tree,
+        &[&parent],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_deleted_plans_pull_requests_are_closed_with_a_comment_on_github() {
+    use common::fake_github::FakeGitHub;
+    const TOKEN: &str = "ghs_test_token_123";
+    let gh = FakeGitHub::start(TOKEN);
+    gh.set_clock(start());
+    let mut files = fleetwave::demo::example_files("gitops-base").unwrap();
+    files.insert(
+        "plans/minor.yaml".into(),
+        example_plan("k8s-minor").into_bytes(),
+    );
+    gh.create_repo("acme", "fleet", &files, start());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |now: DateTime<Utc>| {
+        gh.set_clock(now);
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(["reconcile", "--once", "--all", "--clusters", "sim"])
+            .args([
+                "--forge",
+                "github",
+                "--remote",
+                &gh.git_url("acme", "fleet"),
+            ])
+            .args(["--cache", dir.path().join("cache").to_str().unwrap()])
+            .args(["--now", &now.to_rfc3339()])
+            .env("GITHUB_API_URL", gh.base_url())
+            .env("GITHUB_TOKEN", TOKEN)
+            .env_remove("FLEETWAVE_GIT_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(start() + Duration::minutes(5));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let open_of = |plan: &str| -> Vec<u64> {
+        gh.pulls()
+            .iter()
+            .filter(|p| p["state"] == "open")
+            .filter(|p| {
+                p["head"]["ref"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&format!("fleetwave/{plan}/")))
+            })
+            .map(|p| p["number"].as_u64().unwrap())
+            .collect()
+    };
+    let minor_prs = open_of(MINOR);
+    assert!(!minor_prs.is_empty(), "{out}");
+    assert!(!open_of(GITOPS).is_empty(), "{out}");
+
+    remove_on_main(
+        &gh.repo_path("acme", "fleet"),
+        "plans/minor.yaml",
+        start() + Duration::minutes(6),
+    );
+    let (code, out, err) = run(start() + Duration::minutes(10));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(section(&out, MINOR).contains("deleted from plans"), "{out}");
+    assert!(open_of(MINOR).is_empty(), "{out}");
+    for n in &minor_prs {
+        assert!(
+            section(&out, MINOR).contains(&format!("did: closed #{n} ")),
+            "{out}"
+        );
+        let said: Vec<String> = gh
+            .comments(*n)
+            .iter()
+            .filter_map(|c| c["body"].as_str().map(str::to_string))
+            .collect();
+        assert!(
+            said.iter()
+                .any(|b| b.contains(&format!("the plan {MINOR} was deleted from the repository"))),
+            "{said:?}"
+        );
+    }
+    // The other plan's pull requests stay open.
+    assert!(!open_of(GITOPS).is_empty());
 }
