@@ -378,7 +378,11 @@ fn reconcile_all_loop(
     let notify = ops::notifier(w)?;
     let rt = ops::watch_runtime();
     let kube = match w.clusters {
-        ClusterSourceKind::Kube => Some(rt.block_on(ops::kube_source(w, &[], &r.remote))?),
+        ClusterSourceKind::Kube => Some(rt.block_on(ops::kube_source(
+            w,
+            &ops::PlanClusters::default(),
+            &r.remote,
+        ))?),
         ClusterSourceKind::Sim => None,
     };
     let history = Mutex::new(BaseHistory::default());
@@ -751,25 +755,16 @@ async fn serve_async(
         let names = match &many.only {
             Some(p) if world.cluster_context.is_some() => {
                 let (r, p) = (remote.clone(), p.clone());
-                tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-                    let git = ops::open(&r)?;
-                    let o = reconcile::observe_repo(
-                        &git,
-                        &ops::settings(&RemoteArgs {
-                            plan: p,
-                            ..r.clone()
-                        }),
-                    )
-                    .flat()?;
-                    Ok(o.view
-                        .waves
-                        .iter()
-                        .flat_map(|w| w.clusters.clone())
-                        .collect())
+                tokio::task::spawn_blocking(move || -> anyhow::Result<ops::PlanClusters> {
+                    let rr = RemoteArgs {
+                        plan: p,
+                        ..r.clone()
+                    };
+                    ops::plan_clusters(&ops::open(&rr)?, &ops::settings(&rr))
                 })
                 .await??
             }
-            _ => Vec::new(),
+            _ => ops::PlanClusters::default(),
         };
         let src = Arc::new(ops::kube_source(&world, &names, &remote.remote).await?);
         ops::forward_changes(src.changes(), server.trigger());

@@ -418,14 +418,14 @@ pub(crate) async fn kube_source(
 
 /// What per-cluster mode connects to, from the plan on the base branch.
 #[derive(Default)]
-struct PlanClusters {
+pub(crate) struct PlanClusters {
     names: Vec<String>,
     /// A wave has a `deprecatedApis` gate: each cluster's `/metrics` is read.
     deprecated_apis: bool,
 }
 
 /// The clusters of the plan on the base branch (what per-cluster mode connects to).
-fn plan_clusters(git: &GitRepo, s: &Settings) -> anyhow::Result<PlanClusters> {
+pub(crate) fn plan_clusters(git: &GitRepo, s: &Settings) -> anyhow::Result<PlanClusters> {
     let o = reconcile::observe_repo(git, s).flat()?;
     let deprecated_apis = o.plan.waves.iter().any(|w| {
         w.gates
