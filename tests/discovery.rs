@@ -468,3 +468,107 @@ fn a_deleted_plans_pull_requests_are_closed_with_a_comment_on_github() {
     // The other plan's pull requests stay open.
     assert!(!open_of(GITOPS).is_empty());
 }
+
+#[test]
+fn serve_without_plan_ticks_every_plan_holds_the_conflicting_one_and_reports_the_invalid_one() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = fleetwave::demo::example_files("gitops-base").unwrap();
+    for (path, text) in [
+        ("plans/minor.yaml", example_plan("k8s-minor")),
+        (
+            "plans/broken.yaml",
+            "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata:\n  name: broken\nspec: {}\n".into(),
+        ),
+    ] {
+        files.insert(path.into(), text.into_bytes());
+    }
+    let remote = fleetwave::demo::seed_remote_files(dir.path(), &files, start()).unwrap();
+    // The chained plan comes one commit later: it is the one that waits.
+    let f = Fleet {
+        root: dir.path().to_path_buf(),
+        git: GitRepo::open(
+            &dir.path().join("t.git"),
+            remote.to_str().unwrap(),
+            Auth::None,
+        )
+        .unwrap(),
+        remote,
+        clock: std::cell::Cell::new(start()),
+        _dir: dir,
+    };
+    f.commit(
+        &[("plans/later/chained.yaml", Some(&example_plan("chained")))],
+        "plans: chained upgrade (in a subfolder)",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["serve", "--clusters", "sim", "--listen", "127.0.0.1:0"])
+        .args(["--interval", "3600", "--remote", f.remote.to_str().unwrap()])
+        .args(["--cache", f.root.join("serve-cache").to_str().unwrap()])
+        .args(["--now", &(start() + Duration::hours(1)).to_rfc3339()])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("fleetwave serve: listening on ") {
+            break a.to_string();
+        }
+    };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(l + "\n"));
+        }
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let get = |path: &str| {
+        rt.block_on(async {
+            match reqwest::get(format!("http://{addr}{path}")).await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        })
+    };
+    let want = [
+        format!("fleetwave_plan_ticks_total{{plan=\"{GITOPS}\",result=\"ok\"}} 1"),
+        format!("fleetwave_plan_ticks_total{{plan=\"{MINOR}\",result=\"ok\"}} 1"),
+        format!("fleetwave_plan_ticks_total{{plan=\"{CHAINED}\",result=\"held\"}} 1"),
+        "fleetwave_ticks_total{result=\"error\"} 1".to_string(),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let metrics = loop {
+        let (_, m) = get("/metrics");
+        if want.iter().all(|w| m.contains(w.as_str())) {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{m}\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        metrics.contains(&format!(
+            "fleetwave_plan_status{{plan=\"{MINOR}\",status=\"InProgress\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(get("/readyz").0, 200);
+    let logged = log.lock().unwrap().clone();
+    assert!(logged.contains("plans/broken.yaml:5:"), "{logged}");
+    assert!(
+        logged.contains(&format!("waits for plan {MINOR}")),
+        "{logged}"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
