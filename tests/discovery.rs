@@ -572,3 +572,33 @@ fn serve_without_plan_ticks_every_plan_holds_the_conflicting_one_and_reports_the
     assert!(st.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_begun_plan_that_no_longer_plans_still_holds_the_plans_it_clashes_with() {
+    let f = fleet("k8s-minor");
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(f.state(MINOR).is_some_and(|s| !s.waves.is_empty()));
+    // The begun plan now asks for a downgrade: refused against the fleet, so it cannot tick.
+    let refused =
+        example_plan("k8s-minor").replace("targetVersion: v1.33.5", "targetVersion: v1.30.0");
+    assert_ne!(refused, example_plan("k8s-minor"));
+    f.commit(
+        &[
+            ("plans/demo.yaml", Some(&refused)),
+            ("plans/chained.yaml", Some(&example_plan("chained"))),
+        ],
+        "plans: minor refused, chained added",
+    );
+    let (code, out, err) = f.reconcile_all(&[]);
+    assert_eq!(code, 2, "the refused plan is an error\n{out}\n{err}");
+    assert!(err.contains(&format!("plan {MINOR}")), "{err}");
+    // What it merged so far still holds the chained plan, which moves the same versions.
+    assert!(
+        section(&out, CHAINED).contains(&format!(
+            "held: waits for plan {MINOR} (already rolling out)"
+        )),
+        "{out}"
+    );
+    assert!(f.state(CHAINED).is_none());
+}

@@ -105,9 +105,15 @@ pub fn scan(git: &GitRepo, r: &RemoteArgs, dir: &Path) -> anyhow::Result<Scan> {
                     waits: Vec::new(),
                 });
             }
-            Err(e) => out
-                .errors
-                .push(format!("plan {} ({}): {e}", plan.name, path.display())),
+            Err(e) => {
+                out.errors
+                    .push(format!("plan {} ({}): {e}", plan.name, path.display()));
+                // It cannot tick, but what it merged so far still counts: a rollout that had
+                // begun keeps holding clashing plans with the changes its state records.
+                if let Some(held) = recorded_edits(git, r, plan, &order, path) {
+                    edits.push(held);
+                }
+            }
         }
     }
     out.deleted = deleted(git, r, &found, &mut out.notes)?;
@@ -129,6 +135,33 @@ pub fn scan(git: &GitRepo, r: &RemoteArgs, dir: &Path) -> anyhow::Result<Scan> {
     };
     out.plans.sort_by_key(created);
     Ok(out)
+}
+
+/// A plan that does not plan cleanly now, as its stored state records it: only when its
+/// rollout had begun and has not succeeded.
+fn recorded_edits(
+    git: &GitRepo,
+    r: &RemoteArgs,
+    plan: &crate::core::plan::Plan,
+    order: &BTreeMap<PathBuf, u64>,
+    path: &Path,
+) -> Option<PlanEdits> {
+    let (st, _) = reconcile::load_state(git, &ops::settings(r), &plan.name).ok()?;
+    if st.waves.is_empty() || st.status == PlanStatus::Succeeded {
+        return None;
+    }
+    Some(PlanEdits {
+        name: plan.name.clone(),
+        created: order.get(path).copied().unwrap_or(u64::MAX),
+        after: plan.after.clone(),
+        complete: false,
+        started: true,
+        changes: st
+            .waves
+            .iter()
+            .flat_map(|w| w.steps.iter().flat_map(|s| s.changes.iter().cloned()))
+            .collect(),
+    })
 }
 
 /// The plans under `dir` at `head`.
