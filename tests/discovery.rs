@@ -90,6 +90,36 @@ impl Fleet {
         .unwrap();
     }
 
+    /// Commit a symlink at `path` pointing at `target` on `main`.
+    fn commit_link(&self, path: &str, target: &str) {
+        let repo = git2::Repository::open_bare(&self.remote).unwrap();
+        let parent = repo
+            .find_reference("refs/heads/main")
+            .unwrap()
+            .peel_to_commit()
+            .unwrap();
+        let mut b = git2::build::TreeUpdateBuilder::new();
+        b.upsert(
+            path,
+            repo.blob(target.as_bytes()).unwrap(),
+            git2::FileMode::Link,
+        );
+        let tree = b.create_updated(&repo, &parent.tree().unwrap()).unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        self.clock.set(self.clock.get() + Duration::minutes(1));
+        let time = git2::Time::new(self.clock.get().timestamp(), 0);
+        let sig = git2::Signature::new("Platform Team", "platform@example.com", &time).unwrap();
+        repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "a link",
+            &tree,
+            &[&parent],
+        )
+        .unwrap();
+    }
+
     fn reconcile_all(&self, extra: &[&str]) -> (i32, String, String) {
         self.clock.set(self.clock.get() + Duration::minutes(5));
         let out: Output = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
@@ -152,7 +182,13 @@ fn plans_are_found_added_changed_and_deleted() {
         ],
         "plans: notes and a broken plan",
     );
+    // A symlink is never followed, and said so.
+    f.commit_link("plans/linked.yaml", "demo.yaml");
     let (code, out, err) = f.reconcile_all(&[]);
+    assert!(
+        out.contains("note: plans/linked.yaml: not read as a plan: symlink"),
+        "{out}"
+    );
     assert_eq!(code, 2, "an invalid plan exits 2\n{out}\n{err}");
     assert!(err.contains("plans/broken.yaml:6:"), "{err}");
     assert!(

@@ -491,13 +491,12 @@ impl GitRepo {
                 return TreeWalkResult::Skip;
             }
             if e.filemode() == i32::from(FileMode::Link) {
-                refused.insert(
-                    path,
-                    EntryKind::Refused(
-                        crate::core::diag::Severity::Warning,
-                        "a symlink (not followed)".into(),
-                    ),
-                );
+                let target = self
+                    .repo
+                    .find_blob(e.id())
+                    .map(|b| PathBuf::from(String::from_utf8_lossy(b.content()).into_owned()))
+                    .unwrap_or_default();
+                refused.insert(path.clone(), crate::core::tree::link_kind(&path, &target));
             } else if e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()) {
                 match self.repo.find_blob(e.id()) {
                     Ok(b) if b.size() as u64 <= crate::core::tree::MAX_FILE_BYTES => {

@@ -173,6 +173,10 @@ fn discover_at(git: &GitRepo, head: &str, dir: &Path, out: &mut Scan) -> anyhow:
         ));
         return Ok(Discovery::default());
     };
+    for (path, why) in discovery::refused(&tree, dir) {
+        out.notes
+            .push(format!("{}: not read as a plan: {why}", path.display()));
+    }
     let files = discovery::yaml_files(&tree, dir).unwrap_or_default();
     let texts: Vec<(PathBuf, String)> = files
         .into_iter()

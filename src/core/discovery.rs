@@ -68,9 +68,23 @@ pub fn declares_plan(text: &str) -> bool {
 }
 
 /// The YAML files under `dir` in `tree`, recursively, sorted; entries the tree refuses
-/// (symlinks, devices) are left out. None when `dir` is not a directory.
+/// (symlinks, devices) are left out: [`refused`] says which. None when `dir` is not a
+/// directory.
 pub fn yaml_files(tree: &dyn FileTree, dir: &Path) -> Option<Vec<PathBuf>> {
+    walk(tree, dir).map(|(files, _)| files)
+}
+
+/// The entries under `dir` the tree refuses (a symlink, a device, an unreadable name), each
+/// with why: not read as plans, and said so.
+pub fn refused(tree: &dyn FileTree, dir: &Path) -> Vec<(PathBuf, String)> {
+    walk(tree, dir).map(|(_, r)| r).unwrap_or_default()
+}
+
+type Walked = (Vec<PathBuf>, Vec<(PathBuf, String)>);
+
+fn walk(tree: &dyn FileTree, dir: &Path) -> Option<Walked> {
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     let mut first = true;
     while let Some(d) = todo.pop() {
@@ -86,12 +100,14 @@ pub fn yaml_files(tree: &dyn FileTree, dir: &Path) -> Option<Vec<PathBuf>> {
             match kind {
                 EntryKind::Dir => todo.push(p),
                 EntryKind::File if name.ends_with(".yaml") || name.ends_with(".yml") => out.push(p),
-                _ => {}
+                EntryKind::Refused(_, why) => refused.push((p, why)),
+                EntryKind::File => {}
             }
         }
     }
     out.sort();
-    Some(out)
+    refused.sort();
+    Some((out, refused))
 }
 
 /// Discover the plans among `files` (path, text).
@@ -202,6 +218,44 @@ mod tests {
         );
         assert_eq!(d.invalid.len(), 2);
         assert!(d.invalid.iter().all(|x| x.diags.0[0].line == 4));
+    }
+
+    #[test]
+    fn refused_entries_are_named_and_nested_plans_found() {
+        use crate::core::diag::Severity;
+        let tree = crate::core::tree::MemTree::new(
+            [
+                (PathBuf::from("plans/a.yaml"), b"x".to_vec()),
+                (PathBuf::from("plans/team/b.yml"), b"x".to_vec()),
+                (PathBuf::from("plans/notes.txt"), b"x".to_vec()),
+                (PathBuf::from("other/c.yaml"), b"x".to_vec()),
+            ]
+            .into_iter()
+            .collect(),
+        )
+        .with_refused(
+            [(
+                PathBuf::from("plans/link.yaml"),
+                EntryKind::Refused(Severity::Warning, "symlink (not followed)".into()),
+            )]
+            .into_iter()
+            .collect(),
+        );
+        assert_eq!(
+            yaml_files(&tree, Path::new("plans")).unwrap(),
+            [
+                PathBuf::from("plans/a.yaml"),
+                PathBuf::from("plans/team/b.yml")
+            ]
+        );
+        assert_eq!(
+            refused(&tree, Path::new("plans")),
+            [(
+                PathBuf::from("plans/link.yaml"),
+                "symlink (not followed)".to_string()
+            )]
+        );
+        assert!(yaml_files(&tree, Path::new("nowhere")).is_none());
     }
 
     #[test]
