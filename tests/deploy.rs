@@ -168,7 +168,7 @@ fn check_lease_rbac(docs: &[Value], from: &str) {
         .collect();
     assert_eq!(
         verbs,
-        BTreeSet::from(["get", "list", "create", "update"]),
+        BTreeSet::from(["get", "list", "create", "update", "delete"]),
         "{from}"
     );
     let binding = of_kind(docs, "RoleBinding");

@@ -340,3 +340,29 @@ fn two_serve_processes_spread_the_plans_and_one_takes_over_when_the_other_is_kil
     );
     assert_ne!(after["spec"]["acquireTime"], before["spec"]["acquireTime"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_of_a_replica_gone_for_ten_durations_is_deleted_and_a_recent_one_kept() {
+    let fake = FakeKube::start();
+    let d = Duration::from_secs(2);
+    let (old, recent) = (elector(&fake, "old", d), elector(&fake, "recent", d));
+    let t0 = Utc::now();
+    recent
+        .round(&plans(&["a"]), t0 - chrono::Duration::seconds(5))
+        .await
+        .unwrap();
+    old.round(&plans(&["a"]), t0 - chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(fake.lease(NS, "fleetwave-replica-old").is_some());
+    assert!(fake.lease(NS, "fleetwave-replica-recent").is_some());
+    elector(&fake, "r1", d)
+        .round(&plans(&["a"]), t0)
+        .await
+        .unwrap();
+    // 60 s unrenewed at 2 s a lease: gone. 5 s: expired but kept (it may come back).
+    assert!(fake.lease(NS, "fleetwave-replica-old").is_none());
+    assert!(fake.lease(NS, "fleetwave-replica-recent").is_some());
+    // Plan Leases are never deleted: they carry the plan's history of holders.
+    assert!(fake.lease(NS, &plan_lease("a")).is_some());
+}

@@ -607,7 +607,7 @@ fn rbac_is_read_only() {
             for verb in rules[0]["verbs"].as_sequence().unwrap() {
                 let verb = verb.as_str().unwrap();
                 assert!(
-                    matches!(verb, "get" | "list" | "create" | "update"),
+                    matches!(verb, "get" | "list" | "create" | "update" | "delete"),
                     "{verb}"
                 );
             }

@@ -8,7 +8,8 @@
 //! above its share it releases Leases for the others. Every write is a PUT carrying the
 //! `resourceVersion` read (or a POST for a new Lease): a 409 means another replica wrote first,
 //! and this replica follows. Expiry is `renewTime + leaseDurationSeconds` against the caller's
-//! clock, so replicas' clocks must agree to well within the lease duration.
+//! clock, so replicas' clocks must agree to well within the lease duration. The Lease of a
+//! replica gone for [`GONE_AFTER`] lease durations is deleted; plan Leases are kept.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub const PLAN_PREFIX: &str = "fleetwave-plan-";
 /// Name prefix of the per-replica Leases.
 pub const REPLICA_PREFIX: &str = "fleetwave-replica-";
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "fleetwave");
+/// A replica's Lease unrenewed for this many lease durations is deleted by the others.
+pub const GONE_AFTER: i64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -154,6 +157,7 @@ impl Elector {
             })
             .count()
             + 1;
+        self.forget_gone(&leases, &own, now).await;
         let share = plans.len().div_ceil(live);
         let mut held = plans
             .iter()
@@ -203,6 +207,32 @@ impl Elector {
             }
         }
         Ok(n)
+    }
+
+    /// Delete the Leases of replicas gone for [`GONE_AFTER`] lease durations (a Deployment's
+    /// pods get new names on every rollout), at the resourceVersion read so a replica that
+    /// came back is never deleted. Best effort: a failure waits for the next round.
+    async fn forget_gone(&self, leases: &BTreeMap<String, Lease>, own: &str, now: DateTime<Utc>) {
+        use kube::api::{DeleteParams, Preconditions};
+        for (name, l) in leases {
+            let Some(spec) = &l.spec else { continue };
+            let renewed = spec.renew_time.as_ref().and_then(from_micro);
+            let secs = i64::from(spec.lease_duration_seconds.unwrap_or(0)).max(1) * GONE_AFTER;
+            let gone = renewed.is_none_or(|r| r + chrono::Duration::seconds(secs) < now);
+            if !name.starts_with(REPLICA_PREFIX) || name == own || !gone {
+                continue;
+            }
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: l.metadata.resource_version.clone(),
+                    uid: None,
+                }),
+                ..Default::default()
+            };
+            if let Err(e) = self.api.delete(name, &dp).await {
+                tracing::debug!(lease = %name, "not deleted: {e}");
+            }
+        }
     }
 
     async fn list(&self) -> Result<BTreeMap<String, Lease>, LeaseError> {

@@ -1702,13 +1702,34 @@ fn lease_request(
             Some(v) => (200, v.clone()),
             None => missing(n),
         },
-        ("DELETE", Some(n)) => match leases.remove(&(ns.to_string(), n.to_string())) {
-            Some(_) => (
+        ("DELETE", Some(n)) => {
+            let key = (ns.to_string(), n.to_string());
+            let Some(stored) = leases.get(&key) else {
+                return missing(n);
+            };
+            // DeleteOptions.preconditions.resourceVersion, as the API server checks it.
+            let want = serde_json::from_slice::<Value>(body).ok().and_then(|b| {
+                b.pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            let have = stored
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
+            if want.is_some() && want.as_deref() != have {
+                return conflict(
+                    &format!(
+                        "Operation cannot be fulfilled on leases.coordination.k8s.io \"{n}\": Precondition failed"
+                    ),
+                    "Conflict",
+                );
+            }
+            leases.remove(&key);
+            (
                 200,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-            ),
-            None => missing(n),
-        },
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            )
+        }
         ("POST", None) | ("PUT", Some(_)) => {
             let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
                 return (400, status_obj(400, "BadRequest", "the body is not JSON"));
