@@ -104,7 +104,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     let r = remote(
                         RepoArgs {
                             remote: url,
-                            plan: plan.clone().unwrap_or_else(|| "plans".into()),
+                            plan: Some(plan.clone().unwrap_or_else(|| "plans".into())),
                             base,
                             cache: None,
                             token,
