@@ -68,8 +68,8 @@ fn has_topology(fleet: &Fleet, c: &str) -> bool {
     })
 }
 
-/// The repository's YAML files that are not a cluster's (hidden entries skipped; files over
-/// 1 MiB or not UTF-8 skipped: no ClusterClass is that large).
+/// The repository's YAML files that are not a cluster's (hidden entries and cluster folders
+/// skipped; files over 1 MiB or not UTF-8 skipped: no ClusterClass is that large).
 fn other_yaml(tree: &dyn FileTree, fleet: &Fleet) -> Vec<(PathBuf, String)> {
     let known: BTreeSet<&Path> = fleet.files.iter().map(|f| f.rel.as_path()).collect();
     let mut paths = Vec::new();
@@ -79,6 +79,8 @@ fn other_yaml(tree: &dyn FileTree, fleet: &Fleet) -> Vec<(PathBuf, String)> {
             let p = dir.join(&name);
             match kind {
                 _ if name.starts_with('.') => {}
+                // Cluster folders are in `fleet.files` already.
+                EntryKind::Dir if fleet.roots.contains(&p) => {}
                 EntryKind::Dir => stack.push(p),
                 EntryKind::File
                     if (name.ends_with(".yaml") || name.ends_with(".yml"))

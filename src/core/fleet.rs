@@ -23,6 +23,9 @@ pub struct Fleet {
     pub located: Vec<Located>,
     pub clusters: BTreeMap<String, Cluster>,
     pub findings: Vec<Finding>,
+    /// The cluster folders read in full: every file below them is in `files` (when YAML or
+    /// read by a regex locator), so a search of the rest of the repository skips them.
+    pub roots: std::collections::BTreeSet<PathBuf>,
 }
 
 /// The managed values of the given clusters, as found during discovery.
@@ -77,7 +80,8 @@ fn infra_hints(file: &RepoFile, docs: &[Doc]) -> Vec<String> {
 pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fleet, Diags> {
     let ctx = locate::Ctx::new(plan, config);
     let mut refused = Vec::new();
-    let wanted = owners(tree, config, &mut refused);
+    let mut roots = std::collections::BTreeSet::new();
+    let wanted = owners(tree, config, &mut refused, &mut roots);
     // A binary file keeps its place (file indexes are positions in `wanted`) with no text.
     let read: Vec<Result<(Read, Option<Finding>), Diag>> = wanted
         .into_par_iter()
@@ -127,6 +131,7 @@ pub fn discover(tree: &dyn FileTree, config: &Config, plan: &Plan) -> Result<Fle
         located,
         clusters,
         findings,
+        roots,
     })
 }
 
@@ -136,6 +141,7 @@ fn owners(
     tree: &dyn FileTree,
     config: &Config,
     refused: &mut Vec<Finding>,
+    roots: &mut std::collections::BTreeSet<PathBuf>,
 ) -> Vec<(PathBuf, String)> {
     let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
     for pattern in &config.paths {
@@ -144,6 +150,7 @@ fn owners(
         expand(tree, Path::new(""), &segs, None, &mut found, refused);
         for (cluster, rel) in found {
             if tree.kind(&rel).is_some_and(|k| k.is_dir()) {
+                roots.insert(rel.clone());
                 let mut files = Vec::new();
                 walk(tree, &rel, &mut files, refused);
                 for f in files {
