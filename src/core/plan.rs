@@ -61,6 +61,10 @@ struct SpecFile {
     /// A release catalog in the fleet repository, instead of the built-in one.
     #[serde(default)]
     version_catalog: Option<String>,
+    /// Versions managed providers offer, exported by the user, for the clusters a selector
+    /// picks.
+    #[serde(default)]
+    provider_versions: Vec<ProviderVersions>,
     /// Merge worker (and whole-cluster) steps even when a cluster's PodDisruptionBudgets
     /// allow no disruption (default false: such a step is held before merge). A wave's own
     /// `allowDrainBlockers` wins.
@@ -205,11 +209,24 @@ impl Selector {
     }
 }
 
+/// A file in the fleet repository listing the Kubernetes versions a managed provider offers
+/// (the JSON of `aws eks describe-cluster-versions`, of `az aks get-versions`, or
+/// `versions: [...]`), and the clusters it applies to.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProviderVersions {
+    pub file: String,
+    pub cluster_selector: Selector,
+}
+
 /// A health gate checked through a wave's soak (evaluated by the rollout engine).
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Gate {
     Nodes {},
+    /// Hold a step that raises a control plane's minor while its API server still serves
+    /// requests for APIs that minor no longer serves (`apiserver_requested_deprecated_apis`).
+    DeprecatedApis {},
     #[serde(rename_all = "camelCase")]
     PodRestarts {
         threshold: u32,
@@ -313,6 +330,8 @@ pub struct Plan {
     pub overrides: Vec<VersionOverride>,
     /// `spec.versionCatalog`: a release catalog file in the fleet repository.
     pub version_catalog: Option<String>,
+    /// `spec.providerVersions`: what managed providers offer the clusters they host.
+    pub provider_versions: Vec<ProviderVersions>,
     /// The plan lists `intermediateVersions` (else hops may be computed from the catalog).
     pub hops_listed: bool,
 }
@@ -396,6 +415,7 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             overrides,
             hops_listed: !spec.intermediate_versions.is_empty(),
             version_catalog: spec.version_catalog,
+            provider_versions: spec.provider_versions,
         })
     } else {
         Err(Diags(errs))

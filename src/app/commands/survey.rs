@@ -132,6 +132,7 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         paused: false,
         overrides: Vec::new(),
         version_catalog: None,
+        provider_versions: Vec::new(),
         hops_listed: true,
     }
 }
