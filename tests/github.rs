@@ -845,10 +845,17 @@ fn status_and_the_dashboard_show_the_rate_limit_budget_seen() {
     let e = env("gitops-base");
     e.gh.set_rate_remaining(4321);
     let cache = e.dir.path().join("cache.git");
-    let out = e.reconcile_with(start(), &cache, &["--approver", "alice", "--dashboard"], &[]);
+    let out = e.reconcile_with(
+        start(),
+        &cache,
+        &["--approver", "alice", "--dashboard"],
+        &[],
+    );
     assert!(text(&out).contains("did: push"), "{}", text(&out));
     let left = |t: &str| -> u64 {
-        let at = t.find(" of 5000 requests").unwrap_or_else(|| panic!("no budget in {t}"));
+        let at = t
+            .find(" of 5000 requests")
+            .unwrap_or_else(|| panic!("no budget in {t}"));
         let n = t[..at].rsplit(' ').next().unwrap();
         n.parse().unwrap()
     };
@@ -881,7 +888,11 @@ fn status_and_the_dashboard_show_the_rate_limit_budget_seen() {
     let doc: serde_json::Value = serde_json::from_str(&status(&cache, true)).unwrap();
     assert_eq!(doc["githubBudget"]["remaining"].as_u64(), Some(in_status));
     assert_eq!(doc["githubBudget"]["limit"].as_u64(), Some(5000));
-    assert!(e.gh.calls().is_empty(), "status called GitHub: {:?}", e.gh.calls());
+    assert!(
+        e.gh.calls().is_empty(),
+        "status called GitHub: {:?}",
+        e.gh.calls()
+    );
     // A cache no GitHub forge wrote: no budget, rather than a made-up one.
     let fresh = e.dir.path().join("fresh-cache");
     assert!(!status(&fresh, false).contains("GitHub API budget"));

@@ -935,7 +935,10 @@ fn print_status(
         }
         let mut text = crate::core::status::render(report);
         if let Some(b) = budget {
-            text.push_str(&format!("\n{}\n", crate::core::status::render_budget(b, now)));
+            text.push_str(&format!(
+                "\n{}\n",
+                crate::core::status::render_budget(b, now)
+            ));
         }
         let _ = write!(out, "{}", crate::core::diag::escape(&text));
         if opts.watch.is_some() {

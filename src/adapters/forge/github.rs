@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 
 use super::{Forge, ForgeError, PrSpec, StepRef};
 use crate::adapters::git::GitRepo;
-use crate::core::status::ApiBudget;
 use crate::core::decide::PrObs;
 use crate::core::state::GateState;
+use crate::core::status::ApiBudget;
 
 pub const CONTEXT: &str = "fleetwave/gate";
 /// Marks fleetwave's step comment; the plan preview has its own, so neither replaces the other.
@@ -1442,10 +1442,18 @@ mod tests {
         let b = budget_of(&documented_headers(), now).unwrap();
         let body = "## rollout\n\nUpdated 2023-08-09 14:06 UTC.\n\n### wave\n";
         let shown = with_budget(body, Some(&b));
-        let updated: Vec<&str> = shown.lines().filter(|l| l.starts_with("Updated ")).collect();
+        let updated: Vec<&str> = shown
+            .lines()
+            .filter(|l| l.starts_with("Updated "))
+            .collect();
         assert_eq!(updated.len(), 1);
         assert!(updated[0].contains("4999 of 5000 requests left"), "{shown}");
-        let others = |t: &str| t.lines().filter(|l| !l.starts_with("Updated ")).collect::<Vec<_>>().join("\n");
+        let others = |t: &str| {
+            t.lines()
+                .filter(|l| !l.starts_with("Updated "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         assert_eq!(others(&shown), others(body));
         assert_eq!(with_budget(body, None), body);
     }
