@@ -823,3 +823,32 @@ fn a_version_the_providers_export_does_not_offer_is_refused() {
         "{all}"
     );
 }
+
+#[test]
+fn with_efficient_upgrades_replaced_workers_skip_minors_the_skew_allows() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let file = "clusters/capi/cluster.yaml";
+    // 1.33 → 1.36: the control plane (a labelled Machine) takes every minor; the
+    // MachineDeployment's machines are replaced, so its workers go once, at the last hop
+    // (1.36 is 3 minors above 1.33: the skew holds throughout).
+    let plan = f.plan("  targetVersion: v1.36.4\n  efficientUpgrades: true\n");
+    let doc = f.plan_json(&plan);
+    assert_eq!(
+        changes(&doc),
+        vec![
+            c(1, file, 35, "v1.33.0", "v1.34.9"),
+            c(3, file, 35, "v1.34.9", "v1.35.9"),
+            c(5, file, 35, "v1.35.9", "v1.36.4"),
+            c(6, file, 79, "v1.33.0", "v1.36.4"),
+        ]
+    );
+    let text = f.run(&["plan", "--plan", &plan]).stdout;
+    assert!(
+        text.contains("MachineDeployment/worker-md-0 skips 1.34, 1.35 (efficientUpgrades"),
+        "{text}"
+    );
+    // Without it, the workers follow every hop.
+    let plan = f.plan("  targetVersion: v1.36.4\n");
+    assert_eq!(changes(&f.plan_json(&plan)).len(), 6);
+}

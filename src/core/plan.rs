@@ -65,6 +65,10 @@ struct SpecFile {
     /// picks.
     #[serde(default)]
     provider_versions: Vec<ProviderVersions>,
+    /// Workers whose nodes are replaced (CAPI MachineDeployments, MachinePools) skip
+    /// intermediate minors while kubelets stay within 3 minors of the control plane.
+    #[serde(default)]
+    efficient_upgrades: bool,
     /// Merge worker (and whole-cluster) steps even when a cluster's PodDisruptionBudgets
     /// allow no disruption (default false: such a step is held before merge). A wave's own
     /// `allowDrainBlockers` wins.
@@ -332,6 +336,8 @@ pub struct Plan {
     pub version_catalog: Option<String>,
     /// `spec.providerVersions`: what managed providers offer the clusters they host.
     pub provider_versions: Vec<ProviderVersions>,
+    /// `spec.efficientUpgrades`: let replaced workers skip intermediate minors.
+    pub efficient_upgrades: bool,
     /// The plan lists `intermediateVersions` (else hops may be computed from the catalog).
     pub hops_listed: bool,
 }
@@ -416,6 +422,7 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             hops_listed: !spec.intermediate_versions.is_empty(),
             version_catalog: spec.version_catalog,
             provider_versions: spec.provider_versions,
+            efficient_upgrades: spec.efficient_upgrades,
         })
     } else {
         Err(Diags(errs))

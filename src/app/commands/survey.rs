@@ -133,6 +133,7 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         overrides: Vec::new(),
         version_catalog: None,
         provider_versions: Vec::new(),
+        efficient_upgrades: false,
         hops_listed: true,
     }
 }
