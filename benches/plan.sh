@@ -4,6 +4,8 @@
 #
 #   benches/plan.sh                 # 10,000 clusters, best of 3
 #   benches/plan.sh 100000          # any size (or CLUSTERS=100000); RUNS=5 for more repeats
+#   BIN=/path/to/fleetwave benches/plan.sh   # another build (e.g. the one before a change)
+#   FLEET=DIR benches/plan.sh       # a fleet generated earlier (gen_fleet --clusters N)
 #
 # Needs GNU find and /usr/bin/time (GNU time, for peak RSS).
 set -euo pipefail
@@ -12,7 +14,7 @@ CLUSTERS=${1:-${CLUSTERS:-10000}}
 RUNS=${RUNS:-3}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN=target/release/fleetwave
+BIN=${BIN:-target/release/fleetwave}
 
 if [[ ! -x /usr/bin/time ]]; then
     echo "plan.sh: /usr/bin/time (GNU time) is required for peak RSS" >&2
@@ -23,11 +25,14 @@ cargo build --release --locked --bin fleetwave --example gen_fleet
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fleetwave-bench.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-DIR=$TMP/fleet
-mkdir -p "$DIR"
-
-echo "generating $CLUSTERS clusters into $DIR ..." >&2
-target/release/examples/gen_fleet --out "$DIR" --clusters "$CLUSTERS" > /dev/null
+if [[ -n ${FLEET:-} ]]; then
+    DIR=$FLEET
+else
+    DIR=$TMP/fleet
+    mkdir -p "$DIR"
+    echo "generating $CLUSTERS clusters into $DIR ..." >&2
+    target/release/examples/gen_fleet --out "$DIR" --clusters "$CLUSTERS" > /dev/null
+fi
 
 files=$(find "$DIR" -type f | wc -l)
 bytes=$(find "$DIR" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')

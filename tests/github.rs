@@ -837,3 +837,64 @@ fn team_approvals_count_and_an_unreadable_team_is_said() {
         assert_eq!(said, usize::from(!readable), "readable={readable}: {t}");
     }
 }
+
+/// `status` and the dashboard show the core REST budget as GitHub's `x-ratelimit-*` headers
+/// stated it on the answers the reconciler saw; `status` itself calls no GitHub API.
+#[test]
+fn status_and_the_dashboard_show_the_rate_limit_budget_seen() {
+    let e = env("gitops-base");
+    e.gh.set_rate_remaining(4321);
+    let cache = e.dir.path().join("cache.git");
+    let out = e.reconcile_with(
+        start(),
+        &cache,
+        &["--approver", "alice", "--dashboard"],
+        &[],
+    );
+    assert!(text(&out).contains("did: push"), "{}", text(&out));
+    let left = |t: &str| -> u64 {
+        let at = t
+            .find(" of 5000 requests")
+            .unwrap_or_else(|| panic!("no budget in {t}"));
+        let n = t[..at].rsplit(' ').next().unwrap();
+        n.parse().unwrap()
+    };
+    let issues = e.gh.issues();
+    let body = issues[0]["body"].as_str().unwrap();
+    let on_dashboard = left(body);
+    assert!(
+        (4000..4321).contains(&on_dashboard),
+        "the tick spent calls from 4321: {body}"
+    );
+    let status = |cache: &Path, json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
+        cmd.args(["status", "--remote", &e.gh.git_url("acme", "fleet")])
+            .args(["--plan", "plans/demo.yaml"])
+            .args(["--cache", cache.to_str().unwrap()])
+            .env("GITHUB_TOKEN", TOKEN)
+            .env_remove("FLEETWAVE_GIT_TOKEN");
+        if json {
+            cmd.args(["--output", "json"]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    e.gh.reset_calls();
+    let shown = status(&cache, false);
+    // The tick's last answers came after the dashboard's: as many or fewer left.
+    let in_status = left(&shown);
+    assert!(in_status <= on_dashboard, "{shown}");
+    let doc: serde_json::Value = serde_json::from_str(&status(&cache, true)).unwrap();
+    assert_eq!(doc["githubBudget"]["remaining"].as_u64(), Some(in_status));
+    assert_eq!(doc["githubBudget"]["limit"].as_u64(), Some(5000));
+    assert!(
+        e.gh.calls().is_empty(),
+        "status called GitHub: {:?}",
+        e.gh.calls()
+    );
+    // A cache no GitHub forge wrote: no budget, rather than a made-up one.
+    let fresh = e.dir.path().join("fresh-cache");
+    assert!(!status(&fresh, false).contains("GitHub API budget"));
+    assert!(!status(&fresh, true).contains("githubBudget"));
+}

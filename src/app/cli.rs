@@ -33,10 +33,17 @@ fn remote(repo: RepoArgs, author: Option<AuthorArgs>, prs: Option<PrArgs>) -> Re
 pub fn run(cli: Cli) -> ExitCode {
     let stdout = &mut std::io::stdout().lock();
     match cli.command {
-        c @ Command::Plan { .. } => commands::plan::run(
-            stdout,
-            commands::plan::PlanArgs::from_command(c).expect("a plan command"),
-        ),
+        c @ Command::Plan { .. } => {
+            // Stdout is line-buffered: a plan of 10,000 clusters as JSON is 800,000 lines,
+            // one write(2) each. Written in blocks instead (flushed when the plan is done).
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
+            let code = commands::plan::run(
+                &mut out,
+                commands::plan::PlanArgs::from_command(c).expect("a plan command"),
+            );
+            let _ = std::io::Write::flush(&mut out);
+            code
+        }
         Command::Apply {
             repo,
             plan,

@@ -795,6 +795,7 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
             kube: kube.as_ref(),
             history: &history,
             rt: &rt,
+            budget_file: cache_dir(r).join(GITHUB_CACHE_FILE),
         };
         let code = match status_once(&env, out) {
             Ok(c) => c,
@@ -834,7 +835,12 @@ struct StatusEnv<'a> {
     /// With `--clusters sim`: the base history, extended with new commits only.
     history: &'a std::sync::Mutex<BaseHistory>,
     rt: &'a tokio::runtime::Runtime,
+    /// The GitHub forge's cache: the rate-limit budget its last answer stated.
+    budget_file: PathBuf,
 }
+
+/// The GitHub forge's cache file in the cache directory (see `ForgeArgs::choice`).
+const GITHUB_CACHE_FILE: &str = "fleetwave-github.json";
 
 fn status_once(env: &StatusEnv<'_>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let opts = env.opts;
@@ -850,7 +856,8 @@ fn status_once(env: &StatusEnv<'_>, out: &mut dyn Write) -> anyhow::Result<ExitC
         .collect();
     let st = &o.state;
     let report = crate::core::status::build(&o.plan.name, &waves, &in_git, st, observed.as_ref());
-    print_status(&report, opts, now, out)?;
+    let budget = crate::adapters::forge::github::last_budget(&env.budget_file);
+    print_status(&report, budget.as_ref(), opts, now, out)?;
     if opts.gh_output {
         let report = reconcile::Report {
             outcome: Outcome::Progressing,
@@ -906,12 +913,26 @@ fn status_observations(
 /// The status report as JSON or as a table (redrawn in place when watching a terminal).
 fn print_status(
     report: &crate::core::status::Report,
+    budget: Option<&crate::core::status::ApiBudget>,
     opts: &StatusOpts,
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    /// The report with the GitHub budget after its fields, when there is one.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        report: &'a crate::core::status::Report,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        github_budget: Option<&'a crate::core::status::ApiBudget>,
+    }
     if opts.json {
-        let text = serde_json::to_string_pretty(report).flat()?;
+        let shown = Shown {
+            report,
+            github_budget: budget,
+        };
+        let text = serde_json::to_string_pretty(&shown).flat()?;
         let _ = writeln!(out, "{text}");
     } else {
         use std::io::IsTerminal;
@@ -919,7 +940,13 @@ fn print_status(
             // Redraw in place.
             let _ = write!(out, "\x1b[2J\x1b[H");
         }
-        let text = crate::core::status::render(report);
+        let mut text = crate::core::status::render(report);
+        if let Some(b) = budget {
+            text.push_str(&format!(
+                "\n{}\n",
+                crate::core::status::render_budget(b, now)
+            ));
+        }
         let _ = write!(out, "{}", crate::core::diag::escape(&text));
         if opts.watch.is_some() {
             let _ = writeln!(

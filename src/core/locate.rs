@@ -301,6 +301,9 @@ pub fn locate_file(
     }
     markers(&mut scan, docs);
     commented(&mut scan);
+    // Kept for the whole plan (one per file of the fleet): no spare capacity.
+    scan.out.occurrences.shrink_to_fit();
+    scan.out.skips.shrink_to_fit();
     scan.out
 }
 

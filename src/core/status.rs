@@ -435,9 +435,60 @@ fn dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
 }
 
+/// The GitHub API budget as the GitHub forge last saw it, from the `x-ratelimit-limit`,
+/// `-remaining` and `-reset` headers of its last answer (status makes no GitHub call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiBudget {
+    pub limit: u64,
+    pub remaining: u64,
+    /// When the window resets (the budget is whole again).
+    pub reset: chrono::DateTime<chrono::Utc>,
+    /// When the answer carrying these headers arrived.
+    pub seen_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One line for the status table and the dashboard: what was left when, and until when.
+pub fn render_budget(b: &ApiBudget, now: chrono::DateTime<chrono::Utc>) -> String {
+    let fmt = "%Y-%m-%d %H:%M UTC";
+    if now >= b.reset {
+        format!(
+            "GitHub API budget: {} of {} requests were left at {}; that window reset at {}",
+            b.remaining,
+            b.limit,
+            b.seen_at.format(fmt),
+            b.reset.format(fmt)
+        )
+    } else {
+        format!(
+            "GitHub API budget: {} of {} requests left at {}, until {}",
+            b.remaining,
+            b.limit,
+            b.seen_at.format(fmt),
+            b.reset.format(fmt)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_line_says_when_it_was_seen_and_whether_its_window_is_over() {
+        let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let b = ApiBudget {
+            limit: 5000,
+            remaining: 4999,
+            reset: t("2023-08-09T14:29:23Z"),
+            seen_at: t("2023-08-09T13:30:00Z"),
+        };
+        assert_eq!(
+            render_budget(&b, t("2023-08-09T13:31:00Z")),
+            "GitHub API budget: 4999 of 5000 requests left at 2023-08-09 13:30 UTC, until 2023-08-09 14:29 UTC"
+        );
+        assert!(render_budget(&b, t("2023-08-09T15:00:00Z")).contains("that window reset at"));
+    }
     use crate::core::cluster::{Component, NodeSummary};
     use crate::core::state::{StepState, WaveState};
 

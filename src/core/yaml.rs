@@ -204,12 +204,40 @@ impl CharOffsets {
     }
 }
 
+/// Mappings up to this many pairs find a duplicate key by scanning their pairs.
+const SCAN_KEYS: usize = 16;
+
+/// Whether `key` is already a scalar key of the mapping holding `pairs` (the pairs before it).
+fn is_duplicate(
+    nodes: &[Node],
+    pairs: &[(NodeId, NodeId)],
+    keys: &mut Option<HashSet<String>>,
+    key: &str,
+) -> bool {
+    let scalar_key = |&(k, _): &(NodeId, NodeId)| match &nodes[k].kind {
+        Kind::Scalar(s) => Some(s.value.as_str()),
+        _ => None,
+    };
+    if keys.is_none() && pairs.len() < SCAN_KEYS {
+        return pairs.iter().any(|p| scalar_key(p) == Some(key));
+    }
+    let set = keys.get_or_insert_with(|| {
+        pairs
+            .iter()
+            .filter_map(scalar_key)
+            .map(str::to_string)
+            .collect()
+    });
+    !set.insert(key.to_string())
+}
+
 enum Open {
     Map {
         id: NodeId,
         pending_key: Option<NodeId>,
-        /// The scalar keys seen so far: the duplicate check is one hash lookup per key.
-        keys: HashSet<String>,
+        /// The scalar keys seen so far, hashed once the mapping is large (a small mapping,
+        /// the usual case, is checked by scanning its pairs: no allocation per key).
+        keys: Option<HashSet<String>>,
     },
     Seq {
         id: NodeId,
@@ -262,7 +290,10 @@ impl Builder<'_> {
                     let map = *map;
                     let nodes = &self.cur.nodes;
                     if let Kind::Scalar(key) = &nodes[k].kind {
-                        let dup = !keys.insert(key.value.clone());
+                        let dup = match &nodes[map].kind {
+                            Kind::Map(pairs) => is_duplicate(nodes, pairs, keys, &key.value),
+                            _ => false,
+                        };
                         if dup && self.error.is_none() {
                             self.error = Some(SyntaxError {
                                 offset: nodes[k].start,
@@ -362,7 +393,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     Open::Map {
                         id,
                         pending_key: None,
-                        keys: HashSet::new(),
+                        keys: None,
                     }
                 } else {
                     Open::Seq { id }

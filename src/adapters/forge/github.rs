@@ -19,6 +19,7 @@ use super::{Forge, ForgeError, PrSpec, StepRef};
 use crate::adapters::git::GitRepo;
 use crate::core::decide::PrObs;
 use crate::core::state::GateState;
+use crate::core::status::ApiBudget;
 
 pub const CONTEXT: &str = "fleetwave/gate";
 /// Marks fleetwave's step comment; the plan preview has its own, so neither replaces the other.
@@ -118,6 +119,54 @@ struct Cache {
     /// GitHub refused check runs to this token (403): not asked again.
     #[serde(default)]
     check_runs_refused: bool,
+    /// The core REST budget from the last answer's rate-limit headers (for `status` and the
+    /// dashboard).
+    #[serde(default)]
+    rate: Option<ApiBudget>,
+}
+
+/// The core REST budget an answer's `x-ratelimit-*` headers state, seen at `now`. Other
+/// resources (search, GraphQL) have budgets of their own and are not the one steps spend.
+fn budget_of(h: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<ApiBudget> {
+    let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    let number = |k: &str| header(k).and_then(|v| v.parse::<u64>().ok());
+    if header("x-ratelimit-resource").is_some_and(|r| r != "core") {
+        return None;
+    }
+    let reset = i64::try_from(number("x-ratelimit-reset")?).ok()?;
+    Some(ApiBudget {
+        limit: number("x-ratelimit-limit")?,
+        remaining: number("x-ratelimit-remaining")?,
+        reset: chrono::DateTime::from_timestamp(reset, 0)?,
+        seen_at: now,
+    })
+}
+
+/// The budget the GitHub forge last saw, as kept in its cache file (None when no GitHub
+/// forge with this cache has answered yet).
+pub fn last_budget(cache_file: &std::path::Path) -> Option<ApiBudget> {
+    let bytes = std::fs::read(cache_file).ok()?;
+    serde_json::from_slice::<Cache>(&bytes).ok()?.rate
+}
+
+/// The dashboard body with the budget on its "Updated …" line, which alone never causes a
+/// write (so the figure is the one seen when the body last changed).
+fn with_budget(body: &str, budget: Option<&ApiBudget>) -> String {
+    let Some(b) = budget else {
+        return body.to_string();
+    };
+    let line = crate::core::status::render_budget(b, b.seen_at);
+    let mut done = false;
+    let mut out: Vec<String> = Vec::new();
+    for l in body.split('\n') {
+        if !done && l.starts_with(super::DASHBOARD_UPDATED) {
+            done = true;
+            out.push(format!("{l} {line}."));
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    out.join("\n")
 }
 
 pub struct GitHubForge<'a> {
@@ -568,6 +617,9 @@ impl<'a> GitHubForge<'a> {
         }?;
         let status = res.status();
         let headers = res.headers().clone();
+        if let Some(b) = budget_of(&headers, chrono::Utc::now()) {
+            self.cache.lock().expect("cache lock").rate = Some(b);
+        }
         if let Some(v) = headers.get("sl-violations").and_then(|v| v.to_str().ok()) {
             self.violations
                 .lock()
@@ -1219,7 +1271,8 @@ impl Forge for GitHubForge<'_> {
     }
 
     async fn dashboard(&self, plan: &str, body: &str) -> Result<(), ForgeError> {
-        let body = &*crate::core::diag::escape(body);
+        let rate = self.cache.lock().expect("cache lock").rate.clone();
+        let body = &with_budget(&crate::core::diag::escape(body), rate.as_ref());
         let title = format!("fleetwave: {plan}");
         let known = self
             .cache
@@ -1373,6 +1426,60 @@ impl GitHubForge<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The headers of GitHub's own example in "Rate limits for the REST API" (REST docs,
+    /// "Checking the status of your rate limit": limit 5000, remaining 4999, used 1,
+    /// reset 1691591363, resource core).
+    fn documented_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-ratelimit-limit", "5000"),
+            ("x-ratelimit-remaining", "4999"),
+            ("x-ratelimit-used", "1"),
+            ("x-ratelimit-reset", "1691591363"),
+            ("x-ratelimit-resource", "core"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn the_core_budget_is_read_from_the_documented_headers() {
+        let now = chrono::DateTime::from_timestamp(1_691_590_000, 0).unwrap();
+        let b = budget_of(&documented_headers(), now).unwrap();
+        assert_eq!((b.limit, b.remaining), (5000, 4999));
+        assert_eq!(b.reset.timestamp(), 1_691_591_363);
+        assert_eq!(b.seen_at, now);
+        let mut search = documented_headers();
+        search.insert("x-ratelimit-resource", HeaderValue::from_static("search"));
+        assert_eq!(budget_of(&search, now), None, "another resource's budget");
+        let mut none = documented_headers();
+        none.remove("x-ratelimit-remaining");
+        assert_eq!(budget_of(&none, now), None);
+    }
+
+    #[test]
+    fn the_dashboard_carries_the_budget_on_its_updated_line_only() {
+        let now = chrono::DateTime::from_timestamp(1_691_590_000, 0).unwrap();
+        let b = budget_of(&documented_headers(), now).unwrap();
+        let body = "## rollout\n\nUpdated 2023-08-09 14:06 UTC.\n\n### wave\n";
+        let shown = with_budget(body, Some(&b));
+        let updated: Vec<&str> = shown
+            .lines()
+            .filter(|l| l.starts_with("Updated "))
+            .collect();
+        assert_eq!(updated.len(), 1);
+        assert!(updated[0].contains("4999 of 5000 requests left"), "{shown}");
+        let others = |t: &str| {
+            t.lines()
+                .filter(|l| !l.starts_with("Updated "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(others(&shown), others(body));
+        assert_eq!(with_budget(body, None), body);
+    }
 
     #[test]
     fn owner_and_repo_from_remotes() {

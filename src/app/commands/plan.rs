@@ -99,6 +99,8 @@ pub fn run(stdout: &mut dyn Write, a: PlanArgs) -> ExitCode {
         Output::Json => print_json(stdout, &p, a.diff, now),
         Output::Text => print_text(stdout, &p, a.diff, colored, now),
     };
+    // Out before anything said on stderr below (the caller may buffer stdout).
+    let res = res.and_then(|()| stdout.flush());
     if let Err(e) = res {
         eprintln!("error: {e}");
         return ExitCode::from(2);
