@@ -141,6 +141,8 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             listen,
             interval,
             webhook_secret,
+            no_ui,
+            ui_listen,
         } => {
             let remote = remote(repo, Some(author), Some(prs));
             let choice = match forge_choice(&forge, &remote) {
@@ -153,7 +155,11 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
                 webhook_secret,
                 limits: Default::default(),
             };
-            crate::app::ops::serve(remote, world, choice, cfg)
+            let ui = crate::app::ops::UiOpts {
+                enabled: !no_ui,
+                listen: ui_listen,
+            };
+            crate::app::ops::serve(remote, world, choice, cfg, ui)
         }
         _ => unreachable!("run passes reconcile and serve only"),
     }
@@ -194,12 +200,20 @@ fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             max_refreshes,
             now,
         } => {
+            use crate::app::args::StatusOutput;
+            if output == StatusOutput::Html && watch.is_some() {
+                eprintln!(
+                    "error: --output html writes one page; drop --watch (serve refreshes its dashboard)"
+                );
+                return ExitCode::from(2);
+            }
             let opts = ops::StatusOpts {
                 clusters,
                 sim_delay: *sim_delay,
                 kube_context,
                 cluster_context,
-                json: output == Output::Json,
+                json: output == StatusOutput::Json,
+                html: output == StatusOutput::Html,
                 gh_output: github_output,
                 now,
                 watch: watch.map(|w| *w),

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod ops;
 pub mod reconcile;
 pub mod serve;
+pub mod web;
 
 /// App-layer errors are `anyhow::Error`s, shown to the user as `{:#}` (`context: cause`).
 /// `flat` turns a typed error into one that shows its own text only: fleetwave's error types
