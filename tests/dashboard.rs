@@ -245,3 +245,132 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// GET `url` with a deadline on the whole answer; (status, body).
+fn get(url: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .ok()?;
+        let r = client.get(url).send().await.ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    })
+}
+
+fn spawn_serve(dir: &Path, remote: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["serve", "--clusters", "sim", "--listen", "127.0.0.1:0"])
+        .args(["--interval", "3600"])
+        .args(["--remote", remote.to_str().unwrap(), "--plan", PLAN])
+        .args(["--cache", dir.join("cache.git").to_str().unwrap()])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("fleetwave serve: listening on ") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, addr)
+}
+
+/// Without a browser: the dashboard shares `--listen` by default, answers with headers that
+/// forbid scripts, and `--no-ui` removes it while the probes stay.
+#[test]
+fn the_dashboard_shares_the_listen_address_and_no_ui_turns_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = chrono::Utc::now() - chrono::Duration::days(1);
+    let remote = fleetwave::demo::seed_remote_files(dir.path(), &fleet_files(), start).unwrap();
+
+    let (child, addr) = spawn_serve(&dir.path().join("a"), &remote, &[]);
+    let mut s = Serve {
+        child,
+        ui: format!("http://{addr}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        match get(&format!("{}/", s.ui)) {
+            Some((200, body)) if body.contains("class=\"grid\"") => break body,
+            _ if Instant::now() < deadline => std::thread::park_timeout(Duration::from_millis(100)),
+            other => panic!("no dashboard before the deadline: {other:?}"),
+        }
+    };
+    assert!(page.contains("&lt;script&gt;alert(1)"));
+    assert!(!page.contains("<script"));
+    // A cluster the last tick did not see is a 404 page, its name escaped too.
+    let (code, body) = get(&format!("{}/cluster?name=%3Cscript%3Enope", s.ui)).unwrap();
+    assert_eq!(code, 404);
+    assert!(body.contains("&lt;script&gt;nope") && !body.contains("<script"));
+    assert_eq!(get(&format!("{}/healthz", s.ui)).unwrap().0, 200);
+    let _ = s.child.kill();
+
+    let (child, addr) = spawn_serve(&dir.path().join("b"), &remote, &["--no-ui"]);
+    s = Serve {
+        child,
+        ui: format!("http://{addr}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&format!("{}/readyz", s.ui)).is_none_or(|(c, _)| c != 200) {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    assert_eq!(get(&format!("{}/", s.ui)).unwrap().0, 404, "--no-ui");
+    assert_eq!(
+        get(&format!("{}/cluster?name=dev-canary-01", s.ui))
+            .unwrap()
+            .0,
+        404
+    );
+}
+
+/// `status --output html` writes the same page as one file: every cluster's detail inside,
+/// links within the file, no refresh, and a watch is refused.
+#[test]
+fn status_output_html_writes_one_static_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = chrono::Utc::now() - chrono::Duration::days(1);
+    let files = fleet_files();
+    let remote = fleetwave::demo::seed_remote_files(dir.path(), &files, start).unwrap();
+    let status = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(["status", "--clusters", "sim", "--output", "html"])
+            .args(["--remote", remote.to_str().unwrap(), "--plan", PLAN])
+            .args(["--cache", dir.path().join("cache.git").to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = status(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(!html.contains("http-equiv=\"refresh\""));
+    let cells = html.matches("class=\"cell p-").count();
+    assert_eq!(
+        cells, 10,
+        "the plan's 10 clusters (9 of the example plan and the hostile one)"
+    );
+    assert_eq!(
+        html.matches("<section class=\"cluster\" id=\"c-0-").count(),
+        cells
+    );
+    assert!(html.contains("&lt;script&gt;alert(1)") && !html.contains("<script"));
+    assert!(
+        html.contains("Flux Ready"),
+        "observed through the simulation"
+    );
+    let out = status(&["--watch", "1s"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
