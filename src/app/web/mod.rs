@@ -57,6 +57,18 @@ impl Phase {
         }
     }
 
+    /// The legend's explanation.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Phase::Pending => "its wave has not started",
+            Phase::InProgress => "a step of its wave is open, or merged and not converged here",
+            Phase::Soaking => "every step converged here; the wave is soaking",
+            Phase::Converged => "every step of its wave that changes it converged here",
+            Phase::Failed => "its wave recorded it as failed",
+            Phase::Skipped => "its wave ran and no step changes it",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Phase> {
         Phase::ALL.into_iter().find(|p| p.as_str() == s)
     }

@@ -95,7 +95,7 @@ fn plan(pi: usize, p: &PlanSnapshot, q: &Query, mode: Mode) -> Markup {
                 dt { "waves" } dd.waves { (waves.len()) }
                 dt { "clusters" } dd.clusters { (p.report.clusters.len()) }
                 @for ph in Phase::ALL {
-                    dt { span class=(format!("dot p-{}", ph.as_str())) {} (ph.as_str()) }
+                    dt title=(ph.meaning()) { span class=(format!("dot p-{}", ph.as_str())) {} (ph.as_str()) }
                     dd class=(format!("n-{}", ph.as_str())) {
                         (p.phases.iter().filter(|x| **x == ph).count())
                     }
