@@ -210,6 +210,9 @@ impl Selector {
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Gate {
     Nodes {},
+    /// Hold a step that raises a control plane's minor while its API server still serves
+    /// requests for APIs that minor no longer serves (`apiserver_requested_deprecated_apis`).
+    DeprecatedApis {},
     #[serde(rename_all = "camelCase")]
     PodRestarts {
         threshold: u32,
