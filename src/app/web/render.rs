@@ -304,6 +304,12 @@ fn facts(p: &PlanSnapshot, r: &Row) -> Markup {
                 } }
                 @if let Some(u) = &r.upgrade { tr { th { "upgrade" } td { (u) } } }
                 @if let Some(d) = &r.drain { tr { th { "drain" } td { (d) } } }
+                @if let Some(apis) = &r.deprecated_apis {
+                    tr { th { "deprecated APIs" } td.apis {
+                        @if apis.is_empty() { "no deprecated API requested" }
+                        @for a in apis { code { (a.to_string()) } br; }
+                    } }
+                }
             } @else {
                 tr { th { "running" } td { "not observed (no cluster source given)" } }
             }

@@ -32,6 +32,7 @@ fn row(wave: &str, cluster: &str) -> Row {
         drift: vec![],
         drain: None,
         drain_blockers: vec![],
+        deprecated_apis: None,
     }
 }
 
