@@ -133,8 +133,8 @@ fn strings_from_git_and_clusters_are_escaped_everywhere() {
     s.history[0].message = EVIL.into();
     let s = Arc::new(s);
     for html in [
-        render::page(&[s.clone()], &Query::default(), live()),
-        render::page(&[s.clone()], &Query::default(), Mode::Static),
+        render::page(std::slice::from_ref(&s), &Query::default(), live()),
+        render::page(std::slice::from_ref(&s), &Query::default(), Mode::Static),
         render::cluster_page(&s, EVIL, 10).expect("the cluster's page"),
     ] {
         assert!(!html.contains("<script"), "unescaped: {html}");
@@ -154,7 +154,7 @@ fn strings_from_git_and_clusters_are_escaped_everywhere() {
 #[test]
 fn the_page_forbids_scripts_and_refreshes_only_when_live() {
     let s = Arc::new(snapshot(3));
-    let live_page = render::page(&[s.clone()], &Query::default(), live());
+    let live_page = render::page(std::slice::from_ref(&s), &Query::default(), live());
     assert!(live_page.contains(r#"<meta http-equiv="refresh" content="10">"#));
     assert!(live_page.contains("default-src 'none'"));
     let static_page = render::page(&[s], &Query::default(), Mode::Static);
