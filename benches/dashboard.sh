@@ -13,11 +13,11 @@ set -euo pipefail
 CLUSTERS=${1:-${CLUSTERS:-10000}}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=$PWD/target/release/fleetwave
-cargo build --release --locked --bin fleetwave --example gen_fleet
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release --locked --bin fleetwave --example gen_fleet
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fleetwave-dash.XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 FLEET=$TMP/fleet
 REMOTE=$TMP/remote.git
@@ -42,7 +42,7 @@ wait_for() {
 }
 # best URL: best of 5 total times (ms) and the body size (bytes).
 best() {
-    local b= t s
+    local b='' t s
     for _ in 1 2 3 4 5; do
         read -r t s < <(curl -fsS -o /dev/null -w '%{time_total} %{size_download}\n' "$1")
         t=$(awk -v t="$t" 'BEGIN { printf "%d", t * 1000 }')
