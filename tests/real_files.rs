@@ -777,3 +777,78 @@ fn a_removed_api_in_a_base_the_cluster_pulls_in_from_outside_its_folder_is_refus
     let r = f.run(&["plan", "--plan", &plan]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
 }
+
+#[test]
+fn a_version_the_providers_export_does_not_offer_is_refused() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let at_124 = with_line(
+        &with_line(
+            &String::from_utf8(real(src)).unwrap(),
+            35,
+            "v1.33.0",
+            "v1.24.6",
+        ),
+        79,
+        "v1.33.0",
+        "v1.24.6",
+    );
+    std::fs::write(f.path("capi", "cluster.yaml"), &at_124).unwrap();
+    // What `az aks get-versions -o json` prints: the published example's response body.
+    let example: Value = serde_json::from_slice(&real("aks/KubernetesVersions_List.json")).unwrap();
+    let body = serde_json::to_string_pretty(&example["responses"]["200"]["body"]).unwrap();
+    std::fs::create_dir_all(f.dir.path().join("providers")).unwrap();
+    std::fs::write(f.dir.path().join("providers/aks-location1.json"), body).unwrap();
+    let pv = "  providerVersions:\n    - file: providers/aks-location1.json\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n";
+    let offered = f.plan(&format!("  targetVersion: v1.25.5\n{pv}"));
+    let r = f.run(&["plan", "--plan", &offered]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let unoffered = f.plan(&format!("  targetVersion: v1.25.6\n{pv}"));
+    let r = f.run(&["plan", "--plan", &unoffered]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(all.contains("clusters/capi/cluster.yaml:35:"), "{all}");
+    assert!(
+        all.contains("providers/aks-location1.json (AKS get-versions export) does not offer Kubernetes v1.25.6")
+            && all.contains("1.25.5"),
+        "{all}"
+    );
+    // An export that is not one fleetwave knows is an error at its line of the plan.
+    std::fs::write(f.dir.path().join("providers/aks-location1.json"), "{}").unwrap();
+    let r = f.run(&["plan", "--plan", &offered]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(
+        all.contains("plans/plan.yaml:") && all.contains("not a known export"),
+        "{all}"
+    );
+}
+
+#[test]
+fn with_efficient_upgrades_replaced_workers_skip_minors_the_skew_allows() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let file = "clusters/capi/cluster.yaml";
+    // 1.33 → 1.36: the control plane (a labelled Machine) takes every minor; the
+    // MachineDeployment's machines are replaced, so its workers go once, at the last hop
+    // (1.36 is 3 minors above 1.33: the skew holds throughout).
+    let plan = f.plan("  targetVersion: v1.36.4\n  efficientUpgrades: true\n");
+    let doc = f.plan_json(&plan);
+    assert_eq!(
+        changes(&doc),
+        vec![
+            c(1, file, 35, "v1.33.0", "v1.34.9"),
+            c(3, file, 35, "v1.34.9", "v1.35.9"),
+            c(5, file, 35, "v1.35.9", "v1.36.4"),
+            c(6, file, 79, "v1.33.0", "v1.36.4"),
+        ]
+    );
+    let text = f.run(&["plan", "--plan", &plan]).stdout;
+    assert!(
+        text.contains("MachineDeployment/worker-md-0 skips 1.34, 1.35 (efficientUpgrades"),
+        "{text}"
+    );
+    // Without it, the workers follow every hop.
+    let plan = f.plan("  targetVersion: v1.36.4\n");
+    assert_eq!(changes(&f.plan_json(&plan)).len(), 6);
+}

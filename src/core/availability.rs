@@ -4,6 +4,9 @@
 //! - a CAPI topology Cluster whose `ClusterClass` lists `spec.kubernetesVersions`: CAPI
 //!   refuses a topology version the class does not list, so each version the plan sets on
 //!   such a cluster must be listed (refused with file:line otherwise);
+//! - exports of what a managed provider offers (`spec.providerVersions`: EKS
+//!   `describe-cluster-versions`, AKS `get-versions`, or a plain list): each version the plan
+//!   sets on a cluster the entry's selector picks must be offered;
 //! - k0rdent `ClusterTemplateChain`s: a template swap that the repository's chains do not
 //!   offer from the current template is warned about (a chain outside the repository may
 //!   still offer it; the live `status.availableUpgrades` holds the step in `decide`).
@@ -31,9 +34,10 @@ pub fn check(
     src: &YamlSource,
     selected: &[&str],
 ) -> Vec<Finding> {
+    let mut out = provider_versions(tree, fleet, plan, src, selected);
     let topology = !plan.hops.is_empty() && selected.iter().any(|c| has_topology(fleet, c));
     if !topology && plan.templates.is_empty() {
-        return Vec::new();
+        return out;
     }
     let extra = other_yaml(tree, fleet);
     let files: Vec<(&Path, &str)> = fleet
@@ -43,7 +47,6 @@ pub fn check(
         .map(|f| (f.rel.as_path(), f.text.as_str()))
         .chain(extra.iter().map(|(p, t)| (p.as_path(), t.as_str())))
         .collect();
-    let mut out = Vec::new();
     if topology {
         let classes = classes(&files);
         for &c in selected.iter().filter(|_| !classes.is_empty()) {
@@ -317,4 +320,201 @@ fn template_chains(files: &[(&Path, &str)], plan: &Plan, src: &YamlSource) -> Ve
         out.push(Finding::new(Severity::Warning, None, d.message).at(&d.file, (d.line, d.column)));
     }
     out
+}
+
+/// What a provider export offers.
+#[derive(Debug, Default, PartialEq)]
+pub struct Offered {
+    /// The export's shape, for messages.
+    pub shape: &'static str,
+    /// Minors offered with whatever patch the provider picks (EKS; a bare `1.33` in a list).
+    pub minors: BTreeSet<(u32, u32)>,
+    /// Exact versions offered (AKS patch versions; `1.33.2` in a list).
+    pub versions: Vec<KubeVersion>,
+}
+
+impl Offered {
+    pub fn offers(&self, v: &KubeVersion) -> bool {
+        self.minors.contains(&(v.major, v.minor))
+            || self
+                .versions
+                .iter()
+                .any(|o| same_version(v, &o.to_string()))
+    }
+
+    fn add(&mut self, text: &str) {
+        match KubeVersion::parse(text) {
+            Some(v) if v.patch.is_none() => {
+                self.minors.insert((v.major, v.minor));
+            }
+            Some(v) => self.versions.push(v),
+            None => {}
+        }
+    }
+
+    fn shown(&self) -> String {
+        let mut all: Vec<String> = self
+            .minors
+            .iter()
+            .map(|(a, b)| format!("{a}.{b}"))
+            .collect();
+        all.extend(self.versions.iter().map(|v| v.to_string()));
+        all.join(", ")
+    }
+}
+
+/// Read a provider export: the JSON (or YAML) that `aws eks describe-cluster-versions`
+/// prints (`clusterVersions[].clusterVersion`, a minor: AWS picks the patch), the body of
+/// AKS's List Kubernetes Versions (`az aks get-versions -o json`: `values[].patchVersions`),
+/// or `versions: [...]` (minors or exact versions).
+pub fn parse_offered(text: &str) -> Result<Offered, String> {
+    let v: serde_json::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("not JSON or YAML: {e}"))?;
+    let strs = |a: &serde_json::Value, key: &str| -> Vec<String> {
+        a.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.get(key).and_then(|s| s.as_str()).map(String::from))
+            .collect()
+    };
+    let mut o = Offered::default();
+    if let Some(list) = v.get("clusterVersions") {
+        o.shape = "EKS describe-cluster-versions";
+        strs(list, "clusterVersion").iter().for_each(|s| o.add(s));
+    } else if let Some(list) = v.get("values").and_then(|l| l.as_array()) {
+        o.shape = "AKS get-versions";
+        for item in list {
+            let patches = item.get("patchVersions").and_then(|p| p.as_object());
+            patches.into_iter().flatten().for_each(|(k, _)| o.add(k));
+        }
+    } else if let Some(list) = v.get("versions").and_then(|l| l.as_array()) {
+        o.shape = "version list";
+        list.iter()
+            .filter_map(|s| s.as_str())
+            .for_each(|s| o.add(s));
+    } else {
+        return Err(
+            "not a known export: expected the JSON of `aws eks describe-cluster-versions` \
+                    (clusterVersions), of `az aks get-versions` (values), or `versions: [...]`"
+                .into(),
+        );
+    }
+    if o.minors.is_empty() && o.versions.is_empty() {
+        return Err(format!("a {} export that offers no version", o.shape));
+    }
+    Ok(o)
+}
+
+/// The lowest control-plane (or whole-cluster) version a cluster pins, and where.
+fn current_version<'a>(
+    fleet: &'a Fleet,
+    c: &str,
+) -> Option<(&'a crate::core::locate::Occurrence, KubeVersion)> {
+    fleet
+        .clusters
+        .get(c)?
+        .files
+        .iter()
+        .flat_map(|&i| fleet.located[i].occurrences.iter())
+        .filter(|o| matches!(o.what, What::Kubernetes(Role::ControlPlane | Role::Whole)))
+        .filter_map(|o| KubeVersion::parse(&o.value).map(|v| (o, v)))
+        .min_by(|a, b| a.1.cmp_precedence(&b.1))
+}
+
+/// Refusals for versions the plan sets on clusters that their provider's export does not
+/// offer; an export that cannot be read is an error at its `file` line.
+fn provider_versions(
+    tree: &dyn FileTree,
+    fleet: &Fleet,
+    plan: &Plan,
+    src: &YamlSource,
+    selected: &[&str],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (i, pv) in plan.provider_versions.iter().enumerate() {
+        let offered = tree
+            .read(Path::new(&pv.file))
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8".to_string()))
+            .and_then(|t| parse_offered(&t));
+        let offered = match offered {
+            Ok(o) => o,
+            Err(why) => {
+                let d = src.at(
+                    &path!["spec", "providerVersions", i, "file"],
+                    format!("providerVersions {}: {why}", pv.file),
+                );
+                out.push(
+                    Finding::new(Severity::Error, None, d.message).at(&d.file, (d.line, d.column)),
+                );
+                continue;
+            }
+        };
+        let picked = selected.iter().filter(|c| {
+            fleet
+                .clusters
+                .get(**c)
+                .is_some_and(|cl| pv.cluster_selector.matches(&cl.labels))
+        });
+        for &c in picked {
+            let Some((o, now)) = current_version(fleet, c) else {
+                continue;
+            };
+            let missing: Vec<String> = plan
+                .hops
+                .iter()
+                .filter(|h| h.cmp_precedence(&now).is_gt() && !offered.offers(h))
+                .map(|h| h.to_string())
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let msg = format!(
+                "{c}: {} ({} export) does not offer Kubernetes {}, which this plan sets; it \
+                 offers {}: choose offered versions (intermediateVersions / targetVersion), \
+                 or refresh the export if the provider offers more now",
+                pv.file,
+                offered.shape,
+                missing.join(", "),
+                offered.shown()
+            );
+            out.push(
+                Finding::new(Severity::Error, Some(c), msg)
+                    .at(&fleet.files[o.file].rel, (o.line, o.column)),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `clusterVersions[].clusterVersion` as the EKS API model names them
+    /// (`DescribeClusterVersionsResponse`, `ClusterVersionInformation`): a minor, whose patch
+    /// AWS picks.
+    #[test]
+    fn an_eks_export_offers_minors() {
+        let o = parse_offered(
+            r#"{"clusterVersions": [
+                {"clusterVersion": "1.33", "versionStatus": "STANDARD_SUPPORT", "kubernetesPatchVersion": "1.33.5"},
+                {"clusterVersion": "1.34", "versionStatus": "STANDARD_SUPPORT"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(o.shape, "EKS describe-cluster-versions");
+        let v = |s| KubeVersion::parse(s).unwrap();
+        assert!(o.offers(&v("v1.33.9")) && o.offers(&v("1.34")));
+        assert!(!o.offers(&v("v1.35.0")));
+    }
+
+    #[test]
+    fn a_plain_list_offers_minors_and_exact_versions() {
+        let o = parse_offered("versions: ['1.33', v1.34.2]\n").unwrap();
+        let v = |s| KubeVersion::parse(s).unwrap();
+        assert!(o.offers(&v("v1.33.7")) && o.offers(&v("1.34.2")));
+        assert!(!o.offers(&v("v1.34.3")));
+        assert!(parse_offered("versions: []").is_err());
+        assert!(parse_offered("[1, 2]").is_err());
+    }
 }

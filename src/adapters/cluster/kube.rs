@@ -715,16 +715,25 @@ async fn poll_version(
             .await
             .map(|v| v.git_version)
             .map_err(|e| NoVersion(e.to_string()));
-        let moved = {
-            let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
-            let moved = cur.as_ref() != Some(&got);
-            *cur = Some(got);
-            moved
-        };
-        if moved {
-            changed.send_modify(|n| *n += 1);
-        }
+        keep_reading(&slot, got, &changed);
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Store a poller's reading, signalling a change only when it differs from the last one.
+fn keep_reading<T: PartialEq>(
+    slot: &Mutex<Option<T>>,
+    got: T,
+    changed: &tokio::sync::watch::Sender<u64>,
+) {
+    let moved = {
+        let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let moved = cur.as_ref() != Some(&got);
+        *cur = Some(got);
+        moved
+    };
+    if moved {
+        changed.send_modify(|n| *n += 1);
     }
 }
 
@@ -752,15 +761,7 @@ async fn poll_deprecated_apis(
         if let Err(why) = &got {
             tracing::warn!("deprecated API metrics: {why}");
         }
-        let moved = {
-            let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
-            let moved = cur.as_ref() != Some(&got);
-            *cur = Some(got);
-            moved
-        };
-        if moved {
-            changed.send_modify(|n| *n += 1);
-        }
+        keep_reading(&slot, got, &changed);
         tokio::time::sleep(every).await;
     }
 }

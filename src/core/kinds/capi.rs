@@ -92,6 +92,7 @@ pub const KINDS: &[KindSpec] = &[
         fields: TEMPLATE_VERSION,
         hub: hub(CORE, "machinedeployments"),
         observe: Some(machine_deployment),
+        replaces_nodes: true,
         ..KindSpec::NONE
     },
     KindSpec {
@@ -101,6 +102,7 @@ pub const KINDS: &[KindSpec] = &[
         fields: TEMPLATE_VERSION,
         hub: hub(CORE, "machinepools"),
         observe: Some(machine_pool),
+        replaces_nodes: true,
         ..KindSpec::NONE
     },
     // A bare Machine: a control-plane node when labelled so, else a worker.

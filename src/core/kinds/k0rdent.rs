@@ -32,6 +32,7 @@ pub const KINDS: &[KindSpec] = &[KindSpec {
         plural: "clusterdeployments",
     }),
     observe: Some(cluster_deployment),
+    replaces_nodes: false,
 }];
 
 /// The spec names a ClusterTemplate, not a version, so only `status.k8sVersion` and `Ready`
