@@ -129,8 +129,54 @@ fn check_deployment(d: &Value, from: &str) {
             .any(|x| x.starts_with("--cache=/var/cache/fleetwave/")),
         "{from}: {a:?}"
     );
-    assert_eq!(d["spec"]["replicas"], 1, "{from}");
-    assert_eq!(d["spec"]["strategy"]["type"], "Recreate", "{from}");
+    // Replicas share the plans through a Lease per plan; each needs its identity.
+    assert_eq!(d["spec"]["replicas"], 3, "{from}");
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate", "{from}");
+    assert!(
+        a.iter().any(|x| x.starts_with("--lease-namespace=")),
+        "{from}: {a:?}"
+    );
+    assert!(
+        a.contains(&"--identity=$(POD_NAME)".to_string()),
+        "{from}: {a:?}"
+    );
+    let pod_name = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_NAME")
+        .unwrap_or_else(|| panic!("{from}: no POD_NAME"));
+    assert_eq!(
+        pod_name["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name",
+        "{from}"
+    );
+}
+
+/// Leader election: a Role on Leases only, in fleetwave's namespace, bound to its account.
+fn check_lease_rbac(docs: &[Value], from: &str) {
+    let role = of_kind(docs, "Role");
+    assert_eq!(role["metadata"]["namespace"], "fleetwave-system", "{from}");
+    let rules = role["rules"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1, "{from}");
+    assert_eq!(rules[0]["apiGroups"][0], "coordination.k8s.io", "{from}");
+    assert_eq!(rules[0]["resources"][0], "leases", "{from}");
+    let verbs: BTreeSet<&str> = rules[0]["verbs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        verbs,
+        BTreeSet::from(["get", "list", "create", "update", "delete"]),
+        "{from}"
+    );
+    let binding = of_kind(docs, "RoleBinding");
+    assert_eq!(
+        binding["roleRef"]["name"], role["metadata"]["name"],
+        "{from}"
+    );
+    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount", "{from}");
 }
 
 fn check_pdb_and_network_policy(docs: &[Value], from: &str) {
@@ -240,6 +286,7 @@ fn kustomize_renders_deploy_and_monitoring() {
     let base = render("deploy");
     check_deployment(of_kind(&base, "Deployment"), "kubectl kustomize deploy");
     check_pdb_and_network_policy(&base, "kubectl kustomize deploy");
+    check_lease_rbac(&base, "kubectl kustomize deploy");
     let mon = render("deploy/monitoring");
     for kind in ["PrometheusRule", "ServiceMonitor", "ConfigMap"] {
         of_kind(&mon, kind);
@@ -544,6 +591,12 @@ fn the_helm_chart_lints_and_renders_what_deploy_holds() {
     let d = of_kind(&objs, "Deployment");
     check_deployment(d, &from);
     check_pdb_and_network_policy(&objs, &from);
+    check_lease_rbac(&objs, &from);
+    // Without a plan the chart runs every plan of the plans folder.
+    assert!(
+        args(container(d)).contains(&"--plans-dir=plans".to_string()),
+        "{from}"
+    );
     // The same container as deploy/, apart from how arguments are passed (kustomize takes
     // them from a ConfigMap) and the labels.
     let ours = yaml("deploy/deployment.yaml");

@@ -596,7 +596,24 @@ fn rbac_is_read_only() {
             ),
             "unexpected {kind}"
         );
-        if !matches!(kind, "ClusterRole" | "Role") {
+        if kind == "Role" {
+            // The one write: its own Leases (leader election), in its namespace only.
+            assert_eq!(v["metadata"]["namespace"], "fleetwave-system");
+            let rules = v["rules"].as_sequence().expect("rules");
+            assert_eq!(rules.len(), 1, "{rules:?}");
+            assert_eq!(rules[0]["apiGroups"][0], "coordination.k8s.io");
+            assert_eq!(rules[0]["resources"].as_sequence().unwrap().len(), 1);
+            assert_eq!(rules[0]["resources"][0], "leases");
+            for verb in rules[0]["verbs"].as_sequence().unwrap() {
+                let verb = verb.as_str().unwrap();
+                assert!(
+                    matches!(verb, "get" | "list" | "create" | "update" | "delete"),
+                    "{verb}"
+                );
+            }
+            continue;
+        }
+        if kind != "ClusterRole" {
             continue;
         }
         roles += 1;
@@ -686,7 +703,7 @@ fn kustomize_builds() {
         if v["kind"] == "Deployment" {
             let spec = &v["spec"]["template"]["spec"];
             let c = &spec["containers"][0];
-            assert_eq!(v["spec"]["replicas"].as_u64(), Some(1));
+            assert_eq!(v["spec"]["replicas"].as_u64(), Some(3));
             assert_eq!(c["args"][0], "serve");
             assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
             assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");

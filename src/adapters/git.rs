@@ -456,6 +456,96 @@ impl GitRepo {
         Ok((out, refused))
     }
 
+    /// The files under directory `dir` of `commit` (recursively) under the path policy, as
+    /// [`GitRepo::tree`] gives them, without reading the rest of the tree (plan discovery
+    /// reads only the plans folder). None when `dir` is not a directory there.
+    pub fn tree_under(
+        &self,
+        commit: &str,
+        dir: &Path,
+    ) -> Result<Option<crate::core::tree::MemTree>, GitError> {
+        let rel = repo_path(dir)?;
+        let root = self
+            .find_commit(commit)?
+            .tree()
+            .map_err(|e| self.err("read tree", &e))?;
+        let entry = match root.get_path(Path::new(&rel)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+            Ok(_) => return Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(self.err(format!("look up {rel}"), &e)),
+        };
+        let sub = self
+            .repo
+            .find_tree(entry.id())
+            .map_err(|e| self.err(format!("read {rel}"), &e))?;
+        let mut files = BTreeMap::new();
+        let mut refused = BTreeMap::new();
+        let mut failed = None;
+        sub.walk(TreeWalkMode::PreOrder, |at, e| {
+            let utf8 = std::str::from_utf8(e.name_bytes()).is_ok();
+            let name = String::from_utf8_lossy(e.name_bytes());
+            let path = Path::new(&rel).join(format!("{at}{name}"));
+            if let Some(r) = crate::core::tree::name_refusal(&name, utf8) {
+                refused.insert(path, r);
+                return TreeWalkResult::Skip;
+            }
+            if e.filemode() == i32::from(FileMode::Link) {
+                let target = self
+                    .repo
+                    .find_blob(e.id())
+                    .map(|b| PathBuf::from(String::from_utf8_lossy(b.content()).into_owned()))
+                    .unwrap_or_default();
+                refused.insert(path.clone(), crate::core::tree::link_kind(&path, &target));
+            } else if e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()) {
+                match self.repo.find_blob(e.id()) {
+                    Ok(b) if b.size() as u64 <= crate::core::tree::MAX_FILE_BYTES => {
+                        files.insert(path, b.content().to_vec());
+                    }
+                    Ok(_) => {
+                        let why = crate::core::tree::too_large().to_string();
+                        refused.insert(
+                            path,
+                            EntryKind::Refused(crate::core::diag::Severity::Error, why),
+                        );
+                    }
+                    Err(err) => {
+                        failed = Some(self.err(format!("read {}", path.display()), &err));
+                        return TreeWalkResult::Abort;
+                    }
+                }
+            }
+            TreeWalkResult::Ok
+        })
+        .or_else(|e| {
+            if failed.is_some() {
+                Ok(())
+            } else {
+                Err(self.err("walk tree", &e))
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(Some(
+            crate::core::tree::MemTree::new(files).with_refused(refused),
+        ))
+    }
+
+    /// Names of the regular files at the root of `commit`'s tree (the state branch keeps one
+    /// file per plan there), without reading them.
+    pub fn root_files(&self, commit: &str) -> Result<Vec<String>, GitError> {
+        let root = self
+            .find_commit(commit)?
+            .tree()
+            .map_err(|e| self.err("read tree", &e))?;
+        Ok(root
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()))
+            .filter_map(|e| e.name().ok().map(str::to_string))
+            .collect())
+    }
+
     /// Contents of `path` in `commit`; None if absent or not a regular file.
     pub fn read_file(&self, commit: &str, path: &Path) -> Result<Option<Vec<u8>>, GitError> {
         let rel = repo_path(path)?;

@@ -9,4 +9,5 @@ pub mod forge;
 pub mod gates;
 pub mod git;
 pub mod http_get;
+pub mod lease;
 pub mod notify;

@@ -168,6 +168,13 @@ pub enum Command {
         /// Write step outputs and a job summary for GitHub Actions.
         #[arg(long)]
         github_output: bool,
+        /// Every plan under --plans-dir on the base branch instead of one --plan: later
+        /// plans that conflict with earlier ones wait (exit 1), invalid plans exit 2 after
+        /// the others ticked.
+        #[arg(long, conflicts_with = "plan")]
+        all: bool,
+        #[command(flatten)]
+        plans: PlansArgs,
     },
     /// Pause a running plan: nothing more is opened or merged until `resume`.
     Pause {
@@ -229,6 +236,10 @@ pub enum Command {
         /// Secret of the GitHub webhook (HMAC-SHA256); without it /webhook answers 404.
         #[arg(long, env = "FLEETWAVE_WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: Option<String>,
+        #[command(flatten)]
+        plans: PlansArgs,
+        #[command(flatten)]
+        leases: LeaseArgs,
         /// Do not serve the read-only web dashboard (`GET /`, `GET /cluster`).
         #[arg(long)]
         no_ui: bool,
@@ -389,9 +400,10 @@ pub struct RepoArgs {
     /// The fleet repository's remote: a URL or a local path.
     #[arg(long)]
     pub remote: String,
-    /// The plan file, relative to the repository root (committed on --base).
+    /// The plan file, relative to the repository root (committed on --base). `serve`
+    /// without it, and `reconcile --all`, run every plan under --plans-dir.
     #[arg(long)]
-    pub plan: PathBuf,
+    pub plan: Option<PathBuf>,
     /// The branch the plan and the fleet live on, where step pull requests merge.
     #[arg(long, default_value = "main")]
     pub base: String,
@@ -408,6 +420,33 @@ pub struct RepoArgs {
     /// Passphrase of `--ssh-key`, if it has one.
     #[arg(long, env = "FLEETWAVE_SSH_KEY_PASSPHRASE", hide_env_values = true)]
     pub ssh_key_passphrase: Option<String>,
+}
+
+/// Where plans are discovered (`serve` without --plan, `reconcile --all`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlansArgs {
+    /// The folder of the fleet repository whose FleetUpgradePlans run (at the head of --base).
+    #[arg(long, default_value = crate::core::discovery::DEFAULT_DIR)]
+    pub plans_dir: PathBuf,
+}
+
+/// Leader election with a `coordination.k8s.io/v1` Lease per plan (`serve`): on with
+/// `--clusters kube`, `--leases` or `--lease-namespace`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LeaseArgs {
+    /// Elect one acting replica per plan through Leases (default with --clusters kube).
+    #[arg(long)]
+    pub leases: bool,
+    /// Namespace of the Leases (turns leases on; default: the pod's, from POD_NAMESPACE,
+    /// else fleetwave-system).
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
+    /// How long a Lease lasts unrenewed: a stopped replica's plans are taken over after it.
+    #[arg(long, default_value = "15s")]
+    pub lease_duration: humantime::Duration,
+    /// This replica's identity in the Leases (default: POD_NAME, else HOSTNAME).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 /// Who signs the commits a command writes (state, steps, rollbacks).
@@ -473,7 +512,8 @@ impl RemoteArgs {
     pub fn new(repo: RepoArgs, author: AuthorArgs, prs: PrArgs) -> RemoteArgs {
         RemoteArgs {
             remote: repo.remote,
-            plan: repo.plan,
+            // Empty without --plan: only plan discovery (serve, reconcile --all) runs then.
+            plan: repo.plan.unwrap_or_default(),
             base: repo.base,
             cache: repo.cache,
             token: repo.token,

@@ -58,7 +58,21 @@ pub fn run(cli: Cli) -> ExitCode {
             repo,
             plan,
         } => commands::explain::run(stdout, &repo, &plan, &cluster),
+        Command::Reconcile {
+            ref repo,
+            all: false,
+            ..
+        } if repo.plan.is_none() => need_plan("reconcile", " (or --all for every plan)"),
         c @ (Command::Reconcile { .. } | Command::Serve { .. }) => rollout(stdout, c),
+        Command::Pause { ref repo, .. }
+        | Command::Resume { ref repo, .. }
+        | Command::Rollback { ref repo, .. }
+        | Command::History { ref repo, .. }
+        | Command::Status { ref repo, .. }
+            if repo.plan.is_none() =>
+        {
+            need_plan("this command", "")
+        }
         c @ (Command::Pause { .. }
         | Command::Resume { .. }
         | Command::Rollback { .. }
@@ -90,7 +104,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     let r = remote(
                         RepoArgs {
                             remote: url,
-                            plan: plan.clone().unwrap_or_else(|| "plans".into()),
+                            plan: Some(plan.clone().unwrap_or_else(|| "plans".into())),
                             base,
                             cache: None,
                             token,
@@ -136,6 +150,12 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// A command that works on one plan was given none: exit 2 saying so.
+fn need_plan(what: &str, alt: &str) -> ExitCode {
+    eprintln!("error: {what} needs --plan FILE (the plan's path in the repository){alt}");
+    ExitCode::from(2)
+}
+
 /// `reconcile` and `serve`: the reconciler, once or as a service.
 fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
     match c {
@@ -149,12 +169,27 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             dry_run,
             forge,
             github_output,
+            all,
+            plans,
         } => {
             let remote = remote(repo, Some(author), Some(prs));
             let choice = match forge_choice(&forge, &remote) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if all && github_output {
+                eprintln!("error: --github-output works with one --plan, not with --all");
+                return ExitCode::from(2);
+            }
+            if all {
+                let run = crate::app::multi::AllOpts {
+                    once,
+                    interval,
+                    dry_run,
+                    plans_dir: plans.plans_dir,
+                };
+                return crate::app::multi::reconcile_all(&remote, &world, &choice, &run, stdout);
+            }
             let run = crate::app::ops::RunOpts {
                 once,
                 interval,
@@ -172,6 +207,8 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             listen,
             interval,
             webhook_secret,
+            plans,
+            leases,
             no_ui,
             ui_listen,
         } => {
@@ -190,7 +227,21 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
                 enabled: !no_ui,
                 listen: ui_listen,
             };
-            crate::app::ops::serve(remote, world, choice, cfg, ui)
+            let many = crate::app::multi::ServeMany::new(&remote, &world, &plans, &leases);
+            match many {
+                Some(many) => {
+                    // Not wired into the multi-plan service yet: say so rather than serve
+                    // nothing silently.
+                    if ui.enabled {
+                        eprintln!(
+                            "warning: the web dashboard is not served yet with several plans or \
+                             leases (serve without --plan, or --clusters kube); / answers 404"
+                        );
+                    }
+                    crate::app::multi::serve(remote, world, choice, cfg, many)
+                }
+                None => crate::app::ops::serve(remote, world, choice, cfg, ui),
+            }
         }
         _ => unreachable!("run passes reconcile and serve only"),
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod completions;
 pub mod demo;
+pub mod multi;
 pub mod ops;
 pub mod reconcile;
 pub mod serve;

@@ -30,7 +30,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 
 /// A runtime whose worker keeps background tasks (kube watches) going while the calling
 /// thread is busy or asleep.
-fn watch_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn watch_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -38,7 +38,7 @@ fn watch_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn settings(r: &RemoteArgs) -> Settings {
+pub(crate) fn settings(r: &RemoteArgs) -> Settings {
     let mut s = Settings::new(&r.plan);
     s.base = r.base.clone();
     s.author_name = r.author_name.clone();
@@ -99,7 +99,7 @@ pub fn parse_fault(s: &str) -> anyhow::Result<(String, Fault)> {
     Ok((c.to_string(), f))
 }
 
-fn notifier(w: &WorldArgs) -> anyhow::Result<Fanout> {
+pub(crate) fn notifier(w: &WorldArgs) -> anyhow::Result<Fanout> {
     let mut sinks: Vec<Box<dyn Notifier>> = Vec::new();
     if let Some(p) = &w.events_file {
         sinks.push(Box::new(JsonlSink::new(p)));
@@ -115,7 +115,7 @@ fn notifier(w: &WorldArgs) -> anyhow::Result<Fanout> {
 }
 
 /// Print the error with its context (`context: cause`) and exit 2.
-fn fail(e: anyhow::Error) -> ExitCode {
+pub(crate) fn fail(e: anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
     ExitCode::from(2)
 }
@@ -130,17 +130,17 @@ pub struct RunOpts {
 }
 
 /// What every retried tick needs besides the forge.
-struct TickEnv<'a> {
-    git: &'a GitRepo,
-    w: &'a WorldArgs,
-    faults: &'a BTreeMap<String, Fault>,
-    notify: &'a Fanout,
-    s: &'a Settings,
+pub(crate) struct TickEnv<'a> {
+    pub(crate) git: &'a GitRepo,
+    pub(crate) w: &'a WorldArgs,
+    pub(crate) faults: &'a BTreeMap<String, Fault>,
+    pub(crate) notify: &'a Fanout,
+    pub(crate) s: &'a Settings,
     /// With `--clusters kube`: the watches, started once and kept across ticks.
-    kube: Option<&'a KubeSource>,
+    pub(crate) kube: Option<&'a KubeSource>,
     /// With `--clusters sim`: the base history, kept across ticks and extended with new
     /// commits only.
-    history: &'a std::sync::Mutex<BaseHistory>,
+    pub(crate) history: &'a std::sync::Mutex<BaseHistory>,
 }
 
 impl TickEnv<'_> {
@@ -274,7 +274,7 @@ fn reconcile_loop(
 }
 
 /// What a tick did, would do or could not do, and when it wants to run next.
-fn print_report(report: &reconcile::Report, dry_run: bool, out: &mut dyn Write) {
+pub(crate) fn print_report(report: &reconcile::Report, dry_run: bool, out: &mut dyn Write) {
     // Notes and gate reasons carry text from the repository and the clusters.
     let esc = crate::core::diag::escape;
     for n in &report.notes {
@@ -301,7 +301,7 @@ fn print_report(report: &reconcile::Report, dry_run: bool, out: &mut dyn Write) 
 }
 
 /// The exit code of a tick's outcome, and whether the rollout is finished.
-fn exit_code(report: &reconcile::Report, out: &mut dyn Write) -> (ExitCode, bool) {
+pub(crate) fn exit_code(report: &reconcile::Report, out: &mut dyn Write) -> (ExitCode, bool) {
     match &report.outcome {
         Outcome::Done => {
             let _ = writeln!(out, "plan {} succeeded", report.state.plan);
@@ -347,7 +347,7 @@ impl crate::core::cluster::ClusterSource for Source<'_> {
 /// Start the kube cluster source: the hub (Flux Kustomizations plus the kinds that report
 /// upgrades) and, with `--cluster-context`, one context per cluster. Waits for every first
 /// list. Call inside a runtime whose workers keep running between ticks.
-async fn kube_source(
+pub(crate) async fn kube_source(
     w: &WorldArgs,
     clusters: &PlanClusters,
     remote: &str,
@@ -418,14 +418,14 @@ async fn kube_source(
 
 /// What per-cluster mode connects to, from the plan on the base branch.
 #[derive(Default)]
-struct PlanClusters {
+pub(crate) struct PlanClusters {
     names: Vec<String>,
     /// A wave has a `deprecatedApis` gate: each cluster's `/metrics` is read.
     deprecated_apis: bool,
 }
 
 /// The clusters of the plan on the base branch (what per-cluster mode connects to).
-fn plan_clusters(git: &GitRepo, s: &Settings) -> anyhow::Result<PlanClusters> {
+pub(crate) fn plan_clusters(git: &GitRepo, s: &Settings) -> anyhow::Result<PlanClusters> {
     let o = reconcile::observe_repo(git, s).flat()?;
     let deprecated_apis = o.plan.waves.iter().any(|w| {
         w.gates
@@ -499,7 +499,7 @@ fn warn_node_gates(w: &WorldArgs, plan: &crate::core::plan::Plan) {
 }
 
 /// One tick with the chosen forge (the GitHub client lives for the tick and its retries).
-async fn tick_once(
+pub(crate) async fn tick_once(
     env: &TickEnv<'_>,
     forge: &ForgeChoice,
     now: DateTime<Utc>,
@@ -589,6 +589,13 @@ impl crate::adapters::forge::Forge for SharedForge<'_> {
         body: &str,
     ) -> Result<(), crate::adapters::forge::ForgeError> {
         crate::adapters::forge::Forge::dashboard(&*self.0, plan, body).await
+    }
+    async fn close_prs(
+        &self,
+        prefix: &str,
+        why: &str,
+    ) -> Result<Vec<String>, crate::adapters::forge::ForgeError> {
+        crate::adapters::forge::Forge::close_prs(&*self.0, prefix, why).await
     }
     fn reviews(&self) -> bool {
         true
@@ -1070,7 +1077,7 @@ pub fn serve(
 const WATCH_TICK_GAP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Turn watch events into (rate-limited) tick requests.
-fn forward_changes(
+pub(crate) fn forward_changes(
     mut changes: tokio::sync::watch::Receiver<u64>,
     trigger: crate::app::serve::Trigger,
 ) {

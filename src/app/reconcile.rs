@@ -217,6 +217,12 @@ fn plan_base(
 /// take the plan from the cache) and load the stored state.
 pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileError> {
     git.refresh()?;
+    observe_fetched(git, s)
+}
+
+/// [`observe_repo`] without asking the remote first (plan discovery asked once for every
+/// plan of the tick).
+pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileError> {
     let base_head = git.branch_head(&s.base)?.ok_or_else(|| {
         ReconcileError::Other(format!(
             "the base branch {} does not exist on the remote",

@@ -97,6 +97,30 @@ impl TickSummary {
 #[async_trait::async_trait]
 pub trait Ticker: Send + Sync {
     async fn tick(&self) -> anyhow::Result<TickSummary>;
+    /// One pass over every plan this service runs (plan discovery), one result each; by
+    /// default the single plan of [`Ticker::tick`].
+    async fn tick_all(&self) -> Vec<anyhow::Result<TickSummary>> {
+        vec![self.tick().await]
+    }
+}
+
+/// Where the lease election reports to the service: whether the last round went through
+/// (this replica holds or follows every plan's Lease) and which plans it leads. `/readyz` is
+/// ready while the rounds go through; `/metrics` shows `fleetwave_plan_leader`.
+#[derive(Clone)]
+pub struct LeaseReport(Arc<Shared>);
+
+impl LeaseReport {
+    pub fn report(&self, ok: bool, leading: &std::collections::BTreeMap<String, bool>) {
+        *self.0.leases.lock().unwrap_or_else(|e| e.into_inner()) = Some(ok);
+        for (plan, lead) in leading {
+            self.0
+                .metrics
+                .plan_leader
+                .get_or_create(&PlanLabels { plan: plan.clone() })
+                .set(i64::from(*lead));
+        }
+    }
 }
 
 /// How the service listens and ticks.
@@ -162,6 +186,12 @@ struct WaveStatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlanResultLabels {
+    plan: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -177,6 +207,8 @@ struct Metrics {
     api_calls: Counter,
     tick_duration: Histogram,
     webhooks: Family<ResultLabels, Counter>,
+    plan_ticks: Family<PlanResultLabels, Counter>,
+    plan_leader: Family<PlanLabels, Gauge>,
     /// Statuses reported so far beyond the known ones, so a left status drops back to 0.
     seen: Mutex<(BTreeSet<String>, BTreeSet<String>)>,
 }
@@ -192,6 +224,18 @@ impl Metrics {
         let api_calls = Counter::default();
         let tick_duration = Histogram::new(exponential_buckets(0.05, 2.0, 12));
         let webhooks = Family::<ResultLabels, Counter>::default();
+        let plan_ticks = Family::<PlanResultLabels, Counter>::default();
+        let plan_leader = Family::<PlanLabels, Gauge>::default();
+        registry.register(
+            "fleetwave_plan_ticks",
+            "Reconcile ticks of the plan by result",
+            plan_ticks.clone(),
+        );
+        registry.register(
+            "fleetwave_plan_leader",
+            "1 while this replica holds the plan's Lease (leader election)",
+            plan_leader.clone(),
+        );
         registry.register(
             "fleetwave_plan_status",
             "Plan status (1 for the current status)",
@@ -250,12 +294,21 @@ impl Metrics {
             api_calls,
             tick_duration,
             webhooks,
+            plan_ticks,
+            plan_leader,
             seen: Mutex::new(Default::default()),
         }
     }
 
     fn webhook(&self, result: &'static str) {
         self.webhooks.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    fn plan_tick(&self, plan: &str, result: &'static str) {
+        let plan = plan.to_string();
+        self.plan_ticks
+            .get_or_create(&PlanResultLabels { plan, result })
+            .inc();
     }
 
     fn tick_result(&self, result: &'static str, took: Duration) {
@@ -334,6 +387,8 @@ struct Shared {
     webhook_secret: Option<String>,
     /// Delivery ids and body digests seen within [`REPLAY_WINDOW`], with when.
     seen: Mutex<std::collections::VecDeque<(Instant, String)>>,
+    /// With leader election: whether the last lease round went through.
+    leases: Mutex<Option<bool>>,
 }
 
 impl Shared {
@@ -385,6 +440,7 @@ impl Server {
                 trigger: Trigger(tx),
                 webhook_secret: cfg.webhook_secret.filter(|s| !s.is_empty()),
                 seen: Mutex::new(Default::default()),
+                leases: Mutex::new(None),
             }),
             triggers: rx,
             limits: cfg.limits,
@@ -423,6 +479,11 @@ impl Server {
     /// A handle other event sources (e.g. Kubernetes watches) use to ask for a tick now.
     pub fn trigger(&self) -> Trigger {
         self.shared.trigger.clone()
+    }
+
+    /// The handle leader election reports through (see [`LeaseReport`]).
+    pub fn lease_report(&self) -> LeaseReport {
+        LeaseReport(self.shared.clone())
     }
 
     /// Serve HTTP and tick: at once, every `interval`, and (debounced, coalescing bursts) when
@@ -535,40 +596,49 @@ async fn tick_loop(
     }
 }
 
-/// One tick, isolated in its own task so a panic is counted as an error, not fatal.
+/// One tick, isolated in its own task so a panic is counted as an error, not fatal; with
+/// several plans, one result per plan.
 async fn run_tick(shared: &Shared, ticker: &Arc<dyn Ticker>) {
     let started = Instant::now();
     let t = ticker.clone();
-    let res = tokio::spawn(async move { t.tick().await }).await;
+    let res = tokio::spawn(async move { t.tick_all().await }).await;
     let took = started.elapsed();
     let m = &shared.metrics;
-    match res {
-        Ok(Ok(summary)) => {
-            m.record(&summary);
-            shared.ready.store(true, Ordering::Release);
-            match &summary.held {
-                Some(why) => {
-                    tracing::warn!(plan = %summary.plan, reason = %why, "rollout held");
-                    m.tick_result("held", took);
-                }
-                None => {
-                    tracing::info!(
-                        plan = %summary.plan,
-                        status = %summary.plan_status,
-                        took_ms = took.as_millis() as u64,
-                        "tick done"
-                    );
-                    m.tick_result("ok", took);
-                }
-            }
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "tick failed");
-            m.tick_result("error", took);
-        }
+    let results = match res {
+        Ok(results) => results,
         Err(e) => {
             tracing::error!(error = %e, "tick panicked");
             m.tick_result("error", took);
+            return;
+        }
+    };
+    for res in results {
+        match res {
+            Ok(summary) => {
+                m.record(&summary);
+                shared.ready.store(true, Ordering::Release);
+                match &summary.held {
+                    Some(why) => {
+                        tracing::warn!(plan = %summary.plan, reason = %why, "rollout held");
+                        m.tick_result("held", took);
+                        m.plan_tick(&summary.plan, "held");
+                    }
+                    None => {
+                        tracing::info!(
+                            plan = %summary.plan,
+                            status = %summary.plan_status,
+                            took_ms = took.as_millis() as u64,
+                            "tick done"
+                        );
+                        m.tick_result("ok", took);
+                        m.plan_tick(&summary.plan, "ok");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "tick failed");
+                m.tick_result("error", took);
+            }
         }
     }
 }
@@ -654,6 +724,15 @@ async fn serve_http(
 }
 
 async fn readyz(State(sh): State<Arc<Shared>>) -> Response {
+    // With leader election a follower never ticks its plans: ready while the lease rounds
+    // go through (it holds or follows every Lease).
+    match *sh.leases.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some(true) => return (StatusCode::OK, "ready (leases held or followed)").into_response(),
+        Some(false) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "lease election failing").into_response();
+        }
+        None => {}
+    }
     if sh.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready").into_response()
     } else {

@@ -74,6 +74,9 @@ struct SpecFile {
     /// `allowDrainBlockers` wins.
     #[serde(default)]
     allow_drain_blockers: Option<bool>,
+    /// Plans (their `metadata.name`) that must be complete before this one starts.
+    #[serde(default)]
+    after: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -340,6 +343,8 @@ pub struct Plan {
     pub efficient_upgrades: bool,
     /// The plan lists `intermediateVersions` (else hops may be computed from the catalog).
     pub hops_listed: bool,
+    /// `spec.after`: plans that must be complete before this one starts.
+    pub after: Vec<String>,
 }
 
 impl Plan {
@@ -382,6 +387,7 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     let overrides = overrides(src, &spec.version_overrides, &hops, &mut errs);
     let gitops_base = spec.gitops_base.map(|g| gitops_base(src, g, &mut errs));
     check_templates(src, &spec.templates, &mut errs);
+    check_after(src, &f.metadata.name, &spec.after, &mut errs);
     if target.is_none() && gitops_base.is_none() && spec.templates.is_empty() {
         errs.push(
             src.at_key(&path!["spec"], "the plan changes nothing")
@@ -420,6 +426,7 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             paused: spec.paused,
             overrides,
             hops_listed: !spec.intermediate_versions.is_empty(),
+            after: spec.after,
             version_catalog: spec.version_catalog,
             provider_versions: spec.provider_versions,
             efficient_upgrades: spec.efficient_upgrades,
@@ -978,6 +985,33 @@ fn valid_name(s: &str) -> bool {
         && !s.ends_with(".lock")
         && !s.contains("..")
         && crate::core::refname::is_valid_full_name(&format!("refs/heads/fleetwave/{s}/x"))
+}
+
+/// `spec.after`: each entry a valid plan name, not the plan itself, listed once.
+fn check_after(src: &YamlSource, own: &str, after: &[String], errs: &mut Vec<Diag>) {
+    let mut seen = BTreeSet::new();
+    for (i, name) in after.iter().enumerate() {
+        let at = path!["spec", "after", i];
+        if !valid_name(name) {
+            errs.push(
+                src.at(
+                    &at,
+                    format!("after names {}, which is not a plan name", echo(name)),
+                )
+                .hint("list other plans by their metadata.name, e.g. `after: [k8s-1-33]`"),
+            );
+        } else if name == own {
+            errs.push(
+                src.at(&at, format!("the plan {own:?} cannot come after itself"))
+                    .hint("remove it from spec.after"),
+            );
+        } else if !seen.insert(name.as_str()) {
+            errs.push(
+                src.at(&at, format!("after lists {name:?} twice"))
+                    .hint("list each plan once"),
+            );
+        }
+    }
 }
 
 /// Plan names whose branches would collide with fleetwave's own refs (`fleetwave/state`).

@@ -267,6 +267,10 @@ struct Shared {
     /// `apiserver_requested_deprecated_apis` series served on `/metrics`:
     /// (group, version, resource, removed_release).
     deprecated: Mutex<Vec<[String; 4]>>,
+    /// `coordination.k8s.io/v1` Leases by (namespace, name): get, list, create and replace.
+    leases: Mutex<BTreeMap<(String, String), Value>>,
+    /// Lease writes answered 409 since the start (lost optimistic-concurrency races).
+    lease_conflicts: AtomicUsize,
 }
 
 struct LogEntry {
@@ -352,6 +356,8 @@ impl FakeKube {
             hidden: Mutex::new(BTreeSet::new()),
             git_version: Mutex::new(DEFAULT_GIT_VERSION.to_string()),
             deprecated: Mutex::default(),
+            leases: Mutex::default(),
+            lease_conflicts: AtomicUsize::new(0),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
@@ -390,6 +396,32 @@ impl FakeKube {
             fake.hide(h);
         }
         fake
+    }
+
+    /// Store a Lease as given (the fake assigns its resourceVersion), as `kubectl apply` would.
+    pub fn put_lease(&self, mut lease: Value) {
+        let key = (ns_of(&lease).to_string(), name_of(&lease).to_string());
+        let rv = self.next_rv();
+        lease["metadata"]["resourceVersion"] = json!(rv.to_string());
+        lock(&self.shared.leases).insert(key, lease);
+    }
+
+    /// The Lease `ns/name`, as stored.
+    pub fn lease(&self, ns: &str, name: &str) -> Option<Value> {
+        lock(&self.shared.leases)
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// How many Lease writes were refused with 409 (stale resourceVersion or already exists).
+    pub fn lease_conflicts(&self) -> usize {
+        self.shared.lease_conflicts.load(Ordering::SeqCst)
+    }
+
+    fn next_rv(&self) -> u64 {
+        let mut st = lock(&self.shared.state);
+        st.rv += 1;
+        st.rv
     }
 
     /// `http://127.0.0.1:PORT`
@@ -1264,11 +1296,9 @@ async fn connection(sock: TcpStream, sh: Arc<Shared>) {
                 }
             }
         }
-        if content_length > 0 {
-            let mut body = vec![0; content_length];
-            if r.read_exact(&mut body).await.is_err() {
-                return;
-            }
+        let mut body = vec![0; content_length];
+        if content_length > 0 && r.read_exact(&mut body).await.is_err() {
+            return;
         }
         let mut parts = request_line.split(' ');
         let method = parts.next().unwrap_or("").to_string();
@@ -1277,6 +1307,7 @@ async fn connection(sock: TcpStream, sh: Arc<Shared>) {
             method: &method,
             target: &target,
             aggregated: accept.contains("as=APIGroupDiscoveryList"),
+            body: &body,
         };
         if respond(&mut w, &sh, req).await.is_err() {
             return;
@@ -1289,6 +1320,7 @@ struct Request<'a> {
     target: &'a str,
     /// The client asked for aggregated discovery (`apidiscovery.k8s.io/v2`).
     aggregated: bool,
+    body: &'a [u8],
 }
 
 const JSON: &str = "application/json";
@@ -1306,6 +1338,8 @@ async fn write_typed(
 ) -> io::Result<()> {
     let reason = match code {
         200 => "OK",
+        201 => "Created",
+        409 => "Conflict",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -1508,6 +1542,24 @@ async fn respond(w: &mut OwnedWriteHalf, sh: &Shared, req: Request<'_>) -> io::R
             plural: None,
         })
     };
+    if let [
+        "apis",
+        "coordination.k8s.io",
+        "v1",
+        "namespaces",
+        ns,
+        "leases",
+        rest @ ..,
+    ] = segs.as_slice()
+    {
+        lock(&sh.log).push(LogEntry {
+            line: format!("{} {path}", req.method),
+            verb: "LEASE",
+            plural: None,
+        });
+        let (code, body) = lease_request(sh, req.method, ns, rest.first().copied(), req.body);
+        return write_full(w, code, &body).await;
+    }
     if req.method != "GET" {
         lock(&sh.log).push(LogEntry {
             line: format!("{} {path}", req.method),
@@ -1599,6 +1651,136 @@ async fn respond(w: &mut OwnedWriteHalf, sh: &Shared, req: Request<'_>) -> io::R
                 write_full(w, 404, &not_found()).await
             }
         },
+    }
+}
+
+/// A Lease request: GET one or the list of a namespace, POST (create: 409 if it exists), PUT
+/// (replace: 404 if absent, 409 unless `metadata.resourceVersion` is the stored one), DELETE.
+/// Every write takes the next resourceVersion of the shared counter, as etcd's revision.
+fn lease_request(
+    sh: &Shared,
+    method: &str,
+    ns: &str,
+    name: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
+    let mut leases = lock(&sh.leases);
+    let next_rv = || {
+        let mut st = lock(&sh.state);
+        st.rv += 1;
+        st.rv.to_string()
+    };
+    let conflict = |message: &str, reason: &str| {
+        sh.lease_conflicts.fetch_add(1, Ordering::SeqCst);
+        (409, status_obj(409, reason, message))
+    };
+    let missing = |n: &str| {
+        (
+            404,
+            status_obj(
+                404,
+                "NotFound",
+                &format!("leases.coordination.k8s.io \"{n}\" not found"),
+            ),
+        )
+    };
+    match (method, name) {
+        ("GET", None) => {
+            let items: Vec<Value> = leases
+                .iter()
+                .filter(|((n, _), _)| n == ns)
+                .map(|(_, v)| v.clone())
+                .collect();
+            let rv = lock(&sh.state).rv.to_string();
+            (
+                200,
+                json!({"kind": "LeaseList", "apiVersion": "coordination.k8s.io/v1",
+                       "metadata": {"resourceVersion": rv}, "items": items}),
+            )
+        }
+        ("GET", Some(n)) => match leases.get(&(ns.to_string(), n.to_string())) {
+            Some(v) => (200, v.clone()),
+            None => missing(n),
+        },
+        ("DELETE", Some(n)) => {
+            let key = (ns.to_string(), n.to_string());
+            let Some(stored) = leases.get(&key) else {
+                return missing(n);
+            };
+            // DeleteOptions.preconditions.resourceVersion, as the API server checks it.
+            let want = serde_json::from_slice::<Value>(body).ok().and_then(|b| {
+                b.pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            let have = stored
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
+            if want.is_some() && want.as_deref() != have {
+                return conflict(
+                    &format!(
+                        "Operation cannot be fulfilled on leases.coordination.k8s.io \"{n}\": Precondition failed"
+                    ),
+                    "Conflict",
+                );
+            }
+            leases.remove(&key);
+            (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            )
+        }
+        ("POST", None) | ("PUT", Some(_)) => {
+            let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
+                return (400, status_obj(400, "BadRequest", "the body is not JSON"));
+            };
+            let n = name.unwrap_or_else(|| name_of(&obj)).to_string();
+            let key = (ns.to_string(), n.clone());
+            let stored = leases.get(&key);
+            if method == "POST" && stored.is_some() {
+                return conflict(
+                    &format!("leases.coordination.k8s.io \"{n}\" already exists"),
+                    "AlreadyExists",
+                );
+            }
+            if method == "PUT" {
+                let Some(stored) = stored else {
+                    return missing(&n);
+                };
+                let sent = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str);
+                if sent
+                    != stored
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                {
+                    return conflict(
+                        &format!(
+                            "Operation cannot be fulfilled on leases.coordination.k8s.io \"{n}\": the object has been modified; please apply your changes to the latest version and try again"
+                        ),
+                        "Conflict",
+                    );
+                }
+                obj["metadata"]["uid"] = stored["metadata"]["uid"].clone();
+                obj["metadata"]["creationTimestamp"] =
+                    stored["metadata"]["creationTimestamp"].clone();
+            } else {
+                obj["metadata"]["uid"] = json!(format!("lease-{}", leases.len() + 1));
+                obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
+            obj["apiVersion"] = json!("coordination.k8s.io/v1");
+            obj["kind"] = json!("Lease");
+            obj["metadata"]["namespace"] = json!(ns);
+            obj["metadata"]["name"] = json!(n);
+            obj["metadata"]["resourceVersion"] = json!(next_rv());
+            leases.insert(key, obj.clone());
+            (if method == "POST" { 201 } else { 200 }, obj)
+        }
+        _ => (
+            405,
+            status_obj(405, "MethodNotAllowed", "not served for leases"),
+        ),
     }
 }
 

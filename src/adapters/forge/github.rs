@@ -1195,71 +1195,27 @@ impl Forge for GitHubForge<'_> {
     }
 
     async fn close_stale(&self, prefix: &str, keep: &[String]) -> Result<Vec<String>, ForgeError> {
-        let full = format!("{}/{}", self.cfg.owner, self.cfg.repo);
-        let mut stale = Vec::new();
-        let path = self.repo_path("/pulls?state=open&per_page=100");
-        let (prs, _) = self.list_all(&path, "list pull requests").await?;
-        for pr in &prs {
-            let head = pr["head"]["ref"].as_str().unwrap_or("");
-            // Only fleetwave's own step branches in this repository; never forks or rollbacks.
-            let ours = pr["head"]["repo"]["full_name"]
-                .as_str()
-                .is_none_or(|r| r.eq_ignore_ascii_case(&full));
-            if ours
-                && head.starts_with(prefix)
-                && !head.ends_with("/rollback")
-                && !keep.iter().any(|k| k == head)
-            {
-                if let Some(n) = pr["number"].as_u64() {
-                    stale.push((
-                        n,
-                        head.to_string(),
-                        pr["head"]["sha"].as_str().unwrap_or("").to_string(),
-                    ));
-                }
-            }
-        }
-        let mut closed = Vec::new();
-        for (n, head, sha) in stale {
-            if !sha.is_empty() {
-                let step = StepRef {
-                    branch: head.clone(),
-                    pr: Some(n),
-                    head: Some(sha.clone()),
-                    approval: None,
-                };
-                self.set_status(
-                    &step,
-                    &sha,
-                    GateState::Failure,
-                    "the plan changed: this step is gone; closed by fleetwave",
-                )
-                .await?;
-            }
-            GitHubForge::comment(
-                self,
-                n,
-                STEP_COMMENT,
-                "Closed by fleetwave: the plan changed and no longer has this step.",
-            )
-            .await?;
-            let c = self
-                .call(
-                    Method::PATCH,
-                    &self.repo_path(&format!("/pulls/{n}")),
-                    Some(&json!({ "state": "closed" })),
-                )
-                .await?;
-            if !c.status.is_success() {
-                return Err(api_err(
-                    &format!("close stale pull request #{n}"),
-                    c.status,
-                    &c.body,
-                ));
-            }
-            closed.push(format!("#{n} {head}"));
-        }
-        Ok(closed)
+        self.close_under(
+            prefix,
+            keep,
+            "the plan changed: this step is gone; closed by fleetwave",
+            "Closed by fleetwave: the plan changed and no longer has this step.",
+        )
+        .await
+    }
+
+    async fn close_prs(&self, prefix: &str, why: &str) -> Result<Vec<String>, ForgeError> {
+        let status: String = format!("{why}; closed by fleetwave")
+            .chars()
+            .take(140)
+            .collect();
+        self.close_under(
+            prefix,
+            &[],
+            &status,
+            &format!("Closed by fleetwave: {why}."),
+        )
+        .await
     }
 
     async fn dashboard(&self, plan: &str, body: &str) -> Result<(), ForgeError> {
@@ -1344,6 +1300,73 @@ impl Forge for GitHubForge<'_> {
             eprintln!("warning: sl-violations: {v}");
         }
         Some(self.calls())
+    }
+}
+
+impl GitHubForge<'_> {
+    /// Close open step pull requests under `prefix` but those in `keep`: a failed
+    /// `fleetwave/gate` status on the head, `comment`, then the close.
+    async fn close_under(
+        &self,
+        prefix: &str,
+        keep: &[String],
+        status: &str,
+        comment: &str,
+    ) -> Result<Vec<String>, ForgeError> {
+        let full = format!("{}/{}", self.cfg.owner, self.cfg.repo);
+        let mut stale = Vec::new();
+        let path = self.repo_path("/pulls?state=open&per_page=100");
+        let (prs, _) = self.list_all(&path, "list pull requests").await?;
+        for pr in &prs {
+            let head = pr["head"]["ref"].as_str().unwrap_or("");
+            // Only fleetwave's own step branches in this repository; never forks or rollbacks.
+            let ours = pr["head"]["repo"]["full_name"]
+                .as_str()
+                .is_none_or(|r| r.eq_ignore_ascii_case(&full));
+            if ours
+                && head.starts_with(prefix)
+                && !head.ends_with("/rollback")
+                && !keep.iter().any(|k| k == head)
+            {
+                if let Some(n) = pr["number"].as_u64() {
+                    stale.push((
+                        n,
+                        head.to_string(),
+                        pr["head"]["sha"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            }
+        }
+        let mut closed = Vec::new();
+        for (n, head, sha) in stale {
+            if !sha.is_empty() {
+                let step = StepRef {
+                    branch: head.clone(),
+                    pr: Some(n),
+                    head: Some(sha.clone()),
+                    approval: None,
+                };
+                self.set_status(&step, &sha, GateState::Failure, status)
+                    .await?;
+            }
+            GitHubForge::comment(self, n, STEP_COMMENT, comment).await?;
+            let c = self
+                .call(
+                    Method::PATCH,
+                    &self.repo_path(&format!("/pulls/{n}")),
+                    Some(&json!({ "state": "closed" })),
+                )
+                .await?;
+            if !c.status.is_success() {
+                return Err(api_err(
+                    &format!("close stale pull request #{n}"),
+                    c.status,
+                    &c.body,
+                ));
+            }
+            closed.push(format!("#{n} {head}"));
+        }
+        Ok(closed)
     }
 }
 

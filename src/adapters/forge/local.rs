@@ -106,6 +106,27 @@ impl Forge for LocalForge<'_> {
         Ok(())
     }
 
+    /// A local "pull request" is its branch: closing one deletes an unmerged step branch
+    /// (at the head read, so a branch that moved meanwhile is left alone). Merged branches
+    /// and rollback branches stay.
+    async fn close_prs(&self, prefix: &str, _why: &str) -> Result<Vec<String>, ForgeError> {
+        let Some(base_head) = self.git.branch_head(&self.base)? else {
+            return Ok(Vec::new());
+        };
+        let mut closed = Vec::new();
+        for (branch, head) in self.git.branches(prefix)? {
+            if branch.ends_with("/rollback") || self.git.is_ancestor(&head, &base_head)? {
+                continue;
+            }
+            match self.git.delete_branch(&branch, &head) {
+                Ok(()) => closed.push(branch),
+                Err(GitError::LeaseLost { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(closed)
+    }
+
     async fn merge(&self, step: &StepRef, head: &str, message: &str) -> Result<String, ForgeError> {
         let base_head = self
             .git

@@ -82,6 +82,12 @@ pub trait Forge {
     ) -> Result<Vec<String>, ForgeError> {
         Ok(Vec::new())
     }
+    /// Close every open pull request under `prefix` (a plan deleted from the repository),
+    /// saying `why` in a comment where the forge has comments; merged ones stay as they are.
+    /// Returns what was closed.
+    async fn close_prs(&self, _prefix: &str, _why: &str) -> Result<Vec<String>, ForgeError> {
+        Ok(Vec::new())
+    }
     /// Create or update the plan's dashboard issue (one per plan, edited in place).
     async fn dashboard(&self, _plan: &str, _body: &str) -> Result<(), ForgeError> {
         Ok(())

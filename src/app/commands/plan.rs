@@ -103,6 +103,9 @@ pub fn run(stdout: &mut dyn Write, a: PlanArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if a.output == Output::Text {
+        print_conflicts(stdout, &a, &p);
+    }
     if let Err(code) = publish(&a, &p, now) {
         return code;
     }
@@ -117,6 +120,73 @@ pub fn run(stdout: &mut dyn Write, a: PlanArgs) -> ExitCode {
         return code;
     }
     ExitCode::SUCCESS
+}
+
+/// The other plans under `plans/` this plan clashes with (the same field of a cluster, or a
+/// cluster's Kubernetes version): when both run, the one committed later waits.
+fn print_conflicts(out: &mut dyn Write, a: &PlanArgs, p: &Planned) {
+    use crate::core::conflict::{PlanEdits, clash, describe};
+    let edits = |p: &Planned| PlanEdits {
+        name: p.plan.name.clone(),
+        created: 0,
+        after: p.plan.after.clone(),
+        complete: false,
+        started: false,
+        changes: crate::app::reconcile::cache::PlanView::of(p)
+            .waves
+            .into_iter()
+            .flat_map(|w| w.steps.into_iter().flat_map(|s| s.changes))
+            .collect(),
+    };
+    let this = edits(p);
+    let own = std::fs::canonicalize(&a.plan).ok();
+    let mut lines = Vec::new();
+    for other in survey::plans_in(&a.repo) {
+        if std::fs::canonicalize(&other).ok() == own {
+            continue;
+        }
+        let shown = crate::adapters::disk::shown(&a.repo, &other);
+        let Ok(q) = crate::adapters::disk::prepare(&a.repo, &other) else {
+            lines.push(format!(
+                "  {}: cannot be planned; run `fleetwave plan --plan {}` to see why",
+                shown.display(),
+                shown.display()
+            ));
+            continue;
+        };
+        if q.plan.name == p.plan.name {
+            continue;
+        }
+        let c = clash(&this, &edits(&q));
+        if c.is_empty() {
+            continue;
+        }
+        let parts: Vec<String> = c.iter().map(describe).collect();
+        let order = if p.plan.after.contains(&q.plan.name) {
+            " (this plan runs after it: spec.after)".to_string()
+        } else if q.plan.after.contains(&p.plan.name) {
+            " (it runs after this plan: spec.after)".to_string()
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "  {} ({}){order}: {}",
+            q.plan.name,
+            shown.display(),
+            parts.join("; ")
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nConflicts with other plans in the repository:");
+    for l in lines {
+        let _ = writeln!(out, "{}", crate::core::diag::escape(&l));
+    }
+    let _ = writeln!(
+        out,
+        "  Both cannot run at once: the plan whose file was committed later waits until the other completes (spec.after orders them explicitly)."
+    );
 }
 
 /// The GitHub side of `plan`: Actions outputs and the preview comment on a pull request.

@@ -135,6 +135,7 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         provider_versions: Vec::new(),
         efficient_upgrades: false,
         hops_listed: true,
+        after: Vec::new(),
     }
 }
 
