@@ -785,6 +785,8 @@ fn fake_script(record: &Path, code: i32) -> String {
     format!(
         r#"#!/usr/bin/env bash
 record='{record}'
+# The HTML report after the command: recorded apart, so argv stays the command's.
+case " $* " in *" --output html "*) printf '%s\0' "$@" >"$record/argv-html"; echo '<!DOCTYPE html><title>fake report</title>'; exit 0 ;; esac
 printf '%s\0' "$@" >"$record/argv"
 for v in GITHUB_TOKEN FLEETWAVE_GIT_TOKEN KUBECONFIG; do
   if [ -n "${{!v+x}}" ]; then printf '%s=%s\0' "$v" "${{!v}}"; fi
@@ -849,8 +851,8 @@ fn plan_passes_a_hostile_path_as_one_argument_and_comments_on_the_pr() {
     );
     assert_eq!(
         o.skipped.len(),
-        4,
-        "the three cache steps and the build from source are skipped: {:?}",
+        5,
+        "the three cache steps, the report's upload and the build from source are skipped: {:?}",
         o.skipped
     );
     assert_not_pwned(&sim);
@@ -1019,6 +1021,76 @@ fn status_runs_against_the_remote() {
         ]
     );
     assert_not_pwned(&sim);
+}
+
+#[test]
+fn reconcile_and_status_write_the_html_report_and_link_it_from_the_summary() {
+    let argv_html = |sim: &Sim| -> Vec<String> {
+        let b = std::fs::read(sim.path("record/argv-html")).unwrap_or_default();
+        let mut v: Vec<String> = b
+            .split(|c| *c == 0)
+            .map(|s| String::from_utf8(s.to_vec()).unwrap())
+            .collect();
+        v.pop();
+        v
+    };
+    let sim = Sim::new(&[
+        ("command", "reconcile"),
+        ("plan", "plans/a.yaml"),
+        ("cluster-context", "admin@{cluster}"),
+    ]);
+    let o = sim.run();
+    assert!(o.ok(), "{o:#?}");
+    assert_eq!(o.argv()[0], "reconcile", "argv is still the command's");
+    assert_eq!(
+        argv_html(&sim),
+        [
+            "status",
+            "--remote",
+            "https://github.com/acme/fleet.git",
+            "--plan",
+            "plans/a.yaml",
+            "--output",
+            "html",
+            "--clusters",
+            "kube",
+            "--cluster-context",
+            "admin@{cluster}"
+        ]
+    );
+    let key = &o.step_outputs["key"]["state"];
+    let report = sim.path(&format!(
+        "runner-temp/fleetwave-report-{key}/fleetwave-report.html"
+    ));
+    assert!(
+        std::fs::read_to_string(report)
+            .unwrap()
+            .contains("fake report")
+    );
+    assert!(
+        o.summary
+            .contains(&format!("artifact `fleetwave-report-{key}`")),
+        "{}",
+        o.summary
+    );
+    // plan writes no report and links none.
+    let sim = Sim::new(&[("command", "plan"), ("plan", "plans/a.yaml")]);
+    let o = sim.run();
+    assert!(o.ok(), "{o:#?}");
+    assert!(argv_html(&sim).is_empty());
+    assert!(!o.summary.contains("HTML report"), "{}", o.summary);
+    // The upload step is pinned as the action's other steps are.
+    let a = action();
+    let upload = steps(&a)
+        .iter()
+        .find(|s| str_of(s, "uses").is_some_and(|u| u.starts_with("actions/upload-artifact@")))
+        .expect("an upload-artifact step");
+    let uses = str_of(upload, "uses").unwrap();
+    assert_eq!(
+        uses.split('@').nth(1).unwrap().len(),
+        40,
+        "pinned by SHA: {uses}"
+    );
 }
 
 #[test]

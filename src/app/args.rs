@@ -26,6 +26,15 @@ pub enum Output {
     Json,
 }
 
+/// `status --output`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum StatusOutput {
+    Text,
+    Json,
+    /// The web dashboard's page as one static file (every cluster's detail in it).
+    Html,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Color {
     Auto,
@@ -231,6 +240,12 @@ pub enum Command {
         plans: PlansArgs,
         #[command(flatten)]
         leases: LeaseArgs,
+        /// Do not serve the read-only web dashboard (`GET /`, `GET /cluster`).
+        #[arg(long)]
+        no_ui: bool,
+        /// Serve the dashboard on this address instead of on --listen.
+        #[arg(long, conflicts_with = "no_ui")]
+        ui_listen: Option<std::net::SocketAddr>,
     },
     /// Per wave and cluster: rollout state, values in Git, Flux state where a source is given.
     Status {
@@ -249,9 +264,9 @@ pub enum Command {
         /// With `--clusters sim`: the simulated time from a merge to Flux applying it.
         #[arg(long, default_value = "10m")]
         sim_delay: humantime::Duration,
-        /// `text` for people, `json` for scripts.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        /// `text` for people, `json` for scripts, `html` for the dashboard's page as one file.
+        #[arg(long, value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
         /// Write step outputs and a job summary for GitHub Actions.
         #[arg(long)]
         github_output: bool,

@@ -216,6 +216,8 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             webhook_secret,
             plans,
             leases,
+            no_ui,
+            ui_listen,
         } => {
             let remote = remote(repo, Some(author), Some(prs));
             let choice = match forge_choice(&forge, &remote) {
@@ -228,10 +230,24 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
                 webhook_secret,
                 limits: Default::default(),
             };
+            let ui = crate::app::ops::UiOpts {
+                enabled: !no_ui,
+                listen: ui_listen,
+            };
             let many = crate::app::multi::ServeMany::new(&remote, &world, &plans, &leases);
             match many {
-                Some(many) => crate::app::multi::serve(remote, world, choice, cfg, many),
-                None => crate::app::ops::serve(remote, world, choice, cfg),
+                Some(many) => {
+                    // Not wired into the multi-plan service yet: say so rather than serve
+                    // nothing silently.
+                    if ui.enabled {
+                        eprintln!(
+                            "warning: the web dashboard is not served yet with several plans or \
+                             leases (serve without --plan, or --clusters kube); / answers 404"
+                        );
+                    }
+                    crate::app::multi::serve(remote, world, choice, cfg, many)
+                }
+                None => crate::app::ops::serve(remote, world, choice, cfg, ui),
             }
         }
         _ => unreachable!("run passes reconcile and serve only"),
@@ -273,12 +289,20 @@ fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             max_refreshes,
             now,
         } => {
+            use crate::app::args::StatusOutput;
+            if output == StatusOutput::Html && watch.is_some() {
+                eprintln!(
+                    "error: --output html writes one page; drop --watch (serve refreshes its dashboard)"
+                );
+                return ExitCode::from(2);
+            }
             let opts = ops::StatusOpts {
                 clusters,
                 sim_delay: *sim_delay,
                 kube_context,
                 cluster_context,
-                json: output == Output::Json,
+                json: output == StatusOutput::Json,
+                html: output == StatusOutput::Html,
                 gh_output: github_output,
                 now,
                 watch: watch.map(|w| *w),

@@ -11,6 +11,7 @@ pub mod multi;
 pub mod ops;
 pub mod reconcile;
 pub mod serve;
+pub mod web;
 
 /// App-layer errors are `anyhow::Error`s, shown to the user as `{:#}` (`context: cause`).
 /// `flat` turns a typed error into one that shows its own text only: fleetwave's error types

@@ -754,6 +754,8 @@ pub struct StatusOpts {
     pub kube_context: Option<String>,
     pub cluster_context: Option<String>,
     pub json: bool,
+    /// `--output html`: the dashboard's page as one static file.
+    pub html: bool,
     pub gh_output: bool,
     pub now: Option<DateTime<Utc>>,
     /// Refresh every this long until interrupted (or `max_refreshes`).
@@ -796,6 +798,7 @@ pub fn status(r: &RemoteArgs, opts: &StatusOpts, out: &mut dyn Write) -> ExitCod
             history: &history,
             rt: &rt,
             budget_file: cache_dir(r).join(GITHUB_CACHE_FILE),
+            web: crate::app::web::web_address(&r.remote),
         };
         let code = match status_once(&env, out) {
             Ok(c) => c,
@@ -837,6 +840,8 @@ struct StatusEnv<'a> {
     rt: &'a tokio::runtime::Runtime,
     /// The GitHub forge's cache: the rate-limit budget its last answer stated.
     budget_file: PathBuf,
+    /// The repository's web address, for the HTML page's pull-request links.
+    web: Option<String>,
 }
 
 /// The GitHub forge's cache file in the cache directory (see `ForgeArgs::choice`).
@@ -856,8 +861,12 @@ fn status_once(env: &StatusEnv<'_>, out: &mut dyn Write) -> anyhow::Result<ExitC
         .collect();
     let st = &o.state;
     let report = crate::core::status::build(&o.plan.name, &waves, &in_git, st, observed.as_ref());
-    let budget = crate::adapters::forge::github::last_budget(&env.budget_file);
-    print_status(&report, budget.as_ref(), opts, now, out)?;
+    if opts.html {
+        print_html(env, &o, observed.as_ref(), now, out)?;
+    } else {
+        let budget = crate::adapters::forge::github::last_budget(&env.budget_file);
+        print_status(&report, budget.as_ref(), opts, now, out)?;
+    }
     if opts.gh_output {
         let report = reconcile::Report {
             outcome: Outcome::Progressing,
@@ -969,6 +978,9 @@ struct ServiceTicker {
     kube: Option<std::sync::Arc<KubeSource>>,
     /// The simulation's base history, kept for the life of the service.
     history: std::sync::Arc<std::sync::Mutex<BaseHistory>>,
+    /// Where the dashboard's snapshot goes after each tick (None with `--no-ui`).
+    board: Option<crate::app::web::Board>,
+    labels: std::sync::Arc<LabelCache>,
 }
 
 #[async_trait::async_trait]
@@ -976,6 +988,7 @@ impl crate::app::serve::Ticker for ServiceTicker {
     async fn tick(&self) -> anyhow::Result<crate::app::serve::TickSummary> {
         let (remote, world, forge) = (self.remote.clone(), self.world.clone(), self.forge.clone());
         let (kube, history) = (self.kube.clone(), self.history.clone());
+        let (board, labels) = (self.board.clone(), self.labels.clone());
         // A plain thread with its own runtime: git2 handles stay on one thread, and no runtime
         // is nested inside the service's.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -1000,6 +1013,15 @@ impl crate::app::serve::Ticker for ServiceTicker {
                 };
                 let now = world.now.unwrap_or_else(Utc::now);
                 let (report, _) = runtime().block_on(tick_once(&env, &forge, now, false))?;
+                if let Some(board) = &board {
+                    let web = crate::app::web::web_address(&remote.remote);
+                    match service_snapshot(&env, &labels, web, now) {
+                        Ok(snap) => board.put(snap),
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "dashboard not updated")
+                        }
+                    }
+                }
                 Ok(crate::app::serve::TickSummary::from_report(&report))
             })();
             let _ = tx.send(result);
@@ -1014,6 +1036,7 @@ pub fn serve(
     world: WorldArgs,
     forge: ForgeChoice,
     cfg: crate::app::serve::ServeConfig,
+    ui: UiOpts,
 ) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1021,10 +1044,21 @@ pub fn serve(
         .build()
         .expect("tokio runtime");
     let result = rt.block_on(async {
-        let server = crate::app::serve::Server::bind(cfg)
+        let refresh = cfg.interval.as_secs().clamp(5, 60);
+        let mut server = crate::app::serve::Server::bind(cfg)
             .await
             .context("cannot listen")?;
         eprintln!("fleetwave serve: listening on {}", server.local_addr());
+        let board = ui.enabled.then(crate::app::web::Board::default);
+        if let Some(b) = &board {
+            server = server
+                .with_dashboard(crate::app::web::routes(b.clone(), refresh), ui.listen)
+                .await
+                .context("cannot listen for the dashboard (--ui-listen)")?;
+            if let Some(addr) = server.ui_addr() {
+                eprintln!("fleetwave serve: dashboard on http://{addr}/");
+            }
+        }
         // The watches live as long as the service; git2 handles do not cross threads, so the
         // cluster list for per-cluster mode is read on a blocking thread.
         let kube = if world.clusters == ClusterSourceKind::Kube {
@@ -1048,6 +1082,8 @@ pub fn serve(
             forge,
             kube,
             history: Default::default(),
+            board,
+            labels: Default::default(),
         });
         server
             .run(ticker, crate::app::serve::shutdown_signal())
@@ -1079,4 +1115,151 @@ pub(crate) fn forward_changes(
             tokio::time::sleep(WATCH_TICK_GAP).await;
         }
     });
+}
+
+/// The labels of the fleet's clusters, kept while the fleet tree and plan are unchanged
+/// (reading them plans the fleet, which the tick itself may not have needed to do).
+type LabelCache = std::sync::Mutex<
+    Option<(
+        crate::app::reconcile::cache::PlanKey,
+        std::sync::Arc<crate::app::web::Labels>,
+    )>,
+>;
+
+fn dashboard_labels(
+    git: &GitRepo,
+    o: &reconcile::Observed,
+    cache: &LabelCache,
+) -> anyhow::Result<std::sync::Arc<crate::app::web::Labels>> {
+    let mut cached = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((key, labels)) = cached.as_ref()
+        && *key == o.key
+    {
+        return Ok(labels.clone());
+    }
+    let planned = o.planned(git).flat()?;
+    let labels: crate::app::web::Labels = planned
+        .fleet
+        .clusters
+        .iter()
+        .map(|(name, c)| (name.clone(), c.labels.clone()))
+        .collect();
+    let labels = std::sync::Arc::new(labels);
+    *cached = Some((o.key.clone(), labels.clone()));
+    Ok(labels)
+}
+
+/// The plan's last [`crate::app::web::HISTORY_LEN`] entries of the audit log, newest first.
+fn dashboard_history(
+    git: &GitRepo,
+    s: &Settings,
+    plan: &str,
+) -> anyhow::Result<Vec<crate::app::web::AuditEntry>> {
+    let Some(head) = git.branch_head(&s.state_branch).flat()? else {
+        return Ok(Vec::new());
+    };
+    // The state branch holds every plan's commits; keep this plan's.
+    let mine = format!("fleetwave: {plan} ");
+    Ok(git
+        .first_parent_log(&head, 4 * crate::app::web::HISTORY_LEN)
+        .flat()?
+        .into_iter()
+        .filter(|c| c.message.starts_with(&mine))
+        .take(crate::app::web::HISTORY_LEN)
+        .map(|c| crate::app::web::AuditEntry {
+            time: c.time,
+            commit: c.id,
+            message: c.message,
+        })
+        .collect())
+}
+
+/// What the dashboard shows of one plan: the status report of `observed`, the state, labels,
+/// the audit log and the soak of each wave.
+fn dashboard_snapshot(
+    git: &GitRepo,
+    s: &Settings,
+    o: &reconcile::Observed,
+    observed: Option<&BTreeMap<String, crate::core::cluster::ClusterObservation>>,
+    labels: &LabelCache,
+    web: Option<String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<crate::app::web::PlanSnapshot> {
+    let in_git = o.git_values(git).flat()?;
+    let waves: Vec<(String, Vec<String>)> = o
+        .view
+        .waves
+        .iter()
+        .map(|w| (w.name.clone(), w.clusters.clone()))
+        .collect();
+    let report = crate::core::status::build(&o.plan.name, &waves, &in_git, &o.state, observed);
+    let soaks = o
+        .plan
+        .waves
+        .iter()
+        .map(|w| (w.name.clone(), w.soak))
+        .collect();
+    Ok(crate::app::web::PlanSnapshot::new(
+        report,
+        o.state.clone(),
+        &soaks,
+        dashboard_labels(git, o, labels)?,
+        dashboard_history(git, s, &o.plan.name)?,
+        web,
+        now,
+    ))
+}
+
+/// After a service tick: read the base and state again (what the tick wrote), observe every
+/// cluster through the tick's own source (the simulation with its faults, or the kube
+/// watches' caches) and build the dashboard's snapshot. Page views then read only this.
+fn service_snapshot(
+    env: &TickEnv<'_>,
+    labels: &LabelCache,
+    web: Option<String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<crate::app::web::PlanSnapshot> {
+    use crate::core::cluster::ClusterSource;
+    let o = reconcile::observe_repo(env.git, env.s).flat()?;
+    let source = env.source(&o)?;
+    let names: Vec<String> = o.view.infra.keys().cloned().collect();
+    let observed = runtime().block_on(source.observe(&names, now)).flat()?;
+    dashboard_snapshot(env.git, env.s, &o, Some(&observed), labels, web, now)
+}
+
+/// How `serve` shows its dashboard.
+#[derive(Debug, Clone, Copy)]
+pub struct UiOpts {
+    /// `--no-ui`: no dashboard routes at all.
+    pub enabled: bool,
+    /// `--ui-listen`: answer the dashboard there instead of on `--listen`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `status --output html`: the dashboard's page as one file, every cluster's detail in it.
+fn print_html(
+    env: &StatusEnv<'_>,
+    o: &reconcile::Observed,
+    observed: Option<&BTreeMap<String, crate::core::cluster::ClusterObservation>>,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use crate::app::web::{Mode, Query, render};
+    let snap = dashboard_snapshot(
+        env.git,
+        env.s,
+        o,
+        observed,
+        &LabelCache::default(),
+        env.web.clone(),
+        now,
+    )?;
+    let page = render::page(
+        &[std::sync::Arc::new(snap)],
+        &Query::default(),
+        Mode::Static,
+    );
+    out.write_all(page.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write the HTML report")
 }

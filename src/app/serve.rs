@@ -3,7 +3,8 @@
 //! One loop ticks the reconciler every `interval` and, debounced, whenever an event source
 //! fires the [`Trigger`] (GitHub webhooks here, Kubernetes watches elsewhere). Ticks never
 //! overlap; a failed or panicking tick is logged and counted and the loop goes on. Next to the
-//! loop an HTTP server answers `/webhook`, `/metrics`, `/healthz` and `/readyz`.
+//! loop an HTTP server answers `/webhook`, `/metrics`, `/healthz` and `/readyz`, and unless
+//! turned off the read-only dashboard (`crate::app::web`), there or on its own address.
 //!
 //! Shutdown: when the shutdown future resolves, the tick in progress (if any) is finished, then
 //! the HTTP server drains its in-flight requests and [`Server::run`] returns.
@@ -418,6 +419,8 @@ pub struct Server {
     shared: Arc<Shared>,
     triggers: mpsc::Receiver<()>,
     limits: HttpLimits,
+    /// The dashboard's routes and, with `--ui-listen`, the listener they answer on alone.
+    ui: Option<(Router, Option<tokio::net::TcpListener>)>,
 }
 
 impl Server {
@@ -441,7 +444,32 @@ impl Server {
             }),
             triggers: rx,
             limits: cfg.limits,
+            ui: None,
         })
+    }
+
+    /// Also answer the read-only dashboard (`crate::app::web::routes`): next to the service's
+    /// routes, or on `listen` alone (bound now; port 0 allowed).
+    pub async fn with_dashboard(
+        mut self,
+        routes: Router,
+        listen: Option<SocketAddr>,
+    ) -> std::io::Result<Server> {
+        let listener = match listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        self.ui = Some((routes, listener));
+        Ok(self)
+    }
+
+    /// Where the dashboard answers, if it does.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        match &self.ui {
+            Some((_, Some(l))) => l.local_addr().ok(),
+            Some((_, None)) => Some(self.addr),
+            None => None,
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -472,6 +500,7 @@ impl Server {
             shared,
             mut triggers,
             limits,
+            ui,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
@@ -480,7 +509,22 @@ impl Server {
             let _ = stop_tx.send(true);
         });
 
-        let app = router(shared.clone(), limits.request_timeout);
+        let mut app = router(shared.clone(), limits.request_timeout);
+        let mut ui_http = None;
+        match ui {
+            Some((routes, None)) => app = app.merge(bounded(routes, limits.request_timeout)),
+            Some((routes, Some(listener))) => {
+                let mut stop = http_stop_rx.clone();
+                let routes = bounded(routes, limits.request_timeout);
+                ui_http = Some(tokio::spawn(async move {
+                    serve_http(listener, routes, limits, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+                }));
+            }
+            None => {}
+        }
         let mut http = tokio::spawn(async move {
             serve_http(listener, app, limits, async move {
                 let _ = http_stop_rx.wait_for(|s| *s).await;
@@ -504,6 +548,11 @@ impl Server {
             };
         }
         let _ = http_stop_tx.send(true);
+        if let Some(mut h) = ui_http
+            && tokio::time::timeout(HTTP_DRAIN, &mut h).await.is_err()
+        {
+            h.abort();
+        }
         match tokio::time::timeout(HTTP_DRAIN, &mut http).await {
             Ok(Ok(res)) => res?,
             Ok(Err(e)) => return Err(std::io::Error::other(e)),
@@ -610,6 +659,18 @@ fn router(shared: Arc<Shared>, request_timeout: Duration) -> Router {
                 }
             },
         ))
+}
+
+/// `routes` under the same request timeout as the service's own.
+fn bounded(routes: Router, request_timeout: Duration) -> Router {
+    routes.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(req)).await {
+                Ok(res) => res,
+                Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+            }
+        },
+    ))
 }
 
 /// Accept connections until `stop`, each under the limits: a permit per connection (over the
