@@ -240,7 +240,7 @@ pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileEr
     if !view.refusals.is_empty() {
         return Err(ReconcileError::Refused(view.refusals.join("\n")));
     }
-    let plan = match planned.get() {
+    let mut plan = match planned.get() {
         Some(p) => p.plan.clone(),
         None => {
             crate::core::plan::load(&s.plan_path, text.clone())
@@ -248,6 +248,8 @@ pub fn observe_repo(git: &GitRepo, s: &Settings) -> Result<Observed, ReconcileEr
                 .0
         }
     };
+    // The repository's freeze file was read with the base (and kept with the cached view).
+    plan.repo_freezes = view.freezes.clone();
     let (state, state_head) = load_state(git, s, &plan.name)?;
     Ok(Observed {
         base_head,
@@ -376,8 +378,22 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                         .filter(|c| failed.is_none_or(|f| !f.contains_key(&c.cluster)))
                         .cloned()
                         .collect(),
+                    batch: None,
+                    clusters: Vec::new(),
                 })
                 .collect(),
+            batches: w.batches.clone(),
+        })
+        .enumerate()
+        .map(|(wi, mut input)| {
+            // Batches are fixed when the wave starts; each batch of each step is a step.
+            if let Some(ws) = st.waves.get(wi).filter(|ws| {
+                ws.status != crate::core::state::WaveStatus::Pending && !ws.batches.is_empty()
+            }) {
+                input.batches = ws.batches.clone();
+            }
+            input.steps = crate::core::batch::expand(&input.steps, &input.batches);
+            input
         })
         .collect()
 }
@@ -391,24 +407,41 @@ pub fn step_text(
     step: &StepPlan,
     what: &str,
 ) -> (String, String) {
-    let title = template
+    let mut title = template
         .replace("{plan}", plan)
         .replace("{wave}", wave)
         .replace("{step}", &step.index.to_string())
         .replace("{title}", &step.title)
         .replace("{what}", what);
+    if let Some(b) = step.batch {
+        title.push_str(&format!(" (batch {b})"));
+    }
     let mut body = format!(
         "Step {} of wave `{wave}`: {}.\n\n| cluster | file | field | from | to |\n|---|---|---|---|---|\n",
         step.index, step.title
     );
+    if let Some(b) = step.batch {
+        body = body.replacen(
+            ".\n\n",
+            &format!(
+                ".\n\nBatch {b} of the wave: {}.\n\n",
+                step.clusters.join(", ")
+            ),
+            1,
+        );
+    }
     for c in &step.changes {
         body.push_str(&format!(
             "| {} | `{}` | `{}` | `{}` | `{}` |\n",
             c.cluster, c.file, c.field, c.from, c.to
         ));
     }
+    let batch = step
+        .batch
+        .map(|b| format!("-batch-{b}"))
+        .unwrap_or_default();
     body.push_str(&format!(
-        "\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{} -->\n",
+        "\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{}{batch} -->\n",
         step.index
     ));
     (title, body)
@@ -466,8 +499,8 @@ fn desired_commits(
                 )
             })
         };
-        let Some(si) =
-            (0..w.steps.len()).find(|&si| !done(si) && !inputs[wi].steps[si].changes.is_empty())
+        let Some(si) = (0..inputs[wi].steps.len())
+            .find(|&si| !done(si) && !inputs[wi].steps[si].changes.is_empty())
         else {
             continue;
         };
@@ -475,17 +508,28 @@ fn desired_commits(
         if inputs[wi].steps[..si].iter().any(|e| !e.changes.is_empty()) {
             continue;
         }
-        let failed: BTreeSet<String> = o
+        let mut failed: BTreeSet<String> = o
             .state
             .waves
             .get(wi)
             .map(|ws| ws.failed.keys().cloned().collect())
             .unwrap_or_default();
-        let key = o.key.step(&w.name, si, &failed);
+        // A batch's step leaves out every cluster of the wave outside the batch.
+        let batch = &inputs[wi].steps[si];
+        if batch.batch.is_some() {
+            failed.extend(
+                w.clusters
+                    .iter()
+                    .filter(|c| !batch.clusters.contains(c))
+                    .cloned(),
+            );
+        }
+        let planned_si = batch.index.saturating_sub(1);
+        let key = o.key.step(&w.name, planned_si, &failed);
         let tree = match store.step_tree(&key).filter(|t| git.has_tree(t)) {
             Some(t) => t,
             None => {
-                let Some(t) = step_tree(git, o, &w.name, si, &failed)? else {
+                let Some(t) = step_tree(git, o, &w.name, planned_si, &failed)? else {
                     continue;
                 };
                 store.put_step_tree(&key, &t);

@@ -30,12 +30,18 @@ pub struct StepPlan {
     pub kubernetes: Option<KubeHop>,
     pub branch: String,
     pub changes: Vec<ChangeRecord>,
+    /// The batch this step belongs to (None: the wave is one batch).
+    pub batch: Option<usize>,
+    /// The batch's clusters (empty: the whole wave).
+    pub clusters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaveInput {
     pub clusters: Vec<String>,
     pub steps: Vec<StepPlan>,
+    /// The wave's batches in merge order (empty: one batch); fixed when the wave starts.
+    pub batches: Vec<Vec<String>>,
 }
 
 /// A step commit built on the current base.
@@ -271,33 +277,30 @@ fn init(cx: &mut Ctx) {
                 .iter()
                 .take_while(|s| !matches!(s.status, StepStatus::Pending | StepStatus::Open))
                 .count();
-            let fresh = input.steps.iter().skip(keep).map(|s| StepState {
-                index: s.index,
-                id: s.id.clone(),
-                title: s.title.clone(),
-                branch: s.branch.clone(),
-                changes: s.changes.clone(),
-                ..Default::default()
-            });
+            let fresh = input.steps.iter().skip(keep).map(step_state);
             ws.steps.truncate(keep);
             ws.steps.extend(fresh);
         }
         if ws.status == WaveStatus::Pending {
             ws.name = w.name.clone();
             ws.clusters = input.clusters.clone();
-            ws.steps = input
-                .steps
-                .iter()
-                .map(|s| StepState {
-                    index: s.index,
-                    id: s.id.clone(),
-                    title: s.title.clone(),
-                    branch: s.branch.clone(),
-                    changes: s.changes.clone(),
-                    ..Default::default()
-                })
-                .collect();
+            ws.batches = input.batches.clone();
+            ws.steps = input.steps.iter().map(step_state).collect();
         }
+    }
+}
+
+/// The stored form of a step not started yet.
+fn step_state(s: &StepPlan) -> StepState {
+    StepState {
+        index: s.index,
+        id: s.id.clone(),
+        title: s.title.clone(),
+        branch: s.branch.clone(),
+        changes: s.changes.clone(),
+        batch: s.batch,
+        clusters: s.clusters.clone(),
+        ..Default::default()
     }
 }
 
@@ -539,6 +542,20 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         );
         return;
     }
+    if let Some(f) = freeze_at(cx.plan, wave, cx.now) {
+        // Deny wins over every allow: nothing merges, manual waves get no green either.
+        let desc = format!("frozen, will not merge: {}", f.describe());
+        cx.status(wi, si, &p.head, GateState::Pending, desc);
+        cx.wake(f.end);
+        return;
+    }
+    if let Some((until, why)) =
+        crate::core::batch::batch_wait(&cx.state.waves[wi], si, wave, cx.now)
+    {
+        cx.status(wi, si, &p.head, GateState::Pending, why);
+        cx.wake(until);
+        return;
+    }
     if let Some(why) = drain_blockers(cx, wi, si, wave) {
         // Draining the nodes of this step would wait on these budgets for ever.
         let desc = format!("holding: {why}");
@@ -589,6 +606,20 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     ));
 }
 
+/// The freeze in force for `wave` at `now` (the plan's, the wave's or the repository's).
+pub fn freeze_at(
+    plan: &Plan,
+    wave: &Wave,
+    now: DateTime<Utc>,
+) -> Option<crate::core::calendar::Freeze> {
+    let all = plan
+        .freezes
+        .iter()
+        .chain(&plan.repo_freezes)
+        .chain(&wave.freezes);
+    crate::core::calendar::active(all, now)
+}
+
 fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<Utc>, head: &str) {
     let wave_name = cx.state.waves[wi].name.clone();
     let s = &mut cx.state.waves[wi].steps[si];
@@ -630,8 +661,13 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         return false;
     };
     take_baselines(cx, wi, si);
-    let clusters = cx.state.waves[wi].clusters.clone();
-    let allowed = allowance(wave, clusters.len());
+    let allowed = allowance(wave, cx.state.waves[wi].clusters.len());
+    // A batch's step converges on the batch's clusters; the others have not taken it.
+    let clusters = if step.clusters.is_empty() {
+        cx.state.waves[wi].clusters.clone()
+    } else {
+        step.clusters.clone()
+    };
     let mut waiting = Vec::new();
     let mut changes: BTreeMap<&str, Vec<&ChangeRecord>> = BTreeMap::new();
     for c in &step.changes {
@@ -1203,15 +1239,19 @@ spec:
             kubernetes: None,
             branch: format!("fleetwave/p/{w}/1"),
             changes: cs.iter().map(|c| change(c)).collect(),
+            batch: None,
+            clusters: Vec::new(),
         };
         vec![
             WaveInput {
                 clusters: vec!["c1".into()],
                 steps: vec![step("canary", &["c1"])],
+                batches: Vec::new(),
             },
             WaveInput {
                 clusters: vec!["c2".into(), "c3".into()],
                 steps: vec![step("prod", &["c2", "c3"])],
+                batches: Vec::new(),
             },
         ]
     }
@@ -1934,6 +1974,8 @@ mod tests_support {
                         kubernetes: None,
                         branch: B1.into(),
                         changes: vec![change("cp")],
+                        batch: None,
+                        clusters: Vec::new(),
                     },
                     StepPlan {
                         index: 2,
@@ -1942,8 +1984,11 @@ mod tests_support {
                         kubernetes: None,
                         branch: B2.into(),
                         changes: vec![change("md")],
+                        batch: None,
+                        clusters: Vec::new(),
                     },
                 ],
+                batches: Vec::new(),
             }];
             let world = World {
                 now: self.now,

@@ -2,6 +2,8 @@
 //! rules between them. Nothing here does I/O or names an adapter crate; `tests/layers.rs`
 //! checks it.
 
+pub mod batch;
+pub mod calendar;
 pub mod catalog;
 pub mod cluster;
 pub mod config;

@@ -217,6 +217,12 @@ pub struct StepState {
     pub posted: Option<PostedStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_commit: Option<String>,
+    /// The batch this step belongs to (absent: the wave is one batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// The batch's clusters (empty: the whole wave).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +260,9 @@ pub struct WaveState {
     /// fail (so an unchanged result does not rewrite the state every tick).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gates: BTreeMap<String, BTreeMap<String, GateRecord>>,
+    /// The wave's batches in merge order, fixed when the wave starts (empty: one batch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

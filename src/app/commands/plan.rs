@@ -284,6 +284,7 @@ fn print_wave(
             w.clusters.join(", ")
         }
     )?;
+    print_wave_controls(out, p, i, w)?;
     for s in &w.steps {
         print_step(out, s, paint)?;
         if diff {
@@ -291,6 +292,41 @@ fn print_wave(
                 writeln!(out, "    {}", paint_diff_line(&line, paint))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Batches (each batch of each step is its own pull request) and freezes of a wave.
+fn print_wave_controls(
+    out: &mut dyn Write,
+    p: &Planned,
+    i: usize,
+    w: &WavePlan,
+) -> std::io::Result<()> {
+    let spec = &p.plan.waves[i];
+    for (b, members) in w.batches.iter().enumerate() {
+        let canary = if b == 0 && spec.batching.canary.is_some() {
+            " (canary)"
+        } else {
+            ""
+        };
+        writeln!(out, "  batch {b}{canary}: {}", members.join(", "))?;
+    }
+    if !w.batches.is_empty() && !spec.batch_delay.is_zero() {
+        writeln!(
+            out,
+            "  batchDelay: {} between a batch converging and the next merging",
+            humantime::format_duration(spec.batch_delay)
+        )?;
+    }
+    let freezes = p
+        .plan
+        .freezes
+        .iter()
+        .chain(&p.plan.repo_freezes)
+        .chain(&spec.freezes);
+    for f in freezes {
+        writeln!(out, "  freeze: {}", f.span())?;
     }
     Ok(())
 }

@@ -133,6 +133,8 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         overrides: Vec::new(),
         version_catalog: None,
         hops_listed: true,
+        freezes: Vec::new(),
+        repo_freezes: Vec::new(),
     }
 }
 
