@@ -414,3 +414,104 @@ fn plan_shows_batches_batch_delay_and_freezes_of_the_example_plans() {
         "{text}"
     );
 }
+
+fn cert_manager_tag(f: &Fleet, cluster: &str) -> String {
+    f.git.fetch().unwrap();
+    let head = f.git.branch_head("main").unwrap().unwrap();
+    let path = Path::new("applications/overlays")
+        .join(cluster)
+        .join("services/sources/opencenter-cert-manager.yaml");
+    let text = String::from_utf8(f.git.read_file(&head, &path).unwrap().unwrap()).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("tag: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+#[test]
+fn failure_policy_rollback_merges_the_rollback_and_halts() {
+    let f = fleet("rollback");
+    let fault = ["--sim-fault", "stg-kamaji-01=HealthCheckFailed"];
+    let (out, log) = run(&f, &fault, 200);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::Halted);
+    let canary = &st.waves[0];
+    let rb = canary
+        .auto_rollback
+        .clone()
+        .expect("automatic rollback recorded");
+    assert!(rb.done, "{rb:?}");
+    assert_eq!(
+        rb.branch.as_deref(),
+        Some("fleetwave/gitops-base-rollback/canary/rollback")
+    );
+    let merge = rb.merged_commit.clone().expect("rollback merged");
+    assert!(
+        canary
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::RolledBack)
+    );
+    assert!(log.contains("did: roll back wave canary (failurePolicy rollback): merged fleetwave/gitops-base-rollback/canary/rollback"), "{log}");
+    // Main holds the rollback: both canary clusters are back on 2026.01; the next wave was
+    // never touched.
+    for c in ["dev-canary-01", "stg-kamaji-01", "prod-eu-01"] {
+        assert_eq!(cert_manager_tag(&f, c), "2026.01", "{c}");
+    }
+    assert!(
+        f.merges()
+            .iter()
+            .any(|(m, _)| m.contains("rollback of wave canary"))
+    );
+    assert!(
+        f.git
+            .is_ancestor(&merge, &f.git.branch_head("main").unwrap().unwrap())
+            .unwrap()
+    );
+    assert!(
+        st.reason
+            .as_deref()
+            .unwrap()
+            .contains("rolled back by failurePolicy"),
+        "{:?}",
+        st.reason
+    );
+    // Later ticks do it once only: no second rollback merge.
+    let merges = f.merges().len();
+    let later = f.reconcile("cache.git", start() + Duration::days(1), &fault);
+    assert_eq!(later.status.code(), Some(1));
+    assert_eq!(f.merges().len(), merges);
+    assert!(
+        !stdout(&later).contains("roll back wave"),
+        "{}",
+        stdout(&later)
+    );
+}
+
+#[test]
+fn failure_policy_rollback_refuses_kubernetes_downgrades_with_the_reason() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-rollback}\nspec:\n  targetVersion: v1.33.5\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      failurePolicy: rollback\n      validation: {healthCheckDuration: 1h, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let fault = ["--sim-fault", "stg-kamaji-01=HealthCheckFailed"];
+    let (out, log) = run(&f, &fault, 200);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let rb = f.state().waves[0].auto_rollback.clone().unwrap();
+    assert!(rb.done && rb.merged_commit.is_none(), "{rb:?}");
+    assert!(
+        rb.lines
+            .iter()
+            .any(|l| l.starts_with("refused: wave canary cluster")
+                && l.contains("a Kubernetes minor downgrade is not supported")),
+        "{rb:?}"
+    );
+    assert!(
+        rb.lines
+            .iter()
+            .any(|l| l == "wave canary: nothing reversible on main"),
+        "{rb:?}"
+    );
+}

@@ -881,6 +881,7 @@ async fn carry_out<F: Forge, C: ClusterSource>(
         inputs: &world.waves,
         clusters: &world.clusters,
         new: &new,
+        now,
     };
     let done = perform(&act, &effects, &report.effects, &mut learned).await?;
     let before = new.clone();
@@ -1003,6 +1004,8 @@ struct Act<'a, 'io, F, C> {
     clusters: &'a BTreeMap<String, ClusterObservation>,
     /// The state decided this tick.
     new: &'a PlanState,
+    /// The tick's time (for commits made while acting).
+    now: DateTime<Utc>,
 }
 
 impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
@@ -1089,6 +1092,8 @@ struct Performed {
     sent: Vec<String>,
     /// Gate statuses posted: (wave, step, status).
     posted: Vec<(usize, usize, crate::core::state::PostedStatus)>,
+    /// Automatic rollbacks carried out: (wave, what was done).
+    rolled_back: Vec<(usize, crate::core::state::AutoRollback)>,
 }
 
 /// What one effect's call came to.
@@ -1173,6 +1178,9 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             Effect::Merge { wave, step, head } => {
                 return self.merge(*wave, *step, head, line, learned).await;
             }
+            Effect::Rollback { wave } => {
+                return self.auto_rollback(*wave, line, p).await;
+            }
             Effect::Send { id } => {
                 if let Some(ob) = new.events.get(id) {
                     if let Err(err) = self.io.notifier.send(&ob.event).await {
@@ -1183,6 +1191,119 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             }
         }
         Ok(Done::Did(line.to_string()))
+    }
+
+    /// `failurePolicy: rollback`: push the failed wave's rollback (what `fleetwave rollback`
+    /// reverts: gitops-base tags and template names; Kubernetes downgrades refused with the
+    /// reason) to `fleetwave/<plan>/<wave>/rollback`, open its pull request and merge it.
+    async fn auto_rollback(
+        &self,
+        wi: usize,
+        line: &str,
+        p: &mut Performed,
+    ) -> Result<Done, ReconcileError> {
+        let (git, s, o, new) = (self.io.git, self.s, self.o, self.new);
+        let ws = &new.waves[wi];
+        let name = ws.name.clone();
+        let mut rec = ws.auto_rollback.clone().unwrap_or_default();
+        let branch = format!("fleetwave/{}/{name}/rollback", new.plan);
+        rec.branch = Some(branch.clone());
+        let mut lines = Vec::new();
+        let wanted = reversible(&name, &merged_span(ws), false, &mut lines);
+        let (files, count) = revert_files(o.planned(git)?, &wanted)?;
+        if files.is_empty() {
+            // Nothing (left) to revert on the base: a rollback merged before a crash, or only
+            // irreversible changes.
+            lines.push(format!(
+                "wave {name}: nothing reversible on {}",
+                o.base_branch
+            ));
+            rec.done = true;
+            rec.lines = lines.clone();
+            p.rolled_back.push((wi, rec));
+            return Ok(Done::Did(format!("{line}: {}", lines.join("; "))));
+        }
+        let now = self.now;
+        let msg = format!(
+            "fleetwave({}): roll back wave {name}\n\nfailurePolicy rollback: reverts {count} value(s) (gitops-base tags, template names).\n{}",
+            new.plan,
+            lines.join("\n")
+        );
+        let commit = git.commit_changes(&o.base_head, &files, &msg, &s.sig(now))?;
+        let old = git.branch_head(&branch)?;
+        // A retry after a crash finds the same tree on the branch: keep that commit.
+        let head = match &old {
+            Some(h) if git.tree_id(h)? == git.tree_id(&commit)? => h.clone(),
+            _ => match git.push(&branch, &commit, old.as_deref()) {
+                Ok(()) => commit,
+                Err(GitError::LeaseLost { .. }) => {
+                    return Ok(Done::Stop(format!(
+                        "{line}: someone else moved {branch}; the next tick looks again"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let mut r = StepRef {
+            branch: branch.clone(),
+            pr: rec.pr,
+            head: Some(head.clone()),
+            approval: None,
+        };
+        if r.pr.is_none() {
+            let seen = self
+                .io
+                .forge
+                .observe(std::slice::from_ref(&r), &o.base_head)
+                .await?;
+            r.pr = seen.get(&branch).and_then(|x| x.number);
+        }
+        let spec = PrSpec {
+            title: format!("fleetwave({}): roll back wave {name}", new.plan),
+            body: format!(
+                "Wave `{name}` failed; its `failurePolicy` is `rollback`.\n\nReverts {count} value(s) in {} file(s): gitops-base tags and template names.\n\n{}\n",
+                files.len(),
+                lines
+                    .iter()
+                    .map(|l| format!("- {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            base: s.base.clone(),
+        };
+        if let Some(n) = self.io.forge.open(&r, &spec).await? {
+            r.pr = Some(n);
+        }
+        rec.pr = r.pr;
+        let message = format!(
+            "Merge {branch} (fleetwave {} rollback of wave {name})",
+            new.plan
+        );
+        let sha = match self.io.forge.merge(&r, &head, &message).await {
+            Ok(sha) => sha,
+            Err(ForgeError::BaseMoved) => {
+                return Ok(Done::Stop(format!(
+                    "{line}: the base moved; nothing merged, the next tick tries again"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        lines.insert(
+            0,
+            format!(
+                "wave {name}: reverted {count} value(s) in {} file(s)",
+                files.len()
+            ),
+        );
+        rec.merged_commit = Some(sha.clone());
+        rec.done = true;
+        rec.lines = lines.clone();
+        p.rolled_back.push((wi, rec));
+        Ok(Done::Did(format!(
+            "{line}: merged {branch} as {} ({})",
+            short(&sha),
+            lines.join("; ")
+        )))
     }
 
     /// Merge a step's pull request at `head`.
@@ -1214,6 +1335,24 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
 
 /// Record in `new` what the calls did: posted statuses, sent events, learned PR numbers.
 fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>) {
+    for (w, r) in &done.rolled_back {
+        if let Some(m) = r.merged_commit.as_deref().filter(|_| r.done) {
+            mark_rolled_back(&mut new.waves[*w], m, false);
+        }
+        if r.done
+            && new.waves[*w]
+                .auto_rollback
+                .as_ref()
+                .is_some_and(|x| !x.done)
+        {
+            new.reason = Some(format!(
+                "{}; rolled back by failurePolicy: {}",
+                new.reason.clone().unwrap_or_default(),
+                r.lines.join("; ")
+            ));
+        }
+        new.waves[*w].auto_rollback = Some(r.clone());
+    }
     for (w, st, p) in &done.posted {
         new.waves[*w].steps[*st].posted = Some(p.clone());
     }
@@ -1266,6 +1405,10 @@ fn describe(st: &PlanState, e: &Effect) -> String {
             short(head)
         ),
         Effect::Send { id } => format!("send {id}"),
+        Effect::Rollback { wave } => format!(
+            "roll back wave {} (failurePolicy rollback)",
+            st.waves[*wave].name
+        ),
     }
 }
 

@@ -109,6 +109,11 @@ pub enum Effect {
     Send {
         id: String,
     },
+    /// `failurePolicy: rollback`: revert the wave's reversible changes through a pull request
+    /// and merge it (repeated every tick until the state records it done).
+    Rollback {
+        wave: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +216,7 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
         PlanStatus::Succeeded | PlanStatus::Failed => {}
         PlanStatus::Halted => {
             halt_statuses(&mut cx);
+            rollback_effects(&mut cx);
             cx.held = Some(format!(
                 "plan halted: {}",
                 cx.state.reason.clone().unwrap_or_default()
@@ -1053,6 +1059,31 @@ fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
         telemetry(cx, wi, c, Outcome::Failed);
     }
     halt_statuses(cx);
+    if wave.failure_policy == crate::core::plan::FailurePolicy::Rollback {
+        cx.state.waves[wi].auto_rollback = Some(crate::core::state::AutoRollback {
+            requested_at: cx.now,
+            ..Default::default()
+        });
+        cx.note(format!(
+            "wave {}: failurePolicy rollback: rolling back what is reversible",
+            wave.name
+        ));
+        rollback_effects(cx);
+    }
+}
+
+/// The automatic rollbacks asked for and not done yet.
+fn rollback_effects(cx: &mut Ctx) {
+    for (wi, ws) in cx.state.waves.iter().enumerate() {
+        if ws.auto_rollback.as_ref().is_some_and(|r| !r.done)
+            && !cx
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::Rollback { wave } if *wave == wi))
+        {
+            cx.effects.push(Effect::Rollback { wave: wi });
+        }
+    }
 }
 
 /// A halted plan: every open step PR gets a failure status.

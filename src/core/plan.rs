@@ -145,6 +145,21 @@ struct WaveFile {
     /// Change freezes (deny windows) for this wave: nothing merges inside one.
     #[serde(default)]
     freeze: Vec<FreezeFile>,
+    /// What a failed wave (more failures than maxFailures) does: `halt` the plan (default),
+    /// or `rollback`: open and merge the rollback PR for what is reversible, then halt.
+    #[serde(default)]
+    failure_policy: Option<String>,
+}
+
+/// What a wave does when it fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailurePolicy {
+    /// Halt the plan (what fleetwave always did).
+    #[default]
+    Halt,
+    /// Open and merge the rollback pull request for the reversible part, then halt.
+    Rollback,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -338,6 +353,8 @@ pub struct Wave {
     /// The wave's own freezes (the plan's and the repository's are kept apart).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub freezes: Vec<Freeze>,
+    /// `failurePolicy`.
+    pub failure_policy: FailurePolicy,
 }
 
 /// How many clusters a batch holds.
@@ -747,6 +764,25 @@ fn wave(
             .hint("set maxConcurrency (or canary) on this wave, or remove batchDelay"),
         );
     }
+    let failure_policy = match w.failure_policy.as_deref() {
+        None | Some("halt") => FailurePolicy::Halt,
+        Some("rollback") => FailurePolicy::Rollback,
+        Some("continue") => {
+            errs.push(src.at(&at("failurePolicy"), "failurePolicy continue is not supported")
+                .hint("`halt` already leaves failed clusters out and goes on while failures are within maxFailures; set maxFailures for that"));
+            FailurePolicy::Halt
+        }
+        Some(other) => {
+            errs.push(
+                src.at(
+                    &at("failurePolicy"),
+                    format!("failurePolicy {} is not a policy", echo(other)),
+                )
+                .hint("use `halt` or `rollback`"),
+            );
+            FailurePolicy::Halt
+        }
+    };
     let mut freezes = crate::core::calendar::freezes(src, &at("freeze"), &w.freeze, errs);
     for f in &mut freezes {
         f.source = format!("wave {}", w.name);
@@ -764,6 +800,7 @@ fn wave(
         batching,
         batch_delay,
         freezes,
+        failure_policy,
     }
 }
 
@@ -1234,6 +1271,32 @@ mod tests {
             assert_eq!((d.line, d.column), (line, col), "{extra}: {d}");
             assert!(d.message.contains(says), "{extra}: {d}");
         }
+    }
+
+    #[test]
+    fn failure_policy_is_validated() {
+        let with = |v: &str| {
+            OK.replace(
+                "    validation:\n",
+                &format!("    failurePolicy: {v}\n    validation:\n"),
+            )
+        };
+        assert_eq!(
+            load_str(&with("rollback")).unwrap().waves[0].failure_policy,
+            FailurePolicy::Rollback
+        );
+        assert_eq!(
+            load_str(OK).unwrap().waves[0].failure_policy,
+            FailurePolicy::Halt
+        );
+        let e = load_str(&with("explode")).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].column), (12, 20), "{}", e.0[0]);
+        let e = load_str(&with("continue")).unwrap_err();
+        assert!(
+            e.0[0].message.contains("continue is not supported"),
+            "{}",
+            e.0[0]
+        );
     }
 
     #[test]

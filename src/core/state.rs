@@ -263,6 +263,30 @@ pub struct WaveState {
     /// The wave's batches in merge order, fixed when the wave starts (empty: one batch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batches: Vec<Vec<String>>,
+    /// `failurePolicy: rollback`: the automatic rollback, once the wave failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+/// The automatic rollback of a failed wave: asked for when it failed, done when its pull
+/// request merged (or nothing was left to revert).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRollback {
+    pub requested_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr: Option<u64>,
+    /// The merge commit of the rollback, once merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_commit: Option<String>,
+    /// Done: merged, or nothing reversible was left.
+    #[serde(default)]
+    pub done: bool,
+    /// What was reverted and what was refused, and why, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
