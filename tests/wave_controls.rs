@@ -376,6 +376,7 @@ fn plan_shows_batches_batch_delay_and_freezes_of_the_example_plans() {
             .args(["plan", "--repo", "fixtures/fleet", "--plan"])
             .arg(format!("fixtures/plans/{name}.yaml"))
             .env("NO_COLOR", "1")
+            .env("FLEETWAVE_NOW", "2026-11-23T08:00:00Z")
             .output()
             .unwrap();
         assert_eq!(
@@ -406,6 +407,9 @@ fn plan_shows_batches_batch_delay_and_freezes_of_the_example_plans() {
         ),
         "{text}"
     );
+    // The ETA: canary soaks 1h; prod batches 2h apart (batchDelay beats the 1h soak) from
+    // 09:00, the last one due at 13:00 inside the 13:00-19:00 freeze, merging at 19:00, soak 1h.
+    assert!(text.contains("  wave canary: 2026-11-23 09:00 UTC\n  wave prod: 2026-11-23 20:00 UTC\n  plan: 2026-11-23 20:00 UTC\n"), "{text}");
     let text = plan("freeze");
     assert!(
         text.contains(

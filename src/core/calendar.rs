@@ -215,6 +215,79 @@ pub fn load_repo(tree: &dyn crate::core::tree::FileTree) -> Result<Vec<Freeze>, 
     }
 }
 
+/// What an ETA assumes, besides the plan's soak, `batchDelay`, windows and freezes.
+#[derive(Debug, Clone, Copy)]
+pub struct EtaAssumption {
+    /// Time from a step's merge to its clusters converging.
+    pub convergence: chrono::Duration,
+}
+
+/// One wave to estimate: its plan entry, how many batches it has (1 without batches) and how
+/// many of its steps change something.
+pub struct EtaWave<'a> {
+    pub wave: &'a crate::core::plan::Wave,
+    pub batches: usize,
+    pub steps: usize,
+}
+
+/// When each wave should finish (its soak over), starting at `start`: batch by batch, each
+/// step merging at the first time inside the wave's window and outside every freeze, then
+/// converging after `a.convergence`; a batch after the first merges no sooner than the soak
+/// and `batchDelay` after the previous one converged; approvals are taken as instant.
+pub fn eta(
+    plan: &crate::core::plan::Plan,
+    waves: &[EtaWave],
+    start: DateTime<Utc>,
+    a: EtaAssumption,
+) -> Vec<DateTime<Utc>> {
+    let d = |x: std::time::Duration| chrono::Duration::from_std(x).unwrap_or_default();
+    let mut t = start;
+    let mut out = Vec::new();
+    for w in waves {
+        let spec = w.wave;
+        let freezes: Vec<&Freeze> = plan
+            .freezes
+            .iter()
+            .chain(&plan.repo_freezes)
+            .chain(&spec.freezes)
+            .collect();
+        let mut prev: Option<DateTime<Utc>> = None;
+        for _ in 0..w.batches.max(1) {
+            if let Some(c) = prev {
+                t = t.max(c + d(spec.soak).max(d(spec.batch_delay)));
+            }
+            for _ in 0..w.steps {
+                t = may_merge(spec, &freezes, t) + a.convergence;
+            }
+            prev = Some(t);
+        }
+        t += d(spec.soak);
+        out.push(t);
+    }
+    out
+}
+
+/// The first time at or after `t` inside the wave's window and outside every freeze.
+fn may_merge(
+    wave: &crate::core::plan::Wave,
+    freezes: &[&Freeze],
+    mut t: DateTime<Utc>,
+) -> DateTime<Utc> {
+    // Each round moves forward; a year of rounds means the window never opens outside a freeze.
+    for _ in 0..1000 {
+        let thawed = thaw(freezes.iter().copied(), t);
+        let opened = match &wave.window {
+            Some(win) => crate::core::decide::window_state(win, thawed).1,
+            None => thawed,
+        };
+        if opened == t {
+            return t;
+        }
+        t = opened;
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -396,7 +396,7 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
         cx.note(format!(
             "wave {} step {}: nothing to change ({title}), skipped",
             wave.name,
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
         // The next step may be due right away.
         run(cx);
@@ -412,7 +412,7 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
             let msg = format!(
                 "wave {} step {}: its pull request was closed without merging; reopen it, or change the plan",
                 wave.name,
-                si + 1
+                step_no(&cx.state, wi, si)
             );
             cx.held = Some(msg);
         }
@@ -433,7 +433,7 @@ fn open_step(
         cx.note(format!(
             "wave {} step {}: waiting for its commit to be built",
             wave.name,
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
         return;
     };
@@ -451,7 +451,7 @@ fn open_step(
     cx.note(format!(
         "wave {} step {}: opening {branch}",
         wave.name,
-        si + 1
+        step_no(&cx.state, wi, si)
     ));
     let desc = gate_description(cx, wi);
     cx.status(wi, si, &d.commit, GateState::Pending, desc);
@@ -486,7 +486,11 @@ fn tend_open_step(
             p.foreign.join(", ")
         );
         cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
-        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+        cx.held = Some(format!(
+            "wave {} step {}: {desc}",
+            wave.name,
+            step_no(&cx.state, wi, si)
+        ));
         return;
     }
     let current =
@@ -507,7 +511,7 @@ fn tend_open_step(
         cx.note(format!(
             "wave {} step {}: base moved; regenerating {branch}",
             wave.name,
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
         let desc = gate_description(cx, wi);
         cx.status(wi, si, &d.commit, GateState::Pending, desc);
@@ -551,6 +555,10 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     if let Some(f) = freeze_at(cx.plan, wave, cx.now) {
         // Deny wins over every allow: nothing merges, manual waves get no green either.
         let desc = format!("frozen, will not merge: {}", f.describe());
+        if !posted_is(&cx.state, wi, si, &desc) {
+            let n = step_no(&cx.state, wi, si);
+            cx.note(format!("wave {} step {n}: {desc}", wave.name));
+        }
         cx.status(wi, si, &p.head, GateState::Pending, desc);
         cx.wake(f.end);
         return;
@@ -558,6 +566,10 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     if let Some((until, why)) =
         crate::core::batch::batch_wait(&cx.state.waves[wi], si, wave, cx.now)
     {
+        if !posted_is(&cx.state, wi, si, &why) {
+            let n = step_no(&cx.state, wi, si);
+            cx.note(format!("wave {} step {n}: {why}", wave.name));
+        }
         cx.status(wi, si, &p.head, GateState::Pending, why);
         cx.wake(until);
         return;
@@ -566,7 +578,11 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         // Draining the nodes of this step would wait on these budgets for ever.
         let desc = format!("holding: {why}");
         cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
-        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+        cx.held = Some(format!(
+            "wave {} step {}: {desc}",
+            wave.name,
+            step_no(&cx.state, wi, si)
+        ));
         return;
     }
     let approval_needed = wave
@@ -607,9 +623,29 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     cx.note(format!(
         "wave {} step {}: merging {}",
         wave.name,
-        si + 1,
+        step_no(&cx.state, wi, si),
         &p.head[..p.head.len().min(12)]
     ));
+}
+
+/// Whether the step's posted status already says `desc` (as cut for the forge).
+fn posted_is(st: &PlanState, wi: usize, si: usize, desc: &str) -> bool {
+    let cut: String = desc.chars().take(140).collect();
+    st.waves[wi].steps[si]
+        .posted
+        .as_ref()
+        .is_some_and(|p| p.description == cut)
+}
+
+/// A step's number in messages: `1`, or `1 batch 2` in a wave with batches.
+fn step_no(st: &PlanState, wi: usize, si: usize) -> String {
+    match st.waves[wi].steps.get(si) {
+        Some(s) => match s.batch {
+            Some(b) => format!("{} batch {b}", s.index),
+            None => s.index.to_string(),
+        },
+        None => (si + 1).to_string(),
+    }
 }
 
 /// The freeze in force for `wave` at `now` (the plan's, the wave's or the repository's).
@@ -648,12 +684,12 @@ fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<U
         };
         cx.note(format!(
             "wave {wave_name} step {}: merged by a human {what}",
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
     } else {
         cx.note(format!(
             "wave {wave_name} step {}: merged as {}",
-            si + 1,
+            step_no(&cx.state, wi, si),
             &commit[..commit.len().min(12)]
         ));
     }
@@ -728,7 +764,11 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         let s = &mut cx.state.waves[wi].steps[si];
         s.status = StepStatus::Converged;
         s.converged_at = Some(cx.now);
-        cx.note(format!("wave {} step {}: converged", wave.name, si + 1));
+        cx.note(format!(
+            "wave {} step {}: converged",
+            wave.name,
+            step_no(&cx.state, wi, si)
+        ));
         return true;
     }
     false

@@ -228,7 +228,46 @@ pub fn print_text(
         at.format("%Y-%m-%d %H:%M UTC"),
         humantime::format_duration(total),
         now.format("%Y-%m-%d %H:%M UTC")
-    )
+    )?;
+    print_eta(out, p, now)
+}
+
+/// With batches or freezes, the ETA per wave: batches, batchDelay, windows and freezes
+/// counted (without them, the earliest finish above is the ETA).
+fn print_eta(out: &mut dyn Write, p: &Planned, now: DateTime<Utc>) -> std::io::Result<()> {
+    let controls = !p.plan.freezes.is_empty()
+        || !p.plan.repo_freezes.is_empty()
+        || p.waves.iter().any(|w| !w.batches.is_empty())
+        || p.plan.waves.iter().any(|w| !w.freezes.is_empty());
+    if !controls {
+        return Ok(());
+    }
+    let waves: Vec<crate::core::calendar::EtaWave> = p
+        .waves
+        .iter()
+        .zip(&p.plan.waves)
+        .map(|(w, spec)| crate::core::calendar::EtaWave {
+            wave: spec,
+            batches: w.batches.len().max(1),
+            steps: w.steps.iter().filter(|s| !s.changes.is_empty()).count(),
+        })
+        .collect();
+    let a = crate::core::calendar::EtaAssumption {
+        convergence: chrono::Duration::zero(),
+    };
+    let etas = crate::core::calendar::eta(&p.plan, &waves, now, a);
+    writeln!(
+        out,
+        "ETA from {} (assuming each step converges at once and approvals are instant; soak, batchDelay, windows and freezes counted):",
+        now.format("%Y-%m-%d %H:%M UTC")
+    )?;
+    for (w, t) in p.waves.iter().zip(&etas) {
+        writeln!(out, "  wave {}: {}", w.name, t.format("%Y-%m-%d %H:%M UTC"))?;
+    }
+    if let Some(last) = etas.last() {
+        writeln!(out, "  plan: {}", last.format("%Y-%m-%d %H:%M UTC"))?;
+    }
+    Ok(())
 }
 
 fn print_header(out: &mut dyn Write, p: &Planned, paint: &Paint) -> std::io::Result<()> {
