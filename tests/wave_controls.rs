@@ -519,3 +519,105 @@ fn failure_policy_rollback_refuses_kubernetes_downgrades_with_the_reason() {
         "{rb:?}"
     );
 }
+
+fn fleetwave_cmd(f: &Fleet, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(args)
+        .args([
+            "--remote",
+            f.remote.to_str().unwrap(),
+            "--plan",
+            "plans/demo.yaml",
+        ])
+        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+        .args(["--now", &start().to_rfc3339()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn skip_takes_a_cluster_out_once_with_who_and_why() {
+    let f = fleet("batches");
+    // The rollout has started (the canary wave's PR is open).
+    assert_eq!(
+        f.reconcile("cache.git", start(), &[]).status.code(),
+        Some(0)
+    );
+    let skip = [
+        "skip",
+        "--cluster",
+        "prod-eu-01",
+        "--reason",
+        "decommissioned",
+        "--by",
+        "alice",
+    ];
+    let first = fleetwave_cmd(&f, &skip);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout(&first).contains("skipped cluster prod-eu-01 in wave prod for the rest of the rollout (by alice: decommissioned)"),
+        "{}",
+        stdout(&first)
+    );
+    f.git.fetch().unwrap();
+    let head = f.git.branch_head("fleetwave/state").unwrap();
+    // Idempotent: the second run says so and writes nothing.
+    let second = fleetwave_cmd(&f, &skip);
+    assert_eq!(second.status.code(), Some(0));
+    assert!(
+        stdout(&second).contains("already skipped in wave prod (by alice at"),
+        "{}",
+        stdout(&second)
+    );
+    f.git.fetch().unwrap();
+    assert_eq!(f.git.branch_head("fleetwave/state").unwrap(), head);
+    // A cluster the plan does not roll out to is refused.
+    let bad = fleetwave_cmd(&f, &["skip", "--cluster", "lab-01"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is in no wave of plan"));
+    // The rollout goes on without it: batch 1 holds two clusters, and its files stay as they were.
+    let (out, log) = {
+        let mut now = start();
+        let mut log = String::new();
+        loop {
+            let o = f.reconcile("cache.git", now, &[]);
+            let t = stdout(&o);
+            log.push_str(&t);
+            if done(&t) || o.status.code() != Some(0) {
+                break (o, log);
+            }
+            now = f.next_time(&t, now);
+        }
+    };
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::Succeeded);
+    let prod = &st.waves[1];
+    assert_eq!(prod.skipped["prod-eu-01"].by, "alice");
+    assert_eq!(prod.skipped["prod-eu-01"].reason, "decommissioned");
+    assert!(prod.failed.is_empty());
+    assert!(
+        prod.steps
+            .iter()
+            .all(|s| s.changes.iter().all(|c| c.cluster != "prod-eu-01"))
+    );
+    assert_eq!(cert_manager_tag(&f, "prod-eu-01"), "2026.01");
+    assert_eq!(cert_manager_tag(&f, "prod-us-01"), "2026.02");
+    // The history names the skip, who and why.
+    let h = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["history", "--remote", f.remote.to_str().unwrap()])
+        .args(["--plan", "plans/demo.yaml"])
+        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&h).contains("skipped cluster prod-eu-01 in wave prod"),
+        "{}",
+        stdout(&h)
+    );
+}

@@ -317,6 +317,26 @@ pub enum Command {
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
     },
+    /// Take a cluster out of the rollout for good: it gets no more changes and counts neither
+    /// as converged nor as failed. Recorded in the state with who and why; a second run
+    /// changes nothing.
+    Skip {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
+        /// The cluster to skip.
+        #[arg(long)]
+        cluster: String,
+        /// Why (kept in the state and the history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who skips it (default: $USER, else the commit author name).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
 }
 
 /// `propose --channel`.

@@ -38,7 +38,7 @@ fn watch_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn settings(r: &RemoteArgs) -> Settings {
+pub(crate) fn settings(r: &RemoteArgs) -> Settings {
     let mut s = Settings::new(&r.plan);
     s.base = r.base.clone();
     s.author_name = r.author_name.clone();
@@ -48,7 +48,7 @@ fn settings(r: &RemoteArgs) -> Settings {
     s
 }
 
-fn open(r: &RemoteArgs) -> anyhow::Result<GitRepo> {
+pub(crate) fn open(r: &RemoteArgs) -> anyhow::Result<GitRepo> {
     let cache = cache_dir(r);
     // On GitHub the API token also pushes over HTTPS.
     let token = r.token.clone().or_else(|| {
@@ -115,7 +115,7 @@ fn notifier(w: &WorldArgs) -> anyhow::Result<Fanout> {
 }
 
 /// Print the error with its context (`context: cause`) and exit 2.
-fn fail(e: anyhow::Error) -> ExitCode {
+pub(crate) fn fail(e: anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
     ExitCode::from(2)
 }

@@ -360,7 +360,7 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
     view.waves
         .iter()
         .enumerate()
-        .map(|(wi, w)| (w, st.waves.get(wi).map(|ws| &ws.failed)))
+        .map(|(wi, w)| (w, st.waves.get(wi)))
         .map(|(w, failed)| WaveInput {
             clusters: w.clusters.clone(),
             steps: w
@@ -375,7 +375,7 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                     changes: st
                         .changes
                         .iter()
-                        .filter(|c| failed.is_none_or(|f| !f.contains_key(&c.cluster)))
+                        .filter(|c| failed.is_none_or(|ws| !ws.is_out(&c.cluster)))
                         .cloned()
                         .collect(),
                     batch: None,
@@ -512,7 +512,7 @@ fn desired_commits(
             .state
             .waves
             .get(wi)
-            .map(|ws| ws.failed.keys().cloned().collect())
+            .map(|ws| ws.failed.keys().chain(ws.skipped.keys()).cloned().collect())
             .unwrap_or_default();
         // A batch's step leaves out every cluster of the wave outside the batch.
         let batch = &inputs[wi].steps[si];
@@ -761,11 +761,7 @@ fn remote_gate_jobs(
         }
         // Only clusters that took a merged step: nothing reads the others' results yet.
         let merged = ws.steps.iter().any(|s| s.merged_commit.is_some());
-        for c in ws
-            .clusters
-            .iter()
-            .filter(|c| merged && !ws.failed.contains_key(*c))
-        {
+        for c in ws.clusters.iter().filter(|c| merged && !ws.is_out(c)) {
             jobs.push((c.clone(), wave.gates.clone()));
         }
     }

@@ -248,7 +248,8 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
 
 /// Create the state on first sight and keep step lists in line with the plan.
 fn init(cx: &mut Ctx) {
-    if cx.state.waves.is_empty() {
+    // A skip before the first tick writes wave entries but starts nothing.
+    if cx.state.waves.is_empty() || cx.state.started_at.is_none() {
         cx.state.plan = cx.plan.name.clone();
         cx.state.plan_hash = cx.world.plan_hash.clone();
         cx.state.started_at = Some(cx.now);
@@ -716,7 +717,7 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         changes.entry(c.cluster.as_str()).or_default().push(c);
     }
     for c in &clusters {
-        if step.converged.contains_key(c) || cx.state.waves[wi].failed.contains_key(c) {
+        if step.converged.contains_key(c) || cx.state.waves[wi].is_out(c) {
             continue;
         }
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
@@ -921,7 +922,7 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
         .find_map(|s| s.merged_commit.clone());
     let clusters = cx.state.waves[wi].clusters.clone();
     for c in &clusters {
-        if cx.state.waves[wi].failed.contains_key(c) {
+        if cx.state.waves[wi].is_out(c) {
             continue;
         }
         let obs = observed(cx, wi, wave, c);
@@ -961,7 +962,8 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
     ws.status = WaveStatus::Succeeded;
     ws.finished_at = Some(cx.now);
     cx.note(format!("wave {} passed its soak: Succeeded", wave.name));
-    for c in &clusters {
+    let skipped = cx.state.waves[wi].skipped.clone();
+    for c in clusters.iter().filter(|c| !skipped.contains_key(*c)) {
         let outcome = if cx.state.waves[wi].failed.contains_key(c) {
             Outcome::Failed
         } else {
@@ -1024,9 +1026,7 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
         let ws = &cx.state.waves[wi];
         ws.clusters
             .iter()
-            .filter(|c| {
-                !ws.failed.contains_key(*c) && ws.steps.iter().any(|s| s.converged.contains_key(*c))
-            })
+            .filter(|c| !ws.is_out(c) && ws.steps.iter().any(|s| s.converged.contains_key(*c)))
             .cloned()
             .collect()
     };

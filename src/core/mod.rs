@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod refname;
 pub mod repo;
 pub mod repo_url;
+pub mod skip;
 pub mod source;
 pub mod state;
 pub mod status;

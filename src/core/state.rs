@@ -263,9 +263,28 @@ pub struct WaveState {
     /// The wave's batches in merge order, fixed when the wave starts (empty: one batch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batches: Vec<Vec<String>>,
+    /// cluster → who took it out of the rollout (`fleetwave skip`), when and why. Skipped
+    /// clusters get no more changes and count neither as converged nor as failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, SkipRecord>,
     /// `failurePolicy: rollback`: the automatic rollback, once the wave failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rollback: Option<AutoRollback>,
+}
+
+/// Who skipped a cluster, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipRecord {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+impl WaveState {
+    /// The cluster gets no more changes in this wave: it failed or was skipped.
+    pub fn is_out(&self, cluster: &str) -> bool {
+        self.failed.contains_key(cluster) || self.skipped.contains_key(cluster)
+    }
 }
 
 /// The automatic rollback of a failed wave: asked for when it failed, done when its pull
