@@ -621,3 +621,46 @@ fn skip_takes_a_cluster_out_once_with_who_and_why() {
         stdout(&h)
     );
 }
+
+#[test]
+fn status_shows_batches_the_freeze_skipped_clusters_and_the_eta() {
+    let f = fleet("batches");
+    let mut now = start();
+    while now < utc(14, 0) {
+        let o = f.reconcile("cache.git", now, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        now = f.next_time(&stdout(&o), now).min(utc(14, 0));
+    }
+    let skip = fleetwave_cmd(&f, &["skip", "--cluster", "reg-airgap-01", "--by", "bob"]);
+    assert_eq!(
+        skip.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&skip.stderr)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["status", "--remote", f.remote.to_str().unwrap()])
+        .args(["--plan", "plans/demo.yaml"])
+        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+        .args(["--now", &utc(14, 0).to_rfc3339()])
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for want in [
+        "  batch 0 (crit-k0rdent-01): converged\n",
+        "  batch 1 (prod-eks-01, prod-eu-01, crit-k0s-01): converged\n",
+        "  batch 2 (prod-us-01, reg-airgap-01, reg-vsphere-01): open\n",
+        "  skipped: reg-airgap-01 by bob at 2026-11-23 08:00 UTC: \n",
+        "  freeze in force: change advisory board (wave prod) until 2026-11-23 19:00 UTC\n",
+        // The last batch merges when the freeze ends, converges (median 10m) and soaks 1h.
+        "  ETA: 2026-11-23 20:10 UTC (each step converges in 10m (median of 3 converged step(s)); approvals instant)\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}

@@ -228,6 +228,8 @@ pub struct EtaWave<'a> {
     pub wave: &'a crate::core::plan::Wave,
     pub batches: usize,
     pub steps: usize,
+    /// The wave already converged and soaks since then (nothing left to merge).
+    pub soaking_since: Option<DateTime<Utc>>,
 }
 
 /// When each wave should finish (its soak over), starting at `start`: batch by batch, each
@@ -245,6 +247,16 @@ pub fn eta(
     let mut out = Vec::new();
     for w in waves {
         let spec = w.wave;
+        if w.batches == 0 {
+            // Finished: nothing left.
+            out.push(t);
+            continue;
+        }
+        if let Some(since) = w.soaking_since {
+            t = t.max(since + d(spec.soak));
+            out.push(t);
+            continue;
+        }
         let freezes: Vec<&Freeze> = plan
             .freezes
             .iter()

@@ -19,6 +19,7 @@ pub mod notify;
 pub mod plan;
 pub mod planner;
 pub mod preflight;
+pub mod progress;
 pub mod refname;
 pub mod repo;
 pub mod repo_url;

@@ -250,6 +250,7 @@ fn print_eta(out: &mut dyn Write, p: &Planned, now: DateTime<Utc>) -> std::io::R
             wave: spec,
             batches: w.batches.len().max(1),
             steps: w.steps.iter().filter(|s| !s.changes.is_empty()).count(),
+            soaking_since: None,
         })
         .collect();
     let a = crate::core::calendar::EtaAssumption {
