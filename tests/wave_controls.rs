@@ -664,3 +664,37 @@ fn status_shows_batches_the_freeze_skipped_clusters_and_the_eta() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
 }
+
+#[test]
+fn a_window_closing_mid_batch_holds_the_batch_s_next_step_until_it_opens() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-window}\nspec:\n  targetVersion: v1.33.5\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      canary: 1\n      order: [tenant.clastix.io]\n      window: {start: \"08:00\", end: \"08:10\"}\n      validation: {healthCheckDuration: 10m, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let (out, log) = run(&f, &[], 300);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let w = &f.state().waves[0];
+    assert_eq!(w.batches, [["stg-kamaji-01"], ["dev-canary-01"]]);
+    let per_batch = w.steps.iter().filter(|s| s.batch == Some(0)).count();
+    assert!(per_batch >= 2, "the batch needs two steps: {:?}", w.steps);
+    for s in w.steps.iter().filter(|s| s.merged_at.is_some()) {
+        let m = s.merged_at.unwrap();
+        let minute = m
+            .time()
+            .signed_duration_since(chrono::NaiveTime::MIN)
+            .num_minutes();
+        assert!(
+            (8 * 60..8 * 60 + 10).contains(&minute),
+            "{} merged at {m}, outside the window",
+            s.branch
+        );
+    }
+    // The window closed while batch 0 was between its steps: the next step waited a day.
+    let first = w.steps[0].merged_at.unwrap();
+    let second = w.steps[1].merged_at.unwrap();
+    assert!(
+        second >= first + Duration::hours(23),
+        "{first} then {second}\n{log}"
+    );
+    assert!(log.contains("waiting for the maintenance window"), "{log}");
+}
