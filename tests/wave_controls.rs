@@ -698,3 +698,109 @@ fn a_window_closing_mid_batch_holds_the_batch_s_next_step_until_it_opens() {
     );
     assert!(log.contains("waiting for the maintenance window"), "{log}");
 }
+
+#[test]
+fn retry_reruns_a_failed_cluster_once_and_the_plan_goes_on() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-retry}\nspec:\n  targetVersion: v1.33.5\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      validation: {healthCheckDuration: 30m, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let fault = ["--sim-fault", "stg-kamaji-01=HealthCheckFailed"];
+    let (out, log) = run(&f, &fault, 100);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(f.state().waves[0].failed.contains_key("stg-kamaji-01"));
+    let retry = [
+        "retry",
+        "--cluster",
+        "stg-kamaji-01",
+        "--reason",
+        "fixed coredns",
+        "--by",
+        "carol",
+    ];
+    let first = fleetwave_cmd(&f, &retry);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout(&first).contains(
+            "retrying stg-kamaji-01 in wave canary as a new batch (by carol: fixed coredns)"
+        ),
+        "{}",
+        stdout(&first)
+    );
+    f.git.fetch().unwrap();
+    let head = f.git.branch_head("fleetwave/state").unwrap();
+    let second = fleetwave_cmd(&f, &retry);
+    assert_eq!(second.status.code(), Some(0));
+    assert!(
+        stdout(&second)
+            .contains("has not failed and is not skipped: nothing to retry; nothing changed"),
+        "{}",
+        stdout(&second)
+    );
+    let none = fleetwave_cmd(&f, &["retry", "--failed"]);
+    assert!(
+        stdout(&none).contains("no cluster has failed"),
+        "{}",
+        stdout(&none)
+    );
+    f.git.fetch().unwrap();
+    assert_eq!(
+        f.git.branch_head("fleetwave/state").unwrap(),
+        head,
+        "a second retry wrote the state"
+    );
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::InProgress);
+    assert_eq!(st.waves[0].retries, [["stg-kamaji-01"]]);
+    // The cause is fixed (no more fault): the wave runs again and the plan succeeds.
+    let mut now = start() + Duration::hours(3);
+    let mut log = String::new();
+    for _ in 0..60 {
+        let o = f.reconcile("cache.git", now, &[]);
+        let t = stdout(&o);
+        log.push_str(&t);
+        assert_eq!(o.status.code(), Some(0), "{log}");
+        if done(&t) {
+            break;
+        }
+        now = f.next_time(&t, now);
+    }
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::Succeeded, "{log}");
+    assert!(st.waves[0].failed.is_empty());
+    assert!(
+        st.waves[0]
+            .steps
+            .iter()
+            .any(|s| s.branch.ends_with("-retry-0") && s.status == StepStatus::Converged),
+        "the retried cluster's workers went in a pull request of its own"
+    );
+    // The wave's own workers step left the retried cluster out: nothing was left for it.
+    assert_eq!(st.waves[0].steps[1].status, StepStatus::Skipped);
+    let retried_workers = st.waves[0].steps.last().unwrap();
+    assert!(!retried_workers.changes.is_empty());
+    assert!(
+        retried_workers
+            .changes
+            .iter()
+            .all(|c| c.cluster == "stg-kamaji-01")
+    );
+    let h = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["history", "--remote", f.remote.to_str().unwrap()])
+        .args(["--plan", "plans/demo.yaml"])
+        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&h).contains(
+            "retrying stg-kamaji-01 in wave canary as a new batch (by carol: fixed coredns)"
+        ),
+        "{}",
+        stdout(&h)
+    );
+}

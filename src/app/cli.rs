@@ -64,7 +64,8 @@ pub fn run(cli: Cli) -> ExitCode {
         | Command::Rollback { .. }
         | Command::History { .. }
         | Command::Status { .. }
-        | Command::Skip { .. }) => remote_command(stdout, c),
+        | Command::Skip { .. }
+        | Command::Retry { .. }) => remote_command(stdout, c),
         Command::Demo {
             plan,
             fail,
@@ -196,6 +197,25 @@ fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
                 .unwrap_or_else(|| author.author_name.clone());
             let r = remote(repo, Some(author), None);
             crate::app::commands::skip::run(&r, &cluster, &reason, &by, now, stdout)
+        }
+        Command::Retry {
+            repo,
+            author,
+            cluster,
+            failed: _,
+            reason,
+            by,
+            now,
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+                .unwrap_or_else(|| author.author_name.clone());
+            let what = match cluster {
+                Some(c) => crate::core::skip::RetryWhat::Cluster(c),
+                None => crate::core::skip::RetryWhat::Failed,
+            };
+            let r = remote(repo, Some(author), None);
+            crate::app::commands::retry::run(&r, &what, &reason, &by, now, stdout)
         }
         Command::Status {
             repo,

@@ -392,7 +392,20 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
             }) {
                 input.batches = ws.batches.clone();
             }
+            let retries = st
+                .waves
+                .get(wi)
+                .map(|ws| ws.retries.as_slice())
+                .unwrap_or_default();
+            let again =
+                crate::core::batch::expand_retries(&input.steps, input.batches.len(), retries);
+            // A retried cluster's remaining changes go in its retry batch only.
+            for s in &mut input.steps {
+                s.changes
+                    .retain(|c| !retries.iter().flatten().any(|r| *r == c.cluster));
+            }
             input.steps = crate::core::batch::expand(&input.steps, &input.batches);
+            input.steps.extend(again);
             input
         })
         .collect()
@@ -514,8 +527,15 @@ fn desired_commits(
             .get(wi)
             .map(|ws| ws.failed.keys().chain(ws.skipped.keys()).cloned().collect())
             .unwrap_or_default();
-        // A batch's step leaves out every cluster of the wave outside the batch.
+        // A batch's step leaves out every cluster of the wave outside the batch; the wave's own
+        // steps leave out clusters that were retried (their retry batch carries them).
         let batch = &inputs[wi].steps[si];
+        if let Some(ws) = o.state.waves.get(wi) {
+            let own = batch.batch.is_none_or(|b| b < ws.batches.len().max(1));
+            if own {
+                failed.extend(ws.retries.iter().flatten().cloned());
+            }
+        }
         if batch.batch.is_some() {
             failed.extend(
                 w.clusters

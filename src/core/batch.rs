@@ -142,6 +142,33 @@ pub fn batch_wait(
     Some((until, why))
 }
 
+/// The steps of the wave's retry batches (`fleetwave retry`), after its own: batch numbers go
+/// on from the wave's last batch; branches are `<step branch>-retry-<k>`.
+pub fn expand_retries(
+    steps: &[StepPlan],
+    batches: usize,
+    retries: &[Vec<String>],
+) -> Vec<StepPlan> {
+    let mut out = Vec::new();
+    for (k, members) in retries.iter().enumerate() {
+        for s in steps {
+            out.push(StepPlan {
+                branch: format!("{}-retry-{k}", s.branch),
+                changes: s
+                    .changes
+                    .iter()
+                    .filter(|c| members.contains(&c.cluster))
+                    .cloned()
+                    .collect(),
+                batch: Some(batches.max(1) + k),
+                clusters: members.clone(),
+                ..s.clone()
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

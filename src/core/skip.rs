@@ -104,6 +104,110 @@ pub fn skip(
     Ok(Skipped::Done(line))
 }
 
+/// Which clusters `fleetwave retry` re-runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryWhat {
+    Cluster(String),
+    /// Every failed cluster of the waves still running or failed.
+    Failed,
+}
+
+/// Re-run failed (or skipped) clusters with the same plan revision: per wave, one new batch
+/// of them after the wave's own (new branches and pull requests, `<step>-retry-<k>`). A
+/// failed wave runs again and a plan halted by it goes on. Nothing to retry changes nothing.
+pub fn retry(
+    st: &mut PlanState,
+    what: &RetryWhat,
+    by: &str,
+    reason: &str,
+) -> Result<Skipped, SkipError> {
+    let mut lines = Vec::new();
+    for wi in 0..st.waves.len() {
+        let ws = &st.waves[wi];
+        let members: Vec<String> = match what {
+            RetryWhat::Cluster(c) if ws.is_out(c) => vec![c.clone()],
+            RetryWhat::Cluster(_) => Vec::new(),
+            RetryWhat::Failed => ws.failed.keys().cloned().collect(),
+        };
+        if members.is_empty() {
+            continue;
+        }
+        if ws.status == WaveStatus::Succeeded || ws.auto_rollback.is_some() {
+            return Err(SkipError::WaveOver {
+                wave: ws.name.clone(),
+                cluster: members.join(", "),
+                status: if ws.auto_rollback.is_some() {
+                    "been rolled back".into()
+                } else {
+                    "succeeded".into()
+                },
+            });
+        }
+        add_retry_batch(&mut st.waves[wi], &members);
+        lines.push(format!(
+            "retrying {} in wave {} as a new batch (by {by}: {reason})",
+            members.join(", "),
+            st.waves[wi].name
+        ));
+    }
+    if lines.is_empty() {
+        let which = match what {
+            RetryWhat::Cluster(c) => format!("cluster {c} has not failed and is not skipped"),
+            RetryWhat::Failed => "no cluster has failed".to_string(),
+        };
+        return Ok(Skipped::Unchanged(format!("{which}: nothing to retry")));
+    }
+    if st.status == crate::core::state::PlanStatus::Halted
+        && st.waves.iter().all(|w| w.status != WaveStatus::Failed)
+    {
+        st.status = crate::core::state::PlanStatus::InProgress;
+        st.reason = None;
+    }
+    Ok(Skipped::Done(lines.join("; ")))
+}
+
+/// Take `members` out of the failed and skipped lists and give them a batch of their own.
+fn add_retry_batch(ws: &mut crate::core::state::WaveState, members: &[String]) {
+    for c in members {
+        ws.failed.remove(c);
+        ws.skipped.remove(c);
+    }
+    let k = ws.retries.len();
+    let batch = ws.batches.len().max(1) + k;
+    let first = if ws.batches.is_empty() { None } else { Some(0) };
+    let template: Vec<crate::core::state::StepState> = ws
+        .steps
+        .iter()
+        .filter(|s| s.batch == first)
+        .cloned()
+        .collect();
+    for s in template {
+        let base = match first {
+            Some(b) => s
+                .branch
+                .strip_suffix(&format!("-batch-{b}"))
+                .unwrap_or(&s.branch)
+                .to_string(),
+            None => s.branch.clone(),
+        };
+        ws.steps.push(crate::core::state::StepState {
+            index: s.index,
+            id: s.id.clone(),
+            title: s.title.clone(),
+            branch: format!("{base}-retry-{k}"),
+            batch: Some(batch),
+            clusters: members.to_vec(),
+            ..Default::default()
+        });
+    }
+    ws.retries.push(members.to_vec());
+    if matches!(ws.status, WaveStatus::Failed | WaveStatus::Soaking) {
+        ws.status = WaveStatus::InProgress;
+        ws.soak_started_at = None;
+        ws.finished_at = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -267,6 +267,10 @@ pub struct WaveState {
     /// clusters get no more changes and count neither as converged nor as failed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<String, SkipRecord>,
+    /// Batches added by `fleetwave retry` (clusters re-run after failing or being skipped),
+    /// merged after the wave's own batches, each step on `<branch>-retry-<k>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Vec<String>>,
     /// `failurePolicy: rollback`: the automatic rollback, once the wave failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rollback: Option<AutoRollback>,
