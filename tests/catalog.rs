@@ -1,6 +1,8 @@
 //! Issue 17: hops computed from a release catalog give the same steps as hops listed in the
 //! plan, on the example fleet and the chained example plan.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -278,4 +280,94 @@ fn propose_writes_the_channel_plan_that_plan_accepts() {
         "{out}\n{}",
         doc["findings"]
     );
+}
+
+/// `propose --open-pr` against the fake GitHub: the plan is committed on the remote's base
+/// head to `fleetwave/propose/<name>` and a pull request is opened; a second run changes
+/// nothing; the local checkout is not written.
+#[test]
+fn propose_open_pr_pushes_the_plan_and_opens_one_pull_request() {
+    use common::fake_github::FakeGitHub;
+    const TOKEN: &str = "ghp_propose";
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let gh = FakeGitHub::start(TOKEN);
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-05T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    gh.set_clock(now);
+    let files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    gh.create_repo("acme", "fleet", &files, now);
+    let checkout = tempfile::tempdir().unwrap();
+    copy_dir(&root.join("fixtures/fleet"), checkout.path());
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args([
+                "propose",
+                "--channel",
+                "minor",
+                "--open-pr",
+                "--forge",
+                "github",
+            ])
+            .args(["--repo", checkout.path().to_str().unwrap()])
+            .args(["--remote", &gh.git_url("acme", "fleet")])
+            .args([
+                "--github-api",
+                &gh.base_url(),
+                "--github-repo",
+                "acme/fleet",
+            ])
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("XDG_CACHE_HOME", cache.path())
+            .env("FLEETWAVE_NOW", "2026-12-05T00:00:00Z")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("did: push fleetwave/propose/k8s-1-33-11"),
+        "{out}"
+    );
+    assert!(out.contains("did: open or update pull request #"), "{out}");
+    let pulls = gh.pulls();
+    assert_eq!(pulls.len(), 1, "{pulls:#?}");
+    assert_eq!(pulls[0]["head"]["ref"], "fleetwave/propose/k8s-1-33-11");
+    assert_eq!(pulls[0]["base"]["ref"], "main");
+    assert_eq!(
+        pulls[0]["title"],
+        "Upgrade Kubernetes to v1.33.11 (minor channel)"
+    );
+    // The plan is on the branch, as `plan` reads it; not in the local checkout.
+    let bare = git2::Repository::open_bare(gh.repo_path("acme", "fleet")).unwrap();
+    let head = bare
+        .find_reference("refs/heads/fleetwave/propose/k8s-1-33-11")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    let blob = head
+        .tree()
+        .unwrap()
+        .get_path(Path::new("plans/k8s-1-33-11.yaml"))
+        .unwrap()
+        .to_object(&bare)
+        .unwrap()
+        .peel_to_blob()
+        .unwrap();
+    assert!(String::from_utf8_lossy(blob.content()).contains("targetVersion: v1.33.11"));
+    assert!(!checkout.path().join("plans/k8s-1-33-11.yaml").exists());
+    // Again: the branch already proposes this plan; the pull request is the same one.
+    let (code, out, err) = run();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("unchanged: fleetwave/propose/k8s-1-33-11"),
+        "{out}"
+    );
+    assert_eq!(gh.pulls().len(), 1);
 }

@@ -1,8 +1,8 @@
-//! Issue 17 §3 "Live", the part that is built: the fake API server serves `/metrics` in the
-//! Prometheus text exposition format as a kube-apiserver does, and
-//! `gates::parse_deprecated_apis` reads `apiserver_requested_deprecated_apis` from it and
-//! tells which requested APIs a target minor no longer serves. The `deprecatedApis` gate
-//! itself (fetching per tick, holding the step) is not wired yet.
+//! The `deprecatedApis` gate's data: the fake API server serves `/metrics` in the Prometheus
+//! text exposition format as a kube-apiserver does; `gates::parse_deprecated_apis` reads
+//! `apiserver_requested_deprecated_apis` from it and tells which requested APIs a target minor
+//! no longer serves; `KubeSource` polls each per-cluster context's `/metrics` when asked and
+//! reports what it read (the hold itself is `core::decide`'s, unit-tested there).
 
 mod common;
 
@@ -76,4 +76,57 @@ fn the_exposition_format_is_read_line_by_line() {
     let err = parse_deprecated_apis(broken).unwrap_err();
     assert_eq!(err.line, 1);
     assert!(err.to_string().starts_with("/metrics line 1: "), "{err}");
+}
+
+async fn observe(
+    src: &fleetwave::adapters::cluster::kube::KubeSource,
+) -> fleetwave::cluster::ClusterObservation {
+    use fleetwave::cluster::ClusterSource;
+    src.observe(&["a".to_string()], chrono::Utc::now())
+        .await
+        .expect("observe")
+        .remove("a")
+        .expect("a is observed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_cluster_source_reads_deprecated_api_requests_only_when_asked() {
+    use fleetwave::adapters::cluster::kube::{KubeSource, Targets};
+    use std::time::{Duration, Instant};
+    let fake = FakeKube::start();
+    fake.set_deprecated_requests(&[("policy", "v1beta1", "podsecuritypolicies", "1.25")]);
+    let start = |every: Option<Duration>| {
+        KubeSource::start_with(Targets {
+            spokes: vec![("a".into(), fake.client())],
+            deprecated_apis_every: every,
+            ..Default::default()
+        })
+    };
+    let asked = start(Some(Duration::from_millis(50))).await.unwrap();
+    asked.ready(Duration::from_secs(20)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let apis = loop {
+        if let Some(a) = observe(&asked).await.deprecated_apis {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no deprecated-API reading");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let shown: Vec<String> = apis.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        ["policy/v1beta1 podsecuritypolicies (removed in 1.25)"]
+    );
+    // The clients stop asking: the next reading says so.
+    fake.set_deprecated_requests(&[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while observe(&asked).await.deprecated_apis != Some(vec![]) {
+        assert!(Instant::now() < deadline, "the empty reading never came");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    drop(asked);
+    // Not asked (no deprecatedApis gate): `/metrics` is never read, and there is no data.
+    let not_asked = start(None).await.unwrap();
+    not_asked.ready(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(observe(&not_asked).await.deprecated_apis, None);
 }

@@ -624,3 +624,231 @@ fn a_manifest_on_an_api_the_target_no_longer_serves_is_refused_with_its_line() {
         r.stdout
     );
 }
+
+// ---- issue 17: versions and templates a cluster is offered (Git only) ------------------
+
+/// The docs' topology Cluster, pointed at the proposal's ClusterClass and set to its oldest
+/// listed version (the only edits: both names and the version, see the fixture README).
+fn topology_fleet() -> Fleet {
+    let f = Fleet::new(&[
+        (
+            "my-docker-cluster",
+            "cluster-api/topology-cluster-docker.yaml",
+            "cluster.yaml",
+        ),
+        (
+            "my-docker-cluster",
+            "cluster-api/clusterclass-kubernetes-versions.yaml",
+            "clusterclass.yaml",
+        ),
+    ]);
+    let cluster = f
+        .read("my-docker-cluster", "cluster.yaml")
+        .replace("docker-clusterclass-v0.1.0", "quick-start-runtimesdk")
+        .replace("v1.22.4", "v1.28.0");
+    std::fs::write(f.path("my-docker-cluster", "cluster.yaml"), cluster).unwrap();
+    f
+}
+
+#[test]
+fn a_topology_version_its_cluster_class_does_not_list_is_refused() {
+    let f = topology_fleet();
+    // Hops computed from the release catalog take each minor's newest patch, which the class
+    // does not list.
+    let plan = f.plan("  targetVersion: v1.31.2\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(
+        all.contains("clusters/my-docker-cluster/cluster.yaml:9:14"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "ClusterClass quick-start-runtimesdk (clusters/my-docker-cluster/clusterclass.yaml:7)"
+        ) && all.contains("use v1.29.0 for 1.29"),
+        "{all}"
+    );
+    // The class's own versions pass.
+    let plan = f.plan("  targetVersion: v1.31.2\n  intermediateVersions: [v1.29.0, v1.30.1]\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{all}");
+    assert!(!all.contains("ClusterClass"), "{all}");
+    // A target past the class's newest: refused, pointing at the listed patch.
+    let plan = f.plan("  targetVersion: v1.31.3\n  intermediateVersions: [v1.29.0, v1.30.1]\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(
+        all.contains("sets my-docker-cluster to v1.31.3") && all.contains("use v1.31.2"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_template_swap_the_repository_chains_do_not_offer_is_warned_about() {
+    let f = Fleet::new(&[(
+        "aws",
+        "k0rdent/kcm-aws-clusterdeployment.yaml",
+        "clusterdeployment.yaml",
+    )]);
+    let cd = f
+        .read("aws", "clusterdeployment.yaml")
+        .replace("aws-standalone-cp-1-0-43", "aws-standalone-cp-0-0-2");
+    std::fs::write(f.path("aws", "clusterdeployment.yaml"), cd).unwrap();
+    // The chain as mkdocs renders it, kept with the management objects outside the clusters.
+    let chain = String::from_utf8(real("k0rdent/clustertemplatechain-update-cluster.yaml"))
+        .unwrap()
+        .replace(
+            "{{{ extra.docsVersionInfo.providerVersions.dashVersions.awsStandaloneCpCluster }}}",
+            "1-0-43",
+        );
+    let p = f.dir.path().join("management/chains.yaml");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, chain).unwrap();
+    let offered = f.plan("  templates:\n    aws-standalone-cp-0-0-2: aws-standalone-cp-1-0-43\n");
+    let r = f.run(&["plan", "--plan", &offered]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{all}");
+    assert!(!all.contains("ClusterTemplateChain"), "{all}");
+    let unoffered = f.plan("  templates:\n    aws-standalone-cp-0-0-2: aws-standalone-cp-1-0-44\n");
+    let r = f.run(&["plan", "--plan", &unoffered]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "a warning, not a refusal: {all}");
+    assert!(
+        all.contains("ClusterTemplateChain aws-standalone-cp-1-0-43 (management/chains.yaml:8)")
+            && all.contains("offers aws-standalone-cp-1-0-43, not aws-standalone-cp-1-0-44"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_removed_api_in_a_base_the_cluster_pulls_in_from_outside_its_folder_is_refused() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let old = with_line(
+        &with_line(
+            &String::from_utf8(real(src)).unwrap(),
+            35,
+            "v1.33.0",
+            "v1.25.16",
+        ),
+        79,
+        "v1.33.0",
+        "v1.25.16",
+    );
+    std::fs::write(f.path("capi", "cluster.yaml"), &old).unwrap();
+    // podinfo's kustomize base, as published, shared from bases/ by the cluster's overlay.
+    let base = f.dir.path().join("bases/podinfo");
+    std::fs::create_dir_all(&base).unwrap();
+    for name in [
+        "kustomization.yaml",
+        "hpa.yaml",
+        "deployment.yaml",
+        "service.yaml",
+    ] {
+        std::fs::write(base.join(name), real(&format!("podinfo/{name}"))).unwrap();
+    }
+    std::fs::write(
+        f.path("capi", "kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - cluster.yaml\n  - ../../bases/podinfo\n  - https://github.com/org/repo//base?ref=v1\n  - ../../../outside\n",
+    )
+    .unwrap();
+    let plan = f.plan("  targetVersion: v1.26.15\n");
+    let r = f.run(&["plan", "--plan", &plan]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(all.contains("bases/podinfo/hpa.yaml:1:13"), "{all}");
+    assert!(
+        all.contains("HorizontalPodAutoscaler podinfo uses autoscaling/v2beta2"),
+        "{all}"
+    );
+    assert!(
+        all.contains("\"../../../outside\" leaves the repository"),
+        "{all}"
+    );
+    // Without the base in the overlay, nothing to refuse.
+    std::fs::write(
+        f.path("capi", "kustomization.yaml"),
+        "resources:\n  - cluster.yaml\n",
+    )
+    .unwrap();
+    let r = f.run(&["plan", "--plan", &plan]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn a_version_the_providers_export_does_not_offer_is_refused() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let at_124 = with_line(
+        &with_line(
+            &String::from_utf8(real(src)).unwrap(),
+            35,
+            "v1.33.0",
+            "v1.24.6",
+        ),
+        79,
+        "v1.33.0",
+        "v1.24.6",
+    );
+    std::fs::write(f.path("capi", "cluster.yaml"), &at_124).unwrap();
+    // What `az aks get-versions -o json` prints: the published example's response body.
+    let example: Value = serde_json::from_slice(&real("aks/KubernetesVersions_List.json")).unwrap();
+    let body = serde_json::to_string_pretty(&example["responses"]["200"]["body"]).unwrap();
+    std::fs::create_dir_all(f.dir.path().join("providers")).unwrap();
+    std::fs::write(f.dir.path().join("providers/aks-location1.json"), body).unwrap();
+    let pv = "  providerVersions:\n    - file: providers/aks-location1.json\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n";
+    let offered = f.plan(&format!("  targetVersion: v1.25.5\n{pv}"));
+    let r = f.run(&["plan", "--plan", &offered]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let unoffered = f.plan(&format!("  targetVersion: v1.25.6\n{pv}"));
+    let r = f.run(&["plan", "--plan", &unoffered]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(all.contains("clusters/capi/cluster.yaml:35:"), "{all}");
+    assert!(
+        all.contains("providers/aks-location1.json (AKS get-versions export) does not offer Kubernetes v1.25.6")
+            && all.contains("1.25.5"),
+        "{all}"
+    );
+    // An export that is not one fleetwave knows is an error at its line of the plan.
+    std::fs::write(f.dir.path().join("providers/aks-location1.json"), "{}").unwrap();
+    let r = f.run(&["plan", "--plan", &offered]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(2), "{all}");
+    assert!(
+        all.contains("plans/plan.yaml:") && all.contains("not a known export"),
+        "{all}"
+    );
+}
+
+#[test]
+fn with_efficient_upgrades_replaced_workers_skip_minors_the_skew_allows() {
+    let src = "cluster-api/simple-cluster-without-kcp-v1beta1.yaml";
+    let f = Fleet::new(&[("capi", src, "cluster.yaml")]);
+    let file = "clusters/capi/cluster.yaml";
+    // 1.33 → 1.36: the control plane (a labelled Machine) takes every minor; the
+    // MachineDeployment's machines are replaced, so its workers go once, at the last hop
+    // (1.36 is 3 minors above 1.33: the skew holds throughout).
+    let plan = f.plan("  targetVersion: v1.36.4\n  efficientUpgrades: true\n");
+    let doc = f.plan_json(&plan);
+    assert_eq!(
+        changes(&doc),
+        vec![
+            c(1, file, 35, "v1.33.0", "v1.34.9"),
+            c(3, file, 35, "v1.34.9", "v1.35.9"),
+            c(5, file, 35, "v1.35.9", "v1.36.4"),
+            c(6, file, 79, "v1.33.0", "v1.36.4"),
+        ]
+    );
+    let text = f.run(&["plan", "--plan", &plan]).stdout;
+    assert!(
+        text.contains("MachineDeployment/worker-md-0 skips 1.34, 1.35 (efficientUpgrades"),
+        "{text}"
+    );
+    // Without it, the workers follow every hop.
+    let plan = f.plan("  targetVersion: v1.36.4\n");
+    assert_eq!(changes(&f.plan_json(&plan)).len(), 6);
+}

@@ -174,7 +174,10 @@ impl Remote {
                 };
                 self.http(url, &check, cluster).await
             }
-            Gate::Nodes {} | Gate::PodRestarts { .. } | Gate::Approval { .. } => return None,
+            Gate::Nodes {}
+            | Gate::PodRestarts { .. }
+            | Gate::DeprecatedApis {}
+            | Gate::Approval { .. } => return None,
         };
         if !ok {
             tracing::debug!(cluster, gate = name(gate), %reason, "gate failed");

@@ -302,6 +302,23 @@ pub enum Command {
         /// The day that decides which releases are supported (RFC 3339; default: now).
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
+        /// Push the plan to a branch of --remote and open a pull request for it (with
+        /// --forge github) instead of writing it into --repo.
+        #[arg(long, requires = "remote")]
+        open_pr: bool,
+        /// The fleet repository the pull request goes to (URL or path).
+        #[arg(long)]
+        remote: Option<String>,
+        /// The branch the pull request targets.
+        #[arg(long, default_value = "main")]
+        base: String,
+        /// Token for HTTPS Git access to --remote.
+        #[arg(long, env = "FLEETWAVE_GIT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(flatten)]
+        author: AuthorArgs,
+        #[command(flatten)]
+        forge: ForgeArgs,
     },
     /// Show the Kubernetes release catalog plans take their hops from, or write a fresh one.
     Versions {

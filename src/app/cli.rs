@@ -80,16 +80,47 @@ pub fn run(cli: Cli) -> ExitCode {
             plan,
             force,
             now,
-        } => commands::propose::run(
-            stdout,
-            &commands::propose::ProposeArgs {
-                repo: &repo,
-                channel: channel.into(),
-                plan: plan.as_deref(),
-                force,
-                now: now.unwrap_or_else(chrono::Utc::now),
-            },
-        ),
+            open_pr,
+            remote: to,
+            base,
+            token,
+            author,
+            forge,
+        } => {
+            let pr = match (open_pr, to) {
+                (true, Some(url)) => {
+                    let r = remote(
+                        RepoArgs {
+                            remote: url,
+                            plan: plan.clone().unwrap_or_else(|| "plans".into()),
+                            base,
+                            cache: None,
+                            token,
+                            ssh_key: None,
+                            ssh_key_passphrase: None,
+                        },
+                        Some(author),
+                        None,
+                    );
+                    match forge_choice(&forge, &r) {
+                        Ok(f) => Some((r, f)),
+                        Err(code) => return code,
+                    }
+                }
+                _ => None,
+            };
+            commands::propose::run(
+                stdout,
+                &commands::propose::ProposeArgs {
+                    repo: &repo,
+                    channel: channel.into(),
+                    plan: plan.as_deref(),
+                    force,
+                    now: now.unwrap_or_else(chrono::Utc::now),
+                    pr,
+                },
+            )
+        }
         Command::Versions {
             update,
             catalog,

@@ -21,7 +21,7 @@ use crate::app::args::{
 use crate::app::reconcile::{self, BaseHistory, Outcome, Settings};
 use crate::core::notify::Notifier;
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -349,9 +349,10 @@ impl crate::core::cluster::ClusterSource for Source<'_> {
 /// list. Call inside a runtime whose workers keep running between ticks.
 async fn kube_source(
     w: &WorldArgs,
-    clusters: &[String],
+    clusters: &PlanClusters,
     remote: &str,
 ) -> anyhow::Result<KubeSource> {
+    let (clusters, deprecated_apis) = (&clusters.names, clusters.deprecated_apis);
     use crate::adapters::cluster::kube::{
         KubeConfigSel, Targets, client, source_kinds, upgrade_kinds,
     };
@@ -404,6 +405,8 @@ async fn kube_source(
         spokes,
         // The liveness check of each cluster's API server.
         version_every: std::time::Duration::from_secs(15),
+        // `/metrics` is megabytes per cluster: read only for a deprecatedApis gate.
+        deprecated_apis_every: deprecated_apis.then(|| std::time::Duration::from_secs(60)),
         unreachable,
         fleet_url: Some(remote.to_string()),
     })
@@ -413,14 +416,31 @@ async fn kube_source(
     Ok(src)
 }
 
+/// What per-cluster mode connects to, from the plan on the base branch.
+#[derive(Default)]
+struct PlanClusters {
+    names: Vec<String>,
+    /// A wave has a `deprecatedApis` gate: each cluster's `/metrics` is read.
+    deprecated_apis: bool,
+}
+
 /// The clusters of the plan on the base branch (what per-cluster mode connects to).
-fn plan_clusters(git: &GitRepo, s: &Settings) -> anyhow::Result<Vec<String>> {
+fn plan_clusters(git: &GitRepo, s: &Settings) -> anyhow::Result<PlanClusters> {
     let o = reconcile::observe_repo(git, s).flat()?;
-    Ok(o.view
-        .waves
-        .iter()
-        .flat_map(|w| w.clusters.iter().cloned())
-        .collect())
+    let deprecated_apis = o.plan.waves.iter().any(|w| {
+        w.gates
+            .iter()
+            .any(|g| matches!(g, crate::core::plan::Gate::DeprecatedApis {}))
+    });
+    Ok(PlanClusters {
+        names: o
+            .view
+            .waves
+            .iter()
+            .flat_map(|w| w.clusters.iter().cloned())
+            .collect(),
+        deprecated_apis,
+    })
 }
 
 /// Start the kube source when `--clusters kube` asks for it.
@@ -436,12 +456,12 @@ async fn maybe_kube(
     let names = if w.cluster_context.is_some() {
         plan_clusters(git, s)?
     } else {
-        Vec::new()
+        PlanClusters::default()
     };
     kube_source(w, &names, remote).await.map(Some)
 }
 
-/// Waves with a nodes or podRestarts gate, if any.
+/// Waves with a nodes, podRestarts or deprecatedApis gate, if any.
 fn node_gated_waves(plan: &crate::core::plan::Plan) -> Option<String> {
     let waves: Vec<&str> = plan
         .waves
@@ -450,7 +470,9 @@ fn node_gated_waves(plan: &crate::core::plan::Plan) -> Option<String> {
             w.gates.iter().any(|g| {
                 matches!(
                     g,
-                    crate::core::plan::Gate::Nodes {} | crate::core::plan::Gate::PodRestarts { .. }
+                    crate::core::plan::Gate::Nodes {}
+                        | crate::core::plan::Gate::PodRestarts { .. }
+                        | crate::core::plan::Gate::DeprecatedApis {}
                 )
             })
         })
@@ -469,8 +491,9 @@ fn warn_node_gates(w: &WorldArgs, plan: &crate::core::plan::Plan) {
         && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
     {
         eprintln!(
-            "warning: wave(s) {waves} gate on nodes or pod restarts, which need each \
-             cluster's own API server (--cluster-context); without it those gates fail"
+            "warning: wave(s) {waves} gate on nodes, pod restarts or deprecated APIs, which \
+             need each cluster's own API server (--cluster-context); without it those gates \
+             fail or hold"
         );
     }
 }
@@ -1006,9 +1029,9 @@ pub fn serve(
         // cluster list for per-cluster mode is read on a blocking thread.
         let kube = if world.clusters == ClusterSourceKind::Kube {
             let (r, w) = (remote.clone(), world.clone());
-            let names = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+            let names = tokio::task::spawn_blocking(move || -> anyhow::Result<PlanClusters> {
                 if w.cluster_context.is_none() {
-                    return Ok(Vec::new());
+                    return Ok(PlanClusters::default());
                 }
                 plan_clusters(&open(&r)?, &settings(&r))
             })

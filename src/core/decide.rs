@@ -575,8 +575,13 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         cx.wake(until);
         return;
     }
-    if let Some(why) = drain_blockers(cx, wi, si, wave) {
-        // Draining the nodes of this step would wait on these budgets for ever.
+    // What would make the merged change fail on the cluster: the provider refusing the
+    // template, the API server no longer serving what clients ask for, a drain waiting on
+    // PodDisruptionBudgets for ever.
+    let hold = templates_not_offered(cx, wi, si)
+        .or_else(|| deprecated_apis(cx, wi, si, wave))
+        .or_else(|| drain_blockers(cx, wi, si, wave));
+    if let Some(why) = hold {
         let desc = format!("holding: {why}");
         cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
         cx.held = Some(format!(
@@ -1019,6 +1024,106 @@ fn drain_blockers(cx: &Ctx, wi: usize, si: usize, wave: &Wave) -> Option<String>
         ));
     }
     Some(why)
+}
+
+/// Why step `si` may not merge because a cluster does not offer the template it moves to:
+/// an observed object that restricts its moves (k0rdent's `status.availableUpgrades`) and
+/// does not list the new template, which its admission webhook would refuse. Clusters not
+/// observed, or whose objects do not restrict, do not hold.
+fn templates_not_offered(cx: &Ctx, wi: usize, si: usize) -> Option<String> {
+    let step = &cx.state.waves[wi].steps[si];
+    let mut held = Vec::new();
+    for c in step.changes.iter().filter(|c| c.what == Changed::Template) {
+        let Some(obs) = cx.world.clusters.get(&c.cluster) else {
+            continue;
+        };
+        for comp in &obs.components {
+            let Some(offers) = &comp.offers else { continue };
+            if offers.contains(&c.to) {
+                continue;
+            }
+            let listed = if offers.is_empty() {
+                "no upgrade".to_string()
+            } else {
+                offers.join(", ")
+            };
+            held.push(format!(
+                "{}: {} offers {listed}, not {} (add {} to the availableUpgrades of {} in a \
+                 ClusterTemplateChain)",
+                c.cluster,
+                comp.id(),
+                c.to,
+                c.to,
+                c.from
+            ));
+        }
+    }
+    let first = held.first()?.clone();
+    Some(match held.len() {
+        1 => first,
+        n => format!("{first}; {} more cluster(s) held", n - 1),
+    })
+}
+
+/// Why step `si` may not merge under the wave's `deprecatedApis` gate: a cluster whose
+/// control plane it moves to a new minor still has requests for APIs that minor no longer
+/// serves (removed at or before it), or has no deprecated-API data at all (a gate that
+/// cannot be read holds, as the nodes gate does).
+fn deprecated_apis(cx: &Ctx, wi: usize, si: usize, wave: &Wave) -> Option<String> {
+    let gated = wave
+        .gates
+        .iter()
+        .any(|g| matches!(g, crate::core::plan::Gate::DeprecatedApis {}));
+    if !gated {
+        return None;
+    }
+    let step = &cx.state.waves[wi].steps[si];
+    // The newest minor each cluster's control plane is moved to by this step.
+    let mut targets: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for c in &step.changes {
+        if !matches!(
+            c.what,
+            Changed::Kubernetes(None | Some(Role::ControlPlane) | Some(Role::Whole))
+        ) {
+            continue;
+        }
+        let (Some(from), Some(to)) = (KubeVersion::parse(&c.from), KubeVersion::parse(&c.to))
+        else {
+            continue;
+        };
+        let to = (to.major, to.minor);
+        if (from.major, from.minor) < to {
+            let t = targets.entry(c.cluster.as_str()).or_insert(to);
+            *t = (*t).max(to);
+        }
+    }
+    let mut held = Vec::new();
+    for (cluster, (major, minor)) in targets {
+        let obs = cx.world.clusters.get(cluster);
+        let Some(apis) = obs.and_then(|o| o.deprecated_apis.as_deref()) else {
+            held.push(format!(
+                "{cluster}: no deprecated-API data (the deprecatedApis gate reads each \
+                 cluster's /metrics through a per-cluster context, --cluster-context)"
+            ));
+            continue;
+        };
+        let removed =
+            crate::core::gates::removed_apis_requested(apis, (u64::from(major), u64::from(minor)));
+        if let Some(first) = removed.first() {
+            let more = match removed.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            held.push(format!(
+                "{cluster}: {first} is still requested and {major}.{minor} no longer serves it{more}"
+            ));
+        }
+    }
+    let first = held.first()?.clone();
+    Some(match held.len() {
+        1 => first,
+        n => format!("{first}; {} more cluster(s) held", n - 1),
+    })
 }
 
 fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
@@ -1938,6 +2043,142 @@ mod drain_blockers {
 }
 
 #[cfg(test)]
+mod templates_offered {
+    use super::tests_support::*;
+    use super::*;
+    use crate::core::cluster::Component;
+
+    /// Tick with a template step's PR open on c1, whose ClusterDeployment offers `offers`.
+    fn at_template_step(offers: Option<Vec<String>>) -> (Decision, Wd, Plan) {
+        let p = plan(PLAN_SPLIT);
+        let mut w = world(t(0));
+        let mut obs = healthy(BASE);
+        obs.components.push(Component {
+            kind: "ClusterDeployment".into(),
+            name: "kcm-system/aws-dev".into(),
+            role: Role::Whole,
+            desired: Some("template aws-standalone-cp-1-0-43".into()),
+            running: Some("v1.32.3+k0s.0".into()),
+            progress: None,
+            offers,
+        });
+        w.clusters.insert("c1".into(), obs);
+        w.template = Some(("aws-standalone-cp-1-0-43", "aws-standalone-cp-1-0-44"));
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        (w.decide(&p, &st), w, p)
+    }
+
+    #[test]
+    fn a_template_the_deployment_does_not_offer_holds_the_step() {
+        let (d, _, _) = at_template_step(Some(vec!["aws-standalone-cp-1-0-45".into()]));
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        let held = d.held.expect("held");
+        assert!(
+            held.contains(
+                "c1: ClusterDeployment kcm-system/aws-dev offers aws-standalone-cp-1-0-45, \
+                 not aws-standalone-cp-1-0-44"
+            ),
+            "{held}"
+        );
+        let (d, _, _) = at_template_step(Some(vec![]));
+        assert!(d.held.is_some_and(|h| h.contains("offers no upgrade")));
+    }
+
+    #[test]
+    fn an_offered_template_or_no_restriction_merges() {
+        for offers in [Some(vec!["aws-standalone-cp-1-0-44".to_string()]), None] {
+            let (d, _, _) = at_template_step(offers.clone());
+            assert!(
+                d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })),
+                "{offers:?}: {:?}",
+                d.held
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod deprecated_apis_gate {
+    use super::tests_support::*;
+    use super::*;
+    use crate::core::cluster::DeprecatedApi;
+
+    const GATED: &str = "automated: true}\n      gates: [{type: deprecatedApis}]\n";
+
+    fn api(group: &str, version: &str, resource: &str, removed: &str) -> DeprecatedApi {
+        DeprecatedApi {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            removed_release: removed.into(),
+        }
+    }
+
+    /// The first tick with the control-plane PR (v1.32.4 → v1.33.5) open on c1.
+    fn at_control_plane(p: &Plan, apis: Option<Vec<DeprecatedApi>>) -> (Decision, Wd) {
+        let mut w = world(t(0));
+        let mut obs = healthy(BASE);
+        obs.deprecated_apis = apis;
+        w.clusters.insert("c1".into(), obs);
+        let st = w.decide(p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        (w.decide(p, &st), w)
+    }
+
+    fn merges(d: &Decision) -> bool {
+        d.effects.iter().any(|e| matches!(e, Effect::Merge { .. }))
+    }
+
+    fn pending(d: &Decision) -> Option<String> {
+        d.effects.iter().find_map(|e| match e {
+            Effect::SetStatus {
+                state: GateState::Pending,
+                description,
+                ..
+            } => Some(description.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_minor_step_waits_while_an_api_its_target_removed_is_still_requested() {
+        let p = plan(&PLAN_SPLIT.replace("automated: true}\n", GATED));
+        // 1.33 no longer serves what 1.33 removed; what 1.34 removes can wait.
+        let apis = vec![
+            api("example.io", "v1beta1", "widgets", "1.33"),
+            api("other.io", "v1alpha1", "gadgets", "1.34"),
+        ];
+        let (d, mut w) = at_control_plane(&p, Some(apis));
+        assert!(!merges(&d), "merged over a removed API: {:?}", d.effects);
+        assert_eq!(
+            pending(&d).as_deref(),
+            Some(
+                "holding: c1: example.io/v1beta1 widgets (removed in 1.33) is still requested \
+                 and 1.33 no longer serves it"
+            )
+        );
+        assert!(d.held.as_deref().is_some_and(|h| h.contains("widgets")));
+        // The clients moved off it: the next tick merges.
+        w.clusters.get_mut("c1").unwrap().deprecated_apis =
+            Some(vec![api("other.io", "v1alpha1", "gadgets", "1.34")]);
+        assert!(merges(&w.decide(&p, &d.state)));
+    }
+
+    #[test]
+    fn without_metrics_the_gate_holds_and_without_the_gate_nothing_is_read() {
+        let gated = plan(&PLAN_SPLIT.replace("automated: true}\n", GATED));
+        let (d, _) = at_control_plane(&gated, None);
+        assert!(!merges(&d));
+        assert!(pending(&d).is_some_and(|s| s.contains("no deprecated-API data")));
+        // No gate: the same requests do not hold the step.
+        let apis = vec![api("example.io", "v1beta1", "widgets", "1.33")];
+        assert!(merges(&at_control_plane(&plan(PLAN_SPLIT), Some(apis)).0));
+    }
+}
+
+#[cfg(test)]
 mod tests_support {
     use super::*;
     use crate::core::cluster::{Condition, GateResult, KustomizationStatus};
@@ -2000,6 +2241,8 @@ mod tests_support {
         pub prs: BTreeMap<String, PrObs>,
         pub clusters: BTreeMap<String, ClusterObservation>,
         pub reviews: bool,
+        /// The first step swaps a k0rdent template (from, to) instead of raising versions.
+        pub template: Option<(&'static str, &'static str)>,
     }
 
     pub fn world(now: DateTime<Utc>) -> Wd {
@@ -2018,22 +2261,33 @@ mod tests_support {
             prs: BTreeMap::new(),
             clusters: BTreeMap::new(),
             reviews: false,
+            template: None,
         }
     }
 
     impl Wd {
         pub fn decide(&self, p: &Plan, st: &PlanState) -> Decision {
-            let change = |step: &str| ChangeRecord {
-                cluster: "c1".into(),
-                file: "c1.yaml".into(),
-                field: step.into(),
-                what: Changed::Kubernetes(Some(if step == "md" {
-                    crate::core::locate::Role::Workers
-                } else {
-                    crate::core::locate::Role::ControlPlane
-                })),
-                from: "v1.32.4".into(),
-                to: "v1.33.5".into(),
+            let change = |step: &str| match self.template.filter(|_| step == "cp") {
+                Some((from, to)) => ChangeRecord {
+                    cluster: "c1".into(),
+                    file: "c1.yaml".into(),
+                    field: "spec.template".into(),
+                    what: Changed::Template,
+                    from: from.into(),
+                    to: to.into(),
+                },
+                None => ChangeRecord {
+                    cluster: "c1".into(),
+                    file: "c1.yaml".into(),
+                    field: step.into(),
+                    what: Changed::Kubernetes(Some(if step == "md" {
+                        crate::core::locate::Role::Workers
+                    } else {
+                        crate::core::locate::Role::ControlPlane
+                    })),
+                    from: "v1.32.4".into(),
+                    to: "v1.33.5".into(),
+                },
             };
             let waves = vec![WaveInput {
                 clusters: vec!["c1".into()],

@@ -28,6 +28,7 @@ pub fn name(g: &Gate) -> &'static str {
     match g {
         Gate::Nodes {} => "nodes",
         Gate::PodRestarts { .. } => "podRestarts",
+        Gate::DeprecatedApis {} => "deprecatedApis",
         Gate::Prometheus { .. } => "prometheus",
         Gate::Http { .. } => "http",
         Gate::Approval { .. } => "approval",
@@ -142,7 +143,7 @@ fn split_labels(body: &str) -> Result<(BTreeMap<String, String>, &str), &'static
 }
 
 /// The requested APIs that a control plane at `minor` (1.M) no longer serves: removed at or
-/// before 1.M. (For the `deprecatedApis` gate of issue 17, not wired to a gate yet.)
+/// before 1.M: what the `deprecatedApis` gate holds a control-plane step for.
 pub fn removed_apis_requested(apis: &[DeprecatedApi], minor: (u64, u64)) -> Vec<&DeprecatedApi> {
     apis.iter()
         .filter(|a| {

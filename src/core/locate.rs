@@ -292,9 +292,7 @@ pub fn locate_file(
     };
     regex_locators(ctx, &mut scan);
     let Some(docs) = docs else { return scan.out };
-    let is_kustomization_file = file.rel.file_name().is_some_and(|n| {
-        n == "kustomization.yaml" || n == "kustomization.yml" || n == "Kustomization"
-    });
+    let is_kustomization_file = crate::core::kbases::is_kustomization(&file.rel);
     for doc in docs {
         yaml_doc(ctx, &mut scan, doc, is_kustomization_file);
     }

@@ -2,6 +2,7 @@
 //! rules between them. Nothing here does I/O or names an adapter crate; `tests/layers.rs`
 //! checks it.
 
+pub mod availability;
 pub mod batch;
 pub mod calendar;
 pub mod catalog;
@@ -13,6 +14,7 @@ pub mod edit;
 pub mod fleet;
 pub mod gates;
 pub mod inline;
+pub mod kbases;
 pub mod kinds;
 pub mod locate;
 pub mod notify;

@@ -61,6 +61,14 @@ struct SpecFile {
     /// A release catalog in the fleet repository, instead of the built-in one.
     #[serde(default)]
     version_catalog: Option<String>,
+    /// Versions managed providers offer, exported by the user, for the clusters a selector
+    /// picks.
+    #[serde(default)]
+    provider_versions: Vec<ProviderVersions>,
+    /// Workers whose nodes are replaced (CAPI MachineDeployments, MachinePools) skip
+    /// intermediate minors while kubelets stay within 3 minors of the control plane.
+    #[serde(default)]
+    efficient_upgrades: bool,
     /// Merge worker (and whole-cluster) steps even when a cluster's PodDisruptionBudgets
     /// allow no disruption (default false: such a step is held before merge). A wave's own
     /// `allowDrainBlockers` wins.
@@ -261,11 +269,24 @@ impl Selector {
     }
 }
 
+/// A file in the fleet repository listing the Kubernetes versions a managed provider offers
+/// (the JSON of `aws eks describe-cluster-versions`, of `az aks get-versions`, or
+/// `versions: [...]`), and the clusters it applies to.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProviderVersions {
+    pub file: String,
+    pub cluster_selector: Selector,
+}
+
 /// A health gate checked through a wave's soak (evaluated by the rollout engine).
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Gate {
     Nodes {},
+    /// Hold a step that raises a control plane's minor while its API server still serves
+    /// requests for APIs that minor no longer serves (`apiserver_requested_deprecated_apis`).
+    DeprecatedApis {},
     #[serde(rename_all = "camelCase")]
     PodRestarts {
         threshold: u32,
@@ -410,6 +431,10 @@ pub struct Plan {
     pub overrides: Vec<VersionOverride>,
     /// `spec.versionCatalog`: a release catalog file in the fleet repository.
     pub version_catalog: Option<String>,
+    /// `spec.providerVersions`: what managed providers offer the clusters they host.
+    pub provider_versions: Vec<ProviderVersions>,
+    /// `spec.efficientUpgrades`: let replaced workers skip intermediate minors.
+    pub efficient_upgrades: bool,
     /// The plan lists `intermediateVersions` (else hops may be computed from the catalog).
     pub hops_listed: bool,
     /// `spec.freeze`: freezes for every wave (the repository's freeze file is read by the
@@ -502,6 +527,8 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             version_catalog: spec.version_catalog,
             freezes,
             repo_freezes: Vec::new(),
+            provider_versions: spec.provider_versions,
+            efficient_upgrades: spec.efficient_upgrades,
         })
     } else {
         Err(Diags(errs))

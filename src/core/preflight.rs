@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::core::catalog;
 use crate::core::diag::{Diags, Finding, Severity};
 use crate::core::fleet::Fleet;
+use crate::core::kbases;
 use crate::core::kinds::{Role, What};
 use crate::core::plan::Plan;
 use crate::core::source::YamlSource;
@@ -84,9 +85,12 @@ pub fn check(
         .min();
     let mut out = catalog::fill_hops(tree, plan, src, oldest)?;
     if let Some(t) = &plan.target {
-        out.extend(removed_apis(fleet, &selected, t));
+        out.extend(removed_apis(tree, fleet, &selected, t));
     }
     out.extend(base_range(plan, src, fleet, &selected));
+    out.extend(crate::core::availability::check(
+        tree, fleet, plan, src, &selected,
+    ));
     Ok(out)
 }
 
@@ -155,23 +159,45 @@ pub fn current_minor(fleet: &Fleet, cluster: &str) -> Option<u32> {
 }
 
 /// Refusals for manifests of the `selected` clusters whose API version stops being served
-/// between the cluster's current minor and `target`. A file shared by several clusters is
-/// reported once.
-pub fn removed_apis(fleet: &Fleet, selected: &[&str], target: &KubeVersion) -> Vec<Finding> {
+/// between the cluster's current minor and `target`: the files in their folders and the
+/// local kustomize bases those pull in from elsewhere in the repository. A file shared by
+/// several clusters is reported once.
+pub fn removed_apis(
+    tree: &dyn FileTree,
+    fleet: &Fleet,
+    selected: &[&str],
+    target: &KubeVersion,
+) -> Vec<Finding> {
     // File → the lowest current minor among the clusters that use it, and one of them.
     let mut files: BTreeMap<usize, (u32, &str)> = BTreeMap::new();
+    let mut bases: BTreeMap<std::path::PathBuf, (u32, &str)> = BTreeMap::new();
+    let own: std::collections::BTreeSet<&std::path::Path> =
+        fleet.files.iter().map(|f| f.rel.as_path()).collect();
+    let mut walk = kbases::Walk::default();
+    let mut out = Vec::new();
     for &c in selected {
         let (Some(minor), Some(cl)) = (current_minor(fleet, c), fleet.clusters.get(c)) else {
             continue;
         };
         for &i in &cl.files {
-            let e = files.entry(i).or_insert((minor, c));
-            if minor < e.0 {
-                *e = (minor, c);
-            }
+            keep_lowest(files.entry(i).or_insert((minor, c)), minor, c);
+        }
+        let kustomizations: Vec<_> = cl
+            .files
+            .iter()
+            .map(|&i| fleet.files[i].rel.clone())
+            .filter(|r| kbases::is_kustomization(r))
+            .collect();
+        let followed = kbases::follow(tree, &kustomizations, &mut walk);
+        out.extend(followed.findings);
+        for f in followed
+            .files
+            .into_iter()
+            .filter(|f| !own.contains(f.as_path()))
+        {
+            keep_lowest(bases.entry(f).or_insert((minor, c)), minor, c);
         }
     }
-    let mut out = Vec::new();
     for (i, (from, cluster)) in files {
         let file = &fleet.files[i];
         if !file.is_yaml() || !table().mentions.is_match(&file.text) {
@@ -179,7 +205,24 @@ pub fn removed_apis(fleet: &Fleet, selected: &[&str], target: &KubeVersion) -> V
         }
         out.extend(scan_file(&file.rel, &file.text, from, target, cluster));
     }
+    for (rel, (from, cluster)) in bases {
+        let Some(text) = tree.read(&rel).ok().and_then(|b| String::from_utf8(b).ok()) else {
+            continue;
+        };
+        if table().mentions.is_match(&text) {
+            out.extend(scan_file(&rel, &text, from, target, cluster));
+        }
+    }
+    out.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    out.dedup_by(|a, b| a.message == b.message && a.file == b.file);
     out
+}
+
+/// Keep the lowest current minor among the clusters that use a file, and one such cluster.
+fn keep_lowest<'a>(e: &mut (u32, &'a str), minor: u32, cluster: &'a str) {
+    if minor < e.0 {
+        *e = (minor, cluster);
+    }
 }
 
 /// The removed APIs one YAML file uses that a move from minor `from` to `target` crosses.

@@ -79,6 +79,9 @@ pub struct Row {
     /// The PodDisruptionBudgets that allow no disruption now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drain_blockers: Vec<DrainBlocker>,
+    /// Deprecated APIs its API server was asked for, when read (`deprecatedApis` gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deprecated_apis: Option<Vec<crate::core::cluster::DeprecatedApi>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -184,6 +187,9 @@ pub fn build(
                     .filter(|o| o.unobservable.is_none())
                     .and_then(|o| o.drain_blockers.clone())
                     .unwrap_or_default(),
+                deprecated_apis: obs
+                    .filter(|o| o.unobservable.is_none())
+                    .and_then(|o| o.deprecated_apis.clone()),
             });
         }
     }
@@ -403,6 +409,17 @@ pub fn render(r: &Report) -> String {
             if let Some(d) = &row.drain {
                 out.push_str(&format!("    drain:    {d}\n"));
             }
+            if let Some(apis) = &row.deprecated_apis {
+                let list = match apis.as_slice() {
+                    [] => "no deprecated API requested".to_string(),
+                    a => a
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
+                out.push_str(&format!("    apis:     {list}\n"));
+            }
         }
         if !row.gates.is_empty() {
             let gates: Vec<String> = row
@@ -482,6 +499,7 @@ mod tests {
             desired: None,
             running: Some(running.into()),
             progress: None,
+            offers: None,
         }
     }
 

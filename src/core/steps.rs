@@ -537,6 +537,7 @@ fn walk_hops(cx: &mut Cx, fields: &Fields, cp_cur: KubeVersion) -> bool {
     let mut cur: Vec<KubeVersion> = fields.iter().map(|(_, v)| v.clone()).collect();
     let mut text: Vec<String> = fields.iter().map(|(o, _)| o.value.clone()).collect();
     let mut cp_now = cp_cur;
+    let mut skipped: Vec<Vec<u32>> = vec![Vec::new(); fields.len()];
     for (hi, h) in cx.plan.hops.iter().enumerate() {
         let needs_cp = below(&cp_now, h);
         let (cp_step, w_step) = if cx.split {
@@ -568,6 +569,10 @@ fn walk_hops(cx: &mut Cx, fields: &Fields, cp_cur: KubeVersion) -> bool {
             return false;
         }
         for (k, (o, orig)) in fields.iter().enumerate() {
+            if below(&cur[k], h) && !below(&cp_now, h) && may_skip(cx, o, &cur[k], hi) {
+                skipped[k].push(h.minor);
+                continue;
+            }
             if below(&cur[k], h) && !below(&cp_now, h) {
                 let to = to_text(cx.plan, o, orig, h).expect("checked before the walk");
                 let step = if is_cp(o) { cp_step } else { w_step };
@@ -579,7 +584,44 @@ fn walk_hops(cx: &mut Cx, fields: &Fields, cp_cur: KubeVersion) -> bool {
             }
         }
     }
+    say_skipped(cx, fields, &skipped);
     true
+}
+
+/// Under `efficientUpgrades`, a worker field of a kind that replaces its nodes stays at
+/// `cur` through hop `hi` when it is not the last hop and the control plane's next hop keeps
+/// its kubelets within 3 minors. Control planes never skip.
+fn may_skip(cx: &Cx, o: &Occurrence, cur: &KubeVersion, hi: usize) -> bool {
+    let kind = o.object.split('/').next().unwrap_or("");
+    cx.plan.efficient_upgrades
+        && o.what == What::Kubernetes(Role::Workers)
+        && crate::core::kinds::replaces_nodes(kind)
+        && cx
+            .plan
+            .hops
+            .get(hi + 1)
+            .is_some_and(|next| next.minor <= cur.minor + 3)
+}
+
+/// `plan` says which workers skip which minors, and why.
+fn say_skipped(cx: &mut Cx, fields: &Fields, skipped: &[Vec<u32>]) {
+    for (k, minors) in skipped.iter().enumerate().filter(|(_, m)| !m.is_empty()) {
+        let o = fields[k].0;
+        let list: Vec<String> = minors.iter().map(|m| format!("1.{m}")).collect();
+        cx.findings.push(
+            Finding::new(
+                Severity::Info,
+                Some(&o.cluster),
+                format!(
+                    "{} skips {} (efficientUpgrades: its nodes are replaced, and its kubelets \
+                     stay within 3 minors of the control plane)",
+                    o.object,
+                    list.join(", ")
+                ),
+            )
+            .at(&cx.fleet.files[o.file].rel, (o.line, o.column)),
+        );
+    }
 }
 
 /// The splices that take the files from now to the end of `steps` (all of them, in order).

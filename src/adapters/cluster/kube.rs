@@ -195,6 +195,9 @@ pub struct Targets {
     pub spokes: Vec<(String, kube::Client)>,
     /// How often each spoke's `/version` is read.
     pub version_every: Duration,
+    /// How often each spoke's `/metrics` is read for deprecated API requests; None: never
+    /// (only a `deprecatedApis` gate needs them, and the text is megabytes).
+    pub deprecated_apis_every: Option<Duration>,
     /// Clusters whose own context could not be set up, and why: observed from the hub only,
     /// with the reason shown while they are waited for.
     pub unreachable: BTreeMap<String, String>,
@@ -211,6 +214,7 @@ impl Default for Targets {
             hub_kinds: Vec::new(),
             spokes: Vec::new(),
             version_every: Duration::from_secs(30),
+            deprecated_apis_every: None,
             unreachable: BTreeMap::new(),
             fleet_url: None,
         }
@@ -309,6 +313,9 @@ struct Spoke {
     /// The apiserver's `gitVersion`, or why it could not be read.
     version: VersionSlot,
     poller: tokio::task::JoinHandle<()>,
+    /// Deprecated APIs requested, from `/metrics`, when asked for ([`Targets`]).
+    deprecated: DeprecatedSlot,
+    metrics_poller: Option<tokio::task::JoinHandle<()>>,
     restarts: Mutex<RestartCounter>,
 }
 
@@ -448,6 +455,15 @@ impl KubeSource {
                 targets.version_every,
                 changed.clone(),
             ));
+            let deprecated = Arc::new(Mutex::new(None));
+            let metrics_poller = targets.deprecated_apis_every.map(|every| {
+                tokio::spawn(poll_deprecated_apis(
+                    client.clone(),
+                    deprecated.clone(),
+                    every,
+                    changed.clone(),
+                ))
+            });
             let sources = source_kinds()
                 .into_iter()
                 .map(|mut k| {
@@ -465,6 +481,8 @@ impl KubeSource {
                 cluster,
                 version,
                 poller,
+                deprecated,
+                metrics_poller,
                 restarts: Mutex::default(),
             });
         }
@@ -599,6 +617,9 @@ impl Drop for KubeSource {
         }
         for s in &self.spokes {
             s.poller.abort();
+            if let Some(m) = &s.metrics_poller {
+                m.abort();
+            }
         }
     }
 }
@@ -694,15 +715,53 @@ async fn poll_version(
             .await
             .map(|v| v.git_version)
             .map_err(|e| NoVersion(e.to_string()));
-        let moved = {
-            let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
-            let moved = cur.as_ref() != Some(&got);
-            *cur = Some(got);
-            moved
+        keep_reading(&slot, got, &changed);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Store a poller's reading, signalling a change only when it differs from the last one.
+fn keep_reading<T: PartialEq>(
+    slot: &Mutex<Option<T>>,
+    got: T,
+    changed: &tokio::sync::watch::Sender<u64>,
+) {
+    let moved = {
+        let mut cur = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let moved = cur.as_ref() != Some(&got);
+        *cur = Some(got);
+        moved
+    };
+    if moved {
+        changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// A spoke's last reading of deprecated API requests, or why `/metrics` could not be read.
+type DeprecatedSlot = Arc<Mutex<Option<Result<Vec<crate::core::cluster::DeprecatedApi>, String>>>>;
+
+/// Read a spoke's `/metrics` now and every `every` after, keeping only the
+/// `apiserver_requested_deprecated_apis` series (the API server's own metric; reading it needs
+/// `get` on the non-resource URL `/metrics`).
+async fn poll_deprecated_apis(
+    client: kube::Client,
+    slot: DeprecatedSlot,
+    every: Duration,
+    changed: tokio::sync::watch::Sender<u64>,
+) {
+    loop {
+        let got = match http::Request::get("/metrics").body(Vec::new()) {
+            Ok(req) => match client.request_text(req).await {
+                Ok(text) => crate::core::gates::parse_deprecated_apis(&text)
+                    .map_err(|e| format!("its /metrics cannot be read: {e}")),
+                Err(e) => Err(format!("GET /metrics: {e}")),
+            },
+            Err(e) => Err(e.to_string()),
         };
-        if moved {
-            changed.send_modify(|n| *n += 1);
+        if let Err(why) = &got {
+            tracing::warn!("deprecated API metrics: {why}");
         }
+        keep_reading(&slot, got, &changed);
         tokio::time::sleep(every).await;
     }
 }
@@ -916,6 +975,11 @@ impl KubeSource {
                         .map(|p| obj_ref(p, &s.pdbs.resource)),
                 )
             });
+            // Only what was read: an unreadable `/metrics` is no data, which the gate holds on.
+            o.deprecated_apis = match &*s.deprecated.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(Ok(apis)) => Some(apis.clone()),
+                _ => None,
+            };
             let version = s.version.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(Ok(v)) = version {
                 o.components

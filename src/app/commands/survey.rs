@@ -132,6 +132,8 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         paused: false,
         overrides: Vec::new(),
         version_catalog: None,
+        provider_versions: Vec::new(),
+        efficient_upgrades: false,
         hops_listed: true,
         freezes: Vec::new(),
         repo_freezes: Vec::new(),

@@ -114,6 +114,10 @@ pub struct ClusterObservation {
     /// the source does not read them); Some(empty) = none blocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_blockers: Option<Vec<DrainBlocker>>,
+    /// Deprecated APIs its API server has been asked for since it started (per-cluster mode,
+    /// read from `/metrics` when a wave has a `deprecatedApis` gate). None = no such data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated_apis: Option<Vec<DeprecatedApi>>,
     /// Why what is known of this cluster cannot be trusted now (no context, its API server
     /// not answering, Flux not installed): it never converges or passes a gate while set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,6 +25,10 @@ pub struct Component {
     /// Why the object is not settled yet; None = settled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
+    /// What the object says it may be moved to, when it says (k0rdent: the ClusterTemplate
+    /// names of `status.availableUpgrades`); None = it does not restrict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offers: Option<Vec<String>>,
 }
 
 impl Component {

@@ -142,6 +142,7 @@ pub fn apiserver(git_version: &str) -> Component {
         desired: None,
         running: Some(git_version.to_string()),
         progress: None,
+        offers: None,
     }
 }
 

@@ -52,6 +52,24 @@ pub(super) const fn control_plane_kind(
     }
 }
 
+/// A `ClusterClass` may list the Kubernetes versions its clusters can use
+/// (`spec.kubernetesVersions`, CAPI v1.12+, both v1beta1 and v1beta2): a topology Cluster
+/// set to another version is refused by CAPI's webhook.
+pub const CLUSTER_CLASS: (&str, &str) = (CORE, "ClusterClass");
+pub const CLASS_VERSIONS: &[&str] = &["spec", "kubernetesVersions"];
+/// Where a topology Cluster names its class: v1beta2 `spec.topology.classRef.{name,namespace}`,
+/// v1beta1 `spec.topology.class` and `spec.topology.classNamespace` (namespace defaults to the
+/// Cluster's own).
+pub const CLASS_NAME: &[&[&str]] = &[
+    &["spec", "topology", "classRef", "name"],
+    &["spec", "topology", "class"],
+];
+pub const CLASS_NAMESPACE: &[&[&str]] = &[
+    &["spec", "topology", "classRef", "namespace"],
+    &["spec", "topology", "classNamespace"],
+];
+pub const TOPOLOGY_CLUSTER: (&str, &str) = (CORE, "Cluster");
+
 pub const KINDS: &[KindSpec] = &[
     KindSpec {
         project: "Cluster API",
@@ -74,6 +92,7 @@ pub const KINDS: &[KindSpec] = &[
         fields: TEMPLATE_VERSION,
         hub: hub(CORE, "machinedeployments"),
         observe: Some(machine_deployment),
+        replaces_nodes: true,
         ..KindSpec::NONE
     },
     KindSpec {
@@ -83,6 +102,7 @@ pub const KINDS: &[KindSpec] = &[
         fields: TEMPLATE_VERSION,
         hub: hub(CORE, "machinepools"),
         observe: Some(machine_pool),
+        replaces_nodes: true,
         ..KindSpec::NONE
     },
     // A bare Machine: a control-plane node when labelled so, else a worker.
@@ -140,6 +160,7 @@ fn capi_cluster(obj: &Obj) -> Option<Component> {
         desired: Some(desired),
         running: None,
         progress,
+        offers: None,
     })
 }
 
@@ -175,6 +196,7 @@ pub(super) fn control_plane(obj: &Obj) -> Option<Component> {
         desired,
         running,
         progress,
+        offers: None,
     })
 }
 
@@ -204,6 +226,7 @@ fn machine_deployment(obj: &Obj) -> Option<Component> {
         running: desired.clone().filter(|_| progress.is_none()),
         desired,
         progress,
+        offers: None,
     })
 }
 
@@ -241,5 +264,6 @@ fn machine_pool(obj: &Obj) -> Option<Component> {
         running: desired.clone().filter(|_| progress.is_none()),
         desired,
         progress,
+        offers: None,
     })
 }

@@ -45,5 +45,6 @@ fn tenant_control_plane(obj: &Obj) -> Option<Component> {
         desired,
         running,
         progress,
+        offers: None,
     })
 }

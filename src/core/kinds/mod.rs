@@ -96,6 +96,10 @@ pub struct KindSpec {
     pub hub: Option<Hub>,
     /// What its status says of the upgrade.
     pub observe: Option<fn(&Obj) -> Option<Component>>,
+    /// A version change replaces its nodes with fresh machines (CAPI MachineDeployments and
+    /// MachinePools) rather than upgrading kubelets in place, so its workers may skip minors
+    /// while the kubelet skew allows (`efficientUpgrades`).
+    pub replaces_nodes: bool,
 }
 
 /// The defaults each spec starts from (`..KindSpec::NONE`).
@@ -110,6 +114,7 @@ impl KindSpec {
         template: None,
         hub: None,
         observe: None,
+        replaces_nodes: false,
     };
 
     fn matches(&self, group: &str, kind: &str) -> bool {
@@ -184,6 +189,12 @@ pub fn is_identity(doc: &Doc) -> bool {
         Some(Identity::When(f)) => f(doc, group),
         Some(Identity::No) | None => false,
     }
+}
+
+/// Workers of `kind` are replaced by new machines on a version change (see
+/// [`KindSpec::replaces_nodes`]).
+pub fn replaces_nodes(kind: &str) -> bool {
+    all().any(|s| s.replaces_nodes && matches!(s.kind, Kind::Is(k) if k == kind))
 }
 
 /// On the hub, an object of `kind` carries its cluster's name as its own.
