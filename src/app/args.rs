@@ -360,6 +360,49 @@ pub enum Command {
         #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
         now: Option<DateTime<Utc>>,
     },
+    /// Take a cluster out of the rollout for good: it gets no more changes and counts neither
+    /// as converged nor as failed. Recorded in the state with who and why; a second run
+    /// changes nothing.
+    Skip {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
+        /// The cluster to skip.
+        #[arg(long)]
+        cluster: String,
+        /// Why (kept in the state and the history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who skips it (default: $USER, else the commit author name).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Re-run a failed or skipped cluster (or every failed one) with the same plan revision:
+    /// a new batch with new pull requests. Recorded with who and why; a second run changes
+    /// nothing.
+    Retry {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        author: AuthorArgs,
+        /// The cluster to re-run.
+        #[arg(long, conflicts_with = "failed", required_unless_present = "failed")]
+        cluster: Option<String>,
+        /// Re-run every failed cluster.
+        #[arg(long)]
+        failed: bool,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who retries (default: $USER, else the commit author name).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, env = "FLEETWAVE_NOW", hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
 }
 
 /// `propose --channel`.

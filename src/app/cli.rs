@@ -84,7 +84,9 @@ pub fn run(cli: Cli) -> ExitCode {
         | Command::Resume { .. }
         | Command::Rollback { .. }
         | Command::History { .. }
-        | Command::Status { .. }) => remote_command(stdout, c),
+        | Command::Status { .. }
+        | Command::Skip { .. }
+        | Command::Retry { .. }) => remote_command(stdout, c),
         Command::Demo {
             plan,
             fail,
@@ -277,6 +279,39 @@ fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             ops::rollback(&r, &wave, allow_downgrade, merge, dry_run, now, stdout)
         }
         Command::History { repo } => ops::history(&remote(repo, None, None), stdout),
+        Command::Skip {
+            repo,
+            author,
+            cluster,
+            reason,
+            by,
+            now,
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+                .unwrap_or_else(|| author.author_name.clone());
+            let r = remote(repo, Some(author), None);
+            crate::app::commands::skip::run(&r, &cluster, &reason, &by, now, stdout)
+        }
+        Command::Retry {
+            repo,
+            author,
+            cluster,
+            failed: _,
+            reason,
+            by,
+            now,
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+                .unwrap_or_else(|| author.author_name.clone());
+            let what = match cluster {
+                Some(c) => crate::core::skip::RetryWhat::Cluster(c),
+                None => crate::core::skip::RetryWhat::Failed,
+            };
+            let r = remote(repo, Some(author), None);
+            crate::app::commands::retry::run(&r, &what, &reason, &by, now, stdout)
+        }
         Command::Status {
             repo,
             clusters,

@@ -223,7 +223,8 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<Demo
         events.into_iter().partition(|e| e.alert.is_some());
     let alerts: Vec<Event> = alerts.into_iter().map(|a| d.with_hint(a)).collect();
     summary(out, &st, &alerts, &telemetry, reviews);
-    if st.status == PlanStatus::Halted {
+    let automatic = show_auto_rollbacks(out, &st);
+    if st.status == PlanStatus::Halted && !automatic {
         d.offer_rollback(out, now);
     }
     Ok(DemoResult {
@@ -635,4 +636,35 @@ fn summary(
     for a in alerts {
         writeln!(out, "  ALERT: {}", a.summary()).ok();
     }
+}
+
+/// The automatic rollbacks (`failurePolicy: rollback`) the rollout made, as recorded in the
+/// state: the pull request, its merge, what was reverted and what was refused. True when any.
+fn show_auto_rollbacks(out: &mut dyn Write, st: &PlanState) -> bool {
+    let mut any = false;
+    for w in &st.waves {
+        let Some(r) = &w.auto_rollback else { continue };
+        any = true;
+        writeln!(
+            out,
+            "\nAutomatic rollback of wave {} (failurePolicy rollback):",
+            w.name
+        )
+        .ok();
+        match (&r.branch, &r.merged_commit) {
+            (Some(b), Some(m)) => {
+                writeln!(out, "  pull request {b}: merged as {}", reconcile::short(m)).ok();
+            }
+            _ if r.done => {
+                writeln!(out, "  no pull request: nothing reversible").ok();
+            }
+            _ => {
+                writeln!(out, "  not done yet: the next tick tries again").ok();
+            }
+        }
+        for l in &r.lines {
+            writeln!(out, "  {l}").ok();
+        }
+    }
+    any
 }

@@ -860,7 +860,9 @@ fn status_once(env: &StatusEnv<'_>, out: &mut dyn Write) -> anyhow::Result<ExitC
         .map(|w| (w.name.clone(), w.clusters.clone()))
         .collect();
     let st = &o.state;
-    let report = crate::core::status::build(&o.plan.name, &waves, &in_git, st, observed.as_ref());
+    let mut report =
+        crate::core::status::build(&o.plan.name, &waves, &in_git, st, observed.as_ref());
+    wave_controls(&mut report, &o, now);
     if opts.html {
         print_html(env, &o, observed.as_ref(), now, out)?;
     } else {
@@ -885,6 +887,38 @@ fn status_once(env: &StatusEnv<'_>, out: &mut dyn Write) -> anyhow::Result<ExitC
         }
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// The wave controls of plans that use them (batches, freezes, skipped clusters, automatic
+/// rollback); plans without keep today's report.
+fn wave_controls(
+    report: &mut crate::core::status::Report,
+    o: &reconcile::Observed,
+    now: DateTime<Utc>,
+) {
+    let p = &o.plan;
+    let used = !p.freezes.is_empty()
+        || !p.repo_freezes.is_empty()
+        || p.waves.iter().any(|w| !w.freezes.is_empty())
+        || o.view.waves.iter().any(|w| !w.batches.is_empty())
+        || o.state
+            .waves
+            .iter()
+            .any(|w| !w.skipped.is_empty() || w.auto_rollback.is_some());
+    if !used {
+        return;
+    }
+    let planned: Vec<(usize, usize)> = o
+        .view
+        .waves
+        .iter()
+        .map(|w| {
+            let steps = w.steps.iter().filter(|s| !s.changes.is_empty()).count();
+            (w.batches.len().max(1), steps)
+        })
+        .collect();
+    report.waves = crate::core::progress::controls(p, &o.state, &planned, now);
+    report.eta_assumption = Some(crate::core::progress::assumption(&o.state).1);
 }
 
 /// What the chosen cluster source reports of every cluster of the fleet (None without one).

@@ -246,7 +246,7 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
     if !view.refusals.is_empty() {
         return Err(ReconcileError::Refused(view.refusals.join("\n")));
     }
-    let plan = match planned.get() {
+    let mut plan = match planned.get() {
         Some(p) => p.plan.clone(),
         None => {
             crate::core::plan::load(&s.plan_path, text.clone())
@@ -254,6 +254,8 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
                 .0
         }
     };
+    // The repository's freeze file was read with the base (and kept with the cached view).
+    plan.repo_freezes = view.freezes.clone();
     let (state, state_head) = load_state(git, s, &plan.name)?;
     Ok(Observed {
         base_head,
@@ -364,7 +366,7 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
     view.waves
         .iter()
         .enumerate()
-        .map(|(wi, w)| (w, st.waves.get(wi).map(|ws| &ws.failed)))
+        .map(|(wi, w)| (w, st.waves.get(wi)))
         .map(|(w, failed)| WaveInput {
             clusters: w.clusters.clone(),
             steps: w
@@ -379,11 +381,38 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                     changes: st
                         .changes
                         .iter()
-                        .filter(|c| failed.is_none_or(|f| !f.contains_key(&c.cluster)))
+                        .filter(|c| failed.is_none_or(|ws| !ws.is_out(&c.cluster)))
                         .cloned()
                         .collect(),
+                    batch: None,
+                    clusters: Vec::new(),
                 })
                 .collect(),
+            batches: w.batches.clone(),
+        })
+        .enumerate()
+        .map(|(wi, mut input)| {
+            // Batches are fixed when the wave starts; each batch of each step is a step.
+            if let Some(ws) = st.waves.get(wi).filter(|ws| {
+                ws.status != crate::core::state::WaveStatus::Pending && !ws.batches.is_empty()
+            }) {
+                input.batches = ws.batches.clone();
+            }
+            let retries = st
+                .waves
+                .get(wi)
+                .map(|ws| ws.retries.as_slice())
+                .unwrap_or_default();
+            let again =
+                crate::core::batch::expand_retries(&input.steps, input.batches.len(), retries);
+            // A retried cluster's remaining changes go in its retry batch only.
+            for s in &mut input.steps {
+                s.changes
+                    .retain(|c| !retries.iter().flatten().any(|r| *r == c.cluster));
+            }
+            input.steps = crate::core::batch::expand(&input.steps, &input.batches);
+            input.steps.extend(again);
+            input
         })
         .collect()
 }
@@ -397,24 +426,41 @@ pub fn step_text(
     step: &StepPlan,
     what: &str,
 ) -> (String, String) {
-    let title = template
+    let mut title = template
         .replace("{plan}", plan)
         .replace("{wave}", wave)
         .replace("{step}", &step.index.to_string())
         .replace("{title}", &step.title)
         .replace("{what}", what);
+    if let Some(b) = step.batch {
+        title.push_str(&format!(" (batch {b})"));
+    }
     let mut body = format!(
         "Step {} of wave `{wave}`: {}.\n\n| cluster | file | field | from | to |\n|---|---|---|---|---|\n",
         step.index, step.title
     );
+    if let Some(b) = step.batch {
+        body = body.replacen(
+            ".\n\n",
+            &format!(
+                ".\n\nBatch {b} of the wave: {}.\n\n",
+                step.clusters.join(", ")
+            ),
+            1,
+        );
+    }
     for c in &step.changes {
         body.push_str(&format!(
             "| {} | `{}` | `{}` | `{}` | `{}` |\n",
             c.cluster, c.file, c.field, c.from, c.to
         ));
     }
+    let batch = step
+        .batch
+        .map(|b| format!("-batch-{b}"))
+        .unwrap_or_default();
     body.push_str(&format!(
-        "\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{} -->\n",
+        "\n<!-- fleetwave: plan={plan} hash={hash} step={wave}/{}{batch} -->\n",
         step.index
     ));
     (title, body)
@@ -472,8 +518,8 @@ fn desired_commits(
                 )
             })
         };
-        let Some(si) =
-            (0..w.steps.len()).find(|&si| !done(si) && !inputs[wi].steps[si].changes.is_empty())
+        let Some(si) = (0..inputs[wi].steps.len())
+            .find(|&si| !done(si) && !inputs[wi].steps[si].changes.is_empty())
         else {
             continue;
         };
@@ -481,17 +527,35 @@ fn desired_commits(
         if inputs[wi].steps[..si].iter().any(|e| !e.changes.is_empty()) {
             continue;
         }
-        let failed: BTreeSet<String> = o
+        let mut failed: BTreeSet<String> = o
             .state
             .waves
             .get(wi)
-            .map(|ws| ws.failed.keys().cloned().collect())
+            .map(|ws| ws.failed.keys().chain(ws.skipped.keys()).cloned().collect())
             .unwrap_or_default();
-        let key = o.key.step(&w.name, si, &failed);
+        // A batch's step leaves out every cluster of the wave outside the batch; the wave's own
+        // steps leave out clusters that were retried (their retry batch carries them).
+        let batch = &inputs[wi].steps[si];
+        if let Some(ws) = o.state.waves.get(wi) {
+            let own = batch.batch.is_none_or(|b| b < ws.batches.len().max(1));
+            if own {
+                failed.extend(ws.retries.iter().flatten().cloned());
+            }
+        }
+        if batch.batch.is_some() {
+            failed.extend(
+                w.clusters
+                    .iter()
+                    .filter(|c| !batch.clusters.contains(c))
+                    .cloned(),
+            );
+        }
+        let planned_si = batch.index.saturating_sub(1);
+        let key = o.key.step(&w.name, planned_si, &failed);
         let tree = match store.step_tree(&key).filter(|t| git.has_tree(t)) {
             Some(t) => t,
             None => {
-                let Some(t) = step_tree(git, o, &w.name, si, &failed)? else {
+                let Some(t) = step_tree(git, o, &w.name, planned_si, &failed)? else {
                     continue;
                 };
                 store.put_step_tree(&key, &t);
@@ -723,11 +787,7 @@ fn remote_gate_jobs(
         }
         // Only clusters that took a merged step: nothing reads the others' results yet.
         let merged = ws.steps.iter().any(|s| s.merged_commit.is_some());
-        for c in ws
-            .clusters
-            .iter()
-            .filter(|c| merged && !ws.failed.contains_key(*c))
-        {
+        for c in ws.clusters.iter().filter(|c| merged && !ws.is_out(c)) {
             jobs.push((c.clone(), wave.gates.clone()));
         }
     }
@@ -843,6 +903,7 @@ async fn carry_out<F: Forge, C: ClusterSource>(
         inputs: &world.waves,
         clusters: &world.clusters,
         new: &new,
+        now,
     };
     let done = perform(&act, &effects, &report.effects, &mut learned).await?;
     let before = new.clone();
@@ -965,6 +1026,8 @@ struct Act<'a, 'io, F, C> {
     clusters: &'a BTreeMap<String, ClusterObservation>,
     /// The state decided this tick.
     new: &'a PlanState,
+    /// The tick's time (for commits made while acting).
+    now: DateTime<Utc>,
 }
 
 impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
@@ -1051,6 +1114,8 @@ struct Performed {
     sent: Vec<String>,
     /// Gate statuses posted: (wave, step, status).
     posted: Vec<(usize, usize, crate::core::state::PostedStatus)>,
+    /// Automatic rollbacks carried out: (wave, what was done).
+    rolled_back: Vec<(usize, crate::core::state::AutoRollback)>,
 }
 
 /// What one effect's call came to.
@@ -1135,6 +1200,9 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             Effect::Merge { wave, step, head } => {
                 return self.merge(*wave, *step, head, line, learned).await;
             }
+            Effect::Rollback { wave } => {
+                return self.auto_rollback(*wave, line, p).await;
+            }
             Effect::Send { id } => {
                 if let Some(ob) = new.events.get(id) {
                     if let Err(err) = self.io.notifier.send(&ob.event).await {
@@ -1145,6 +1213,119 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             }
         }
         Ok(Done::Did(line.to_string()))
+    }
+
+    /// `failurePolicy: rollback`: push the failed wave's rollback (what `fleetwave rollback`
+    /// reverts: gitops-base tags and template names; Kubernetes downgrades refused with the
+    /// reason) to `fleetwave/<plan>/<wave>/rollback`, open its pull request and merge it.
+    async fn auto_rollback(
+        &self,
+        wi: usize,
+        line: &str,
+        p: &mut Performed,
+    ) -> Result<Done, ReconcileError> {
+        let (git, s, o, new) = (self.io.git, self.s, self.o, self.new);
+        let ws = &new.waves[wi];
+        let name = ws.name.clone();
+        let mut rec = ws.auto_rollback.clone().unwrap_or_default();
+        let branch = format!("fleetwave/{}/{name}/rollback", new.plan);
+        rec.branch = Some(branch.clone());
+        let mut lines = Vec::new();
+        let wanted = reversible(&name, &merged_span(ws), false, &mut lines);
+        let (files, count) = revert_files(o.planned(git)?, &wanted)?;
+        if files.is_empty() {
+            // Nothing (left) to revert on the base: a rollback merged before a crash, or only
+            // irreversible changes.
+            lines.push(format!(
+                "wave {name}: nothing reversible on {}",
+                o.base_branch
+            ));
+            rec.done = true;
+            rec.lines = lines.clone();
+            p.rolled_back.push((wi, rec));
+            return Ok(Done::Did(format!("{line}: {}", lines.join("; "))));
+        }
+        let now = self.now;
+        let msg = format!(
+            "fleetwave({}): roll back wave {name}\n\nfailurePolicy rollback: reverts {count} value(s) (gitops-base tags, template names).\n{}",
+            new.plan,
+            lines.join("\n")
+        );
+        let commit = git.commit_changes(&o.base_head, &files, &msg, &s.sig(now))?;
+        let old = git.branch_head(&branch)?;
+        // A retry after a crash finds the same tree on the branch: keep that commit.
+        let head = match &old {
+            Some(h) if git.tree_id(h)? == git.tree_id(&commit)? => h.clone(),
+            _ => match git.push(&branch, &commit, old.as_deref()) {
+                Ok(()) => commit,
+                Err(GitError::LeaseLost { .. }) => {
+                    return Ok(Done::Stop(format!(
+                        "{line}: someone else moved {branch}; the next tick looks again"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let mut r = StepRef {
+            branch: branch.clone(),
+            pr: rec.pr,
+            head: Some(head.clone()),
+            approval: None,
+        };
+        if r.pr.is_none() {
+            let seen = self
+                .io
+                .forge
+                .observe(std::slice::from_ref(&r), &o.base_head)
+                .await?;
+            r.pr = seen.get(&branch).and_then(|x| x.number);
+        }
+        let spec = PrSpec {
+            title: format!("fleetwave({}): roll back wave {name}", new.plan),
+            body: format!(
+                "Wave `{name}` failed; its `failurePolicy` is `rollback`.\n\nReverts {count} value(s) in {} file(s): gitops-base tags and template names.\n\n{}\n",
+                files.len(),
+                lines
+                    .iter()
+                    .map(|l| format!("- {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            base: s.base.clone(),
+        };
+        if let Some(n) = self.io.forge.open(&r, &spec).await? {
+            r.pr = Some(n);
+        }
+        rec.pr = r.pr;
+        let message = format!(
+            "Merge {branch} (fleetwave {} rollback of wave {name})",
+            new.plan
+        );
+        let sha = match self.io.forge.merge(&r, &head, &message).await {
+            Ok(sha) => sha,
+            Err(ForgeError::BaseMoved) => {
+                return Ok(Done::Stop(format!(
+                    "{line}: the base moved; nothing merged, the next tick tries again"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        lines.insert(
+            0,
+            format!(
+                "wave {name}: reverted {count} value(s) in {} file(s)",
+                files.len()
+            ),
+        );
+        rec.merged_commit = Some(sha.clone());
+        rec.done = true;
+        rec.lines = lines.clone();
+        p.rolled_back.push((wi, rec));
+        Ok(Done::Did(format!(
+            "{line}: merged {branch} as {} ({})",
+            short(&sha),
+            lines.join("; ")
+        )))
     }
 
     /// Merge a step's pull request at `head`.
@@ -1176,6 +1357,24 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
 
 /// Record in `new` what the calls did: posted statuses, sent events, learned PR numbers.
 fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>) {
+    for (w, r) in &done.rolled_back {
+        if let Some(m) = r.merged_commit.as_deref().filter(|_| r.done) {
+            mark_rolled_back(&mut new.waves[*w], m, false);
+        }
+        if r.done
+            && new.waves[*w]
+                .auto_rollback
+                .as_ref()
+                .is_some_and(|x| !x.done)
+        {
+            new.reason = Some(format!(
+                "{}; rolled back by failurePolicy: {}",
+                new.reason.clone().unwrap_or_default(),
+                r.lines.join("; ")
+            ));
+        }
+        new.waves[*w].auto_rollback = Some(r.clone());
+    }
     for (w, st, p) in &done.posted {
         new.waves[*w].steps[*st].posted = Some(p.clone());
     }
@@ -1228,6 +1427,10 @@ fn describe(st: &PlanState, e: &Effect) -> String {
             short(head)
         ),
         Effect::Send { id } => format!("send {id}"),
+        Effect::Rollback { wave } => format!(
+            "roll back wave {} (failurePolicy rollback)",
+            st.waves[*wave].name
+        ),
     }
 }
 

@@ -30,12 +30,18 @@ pub struct StepPlan {
     pub kubernetes: Option<KubeHop>,
     pub branch: String,
     pub changes: Vec<ChangeRecord>,
+    /// The batch this step belongs to (None: the wave is one batch).
+    pub batch: Option<usize>,
+    /// The batch's clusters (empty: the whole wave).
+    pub clusters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaveInput {
     pub clusters: Vec<String>,
     pub steps: Vec<StepPlan>,
+    /// The wave's batches in merge order (empty: one batch); fixed when the wave starts.
+    pub batches: Vec<Vec<String>>,
 }
 
 /// A step commit built on the current base.
@@ -102,6 +108,11 @@ pub enum Effect {
     },
     Send {
         id: String,
+    },
+    /// `failurePolicy: rollback`: revert the wave's reversible changes through a pull request
+    /// and merge it (repeated every tick until the state records it done).
+    Rollback {
+        wave: usize,
     },
 }
 
@@ -205,6 +216,7 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
         PlanStatus::Succeeded | PlanStatus::Failed => {}
         PlanStatus::Halted => {
             halt_statuses(&mut cx);
+            rollback_effects(&mut cx);
             cx.held = Some(format!(
                 "plan halted: {}",
                 cx.state.reason.clone().unwrap_or_default()
@@ -236,7 +248,8 @@ pub fn decide(plan: &Plan, state: &PlanState, world: &World) -> Decision {
 
 /// Create the state on first sight and keep step lists in line with the plan.
 fn init(cx: &mut Ctx) {
-    if cx.state.waves.is_empty() {
+    // A skip before the first tick writes wave entries but starts nothing.
+    if cx.state.waves.is_empty() || cx.state.started_at.is_none() {
         cx.state.plan = cx.plan.name.clone();
         cx.state.plan_hash = cx.world.plan_hash.clone();
         cx.state.started_at = Some(cx.now);
@@ -271,33 +284,30 @@ fn init(cx: &mut Ctx) {
                 .iter()
                 .take_while(|s| !matches!(s.status, StepStatus::Pending | StepStatus::Open))
                 .count();
-            let fresh = input.steps.iter().skip(keep).map(|s| StepState {
-                index: s.index,
-                id: s.id.clone(),
-                title: s.title.clone(),
-                branch: s.branch.clone(),
-                changes: s.changes.clone(),
-                ..Default::default()
-            });
+            let fresh = input.steps.iter().skip(keep).map(step_state);
             ws.steps.truncate(keep);
             ws.steps.extend(fresh);
         }
         if ws.status == WaveStatus::Pending {
             ws.name = w.name.clone();
             ws.clusters = input.clusters.clone();
-            ws.steps = input
-                .steps
-                .iter()
-                .map(|s| StepState {
-                    index: s.index,
-                    id: s.id.clone(),
-                    title: s.title.clone(),
-                    branch: s.branch.clone(),
-                    changes: s.changes.clone(),
-                    ..Default::default()
-                })
-                .collect();
+            ws.batches = input.batches.clone();
+            ws.steps = input.steps.iter().map(step_state).collect();
         }
+    }
+}
+
+/// The stored form of a step not started yet.
+fn step_state(s: &StepPlan) -> StepState {
+    StepState {
+        index: s.index,
+        id: s.id.clone(),
+        title: s.title.clone(),
+        branch: s.branch.clone(),
+        changes: s.changes.clone(),
+        batch: s.batch,
+        clusters: s.clusters.clone(),
+        ..Default::default()
     }
 }
 
@@ -387,7 +397,7 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
         cx.note(format!(
             "wave {} step {}: nothing to change ({title}), skipped",
             wave.name,
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
         // The next step may be due right away.
         run(cx);
@@ -403,7 +413,7 @@ fn open_or_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) {
             let msg = format!(
                 "wave {} step {}: its pull request was closed without merging; reopen it, or change the plan",
                 wave.name,
-                si + 1
+                step_no(&cx.state, wi, si)
             );
             cx.held = Some(msg);
         }
@@ -424,7 +434,7 @@ fn open_step(
         cx.note(format!(
             "wave {} step {}: waiting for its commit to be built",
             wave.name,
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
         return;
     };
@@ -442,7 +452,7 @@ fn open_step(
     cx.note(format!(
         "wave {} step {}: opening {branch}",
         wave.name,
-        si + 1
+        step_no(&cx.state, wi, si)
     ));
     let desc = gate_description(cx, wi);
     cx.status(wi, si, &d.commit, GateState::Pending, desc);
@@ -477,7 +487,11 @@ fn tend_open_step(
             p.foreign.join(", ")
         );
         cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
-        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+        cx.held = Some(format!(
+            "wave {} step {}: {desc}",
+            wave.name,
+            step_no(&cx.state, wi, si)
+        ));
         return;
     }
     let current =
@@ -498,7 +512,7 @@ fn tend_open_step(
         cx.note(format!(
             "wave {} step {}: base moved; regenerating {branch}",
             wave.name,
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
         let desc = gate_description(cx, wi);
         cx.status(wi, si, &d.commit, GateState::Pending, desc);
@@ -539,6 +553,28 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         );
         return;
     }
+    if let Some(f) = freeze_at(cx.plan, wave, cx.now) {
+        // Deny wins over every allow: nothing merges, manual waves get no green either.
+        let desc = format!("frozen, will not merge: {}", f.describe());
+        if !posted_is(&cx.state, wi, si, &desc) {
+            let n = step_no(&cx.state, wi, si);
+            cx.note(format!("wave {} step {n}: {desc}", wave.name));
+        }
+        cx.status(wi, si, &p.head, GateState::Pending, desc);
+        cx.wake(f.end);
+        return;
+    }
+    if let Some((until, why)) =
+        crate::core::batch::batch_wait(&cx.state.waves[wi], si, wave, cx.now)
+    {
+        if !posted_is(&cx.state, wi, si, &why) {
+            let n = step_no(&cx.state, wi, si);
+            cx.note(format!("wave {} step {n}: {why}", wave.name));
+        }
+        cx.status(wi, si, &p.head, GateState::Pending, why);
+        cx.wake(until);
+        return;
+    }
     // What would make the merged change fail on the cluster: the provider refusing the
     // template, the API server no longer serving what clients ask for, a drain waiting on
     // PodDisruptionBudgets for ever.
@@ -548,7 +584,11 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     if let Some(why) = hold {
         let desc = format!("holding: {why}");
         cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
-        cx.held = Some(format!("wave {} step {}: {desc}", wave.name, si + 1));
+        cx.held = Some(format!(
+            "wave {} step {}: {desc}",
+            wave.name,
+            step_no(&cx.state, wi, si)
+        ));
         return;
     }
     let approval_needed = wave
@@ -589,9 +629,43 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     cx.note(format!(
         "wave {} step {}: merging {}",
         wave.name,
-        si + 1,
+        step_no(&cx.state, wi, si),
         &p.head[..p.head.len().min(12)]
     ));
+}
+
+/// Whether the step's posted status already says `desc` (as cut for the forge).
+fn posted_is(st: &PlanState, wi: usize, si: usize, desc: &str) -> bool {
+    let cut: String = desc.chars().take(140).collect();
+    st.waves[wi].steps[si]
+        .posted
+        .as_ref()
+        .is_some_and(|p| p.description == cut)
+}
+
+/// A step's number in messages: `1`, or `1 batch 2` in a wave with batches.
+fn step_no(st: &PlanState, wi: usize, si: usize) -> String {
+    match st.waves[wi].steps.get(si) {
+        Some(s) => match s.batch {
+            Some(b) => format!("{} batch {b}", s.index),
+            None => s.index.to_string(),
+        },
+        None => (si + 1).to_string(),
+    }
+}
+
+/// The freeze in force for `wave` at `now` (the plan's, the wave's or the repository's).
+pub fn freeze_at(
+    plan: &Plan,
+    wave: &Wave,
+    now: DateTime<Utc>,
+) -> Option<crate::core::calendar::Freeze> {
+    let all = plan
+        .freezes
+        .iter()
+        .chain(&plan.repo_freezes)
+        .chain(&wave.freezes);
+    crate::core::calendar::active(all, now)
 }
 
 fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<Utc>, head: &str) {
@@ -616,12 +690,12 @@ fn record_merge(cx: &mut Ctx, wi: usize, si: usize, commit: &str, at: DateTime<U
         };
         cx.note(format!(
             "wave {wave_name} step {}: merged by a human {what}",
-            si + 1
+            step_no(&cx.state, wi, si)
         ));
     } else {
         cx.note(format!(
             "wave {wave_name} step {}: merged as {}",
-            si + 1,
+            step_no(&cx.state, wi, si),
             &commit[..commit.len().min(12)]
         ));
     }
@@ -635,15 +709,20 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         return false;
     };
     take_baselines(cx, wi, si);
-    let clusters = cx.state.waves[wi].clusters.clone();
-    let allowed = allowance(wave, clusters.len());
+    let allowed = allowance(wave, cx.state.waves[wi].clusters.len());
+    // A batch's step converges on the batch's clusters; the others have not taken it.
+    let clusters = if step.clusters.is_empty() {
+        cx.state.waves[wi].clusters.clone()
+    } else {
+        step.clusters.clone()
+    };
     let mut waiting = Vec::new();
     let mut changes: BTreeMap<&str, Vec<&ChangeRecord>> = BTreeMap::new();
     for c in &step.changes {
         changes.entry(c.cluster.as_str()).or_default().push(c);
     }
     for c in &clusters {
-        if step.converged.contains_key(c) || cx.state.waves[wi].failed.contains_key(c) {
+        if step.converged.contains_key(c) || cx.state.waves[wi].is_out(c) {
             continue;
         }
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
@@ -691,7 +770,11 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         let s = &mut cx.state.waves[wi].steps[si];
         s.status = StepStatus::Converged;
         s.converged_at = Some(cx.now);
-        cx.note(format!("wave {} step {}: converged", wave.name, si + 1));
+        cx.note(format!(
+            "wave {} step {}: converged",
+            wave.name,
+            step_no(&cx.state, wi, si)
+        ));
         return true;
     }
     false
@@ -844,7 +927,7 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
         .find_map(|s| s.merged_commit.clone());
     let clusters = cx.state.waves[wi].clusters.clone();
     for c in &clusters {
-        if cx.state.waves[wi].failed.contains_key(c) {
+        if cx.state.waves[wi].is_out(c) {
             continue;
         }
         let obs = observed(cx, wi, wave, c);
@@ -884,7 +967,8 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
     ws.status = WaveStatus::Succeeded;
     ws.finished_at = Some(cx.now);
     cx.note(format!("wave {} passed its soak: Succeeded", wave.name));
-    for c in &clusters {
+    let skipped = cx.state.waves[wi].skipped.clone();
+    for c in clusters.iter().filter(|c| !skipped.contains_key(*c)) {
         let outcome = if cx.state.waves[wi].failed.contains_key(c) {
             Outcome::Failed
         } else {
@@ -1047,9 +1131,7 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
         let ws = &cx.state.waves[wi];
         ws.clusters
             .iter()
-            .filter(|c| {
-                !ws.failed.contains_key(*c) && ws.steps.iter().any(|s| s.converged.contains_key(*c))
-            })
+            .filter(|c| !ws.is_out(c) && ws.steps.iter().any(|s| s.converged.contains_key(*c)))
             .cloned()
             .collect()
     };
@@ -1122,6 +1204,31 @@ fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
         telemetry(cx, wi, c, Outcome::Failed);
     }
     halt_statuses(cx);
+    if wave.failure_policy == crate::core::plan::FailurePolicy::Rollback {
+        cx.state.waves[wi].auto_rollback = Some(crate::core::state::AutoRollback {
+            requested_at: cx.now,
+            ..Default::default()
+        });
+        cx.note(format!(
+            "wave {}: failurePolicy rollback: rolling back what is reversible",
+            wave.name
+        ));
+        rollback_effects(cx);
+    }
+}
+
+/// The automatic rollbacks asked for and not done yet.
+fn rollback_effects(cx: &mut Ctx) {
+    for (wi, ws) in cx.state.waves.iter().enumerate() {
+        if ws.auto_rollback.as_ref().is_some_and(|r| !r.done)
+            && !cx
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::Rollback { wave } if *wave == wi))
+        {
+            cx.effects.push(Effect::Rollback { wave: wi });
+        }
+    }
 }
 
 /// A halted plan: every open step PR gets a failure status.
@@ -1308,15 +1415,19 @@ spec:
             kubernetes: None,
             branch: format!("fleetwave/p/{w}/1"),
             changes: cs.iter().map(|c| change(c)).collect(),
+            batch: None,
+            clusters: Vec::new(),
         };
         vec![
             WaveInput {
                 clusters: vec!["c1".into()],
                 steps: vec![step("canary", &["c1"])],
+                batches: Vec::new(),
             },
             WaveInput {
                 clusters: vec!["c2".into(), "c3".into()],
                 steps: vec![step("prod", &["c2", "c3"])],
+                batches: Vec::new(),
             },
         ]
     }
@@ -2188,6 +2299,8 @@ mod tests_support {
                         kubernetes: None,
                         branch: B1.into(),
                         changes: vec![change("cp")],
+                        batch: None,
+                        clusters: Vec::new(),
                     },
                     StepPlan {
                         index: 2,
@@ -2196,8 +2309,11 @@ mod tests_support {
                         kubernetes: None,
                         branch: B2.into(),
                         changes: vec![change("md")],
+                        batch: None,
+                        clusters: Vec::new(),
                     },
                 ],
+                batches: Vec::new(),
             }];
             let world = World {
                 now: self.now,

@@ -3,6 +3,8 @@
 //! checks it.
 
 pub mod availability;
+pub mod batch;
+pub mod calendar;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
@@ -21,9 +23,11 @@ pub mod notify;
 pub mod plan;
 pub mod planner;
 pub mod preflight;
+pub mod progress;
 pub mod refname;
 pub mod repo;
 pub mod repo_url;
+pub mod skip;
 pub mod source;
 pub mod state;
 pub mod status;

@@ -77,6 +77,9 @@ struct SpecFile {
     /// Plans (their `metadata.name`) that must be complete before this one starts.
     #[serde(default)]
     after: Vec<String>,
+    /// Change freezes (deny windows) for every wave of this plan: nothing merges inside one.
+    #[serde(default)]
+    freeze: Vec<FreezeFile>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -134,6 +137,59 @@ struct WaveFile {
     /// PodDisruptionBudgets allow no disruption; default: the plan's `allowDrainBlockers`.
     #[serde(default)]
     allow_drain_blockers: Option<bool>,
+    /// At most this many clusters (a count, or a percentage of the wave such as `"25%"`) per
+    /// batch; each batch of each step is its own pull request.
+    #[serde(default)]
+    max_concurrency: Option<CountOrText>,
+    /// Label keys ordering the wave's clusters into batches (then by name); default: by name.
+    #[serde(default)]
+    order: Vec<String>,
+    /// Order the wave's clusters into batches by a seeded hash of their names instead.
+    #[serde(default)]
+    shuffle: Option<ShuffleFile>,
+    /// The first N clusters (in batch order) form batch 0, which converges and soaks alone.
+    #[serde(default)]
+    canary: Option<i64>,
+    /// The least time between one batch converging and the next batch merging, e.g. `30m`.
+    #[serde(default)]
+    batch_delay: Option<String>,
+    /// Change freezes (deny windows) for this wave: nothing merges inside one.
+    #[serde(default)]
+    freeze: Vec<FreezeFile>,
+    /// What a failed wave (more failures than maxFailures) does: `halt` the plan (default),
+    /// or `rollback`: open and merge the rollback PR for what is reversible, then halt.
+    #[serde(default)]
+    failure_policy: Option<String>,
+}
+
+/// What a wave does when it fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailurePolicy {
+    /// Halt the plan (what fleetwave always did).
+    #[default]
+    Halt,
+    /// Open and merge the rollback pull request for the reversible part, then halt.
+    Rollback,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ShuffleFile {
+    seed: u64,
+}
+
+/// A change freeze as written: `start`/`end` are `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` or
+/// `YYYY-MM-DD HH:MM`, local to `timeZone` (default UTC).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct FreezeFile {
+    pub(crate) start: String,
+    pub(crate) end: String,
+    #[serde(default)]
+    pub(crate) time_zone: Option<String>,
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -312,7 +368,48 @@ pub struct Wave {
     /// Worker and whole-cluster steps merge despite PodDisruptionBudgets that allow no
     /// disruption (`allowDrainBlockers`, the wave's else the plan's).
     pub allow_drain_blockers: bool,
+    /// How the wave's clusters are split into batches (none: one batch, today's steps).
+    #[serde(skip_serializing_if = "Batching::is_single")]
+    pub batching: Batching,
+    /// `batchDelay`: the least time between a batch converging and the next one merging.
+    #[serde(skip)]
+    pub batch_delay: Duration,
+    /// The wave's own freezes (the plan's and the repository's are kept apart).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<Freeze>,
+    /// `failurePolicy`.
+    pub failure_policy: FailurePolicy,
 }
+
+/// How many clusters a batch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Concurrency {
+    Count(u32),
+    Percent(u32),
+}
+
+/// `maxConcurrency`, `order`, `shuffle` and `canary` of a wave.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batching {
+    pub max_concurrency: Option<Concurrency>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shuffle: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<u32>,
+}
+
+impl Batching {
+    /// No batches: the wave is one batch, with today's branch names.
+    pub fn is_single(&self) -> bool {
+        self.max_concurrency.is_none() && self.canary.is_none()
+    }
+}
+
+pub use crate::core::calendar::Freeze;
 
 mod humantime_serde_secs {
     pub fn serialize<S: serde::Serializer>(
@@ -345,6 +442,11 @@ pub struct Plan {
     pub hops_listed: bool,
     /// `spec.after`: plans that must be complete before this one starts.
     pub after: Vec<String>,
+    /// `spec.freeze`: freezes for every wave (the repository's freeze file is read by the
+    /// planner into `repo_freezes`).
+    pub freezes: Vec<Freeze>,
+    /// `.fleetwave/freeze.yaml` of the fleet repository, when the planner read one.
+    pub repo_freezes: Vec<Freeze>,
 }
 
 impl Plan {
@@ -400,6 +502,8 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
                 .hint("add at least one wave with a clusterSelector"),
         );
     }
+    let freezes =
+        crate::core::calendar::freezes(src, &path!["spec", "freeze"], &spec.freeze, &mut errs);
     let mut names = BTreeSet::new();
     let waves: Vec<Wave> = spec
         .waves
@@ -428,6 +532,8 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             hops_listed: !spec.intermediate_versions.is_empty(),
             after: spec.after,
             version_catalog: spec.version_catalog,
+            freezes,
+            repo_freezes: Vec::new(),
             provider_versions: spec.provider_versions,
             efficient_upgrades: spec.efficient_upgrades,
         })
@@ -678,6 +784,43 @@ fn wave(
     for (j, g) in w.gates.iter().enumerate() {
         check_gate(src, &path!["spec", "waves", i, "gates", j], g, errs);
     }
+    let batching = batching(src, i, &w, errs);
+    let batch_delay = match &w.batch_delay {
+        None => Duration::ZERO,
+        Some(d) => duration(src, &at("batchDelay"), d, errs),
+    };
+    if w.batch_delay.is_some() && batching.is_single() {
+        errs.push(
+            src.at(
+                &at("batchDelay"),
+                "batchDelay needs batches: the wave has one batch",
+            )
+            .hint("set maxConcurrency (or canary) on this wave, or remove batchDelay"),
+        );
+    }
+    let failure_policy = match w.failure_policy.as_deref() {
+        None | Some("halt") => FailurePolicy::Halt,
+        Some("rollback") => FailurePolicy::Rollback,
+        Some("continue") => {
+            errs.push(src.at(&at("failurePolicy"), "failurePolicy continue is not supported")
+                .hint("`halt` already leaves failed clusters out and goes on while failures are within maxFailures; set maxFailures for that"));
+            FailurePolicy::Halt
+        }
+        Some(other) => {
+            errs.push(
+                src.at(
+                    &at("failurePolicy"),
+                    format!("failurePolicy {} is not a policy", echo(other)),
+                )
+                .hint("use `halt` or `rollback`"),
+            );
+            FailurePolicy::Halt
+        }
+    };
+    let mut freezes = crate::core::calendar::freezes(src, &at("freeze"), &w.freeze, errs);
+    for f in &mut freezes {
+        f.source = format!("wave {}", w.name);
+    }
     Wave {
         name: w.name,
         selector: w.cluster_selector,
@@ -688,7 +831,94 @@ fn wave(
         window,
         gates: w.gates,
         allow_drain_blockers: false,
+        batching,
+        batch_delay,
+        freezes,
+        failure_policy,
     }
+}
+
+/// `maxConcurrency`, `order`, `shuffle` and `canary`.
+fn batching(src: &YamlSource, i: usize, w: &WaveFile, errs: &mut Vec<Diag>) -> Batching {
+    let at = |k: &str| path!["spec", "waves", i, k];
+    let hint = "write a count like `10` or a percentage like `\"25%\"` (at least one cluster)";
+    let max_concurrency = match &w.max_concurrency {
+        None => None,
+        Some(CountOrText::Count(n)) if *n >= 1 && *n <= u32::MAX as i64 => {
+            Some(Concurrency::Count(*n as u32))
+        }
+        Some(CountOrText::Text(t))
+            if t.strip_suffix('%')
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| (1..=100).contains(&p)) =>
+        {
+            Some(Concurrency::Percent(
+                t.trim_end_matches('%').parse().unwrap_or(100),
+            ))
+        }
+        Some(other) => {
+            let shown = match other {
+                CountOrText::Count(n) => n.to_string(),
+                CountOrText::Text(t) => echo(t),
+            };
+            errs.push(
+                src.at(
+                    &at("maxConcurrency"),
+                    format!("maxConcurrency {shown} is not a count from 1 or a percentage from 1% to 100%"),
+                )
+                .hint(hint),
+            );
+            None
+        }
+    };
+    let canary = match w.canary {
+        None => None,
+        Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(n as u32),
+        Some(n) => {
+            errs.push(
+                src.at(&at("canary"), format!("canary {n} is not a count from 1"))
+                    .hint("write how many clusters form batch 0, e.g. `canary: 1`"),
+            );
+            None
+        }
+    };
+    for (j, k) in w.order.iter().enumerate() {
+        if k.trim().is_empty() {
+            errs.push(
+                src.at(&path!["spec", "waves", i, "order", j], "an empty label key")
+                    .hint("name a label key, e.g. `order: [region]`"),
+            );
+        }
+    }
+    if !w.order.is_empty() && w.shuffle.is_some() {
+        errs.push(
+            src.at_key(&at("shuffle"), "order and shuffle both set the batch order")
+                .hint("keep one of them"),
+        );
+    }
+    let b = Batching {
+        max_concurrency,
+        order: w.order.clone(),
+        shuffle: w.shuffle.as_ref().map(|s| s.seed),
+        canary,
+    };
+    let errored = w.max_concurrency.is_some() && max_concurrency.is_none()
+        || w.canary.is_some() && canary.is_none();
+    if b.is_single() && !errored && (!w.order.is_empty() || w.shuffle.is_some()) {
+        let k = if w.order.is_empty() {
+            "shuffle"
+        } else {
+            "order"
+        };
+        errs.push(
+            src.at_key(
+                &at(k),
+                format!("{k} orders batches, but the wave has one batch"),
+            )
+            .hint("set maxConcurrency (or canary) on this wave, or remove it"),
+        );
+    }
+    b
 }
 
 /// A wave's `clusterSelector`: known operators with the values they need, and not empty.
@@ -1057,6 +1287,96 @@ mod tests {
         assert_eq!((e.0[0].line, e.0[0].column), (13, 28), "{}", e.0[0]);
         let e = load_str(&OK.replace("\"1.34\"", "banana")).unwrap_err();
         assert_eq!((e.0[0].line, e.0[0].column), (6, 18));
+    }
+
+    #[test]
+    fn batch_fields_are_validated_at_their_place() {
+        let with =
+            |extra: &str| OK.replace("    validation:\n", &format!("{extra}    validation:\n"));
+        let p = load_str(&with("    maxConcurrency: \"25%\"\n    canary: 1\n    order: [region]\n    batchDelay: 30m\n")).unwrap();
+        let b = &p.waves[0].batching;
+        assert_eq!(b.max_concurrency, Some(Concurrency::Percent(25)));
+        assert_eq!((b.canary, b.order.len()), (Some(1), 1));
+        assert_eq!(p.waves[0].batch_delay, Duration::from_secs(1800));
+        for (extra, line, col, says) in [
+            ("    maxConcurrency: 0\n", 12, 21, "maxConcurrency 0"),
+            (
+                "    maxConcurrency: \"150%\"\n",
+                12,
+                21,
+                "maxConcurrency \"150%\"",
+            ),
+            (
+                "    maxConcurrency: 2\n    canary: -1\n",
+                13,
+                13,
+                "canary -1",
+            ),
+            (
+                "    maxConcurrency: 2\n    batchDelay: soon\n",
+                13,
+                17,
+                "not a duration",
+            ),
+            ("    batchDelay: 1h\n", 12, 17, "batchDelay needs batches"),
+            ("    order: [region]\n", 12, 5, "order orders batches"),
+            (
+                "    maxConcurrency: 2\n    order: [a]\n    shuffle: {seed: 1}\n",
+                14,
+                5,
+                "order and shuffle",
+            ),
+        ] {
+            let e = load_str(&with(extra)).unwrap_err();
+            let d = &e.0[0];
+            assert_eq!((d.line, d.column), (line, col), "{extra}: {d}");
+            assert!(d.message.contains(says), "{extra}: {d}");
+        }
+    }
+
+    #[test]
+    fn failure_policy_is_validated() {
+        let with = |v: &str| {
+            OK.replace(
+                "    validation:\n",
+                &format!("    failurePolicy: {v}\n    validation:\n"),
+            )
+        };
+        assert_eq!(
+            load_str(&with("rollback")).unwrap().waves[0].failure_policy,
+            FailurePolicy::Rollback
+        );
+        assert_eq!(
+            load_str(OK).unwrap().waves[0].failure_policy,
+            FailurePolicy::Halt
+        );
+        let e = load_str(&with("explode")).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].column), (12, 20), "{}", e.0[0]);
+        let e = load_str(&with("continue")).unwrap_err();
+        assert!(
+            e.0[0].message.contains("continue is not supported"),
+            "{}",
+            e.0[0]
+        );
+    }
+
+    #[test]
+    fn freezes_are_validated_at_their_place() {
+        let plan = OK.replace(
+            "  waves:\n",
+            "  freeze:\n  - {start: \"2026-12-20\", end: \"2027-01-04 08:00\", timeZone: Europe/Berlin, reason: year end}\n  waves:\n",
+        );
+        let p = load_str(&plan).unwrap();
+        assert_eq!(p.freezes[0].source, "plan");
+        assert_eq!(p.freezes[0].end.to_rfc3339(), "2027-01-04T07:00:00+00:00");
+        let e = load_str(&plan.replace("Europe/Berlin", "Mars/Olympus")).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].column), (8, 62), "{}", e.0[0]);
+        let e = load_str(&plan.replace("2027-01-04 08:00", "2026-12-19")).unwrap_err();
+        assert!(
+            e.0[0].message.contains("ends before it starts"),
+            "{}",
+            e.0[0]
+        );
     }
 
     #[test]

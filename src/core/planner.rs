@@ -91,13 +91,13 @@ pub fn prepare_in(
     shown_plan: &Path,
     plan_text: String,
 ) -> Result<Planned, Diags> {
-    let (plan, src) = plan::load(shown_plan, plan_text)?;
+    let (mut plan, src) = plan::load(shown_plan, plan_text)?;
     let config = Config::load(tree)?;
+    plan.repo_freezes = crate::core::calendar::load_repo(tree)?;
     let fleet = fleet::discover(tree, &config, &plan)?;
     let selection = fleet::select(&plan, &src, &fleet)?;
     let mut findings = fleet.findings.clone();
     findings.extend(selection.findings);
-    let mut plan = plan;
     findings.extend(preflight::check(
         tree,
         &mut plan,

@@ -217,6 +217,12 @@ pub struct StepState {
     pub posted: Option<PostedStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_commit: Option<String>,
+    /// The batch this step belongs to (absent: the wave is one batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// The batch's clusters (empty: the whole wave).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +260,56 @@ pub struct WaveState {
     /// fail (so an unchanged result does not rewrite the state every tick).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gates: BTreeMap<String, BTreeMap<String, GateRecord>>,
+    /// The wave's batches in merge order, fixed when the wave starts (empty: one batch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Vec<String>>,
+    /// cluster → who took it out of the rollout (`fleetwave skip`), when and why. Skipped
+    /// clusters get no more changes and count neither as converged nor as failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, SkipRecord>,
+    /// Batches added by `fleetwave retry` (clusters re-run after failing or being skipped),
+    /// merged after the wave's own batches, each step on `<branch>-retry-<k>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Vec<String>>,
+    /// `failurePolicy: rollback`: the automatic rollback, once the wave failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+/// Who skipped a cluster, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipRecord {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+impl WaveState {
+    /// The cluster gets no more changes in this wave: it failed or was skipped.
+    pub fn is_out(&self, cluster: &str) -> bool {
+        self.failed.contains_key(cluster) || self.skipped.contains_key(cluster)
+    }
+}
+
+/// The automatic rollback of a failed wave: asked for when it failed, done when its pull
+/// request merged (or nothing was left to revert).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRollback {
+    pub requested_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr: Option<u64>,
+    /// The merge commit of the rollback, once merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_commit: Option<String>,
+    /// Done: merged, or nothing reversible was left.
+    #[serde(default)]
+    pub done: bool,
+    /// What was reverted and what was refused, and why, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

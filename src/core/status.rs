@@ -44,6 +44,13 @@ pub struct Report {
     /// Whether cluster state was read (`--clusters`); without it, running/flux are empty.
     pub observed: bool,
     pub clusters: Vec<Row>,
+    /// Wave controls (batches, skipped clusters, freezes, windows, automatic rollback, ETA),
+    /// per wave that has any to show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<crate::core::progress::WaveControls>,
+    /// What the ETAs in `waves` assume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_assumption: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -192,6 +199,8 @@ pub fn build(
         reason: st.reason.clone(),
         observed: observed.is_some(),
         clusters: rows,
+        waves: Vec::new(),
+        eta_assumption: None,
     }
 }
 
@@ -364,6 +373,9 @@ pub fn render(r: &Report) -> String {
         if row.wave != wave {
             wave = &row.wave;
             out.push_str(&format!("\nwave {wave}\n"));
+            if let Some(c) = r.waves.iter().find(|c| c.wave == *wave) {
+                out.push_str(&render_controls(c, r.eta_assumption.as_deref()));
+            }
         }
         let git: Vec<String> = row
             .git
@@ -427,6 +439,37 @@ pub fn render(r: &Report) -> String {
         if !row.drift.is_empty() {
             out.push_str(&format!("    DRIFT:    {}\n", row.drift.join("; ")));
         }
+    }
+    out
+}
+
+/// A wave's controls, one line each.
+fn render_controls(c: &crate::core::progress::WaveControls, assumption: Option<&str>) -> String {
+    let mut out = String::new();
+    for b in &c.batches {
+        out.push_str(&format!("  {b}\n"));
+    }
+    for s in &c.skipped {
+        out.push_str(&format!("  skipped: {s}\n"));
+    }
+    if let Some(f) = &c.freeze {
+        out.push_str(&format!("  freeze {f}\n"));
+    }
+    if let Some(w) = &c.next_window {
+        out.push_str(&format!(
+            "  window: closed, next opens {}\n",
+            w.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    if let Some(r) = &c.rollback {
+        out.push_str(&format!("  automatic rollback: {r}\n"));
+    }
+    if let Some(e) = &c.eta {
+        out.push_str(&format!(
+            "  ETA: {} ({})\n",
+            e.format("%Y-%m-%d %H:%M UTC"),
+            assumption.unwrap_or("see plan")
+        ));
     }
     out
 }
@@ -636,6 +679,8 @@ mod tests {
             reason: None,
             observed: true,
             clusters: vec![row],
+            waves: Vec::new(),
+            eta_assumption: None,
         };
         let text = render(&r);
         assert!(
@@ -666,6 +711,8 @@ mod tests {
                 reason: None,
                 observed: true,
                 clusters: vec![report(&st, o, vec![kube(Role::Whole, "v1.33.5")])],
+                waves: Vec::new(),
+                eta_assumption: None,
             })
         };
         // Hub mode: no PodDisruptionBudget data, and status says so.

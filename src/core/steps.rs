@@ -83,6 +83,9 @@ pub struct WavePlan {
     pub name: String,
     pub clusters: Vec<String>,
     pub steps: Vec<Step>,
+    /// The wave's batches in merge order (empty: one batch; see `core::batch`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Vec<String>>,
     #[serde(skip)]
     pub skips: Vec<Skip>,
     #[serde(skip)]
@@ -123,6 +126,9 @@ pub fn plan_wave(
     WavePlan {
         name: plan.waves[wave].name.clone(),
         clusters: clusters.to_vec(),
+        batches: crate::core::batch::partition(&plan.waves[wave].batching, clusters, &|c: &str| {
+            fleet.clusters.get(c).map(|c| c.labels.clone())
+        }),
         steps,
         skips,
         findings,

@@ -10,6 +10,8 @@ pub mod explain;
 pub mod init;
 pub mod plan;
 pub mod propose;
+pub mod retry;
+pub mod skip;
 pub mod survey;
 pub mod versions;
 

@@ -300,7 +300,47 @@ pub fn print_text(
         at.format("%Y-%m-%d %H:%M UTC"),
         humantime::format_duration(total),
         now.format("%Y-%m-%d %H:%M UTC")
-    )
+    )?;
+    print_eta(out, p, now)
+}
+
+/// With batches or freezes, the ETA per wave: batches, batchDelay, windows and freezes
+/// counted (without them, the earliest finish above is the ETA).
+fn print_eta(out: &mut dyn Write, p: &Planned, now: DateTime<Utc>) -> std::io::Result<()> {
+    let controls = !p.plan.freezes.is_empty()
+        || !p.plan.repo_freezes.is_empty()
+        || p.waves.iter().any(|w| !w.batches.is_empty())
+        || p.plan.waves.iter().any(|w| !w.freezes.is_empty());
+    if !controls {
+        return Ok(());
+    }
+    let waves: Vec<crate::core::calendar::EtaWave> = p
+        .waves
+        .iter()
+        .zip(&p.plan.waves)
+        .map(|(w, spec)| crate::core::calendar::EtaWave {
+            wave: spec,
+            batches: w.batches.len().max(1),
+            steps: w.steps.iter().filter(|s| !s.changes.is_empty()).count(),
+            soaking_since: None,
+        })
+        .collect();
+    let a = crate::core::calendar::EtaAssumption {
+        convergence: chrono::Duration::zero(),
+    };
+    let etas = crate::core::calendar::eta(&p.plan, &waves, now, a);
+    writeln!(
+        out,
+        "ETA from {} (assuming each step converges at once and approvals are instant; soak, batchDelay, windows and freezes counted):",
+        now.format("%Y-%m-%d %H:%M UTC")
+    )?;
+    for (w, t) in p.waves.iter().zip(&etas) {
+        writeln!(out, "  wave {}: {}", w.name, t.format("%Y-%m-%d %H:%M UTC"))?;
+    }
+    if let Some(last) = etas.last() {
+        writeln!(out, "  plan: {}", last.format("%Y-%m-%d %H:%M UTC"))?;
+    }
+    Ok(())
 }
 
 fn print_header(out: &mut dyn Write, p: &Planned, paint: &Paint) -> std::io::Result<()> {
@@ -356,6 +396,7 @@ fn print_wave(
             w.clusters.join(", ")
         }
     )?;
+    print_wave_controls(out, p, i, w)?;
     for s in &w.steps {
         print_step(out, s, paint)?;
         if diff {
@@ -363,6 +404,41 @@ fn print_wave(
                 writeln!(out, "    {}", paint_diff_line(&line, paint))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Batches (each batch of each step is its own pull request) and freezes of a wave.
+fn print_wave_controls(
+    out: &mut dyn Write,
+    p: &Planned,
+    i: usize,
+    w: &WavePlan,
+) -> std::io::Result<()> {
+    let spec = &p.plan.waves[i];
+    for (b, members) in w.batches.iter().enumerate() {
+        let canary = if b == 0 && spec.batching.canary.is_some() {
+            " (canary)"
+        } else {
+            ""
+        };
+        writeln!(out, "  batch {b}{canary}: {}", members.join(", "))?;
+    }
+    if !w.batches.is_empty() && !spec.batch_delay.is_zero() {
+        writeln!(
+            out,
+            "  batchDelay: {} between a batch converging and the next merging",
+            humantime::format_duration(spec.batch_delay)
+        )?;
+    }
+    let freezes = p
+        .plan
+        .freezes
+        .iter()
+        .chain(&p.plan.repo_freezes)
+        .chain(&spec.freezes);
+    for f in freezes {
+        writeln!(out, "  freeze: {}", f.span())?;
     }
     Ok(())
 }

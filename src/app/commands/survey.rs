@@ -136,6 +136,8 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         efficient_upgrades: false,
         hops_listed: true,
         after: Vec::new(),
+        freezes: Vec::new(),
+        repo_freezes: Vec::new(),
     }
 }
 

@@ -135,6 +135,9 @@ pub struct WaveView {
     pub name: String,
     pub clusters: Vec<String>,
     pub steps: Vec<StepView>,
+    /// The wave's batches in merge order (empty: one batch).
+    #[serde(default)]
+    pub batches: Vec<Vec<String>>,
 }
 
 /// The plan as a tick uses it: everything but the fleet's files.
@@ -146,6 +149,9 @@ pub struct PlanView {
     /// Every cluster of the fleet (selected by a wave or not) → its infrastructure, for
     /// telemetry.
     pub infra: BTreeMap<String, String>,
+    /// The repository's freeze file (`.fleetwave/freeze.yaml`), as read with the base.
+    #[serde(default)]
+    pub freezes: Vec<crate::core::calendar::Freeze>,
 }
 
 impl PlanView {
@@ -156,6 +162,7 @@ impl PlanView {
             .map(|w| WaveView {
                 name: w.name.clone(),
                 clusters: w.clusters.clone(),
+                batches: w.batches.clone(),
                 steps: w
                     .steps
                     .iter()
@@ -197,6 +204,7 @@ impl PlanView {
             refusals: p.refusals().map(|f| format!("  {}", f.message)).collect(),
             waves,
             infra,
+            freezes: p.plan.repo_freezes.clone(),
         }
     }
 }
@@ -424,8 +432,10 @@ mod tests {
                 name: "canary".into(),
                 clusters: vec!["a".into()],
                 steps: Vec::new(),
+                batches: Vec::new(),
             }],
             infra: BTreeMap::new(),
+            freezes: Vec::new(),
         };
         store.put_view(&key, &view);
         assert_eq!(store.view(&key), Some(view));

@@ -90,6 +90,8 @@ fn snapshot(n: usize) -> PlanSnapshot {
         reason: None,
         observed: true,
         clusters: rows,
+        waves: Vec::new(),
+        eta_assumption: None,
     };
     PlanSnapshot::new(
         report,

@@ -1,0 +1,171 @@
+//! The wave controls as `status` shows them (pure): per wave its batches and how far each
+//! got, skipped clusters, the freeze in force or next, the automatic rollback, and an ETA from
+//! now — soak, `batchDelay`, windows and freezes, with the median convergence time of the
+//! steps that converged so far as the assumption (said with the figure).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::core::calendar::{self, EtaAssumption, EtaWave};
+use crate::core::plan::Plan;
+use crate::core::state::{PlanState, StepStatus, WaveStatus};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveControls {
+    pub wave: String,
+    /// `batch 0 (crit-k0rdent-01): converged`, … (empty without batches).
+    pub batches: Vec<String>,
+    /// `prod-eu-01 by alice at …: decommissioned`.
+    pub skipped: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta: Option<DateTime<Utc>>,
+}
+
+/// The ETA's assumption, e.g. `each step converges in 5m (median of 3 converged steps)`.
+pub fn assumption(st: &PlanState) -> (chrono::Duration, String) {
+    let mut took: Vec<chrono::Duration> = st
+        .waves
+        .iter()
+        .flat_map(|w| &w.steps)
+        .filter_map(|s| Some(s.converged_at? - s.merged_at?))
+        .collect();
+    took.sort();
+    if took.is_empty() {
+        return (
+            chrono::Duration::zero(),
+            "each step converges at once (none has converged yet); approvals instant".into(),
+        );
+    }
+    let m = took[took.len() / 2];
+    let shown = humantime::format_duration(m.to_std().unwrap_or_default());
+    (
+        m,
+        format!(
+            "each step converges in {shown} (median of {} converged step(s)); approvals instant",
+            took.len()
+        ),
+    )
+}
+
+/// Per wave of `plan`, what the controls say now. `planned` is per wave (batches, steps with
+/// changes) as planned against the base, for waves that have not started.
+pub fn controls(
+    plan: &Plan,
+    st: &PlanState,
+    planned: &[(usize, usize)],
+    now: DateTime<Utc>,
+) -> Vec<WaveControls> {
+    let (conv, _) = assumption(st);
+    let remaining: Vec<EtaWave> = plan
+        .waves
+        .iter()
+        .enumerate()
+        .map(|(wi, w)| {
+            let ws = st.waves.get(wi);
+            let left = |f: &dyn Fn(&crate::core::state::StepState) -> bool| {
+                ws.map_or(0, |ws| ws.steps.iter().filter(|s| f(s)).count())
+            };
+            let open = left(&|s| matches!(s.status, StepStatus::Pending | StepStatus::Open));
+            let batches = ws.map_or(1, |ws| ws.batches.len().max(1));
+            let done = ws.is_some_and(|ws| ws.status == WaveStatus::Succeeded);
+            let soaking = ws
+                .filter(|ws| ws.status == WaveStatus::Soaking)
+                .and_then(|ws| ws.soak_started_at);
+            // Not started: every batch of every step; started: the steps still to merge.
+            let (batches, steps) = match ws.filter(|ws| ws.status != WaveStatus::Pending) {
+                None => planned.get(wi).copied().unwrap_or((1, 1)),
+                Some(_) => (batches.min(open).max(1), open.div_ceil(batches).max(1)),
+            };
+            EtaWave {
+                wave: w,
+                batches: if done { 0 } else { batches },
+                steps,
+                soaking_since: soaking,
+            }
+        })
+        .collect();
+    let etas = calendar::eta(plan, &remaining, now, EtaAssumption { convergence: conv });
+    let mut out = Vec::new();
+    for (wi, w) in plan.waves.iter().enumerate() {
+        let Some(ws) = st.waves.get(wi) else { continue };
+        let batches = ws
+            .batches
+            .iter()
+            .enumerate()
+            .map(|(b, members)| {
+                let steps: Vec<_> = ws.steps.iter().filter(|s| s.batch == Some(b)).collect();
+                let state = if steps
+                    .iter()
+                    .all(|s| matches!(s.status, StepStatus::Converged | StepStatus::Skipped))
+                {
+                    "converged"
+                } else if steps.iter().any(|s| s.status == StepStatus::Merged) {
+                    "merged, converging"
+                } else if steps.iter().any(|s| s.status == StepStatus::Open) {
+                    "open"
+                } else if steps.iter().any(|s| s.status == StepStatus::RolledBack) {
+                    "rolled back"
+                } else {
+                    "pending"
+                };
+                format!("batch {b} ({}): {state}", members.join(", "))
+            })
+            .collect();
+        let skipped = ws
+            .skipped
+            .iter()
+            .map(|(c, r)| {
+                format!(
+                    "{c} by {} at {}: {}",
+                    r.by,
+                    r.at.format("%Y-%m-%d %H:%M UTC"),
+                    r.reason
+                )
+            })
+            .collect();
+        let finished = matches!(ws.status, WaveStatus::Succeeded | WaveStatus::Failed);
+        let freeze = crate::core::decide::freeze_at(plan, w, now)
+            .map(|f| format!("in force: {}", f.describe()))
+            .or_else(|| {
+                plan.freezes
+                    .iter()
+                    .chain(&plan.repo_freezes)
+                    .chain(&w.freezes)
+                    .filter(|f| f.start > now)
+                    .min_by_key(|f| f.start)
+                    .map(|f| format!("next: {}", f.span()))
+            })
+            .filter(|_| !finished);
+        let next_window = w
+            .window
+            .as_ref()
+            .filter(|_| !finished)
+            .map(|win| crate::core::decide::window_state(win, now))
+            .and_then(|(open, at)| (!open).then_some(at));
+        let rollback = ws.auto_rollback.as_ref().map(|r| {
+            let what = match (&r.merged_commit, r.done) {
+                (Some(m), _) => format!("merged as {}", &m[..m.len().min(10)]),
+                (None, true) => "nothing reversible".to_string(),
+                (None, false) => "not done yet".to_string(),
+            };
+            format!("{what}; {}", r.lines.join("; "))
+        });
+        out.push(WaveControls {
+            wave: ws.name.clone(),
+            batches,
+            skipped,
+            freeze,
+            next_window,
+            rollback,
+            eta: (!finished).then(|| etas.get(wi).copied()).flatten(),
+        });
+    }
+    out
+}
