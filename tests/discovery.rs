@@ -595,6 +595,13 @@ fn serve_without_plan_ticks_every_plan_holds_the_conflicting_one_and_reports_the
         "{metrics}"
     );
     assert_eq!(get("/readyz").0, 200);
+    // The dashboard shows every plan that ticked, each from its own snapshot.
+    let (code, page) = get("/");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(GITOPS) && page.contains(MINOR),
+        "the dashboard misses a plan: {page}"
+    );
     let logged = log.lock().unwrap().clone();
     assert!(logged.contains("plans/broken.yaml:5:"), "{logged}");
     assert!(

@@ -238,17 +238,7 @@ fn rollout(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             };
             let many = crate::app::multi::ServeMany::new(&remote, &world, &plans, &leases);
             match many {
-                Some(many) => {
-                    // Not wired into the multi-plan service yet: say so rather than serve
-                    // nothing silently.
-                    if ui.enabled {
-                        eprintln!(
-                            "warning: the web dashboard is not served yet with several plans or \
-                             leases (serve without --plan, or --clusters kube); / answers 404"
-                        );
-                    }
-                    crate::app::multi::serve(remote, world, choice, cfg, many)
-                }
+                Some(many) => crate::app::multi::serve(remote, world, choice, cfg, many, ui),
                 None => crate::app::ops::serve(remote, world, choice, cfg, ui),
             }
         }

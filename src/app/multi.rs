@@ -580,6 +580,10 @@ struct ManyTicker {
     names: Arc<Mutex<Vec<String>>>,
     /// Deleted plans whose pull requests this process closed already.
     closed: Arc<Mutex<BTreeSet<String>>>,
+    /// Where each plan's dashboard snapshot goes after its tick (None with `--no-ui`).
+    board: Option<crate::app::web::Board>,
+    /// Per plan: the labels the dashboard filters by, cached by fleet tree and plan.
+    labels: Arc<Mutex<BTreeMap<String, Arc<ops::LabelCache>>>>,
 }
 
 #[async_trait::async_trait]
@@ -620,6 +624,8 @@ impl ManyTicker {
             roles: self.roles.clone(),
             names: self.names.clone(),
             closed: self.closed.clone(),
+            board: self.board.clone(),
+            labels: self.labels.clone(),
         }
     }
 
@@ -708,6 +714,9 @@ impl ManyTicker {
                 now,
                 false,
             ));
+            if res.is_ok() {
+                self.snapshot(&world, f, now);
+            }
             results.push(
                 res.map(|(report, _)| TickSummary::from_report(&report))
                     .with_context(|| format!("plan {}", f.name)),
@@ -737,6 +746,40 @@ impl ManyTicker {
     }
 }
 
+impl ManyTicker {
+    /// After plan `f`'s tick: its dashboard snapshot (page views read only these). A plan
+    /// whose snapshot cannot be built keeps its last one, with a warning.
+    fn snapshot(&self, world: &World<'_>, f: &Found, now: DateTime<Utc>) {
+        let Some(board) = &self.board else { return };
+        let mut rr = self.remote.clone();
+        rr.plan = f.path.clone();
+        let s = ops::settings(&rr);
+        let env = TickEnv {
+            git: world.git,
+            w: world.w,
+            faults: world.faults,
+            notify: world.notify,
+            s: &s,
+            kube: world.kube,
+            history: world.history,
+        };
+        let labels = self
+            .labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(f.name.clone())
+            .or_default()
+            .clone();
+        let web = crate::app::web::web_address(&self.remote.remote);
+        match ops::service_snapshot(&env, &labels, web, now) {
+            Ok(snap) => board.put(snap),
+            Err(e) => {
+                tracing::warn!(plan = %f.name, error = %format!("{e:#}"), "dashboard not updated")
+            }
+        }
+    }
+}
+
 /// The name of the one `--plan` (leases are per plan name).
 fn only_name(git: &GitRepo, r: &RemoteArgs, path: &Path) -> anyhow::Result<String> {
     let o = reconcile::observe_repo(
@@ -757,13 +800,14 @@ pub fn serve(
     forge: ForgeChoice,
     cfg: crate::app::serve::ServeConfig,
     many: ServeMany,
+    ui: ops::UiOpts,
 ) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(serve_async(remote, world, forge, cfg, many)) {
+    match rt.block_on(serve_async(remote, world, forge, cfg, many, ui)) {
         Ok(()) => {
             eprintln!("fleetwave serve: stopped");
             ExitCode::SUCCESS
@@ -778,16 +822,28 @@ async fn serve_async(
     forge: ForgeChoice,
     cfg: crate::app::serve::ServeConfig,
     many: ServeMany,
+    ui: ops::UiOpts,
 ) -> anyhow::Result<()> {
     if many.only.is_none() && world.cluster_context.is_some() {
         anyhow::bail!(
             "--cluster-context needs one --plan (its clusters are connected to at start); to run every plan use the hub (--kube-context)"
         );
     }
-    let server = crate::app::serve::Server::bind(cfg)
+    let refresh = cfg.interval.as_secs().clamp(5, 60);
+    let mut server = crate::app::serve::Server::bind(cfg)
         .await
         .context("cannot listen")?;
     eprintln!("fleetwave serve: listening on {}", server.local_addr());
+    let board = ui.enabled.then(crate::app::web::Board::default);
+    if let Some(b) = &board {
+        server = server
+            .with_dashboard(crate::app::web::routes(b.clone(), refresh), ui.listen)
+            .await
+            .context("cannot listen for the dashboard (--ui-listen)")?;
+        if let Some(addr) = server.ui_addr() {
+            eprintln!("fleetwave serve: dashboard on http://{addr}/");
+        }
+    }
     let kube = if world.clusters == ClusterSourceKind::Kube {
         let names = match &many.only {
             Some(p) if world.cluster_context.is_some() => {
@@ -848,6 +904,8 @@ async fn serve_async(
         roles,
         names,
         closed: Default::default(),
+        board,
+        labels: Default::default(),
     });
     server
         .run(ticker, crate::app::serve::shutdown_signal())

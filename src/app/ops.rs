@@ -1153,7 +1153,7 @@ pub(crate) fn forward_changes(
 
 /// The labels of the fleet's clusters, kept while the fleet tree and plan are unchanged
 /// (reading them plans the fleet, which the tick itself may not have needed to do).
-type LabelCache = std::sync::Mutex<
+pub(crate) type LabelCache = std::sync::Mutex<
     Option<(
         crate::app::reconcile::cache::PlanKey,
         std::sync::Arc<crate::app::web::Labels>,
@@ -1247,7 +1247,7 @@ fn dashboard_snapshot(
 /// After a service tick: read the base and state again (what the tick wrote), observe every
 /// cluster through the tick's own source (the simulation with its faults, or the kube
 /// watches' caches) and build the dashboard's snapshot. Page views then read only this.
-fn service_snapshot(
+pub(crate) fn service_snapshot(
     env: &TickEnv<'_>,
     labels: &LabelCache,
     web: Option<String>,
