@@ -67,7 +67,7 @@ fn browse(bin: &Path, args: &[&str]) -> Result<String, String> {
             let _ = child.wait();
             return Err("chromium took longer than 90 s".into());
         }
-        std::thread::park_timeout(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -170,7 +170,7 @@ fn chromium_shows_the_grid_counts_a_cluster_and_hostile_names_as_text() {
         match browse(&bin, &["--dump-dom", &url]) {
             Ok(dom) if dom.contains("class=\"grid\"") => break dom,
             Ok(_) | Err(_) if Instant::now() < deadline => {
-                std::thread::park_timeout(Duration::from_millis(250))
+                std::thread::sleep(Duration::from_millis(250))
             }
             other => panic!("no grid before the deadline: {other:?}"),
         }
@@ -303,7 +303,7 @@ fn the_dashboard_shares_the_listen_address_and_no_ui_turns_it_off() {
     let page = loop {
         match get(&format!("{}/", s.ui)) {
             Some((200, body)) if body.contains("class=\"grid\"") => break body,
-            _ if Instant::now() < deadline => std::thread::park_timeout(Duration::from_millis(100)),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
             other => panic!("no dashboard before the deadline: {other:?}"),
         }
     };
@@ -324,7 +324,7 @@ fn the_dashboard_shares_the_listen_address_and_no_ui_turns_it_off() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while get(&format!("{}/readyz", s.ui)).is_none_or(|(c, _)| c != 200) {
         assert!(Instant::now() < deadline, "never ready");
-        std::thread::park_timeout(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(get(&format!("{}/", s.ui)).unwrap().0, 404, "--no-ui");
     assert_eq!(
