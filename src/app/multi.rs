@@ -829,21 +829,7 @@ async fn serve_async(
             "--cluster-context needs one --plan (its clusters are connected to at start); to run every plan use the hub (--kube-context)"
         );
     }
-    let refresh = cfg.interval.as_secs().clamp(5, 60);
-    let mut server = crate::app::serve::Server::bind(cfg)
-        .await
-        .context("cannot listen")?;
-    eprintln!("fleetwave serve: listening on {}", server.local_addr());
-    let board = ui.enabled.then(crate::app::web::Board::default);
-    if let Some(b) = &board {
-        server = server
-            .with_dashboard(crate::app::web::routes(b.clone(), refresh), ui.listen)
-            .await
-            .context("cannot listen for the dashboard (--ui-listen)")?;
-        if let Some(addr) = server.ui_addr() {
-            eprintln!("fleetwave serve: dashboard on http://{addr}/");
-        }
-    }
+    let (server, board) = ops::bind_with_dashboard(cfg, ui).await?;
     let kube = if world.clusters == ClusterSourceKind::Kube {
         let names = match &many.only {
             Some(p) if world.cluster_context.is_some() => {

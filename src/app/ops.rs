@@ -1078,21 +1078,7 @@ pub fn serve(
         .build()
         .expect("tokio runtime");
     let result = rt.block_on(async {
-        let refresh = cfg.interval.as_secs().clamp(5, 60);
-        let mut server = crate::app::serve::Server::bind(cfg)
-            .await
-            .context("cannot listen")?;
-        eprintln!("fleetwave serve: listening on {}", server.local_addr());
-        let board = ui.enabled.then(crate::app::web::Board::default);
-        if let Some(b) = &board {
-            server = server
-                .with_dashboard(crate::app::web::routes(b.clone(), refresh), ui.listen)
-                .await
-                .context("cannot listen for the dashboard (--ui-listen)")?;
-            if let Some(addr) = server.ui_addr() {
-                eprintln!("fleetwave serve: dashboard on http://{addr}/");
-            }
-        }
+        let (server, board) = bind_with_dashboard(cfg, ui).await?;
         // The watches live as long as the service; git2 handles do not cross threads, so the
         // cluster list for per-cluster mode is read on a blocking thread.
         let kube = if world.clusters == ClusterSourceKind::Kube {
@@ -1259,6 +1245,30 @@ pub(crate) fn service_snapshot(
     let names: Vec<String> = o.view.infra.keys().cloned().collect();
     let observed = runtime().block_on(source.observe(&names, now)).flat()?;
     dashboard_snapshot(env.git, env.s, &o, Some(&observed), labels, web, now)
+}
+
+/// Bind the service and, unless `--no-ui`, mount the dashboard (on `--listen` or
+/// `--ui-listen`); the board each tick's snapshot goes to.
+pub(crate) async fn bind_with_dashboard(
+    cfg: crate::app::serve::ServeConfig,
+    ui: UiOpts,
+) -> anyhow::Result<(crate::app::serve::Server, Option<crate::app::web::Board>)> {
+    let refresh = cfg.interval.as_secs().clamp(5, 60);
+    let mut server = crate::app::serve::Server::bind(cfg)
+        .await
+        .context("cannot listen")?;
+    eprintln!("fleetwave serve: listening on {}", server.local_addr());
+    let board = ui.enabled.then(crate::app::web::Board::default);
+    if let Some(b) = &board {
+        server = server
+            .with_dashboard(crate::app::web::routes(b.clone(), refresh), ui.listen)
+            .await
+            .context("cannot listen for the dashboard (--ui-listen)")?;
+        if let Some(addr) = server.ui_addr() {
+            eprintln!("fleetwave serve: dashboard on http://{addr}/");
+        }
+    }
+    Ok((server, board))
 }
 
 /// How `serve` shows its dashboard.
