@@ -559,6 +559,9 @@ fn paint_diff_line(line: &str, paint: &Paint) -> String {
     }
 }
 
+/// `--output json`, streamed: the document is written as it is serialized, the long lists
+/// (steps' changes, skips, findings) one item at a time, so no copy of the whole plan is held.
+/// Objects keep the keys in sorted order, as a `serde_json::Value` writes them.
 fn print_json(
     out: &mut dyn Write,
     p: &Planned,
@@ -566,54 +569,130 @@ fn print_json(
     now: DateTime<Utc>,
 ) -> std::io::Result<()> {
     let (at, total) = earliest_finish(p, now);
-    let waves: Vec<serde_json::Value> = p
-        .waves
-        .iter()
-        .zip(&p.plan.waves)
-        .map(|(w, spec)| {
-            let mut steps = serde_json::to_value(&w.steps).unwrap_or_default();
-            if diff {
-                add_diffs(&mut steps, p, w);
-            }
-            serde_json::json!({
-                "name": w.name,
-                "automated": spec.automated,
-                "soak": humantime::format_duration(spec.soak).to_string(),
-                "maxFailures": spec.max_failures,
-                "clusters": w.clusters,
-                "steps": steps,
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "plan": p.plan.name,
-        "paused": p.plan.paused,
-        "targetVersion": p.plan.target.as_ref().map(|t| t.canonical()),
-        "hops": p.plan.hops.iter().map(|h| h.canonical()).collect::<Vec<_>>(),
-        "gitopsBase": p.plan.gitops_base,
-        "templates": p.plan.templates,
-        "waves": waves,
-        "skipped": p.skips,
-        "findings": p.findings,
-        "soakTotal": humantime::format_duration(total).to_string(),
-        "earliestFinish": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    serde_json::to_writer_pretty(&mut *out, &doc)?;
-    writeln!(out)
+    let v = |x: serde_json::Value| Json::Value(x);
+    let mut doc: BTreeMap<&str, Json> = BTreeMap::new();
+    doc.insert("plan", v(p.plan.name.clone().into()));
+    doc.insert("paused", v(p.plan.paused.into()));
+    doc.insert(
+        "targetVersion",
+        v(p.plan.target.as_ref().map(|t| t.canonical()).into()),
+    );
+    let hops: Vec<String> = p.plan.hops.iter().map(|h| h.canonical()).collect();
+    doc.insert("hops", v(hops.into()));
+    doc.insert("gitopsBase", Json::of(&p.plan.gitops_base));
+    doc.insert("templates", Json::of(&p.plan.templates));
+    doc.insert("waves", Json::Waves(p, diff));
+    doc.insert("skipped", Json::Items(Items::Skips(&p.skips)));
+    doc.insert("findings", Json::Items(Items::Findings(&p.findings)));
+    let soak = humantime::format_duration(total).to_string();
+    doc.insert("soakTotal", v(soak.into()));
+    let finish = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    doc.insert("earliestFinish", v(finish.into()));
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut *out);
+    serde_json::to_writer_pretty(&mut w, &doc)?;
+    writeln!(w)?;
+    w.flush()
 }
 
-/// `--diff` with `--output json`: each step gets a `diff` field, the unified diff as text.
-fn add_diffs(steps: &mut serde_json::Value, p: &Planned, w: &WavePlan) {
-    let Some(list) = steps.as_array_mut() else {
-        return;
-    };
-    for (v, s) in list.iter_mut().zip(&w.steps) {
-        if let Some(obj) = v.as_object_mut() {
-            let mut text = step_diff(p, w, s.index).join("\n");
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            obj.insert("diff".into(), serde_json::Value::String(text));
+/// A part of the JSON document: a small value built at once, or a long list or a wave
+/// written item by item.
+enum Json<'a> {
+    Value(serde_json::Value),
+    Items(Items<'a>),
+    Waves(&'a Planned, bool),
+    Steps(&'a Planned, usize, bool),
+    Wave(&'a Planned, usize, bool),
+    Step(&'a Planned, usize, usize, bool),
+}
+
+/// A list whose items are each turned into a `serde_json::Value` (keys sorted) in turn.
+enum Items<'a> {
+    Skips(&'a [crate::core::locate::Skip]),
+    Findings(&'a [crate::core::diag::Finding]),
+    Changes(&'a [steps::Change]),
+}
+
+impl Json<'_> {
+    fn of<T: serde::Serialize>(x: &T) -> Json<'static> {
+        Json::Value(serde_json::to_value(x).unwrap_or_default())
+    }
+}
+
+fn items_as_values<S: serde::Serializer, T: serde::Serialize>(
+    s: S,
+    items: &[T],
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::{Error, SerializeSeq};
+    let mut seq = s.serialize_seq(Some(items.len()))?;
+    for x in items {
+        seq.serialize_element(&serde_json::to_value(x).map_err(S::Error::custom)?)?;
+    }
+    seq.end()
+}
+
+impl serde::Serialize for Items<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Items::Skips(x) => items_as_values(s, x),
+            Items::Findings(x) => items_as_values(s, x),
+            Items::Changes(x) => items_as_values(s, x),
         }
     }
+}
+
+impl serde::Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Json::Value(ref v) => v.serialize(s),
+            Json::Items(ref i) => i.serialize(s),
+            Json::Waves(p, diff) => {
+                s.collect_seq((0..p.waves.len()).map(|i| Json::Wave(p, i, diff)))
+            }
+            Json::Steps(p, i, diff) => {
+                s.collect_seq((0..p.waves[i].steps.len()).map(|k| Json::Step(p, i, k, diff)))
+            }
+            Json::Wave(p, i, diff) => wave_json(p, i, diff).serialize(s),
+            Json::Step(p, i, k, diff) => step_json(p, i, k, diff).serialize(s),
+        }
+    }
+}
+
+/// One wave's object; its steps are written one by one.
+fn wave_json(p: &Planned, i: usize, diff: bool) -> BTreeMap<&'static str, Json<'_>> {
+    let (w, spec) = (&p.waves[i], &p.plan.waves[i]);
+    let mut m: BTreeMap<&str, Json> = BTreeMap::new();
+    m.insert("name", Json::Value(w.name.clone().into()));
+    m.insert("automated", Json::Value(spec.automated.into()));
+    let soak = humantime::format_duration(spec.soak).to_string();
+    m.insert("soak", Json::Value(soak.into()));
+    m.insert("maxFailures", Json::of(&spec.max_failures));
+    m.insert("clusters", Json::of(&w.clusters));
+    m.insert("steps", Json::Steps(p, i, diff));
+    m
+}
+
+/// One step's object as `Step` serializes it (plus `diff` with `--diff`), its changes written
+/// one by one.
+fn step_json(p: &Planned, i: usize, k: usize, diff: bool) -> BTreeMap<String, Json<'_>> {
+    let (w, s) = (&p.waves[i], &p.waves[i].steps[k]);
+    let shell = Step {
+        index: s.index,
+        id: s.id.clone(),
+        title: s.title.clone(),
+        kubernetes: s.kubernetes.clone(),
+        changes: Vec::new(),
+    };
+    let mut m: BTreeMap<String, Json> = match serde_json::to_value(&shell) {
+        Ok(serde_json::Value::Object(o)) => o.into_iter().map(|(k, v)| (k, Json::Value(v))).collect(),
+        _ => BTreeMap::new(),
+    };
+    m.insert("changes".into(), Json::Items(Items::Changes(&s.changes)));
+    if diff {
+        let mut text = step_diff(p, w, s.index).join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        m.insert("diff".into(), Json::Value(text.into()));
+    }
+    m
 }
