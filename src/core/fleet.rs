@@ -148,16 +148,27 @@ fn owners(
         let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
         let mut found = Vec::new();
         expand(tree, Path::new(""), &segs, None, &mut found, refused);
-        for (cluster, rel) in found {
-            if tree.kind(&rel).is_some_and(|k| k.is_dir()) {
-                roots.insert(rel.clone());
-                let mut files = Vec::new();
-                walk(tree, &rel, &mut files, refused);
-                for f in files {
-                    owner.entry(f).or_insert_with(|| cluster.clone());
-                }
-            } else {
+        // The folders are listed in parallel; their files are taken in the order found, so
+        // the first path to find a file still owns it.
+        let listed: Vec<Option<(Vec<PathBuf>, Vec<Finding>)>> = found
+            .par_iter()
+            .map(|(_, rel)| {
+                tree.kind(rel).filter(EntryKind::is_dir).map(|_| {
+                    let (mut files, mut why) = (Vec::new(), Vec::new());
+                    walk(tree, rel, &mut files, &mut why);
+                    (files, why)
+                })
+            })
+            .collect();
+        for ((cluster, rel), listed) in found.into_iter().zip(listed) {
+            let Some((files, why)) = listed else {
                 owner.entry(rel).or_insert(cluster);
+                continue;
+            };
+            roots.insert(rel);
+            refused.extend(why);
+            for f in files {
+                owner.entry(f).or_insert_with(|| cluster.clone());
             }
         }
     }

@@ -1,7 +1,7 @@
 //! From a plan file and a fleet repo to per-wave steps: the whole of `fleetwave plan`
 //! without the printing, and the edits `fleetwave apply` writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::core::config::Config;
@@ -13,7 +13,7 @@ use crate::core::plan::{self, Plan};
 use crate::core::preflight;
 use crate::core::source::YamlSource;
 use crate::core::steps::{self, WavePlan};
-use crate::core::tree::FileTree;
+use crate::core::tree::{EntryKind, FileTree};
 use crate::path;
 
 pub struct Planned {
@@ -99,7 +99,7 @@ pub fn prepare_in(
     let mut findings = fleet.findings.clone();
     findings.extend(selection.findings);
     findings.extend(preflight::check(
-        tree,
+        &Known::new(tree, &fleet),
         &mut plan,
         &src,
         &fleet,
@@ -132,6 +132,64 @@ pub fn prepare_in(
         findings,
         unmatched,
     })
+}
+
+/// The tree as the pre-flights see it: the fleet's files (and the folders holding them) are
+/// answered from what discovery read, so following kustomizations reads no file twice.
+struct Known<'a> {
+    tree: &'a dyn FileTree,
+    fleet: &'a Fleet,
+    files: HashMap<&'a Path, usize>,
+    dirs: HashSet<&'a Path>,
+}
+
+impl<'a> Known<'a> {
+    fn new(tree: &'a dyn FileTree, fleet: &'a Fleet) -> Known<'a> {
+        let files: HashMap<&Path, usize> = fleet
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.rel.as_path(), i))
+            .collect();
+        let mut dirs = HashSet::new();
+        for f in &fleet.files {
+            for d in f.rel.ancestors().skip(1) {
+                if d.as_os_str().is_empty() || !dirs.insert(d) {
+                    break;
+                }
+            }
+        }
+        Known {
+            tree,
+            fleet,
+            files,
+            dirs,
+        }
+    }
+}
+
+impl FileTree for Known<'_> {
+    fn list(&self, dir: &Path) -> Option<Vec<(String, EntryKind)>> {
+        self.tree.list(dir)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        // A binary file has no text kept: read it again.
+        match self.files.get(path).map(|&i| &self.fleet.files[i].text) {
+            Some(t) if !t.is_empty() => Ok(t.as_bytes().to_vec()),
+            _ => self.tree.read(path),
+        }
+    }
+
+    fn kind(&self, path: &Path) -> Option<EntryKind> {
+        if self.files.contains_key(path) {
+            Some(EntryKind::File)
+        } else if self.dirs.contains(path) {
+            Some(EntryKind::Dir)
+        } else {
+            self.tree.kind(path)
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
