@@ -118,10 +118,11 @@ pub fn run(stdout: &mut dyn Write, a: PlanArgs) -> ExitCode {
         eprintln!("error: the plan has refusals; fix them before applying");
         return ExitCode::from(2);
     }
-    if let Some(code) = matches_nothing(&p, a.allow_empty) {
-        return code;
-    }
-    ExitCode::SUCCESS
+    let code = matches_nothing(&p, a.allow_empty).unwrap_or(ExitCode::SUCCESS);
+    // The process ends next: freeing every file's text and located value one by one (a tenth
+    // of a second at 10,000 clusters) would only delay the exit.
+    std::mem::forget(p);
+    code
 }
 
 /// The other plans under `plans/` this plan clashes with (the same field of a cluster, or a
