@@ -684,7 +684,9 @@ fn step_json(p: &Planned, i: usize, k: usize, diff: bool) -> BTreeMap<String, Js
         changes: Vec::new(),
     };
     let mut m: BTreeMap<String, Json> = match serde_json::to_value(&shell) {
-        Ok(serde_json::Value::Object(o)) => o.into_iter().map(|(k, v)| (k, Json::Value(v))).collect(),
+        Ok(serde_json::Value::Object(o)) => {
+            o.into_iter().map(|(k, v)| (k, Json::Value(v))).collect()
+        }
         _ => BTreeMap::new(),
     };
     m.insert("changes".into(), Json::Items(Items::Changes(&s.changes)));
