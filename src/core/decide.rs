@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 
 use crate::core::cluster::{self, ClusterObservation, Convergence, Role};
 use crate::core::notify::{Alert, Event, Outcome, Telemetry};
-use crate::core::plan::{MaxFailures, Plan, Wave, Window};
+use crate::core::plan::{MaxFailures, OnUnreachable, Plan, Wave, Window};
 use crate::core::state::{
     ChangeRecord, Changed, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus,
     StepState, StepStatus, WaveState, WaveStatus,
@@ -721,8 +721,15 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
     for c in &step.changes {
         changes.entry(c.cluster.as_str()).or_default().push(c);
     }
+    // Unreachable clusters under `onUnreachable: skip` wait for `unreachableAfter`, not for
+    // progressDeadline; they hold the step until they answer or are skipped.
+    let mut dark = false;
     for c in &clusters {
         if step.converged.contains_key(c) || cx.state.waves[wi].is_out(c) {
+            continue;
+        }
+        if unreachable(cx, wi, wave, c).is_some() {
+            dark |= !cx.state.waves[wi].is_out(c);
             continue;
         }
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
@@ -766,7 +773,7 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         fail_wave(cx, wi, wave);
         return false;
     }
-    if waiting.is_empty() {
+    if waiting.is_empty() && !dark {
         let s = &mut cx.state.waves[wi].steps[si];
         s.status = StepStatus::Converged;
         s.converged_at = Some(cx.now);
@@ -926,8 +933,13 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
         .rev()
         .find_map(|s| s.merged_commit.clone());
     let clusters = cx.state.waves[wi].clusters.clone();
+    let mut dark = false;
     for c in &clusters {
         if cx.state.waves[wi].is_out(c) {
+            continue;
+        }
+        if unreachable(cx, wi, wave, c).is_some() {
+            dark |= !cx.state.waves[wi].is_out(c);
             continue;
         }
         let obs = observed(cx, wi, wave, c);
@@ -961,6 +973,10 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
     let end = started + Duration::from_std(wave.soak).unwrap_or_default();
     if cx.now < end {
         cx.wake(end);
+        return;
+    }
+    if dark {
+        // Soaked, but a cluster is dark: the wave passes once it answers or is skipped.
         return;
     }
     let ws = &mut cx.state.waves[wi];
@@ -1137,6 +1153,13 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
     };
     let mut first = None;
     for c in touched {
+        if let Some(why) = unreachable(cx, wi, wave, &c) {
+            // Not a breach; but no more changes go to it while it may still come back.
+            if !cx.state.waves[wi].is_out(&c) {
+                first.get_or_insert(format!("{c}: {why}"));
+            }
+            continue;
+        }
         let obs = observed(cx, wi, wave, &c);
         let breach = cluster::failing_gate(&obs)
             .map(|g| {
@@ -1163,6 +1186,47 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
         fail_wave(cx, wi, wave);
     }
     first
+}
+
+/// `onUnreachable: skip`: whether `c` is unreachable (Some(why)), tracking since when in the
+/// wave's state; once it has been for `unreachableAfter` without a break it is skipped (by
+/// "fleetwave", not a failure). A cluster that answers again starts over. With `wait`, None:
+/// the cluster is judged as it always was.
+fn unreachable(cx: &mut Ctx, wi: usize, wave: &Wave, c: &str) -> Option<String> {
+    let OnUnreachable::Skip(after) = wave.on_unreachable else {
+        return None;
+    };
+    let Some(why) = cluster::unreachable(cx.world.clusters.get(c)) else {
+        cx.state.waves[wi].unreachable_since.remove(c);
+        return None;
+    };
+    let now = cx.now;
+    let ws = &mut cx.state.waves[wi];
+    let since = *ws.unreachable_since.entry(c.to_string()).or_insert(now);
+    let due = since + Duration::from_std(after).unwrap_or_default();
+    let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    if now < due {
+        cx.wake(due);
+        return Some(format!(
+            "unreachable since {} ({why}); skipped at {} unless it answers (onUnreachable: skip)",
+            at(since),
+            at(due)
+        ));
+    }
+    ws.unreachable_since.remove(c);
+    let reason = format!(
+        "unreachable since {} ({why}), longer than unreachableAfter {} (onUnreachable: skip)",
+        at(since),
+        humantime::format_duration(after)
+    );
+    let record = crate::core::state::SkipRecord {
+        by: "fleetwave".into(),
+        at: now,
+        reason: reason.clone(),
+    };
+    ws.skipped.insert(c.to_string(), record);
+    cx.note(format!("wave {} cluster {c}: skipped: {reason}", wave.name));
+    Some(reason)
 }
 
 /// Halt the plan on wave `wi`. Once per wave: the soak gates and the convergence check may
@@ -2346,5 +2410,135 @@ mod tests_support {
             pr.open = false;
             pr.merged = Some((commit.into(), at));
         }
+    }
+}
+
+#[cfg(test)]
+mod unreachable_clusters {
+    use super::tests_support::*;
+    use super::*;
+
+    const SKIP: &str = "      onUnreachable: skip\n      unreachableAfter: 30m\n";
+
+    fn dark() -> ClusterObservation {
+        ClusterObservation {
+            unobservable: Some("no context for this cluster in the kubeconfig".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Step 1 merged at t(1) as M1; c1 observed as `obs` from then on.
+    fn merged_step(p: &Plan, obs: ClusterObservation) -> (PlanState, Wd) {
+        let mut w = world(t(0));
+        let st = w.decide(p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let st = w.decide(p, &st).state;
+        w.merged(B1, M1, t(1));
+        w.base = M1.into();
+        w.clusters.insert("c1".into(), obs);
+        (st, w)
+    }
+
+    #[test]
+    fn a_dark_cluster_is_skipped_after_unreachable_after_not_failed() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let (st, mut w) = merged_step(&p, dark());
+        w.now = t(5);
+        let d = w.decide(&p, &st);
+        let ws = &d.state.waves[0];
+        assert_eq!(ws.unreachable_since.get("c1"), Some(&t(5)));
+        assert!(ws.skipped.is_empty() && ws.failed.is_empty());
+        assert_eq!(d.wake_at, Some(t(35)), "woken when it is due");
+        // The same tick again records nothing new.
+        let again = w.decide(&p, &d.state);
+        assert_eq!(again.state.waves, d.state.waves);
+        // It answers again: the clock starts over.
+        w.now = t(20);
+        w.clusters.insert("c1".into(), healthy(BASE));
+        let st = w.decide(&p, &d.state).state;
+        assert!(st.waves[0].unreachable_since.is_empty());
+        w.now = t(25);
+        w.clusters.insert("c1".into(), dark());
+        let st = w.decide(&p, &st).state;
+        w.now = t(54);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].skipped.is_empty(), "25 minutes dark is not 30");
+        w.now = t(55);
+        let d = w.decide(&p, &st);
+        let ws = &d.state.waves[0];
+        let rec = &ws.skipped["c1"];
+        assert_eq!((rec.by.as_str(), rec.at), ("fleetwave", t(55)));
+        assert!(
+            rec.reason.contains("unreachable since 2026-11-23 08:25 UTC"),
+            "{}",
+            rec.reason
+        );
+        assert!(ws.failed.is_empty() && ws.unreachable_since.is_empty());
+        assert_eq!(d.state.status, PlanStatus::InProgress);
+        assert_eq!(ws.steps[0].status, StepStatus::Converged, "nothing left to wait for");
+        let again = w.decide(&p, &d.state);
+        assert_eq!(again.state.waves[0].skipped, d.state.waves[0].skipped);
+        assert!(!again.notes.iter().any(|n| n.contains("skipped")), "{:?}", again.notes);
+    }
+
+    #[test]
+    fn with_wait_a_dark_cluster_is_waited_for_and_progress_deadline_still_fails_it() {
+        let p = plan(&format!("{PLAN_SPLIT}      progressDeadline: 1h\n"));
+        let (st, mut w) = merged_step(&p, dark());
+        w.now = t(40);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].unreachable_since.is_empty() && st.waves[0].skipped.is_empty());
+        assert!(st.waves[0].failed.is_empty());
+        w.now = t(62);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].failed["c1"].contains("progressDeadline"));
+        assert!(st.waves[0].skipped.is_empty());
+    }
+
+    #[test]
+    fn a_reachable_but_failing_cluster_is_a_failure_not_skipped() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let mut broken = healthy(M1);
+        broken.kustomizations[0].conditions = vec![crate::core::cluster::Condition::new(
+            "Ready",
+            "False",
+            "HealthCheckFailed",
+            "timeout",
+        )];
+        broken.kustomizations[0].last_applied_revision = Some(format!("main@sha1:{BASE}"));
+        let (st, mut w) = merged_step(&p, broken);
+        w.now = t(5);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].failed.contains_key("c1"));
+        assert!(st.waves[0].skipped.is_empty() && st.waves[0].unreachable_since.is_empty());
+    }
+
+    #[test]
+    fn a_converged_cluster_going_dark_holds_the_next_step_then_is_skipped_not_failed() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let (st, mut w) = merged_step(&p, healthy(M1));
+        w.now = t(5);
+        let st = w.decide(&p, &st).state;
+        assert_eq!(st.waves[0].steps[0].status, StepStatus::Converged);
+        w.desired.insert(
+            B2.into(),
+            Desired {
+                commit: H2.into(),
+                tree: "t2".into(),
+            },
+        );
+        w.open_pr(B2, H2, "t2");
+        w.clusters.insert("c1".into(), dark());
+        w.now = t(10);
+        let d = w.decide(&p, &st);
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        let held = d.effects.iter().any(|e| matches!(e, Effect::SetStatus { description, .. } if description.contains("c1: unreachable since 2026-11-23 08:10 UTC")));
+        assert!(held, "{:?}", d.effects);
+        assert!(d.state.waves[0].failed.is_empty(), "{:?}", d.state.waves[0].failed);
+        w.now = t(41);
+        let st = w.decide(&p, &d.state).state;
+        assert!(st.waves[0].skipped.contains_key("c1"));
+        assert!(st.waves[0].failed.is_empty());
+        assert_eq!(st.status, PlanStatus::InProgress);
     }
 }

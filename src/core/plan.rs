@@ -1531,6 +1531,112 @@ mod tests {
     }
 
     #[test]
+    fn on_unreachable_is_validated_at_its_place() {
+        let with =
+            |extra: &str| OK.replace("    validation:\n", &format!("{extra}    validation:\n"));
+        let p = load_str(&with("    onUnreachable: skip\n    unreachableAfter: 30m\n")).unwrap();
+        assert_eq!(
+            p.waves[0].on_unreachable,
+            OnUnreachable::Skip(Duration::from_secs(1800))
+        );
+        assert_eq!(load_str(OK).unwrap().waves[0].on_unreachable, OnUnreachable::Wait);
+        let wait = load_str(&with("    onUnreachable: wait\n")).unwrap();
+        assert_eq!(wait.waves[0].on_unreachable, OnUnreachable::Wait);
+        for (extra, line, col, says) in [
+            ("    onUnreachable: skip\n", 12, 20, "needs unreachableAfter"),
+            ("    unreachableAfter: 30m\n", 12, 23, "without `onUnreachable: skip`"),
+            (
+                "    onUnreachable: wait\n    unreachableAfter: 1h\n",
+                13,
+                23,
+                "without `onUnreachable: skip`",
+            ),
+            ("    onUnreachable: drop\n", 12, 20, "not a policy"),
+            (
+                "    onUnreachable: skip\n    unreachableAfter: soon\n",
+                13,
+                23,
+                "not a duration",
+            ),
+            (
+                "    onUnreachable: skip\n    unreachableAfter: 0s\n",
+                13,
+                23,
+                "is zero",
+            ),
+        ] {
+            let e = load_str(&with(extra)).unwrap_err();
+            let d = &e.0[0];
+            assert_eq!((d.line, d.column), (line, col), "{extra}: {d}");
+            assert!(d.message.contains(says), "{extra}: {d}");
+            assert!(d.hint.is_some(), "{extra}: {d}");
+        }
+    }
+
+    #[test]
+    fn maintenance_windows_are_validated_at_their_place() {
+        let with = |extra: &str| format!("{OK}  maintenanceWindows:\n{extra}");
+        let p = load_str(&with("  - name: weekend-night\n    window: {days: [Sat, Sun], start: \"01:00\", end: \"05:00\", timeZone: Europe/Berlin}\n  - clusters: [a]\n    window: {start: \"22:00\", end: \"23:00\"}\n")).unwrap();
+        let m = &p.maintenance_windows;
+        assert_eq!((m.len(), m[0].window.start, m[1].window.end), (2, 60, 23 * 60));
+        let labels = BTreeMap::from([(
+            MAINTENANCE_WINDOW_LABEL.to_string(),
+            "weekend-night".to_string(),
+        )]);
+        assert!(m[0].applies("x", &labels) && !m[0].applies("a", &BTreeMap::new()));
+        assert!(m[1].applies("a", &BTreeMap::new()) && !m[1].applies("x", &labels));
+        for (extra, line, col, says) in [
+            (
+                "  - name: n\n    window: {start: \"25:00\", end: \"05:00\"}\n",
+                17,
+                21,
+                "not a time of day",
+            ),
+            (
+                "  - name: n\n    window: {start: \"05:00\", end: \"04:00\"}\n",
+                17,
+                35,
+                "ends before it starts",
+            ),
+            (
+                "  - name: n\n    window: {days: [Someday], start: \"01:00\", end: \"02:00\"}\n",
+                17,
+                21,
+                "not a day",
+            ),
+            (
+                "  - name: n\n    window: {start: \"01:00\", end: \"02:00\", timeZone: Mars/Base}\n",
+                17,
+                54,
+                "not a time zone",
+            ),
+            (
+                "  - window: {start: \"01:00\", end: \"02:00\"}\n",
+                16,
+                5,
+                "for no cluster",
+            ),
+            (
+                "  - name: \"bad name!\"\n    window: {start: \"01:00\", end: \"02:00\"}\n",
+                16,
+                11,
+                "not a label value",
+            ),
+            (
+                "  - clusterSelector: {}\n    window: {start: \"01:00\", end: \"02:00\"}\n",
+                16,
+                5,
+                "empty clusterSelector",
+            ),
+        ] {
+            let e = load_str(&with(extra)).unwrap_err();
+            let d = &e.0[0];
+            assert_eq!((d.line, d.column), (line, col), "{extra}: {d}");
+            assert!(d.message.contains(says), "{extra}: {d}");
+        }
+    }
+
+    #[test]
     fn failure_policy_is_validated() {
         let with = |v: &str| {
             OK.replace(
