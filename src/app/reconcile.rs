@@ -389,6 +389,7 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                 })
                 .collect(),
             batches: w.batches.clone(),
+            windows: w.windows.clone(),
         })
         .enumerate()
         .map(|(wi, mut input)| {

@@ -42,6 +42,8 @@ pub struct WaveInput {
     pub steps: Vec<StepPlan>,
     /// The wave's batches in merge order (empty: one batch); fixed when the wave starts.
     pub batches: Vec<Vec<String>>,
+    /// Cluster → its maintenance window (index into `plan.maintenance_windows`).
+    pub windows: BTreeMap<String, usize>,
 }
 
 /// A step commit built on the current base.
@@ -575,6 +577,19 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         cx.wake(until);
         return;
     }
+    if let Some(closed) = maintenance_closed(cx, wi, si) {
+        let desc = closed.describe();
+        let n = step_no(&cx.state, wi, si);
+        if !posted_is(&cx.state, wi, si, &desc) {
+            cx.note(format!("wave {} step {n}: {desc}", wave.name));
+        }
+        cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
+        cx.held = Some(format!("wave {} step {n}: {desc}", wave.name));
+        if let Some(t) = closed.wake() {
+            cx.wake(t);
+        }
+        return;
+    }
     // What would make the merged change fail on the cluster: the provider refusing the
     // template, the API server no longer serving what clients ask for, a drain waiting on
     // PodDisruptionBudgets for ever.
@@ -632,6 +647,27 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         step_no(&cx.state, wi, si),
         &p.head[..p.head.len().min(12)]
     ));
+}
+
+/// The clusters step `si` changes that are outside their maintenance window now, if any.
+fn maintenance_closed(
+    cx: &Ctx,
+    wi: usize,
+    si: usize,
+) -> Option<crate::core::maintenance::Closed> {
+    let windows = &cx.world.waves.get(wi)?.windows;
+    if windows.is_empty() {
+        return None;
+    }
+    let ws = &cx.state.waves[wi];
+    let mut clusters: Vec<&str> = ws.steps[si]
+        .changes
+        .iter()
+        .map(|c| c.cluster.as_str())
+        .filter(|c| !ws.is_out(c))
+        .collect();
+    clusters.dedup();
+    crate::core::maintenance::closed(cx.plan, windows, &clusters, cx.now)
 }
 
 /// Whether the step's posted status already says `desc` (as cut for the forge).
@@ -1487,11 +1523,13 @@ spec:
                 clusters: vec!["c1".into()],
                 steps: vec![step("canary", &["c1"])],
                 batches: Vec::new(),
+                windows: BTreeMap::new(),
             },
             WaveInput {
                 clusters: vec!["c2".into(), "c3".into()],
                 steps: vec![step("prod", &["c2", "c3"])],
                 batches: Vec::new(),
+                windows: BTreeMap::new(),
             },
         ]
     }
@@ -2307,6 +2345,8 @@ mod tests_support {
         pub reviews: bool,
         /// The first step swaps a k0rdent template (from, to) instead of raising versions.
         pub template: Option<(&'static str, &'static str)>,
+        /// Cluster → maintenance window.
+        pub windows: BTreeMap<String, usize>,
     }
 
     pub fn world(now: DateTime<Utc>) -> Wd {
@@ -2326,6 +2366,7 @@ mod tests_support {
             clusters: BTreeMap::new(),
             reviews: false,
             template: None,
+            windows: BTreeMap::new(),
         }
     }
 
@@ -2378,6 +2419,7 @@ mod tests_support {
                     },
                 ],
                 batches: Vec::new(),
+                windows: self.windows.clone(),
             }];
             let world = World {
                 now: self.now,
@@ -2540,5 +2582,34 @@ mod unreachable_clusters {
         assert!(st.waves[0].skipped.contains_key("c1"));
         assert!(st.waves[0].failed.is_empty());
         assert_eq!(st.status, PlanStatus::InProgress);
+    }
+}
+
+#[cfg(test)]
+mod maintenance_windows {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_batch_merges_only_inside_its_clusters_maintenance_windows() {
+        let p = plan(&format!("{PLAN_SPLIT}  maintenanceWindows:\n    - clusters: [c1]\n      window: {{start: \"10:00\", end: \"11:00\"}}\n"));
+        let mut w = world(t(0));
+        w.windows.insert("c1".into(), 0);
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let d = w.decide(&p, &st);
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        let held = d.held.clone().unwrap_or_default();
+        assert!(
+            held.contains("outside the maintenance window: c1 (maintenanceWindows[0], opens 2026-11-23 10:00 UTC)"),
+            "{held}"
+        );
+        assert_eq!(d.wake_at, Some(t(120)));
+        let again = w.decide(&p, &d.state);
+        assert_eq!(again.state.waves, d.state.waves, "a held tick again records nothing");
+        w.now = t(120);
+        let d = w.decide(&p, &d.state);
+        assert!(d.held.is_none(), "{:?}", d.held);
+        assert!(d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
     }
 }
