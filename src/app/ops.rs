@@ -92,8 +92,9 @@ pub fn parse_fault(s: &str) -> anyhow::Result<(String, Fault)> {
         "HealthCheckFailed" => Fault::HealthCheckFailed,
         "StuckProgressing" => Fault::StuckProgressing,
         "AlertFiring" => Fault::AlertFiring,
+        "Unreachable" => Fault::Unreachable,
         other => {
-            bail!("unknown fault {other:?}: use HealthCheckFailed, StuckProgressing or AlertFiring")
+            bail!("unknown fault {other:?}: use HealthCheckFailed, StuckProgressing, AlertFiring or Unreachable")
         }
     };
     Ok((c.to_string(), f))
@@ -900,11 +901,16 @@ fn wave_controls(
     let used = !p.freezes.is_empty()
         || !p.repo_freezes.is_empty()
         || p.waves.iter().any(|w| !w.freezes.is_empty())
+        || !p.maintenance_windows.is_empty()
         || o.view.waves.iter().any(|w| !w.batches.is_empty())
         || o.state
             .waves
             .iter()
-            .any(|w| !w.skipped.is_empty() || w.auto_rollback.is_some());
+            .any(|w| {
+                !w.skipped.is_empty()
+                    || w.auto_rollback.is_some()
+                    || !w.unreachable_since.is_empty()
+            });
     if !used {
         return;
     }

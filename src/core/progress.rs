@@ -24,8 +24,30 @@ pub struct WaveControls {
     pub next_window: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<String>,
+    /// `onUnreachable: skip`: clusters dark since when, and when they are skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
+    /// A step held outside its clusters' maintenance windows: what its status says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta: Option<DateTime<Utc>>,
+}
+
+/// `c1 since 2026-11-23 08:10 UTC, skipped at 08:40 UTC unless it answers`, per dark cluster.
+fn unreachable(w: &crate::core::plan::Wave, ws: &crate::core::state::WaveState) -> Vec<String> {
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    ws.unreachable_since
+        .iter()
+        .map(|(c, since)| match w.on_unreachable {
+            crate::core::plan::OnUnreachable::Skip(after) => format!(
+                "{c} since {}, skipped at {} unless it answers",
+                fmt(*since),
+                fmt(*since + chrono::Duration::from_std(after).unwrap_or_default())
+            ),
+            crate::core::plan::OnUnreachable::Wait => format!("{c} since {}", fmt(*since)),
+        })
+        .collect()
 }
 
 /// The ETA's assumption, e.g. `each step converges in 5m (median of 3 converged steps)`.
@@ -164,6 +186,15 @@ pub fn controls(
             freeze,
             next_window,
             rollback,
+            unreachable: unreachable(w, ws),
+            maintenance: ws
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Open)
+                .filter_map(|s| s.posted.as_ref())
+                .map(|p| p.description.clone())
+                .find(|d| d.contains("outside the maintenance window"))
+                .filter(|_| !finished),
             eta: (!finished).then(|| etas.get(wi).copied()).flatten(),
         });
     }
