@@ -807,3 +807,160 @@ fn retry_reruns_a_failed_cluster_once_and_the_plan_goes_on() {
         stdout(&h)
     );
 }
+
+fn status_cmd(f: &Fleet, now: DateTime<Utc>, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .env_remove("LD_PRELOAD")
+        .args(["status", "--remote", f.remote.to_str().unwrap()])
+        .args(["--plan", "plans/demo.yaml"])
+        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+        .args(["--now", &now.to_rfc3339()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_unreachable_cluster_is_skipped_after_unreachable_after_and_retry_readmits_it() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-dark}\nspec:\n  targetVersion: v1.33.5\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      onUnreachable: skip\n      unreachableAfter: 30m\n      validation: {healthCheckDuration: 30m, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let fault = ["--sim-fault", "stg-kamaji-01=Unreachable"];
+    let (mut now, mut log, mut last) = (start(), String::new(), String::new());
+    for _ in 0..60 {
+        let o = f.reconcile("cache.git", now, &fault);
+        last = stdout(&o);
+        log.push_str(&format!("--- {now}\n{last}"));
+        assert_eq!(o.status.code(), Some(0), "{log}");
+        if f.state().waves[0].skipped.contains_key("stg-kamaji-01") {
+            break;
+        }
+        now = f.next_time(&last, now);
+    }
+    let w = f.state().waves[0].clone();
+    let rec = w
+        .skipped
+        .get("stg-kamaji-01")
+        .cloned()
+        .unwrap_or_else(|| panic!("never skipped:\n{log}"));
+    assert_eq!(rec.by, "fleetwave");
+    assert!(rec.reason.contains("unreachable since"), "{}", rec.reason);
+    assert!(
+        rec.reason
+            .contains("simulated: the API server does not answer"),
+        "{}",
+        rec.reason
+    );
+    assert!(w.failed.is_empty(), "not a failure: {:?}", w.failed);
+    let merged = w.steps[0].merged_at.unwrap();
+    assert!(
+        rec.at >= merged + Duration::minutes(30),
+        "skipped at {} after a merge at {merged}",
+        rec.at
+    );
+    assert!(
+        log.contains("cluster stg-kamaji-01: skipped: unreachable since"),
+        "{log}"
+    );
+    // A second tick at the same time records nothing new.
+    let again = f.reconcile("cache.git", now, &fault);
+    assert!(
+        !stdout(&again).contains("skipped: unreachable"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(f.state().waves[0].skipped["stg-kamaji-01"], rec);
+    // status shows it skipped (text and JSON), by fleetwave, with the reason.
+    let text = stdout(&status_cmd(&f, now, &[]));
+    assert!(
+        text.contains("  skipped: stg-kamaji-01 by fleetwave at"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped by fleetwave: unreachable since"),
+        "{text}"
+    );
+    let json = stdout(&status_cmd(&f, now, &["--output", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let skipped = v["waves"][0]["skipped"][0].as_str().unwrap_or_default();
+    assert!(skipped.starts_with("stg-kamaji-01 by fleetwave"), "{json}");
+    // retry re-admits it.
+    let r = fleetwave_cmd(
+        &f,
+        &[
+            "retry",
+            "--cluster",
+            "stg-kamaji-01",
+            "--reason",
+            "back online",
+            "--by",
+            "carol",
+        ],
+    );
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        stdout(&r).contains("retrying stg-kamaji-01 in wave canary"),
+        "{}",
+        stdout(&r)
+    );
+    let st = f.state();
+    assert!(st.waves[0].skipped.is_empty());
+    assert_eq!(st.waves[0].retries, [["stg-kamaji-01"]]);
+    // The rollout goes on to the end whatever the cluster does next.
+    for _ in 0..80 {
+        now = f.next_time(&last, now);
+        let o = f.reconcile("cache.git", now, &fault);
+        last = stdout(&o);
+        log.push_str(&format!("--- {now}\n{last}"));
+        assert_eq!(o.status.code(), Some(0), "{log}");
+        if done(&last) {
+            break;
+        }
+    }
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::Succeeded, "{log}");
+    assert!(st.waves[0].failed.is_empty());
+}
+
+#[test]
+fn a_maintenance_window_holds_the_batch_until_every_cluster_is_inside() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-mw}\nspec:\n  targetVersion: v1.33.5\n  maintenanceWindows:\n    - name: late-morning\n      clusters: [stg-kamaji-01]\n      window: {start: \"10:00\", end: \"12:00\"}\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      validation: {healthCheckDuration: 10m, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let first = f.reconcile("cache.git", start(), &[]);
+    assert!(
+        matches!(first.status.code(), Some(0 | 1)),
+        "{}",
+        stdout(&first)
+    );
+    let held = f.reconcile("cache.git", utc(8, 5), &[]);
+    let text = stdout(&held);
+    assert_eq!(held.status.code(), Some(1), "held is exit 1: {text}");
+    assert!(
+        text.contains("outside the maintenance window: stg-kamaji-01 (window late-morning, opens 2026-11-23 10:00 UTC); may merge from 2026-11-23 10:00 UTC"),
+        "{text}"
+    );
+    assert!(
+        text.contains("next: 2026-11-23T10:00:00"),
+        "woken when it opens: {text}"
+    );
+    assert!(f.state().waves[0].steps[0].merged_at.is_none());
+    let s = stdout(&status_cmd(&f, utc(9, 0), &[]));
+    assert!(
+        s.contains("  held: waiting: outside the maintenance window: stg-kamaji-01"),
+        "{s}"
+    );
+    // The window opens: the batch merges.
+    let open = f.reconcile("cache.git", utc(10, 0), &[]);
+    assert!(stdout(&open).contains("did: merge"), "{}", stdout(&open));
+    f.reconcile("cache.git", utc(10, 1), &[]);
+    let merged = f.state().waves[0].steps[0].merged_at.unwrap();
+    assert!((utc(10, 0)..utc(12, 0)).contains(&merged), "{merged}");
+}

@@ -94,7 +94,9 @@ pub fn parse_fault(s: &str) -> anyhow::Result<(String, Fault)> {
         "AlertFiring" => Fault::AlertFiring,
         "Unreachable" => Fault::Unreachable,
         other => {
-            bail!("unknown fault {other:?}: use HealthCheckFailed, StuckProgressing, AlertFiring or Unreachable")
+            bail!(
+                "unknown fault {other:?}: use HealthCheckFailed, StuckProgressing, AlertFiring or Unreachable"
+            )
         }
     };
     Ok((c.to_string(), f))
@@ -903,14 +905,9 @@ fn wave_controls(
         || p.waves.iter().any(|w| !w.freezes.is_empty())
         || !p.maintenance_windows.is_empty()
         || o.view.waves.iter().any(|w| !w.batches.is_empty())
-        || o.state
-            .waves
-            .iter()
-            .any(|w| {
-                !w.skipped.is_empty()
-                    || w.auto_rollback.is_some()
-                    || !w.unreachable_since.is_empty()
-            });
+        || o.state.waves.iter().any(|w| {
+            !w.skipped.is_empty() || w.auto_rollback.is_some() || !w.unreachable_since.is_empty()
+        });
     if !used {
         return;
     }

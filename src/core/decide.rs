@@ -650,11 +650,7 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
 }
 
 /// The clusters step `si` changes that are outside their maintenance window now, if any.
-fn maintenance_closed(
-    cx: &Ctx,
-    wi: usize,
-    si: usize,
-) -> Option<crate::core::maintenance::Closed> {
+fn maintenance_closed(cx: &Ctx, wi: usize, si: usize) -> Option<crate::core::maintenance::Closed> {
     let windows = &cx.world.waves.get(wi)?.windows;
     if windows.is_empty() {
         return None;
@@ -2511,16 +2507,25 @@ mod unreachable_clusters {
         let rec = &ws.skipped["c1"];
         assert_eq!((rec.by.as_str(), rec.at), ("fleetwave", t(55)));
         assert!(
-            rec.reason.contains("unreachable since 2026-11-23 08:25 UTC"),
+            rec.reason
+                .contains("unreachable since 2026-11-23 08:25 UTC"),
             "{}",
             rec.reason
         );
         assert!(ws.failed.is_empty() && ws.unreachable_since.is_empty());
         assert_eq!(d.state.status, PlanStatus::InProgress);
-        assert_eq!(ws.steps[0].status, StepStatus::Converged, "nothing left to wait for");
+        assert_eq!(
+            ws.steps[0].status,
+            StepStatus::Converged,
+            "nothing left to wait for"
+        );
         let again = w.decide(&p, &d.state);
         assert_eq!(again.state.waves[0].skipped, d.state.waves[0].skipped);
-        assert!(!again.notes.iter().any(|n| n.contains("skipped")), "{:?}", again.notes);
+        assert!(
+            !again.notes.iter().any(|n| n.contains("skipped")),
+            "{:?}",
+            again.notes
+        );
     }
 
     #[test]
@@ -2576,7 +2581,11 @@ mod unreachable_clusters {
         assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
         let held = d.effects.iter().any(|e| matches!(e, Effect::SetStatus { description, .. } if description.contains("c1: unreachable since 2026-11-23 08:10 UTC")));
         assert!(held, "{:?}", d.effects);
-        assert!(d.state.waves[0].failed.is_empty(), "{:?}", d.state.waves[0].failed);
+        assert!(
+            d.state.waves[0].failed.is_empty(),
+            "{:?}",
+            d.state.waves[0].failed
+        );
         w.now = t(41);
         let st = w.decide(&p, &d.state).state;
         assert!(st.waves[0].skipped.contains_key("c1"));
@@ -2592,7 +2601,9 @@ mod maintenance_windows {
 
     #[test]
     fn a_batch_merges_only_inside_its_clusters_maintenance_windows() {
-        let p = plan(&format!("{PLAN_SPLIT}  maintenanceWindows:\n    - clusters: [c1]\n      window: {{start: \"10:00\", end: \"11:00\"}}\n"));
+        let p = plan(&format!(
+            "{PLAN_SPLIT}  maintenanceWindows:\n    - clusters: [c1]\n      window: {{start: \"10:00\", end: \"11:00\"}}\n"
+        ));
         let mut w = world(t(0));
         w.windows.insert("c1".into(), 0);
         let st = w.decide(&p, &PlanState::default()).state;
@@ -2606,7 +2617,10 @@ mod maintenance_windows {
         );
         assert_eq!(d.wake_at, Some(t(120)));
         let again = w.decide(&p, &d.state);
-        assert_eq!(again.state.waves, d.state.waves, "a held tick again records nothing");
+        assert_eq!(
+            again.state.waves, d.state.waves,
+            "a held tick again records nothing"
+        );
         w.now = t(120);
         let d = w.decide(&p, &d.state);
         assert!(d.held.is_none(), "{:?}", d.held);

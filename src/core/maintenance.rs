@@ -177,8 +177,14 @@ mod tests {
         assert_eq!(c.together, Some(mon(4)));
         assert_eq!(c.wake(), Some(mon(4)));
         let text = c.describe();
-        assert!(text.contains("c0 (window w0, opens 2026-11-23 02:00 UTC)"), "{text}");
-        assert!(text.contains("may merge from 2026-11-23 04:00 UTC"), "{text}");
+        assert!(
+            text.contains("c0 (window w0, opens 2026-11-23 02:00 UTC)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("may merge from 2026-11-23 04:00 UTC"),
+            "{text}"
+        );
         let c = closed(&p, &windows, &batch, mon(3)).unwrap();
         assert_eq!(c.outside[0].0, "c1");
         assert!(closed(&p, &windows, &batch, mon(5)).is_none());
@@ -211,6 +217,10 @@ mod tests {
         let (windows, f) = resolve(&p, &["a".into(), "b".into()], &labels);
         assert_eq!(windows.get("a"), Some(&0));
         assert_eq!(f.len(), 1);
-        assert!(f[0].message.contains("\"nope\" names no entry"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("\"nope\" names no entry"),
+            "{}",
+            f[0].message
+        );
     }
 }

@@ -856,7 +856,10 @@ fn wave(
         .as_ref()
         .map(|d| duration(src, &at("progressDeadline"), d, errs));
     let max_failures = max_failures(src, i, w.max_failures.as_ref(), errs);
-    let window = w.window.as_ref().map(|win| window(src, &at("window"), win, errs));
+    let window = w
+        .window
+        .as_ref()
+        .map(|win| window(src, &at("window"), win, errs));
     for (j, g) in w.gates.iter().enumerate() {
         check_gate(src, &path!["spec", "waves", i, "gates", j], g, errs);
     }
@@ -980,8 +983,11 @@ fn maintenance_windows(
                 );
             } else if !names.insert(n.clone()) {
                 errs.push(
-                    src.at(&at("name"), format!("maintenance window name {n:?} is used twice"))
-                        .hint("give every maintenance window its own name"),
+                    src.at(
+                        &at("name"),
+                        format!("maintenance window name {n:?} is used twice"),
+                    )
+                    .hint("give every maintenance window its own name"),
                 );
             }
         }
@@ -997,8 +1003,11 @@ fn maintenance_windows(
         for (k, c) in m.clusters.iter().enumerate() {
             if c.trim().is_empty() {
                 errs.push(
-                    src.at(&path!["spec", "maintenanceWindows", j, "clusters", k], "an empty cluster name")
-                        .hint("name a cluster of the fleet"),
+                    src.at(
+                        &path!["spec", "maintenanceWindows", j, "clusters", k],
+                        "an empty cluster name",
+                    )
+                    .hint("name a cluster of the fleet"),
                 );
             }
         }
@@ -1107,7 +1116,12 @@ fn batching(src: &YamlSource, i: usize, w: &WaveFile, errs: &mut Vec<Diag>) -> B
 
 /// A wave's `clusterSelector`: known operators with the values they need, and not empty.
 fn check_selector(src: &YamlSource, i: usize, sel: &Selector, errs: &mut Vec<Diag>) {
-    check_selector_at(src, &path!["spec", "waves", i, "clusterSelector"], sel, errs);
+    check_selector_at(
+        src,
+        &path!["spec", "waves", i, "clusterSelector"],
+        sel,
+        errs,
+    );
 }
 
 /// The `clusterSelector` at `base`.
@@ -1154,7 +1168,7 @@ fn check_selector_at(
     if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
         errs.push(
             src.at_key(base, "an empty clusterSelector would select every cluster")
-            .hint("add matchLabels or matchExpressions"),
+                .hint("add matchLabels or matchExpressions"),
         );
     }
 }
@@ -1216,11 +1230,8 @@ fn window(
     let mut minutes = |k: &str, s: &str| {
         parse_clock(s).unwrap_or_else(|| {
             errs.push(
-                src.at(
-                    &field(k),
-                    format!("{s:?} is not a time of day"),
-                )
-                .hint("write times as HH:MM, 00:00 to 24:00"),
+                src.at(&field(k), format!("{s:?} is not a time of day"))
+                    .hint("write times as HH:MM, 00:00 to 24:00"),
             );
             0
         })
@@ -1244,21 +1255,15 @@ fn window(
     if let Some(z) = &win.time_zone {
         if z.parse::<chrono_tz::Tz>().is_err() {
             errs.push(
-                src.at(
-                    &field("timeZone"),
-                    format!("{z:?} is not a time zone"),
-                )
-                .hint("use an IANA name such as Europe/Berlin or UTC"),
+                src.at(&field("timeZone"), format!("{z:?} is not a time zone"))
+                    .hint("use an IANA name such as Europe/Berlin or UTC"),
             );
         }
     }
     if end <= start {
         errs.push(
-            src.at(
-                &field("end"),
-                "the window ends before it starts",
-            )
-            .hint("windows are within one day: end must be later than start"),
+            src.at(&field("end"), "the window ends before it starts")
+                .hint("windows are within one day: end must be later than start"),
         );
     }
     Window {
@@ -1534,17 +1539,33 @@ mod tests {
     fn on_unreachable_is_validated_at_its_place() {
         let with =
             |extra: &str| OK.replace("    validation:\n", &format!("{extra}    validation:\n"));
-        let p = load_str(&with("    onUnreachable: skip\n    unreachableAfter: 30m\n")).unwrap();
+        let p = load_str(&with(
+            "    onUnreachable: skip\n    unreachableAfter: 30m\n",
+        ))
+        .unwrap();
         assert_eq!(
             p.waves[0].on_unreachable,
             OnUnreachable::Skip(Duration::from_secs(1800))
         );
-        assert_eq!(load_str(OK).unwrap().waves[0].on_unreachable, OnUnreachable::Wait);
+        assert_eq!(
+            load_str(OK).unwrap().waves[0].on_unreachable,
+            OnUnreachable::Wait
+        );
         let wait = load_str(&with("    onUnreachable: wait\n")).unwrap();
         assert_eq!(wait.waves[0].on_unreachable, OnUnreachable::Wait);
         for (extra, line, col, says) in [
-            ("    onUnreachable: skip\n", 12, 20, "needs unreachableAfter"),
-            ("    unreachableAfter: 30m\n", 12, 23, "without `onUnreachable: skip`"),
+            (
+                "    onUnreachable: skip\n",
+                12,
+                20,
+                "needs unreachableAfter",
+            ),
+            (
+                "    unreachableAfter: 30m\n",
+                12,
+                23,
+                "without `onUnreachable: skip`",
+            ),
             (
                 "    onUnreachable: wait\n    unreachableAfter: 1h\n",
                 13,
@@ -1578,7 +1599,10 @@ mod tests {
         let with = |extra: &str| format!("{OK}  maintenanceWindows:\n{extra}");
         let p = load_str(&with("  - name: weekend-night\n    window: {days: [Sat, Sun], start: \"01:00\", end: \"05:00\", timeZone: Europe/Berlin}\n  - clusters: [a]\n    window: {start: \"22:00\", end: \"23:00\"}\n")).unwrap();
         let m = &p.maintenance_windows;
-        assert_eq!((m.len(), m[0].window.start, m[1].window.end), (2, 60, 23 * 60));
+        assert_eq!(
+            (m.len(), m[0].window.start, m[1].window.end),
+            (2, 60, 23 * 60)
+        );
         let labels = BTreeMap::from([(
             MAINTENANCE_WINDOW_LABEL.to_string(),
             "weekend-night".to_string(),
