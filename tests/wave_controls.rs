@@ -957,6 +957,8 @@ fn a_maintenance_window_holds_the_batch_until_every_cluster_is_inside() {
         s.contains("  held: waiting: outside the maintenance window: stg-kamaji-01"),
         "{s}"
     );
+    // The ETA counts the wait for the window (then the steps and the 10m soak).
+    assert!(s.contains("  ETA: 2026-11-23 10:10 UTC"), "{s}");
     // The window opens: the batch merges.
     let open = f.reconcile("cache.git", utc(10, 0), &[]);
     assert!(stdout(&open).contains("did: merge"), "{}", stdout(&open));

@@ -256,6 +256,7 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
     };
     // The repository's freeze file was read with the base (and kept with the cached view).
     plan.repo_freezes = view.freezes.clone();
+    plan.wave_windows = view.waves.iter().map(|w| w.windows.clone()).collect();
     let (state, state_head) = load_state(git, s, &plan.name)?;
     Ok(Observed {
         base_head,

@@ -521,6 +521,9 @@ pub struct Plan {
     /// `spec.maintenanceWindows`: per-cluster windows (the planner resolves which cluster
     /// takes which).
     pub maintenance_windows: Vec<MaintenanceWindow>,
+    /// Per wave, cluster → its maintenance window (index into `maintenance_windows`), when
+    /// the planner resolved them against the fleet (empty otherwise).
+    pub wave_windows: Vec<BTreeMap<String, usize>>,
 }
 
 impl Plan {
@@ -610,6 +613,7 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             freezes,
             repo_freezes: Vec::new(),
             maintenance_windows,
+            wave_windows: Vec::new(),
             provider_versions: spec.provider_versions,
             efficient_upgrades: spec.efficient_upgrades,
         })

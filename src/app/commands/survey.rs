@@ -139,6 +139,7 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         freezes: Vec::new(),
         repo_freezes: Vec::new(),
         maintenance_windows: Vec::new(),
+        wave_windows: Vec::new(),
     }
 }
 
