@@ -1245,6 +1245,18 @@ fn unreachable(cx: &mut Ctx, wi: usize, wave: &Wave, c: &str) -> Option<String> 
             at(due)
         ));
     }
+    // Nothing in the fleet answers: more likely fleetwave is cut off (its kubeconfig, the
+    // hub) than every cluster gone at once. Skipping them all would empty the wave.
+    let seen = cx.world.clusters.values();
+    if !seen
+        .into_iter()
+        .any(|o| cluster::unreachable(Some(o)).is_none())
+    {
+        return Some(format!(
+            "unreachable since {} ({why}); not skipped while no cluster of the fleet answers",
+            at(since)
+        ));
+    }
     ws.unreachable_since.remove(c);
     let reason = format!(
         "unreachable since {} ({why}), longer than unreachableAfter {} (onUnreachable: skip)",
@@ -2474,6 +2486,8 @@ mod unreachable_clusters {
         w.merged(B1, M1, t(1));
         w.base = M1.into();
         w.clusters.insert("c1".into(), obs);
+        // Another cluster of the fleet answers: fleetwave itself is not cut off.
+        w.clusters.insert("c9".into(), healthy(M1));
         (st, w)
     }
 
@@ -2526,6 +2540,24 @@ mod unreachable_clusters {
             "{:?}",
             again.notes
         );
+    }
+
+    #[test]
+    fn nobody_is_skipped_while_no_cluster_of_the_fleet_answers() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let (st, mut w) = merged_step(&p, dark());
+        w.clusters.insert("c9".into(), dark());
+        w.now = t(5);
+        let st = w.decide(&p, &st).state;
+        w.now = t(60);
+        let d = w.decide(&p, &st);
+        assert!(d.state.waves[0].skipped.is_empty());
+        assert_eq!(d.state.waves[0].unreachable_since.get("c1"), Some(&t(5)));
+        // One answers again: the dark one is skipped on that tick.
+        w.clusters.insert("c9".into(), healthy(M1));
+        w.now = t(65);
+        let d = w.decide(&p, &d.state);
+        assert!(d.state.waves[0].skipped.contains_key("c1"));
     }
 
     #[test]
