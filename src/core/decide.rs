@@ -577,17 +577,7 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         cx.wake(until);
         return;
     }
-    if let Some(closed) = maintenance_closed(cx, wi, si) {
-        let desc = closed.describe();
-        let n = step_no(&cx.state, wi, si);
-        if !posted_is(&cx.state, wi, si, &desc) {
-            cx.note(format!("wave {} step {n}: {desc}", wave.name));
-        }
-        cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
-        cx.held = Some(format!("wave {} step {n}: {desc}", wave.name));
-        if let Some(t) = closed.wake() {
-            cx.wake(t);
-        }
+    if held_outside_windows(cx, wi, si, wave, p) {
         return;
     }
     // What would make the merged change fail on the cluster: the provider refusing the
@@ -647,6 +637,25 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         step_no(&cx.state, wi, si),
         &p.head[..p.head.len().min(12)]
     ));
+}
+
+/// Hold step `si` (exit 1, pending status naming the clusters) while a cluster it changes is
+/// outside its maintenance window; true when held.
+fn held_outside_windows(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) -> bool {
+    let Some(closed) = maintenance_closed(cx, wi, si) else {
+        return false;
+    };
+    let desc = closed.describe();
+    let n = step_no(&cx.state, wi, si);
+    if !posted_is(&cx.state, wi, si, &desc) {
+        cx.note(format!("wave {} step {n}: {desc}", wave.name));
+    }
+    cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
+    cx.held = Some(format!("wave {} step {n}: {desc}", wave.name));
+    if let Some(t) = closed.wake() {
+        cx.wake(t);
+    }
+    true
 }
 
 /// The clusters step `si` changes that are outside their maintenance window now, if any.
@@ -784,21 +793,7 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
             }
         }
     }
-    if let (Some(deadline), Some(merged_at)) = (wave.progress_deadline, step.merged_at) {
-        let due = merged_at + Duration::from_std(deadline).unwrap_or_default();
-        if cx.now >= due {
-            for (c, r) in waiting.drain(..) {
-                let why = format!(
-                    "did not converge within progressDeadline {}: {r}",
-                    humantime::format_duration(deadline)
-                );
-                cx.state.waves[wi].failed.insert(c.clone(), why.clone());
-                cx.note(format!("wave {} cluster {c} failed: {why}", wave.name));
-            }
-        } else {
-            cx.wake(due);
-        }
-    }
+    progress_deadline(cx, wi, wave, step.merged_at, &mut waiting);
     // Clusters already upgraded must stay healthy while later clusters converge.
     let _ = gate_breaches(cx, wi, wave);
     if cx.state.waves[wi].failed.len() > allowed {
@@ -817,6 +812,32 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         return true;
     }
     false
+}
+
+/// `progressDeadline` after the merge: the clusters still `waiting` fail (and are drained).
+fn progress_deadline(
+    cx: &mut Ctx,
+    wi: usize,
+    wave: &Wave,
+    merged_at: Option<DateTime<Utc>>,
+    waiting: &mut Vec<(String, String)>,
+) {
+    let (Some(deadline), Some(merged_at)) = (wave.progress_deadline, merged_at) else {
+        return;
+    };
+    let due = merged_at + Duration::from_std(deadline).unwrap_or_default();
+    if cx.now < due {
+        cx.wake(due);
+        return;
+    }
+    for (c, r) in waiting.drain(..) {
+        let why = format!(
+            "did not converge within progressDeadline {}: {r}",
+            humantime::format_duration(deadline)
+        );
+        cx.state.waves[wi].failed.insert(c.clone(), why.clone());
+        cx.note(format!("wave {} cluster {c} failed: {why}", wave.name));
+    }
 }
 
 /// What `cluster` reports, with the wave's local gates (nodes, podRestarts) evaluated and the

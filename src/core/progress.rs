@@ -34,6 +34,16 @@ pub struct WaveControls {
     pub eta: Option<DateTime<Utc>>,
 }
 
+/// What an open step held outside its clusters' maintenance windows says on its status.
+fn held_outside_windows(ws: &crate::core::state::WaveState) -> Option<String> {
+    ws.steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Open)
+        .filter_map(|s| s.posted.as_ref())
+        .map(|p| p.description.clone())
+        .find(|d| d.contains("outside the maintenance window"))
+}
+
 /// `c1 since 2026-11-23 08:10 UTC, skipped at 08:40 UTC unless it answers`, per dark cluster.
 fn unreachable(w: &crate::core::plan::Wave, ws: &crate::core::state::WaveState) -> Vec<String> {
     let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
@@ -187,14 +197,7 @@ pub fn controls(
             next_window,
             rollback,
             unreachable: unreachable(w, ws),
-            maintenance: ws
-                .steps
-                .iter()
-                .filter(|s| s.status == StepStatus::Open)
-                .filter_map(|s| s.posted.as_ref())
-                .map(|p| p.description.clone())
-                .find(|d| d.contains("outside the maintenance window"))
-                .filter(|_| !finished),
+            maintenance: held_outside_windows(ws).filter(|_| !finished),
             eta: (!finished).then(|| etas.get(wi).copied()).flatten(),
         });
     }
