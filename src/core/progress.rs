@@ -49,6 +49,7 @@ fn unreachable(w: &crate::core::plan::Wave, ws: &crate::core::state::WaveState) 
     let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     ws.unreachable_since
         .iter()
+        .filter(|(c, _)| !ws.is_out(c))
         .map(|(c, since)| match w.on_unreachable {
             crate::core::plan::OnUnreachable::Skip(after) => format!(
                 "{c} since {}, skipped at {} unless it answers",

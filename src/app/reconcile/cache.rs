@@ -26,7 +26,7 @@ use crate::core::version::KubeVersion;
 /// The directory inside the cache repository that holds the entries.
 const DIR: &str = "fleetwave-ticks";
 /// Bumped when an entry's meaning changes within one fleetwave version (development builds).
-const FORMAT: &str = "2";
+const FORMAT: &str = "3";
 /// Plan views kept; older ones (bases long gone) are removed.
 const KEEP_VIEWS: usize = 8;
 
