@@ -295,7 +295,7 @@ fn an_unreachable_cluster_is_skipped_not_failed_and_the_pull_requests_go_on() {
         statuses
             .iter()
             .any(|x| x["description"].as_str().is_some_and(
-                |d| d.starts_with("waiting: outside the maintenance window: dev-canary-01")
+                |d| d == "waiting for maintenance windows (may merge from 2026-11-23 08:30 UTC): dev-canary-01"
             )),
         "{statuses:?}"
     );

@@ -954,7 +954,7 @@ fn a_maintenance_window_holds_the_batch_until_every_cluster_is_inside() {
     assert!(f.state().waves[0].steps[0].merged_at.is_none());
     let s = stdout(&status_cmd(&f, utc(9, 0), &[]));
     assert!(
-        s.contains("  held: waiting: outside the maintenance window: stg-kamaji-01"),
+        s.contains("  held: waiting for maintenance windows (may merge from 2026-11-23 10:00 UTC): stg-kamaji-01\n"),
         "{s}"
     );
     // The ETA counts the wait for the window (then the steps and the 10m soak).

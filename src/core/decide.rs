@@ -645,12 +645,12 @@ fn held_outside_windows(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrO
     let Some(closed) = maintenance_closed(cx, wi, si) else {
         return false;
     };
-    let desc = closed.describe();
+    let (desc, short) = (closed.describe(), closed.summary());
     let n = step_no(&cx.state, wi, si);
-    if !posted_is(&cx.state, wi, si, &desc) {
+    if !posted_is(&cx.state, wi, si, &short) {
         cx.note(format!("wave {} step {n}: {desc}", wave.name));
     }
-    cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
+    cx.status(wi, si, &p.head, GateState::Pending, short);
     cx.held = Some(format!("wave {} step {n}: {desc}", wave.name));
     if let Some(t) = closed.wake() {
         cx.wake(t);

@@ -41,6 +41,9 @@ pub fn resolve(
     (out, findings)
 }
 
+/// How a held step's commit status begins.
+pub const SUMMARY: &str = "waiting for maintenance windows";
+
 /// Why a batch may not merge now: the clusters outside their window with when each opens,
 /// and when all are open together (None: within the next openings they never are).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,16 @@ impl Closed {
             "waiting: outside the maintenance window: {}; {when}",
             each.join(", ")
         )
+    }
+
+    /// The commit status: short enough for a forge's 140 characters, the time first.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.outside.iter().map(|(c, _, _)| c.as_str()).collect();
+        let when = match self.together {
+            Some(t) => format!("may merge from {}", t.format("%Y-%m-%d %H:%M UTC")),
+            None => "never open together".into(),
+        };
+        format!("{SUMMARY} ({when}): {}", names.join(", "))
     }
 
     /// When to look again: all open together, else the first opening.

@@ -41,7 +41,7 @@ fn held_outside_windows(ws: &crate::core::state::WaveState) -> Option<String> {
         .filter(|s| s.status == StepStatus::Open)
         .filter_map(|s| s.posted.as_ref())
         .map(|p| p.description.clone())
-        .find(|d| d.contains("outside the maintenance window"))
+        .find(|d| d.starts_with(crate::core::maintenance::SUMMARY))
 }
 
 /// `c1 since 2026-11-23 08:10 UTC, skipped at 08:40 UTC unless it answers`, per dark cluster.
