@@ -898,3 +898,41 @@ fn status_and_the_dashboard_show_the_rate_limit_budget_seen() {
     assert!(!status(&fresh, false).contains("GitHub API budget"));
     assert!(!status(&fresh, true).contains("githubBudget"));
 }
+
+/// A batched plan's dashboard issue shows each wave's batches, the freeze to come, skipped
+/// clusters and the ETA with its assumption, as `status` does.
+#[test]
+fn the_dashboard_shows_batches_the_freeze_and_the_eta() {
+    let e = env("batches");
+    let cache = e.dir.path().join("cache.git");
+    let args = ["--approver", "alice", "--dashboard"];
+    // The prod wave has not started, but its batches are planned and shown.
+    let now = start();
+    let out = e.reconcile_with(now, &cache, &args, &[]);
+    assert!(text(&out).contains("did: push"), "{}", text(&out));
+    let body = e.gh.issues()[0]["body"].as_str().unwrap().to_string();
+    let prod = &body[body.find("### prod").expect(&body)..];
+    assert!(prod.contains("- batch 0 ("), "{prod}");
+    assert!(prod.contains("- batch 1 ("), "{prod}");
+    assert!(
+        prod.contains("| 1 gitops-base 2026.02 (batch 2) | – | Pending"),
+        "{prod}"
+    );
+    assert!(prod.contains("- ETA "), "{prod}");
+    assert!(prod.contains("each step converges"), "{prod}");
+    let st = e.state();
+    let wave = st.waves.iter().find(|w| w.name == "prod").unwrap();
+    // Batch 0 is the canary: one cluster, named on its line.
+    assert_eq!(wave.batches[0].len(), 1, "{prod}");
+    assert!(
+        prod.contains(&format!("- batch 0 ({})", wave.batches[0][0])),
+        "{prod}"
+    );
+    // The wave's freeze (2026-11-23 14:00–20:00 Europe/Berlin) comes later that day.
+    assert!(
+        prod.contains(
+            "- freeze next: 2026-11-23 13:00 to 2026-11-23 19:00 UTC: change advisory board"
+        ),
+        "{prod}"
+    );
+}
