@@ -1193,7 +1193,8 @@ fn dashboard_snapshot(
         .iter()
         .map(|w| (w.name.clone(), w.clusters.clone()))
         .collect();
-    let report = crate::core::status::build(&o.plan.name, &waves, &in_git, &o.state, observed);
+    let mut report = crate::core::status::build(&o.plan.name, &waves, &in_git, &o.state, observed);
+    wave_controls(&mut report, o, now);
     let soaks = o
         .plan
         .waves
