@@ -683,3 +683,65 @@ fn demo_runs_the_whole_rollout_and_shows_a_halt() {
         "a later wave moved: {text}"
     );
 }
+
+/// `demo --plan batches` prints the ETA before it starts, then each batch of the prod wave,
+/// the `batchDelay` waits and the freeze holding the last batch, and finishes after the ETA.
+#[test]
+fn demo_shows_batches_the_freeze_and_the_eta() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .env_remove("LD_PRELOAD")
+        .args(["demo", "--plain", "--plan", "batches"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let eta = text.find("  plan: 2026-11-23 20:00 UTC").expect(&text);
+    let started = text
+        .find("rollout of plan gitops-base-batches started")
+        .expect(&text);
+    assert!(eta < started, "the ETA comes first: {text}");
+    for b in 0..3 {
+        assert!(
+            text.contains(&format!("wave prod step 1 batch {b}: merged as")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("waiting: batchDelay 2h after batch 0 converged"),
+        "{text}"
+    );
+    assert!(
+        text.contains("batch 2: frozen, will not merge: change advisory board"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prod       Succeeded         7       3         3  Mon 23 Nov 20:10"),
+        "{text}"
+    );
+}
+
+/// `demo --plan rollback --fail C` fails the canary wave and merges the automatic rollback.
+#[test]
+fn demo_shows_the_automatic_rollback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .env_remove("LD_PRELOAD")
+        .args([
+            "demo",
+            "--plain",
+            "--plan",
+            "rollback",
+            "--fail",
+            "stg-kamaji-01",
+        ])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("HALT: wave canary failed"), "{text}");
+    let auto = &text[text.find("Automatic rollback of wave canary").expect(&text)..];
+    assert!(
+        auto.contains("pull request fleetwave/gitops-base-rollback/canary/rollback: merged as"),
+        "{auto}"
+    );
+    assert!(auto.contains("reverted 8 value(s) in 6 file(s)"), "{auto}");
+}

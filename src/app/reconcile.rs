@@ -923,7 +923,8 @@ async fn carry_out<F: Forge, C: ClusterSource>(
     }
     // A hold changes no state but must show; the forge skips a body that did not change.
     if s.dashboard && (new != o.state || held.is_some()) {
-        let body = dashboard_body(&new, now, held.as_deref());
+        let controls = wave_controls(o, &new, now);
+        let body = dashboard_body(&new, now, held.as_deref(), controls.as_ref());
         if let Err(e) = forge.dashboard(&new.plan, &body).await {
             tracing::warn!("dashboard not updated: {e}");
         }
@@ -1861,8 +1862,49 @@ pub fn comment_body(
     out
 }
 
+/// The wave controls of a plan that uses them (batches, freezes, skipped clusters, automatic
+/// rollback) as of `st`, with the ETA's assumption; None for a plan without any.
+pub fn wave_controls(
+    o: &Observed,
+    st: &PlanState,
+    now: DateTime<Utc>,
+) -> Option<(Vec<crate::core::progress::WaveControls>, String)> {
+    let p = &o.plan;
+    let used = !p.freezes.is_empty()
+        || !p.repo_freezes.is_empty()
+        || p.waves.iter().any(|w| !w.freezes.is_empty())
+        || !p.maintenance_windows.is_empty()
+        || o.view.waves.iter().any(|w| !w.batches.is_empty())
+        || st.waves.iter().any(|w| {
+            !w.skipped.is_empty() || w.auto_rollback.is_some() || !w.unreachable_since.is_empty()
+        });
+    if !used {
+        return None;
+    }
+    let planned: Vec<(usize, usize)> = o
+        .view
+        .waves
+        .iter()
+        .map(|w| {
+            let steps = w.steps.iter().filter(|s| !s.changes.is_empty()).count();
+            (w.batches.len().max(1), steps)
+        })
+        .collect();
+    Some((
+        crate::core::progress::controls(p, st, &planned, now),
+        crate::core::progress::assumption(st).1,
+    ))
+}
+
 /// The plan's dashboard: waves, steps with their PRs, cluster states and soak clocks.
-pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) -> String {
+/// `controls` (from [`wave_controls`]) adds each wave's batches, skipped clusters, freeze,
+/// closed window, automatic rollback and ETA, with the ETA's assumption.
+pub fn dashboard_body(
+    st: &PlanState,
+    now: DateTime<Utc>,
+    held: Option<&str>,
+    controls: Option<&(Vec<crate::core::progress::WaveControls>, String)>,
+) -> String {
     // A rollout in progress that waits on something reads "Held", with the reason.
     let status = match (st.status, held) {
         (PlanStatus::InProgress, Some(_)) => "Held".to_string(),
@@ -1892,8 +1934,9 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
                 .converged_at
                 .map(|t| t.format("%m-%d %H:%M").to_string())
                 .unwrap_or_else(|| "–".into());
+            let batch = s.batch.map(|b| format!(" (batch {b})")).unwrap_or_default();
             out.push_str(&format!(
-                "| {} {} | {pr} | {:?} | {merged} | {conv} |\n",
+                "| {} {}{batch} | {pr} | {:?} | {merged} | {conv} |\n",
                 s.index, s.title, s.status
             ));
         }
@@ -1902,6 +1945,7 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
             .iter()
             .map(|c| match w.failed.get(c) {
                 Some(_) => format!("✗ {c}"),
+                None if w.skipped.contains_key(c) => format!("⤼ {c} (skipped)"),
                 None if w
                     .steps
                     .iter()
@@ -1915,6 +1959,11 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
             })
             .collect();
         out.push_str(&format!("\nClusters: {}\n", clusters.join(", ")));
+        if let Some((waves, assumption)) = controls {
+            if let Some(c) = waves.iter().find(|c| c.wave == w.name) {
+                out.push_str(&dashboard_controls(c, assumption));
+            }
+        }
         if let (Some(t), crate::core::state::WaveStatus::Soaking) = (w.soak_started_at, w.status) {
             out.push_str(&format!(
                 "\nSoaking since {} ({} so far).\n",
@@ -1924,6 +1973,29 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
         }
     }
     out
+}
+
+/// A wave's controls on the dashboard issue, as a list under its cluster line.
+fn dashboard_controls(c: &crate::core::progress::WaveControls, assumption: &str) -> String {
+    let fmt = "%Y-%m-%d %H:%M UTC";
+    let mut lines: Vec<String> = c.batches.iter().map(|b| format!("- {b}")).collect();
+    lines.extend(c.skipped.iter().map(|s| format!("- skipped: {s}")));
+    if let Some(f) = &c.freeze {
+        lines.push(format!("- freeze {f}"));
+    }
+    if let Some(w) = &c.next_window {
+        lines.push(format!("- window closed; next opens {}", w.format(fmt)));
+    }
+    if let Some(r) = &c.rollback {
+        lines.push(format!("- automatic rollback: {r}"));
+    }
+    if let Some(e) = &c.eta {
+        lines.push(format!("- ETA {} ({assumption})", e.format(fmt)));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("\n{}\n", lines.join("\n"))
 }
 
 /// The reviewers wave `wi`'s approval gates accept (None when it has no approval gate).
