@@ -480,6 +480,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unreachable_goes_dark_when_its_first_commit_lands_until_the_next_one_applies() {
+        let s = SimFlux::new(
+            vec![
+                commit(A, 0, &[]),
+                commit(B, 10, &["x"]),
+                commit(C, 30, &["x"]),
+            ],
+            SimConfig {
+                delay: Duration::minutes(5),
+                faults: [("x".to_string(), Fault::Unreachable)].into(),
+                branch: "main".into(),
+            },
+        );
+        let dark = |o: &ClusterObservation| o.unobservable.is_some() && o.kustomizations.is_empty();
+        assert!(!dark(&obs(&s, "x", 9).await), "answers before the merge");
+        assert!(dark(&obs(&s, "x", 10).await), "dark from the merge landing");
+        assert!(
+            dark(&obs(&s, "x", 34).await),
+            "until the next touching commit applies"
+        );
+        let back = obs(&s, "x", 35).await;
+        assert!(!dark(&back));
+        assert_eq!(convergence(&back, C, &descends), Convergence::Converged);
+        assert!(!dark(&obs(&s, "y", 20).await), "other clusters answer");
+    }
+
+    #[tokio::test]
     async fn stuck_progressing_waits() {
         let s = sim();
         let o = obs(&s, "stuck", 25).await;
