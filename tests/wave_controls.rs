@@ -931,8 +931,30 @@ fn an_unreachable_cluster_is_skipped_after_unreachable_after_and_retry_readmits_
 #[test]
 fn a_maintenance_window_holds_the_batch_until_every_cluster_is_inside() {
     let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
-    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-mw}\nspec:\n  targetVersion: v1.33.5\n  maintenanceWindows:\n    - name: late-morning\n      clusters: [stg-kamaji-01]\n      window: {start: \"10:00\", end: \"12:00\"}\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      validation: {healthCheckDuration: 10m, automated: true}\n";
+    // stg-kamaji-01 is listed by name; dev-canary-01's CAPI Cluster names its window in a label.
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-mw}\nspec:\n  targetVersion: v1.33.5\n  maintenanceWindows:\n    - name: late-morning\n      clusters: [stg-kamaji-01]\n      window: {start: \"10:00\", end: \"12:00\"}\n    - name: mid-morning\n      window: {start: \"09:00\", end: \"11:00\"}\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      validation: {healthCheckDuration: 10m, automated: true}\n";
     files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let capi = PathBuf::from("infrastructure/clusters/dev-canary-01/cluster.yaml");
+    let labelled = |window: &str| {
+        let text = String::from_utf8(files[&capi].clone()).unwrap();
+        let with =
+            format!("    upgrade-wave: canary\n    fleetwave.io/maintenance-window: {window}\n");
+        assert!(text.contains("    upgrade-wave: canary\n"));
+        text.replace("    upgrade-wave: canary\n", &with)
+            .into_bytes()
+    };
+    // A label naming no window is refused before anything is written.
+    let mut bad = files.clone();
+    bad.insert(capi.clone(), labelled("nope"));
+    let g = fleet_with(bad);
+    let o = g.reconcile("cache.git", start(), &[]);
+    let err = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"nope\" names no entry of spec.maintenanceWindows"),
+        "{err}"
+    );
+    files.insert(capi.clone(), labelled("mid-morning"));
     let f = fleet_with(files);
     let first = f.reconcile("cache.git", start(), &[]);
     assert!(
@@ -943,26 +965,40 @@ fn a_maintenance_window_holds_the_batch_until_every_cluster_is_inside() {
     let held = f.reconcile("cache.git", utc(8, 5), &[]);
     let text = stdout(&held);
     assert_eq!(held.status.code(), Some(1), "held is exit 1: {text}");
-    assert!(
-        text.contains("outside the maintenance window: stg-kamaji-01 (window late-morning, opens 2026-11-23 10:00 UTC); may merge from 2026-11-23 10:00 UTC"),
-        "{text}"
-    );
+    for want in [
+        "stg-kamaji-01 (window late-morning, opens 2026-11-23 10:00 UTC)",
+        "dev-canary-01 (window mid-morning, opens 2026-11-23 09:00 UTC)",
+        "; may merge from 2026-11-23 10:00 UTC",
+    ] {
+        assert!(text.contains(want), "missing {want:?}: {text}");
+    }
     assert!(
         text.contains("next: 2026-11-23T10:00:00"),
-        "woken when it opens: {text}"
+        "woken when all are open: {text}"
     );
-    assert!(f.state().waves[0].steps[0].merged_at.is_none());
-    let s = stdout(&status_cmd(&f, utc(9, 0), &[]));
+    let s = stdout(&status_cmd(&f, utc(8, 30), &[]));
     assert!(
-        s.contains("  held: waiting for maintenance windows (may merge from 2026-11-23 10:00 UTC): stg-kamaji-01\n"),
+        s.contains(
+            "  held: waiting for maintenance windows (may merge from 2026-11-23 10:00 UTC): "
+        ),
         "{s}"
     );
-    // The ETA counts the wait for the window (then the steps and the 10m soak).
+    // The ETA counts the wait for the windows (then the steps and the 10m soak).
     assert!(s.contains("  ETA: 2026-11-23 10:10 UTC"), "{s}");
-    // The window opens: the batch merges.
+    // One window open, the other not yet: still held, naming only the one outside.
+    let half = f.reconcile("cache.git", utc(9, 30), &[]);
+    let text = stdout(&half);
+    assert_eq!(half.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("outside the maintenance window: stg-kamaji-01 (window late-morning"),
+        "{text}"
+    );
+    assert!(!text.contains("dev-canary-01 (window"), "{text}");
+    assert!(f.state().waves[0].steps[0].merged_at.is_none());
+    // Both open: the batch merges.
     let open = f.reconcile("cache.git", utc(10, 0), &[]);
     assert!(stdout(&open).contains("did: merge"), "{}", stdout(&open));
     f.reconcile("cache.git", utc(10, 1), &[]);
     let merged = f.state().waves[0].steps[0].merged_at.unwrap();
-    assert!((utc(10, 0)..utc(12, 0)).contains(&merged), "{merged}");
+    assert!((utc(10, 0)..utc(11, 0)).contains(&merged), "{merged}");
 }
