@@ -1,5 +1,5 @@
 //! Production wave controls end to end: batches (`maxConcurrency`, `canary`, `order`),
-//! `batchDelay` and freezes, through `fleetwave reconcile --once` against a local bare remote,
+//! `batchDelay`, freezes, unreachable clusters and maintenance windows, through `fleetwave reconcile --once` against a local bare remote,
 //! the local forge and the simulated Flux, with time passed in by `--now`.
 
 use std::collections::BTreeMap;
