@@ -1,6 +1,5 @@
 //! Batches, freezes, unreachable clusters and maintenance windows through pull requests on
-//! the fake GitHub (REST over HTTP through
-//! octocrab, Git over smart HTTP with token auth).
+//! the fake GitHub (REST over HTTP through octocrab, Git over smart HTTP with token auth).
 
 mod common;
 
