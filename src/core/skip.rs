@@ -84,6 +84,8 @@ pub fn skip(
         });
     }
     let was_failed = ws.failed.remove(cluster);
+    // Skipped by hand before `onUnreachable: skip` did: nothing left to time.
+    ws.unreachable_since.remove(cluster);
     ws.skipped.insert(
         cluster.to_string(),
         SkipRecord {
@@ -171,6 +173,7 @@ fn add_retry_batch(ws: &mut crate::core::state::WaveState, members: &[String]) {
     for c in members {
         ws.failed.remove(c);
         ws.skipped.remove(c);
+        ws.unreachable_since.remove(c);
     }
     let k = ws.retries.len();
     let batch = ws.batches.len().max(1) + k;
