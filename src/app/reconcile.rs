@@ -1989,6 +1989,10 @@ fn dashboard_controls(c: &crate::core::progress::WaveControls, assumption: &str)
     if let Some(r) = &c.rollback {
         lines.push(format!("- automatic rollback: {r}"));
     }
+    lines.extend(c.unreachable.iter().map(|u| format!("- unreachable: {u}")));
+    if let Some(m) = &c.maintenance {
+        lines.push(format!("- held: {m}"));
+    }
     if let Some(e) = &c.eta {
         lines.push(format!("- ETA {} ({assumption})", e.format(fmt)));
     }

@@ -314,7 +314,8 @@ pub(crate) fn print_eta(
     let controls = !p.plan.freezes.is_empty()
         || !p.plan.repo_freezes.is_empty()
         || p.waves.iter().any(|w| !w.batches.is_empty())
-        || p.plan.waves.iter().any(|w| !w.freezes.is_empty());
+        || p.plan.waves.iter().any(|w| !w.freezes.is_empty())
+        || !p.plan.maintenance_windows.is_empty();
     if !controls {
         return Ok(());
     }

@@ -169,6 +169,8 @@ fn wave_controls(c: &crate::core::progress::WaveControls) -> Markup {
             @if let Some(f) = &c.freeze { li.freeze { "freeze " (f) } }
             @if let Some(w) = &c.next_window { li.window { "window closed; next opens " (time(*w)) } }
             @if let Some(r) = &c.rollback { li.rollback { "automatic rollback: " (r) } }
+            @for u in &c.unreachable { li.unreachable { "unreachable: " (u) } }
+            @if let Some(m) = &c.maintenance { li.window { "held: " (m) } }
         }
     }
 }

@@ -371,8 +371,8 @@ fn the_waves_table_shows_batches_skipped_clusters_the_freeze_and_the_eta() {
         freeze: Some("next: 2026-11-23 13:00 to 2026-11-23 19:00 UTC: CAB".into()),
         next_window: None,
         rollback: None,
-        unreachable: Vec::new(),
-        maintenance: None,
+        unreachable: vec!["c1 since 2026-11-23 08:10 UTC; skipped at 08:40".into()],
+        maintenance: Some("outside maintenance windows: c0 opens 22:00".into()),
         eta: Some(eta),
     });
     s.report.eta_assumption = Some("each step converges in 10m".into());
@@ -385,6 +385,8 @@ fn the_waves_table_shows_batches_skipped_clusters_the_freeze_and_the_eta() {
         "<li class=\"skipped\">skipped: c1 by bob at 2026-11-23 08:00 UTC: decommissioned</li>",
         "<li class=\"freeze\">freeze next: 2026-11-23 13:00 to 2026-11-23 19:00 UTC: CAB</li>",
         "<span class=\"eta\" title=\"each step converges in 10m\">2026-11-23 20:00:00 UTC</span>",
+        "<li class=\"unreachable\">unreachable: c1 since 2026-11-23 08:10 UTC; skipped at 08:40</li>",
+        "<li class=\"window\">held: outside maintenance windows: c0 opens 22:00</li>",
     ] {
         assert!(table.contains(want), "{want} not in {table}");
     }
