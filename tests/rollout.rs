@@ -745,3 +745,109 @@ fn demo_shows_the_automatic_rollback() {
     );
     assert!(auto.contains("reverted 8 value(s) in 6 file(s)"), "{auto}");
 }
+
+/// The tag a cluster's cert-manager source pins on main.
+fn cert_manager_tag(f: &Fleet, cluster: &str) -> String {
+    f.git.fetch().unwrap();
+    let head = f.git.branch_head("main").unwrap().unwrap();
+    let path = Path::new("applications/overlays")
+        .join(cluster)
+        .join("services/sources/opencenter-cert-manager.yaml");
+    let text = String::from_utf8(f.git.read_file(&head, &path).unwrap().unwrap()).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("tag: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// A cluster added to the fleet after its wave started (batches are fixed then) is not
+/// changed behind the wave's back: it is recorded once as skipped by fleetwave with the reason,
+/// and `retry --cluster` rolls it out as a batch of its own.
+#[test]
+fn a_cluster_joining_a_started_wave_is_recorded_and_retry_adds_it() {
+    let f = fleet("batches");
+    let mut now = start();
+    // Until the prod wave has merged its first batch.
+    loop {
+        let out = f.reconcile("cache.git", now, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        let st = f.state();
+        if st.waves[1].steps.iter().any(|s| s.merged_at.is_some()) {
+            break;
+        }
+        assert!(now < start() + Duration::days(1), "prod never merged");
+        now = f.next_time(&text, now, !text.contains("did: "));
+    }
+    // Someone adds prod-new-01 (a copy of prod-us-01, label env: prod) on main.
+    let files: BTreeMap<PathBuf, Vec<u8>> = fleetwave::demo::example_files("batches")
+        .unwrap()
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("prod-us-01"))
+        .map(|(p, b)| {
+            let p = PathBuf::from(p.to_string_lossy().replace("prod-us-01", "prod-new-01"));
+            let b = String::from_utf8(b)
+                .unwrap()
+                .replace("prod-us-01", "prod-new-01");
+            (p, b.into_bytes())
+        })
+        .collect();
+    assert!(files.len() > 3, "{files:?}");
+    f.git.fetch().unwrap();
+    let main = f.git.branch_head("main").unwrap().unwrap();
+    let sig = Sig {
+        name: "alice".into(),
+        email: "alice@example.com".into(),
+        time: now,
+    };
+    let moved = f
+        .git
+        .commit_changes(&main, &files, "add prod-new-01", &sig)
+        .unwrap();
+    f.git.push("main", &moved, Some(&main)).unwrap();
+    let out = f.reconcile("cache.git", now + Duration::minutes(1), &[]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("cluster prod-new-01 joined the wave after it started"),
+        "{text}"
+    );
+    let again = stdout(&f.reconcile("cache.git", now + Duration::minutes(2), &[]));
+    assert!(
+        !again.contains("prod-new-01 joined"),
+        "recorded once: {again}"
+    );
+    let prod = f.state().waves[1].clone();
+    assert_eq!(prod.skipped["prod-new-01"].by, "fleetwave");
+    assert!(
+        prod.steps
+            .iter()
+            .all(|s| s.changes.iter().all(|c| c.cluster != "prod-new-01"))
+    );
+    let retry = fleetwave_cmd(&f, &["retry", "--cluster", "prod-new-01"]);
+    assert_eq!(retry.status.code(), Some(0), "{}", stdout(&retry));
+    let mut now = now + Duration::minutes(3);
+    for _ in 0..300 {
+        let out = f.reconcile("cache.git", now, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        if text
+            .lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            break;
+        }
+        now = f.next_time(&text, now, !text.contains("did: "));
+    }
+    let prod = f.state().waves[1].clone();
+    assert!(prod.clusters.contains(&"prod-new-01".to_string()));
+    assert!(!prod.skipped.contains_key("prod-new-01"));
+    let retried: Vec<_> = prod
+        .steps
+        .iter()
+        .filter(|s| s.changes.iter().any(|c| c.cluster == "prod-new-01"))
+        .collect();
+    assert_eq!(retried.len(), 1);
+    assert!(retried[0].branch.contains("retry"), "{}", retried[0].branch);
+    assert_eq!(cert_manager_tag(&f, "prod-new-01"), "2026.02");
+}

@@ -391,6 +391,7 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                 .collect(),
             batches: w.batches.clone(),
             windows: w.windows.clone(),
+            joined: Vec::new(),
         })
         .enumerate()
         .map(|(wi, mut input)| {
@@ -407,10 +408,20 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                 .unwrap_or_default();
             let again =
                 crate::core::batch::expand_retries(&input.steps, input.batches.len(), retries);
+            // A cluster that joined the started wave gets nothing until `retry` adds it.
+            if let Some(ws) = st
+                .waves
+                .get(wi)
+                .filter(|ws| ws.status != crate::core::state::WaveStatus::Pending)
+            {
+                input.joined = crate::core::batch::joined(&input.steps, ws);
+            }
             // A retried cluster's remaining changes go in its retry batch only.
             for s in &mut input.steps {
-                s.changes
-                    .retain(|c| !retries.iter().flatten().any(|r| *r == c.cluster));
+                s.changes.retain(|c| {
+                    !retries.iter().flatten().any(|r| *r == c.cluster)
+                        && !input.joined.contains(&c.cluster)
+                });
             }
             input.steps = crate::core::batch::expand(&input.steps, &input.batches);
             input.steps.extend(again);
@@ -542,6 +553,7 @@ fn desired_commits(
             let own = batch.batch.is_none_or(|b| b < ws.batches.len().max(1));
             if own {
                 failed.extend(ws.retries.iter().flatten().cloned());
+                failed.extend(inputs[wi].joined.iter().cloned());
             }
         }
         if batch.batch.is_some() {

@@ -44,6 +44,9 @@ pub struct WaveInput {
     pub batches: Vec<Vec<String>>,
     /// Cluster → its maintenance window (index into `plan.maintenance_windows`).
     pub windows: BTreeMap<String, usize>,
+    /// Clusters with changes that the started wave did not hold when it started
+    /// ([`crate::core::batch::joined`]); their changes are left out of `steps`.
+    pub joined: Vec<String>,
 }
 
 /// A step commit built on the current base.
@@ -295,7 +298,37 @@ fn init(cx: &mut Ctx) {
             ws.clusters = input.clusters.clone();
             ws.batches = input.batches.clone();
             ws.steps = input.steps.iter().map(step_state).collect();
+        } else {
+            record_joiners(cx, i);
         }
+    }
+}
+
+/// Why a cluster that joined a started wave is left out (kept in its skip record).
+pub const JOINED_LATE: &str = "joined the wave after it started (its clusters and batches are fixed when it starts), so this rollout does not change it; `fleetwave retry --cluster` adds it as a batch of its own";
+
+/// A cluster the wave selects now, with changes to make, that was not among the wave's
+/// clusters when it started (added to the fleet, or relabelled) is recorded as skipped by
+/// fleetwave, once, with the reason: it is never changed by a step that does not track it.
+fn record_joiners(cx: &mut Ctx, wi: usize) {
+    let ws = &cx.state.waves[wi];
+    let joined: Vec<String> = cx.world.waves[wi]
+        .joined
+        .iter()
+        .filter(|c| !ws.is_out(c))
+        .cloned()
+        .collect();
+    for c in joined {
+        let name = cx.state.waves[wi].name.clone();
+        cx.note(format!("wave {name}: cluster {c} {JOINED_LATE}"));
+        cx.state.waves[wi].skipped.insert(
+            c,
+            crate::core::state::SkipRecord {
+                by: "fleetwave".into(),
+                at: cx.now,
+                reason: JOINED_LATE.into(),
+            },
+        );
     }
 }
 
@@ -1553,12 +1586,14 @@ spec:
                 steps: vec![step("canary", &["c1"])],
                 batches: Vec::new(),
                 windows: BTreeMap::new(),
+                joined: Vec::new(),
             },
             WaveInput {
                 clusters: vec!["c2".into(), "c3".into()],
                 steps: vec![step("prod", &["c2", "c3"])],
                 batches: Vec::new(),
                 windows: BTreeMap::new(),
+                joined: Vec::new(),
             },
         ]
     }
@@ -2449,6 +2484,7 @@ mod tests_support {
                 ],
                 batches: Vec::new(),
                 windows: self.windows.clone(),
+                joined: Vec::new(),
             }];
             let world = World {
                 now: self.now,

@@ -183,6 +183,10 @@ fn add_retry_batch(ws: &mut crate::core::state::WaveState, members: &[String]) {
         ws.failed.remove(c);
         ws.skipped.remove(c);
         ws.unreachable_since.remove(c);
+        // A cluster that joined after the wave started becomes one of its clusters now.
+        if !ws.clusters.contains(c) {
+            ws.clusters.push(c.clone());
+        }
     }
     let k = ws.retries.len();
     let batch = ws.batches.len().max(1) + k;
