@@ -1002,3 +1002,43 @@ fn a_maintenance_window_holds_the_batch_until_every_cluster_is_inside() {
     let merged = f.state().waves[0].steps[0].merged_at.unwrap();
     assert!((utc(10, 0)..utc(11, 0)).contains(&merged), "{merged}");
 }
+
+/// A freeze that begins while a batch soaks: the soak runs on (it merges nothing), the next
+/// batch waits for the freeze to end, and every merge falls outside it.
+#[test]
+fn a_freeze_beginning_while_a_batch_soaks_holds_the_next_batch_until_it_ends() {
+    let mut files = fleetwave::demo::example_files("batches").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: soak-freeze}\nspec:\n  gitopsBase:\n    url: https://github.com/opencenter-cloud/openCenter-gitops-base.git\n    tag: \"2026.02\"\n  waves:\n    - name: prod\n      clusterSelector: {matchLabels: {env: prod}}\n      canary: 1\n      maxConcurrency: 3\n      order: [provider]\n      freeze:\n        - {start: \"2026-11-23 08:30\", end: \"2026-11-23 12:00\", timeZone: UTC, reason: incident review}\n      validation: {healthCheckDuration: 1h, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let (out, log) = run(&f, &[], 300);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let w = &f.state().waves[0];
+    assert_eq!(w.batches.len(), 3);
+    let b0 = &w.steps[0];
+    let (merged0, converged0) = (b0.merged_at.unwrap(), b0.converged_at.unwrap());
+    // Batch 0 merged before the freeze and began its soak; the freeze began during the soak.
+    assert!(merged0 < utc(8, 30) && converged0 < utc(8, 30), "{log}");
+    assert!(converged0 + Duration::hours(1) > utc(8, 30));
+    let merged1 = w.steps[1].merged_at.unwrap();
+    assert!(
+        merged1 >= utc(12, 0),
+        "batch 1 merged at {merged1}, inside the freeze\n{log}"
+    );
+    assert!(
+        merged1 < utc(12, 30),
+        "batch 1 waited past the freeze: {merged1}\n{log}"
+    );
+    assert!(
+        log.contains("frozen, will not merge: incident review"),
+        "{log}"
+    );
+    for s in &w.steps {
+        let m = s.merged_at.unwrap();
+        assert!(
+            !(utc(8, 30)..utc(12, 0)).contains(&m),
+            "{} merged at {m}",
+            s.branch
+        );
+    }
+}
