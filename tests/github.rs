@@ -948,17 +948,6 @@ fn the_dashboard_shows_batches_the_freeze_and_the_eta() {
     );
 }
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 /// The next tick's time after a tick that printed `t` (as [`rollout`] advances).
 fn next_time(e: &Env, t: &str, now: DateTime<Utc>) -> DateTime<Utc> {
     let flux_pending = e
@@ -985,7 +974,7 @@ fn next_time(e: &Env, t: &str, now: DateTime<Utc>) -> DateTime<Utc> {
 fn killed_ticks_between_batches_leave_one_pull_request_per_batch() {
     let e = env("batches");
     let cache = e.dir.path().join("cache.git");
-    let mut rng = Lcg(0x6b17);
+    let mut rng = common::Lcg(0x6b17);
     let (mut kills, mut now, mut finished) = (0, start(), false);
     for _ in 0..600 {
         let mut child = e

@@ -1,6 +1,8 @@
 //! End-to-end rollouts through `fleetwave reconcile --once` against a local bare remote,
 //! the local forge and the simulated Flux, with time passed in by `--now`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -293,18 +295,6 @@ fn a_failing_canary_halts_the_plan() {
     );
 }
 
-/// Deterministic pseudo-random numbers for kill points.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 fn assert_clean_end(f: &Fleet, plan: &str) {
     let st = f.state();
     assert_eq!(st.status, PlanStatus::Succeeded);
@@ -349,7 +339,7 @@ fn assert_clean_end(f: &Fleet, plan: &str) {
 #[test]
 fn sigkill_at_50_random_points_then_the_rollout_still_completes() {
     let f = fleet("chained");
-    let mut rng = Lcg(0x5eed);
+    let mut rng = common::Lcg(0x5eed);
     let (mut kills, mut now) = (0, start());
     for _ in 0..1000 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
@@ -746,21 +736,6 @@ fn demo_shows_the_automatic_rollback() {
     assert!(auto.contains("reverted 8 value(s) in 6 file(s)"), "{auto}");
 }
 
-/// The tag a cluster's cert-manager source pins on main.
-fn cert_manager_tag(f: &Fleet, cluster: &str) -> String {
-    f.git.fetch().unwrap();
-    let head = f.git.branch_head("main").unwrap().unwrap();
-    let path = Path::new("applications/overlays")
-        .join(cluster)
-        .join("services/sources/opencenter-cert-manager.yaml");
-    let text = String::from_utf8(f.git.read_file(&head, &path).unwrap().unwrap()).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("tag: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
-
 /// A cluster added to the fleet after its wave started (batches are fixed then) is not
 /// changed behind the wave's back: it is recorded once as skipped by fleetwave with the reason,
 /// and `retry --cluster` rolls it out as a batch of its own.
@@ -849,5 +824,5 @@ fn a_cluster_joining_a_started_wave_is_recorded_and_retry_adds_it() {
         .collect();
     assert_eq!(retried.len(), 1);
     assert!(retried[0].branch.contains("retry"), "{}", retried[0].branch);
-    assert_eq!(cert_manager_tag(&f, "prod-new-01"), "2026.02");
+    assert_eq!(common::cert_manager_tag(&f.git, "prod-new-01"), "2026.02");
 }

@@ -2,6 +2,8 @@
 //! `batchDelay`, freezes, unreachable clusters and maintenance windows, through `fleetwave reconcile --once` against a local bare remote,
 //! the local forge and the simulated Flux, with time passed in by `--now`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -252,22 +254,10 @@ fn batches_merge_in_order_one_pr_each_after_soak_delay_and_freeze() {
     assert_eq!(merges.len(), 4, "{merges:?}");
 }
 
-/// Deterministic pseudo-random numbers for kill points.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[test]
 fn a_crash_between_batches_is_repaired_by_the_next_tick() {
     let f = fleet("batches");
-    let mut rng = Lcg(0xba7c4);
+    let mut rng = common::Lcg(0xba7c4);
     let (mut kills, mut now) = (0, start());
     let mut finished = false;
     for _ in 0..600 {
@@ -422,20 +412,6 @@ fn plan_shows_batches_batch_delay_and_freezes_of_the_example_plans() {
     );
 }
 
-fn cert_manager_tag(f: &Fleet, cluster: &str) -> String {
-    f.git.fetch().unwrap();
-    let head = f.git.branch_head("main").unwrap().unwrap();
-    let path = Path::new("applications/overlays")
-        .join(cluster)
-        .join("services/sources/opencenter-cert-manager.yaml");
-    let text = String::from_utf8(f.git.read_file(&head, &path).unwrap().unwrap()).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("tag: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
-
 #[test]
 fn failure_policy_rollback_merges_the_rollback_and_halts() {
     let f = fleet("rollback");
@@ -465,7 +441,7 @@ fn failure_policy_rollback_merges_the_rollback_and_halts() {
     // Main holds the rollback: both canary clusters are back on 2026.01; the next wave was
     // never touched.
     for c in ["dev-canary-01", "stg-kamaji-01", "prod-eu-01"] {
-        assert_eq!(cert_manager_tag(&f, c), "2026.01", "{c}");
+        assert_eq!(common::cert_manager_tag(&f.git, c), "2026.01", "{c}");
     }
     assert!(
         f.merges()
@@ -609,8 +585,8 @@ fn skip_takes_a_cluster_out_once_with_who_and_why() {
             .iter()
             .all(|s| s.changes.iter().all(|c| c.cluster != "prod-eu-01"))
     );
-    assert_eq!(cert_manager_tag(&f, "prod-eu-01"), "2026.01");
-    assert_eq!(cert_manager_tag(&f, "prod-us-01"), "2026.02");
+    assert_eq!(common::cert_manager_tag(&f.git, "prod-eu-01"), "2026.01");
+    assert_eq!(common::cert_manager_tag(&f.git, "prod-us-01"), "2026.02");
     // The history names the skip, who and why.
     let h = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
         .args(["history", "--remote", f.remote.to_str().unwrap()])
