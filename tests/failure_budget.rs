@@ -1,5 +1,8 @@
 //! A 10% failure budget over 200 clusters in batches: the generated benchmark fleet, the
-//! simulated Flux with faults injected into chosen clusters, the local forge.
+//! simulated Flux with faults injected into chosen clusters, the local forge and the fake
+//! GitHub (every batch a pull request).
+
+mod common;
 
 #[path = "../examples/gen_fleet/generate.rs"]
 #[allow(dead_code)]
@@ -10,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::fake_github::FakeGitHub;
 use fleetwave::git::{Auth, GitRepo};
 use fleetwave::state::{PlanState, PlanStatus, StepStatus, WaveStatus};
 
@@ -49,8 +53,54 @@ fn read_all(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     }
 }
 
+const TOKEN: &str = "ghs_budget_token";
+
+/// Where the fleet lives: a bare repository (local forge) or the fake GitHub.
+enum Remote {
+    Local(PathBuf),
+    GitHub(FakeGitHub),
+}
+
+impl Remote {
+    fn url(&self) -> String {
+        match self {
+            Remote::Local(p) => p.to_string_lossy().into_owned(),
+            Remote::GitHub(gh) => gh.git_url("acme", "fleet"),
+        }
+    }
+
+    fn tick(&self, root: &Path, now: DateTime<Utc>, faults: &[String]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
+        cmd.args(["reconcile", "--once", "--clusters", "sim"])
+            .args(["--plan", "plans/demo.yaml", "--remote", &self.url()])
+            .args(["--cache", root.join("cache.git").to_str().unwrap()])
+            .args(["--now", &now.to_rfc3339()])
+            .args(faults);
+        if let Remote::GitHub(gh) = self {
+            gh.set_clock(now);
+            cmd.args(["--forge", "github"])
+                .env("GITHUB_API_URL", gh.base_url())
+                .env("GITHUB_TOKEN", TOKEN)
+                .env_remove("FLEETWAVE_GIT_TOKEN");
+        }
+        cmd.output().unwrap()
+    }
+
+    fn state(&self, root: &Path) -> PlanState {
+        let auth = match self {
+            Remote::Local(_) => Auth::None,
+            Remote::GitHub(_) => Auth::Token(TOKEN.into()),
+        };
+        let git = GitRepo::open(&root.join("read.git"), &self.url(), auth).unwrap();
+        git.fetch().unwrap();
+        let head = git.branch_head("fleetwave/state").unwrap().unwrap();
+        let files = git.files(&head).unwrap();
+        PlanState::from_yaml(&String::from_utf8_lossy(files.values().next().unwrap())).unwrap()
+    }
+}
+
 /// Roll the plan out over 200 generated clusters with `faulty` failing; the final state.
-fn rollout(faulty: &[String]) -> (PlanState, String) {
+fn rollout(faulty: &[String], github: bool) -> (PlanState, String) {
     let dir = tempfile::tempdir().unwrap();
     let gen_dir = dir.path().join("gen");
     generate::generate_fleet(&gen_dir, 200).unwrap();
@@ -59,7 +109,13 @@ fn rollout(faulty: &[String]) -> (PlanState, String) {
     files.insert(PathBuf::from("plans/demo.yaml"), PLAN.as_bytes().to_vec());
     let root = dir.path().join("repo");
     std::fs::create_dir_all(&root).unwrap();
-    let remote = fleetwave::demo::seed_remote_files(&root, &files, start()).unwrap();
+    let remote = if github {
+        let gh = FakeGitHub::start(TOKEN);
+        gh.create_repo("acme", "fleet", &files, start());
+        Remote::GitHub(gh)
+    } else {
+        Remote::Local(fleetwave::demo::seed_remote_files(&root, &files, start()).unwrap())
+    };
     let faults: Vec<String> = faulty
         .iter()
         .flat_map(|c| ["--sim-fault".to_string(), format!("{c}=HealthCheckFailed")])
@@ -67,21 +123,7 @@ fn rollout(faulty: &[String]) -> (PlanState, String) {
     let mut now = start();
     let mut log = String::new();
     for _ in 0..120 {
-        let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
-            .args([
-                "reconcile",
-                "--once",
-                "--clusters",
-                "sim",
-                "--plan",
-                "plans/demo.yaml",
-            ])
-            .args(["--remote", remote.to_str().unwrap()])
-            .args(["--cache", root.join("cache.git").to_str().unwrap()])
-            .args(["--now", &now.to_rfc3339()])
-            .args(&faults)
-            .output()
-            .unwrap();
+        let out = remote.tick(&root, now, &faults);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             matches!(out.status.code(), Some(0 | 1)),
@@ -93,14 +135,7 @@ fn rollout(faulty: &[String]) -> (PlanState, String) {
             .lines()
             .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"));
         if finished || out.status.code() == Some(1) {
-            let git = GitRepo::open(&root.join("read.git"), remote.to_str().unwrap(), Auth::None)
-                .unwrap();
-            git.fetch().unwrap();
-            let head = git.branch_head("fleetwave/state").unwrap().unwrap();
-            let files = git.files(&head).unwrap();
-            let st = PlanState::from_yaml(&String::from_utf8_lossy(files.values().next().unwrap()))
-                .unwrap();
-            return (st, log);
+            return (remote.state(&root), log);
         }
         now += Duration::minutes(10);
     }
@@ -112,9 +147,8 @@ fn faulty(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("c-{:05}", 1 + 9 * i)).collect()
 }
 
-#[test]
-fn twenty_failures_of_two_hundred_pass_and_twenty_one_halt() {
-    let (st, log) = rollout(&faulty(20));
+fn twenty_pass_and_twenty_one_halt(github: bool) {
+    let (st, log) = rollout(&faulty(20), github);
     assert_eq!(st.status, PlanStatus::Succeeded, "{log}");
     let w = &st.waves[0];
     assert_eq!(w.clusters.len(), 200);
@@ -122,8 +156,13 @@ fn twenty_failures_of_two_hundred_pass_and_twenty_one_halt() {
     assert!(w.batches.iter().all(|b| b.len() == 50));
     assert_eq!(w.failed.len(), 20);
     assert!(w.steps.iter().all(|s| s.status == StepStatus::Converged));
+    if github {
+        // Each batch went out as its own pull request.
+        let prs: std::collections::BTreeSet<u64> = w.steps.iter().filter_map(|s| s.pr).collect();
+        assert_eq!(prs.len(), 4, "{:?}", w.steps);
+    }
 
-    let (st, log) = rollout(&faulty(21));
+    let (st, log) = rollout(&faulty(21), github);
     assert_eq!(st.status, PlanStatus::Halted, "{log}");
     let w = &st.waves[0];
     assert_eq!(w.status, WaveStatus::Failed);
@@ -142,4 +181,14 @@ fn twenty_failures_of_two_hundred_pass_and_twenty_one_halt() {
         "{:?}",
         st.reason
     );
+}
+
+#[test]
+fn twenty_failures_of_two_hundred_pass_and_twenty_one_halt() {
+    twenty_pass_and_twenty_one_halt(false);
+}
+
+#[test]
+fn the_same_budget_through_pull_requests_on_github() {
+    twenty_pass_and_twenty_one_halt(true);
 }

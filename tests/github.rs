@@ -65,6 +65,17 @@ impl Env {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Output {
+        self.command_with(now, cache, extra, env).output().unwrap()
+    }
+
+    /// The `reconcile --once` command of [`Env::reconcile_with`], to spawn (and kill).
+    fn command_with(
+        &self,
+        now: DateTime<Utc>,
+        cache: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
         // The fake stamps merges and reviews on the test's clock, never the real date.
         self.gh.set_clock(now);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
@@ -93,7 +104,7 @@ impl Env {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
     }
 
     fn state_opt(&self) -> Option<PlanState> {
@@ -897,4 +908,217 @@ fn status_and_the_dashboard_show_the_rate_limit_budget_seen() {
     let fresh = e.dir.path().join("fresh-cache");
     assert!(!status(&fresh, false).contains("GitHub API budget"));
     assert!(!status(&fresh, true).contains("githubBudget"));
+}
+
+/// A batched plan's dashboard issue shows each wave's batches, the freeze to come, skipped
+/// clusters and the ETA with its assumption, as `status` does.
+#[test]
+fn the_dashboard_shows_batches_the_freeze_and_the_eta() {
+    let e = env("batches");
+    let cache = e.dir.path().join("cache.git");
+    let args = ["--approver", "alice", "--dashboard"];
+    // The prod wave has not started, but its batches are planned and shown.
+    let now = start();
+    let out = e.reconcile_with(now, &cache, &args, &[]);
+    assert!(text(&out).contains("did: push"), "{}", text(&out));
+    let body = e.gh.issues()[0]["body"].as_str().unwrap().to_string();
+    let prod = &body[body.find("### prod").expect(&body)..];
+    assert!(prod.contains("- batch 0 ("), "{prod}");
+    assert!(prod.contains("- batch 1 ("), "{prod}");
+    assert!(
+        prod.contains("| 1 gitops-base 2026.02 (batch 2) | – | Pending"),
+        "{prod}"
+    );
+    assert!(prod.contains("- ETA "), "{prod}");
+    assert!(prod.contains("each step converges"), "{prod}");
+    let st = e.state();
+    let wave = st.waves.iter().find(|w| w.name == "prod").unwrap();
+    // Batch 0 is the canary: one cluster, named on its line.
+    assert_eq!(wave.batches[0].len(), 1, "{prod}");
+    assert!(
+        prod.contains(&format!("- batch 0 ({})", wave.batches[0][0])),
+        "{prod}"
+    );
+    // The wave's freeze (2026-11-23 14:00–20:00 Europe/Berlin) comes later that day.
+    assert!(
+        prod.contains(
+            "- freeze next: 2026-11-23 13:00 to 2026-11-23 19:00 UTC: change advisory board"
+        ),
+        "{prod}"
+    );
+}
+
+/// The next tick's time after a tick that printed `t` (as [`rollout`] advances).
+fn next_time(e: &Env, t: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+    let flux_pending = e
+        .state_opt()
+        .iter()
+        .flat_map(|s| &s.waves)
+        .flat_map(|w| &w.steps)
+        .any(|s| s.status == StepStatus::Merged);
+    let next = t
+        .lines()
+        .find_map(|l| l.strip_prefix("next: "))
+        .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
+        .map(|x| x.with_timezone(&Utc));
+    match next {
+        Some(x) if !t.contains("did: ") && !flux_pending && x > now => x,
+        _ => now + Duration::minutes(5),
+    }
+}
+
+/// Ticks killed at random moments (between pushing a batch's branch and opening its pull
+/// request, between merging and recording) are repaired by the next tick: every batch of the
+/// prod wave is one pull request, merged once, in order and after `batchDelay`.
+#[test]
+fn killed_ticks_between_batches_leave_one_pull_request_per_batch() {
+    let e = env("batches");
+    let cache = e.dir.path().join("cache.git");
+    let mut rng = common::Lcg(0x6b17);
+    let (mut kills, mut now, mut finished) = (0, start(), false);
+    for _ in 0..600 {
+        let mut child = e
+            .command_with(now, &cache, &["--approver", "alice"], &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < 20 && rng.next(3) > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(rng.next(400)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let t = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        if t.lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            finished = true;
+            break;
+        }
+        now = next_time(&e, &t, now);
+    }
+    assert!(finished, "the rollout did not finish");
+    assert!(kills >= 5, "only {kills} ticks were killed mid-way");
+    check_prs(&e);
+    let st = e.state();
+    let prod = st.waves.iter().find(|w| w.name == "prod").unwrap();
+    assert_eq!(prod.batches.len(), 3);
+    for b in 1..3 {
+        let merged = prod.steps[b].merged_at.unwrap();
+        let prev = prod.steps[b - 1].converged_at.unwrap();
+        assert!(merged >= prev + Duration::hours(2), "batch {b}");
+    }
+}
+
+/// `skip` and `retry` against a GitHub remote (Git over HTTPS with the token): the skipped
+/// cluster gets no pull request; skipping twice writes once; the retried cluster gets one new
+/// pull request of its own, and retrying again changes nothing.
+#[test]
+fn skip_and_retry_through_pull_requests_are_idempotent() {
+    let e = env("batches");
+    let cache = e.dir.path().join("cache.git");
+    let cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .args(args)
+            .args(["--remote", &e.gh.git_url("acme", "fleet")])
+            .args(["--plan", "plans/demo.yaml"])
+            .args(["--cache", cache.to_str().unwrap()])
+            .args(["--now", &start().to_rfc3339()])
+            .env("GITHUB_TOKEN", TOKEN)
+            .env_remove("FLEETWAVE_GIT_TOKEN")
+            .output()
+            .unwrap()
+    };
+    assert!(text(&e.reconcile(start())).contains("did: push"));
+    let skip = [
+        "skip",
+        "--cluster",
+        "prod-eu-01",
+        "--reason",
+        "decommissioned",
+        "--by",
+        "alice",
+    ];
+    let first = cmd(&skip);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let head = {
+        e.git.fetch().unwrap();
+        e.git.branch_head("fleetwave/state").unwrap()
+    };
+    let second = cmd(&skip);
+    assert!(
+        text(&second).contains("already skipped"),
+        "{}",
+        text(&second)
+    );
+    e.git.fetch().unwrap();
+    assert_eq!(e.git.branch_head("fleetwave/state").unwrap(), head);
+    // Until the prod wave runs without it (its batches are fixed when it starts).
+    let mut now = start();
+    loop {
+        let out = e.reconcile(now);
+        let t = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        let st = e.state();
+        let prod = st.waves.iter().find(|w| w.name == "prod").unwrap();
+        if prod.steps.iter().any(|s| s.merged_at.is_some()) {
+            assert!(prod.skipped.contains_key("prod-eu-01"));
+            // It keeps its place in its batch, but no step changes it.
+            assert!(
+                prod.steps
+                    .iter()
+                    .all(|s| s.changes.iter().all(|c| c.cluster != "prod-eu-01"))
+            );
+            break;
+        }
+        assert!(now < start() + Duration::days(2), "prod never started");
+        now = next_time(&e, &t, now);
+    }
+    // Retry re-admits it: one new batch, one new pull request; a second retry adds nothing.
+    let retry = [
+        "retry",
+        "--cluster",
+        "prod-eu-01",
+        "--reason",
+        "back in service",
+    ];
+    let first = cmd(&retry);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let again = cmd(&retry);
+    assert!(text(&again).contains("nothing changed"), "{}", text(&again));
+    finish(&e, now);
+    check_prs(&e);
+    let st = e.state();
+    let prod = st.waves.iter().find(|w| w.name == "prod").unwrap();
+    assert!(!prod.skipped.contains_key("prod-eu-01"));
+    let retried: Vec<_> = prod
+        .steps
+        .iter()
+        .filter(|s| s.changes.iter().any(|c| c.cluster == "prod-eu-01"))
+        .collect();
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert!(retried[0].branch.contains("retry"), "{}", retried[0].branch);
+    assert!(retried[0].pr.is_some() && retried[0].merged_at.is_some());
+}
+
+/// Tick from `now` until the plan succeeds.
+fn finish(e: &Env, mut now: DateTime<Utc>) {
+    for _ in 0..400 {
+        let out = e.reconcile(now);
+        let t = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+        if t.lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            return;
+        }
+        now = next_time(e, &t, now);
+    }
+    panic!("the rollout did not finish");
 }

@@ -1,5 +1,5 @@
-//! Batches and freezes through pull requests on the fake GitHub (REST over HTTP through
-//! octocrab, Git over smart HTTP with token auth).
+//! Batches, freezes, unreachable clusters and maintenance windows through pull requests on
+//! the fake GitHub (REST over HTTP through octocrab, Git over smart HTTP with token auth).
 
 mod common;
 
@@ -26,14 +26,13 @@ struct Env {
 }
 
 fn env(plan: &str) -> Env {
+    env_with(&fleetwave::demo::example_files(plan).unwrap())
+}
+
+fn env_with(files: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>) -> Env {
     let gh = FakeGitHub::start(TOKEN);
     gh.set_clock(start());
-    gh.create_repo(
-        "acme",
-        "fleet",
-        &fleetwave::demo::example_files(plan).unwrap(),
-        start(),
-    );
+    gh.create_repo("acme", "fleet", files, start());
     let dir = tempfile::tempdir().unwrap();
     let git = GitRepo::open(
         &dir.path().join("test.git"),
@@ -46,8 +45,13 @@ fn env(plan: &str) -> Env {
 
 impl Env {
     fn reconcile(&self, now: DateTime<Utc>) -> Output {
+        self.reconcile_with(now, &[])
+    }
+
+    fn reconcile_with(&self, now: DateTime<Utc>, extra: &[&str]) -> Output {
         self.gh.set_clock(now);
         Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+            .env_remove("LD_PRELOAD")
             .env("GITHUB_API_URL", self.gh.base_url())
             .args([
                 "reconcile",
@@ -64,6 +68,7 @@ impl Env {
                 self.dir.path().join("cache.git").to_str().unwrap(),
             ])
             .args(["--now", &now.to_rfc3339()])
+            .args(extra)
             .env("GITHUB_TOKEN", TOKEN)
             .env_remove("FLEETWAVE_GIT_TOKEN")
             .output()
@@ -249,4 +254,64 @@ fn failure_policy_rollback_opens_and_merges_the_rollback_pull_request() {
     );
     // The standard wave never got a pull request.
     assert_eq!(pulls.len(), 2, "{pulls:?}");
+}
+
+#[test]
+fn an_unreachable_cluster_is_skipped_not_failed_and_the_pull_requests_go_on() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-dark}\nspec:\n  targetVersion: v1.33.5\n  maintenanceWindows:\n    - clusters: [dev-canary-01]\n      window: {start: \"08:30\", end: \"23:00\"}\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      onUnreachable: skip\n      unreachableAfter: 30m\n      validation: {healthCheckDuration: 30m, automated: true}\n";
+    files.insert("plans/demo.yaml".into(), plan.as_bytes().to_vec());
+    let e = env_with(&files);
+    let fault = ["--sim-fault", "stg-kamaji-01=Unreachable"];
+    let (mut now, mut log) = (start(), String::new());
+    let mut done = false;
+    for _ in 0..80 {
+        let out = e.reconcile_with(now, &fault);
+        let t = text(&out);
+        log.push_str(&format!("--- {now}\n{t}"));
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{log}");
+        if t.lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            done = true;
+            break;
+        }
+        now += Duration::minutes(5);
+    }
+    assert!(done, "{log}");
+    let st = e.state();
+    assert_eq!(st.status, PlanStatus::Succeeded);
+    let w = &st.waves[0];
+    let rec = &w.skipped["stg-kamaji-01"];
+    assert_eq!(rec.by, "fleetwave");
+    assert!(rec.reason.contains("unreachable since"), "{}", rec.reason);
+    assert!(w.failed.is_empty(), "{:?}", w.failed);
+    assert!(w.unreachable_since.is_empty());
+    // The first PR waited for dev-canary-01's maintenance window, saying so on its status.
+    let first = &w.steps[0];
+    assert!(first.merged_at.unwrap() >= start() + Duration::minutes(30));
+    let statuses = e.gh.statuses(first.head.as_ref().unwrap());
+    assert!(
+        statuses
+            .iter()
+            .any(|x| x["description"].as_str().is_some_and(
+                |d| d == "waiting for maintenance windows (may merge from 2026-11-23 08:30 UTC): dev-canary-01"
+            )),
+        "{statuses:?}"
+    );
+    // No pull request was failed for the dark cluster, and later ones left it out.
+    for s in w.steps.iter().filter_map(|s| s.head.as_ref()) {
+        assert!(
+            !e.gh.statuses(s).iter().any(|x| x["state"] == "failure"),
+            "{s}: {log}"
+        );
+    }
+    for s in w.steps.iter().skip(1).filter(|s| s.merged_at.is_some()) {
+        assert!(
+            s.changes.iter().all(|c| c.cluster != "stg-kamaji-01"),
+            "{}: {:?}",
+            s.branch,
+            s.changes
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! End-to-end rollouts through `fleetwave reconcile --once` against a local bare remote,
 //! the local forge and the simulated Flux, with time passed in by `--now`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -293,18 +295,6 @@ fn a_failing_canary_halts_the_plan() {
     );
 }
 
-/// Deterministic pseudo-random numbers for kill points.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 fn assert_clean_end(f: &Fleet, plan: &str) {
     let st = f.state();
     assert_eq!(st.status, PlanStatus::Succeeded);
@@ -349,7 +339,7 @@ fn assert_clean_end(f: &Fleet, plan: &str) {
 #[test]
 fn sigkill_at_50_random_points_then_the_rollout_still_completes() {
     let f = fleet("chained");
-    let mut rng = Lcg(0x5eed);
+    let mut rng = common::Lcg(0x5eed);
     let (mut kills, mut now) = (0, start());
     for _ in 0..1000 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
@@ -682,4 +672,157 @@ fn demo_runs_the_whole_rollout_and_shows_a_halt() {
         text.contains("standard   Pending"),
         "a later wave moved: {text}"
     );
+}
+
+/// `demo --plan batches` prints the ETA before it starts, then each batch of the prod wave,
+/// the `batchDelay` waits and the freeze holding the last batch, and finishes after the ETA.
+#[test]
+fn demo_shows_batches_the_freeze_and_the_eta() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .env_remove("LD_PRELOAD")
+        .args(["demo", "--plain", "--plan", "batches"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let eta = text.find("  plan: 2026-11-23 20:00 UTC").expect(&text);
+    let started = text
+        .find("rollout of plan gitops-base-batches started")
+        .expect(&text);
+    assert!(eta < started, "the ETA comes first: {text}");
+    for b in 0..3 {
+        assert!(
+            text.contains(&format!("wave prod step 1 batch {b}: merged as")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("waiting: batchDelay 2h after batch 0 converged"),
+        "{text}"
+    );
+    assert!(
+        text.contains("batch 2: frozen, will not merge: change advisory board"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prod       Succeeded         7       3         3  Mon 23 Nov 20:10"),
+        "{text}"
+    );
+}
+
+/// `demo --plan rollback --fail C` fails the canary wave and merges the automatic rollback.
+#[test]
+fn demo_shows_the_automatic_rollback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .env_remove("LD_PRELOAD")
+        .args([
+            "demo",
+            "--plain",
+            "--plan",
+            "rollback",
+            "--fail",
+            "stg-kamaji-01",
+        ])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("HALT: wave canary failed"), "{text}");
+    let auto = &text[text.find("Automatic rollback of wave canary").expect(&text)..];
+    assert!(
+        auto.contains("pull request fleetwave/gitops-base-rollback/canary/rollback: merged as"),
+        "{auto}"
+    );
+    assert!(auto.contains("reverted 8 value(s) in 6 file(s)"), "{auto}");
+}
+
+/// A cluster added to the fleet after its wave started (batches are fixed then) is not
+/// changed behind the wave's back: it is recorded once as skipped by fleetwave with the reason,
+/// and `retry --cluster` rolls it out as a batch of its own.
+#[test]
+fn a_cluster_joining_a_started_wave_is_recorded_and_retry_adds_it() {
+    let f = fleet("batches");
+    let mut now = start();
+    // Until the prod wave has merged its first batch.
+    loop {
+        let out = f.reconcile("cache.git", now, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        let st = f.state();
+        if st.waves[1].steps.iter().any(|s| s.merged_at.is_some()) {
+            break;
+        }
+        assert!(now < start() + Duration::days(1), "prod never merged");
+        now = f.next_time(&text, now, !text.contains("did: "));
+    }
+    // Someone adds prod-new-01 (a copy of prod-us-01, label env: prod) on main.
+    let files: BTreeMap<PathBuf, Vec<u8>> = fleetwave::demo::example_files("batches")
+        .unwrap()
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("prod-us-01"))
+        .map(|(p, b)| {
+            let p = PathBuf::from(p.to_string_lossy().replace("prod-us-01", "prod-new-01"));
+            let b = String::from_utf8(b)
+                .unwrap()
+                .replace("prod-us-01", "prod-new-01");
+            (p, b.into_bytes())
+        })
+        .collect();
+    assert!(files.len() > 3, "{files:?}");
+    f.git.fetch().unwrap();
+    let main = f.git.branch_head("main").unwrap().unwrap();
+    let sig = Sig {
+        name: "alice".into(),
+        email: "alice@example.com".into(),
+        time: now,
+    };
+    let moved = f
+        .git
+        .commit_changes(&main, &files, "add prod-new-01", &sig)
+        .unwrap();
+    f.git.push("main", &moved, Some(&main)).unwrap();
+    let out = f.reconcile("cache.git", now + Duration::minutes(1), &[]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("cluster prod-new-01 joined the wave after it started"),
+        "{text}"
+    );
+    let again = stdout(&f.reconcile("cache.git", now + Duration::minutes(2), &[]));
+    assert!(
+        !again.contains("prod-new-01 joined"),
+        "recorded once: {again}"
+    );
+    let prod = f.state().waves[1].clone();
+    assert_eq!(prod.skipped["prod-new-01"].by, "fleetwave");
+    assert!(
+        prod.steps
+            .iter()
+            .all(|s| s.changes.iter().all(|c| c.cluster != "prod-new-01"))
+    );
+    let retry = fleetwave_cmd(&f, &["retry", "--cluster", "prod-new-01"]);
+    assert_eq!(retry.status.code(), Some(0), "{}", stdout(&retry));
+    let mut now = now + Duration::minutes(3);
+    for _ in 0..300 {
+        let out = f.reconcile("cache.git", now, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        if text
+            .lines()
+            .any(|l| l.starts_with("plan ") && l.ends_with(" succeeded"))
+        {
+            break;
+        }
+        now = f.next_time(&text, now, !text.contains("did: "));
+    }
+    let prod = f.state().waves[1].clone();
+    assert!(prod.clusters.contains(&"prod-new-01".to_string()));
+    assert!(!prod.skipped.contains_key("prod-new-01"));
+    let retried: Vec<_> = prod
+        .steps
+        .iter()
+        .filter(|s| s.changes.iter().any(|c| c.cluster == "prod-new-01"))
+        .collect();
+    assert_eq!(retried.len(), 1);
+    assert!(retried[0].branch.contains("retry"), "{}", retried[0].branch);
+    assert_eq!(common::cert_manager_tag(&f.git, "prod-new-01"), "2026.02");
 }

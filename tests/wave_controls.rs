@@ -1,6 +1,8 @@
 //! Production wave controls end to end: batches (`maxConcurrency`, `canary`, `order`),
-//! `batchDelay` and freezes, through `fleetwave reconcile --once` against a local bare remote,
+//! `batchDelay`, freezes, unreachable clusters and maintenance windows, through `fleetwave reconcile --once` against a local bare remote,
 //! the local forge and the simulated Flux, with time passed in by `--now`.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -252,22 +254,10 @@ fn batches_merge_in_order_one_pr_each_after_soak_delay_and_freeze() {
     assert_eq!(merges.len(), 4, "{merges:?}");
 }
 
-/// Deterministic pseudo-random numbers for kill points.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[test]
 fn a_crash_between_batches_is_repaired_by_the_next_tick() {
     let f = fleet("batches");
-    let mut rng = Lcg(0xba7c4);
+    let mut rng = common::Lcg(0xba7c4);
     let (mut kills, mut now) = (0, start());
     let mut finished = false;
     for _ in 0..600 {
@@ -422,20 +412,6 @@ fn plan_shows_batches_batch_delay_and_freezes_of_the_example_plans() {
     );
 }
 
-fn cert_manager_tag(f: &Fleet, cluster: &str) -> String {
-    f.git.fetch().unwrap();
-    let head = f.git.branch_head("main").unwrap().unwrap();
-    let path = Path::new("applications/overlays")
-        .join(cluster)
-        .join("services/sources/opencenter-cert-manager.yaml");
-    let text = String::from_utf8(f.git.read_file(&head, &path).unwrap().unwrap()).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("tag: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
-
 #[test]
 fn failure_policy_rollback_merges_the_rollback_and_halts() {
     let f = fleet("rollback");
@@ -465,7 +441,7 @@ fn failure_policy_rollback_merges_the_rollback_and_halts() {
     // Main holds the rollback: both canary clusters are back on 2026.01; the next wave was
     // never touched.
     for c in ["dev-canary-01", "stg-kamaji-01", "prod-eu-01"] {
-        assert_eq!(cert_manager_tag(&f, c), "2026.01", "{c}");
+        assert_eq!(common::cert_manager_tag(&f.git, c), "2026.01", "{c}");
     }
     assert!(
         f.merges()
@@ -609,8 +585,8 @@ fn skip_takes_a_cluster_out_once_with_who_and_why() {
             .iter()
             .all(|s| s.changes.iter().all(|c| c.cluster != "prod-eu-01"))
     );
-    assert_eq!(cert_manager_tag(&f, "prod-eu-01"), "2026.01");
-    assert_eq!(cert_manager_tag(&f, "prod-us-01"), "2026.02");
+    assert_eq!(common::cert_manager_tag(&f.git, "prod-eu-01"), "2026.01");
+    assert_eq!(common::cert_manager_tag(&f.git, "prod-us-01"), "2026.02");
     // The history names the skip, who and why.
     let h = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
         .args(["history", "--remote", f.remote.to_str().unwrap()])
@@ -806,4 +782,239 @@ fn retry_reruns_a_failed_cluster_once_and_the_plan_goes_on() {
         "{}",
         stdout(&h)
     );
+}
+
+fn status_cmd(f: &Fleet, now: DateTime<Utc>, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .env_remove("LD_PRELOAD")
+        .args(["status", "--remote", f.remote.to_str().unwrap()])
+        .args(["--plan", "plans/demo.yaml"])
+        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+        .args(["--now", &now.to_rfc3339()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_unreachable_cluster_is_skipped_after_unreachable_after_and_retry_readmits_it() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-dark}\nspec:\n  targetVersion: v1.33.5\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      onUnreachable: skip\n      unreachableAfter: 30m\n      validation: {healthCheckDuration: 30m, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let fault = ["--sim-fault", "stg-kamaji-01=Unreachable"];
+    let (mut now, mut log, mut last) = (start(), String::new(), String::new());
+    for _ in 0..60 {
+        let o = f.reconcile("cache.git", now, &fault);
+        last = stdout(&o);
+        log.push_str(&format!("--- {now}\n{last}"));
+        assert_eq!(o.status.code(), Some(0), "{log}");
+        if f.state().waves[0].skipped.contains_key("stg-kamaji-01") {
+            break;
+        }
+        now = f.next_time(&last, now);
+    }
+    let w = f.state().waves[0].clone();
+    let rec = w
+        .skipped
+        .get("stg-kamaji-01")
+        .cloned()
+        .unwrap_or_else(|| panic!("never skipped:\n{log}"));
+    assert_eq!(rec.by, "fleetwave");
+    assert!(rec.reason.contains("unreachable since"), "{}", rec.reason);
+    assert!(
+        rec.reason
+            .contains("simulated: the API server does not answer"),
+        "{}",
+        rec.reason
+    );
+    assert!(w.failed.is_empty(), "not a failure: {:?}", w.failed);
+    let merged = w.steps[0].merged_at.unwrap();
+    assert!(
+        rec.at >= merged + Duration::minutes(30),
+        "skipped at {} after a merge at {merged}",
+        rec.at
+    );
+    assert!(
+        log.contains("cluster stg-kamaji-01: skipped: unreachable since"),
+        "{log}"
+    );
+    // A second tick at the same time records nothing new.
+    let again = f.reconcile("cache.git", now, &fault);
+    assert!(
+        !stdout(&again).contains("skipped: unreachable"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(f.state().waves[0].skipped["stg-kamaji-01"], rec);
+    // status shows it skipped (text and JSON), by fleetwave, with the reason.
+    let text = stdout(&status_cmd(&f, now, &[]));
+    assert!(
+        text.contains("  skipped: stg-kamaji-01 by fleetwave at"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped by fleetwave: unreachable since"),
+        "{text}"
+    );
+    let json = stdout(&status_cmd(&f, now, &["--output", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let skipped = v["waves"][0]["skipped"][0].as_str().unwrap_or_default();
+    assert!(skipped.starts_with("stg-kamaji-01 by fleetwave"), "{json}");
+    // retry re-admits it.
+    let r = fleetwave_cmd(
+        &f,
+        &[
+            "retry",
+            "--cluster",
+            "stg-kamaji-01",
+            "--reason",
+            "back online",
+            "--by",
+            "carol",
+        ],
+    );
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        stdout(&r).contains("retrying stg-kamaji-01 in wave canary"),
+        "{}",
+        stdout(&r)
+    );
+    let st = f.state();
+    assert!(st.waves[0].skipped.is_empty());
+    assert_eq!(st.waves[0].retries, [["stg-kamaji-01"]]);
+    // The rollout goes on to the end whatever the cluster does next.
+    for _ in 0..80 {
+        now = f.next_time(&last, now);
+        let o = f.reconcile("cache.git", now, &fault);
+        last = stdout(&o);
+        log.push_str(&format!("--- {now}\n{last}"));
+        assert_eq!(o.status.code(), Some(0), "{log}");
+        if done(&last) {
+            break;
+        }
+    }
+    let st = f.state();
+    assert_eq!(st.status, PlanStatus::Succeeded, "{log}");
+    assert!(st.waves[0].failed.is_empty());
+}
+
+#[test]
+fn a_maintenance_window_holds_the_batch_until_every_cluster_is_inside() {
+    let mut files = fleetwave::demo::example_files("k8s-minor").unwrap();
+    // stg-kamaji-01 is listed by name; dev-canary-01's CAPI Cluster names its window in a label.
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: k8s-mw}\nspec:\n  targetVersion: v1.33.5\n  maintenanceWindows:\n    - name: late-morning\n      clusters: [stg-kamaji-01]\n      window: {start: \"10:00\", end: \"12:00\"}\n    - name: mid-morning\n      window: {start: \"09:00\", end: \"11:00\"}\n  waves:\n    - name: canary\n      clusterSelector: {matchLabels: {upgrade-wave: canary}}\n      validation: {healthCheckDuration: 10m, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let capi = PathBuf::from("infrastructure/clusters/dev-canary-01/cluster.yaml");
+    let labelled = |window: &str| {
+        let text = String::from_utf8(files[&capi].clone()).unwrap();
+        let with =
+            format!("    upgrade-wave: canary\n    fleetwave.io/maintenance-window: {window}\n");
+        assert!(text.contains("    upgrade-wave: canary\n"));
+        text.replace("    upgrade-wave: canary\n", &with)
+            .into_bytes()
+    };
+    // A label naming no window is refused before anything is written.
+    let mut bad = files.clone();
+    bad.insert(capi.clone(), labelled("nope"));
+    let g = fleet_with(bad);
+    let o = g.reconcile("cache.git", start(), &[]);
+    let err = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"nope\" names no entry of spec.maintenanceWindows"),
+        "{err}"
+    );
+    files.insert(capi.clone(), labelled("mid-morning"));
+    let f = fleet_with(files);
+    let first = f.reconcile("cache.git", start(), &[]);
+    assert!(
+        matches!(first.status.code(), Some(0 | 1)),
+        "{}",
+        stdout(&first)
+    );
+    let held = f.reconcile("cache.git", utc(8, 5), &[]);
+    let text = stdout(&held);
+    assert_eq!(held.status.code(), Some(1), "held is exit 1: {text}");
+    for want in [
+        "stg-kamaji-01 (window late-morning, opens 2026-11-23 10:00 UTC)",
+        "dev-canary-01 (window mid-morning, opens 2026-11-23 09:00 UTC)",
+        "; may merge from 2026-11-23 10:00 UTC",
+    ] {
+        assert!(text.contains(want), "missing {want:?}: {text}");
+    }
+    assert!(
+        text.contains("next: 2026-11-23T10:00:00"),
+        "woken when all are open: {text}"
+    );
+    let s = stdout(&status_cmd(&f, utc(8, 30), &[]));
+    assert!(
+        s.contains(
+            "  held: waiting for maintenance windows (may merge from 2026-11-23 10:00 UTC): "
+        ),
+        "{s}"
+    );
+    // The ETA counts the wait for the windows (then the steps and the 10m soak).
+    assert!(s.contains("  ETA: 2026-11-23 10:10 UTC"), "{s}");
+    // One window open, the other not yet: still held, naming only the one outside.
+    let half = f.reconcile("cache.git", utc(9, 30), &[]);
+    let text = stdout(&half);
+    assert_eq!(half.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("outside the maintenance window: stg-kamaji-01 (window late-morning"),
+        "{text}"
+    );
+    assert!(!text.contains("dev-canary-01 (window"), "{text}");
+    assert!(f.state().waves[0].steps[0].merged_at.is_none());
+    // Both open: the batch merges.
+    let open = f.reconcile("cache.git", utc(10, 0), &[]);
+    assert!(stdout(&open).contains("did: merge"), "{}", stdout(&open));
+    f.reconcile("cache.git", utc(10, 1), &[]);
+    let merged = f.state().waves[0].steps[0].merged_at.unwrap();
+    assert!((utc(10, 0)..utc(11, 0)).contains(&merged), "{merged}");
+}
+
+/// A freeze that begins while a batch soaks: the soak runs on (it merges nothing), the next
+/// batch waits for the freeze to end, and every merge falls outside it.
+#[test]
+fn a_freeze_beginning_while_a_batch_soaks_holds_the_next_batch_until_it_ends() {
+    let mut files = fleetwave::demo::example_files("batches").unwrap();
+    let plan = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: soak-freeze}\nspec:\n  gitopsBase:\n    url: https://github.com/opencenter-cloud/openCenter-gitops-base.git\n    tag: \"2026.02\"\n  waves:\n    - name: prod\n      clusterSelector: {matchLabels: {env: prod}}\n      canary: 1\n      maxConcurrency: 3\n      order: [provider]\n      freeze:\n        - {start: \"2026-11-23 08:30\", end: \"2026-11-23 12:00\", timeZone: UTC, reason: incident review}\n      validation: {healthCheckDuration: 1h, automated: true}\n";
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.as_bytes().to_vec());
+    let f = fleet_with(files);
+    let (out, log) = run(&f, &[], 300);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let w = &f.state().waves[0];
+    assert_eq!(w.batches.len(), 3);
+    let b0 = &w.steps[0];
+    let (merged0, converged0) = (b0.merged_at.unwrap(), b0.converged_at.unwrap());
+    // Batch 0 merged before the freeze and began its soak; the freeze began during the soak.
+    assert!(merged0 < utc(8, 30) && converged0 < utc(8, 30), "{log}");
+    assert!(converged0 + Duration::hours(1) > utc(8, 30));
+    let merged1 = w.steps[1].merged_at.unwrap();
+    assert!(
+        merged1 >= utc(12, 0),
+        "batch 1 merged at {merged1}, inside the freeze\n{log}"
+    );
+    assert!(
+        merged1 < utc(12, 30),
+        "batch 1 waited past the freeze: {merged1}\n{log}"
+    );
+    assert!(
+        log.contains("frozen, will not merge: incident review"),
+        "{log}"
+    );
+    for s in &w.steps {
+        let m = s.merged_at.unwrap();
+        assert!(
+            !(utc(8, 30)..utc(12, 0)).contains(&m),
+            "{} merged at {m}",
+            s.branch
+        );
+    }
 }

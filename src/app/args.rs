@@ -591,7 +591,7 @@ pub struct WorldArgs {
     /// Simulated Flux: time from a merge to Flux applying it.
     #[arg(long, default_value = "10m")]
     pub sim_delay: humantime::Duration,
-    /// Simulated Flux fault: CLUSTER=HealthCheckFailed|StuckProgressing|AlertFiring.
+    /// Simulated Flux fault: CLUSTER=HealthCheckFailed|StuckProgressing|AlertFiring|Unreachable.
     #[arg(long)]
     pub sim_fault: Vec<String>,
     /// Append alerts and telemetry to this JSONL file (idempotent by event id).

@@ -213,7 +213,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<Demo
         dir,
         faults: opts.fail.iter().cloned().collect(),
     };
-    banner(out, &d, &planned);
+    banner(out, &d, &planned, start);
     let (last, now, reviews) = d.rollout(out, start).await?;
     let st = reconcile::load_state(&d.git, &d.settings, &last.plan)
         .flat()?
@@ -236,7 +236,7 @@ pub async fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<Demo
 }
 
 /// What the demo rolls out, and which clusters of the fleet it leaves out and why.
-fn banner(out: &mut dyn Write, d: &Demo, planned: &Planned) {
+fn banner(out: &mut dyn Write, d: &Demo, planned: &Planned, start: DateTime<Utc>) {
     let selected: usize = planned.waves.iter().map(|w| w.clusters.len()).sum();
     writeln!(
         out,
@@ -259,6 +259,8 @@ fn banner(out: &mut dyn Write, d: &Demo, planned: &Planned) {
             .map_or("no wave selects it", |f| f.message.as_str());
         writeln!(out, "  not selected: {c} ({why})").ok();
     }
+    // With batches or freezes, the ETA `plan` prints, to compare with the summary's finish.
+    crate::app::commands::plan::print_eta(out, planned, start).ok();
     writeln!(
         out,
         "  remote {}  ·  1 s ≈ {} of fleet time\n",

@@ -92,8 +92,11 @@ pub fn parse_fault(s: &str) -> anyhow::Result<(String, Fault)> {
         "HealthCheckFailed" => Fault::HealthCheckFailed,
         "StuckProgressing" => Fault::StuckProgressing,
         "AlertFiring" => Fault::AlertFiring,
+        "Unreachable" => Fault::Unreachable,
         other => {
-            bail!("unknown fault {other:?}: use HealthCheckFailed, StuckProgressing or AlertFiring")
+            bail!(
+                "unknown fault {other:?}: use HealthCheckFailed, StuckProgressing, AlertFiring or Unreachable"
+            )
         }
     };
     Ok((c.to_string(), f))
@@ -896,29 +899,10 @@ fn wave_controls(
     o: &reconcile::Observed,
     now: DateTime<Utc>,
 ) {
-    let p = &o.plan;
-    let used = !p.freezes.is_empty()
-        || !p.repo_freezes.is_empty()
-        || p.waves.iter().any(|w| !w.freezes.is_empty())
-        || o.view.waves.iter().any(|w| !w.batches.is_empty())
-        || o.state
-            .waves
-            .iter()
-            .any(|w| !w.skipped.is_empty() || w.auto_rollback.is_some());
-    if !used {
-        return;
+    if let Some((waves, assumption)) = reconcile::wave_controls(o, &o.state, now) {
+        report.waves = waves;
+        report.eta_assumption = Some(assumption);
     }
-    let planned: Vec<(usize, usize)> = o
-        .view
-        .waves
-        .iter()
-        .map(|w| {
-            let steps = w.steps.iter().filter(|s| !s.changes.is_empty()).count();
-            (w.batches.len().max(1), steps)
-        })
-        .collect();
-    report.waves = crate::core::progress::controls(p, &o.state, &planned, now);
-    report.eta_assumption = Some(crate::core::progress::assumption(&o.state).1);
 }
 
 /// What the chosen cluster source reports of every cluster of the fleet (None without one).
@@ -1212,7 +1196,8 @@ fn dashboard_snapshot(
         .iter()
         .map(|w| (w.name.clone(), w.clusters.clone()))
         .collect();
-    let report = crate::core::status::build(&o.plan.name, &waves, &in_git, &o.state, observed);
+    let mut report = crate::core::status::build(&o.plan.name, &waves, &in_git, &o.state, observed);
+    wave_controls(&mut report, o, now);
     let soaks = o
         .plan
         .waves

@@ -256,6 +256,7 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
     };
     // The repository's freeze file was read with the base (and kept with the cached view).
     plan.repo_freezes = view.freezes.clone();
+    plan.wave_windows = view.waves.iter().map(|w| w.windows.clone()).collect();
     let (state, state_head) = load_state(git, s, &plan.name)?;
     Ok(Observed {
         base_head,
@@ -389,6 +390,8 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                 })
                 .collect(),
             batches: w.batches.clone(),
+            windows: w.windows.clone(),
+            joined: Vec::new(),
         })
         .enumerate()
         .map(|(wi, mut input)| {
@@ -405,10 +408,20 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                 .unwrap_or_default();
             let again =
                 crate::core::batch::expand_retries(&input.steps, input.batches.len(), retries);
+            // A cluster that joined the started wave gets nothing until `retry` adds it.
+            if let Some(ws) = st
+                .waves
+                .get(wi)
+                .filter(|ws| ws.status != crate::core::state::WaveStatus::Pending)
+            {
+                input.joined = crate::core::batch::joined(&input.steps, ws);
+            }
             // A retried cluster's remaining changes go in its retry batch only.
             for s in &mut input.steps {
-                s.changes
-                    .retain(|c| !retries.iter().flatten().any(|r| *r == c.cluster));
+                s.changes.retain(|c| {
+                    !retries.iter().flatten().any(|r| *r == c.cluster)
+                        && !input.joined.contains(&c.cluster)
+                });
             }
             input.steps = crate::core::batch::expand(&input.steps, &input.batches);
             input.steps.extend(again);
@@ -540,6 +553,7 @@ fn desired_commits(
             let own = batch.batch.is_none_or(|b| b < ws.batches.len().max(1));
             if own {
                 failed.extend(ws.retries.iter().flatten().cloned());
+                failed.extend(inputs[wi].joined.iter().cloned());
             }
         }
         if batch.batch.is_some() {
@@ -921,7 +935,8 @@ async fn carry_out<F: Forge, C: ClusterSource>(
     }
     // A hold changes no state but must show; the forge skips a body that did not change.
     if s.dashboard && (new != o.state || held.is_some()) {
-        let body = dashboard_body(&new, now, held.as_deref());
+        let controls = wave_controls(o, &new, now);
+        let body = dashboard_body(&new, now, held.as_deref(), controls.as_ref());
         if let Err(e) = forge.dashboard(&new.plan, &body).await {
             tracing::warn!("dashboard not updated: {e}");
         }
@@ -1859,8 +1874,49 @@ pub fn comment_body(
     out
 }
 
+/// The wave controls of a plan that uses them (batches, freezes, skipped clusters, automatic
+/// rollback) as of `st`, with the ETA's assumption; None for a plan without any.
+pub fn wave_controls(
+    o: &Observed,
+    st: &PlanState,
+    now: DateTime<Utc>,
+) -> Option<(Vec<crate::core::progress::WaveControls>, String)> {
+    let p = &o.plan;
+    let used = !p.freezes.is_empty()
+        || !p.repo_freezes.is_empty()
+        || p.waves.iter().any(|w| !w.freezes.is_empty())
+        || !p.maintenance_windows.is_empty()
+        || o.view.waves.iter().any(|w| !w.batches.is_empty())
+        || st.waves.iter().any(|w| {
+            !w.skipped.is_empty() || w.auto_rollback.is_some() || !w.unreachable_since.is_empty()
+        });
+    if !used {
+        return None;
+    }
+    let planned: Vec<(usize, usize)> = o
+        .view
+        .waves
+        .iter()
+        .map(|w| {
+            let steps = w.steps.iter().filter(|s| !s.changes.is_empty()).count();
+            (w.batches.len().max(1), steps)
+        })
+        .collect();
+    Some((
+        crate::core::progress::controls(p, st, &planned, now),
+        crate::core::progress::assumption(st).1,
+    ))
+}
+
 /// The plan's dashboard: waves, steps with their PRs, cluster states and soak clocks.
-pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) -> String {
+/// `controls` (from [`wave_controls`]) adds each wave's batches, skipped clusters, freeze,
+/// closed window, automatic rollback and ETA, with the ETA's assumption.
+pub fn dashboard_body(
+    st: &PlanState,
+    now: DateTime<Utc>,
+    held: Option<&str>,
+    controls: Option<&(Vec<crate::core::progress::WaveControls>, String)>,
+) -> String {
     // A rollout in progress that waits on something reads "Held", with the reason.
     let status = match (st.status, held) {
         (PlanStatus::InProgress, Some(_)) => "Held".to_string(),
@@ -1890,8 +1946,9 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
                 .converged_at
                 .map(|t| t.format("%m-%d %H:%M").to_string())
                 .unwrap_or_else(|| "–".into());
+            let batch = s.batch.map(|b| format!(" (batch {b})")).unwrap_or_default();
             out.push_str(&format!(
-                "| {} {} | {pr} | {:?} | {merged} | {conv} |\n",
+                "| {} {}{batch} | {pr} | {:?} | {merged} | {conv} |\n",
                 s.index, s.title, s.status
             ));
         }
@@ -1900,6 +1957,7 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
             .iter()
             .map(|c| match w.failed.get(c) {
                 Some(_) => format!("✗ {c}"),
+                None if w.skipped.contains_key(c) => format!("⤼ {c} (skipped)"),
                 None if w
                     .steps
                     .iter()
@@ -1913,6 +1971,11 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
             })
             .collect();
         out.push_str(&format!("\nClusters: {}\n", clusters.join(", ")));
+        if let Some((waves, assumption)) = controls {
+            if let Some(c) = waves.iter().find(|c| c.wave == w.name) {
+                out.push_str(&dashboard_controls(c, assumption));
+            }
+        }
         if let (Some(t), crate::core::state::WaveStatus::Soaking) = (w.soak_started_at, w.status) {
             out.push_str(&format!(
                 "\nSoaking since {} ({} so far).\n",
@@ -1922,6 +1985,33 @@ pub fn dashboard_body(st: &PlanState, now: DateTime<Utc>, held: Option<&str>) ->
         }
     }
     out
+}
+
+/// A wave's controls on the dashboard issue, as a list under its cluster line.
+fn dashboard_controls(c: &crate::core::progress::WaveControls, assumption: &str) -> String {
+    let fmt = "%Y-%m-%d %H:%M UTC";
+    let mut lines: Vec<String> = c.batches.iter().map(|b| format!("- {b}")).collect();
+    lines.extend(c.skipped.iter().map(|s| format!("- skipped: {s}")));
+    if let Some(f) = &c.freeze {
+        lines.push(format!("- freeze {f}"));
+    }
+    if let Some(w) = &c.next_window {
+        lines.push(format!("- window closed; next opens {}", w.format(fmt)));
+    }
+    if let Some(r) = &c.rollback {
+        lines.push(format!("- automatic rollback: {r}"));
+    }
+    lines.extend(c.unreachable.iter().map(|u| format!("- unreachable: {u}")));
+    if let Some(m) = &c.maintenance {
+        lines.push(format!("- held: {m}"));
+    }
+    if let Some(e) = &c.eta {
+        lines.push(format!("- ETA {} ({assumption})", e.format(fmt)));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("\n{}\n", lines.join("\n"))
 }
 
 /// The reviewers wave `wi`'s approval gates accept (None when it has no approval gate).

@@ -142,6 +142,26 @@ pub fn batch_wait(
     Some((until, why))
 }
 
+/// Clusters that `steps` change but the started wave `ws` did not hold when it started (added
+/// to the fleet or relabelled since), not already out and not retried: the wave's clusters and
+/// batches are fixed at its start, so these get no change until `fleetwave retry` adds them.
+pub fn joined(steps: &[StepPlan], ws: &WaveState) -> Vec<String> {
+    let mut out: Vec<String> = steps
+        .iter()
+        .flat_map(|s| &s.changes)
+        .map(|c| &c.cluster)
+        .filter(|c| {
+            !ws.clusters.contains(c)
+                && !ws.is_out(c)
+                && !ws.retries.iter().flatten().any(|r| r == *c)
+        })
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The steps of the wave's retry batches (`fleetwave retry`), after its own: batch numbers go
 /// on from the wave's last batch; branches are `<step branch>-retry-<k>`.
 pub fn expand_retries(
@@ -243,5 +263,45 @@ mod tests {
         );
         assert_ne!(a[0], names(20), "shuffled");
         assert_ne!(a, partition(&s(8), &names(20), &labels));
+    }
+
+    #[test]
+    fn joined_are_the_changed_clusters_the_started_wave_did_not_hold() {
+        use crate::core::state::{ChangeRecord, Changed, SkipRecord};
+        let change = |c: &str| ChangeRecord {
+            cluster: c.into(),
+            file: "f.yaml".into(),
+            field: "spec.ref.tag".into(),
+            what: Changed::GitopsBase,
+            from: "2026.01".into(),
+            to: "2026.02".into(),
+        };
+        let step = StepPlan {
+            index: 1,
+            id: "s".into(),
+            title: "s".into(),
+            kubernetes: None,
+            branch: "b".into(),
+            changes: ["a", "new", "gone", "retried", "new"]
+                .iter()
+                .map(|c| change(c))
+                .collect(),
+            batch: None,
+            clusters: Vec::new(),
+        };
+        let mut ws = WaveState {
+            clusters: vec!["a".into()],
+            retries: vec![vec!["retried".into()]],
+            ..Default::default()
+        };
+        ws.skipped.insert(
+            "gone".into(),
+            SkipRecord {
+                by: "alice".into(),
+                at: chrono::Utc::now(),
+                reason: String::new(),
+            },
+        );
+        assert_eq!(joined(&[step], &ws), ["new"]);
     }
 }

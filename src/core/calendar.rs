@@ -245,8 +245,9 @@ pub fn eta(
     let d = |x: std::time::Duration| chrono::Duration::from_std(x).unwrap_or_default();
     let mut t = start;
     let mut out = Vec::new();
-    for w in waves {
+    for (wi, w) in waves.iter().enumerate() {
         let spec = w.wave;
+        let maint = wave_maintenance(plan, wi);
         if w.batches == 0 {
             // Finished: nothing left.
             out.push(t);
@@ -269,7 +270,7 @@ pub fn eta(
                 t = t.max(c + d(spec.soak).max(d(spec.batch_delay)));
             }
             for _ in 0..w.steps {
-                t = may_merge(spec, &freezes, t) + a.convergence;
+                t = may_merge(spec, &freezes, &maint, t) + a.convergence;
             }
             prev = Some(t);
         }
@@ -279,10 +280,28 @@ pub fn eta(
     out
 }
 
-/// The first time at or after `t` inside the wave's window and outside every freeze.
+/// The maintenance windows of wave `wi`'s clusters, each once. The ETA takes every batch to
+/// wait for all of them open together (a lower bound, the first opening of any, when they
+/// never are): batches whose clusters share a window may go sooner.
+fn wave_maintenance(plan: &crate::core::plan::Plan, wi: usize) -> Vec<&crate::core::plan::Window> {
+    let mut idx: Vec<usize> = plan
+        .wave_windows
+        .get(wi)
+        .map(|m| m.values().copied().collect())
+        .unwrap_or_default();
+    idx.sort_unstable();
+    idx.dedup();
+    idx.iter()
+        .filter_map(|i| plan.maintenance_windows.get(*i).map(|m| &m.window))
+        .collect()
+}
+
+/// The first time at or after `t` inside the wave's window and its clusters' maintenance
+/// windows, and outside every freeze.
 fn may_merge(
     wave: &crate::core::plan::Wave,
     freezes: &[&Freeze],
+    maint: &[&crate::core::plan::Window],
     mut t: DateTime<Utc>,
 ) -> DateTime<Utc> {
     // Each round moves forward; a year of rounds means the window never opens outside a freeze.
@@ -291,6 +310,16 @@ fn may_merge(
         let opened = match &wave.window {
             Some(win) => crate::core::decide::window_state(win, thawed).1,
             None => thawed,
+        };
+        let opened = match maint {
+            [] => opened,
+            _ => crate::core::maintenance::all_open(maint, opened).unwrap_or_else(|| {
+                maint
+                    .iter()
+                    .map(|w| crate::core::decide::window_state(w, opened).1)
+                    .min()
+                    .unwrap_or(opened)
+            }),
         };
         if opened == t {
             return t;
@@ -350,6 +379,37 @@ mod tests {
         assert_eq!(
             thaw(&all, t("2026-12-19T00:00:00Z")),
             t("2026-12-19T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn the_eta_waits_for_the_wave_s_maintenance_windows() {
+        let text = "apiVersion: fleet.opencenter.cloud/v1alpha1\nkind: FleetUpgradePlan\nmetadata: {name: p}\nspec:\n  targetVersion: v1.33.5\n  maintenanceWindows:\n    - clusters: [a]\n      window: {start: \"10:00\", end: \"12:00\"}\n    - clusters: [b]\n      window: {start: \"11:00\", end: \"13:00\"}\n  waves:\n    - name: w\n      clusterSelector: {matchLabels: {w: x}}\n";
+        let mut plan = crate::core::plan::load(Path::new("p.yaml"), text.into())
+            .unwrap()
+            .0;
+        let waves = |plan: &crate::core::plan::Plan| {
+            let w = [EtaWave {
+                wave: &plan.waves[0],
+                batches: 1,
+                steps: 1,
+                soaking_since: None,
+            }];
+            let a = EtaAssumption {
+                convergence: chrono::Duration::zero(),
+            };
+            eta(plan, &w, t("2026-11-23T08:00:00Z"), a)[0]
+        };
+        assert_eq!(
+            waves(&plan),
+            t("2026-11-23T08:00:00Z"),
+            "not resolved: no wait"
+        );
+        plan.wave_windows = vec![[("a".to_string(), 0), ("b".to_string(), 1)].into()];
+        assert_eq!(
+            waves(&plan),
+            t("2026-11-23T11:00:00Z"),
+            "both open from 11:00"
         );
     }
 }

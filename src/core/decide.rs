@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 
 use crate::core::cluster::{self, ClusterObservation, Convergence, Role};
 use crate::core::notify::{Alert, Event, Outcome, Telemetry};
-use crate::core::plan::{MaxFailures, Plan, Wave, Window};
+use crate::core::plan::{MaxFailures, OnUnreachable, Plan, Wave, Window};
 use crate::core::state::{
     ChangeRecord, Changed, GateRecord, GateState, Outbox, PlanState, PlanStatus, PostedStatus,
     StepState, StepStatus, WaveState, WaveStatus,
@@ -42,6 +42,11 @@ pub struct WaveInput {
     pub steps: Vec<StepPlan>,
     /// The wave's batches in merge order (empty: one batch); fixed when the wave starts.
     pub batches: Vec<Vec<String>>,
+    /// Cluster → its maintenance window (index into `plan.maintenance_windows`).
+    pub windows: BTreeMap<String, usize>,
+    /// Clusters with changes that the started wave did not hold when it started
+    /// ([`crate::core::batch::joined`]); their changes are left out of `steps`.
+    pub joined: Vec<String>,
 }
 
 /// A step commit built on the current base.
@@ -293,7 +298,37 @@ fn init(cx: &mut Ctx) {
             ws.clusters = input.clusters.clone();
             ws.batches = input.batches.clone();
             ws.steps = input.steps.iter().map(step_state).collect();
+        } else {
+            record_joiners(cx, i);
         }
+    }
+}
+
+/// Why a cluster that joined a started wave is left out (kept in its skip record).
+pub const JOINED_LATE: &str = "joined the wave after it started (its clusters and batches are fixed when it starts), so this rollout does not change it; `fleetwave retry --cluster` adds it as a batch of its own";
+
+/// A cluster the wave selects now, with changes to make, that was not among the wave's
+/// clusters when it started (added to the fleet, or relabelled) is recorded as skipped by
+/// fleetwave, once, with the reason: it is never changed by a step that does not track it.
+fn record_joiners(cx: &mut Ctx, wi: usize) {
+    let ws = &cx.state.waves[wi];
+    let joined: Vec<String> = cx.world.waves[wi]
+        .joined
+        .iter()
+        .filter(|c| !ws.is_out(c))
+        .cloned()
+        .collect();
+    for c in joined {
+        let name = cx.state.waves[wi].name.clone();
+        cx.note(format!("wave {name}: cluster {c} {JOINED_LATE}"));
+        cx.state.waves[wi].skipped.insert(
+            c,
+            crate::core::state::SkipRecord {
+                by: "fleetwave".into(),
+                at: cx.now,
+                reason: JOINED_LATE.into(),
+            },
+        );
     }
 }
 
@@ -575,6 +610,9 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         cx.wake(until);
         return;
     }
+    if held_outside_windows(cx, wi, si, wave, p) {
+        return;
+    }
     // What would make the merged change fail on the cluster: the provider refusing the
     // template, the API server no longer serving what clients ask for, a drain waiting on
     // PodDisruptionBudgets for ever.
@@ -632,6 +670,42 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         step_no(&cx.state, wi, si),
         &p.head[..p.head.len().min(12)]
     ));
+}
+
+/// Hold step `si` (exit 1, pending status naming the clusters) while a cluster it changes is
+/// outside its maintenance window; true when held.
+fn held_outside_windows(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) -> bool {
+    let Some(closed) = maintenance_closed(cx, wi, si) else {
+        return false;
+    };
+    let (desc, short) = (closed.describe(), closed.summary());
+    let n = step_no(&cx.state, wi, si);
+    if !posted_is(&cx.state, wi, si, &short) {
+        cx.note(format!("wave {} step {n}: {desc}", wave.name));
+    }
+    cx.status(wi, si, &p.head, GateState::Pending, short);
+    cx.held = Some(format!("wave {} step {n}: {desc}", wave.name));
+    if let Some(t) = closed.wake() {
+        cx.wake(t);
+    }
+    true
+}
+
+/// The clusters step `si` changes that are outside their maintenance window now, if any.
+fn maintenance_closed(cx: &Ctx, wi: usize, si: usize) -> Option<crate::core::maintenance::Closed> {
+    let windows = &cx.world.waves.get(wi)?.windows;
+    if windows.is_empty() {
+        return None;
+    }
+    let ws = &cx.state.waves[wi];
+    let mut clusters: Vec<&str> = ws.steps[si]
+        .changes
+        .iter()
+        .map(|c| c.cluster.as_str())
+        .filter(|c| !ws.is_out(c))
+        .collect();
+    clusters.dedup();
+    crate::core::maintenance::closed(cx.plan, windows, &clusters, cx.now)
 }
 
 /// Whether the step's posted status already says `desc` (as cut for the forge).
@@ -721,8 +795,15 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
     for c in &step.changes {
         changes.entry(c.cluster.as_str()).or_default().push(c);
     }
+    // Unreachable clusters under `onUnreachable: skip` wait for `unreachableAfter`, not for
+    // progressDeadline; they hold the step until they answer or are skipped.
+    let mut dark = false;
     for c in &clusters {
         if step.converged.contains_key(c) || cx.state.waves[wi].is_out(c) {
+            continue;
+        }
+        if unreachable(cx, wi, wave, c).is_some() {
+            dark |= !cx.state.waves[wi].is_out(c);
             continue;
         }
         let obs = cx.world.clusters.get(c).cloned().unwrap_or_default();
@@ -745,28 +826,14 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
             }
         }
     }
-    if let (Some(deadline), Some(merged_at)) = (wave.progress_deadline, step.merged_at) {
-        let due = merged_at + Duration::from_std(deadline).unwrap_or_default();
-        if cx.now >= due {
-            for (c, r) in waiting.drain(..) {
-                let why = format!(
-                    "did not converge within progressDeadline {}: {r}",
-                    humantime::format_duration(deadline)
-                );
-                cx.state.waves[wi].failed.insert(c.clone(), why.clone());
-                cx.note(format!("wave {} cluster {c} failed: {why}", wave.name));
-            }
-        } else {
-            cx.wake(due);
-        }
-    }
+    progress_deadline(cx, wi, wave, step.merged_at, &mut waiting);
     // Clusters already upgraded must stay healthy while later clusters converge.
     let _ = gate_breaches(cx, wi, wave);
     if cx.state.waves[wi].failed.len() > allowed {
         fail_wave(cx, wi, wave);
         return false;
     }
-    if waiting.is_empty() {
+    if waiting.is_empty() && !dark {
         let s = &mut cx.state.waves[wi].steps[si];
         s.status = StepStatus::Converged;
         s.converged_at = Some(cx.now);
@@ -778,6 +845,32 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
         return true;
     }
     false
+}
+
+/// `progressDeadline` after the merge: the clusters still `waiting` fail (and are drained).
+fn progress_deadline(
+    cx: &mut Ctx,
+    wi: usize,
+    wave: &Wave,
+    merged_at: Option<DateTime<Utc>>,
+    waiting: &mut Vec<(String, String)>,
+) {
+    let (Some(deadline), Some(merged_at)) = (wave.progress_deadline, merged_at) else {
+        return;
+    };
+    let due = merged_at + Duration::from_std(deadline).unwrap_or_default();
+    if cx.now < due {
+        cx.wake(due);
+        return;
+    }
+    for (c, r) in waiting.drain(..) {
+        let why = format!(
+            "did not converge within progressDeadline {}: {r}",
+            humantime::format_duration(deadline)
+        );
+        cx.state.waves[wi].failed.insert(c.clone(), why.clone());
+        cx.note(format!("wave {} cluster {c} failed: {why}", wave.name));
+    }
 }
 
 /// What `cluster` reports, with the wave's local gates (nodes, podRestarts) evaluated and the
@@ -926,8 +1019,13 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
         .rev()
         .find_map(|s| s.merged_commit.clone());
     let clusters = cx.state.waves[wi].clusters.clone();
+    let mut dark = false;
     for c in &clusters {
         if cx.state.waves[wi].is_out(c) {
+            continue;
+        }
+        if unreachable(cx, wi, wave, c).is_some() {
+            dark |= !cx.state.waves[wi].is_out(c);
             continue;
         }
         let obs = observed(cx, wi, wave, c);
@@ -961,6 +1059,10 @@ fn soak(cx: &mut Ctx, wi: usize, wave: &Wave) {
     let end = started + Duration::from_std(wave.soak).unwrap_or_default();
     if cx.now < end {
         cx.wake(end);
+        return;
+    }
+    if dark {
+        // Soaked, but a cluster is dark: the wave passes once it answers or is skipped.
         return;
     }
     let ws = &mut cx.state.waves[wi];
@@ -1137,6 +1239,13 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
     };
     let mut first = None;
     for c in touched {
+        if let Some(why) = unreachable(cx, wi, wave, &c) {
+            // Not a breach; but no more changes go to it while it may still come back.
+            if !cx.state.waves[wi].is_out(&c) {
+                first.get_or_insert(format!("{c}: {why}"));
+            }
+            continue;
+        }
         let obs = observed(cx, wi, wave, &c);
         let breach = cluster::failing_gate(&obs)
             .map(|g| {
@@ -1163,6 +1272,59 @@ fn gate_breaches(cx: &mut Ctx, wi: usize, wave: &Wave) -> Option<String> {
         fail_wave(cx, wi, wave);
     }
     first
+}
+
+/// `onUnreachable: skip`: whether `c` is unreachable (Some(why)), tracking since when in the
+/// wave's state; once it has been for `unreachableAfter` without a break it is skipped (by
+/// "fleetwave", not a failure). A cluster that answers again starts over. With `wait`, None:
+/// the cluster is judged as it always was.
+fn unreachable(cx: &mut Ctx, wi: usize, wave: &Wave, c: &str) -> Option<String> {
+    let OnUnreachable::Skip(after) = wave.on_unreachable else {
+        return None;
+    };
+    let Some(why) = cluster::unreachable(cx.world.clusters.get(c)) else {
+        cx.state.waves[wi].unreachable_since.remove(c);
+        return None;
+    };
+    let now = cx.now;
+    let ws = &mut cx.state.waves[wi];
+    let since = *ws.unreachable_since.entry(c.to_string()).or_insert(now);
+    let due = since + Duration::from_std(after).unwrap_or_default();
+    let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    if now < due {
+        cx.wake(due);
+        return Some(format!(
+            "unreachable since {} ({why}); skipped at {} unless it answers (onUnreachable: skip)",
+            at(since),
+            at(due)
+        ));
+    }
+    // Nothing in the fleet answers: more likely fleetwave is cut off (its kubeconfig, the
+    // hub) than every cluster gone at once. Skipping them all would empty the wave.
+    let seen = cx.world.clusters.values();
+    if !seen
+        .into_iter()
+        .any(|o| cluster::unreachable(Some(o)).is_none())
+    {
+        return Some(format!(
+            "unreachable since {} ({why}); not skipped while no cluster of the fleet answers",
+            at(since)
+        ));
+    }
+    ws.unreachable_since.remove(c);
+    let reason = format!(
+        "unreachable since {} ({why}), longer than unreachableAfter {} (onUnreachable: skip)",
+        at(since),
+        humantime::format_duration(after)
+    );
+    let record = crate::core::state::SkipRecord {
+        by: "fleetwave".into(),
+        at: now,
+        reason: reason.clone(),
+    };
+    ws.skipped.insert(c.to_string(), record);
+    cx.note(format!("wave {} cluster {c}: skipped: {reason}", wave.name));
+    Some(reason)
 }
 
 /// Halt the plan on wave `wi`. Once per wave: the soak gates and the convergence check may
@@ -1423,11 +1585,15 @@ spec:
                 clusters: vec!["c1".into()],
                 steps: vec![step("canary", &["c1"])],
                 batches: Vec::new(),
+                windows: BTreeMap::new(),
+                joined: Vec::new(),
             },
             WaveInput {
                 clusters: vec!["c2".into(), "c3".into()],
                 steps: vec![step("prod", &["c2", "c3"])],
                 batches: Vec::new(),
+                windows: BTreeMap::new(),
+                joined: Vec::new(),
             },
         ]
     }
@@ -2243,6 +2409,8 @@ mod tests_support {
         pub reviews: bool,
         /// The first step swaps a k0rdent template (from, to) instead of raising versions.
         pub template: Option<(&'static str, &'static str)>,
+        /// Cluster → maintenance window.
+        pub windows: BTreeMap<String, usize>,
     }
 
     pub fn world(now: DateTime<Utc>) -> Wd {
@@ -2262,6 +2430,7 @@ mod tests_support {
             clusters: BTreeMap::new(),
             reviews: false,
             template: None,
+            windows: BTreeMap::new(),
         }
     }
 
@@ -2314,6 +2483,8 @@ mod tests_support {
                     },
                 ],
                 batches: Vec::new(),
+                windows: self.windows.clone(),
+                joined: Vec::new(),
             }];
             let world = World {
                 now: self.now,
@@ -2346,5 +2517,202 @@ mod tests_support {
             pr.open = false;
             pr.merged = Some((commit.into(), at));
         }
+    }
+}
+
+#[cfg(test)]
+mod unreachable_clusters {
+    use super::tests_support::*;
+    use super::*;
+
+    const SKIP: &str = "      onUnreachable: skip\n      unreachableAfter: 30m\n";
+
+    fn dark() -> ClusterObservation {
+        ClusterObservation {
+            unobservable: Some("no context for this cluster in the kubeconfig".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Step 1 merged at t(1) as M1; c1 observed as `obs` from then on.
+    fn merged_step(p: &Plan, obs: ClusterObservation) -> (PlanState, Wd) {
+        let mut w = world(t(0));
+        let st = w.decide(p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let st = w.decide(p, &st).state;
+        w.merged(B1, M1, t(1));
+        w.base = M1.into();
+        w.clusters.insert("c1".into(), obs);
+        // Another cluster of the fleet answers: fleetwave itself is not cut off.
+        w.clusters.insert("c9".into(), healthy(M1));
+        (st, w)
+    }
+
+    #[test]
+    fn a_dark_cluster_is_skipped_after_unreachable_after_not_failed() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let (st, mut w) = merged_step(&p, dark());
+        w.now = t(5);
+        let d = w.decide(&p, &st);
+        let ws = &d.state.waves[0];
+        assert_eq!(ws.unreachable_since.get("c1"), Some(&t(5)));
+        assert!(ws.skipped.is_empty() && ws.failed.is_empty());
+        assert_eq!(d.wake_at, Some(t(35)), "woken when it is due");
+        // The same tick again records nothing new.
+        let again = w.decide(&p, &d.state);
+        assert_eq!(again.state.waves, d.state.waves);
+        // It answers again: the clock starts over.
+        w.now = t(20);
+        w.clusters.insert("c1".into(), healthy(BASE));
+        let st = w.decide(&p, &d.state).state;
+        assert!(st.waves[0].unreachable_since.is_empty());
+        w.now = t(25);
+        w.clusters.insert("c1".into(), dark());
+        let st = w.decide(&p, &st).state;
+        w.now = t(54);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].skipped.is_empty(), "25 minutes dark is not 30");
+        w.now = t(55);
+        let d = w.decide(&p, &st);
+        let ws = &d.state.waves[0];
+        let rec = &ws.skipped["c1"];
+        assert_eq!((rec.by.as_str(), rec.at), ("fleetwave", t(55)));
+        assert!(
+            rec.reason
+                .contains("unreachable since 2026-11-23 08:25 UTC"),
+            "{}",
+            rec.reason
+        );
+        assert!(ws.failed.is_empty() && ws.unreachable_since.is_empty());
+        assert_eq!(d.state.status, PlanStatus::InProgress);
+        assert_eq!(
+            ws.steps[0].status,
+            StepStatus::Converged,
+            "nothing left to wait for"
+        );
+        let again = w.decide(&p, &d.state);
+        assert_eq!(again.state.waves[0].skipped, d.state.waves[0].skipped);
+        assert!(
+            !again.notes.iter().any(|n| n.contains("skipped")),
+            "{:?}",
+            again.notes
+        );
+    }
+
+    #[test]
+    fn nobody_is_skipped_while_no_cluster_of_the_fleet_answers() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let (st, mut w) = merged_step(&p, dark());
+        w.clusters.insert("c9".into(), dark());
+        w.now = t(5);
+        let st = w.decide(&p, &st).state;
+        w.now = t(60);
+        let d = w.decide(&p, &st);
+        assert!(d.state.waves[0].skipped.is_empty());
+        assert_eq!(d.state.waves[0].unreachable_since.get("c1"), Some(&t(5)));
+        // One answers again: the dark one is skipped on that tick.
+        w.clusters.insert("c9".into(), healthy(M1));
+        w.now = t(65);
+        let d = w.decide(&p, &d.state);
+        assert!(d.state.waves[0].skipped.contains_key("c1"));
+    }
+
+    #[test]
+    fn with_wait_a_dark_cluster_is_waited_for_and_progress_deadline_still_fails_it() {
+        let p = plan(&format!("{PLAN_SPLIT}      progressDeadline: 1h\n"));
+        let (st, mut w) = merged_step(&p, dark());
+        w.now = t(40);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].unreachable_since.is_empty() && st.waves[0].skipped.is_empty());
+        assert!(st.waves[0].failed.is_empty());
+        w.now = t(62);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].failed["c1"].contains("progressDeadline"));
+        assert!(st.waves[0].skipped.is_empty());
+    }
+
+    #[test]
+    fn a_reachable_but_failing_cluster_is_a_failure_not_skipped() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let mut broken = healthy(M1);
+        broken.kustomizations[0].conditions = vec![crate::core::cluster::Condition::new(
+            "Ready",
+            "False",
+            "HealthCheckFailed",
+            "timeout",
+        )];
+        broken.kustomizations[0].last_applied_revision = Some(format!("main@sha1:{BASE}"));
+        let (st, mut w) = merged_step(&p, broken);
+        w.now = t(5);
+        let st = w.decide(&p, &st).state;
+        assert!(st.waves[0].failed.contains_key("c1"));
+        assert!(st.waves[0].skipped.is_empty() && st.waves[0].unreachable_since.is_empty());
+    }
+
+    #[test]
+    fn a_converged_cluster_going_dark_holds_the_next_step_then_is_skipped_not_failed() {
+        let p = plan(&format!("{PLAN_SPLIT}{SKIP}"));
+        let (st, mut w) = merged_step(&p, healthy(M1));
+        w.now = t(5);
+        let st = w.decide(&p, &st).state;
+        assert_eq!(st.waves[0].steps[0].status, StepStatus::Converged);
+        w.desired.insert(
+            B2.into(),
+            Desired {
+                commit: H2.into(),
+                tree: "t2".into(),
+            },
+        );
+        w.open_pr(B2, H2, "t2");
+        w.clusters.insert("c1".into(), dark());
+        w.now = t(10);
+        let d = w.decide(&p, &st);
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        let held = d.effects.iter().any(|e| matches!(e, Effect::SetStatus { description, .. } if description.contains("c1: unreachable since 2026-11-23 08:10 UTC")));
+        assert!(held, "{:?}", d.effects);
+        assert!(
+            d.state.waves[0].failed.is_empty(),
+            "{:?}",
+            d.state.waves[0].failed
+        );
+        w.now = t(41);
+        let st = w.decide(&p, &d.state).state;
+        assert!(st.waves[0].skipped.contains_key("c1"));
+        assert!(st.waves[0].failed.is_empty());
+        assert_eq!(st.status, PlanStatus::InProgress);
+    }
+}
+
+#[cfg(test)]
+mod maintenance_windows {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_batch_merges_only_inside_its_clusters_maintenance_windows() {
+        let p = plan(&format!(
+            "{PLAN_SPLIT}  maintenanceWindows:\n    - clusters: [c1]\n      window: {{start: \"10:00\", end: \"11:00\"}}\n"
+        ));
+        let mut w = world(t(0));
+        w.windows.insert("c1".into(), 0);
+        let st = w.decide(&p, &PlanState::default()).state;
+        w.open_pr(B1, H1, "t1");
+        let d = w.decide(&p, &st);
+        assert!(!d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
+        let held = d.held.clone().unwrap_or_default();
+        assert!(
+            held.contains("outside the maintenance window: c1 (maintenanceWindows[0], opens 2026-11-23 10:00 UTC)"),
+            "{held}"
+        );
+        assert_eq!(d.wake_at, Some(t(120)));
+        let again = w.decide(&p, &d.state);
+        assert_eq!(
+            again.state.waves, d.state.waves,
+            "a held tick again records nothing"
+        );
+        w.now = t(120);
+        let d = w.decide(&p, &d.state);
+        assert!(d.held.is_none(), "{:?}", d.held);
+        assert!(d.effects.iter().any(|e| matches!(e, Effect::Merge { .. })));
     }
 }

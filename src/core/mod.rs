@@ -19,6 +19,7 @@ pub mod inline;
 pub mod kbases;
 pub mod kinds;
 pub mod locate;
+pub mod maintenance;
 pub mod notify;
 pub mod plan;
 pub mod planner;

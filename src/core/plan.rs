@@ -80,6 +80,26 @@ struct SpecFile {
     /// Change freezes (deny windows) for every wave of this plan: nothing merges inside one.
     #[serde(default)]
     freeze: Vec<FreezeFile>,
+    /// Per-cluster maintenance windows: a batch merges only while every cluster in it is
+    /// inside its window. A cluster takes the first entry that names it (`clusters`), selects
+    /// it (`clusterSelector`), or that its label `fleetwave.io/maintenance-window` names.
+    #[serde(default)]
+    maintenance_windows: Vec<MaintenanceWindowFile>,
+}
+
+/// One entry of `spec.maintenanceWindows`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MaintenanceWindowFile {
+    /// Clusters labelled `fleetwave.io/maintenance-window: <name>` take this window.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    cluster_selector: Option<Selector>,
+    /// Cluster names.
+    #[serde(default)]
+    clusters: Vec<String>,
+    window: WindowFile,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -160,6 +180,55 @@ struct WaveFile {
     /// or `rollback`: open and merge the rollback PR for what is reversible, then halt.
     #[serde(default)]
     failure_policy: Option<String>,
+    /// A cluster that took a merged step and cannot be observed (no context, API server not
+    /// answering, no Flux Kustomization): `wait` (default) or `skip` it after
+    /// `unreachableAfter`.
+    #[serde(default)]
+    on_unreachable: Option<String>,
+    /// How long a cluster must stay unreachable before `onUnreachable: skip` skips it.
+    #[serde(default)]
+    unreachable_after: Option<String>,
+}
+
+/// What a wave does with a cluster it cannot observe after a merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnUnreachable {
+    /// Keep waiting (progressDeadline still applies): what fleetwave always did.
+    #[default]
+    Wait,
+    /// Skip the cluster once it has been unreachable this long without a break.
+    Skip(#[serde(with = "humantime_serde_secs")] Duration),
+}
+
+/// The label naming a cluster's maintenance window (an entry of `spec.maintenanceWindows`).
+pub const MAINTENANCE_WINDOW_LABEL: &str = "fleetwave.io/maintenance-window";
+
+/// A per-cluster maintenance window (`spec.maintenanceWindows[]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceWindow {
+    pub name: Option<String>,
+    pub selector: Option<Selector>,
+    pub clusters: Vec<String>,
+    pub window: Window,
+}
+
+impl MaintenanceWindow {
+    /// Whether this entry is the window of `cluster` with `labels`.
+    pub fn applies(&self, cluster: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.clusters.iter().any(|c| c == cluster)
+            || self.selector.as_ref().is_some_and(|s| s.matches(labels))
+            || self.name.is_some() && labels.get(MAINTENANCE_WINDOW_LABEL) == self.name.as_ref()
+    }
+
+    /// How messages name it: `window weekend-night`, or `maintenanceWindows[2]`.
+    pub fn label(&self, i: usize) -> String {
+        match &self.name {
+            Some(n) => format!("window {n}"),
+            None => format!("maintenanceWindows[{i}]"),
+        }
+    }
 }
 
 /// What a wave does when it fails.
@@ -379,6 +448,8 @@ pub struct Wave {
     pub freezes: Vec<Freeze>,
     /// `failurePolicy`.
     pub failure_policy: FailurePolicy,
+    /// `onUnreachable` with `unreachableAfter`.
+    pub on_unreachable: OnUnreachable,
 }
 
 /// How many clusters a batch holds.
@@ -447,6 +518,12 @@ pub struct Plan {
     pub freezes: Vec<Freeze>,
     /// `.fleetwave/freeze.yaml` of the fleet repository, when the planner read one.
     pub repo_freezes: Vec<Freeze>,
+    /// `spec.maintenanceWindows`: per-cluster windows (the planner resolves which cluster
+    /// takes which).
+    pub maintenance_windows: Vec<MaintenanceWindow>,
+    /// Per wave, cluster → its maintenance window (index into `maintenance_windows`), when
+    /// the planner resolved them against the fleet (empty otherwise).
+    pub wave_windows: Vec<BTreeMap<String, usize>>,
 }
 
 impl Plan {
@@ -504,6 +581,7 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
     }
     let freezes =
         crate::core::calendar::freezes(src, &path!["spec", "freeze"], &spec.freeze, &mut errs);
+    let maintenance_windows = maintenance_windows(src, &spec.maintenance_windows, &mut errs);
     let mut names = BTreeSet::new();
     let waves: Vec<Wave> = spec
         .waves
@@ -534,6 +612,8 @@ fn validate(src: &YamlSource, f: PlanFile) -> Result<Plan, Diags> {
             version_catalog: spec.version_catalog,
             freezes,
             repo_freezes: Vec::new(),
+            maintenance_windows,
+            wave_windows: Vec::new(),
             provider_versions: spec.provider_versions,
             efficient_upgrades: spec.efficient_upgrades,
         })
@@ -780,7 +860,10 @@ fn wave(
         .as_ref()
         .map(|d| duration(src, &at("progressDeadline"), d, errs));
     let max_failures = max_failures(src, i, w.max_failures.as_ref(), errs);
-    let window = w.window.as_ref().map(|win| window(src, i, win, errs));
+    let window = w
+        .window
+        .as_ref()
+        .map(|win| window(src, &at("window"), win, errs));
     for (j, g) in w.gates.iter().enumerate() {
         check_gate(src, &path!["spec", "waves", i, "gates", j], g, errs);
     }
@@ -821,6 +904,7 @@ fn wave(
     for f in &mut freezes {
         f.source = format!("wave {}", w.name);
     }
+    let on_unreachable = on_unreachable(src, i, &w, errs);
     Wave {
         name: w.name,
         selector: w.cluster_selector,
@@ -835,7 +919,120 @@ fn wave(
         batch_delay,
         freezes,
         failure_policy,
+        on_unreachable,
     }
+}
+
+/// `onUnreachable` and `unreachableAfter`: skip needs the duration, and the duration means
+/// nothing without skip (no default: how long a cluster may be dark is the user's call).
+fn on_unreachable(src: &YamlSource, i: usize, w: &WaveFile, errs: &mut Vec<Diag>) -> OnUnreachable {
+    let at = |k: &str| path!["spec", "waves", i, k];
+    let after = w
+        .unreachable_after
+        .as_ref()
+        .map(|d| duration(src, &at("unreachableAfter"), d, errs));
+    if let Some(t) = &w.unreachable_after
+        && humantime::parse_duration(t).is_ok_and(|d| d.is_zero())
+    {
+        errs.push(
+            src.at(&at("unreachableAfter"), "unreachableAfter is zero")
+                .hint("give a cluster time to answer again, e.g. `unreachableAfter: 30m`"),
+        );
+    }
+    match (w.on_unreachable.as_deref(), after) {
+        (None | Some("wait"), None) => OnUnreachable::Wait,
+        (None | Some("wait"), Some(_)) => {
+            errs.push(
+                src.at(&at("unreachableAfter"), "unreachableAfter without `onUnreachable: skip`")
+                    .hint("add `onUnreachable: skip`, or remove unreachableAfter (unreachable clusters are then waited for)"),
+            );
+            OnUnreachable::Wait
+        }
+        (Some("skip"), Some(d)) => OnUnreachable::Skip(d),
+        (Some("skip"), None) => {
+            errs.push(
+                src.at(&at("onUnreachable"), "onUnreachable: skip needs unreachableAfter")
+                    .hint("say how long a cluster may stay unreachable before it is skipped, e.g. `unreachableAfter: 30m`"),
+            );
+            OnUnreachable::Wait
+        }
+        (Some(other), _) => {
+            errs.push(
+                src.at(
+                    &at("onUnreachable"),
+                    format!("onUnreachable {} is not a policy", echo(other)),
+                )
+                .hint("use `wait` (the default) or `skip`"),
+            );
+            OnUnreachable::Wait
+        }
+    }
+}
+
+/// `spec.maintenanceWindows`: each has a valid window and says which clusters it is for.
+fn maintenance_windows(
+    src: &YamlSource,
+    files: &[MaintenanceWindowFile],
+    errs: &mut Vec<Diag>,
+) -> Vec<MaintenanceWindow> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for (j, m) in files.iter().enumerate() {
+        let at = |k: &str| path!["spec", "maintenanceWindows", j, k];
+        if let Some(n) = &m.name {
+            if !label_value(n) {
+                errs.push(
+                    src.at(&at("name"), format!("maintenance window name {} is not a label value", echo(n)))
+                        .hint(format!("clusters name it in their `{MAINTENANCE_WINDOW_LABEL}` label: use letters, digits, '-', '_' and '.', at most 63, e.g. `weekend-night`")),
+                );
+            } else if !names.insert(n.clone()) {
+                errs.push(
+                    src.at(
+                        &at("name"),
+                        format!("maintenance window name {n:?} is used twice"),
+                    )
+                    .hint("give every maintenance window its own name"),
+                );
+            }
+        }
+        if m.name.is_none() && m.cluster_selector.is_none() && m.clusters.is_empty() {
+            errs.push(
+                src.at_key(&path!["spec", "maintenanceWindows", j], "this maintenance window is for no cluster")
+                    .hint(format!("add `clusters: [...]`, a `clusterSelector`, or a `name` that clusters carry in their `{MAINTENANCE_WINDOW_LABEL}` label")),
+            );
+        }
+        if let Some(sel) = &m.cluster_selector {
+            check_selector_at(src, &at("clusterSelector"), sel, errs);
+        }
+        for (k, c) in m.clusters.iter().enumerate() {
+            if c.trim().is_empty() {
+                errs.push(
+                    src.at(
+                        &path!["spec", "maintenanceWindows", j, "clusters", k],
+                        "an empty cluster name",
+                    )
+                    .hint("name a cluster of the fleet"),
+                );
+            }
+        }
+        out.push(MaintenanceWindow {
+            name: m.name.clone(),
+            selector: m.cluster_selector.clone(),
+            clusters: m.clusters.clone(),
+            window: window(src, &at("window"), &m.window, errs),
+        });
+    }
+    out
+}
+
+/// A Kubernetes label value: at most 63 of `[A-Za-z0-9-_.]`, alphanumeric at both ends.
+fn label_value(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// `maxConcurrency`, `order`, `shuffle` and `canary`.
@@ -923,26 +1120,31 @@ fn batching(src: &YamlSource, i: usize, w: &WaveFile, errs: &mut Vec<Diag>) -> B
 
 /// A wave's `clusterSelector`: known operators with the values they need, and not empty.
 fn check_selector(src: &YamlSource, i: usize, sel: &Selector, errs: &mut Vec<Diag>) {
-    let at = |k: &str| path!["spec", "waves", i, k];
+    check_selector_at(
+        src,
+        &path!["spec", "waves", i, "clusterSelector"],
+        sel,
+        errs,
+    );
+}
+
+/// The `clusterSelector` at `base`.
+fn check_selector_at(
+    src: &YamlSource,
+    base: &[crate::core::yaml::Seg],
+    sel: &Selector,
+    errs: &mut Vec<Diag>,
+) {
+    let under = |tail: crate::core::yaml::Seg, j: usize, k: &str| {
+        let mut p = base.to_vec();
+        p.push(tail);
+        p.push(crate::core::yaml::Seg::Index(j));
+        p.push(k.into());
+        p
+    };
     for (j, r) in sel.match_expressions.iter().enumerate() {
-        let rp = path![
-            "spec",
-            "waves",
-            i,
-            "clusterSelector",
-            "matchExpressions",
-            j,
-            "operator"
-        ];
-        let vp = path![
-            "spec",
-            "waves",
-            i,
-            "clusterSelector",
-            "matchExpressions",
-            j,
-            "values"
-        ];
+        let rp = under("matchExpressions".into(), j, "operator");
+        let vp = under("matchExpressions".into(), j, "values");
         let vp = if src.doc.at(&vp).is_some() {
             vp
         } else {
@@ -969,11 +1171,8 @@ fn check_selector(src: &YamlSource, i: usize, sel: &Selector, errs: &mut Vec<Dia
     }
     if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
         errs.push(
-            src.at_key(
-                &at("clusterSelector"),
-                "an empty clusterSelector would select every cluster",
-            )
-            .hint("add matchLabels or matchExpressions"),
+            src.at_key(base, "an empty clusterSelector would select every cluster")
+                .hint("add matchLabels or matchExpressions"),
         );
     }
 }
@@ -1020,15 +1219,23 @@ fn max_failures(
     }
 }
 
-fn window(src: &YamlSource, i: usize, win: &WindowFile, errs: &mut Vec<Diag>) -> Window {
+/// The window at `base` (a wave's `window`, or a maintenance window's).
+fn window(
+    src: &YamlSource,
+    base: &[crate::core::yaml::Seg],
+    win: &WindowFile,
+    errs: &mut Vec<Diag>,
+) -> Window {
+    let field = |k: &str| {
+        let mut p = base.to_vec();
+        p.push(k.into());
+        p
+    };
     let mut minutes = |k: &str, s: &str| {
         parse_clock(s).unwrap_or_else(|| {
             errs.push(
-                src.at(
-                    &path!["spec", "waves", i, "window", k],
-                    format!("{s:?} is not a time of day"),
-                )
-                .hint("write times as HH:MM, 00:00 to 24:00"),
+                src.at(&field(k), format!("{s:?} is not a time of day"))
+                    .hint("write times as HH:MM, 00:00 to 24:00"),
             );
             0
         })
@@ -1038,7 +1245,11 @@ fn window(src: &YamlSource, i: usize, win: &WindowFile, errs: &mut Vec<Diag>) ->
         if !["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&d.as_str()) {
             errs.push(
                 src.at(
-                    &path!["spec", "waves", i, "window", "days", j],
+                    &{
+                        let mut p = field("days");
+                        p.push(crate::core::yaml::Seg::Index(j));
+                        p
+                    },
                     format!("{d:?} is not a day"),
                 )
                 .hint("use Mon, Tue, Wed, Thu, Fri, Sat, Sun"),
@@ -1048,21 +1259,15 @@ fn window(src: &YamlSource, i: usize, win: &WindowFile, errs: &mut Vec<Diag>) ->
     if let Some(z) = &win.time_zone {
         if z.parse::<chrono_tz::Tz>().is_err() {
             errs.push(
-                src.at(
-                    &path!["spec", "waves", i, "window", "timeZone"],
-                    format!("{z:?} is not a time zone"),
-                )
-                .hint("use an IANA name such as Europe/Berlin or UTC"),
+                src.at(&field("timeZone"), format!("{z:?} is not a time zone"))
+                    .hint("use an IANA name such as Europe/Berlin or UTC"),
             );
         }
     }
     if end <= start {
         errs.push(
-            src.at(
-                &path!["spec", "waves", i, "window", "end"],
-                "the window ends before it starts",
-            )
-            .hint("windows are within one day: end must be later than start"),
+            src.at(&field("end"), "the window ends before it starts")
+                .hint("windows are within one day: end must be later than start"),
         );
     }
     Window {
@@ -1325,6 +1530,131 @@ mod tests {
                 14,
                 5,
                 "order and shuffle",
+            ),
+        ] {
+            let e = load_str(&with(extra)).unwrap_err();
+            let d = &e.0[0];
+            assert_eq!((d.line, d.column), (line, col), "{extra}: {d}");
+            assert!(d.message.contains(says), "{extra}: {d}");
+        }
+    }
+
+    #[test]
+    fn on_unreachable_is_validated_at_its_place() {
+        let with =
+            |extra: &str| OK.replace("    validation:\n", &format!("{extra}    validation:\n"));
+        let p = load_str(&with(
+            "    onUnreachable: skip\n    unreachableAfter: 30m\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            p.waves[0].on_unreachable,
+            OnUnreachable::Skip(Duration::from_secs(1800))
+        );
+        assert_eq!(
+            load_str(OK).unwrap().waves[0].on_unreachable,
+            OnUnreachable::Wait
+        );
+        let wait = load_str(&with("    onUnreachable: wait\n")).unwrap();
+        assert_eq!(wait.waves[0].on_unreachable, OnUnreachable::Wait);
+        for (extra, line, col, says) in [
+            (
+                "    onUnreachable: skip\n",
+                12,
+                20,
+                "needs unreachableAfter",
+            ),
+            (
+                "    unreachableAfter: 30m\n",
+                12,
+                23,
+                "without `onUnreachable: skip`",
+            ),
+            (
+                "    onUnreachable: wait\n    unreachableAfter: 1h\n",
+                13,
+                23,
+                "without `onUnreachable: skip`",
+            ),
+            ("    onUnreachable: drop\n", 12, 20, "not a policy"),
+            (
+                "    onUnreachable: skip\n    unreachableAfter: soon\n",
+                13,
+                23,
+                "not a duration",
+            ),
+            (
+                "    onUnreachable: skip\n    unreachableAfter: 0s\n",
+                13,
+                23,
+                "is zero",
+            ),
+        ] {
+            let e = load_str(&with(extra)).unwrap_err();
+            let d = &e.0[0];
+            assert_eq!((d.line, d.column), (line, col), "{extra}: {d}");
+            assert!(d.message.contains(says), "{extra}: {d}");
+            assert!(d.hint.is_some(), "{extra}: {d}");
+        }
+    }
+
+    #[test]
+    fn maintenance_windows_are_validated_at_their_place() {
+        let with = |extra: &str| format!("{OK}  maintenanceWindows:\n{extra}");
+        let p = load_str(&with("  - name: weekend-night\n    window: {days: [Sat, Sun], start: \"01:00\", end: \"05:00\", timeZone: Europe/Berlin}\n  - clusters: [a]\n    window: {start: \"22:00\", end: \"23:00\"}\n")).unwrap();
+        let m = &p.maintenance_windows;
+        assert_eq!(
+            (m.len(), m[0].window.start, m[1].window.end),
+            (2, 60, 23 * 60)
+        );
+        let labels = BTreeMap::from([(
+            MAINTENANCE_WINDOW_LABEL.to_string(),
+            "weekend-night".to_string(),
+        )]);
+        assert!(m[0].applies("x", &labels) && !m[0].applies("a", &BTreeMap::new()));
+        assert!(m[1].applies("a", &BTreeMap::new()) && !m[1].applies("x", &labels));
+        for (extra, line, col, says) in [
+            (
+                "  - name: n\n    window: {start: \"25:00\", end: \"05:00\"}\n",
+                17,
+                21,
+                "not a time of day",
+            ),
+            (
+                "  - name: n\n    window: {start: \"05:00\", end: \"04:00\"}\n",
+                17,
+                35,
+                "ends before it starts",
+            ),
+            (
+                "  - name: n\n    window: {days: [Someday], start: \"01:00\", end: \"02:00\"}\n",
+                17,
+                21,
+                "not a day",
+            ),
+            (
+                "  - name: n\n    window: {start: \"01:00\", end: \"02:00\", timeZone: Mars/Base}\n",
+                17,
+                54,
+                "not a time zone",
+            ),
+            (
+                "  - window: {start: \"01:00\", end: \"02:00\"}\n",
+                16,
+                5,
+                "for no cluster",
+            ),
+            (
+                "  - name: \"bad name!\"\n    window: {start: \"01:00\", end: \"02:00\"}\n",
+                16,
+                11,
+                "not a label value",
+            ),
+            (
+                "  - clusterSelector: {}\n    window: {start: \"01:00\", end: \"02:00\"}\n",
+                16,
+                5,
+                "empty clusterSelector",
             ),
         ] {
             let e = load_str(&with(extra)).unwrap_err();

@@ -124,6 +124,7 @@ pub fn prepare_in(
         (&a.cluster, &a.file, a.line, &a.field).cmp(&(&b.cluster, &b.file, b.line, &b.field))
     });
     let unmatched = unmatched(&plan, &src, &fleet, &waves);
+    plan.wave_windows = waves.iter().map(|w| w.windows.clone()).collect();
     Ok(Planned {
         plan,
         fleet,

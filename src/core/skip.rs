@@ -28,6 +28,15 @@ pub enum SkipError {
         cluster: String,
         status: String,
     },
+    /// A finished wave is not reopened: its PRs are merged and later waves may have started.
+    #[error(
+        "wave {wave} has already {status}; retrying {cluster} would reopen it: roll the cluster out with a new plan (or `fleetwave apply`) instead"
+    )]
+    RetryOver {
+        wave: String,
+        cluster: String,
+        status: String,
+    },
 }
 
 /// Skip `cluster` in the wave that holds it: `waves` are the plan's waves with their
@@ -84,6 +93,8 @@ pub fn skip(
         });
     }
     let was_failed = ws.failed.remove(cluster);
+    // Skipped by hand before `onUnreachable: skip` did: nothing left to time.
+    ws.unreachable_since.remove(cluster);
     ws.skipped.insert(
         cluster.to_string(),
         SkipRecord {
@@ -133,7 +144,7 @@ pub fn retry(
             continue;
         }
         if ws.status == WaveStatus::Succeeded || ws.auto_rollback.is_some() {
-            return Err(SkipError::WaveOver {
+            return Err(SkipError::RetryOver {
                 wave: ws.name.clone(),
                 cluster: members.join(", "),
                 status: if ws.auto_rollback.is_some() {
@@ -171,6 +182,11 @@ fn add_retry_batch(ws: &mut crate::core::state::WaveState, members: &[String]) {
     for c in members {
         ws.failed.remove(c);
         ws.skipped.remove(c);
+        ws.unreachable_since.remove(c);
+        // A cluster that joined after the wave started becomes one of its clusters now.
+        if !ws.clusters.contains(c) {
+            ws.clusters.push(c.clone());
+        }
     }
     let k = ws.retries.len();
     let batch = ws.batches.len().max(1) + k;
@@ -235,5 +251,22 @@ mod tests {
             skip(&mut st, &waves, "zz", "alice", "", now),
             Err(SkipError::NotInPlan { .. })
         ));
+    }
+
+    #[test]
+    fn retry_in_a_finished_wave_is_refused_with_what_to_do() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap();
+        let waves = vec![("prod".to_string(), vec!["b".to_string()])];
+        let mut st = PlanState::new("p", "h");
+        skip(&mut st, &waves, "b", "alice", "", now).unwrap();
+        st.waves[0].status = WaveStatus::Succeeded;
+        let before = st.clone();
+        let e = retry(&mut st, &RetryWhat::Cluster("b".into()), "bob", "").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("wave prod has already succeeded; retrying b would reopen it"),
+            "{msg}"
+        );
+        assert_eq!(st, before);
     }
 }

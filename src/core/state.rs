@@ -274,6 +274,10 @@ pub struct WaveState {
     /// `failurePolicy: rollback`: the automatic rollback, once the wave failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rollback: Option<AutoRollback>,
+    /// `onUnreachable: skip`: cluster → when it was first seen unreachable after a merge,
+    /// without a break since (removed when it answers again or is skipped).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreachable_since: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// Who skipped a cluster, when and why.

@@ -211,6 +211,16 @@ fn rollout_state(ws: Option<&crate::state::WaveState>, c: &str) -> String {
     if let Some(why) = ws.failed.get(c) {
         return format!("failed: {why}");
     }
+    if let Some(s) = ws.skipped.get(c) {
+        return format!("skipped by {}: {}", s.by, s.reason);
+    }
+    if let Some(since) = ws.unreachable_since.get(c) {
+        return format!(
+            "{:?}, unreachable since {}",
+            ws.status,
+            since.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
     let merged: Vec<_> = ws
         .steps
         .iter()
@@ -463,6 +473,12 @@ fn render_controls(c: &crate::core::progress::WaveControls, assumption: Option<&
     }
     if let Some(r) = &c.rollback {
         out.push_str(&format!("  automatic rollback: {r}\n"));
+    }
+    for u in &c.unreachable {
+        out.push_str(&format!("  unreachable: {u}\n"));
+    }
+    if let Some(m) = &c.maintenance {
+        out.push_str(&format!("  held: {m}\n"));
     }
     if let Some(e) = &c.eta {
         out.push_str(&format!(

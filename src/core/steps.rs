@@ -90,6 +90,9 @@ pub struct WavePlan {
     pub skips: Vec<Skip>,
     #[serde(skip)]
     pub findings: Vec<Finding>,
+    /// Cluster → its maintenance window (index into `plan.maintenance_windows`).
+    #[serde(skip)]
+    pub windows: BTreeMap<String, usize>,
 }
 
 fn hop_slug(v: &KubeVersion) -> String {
@@ -123,7 +126,11 @@ pub fn plan_wave(
     let last = steps.last_mut().expect("a plan makes at least one step");
     plan_extras(plan, fleet, occ, last, &mut skips, &mut findings);
     finish(&mut steps);
+    let labels = |c: &str| fleet.clusters.get(c).map(|c| c.labels.clone());
+    let (windows, unnamed) = crate::core::maintenance::resolve(plan, clusters, &labels);
+    findings.extend(unnamed);
     WavePlan {
+        windows,
         name: plan.waves[wave].name.clone(),
         clusters: clusters.to_vec(),
         batches: crate::core::batch::partition(&plan.waves[wave].batching, clusters, &|c: &str| {

@@ -2,6 +2,38 @@
 
 pub mod fake_github;
 
+/// Deterministic pseudo-random numbers (kill points, fault picks).
+#[allow(dead_code)]
+pub struct Lcg(pub u64);
+
+#[allow(dead_code)]
+impl Lcg {
+    /// The next number in `0..n`.
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// The tag `cluster`'s cert-manager source pins on main (the example fleet's layout).
+#[allow(dead_code)]
+pub fn cert_manager_tag(git: &fleetwave::git::GitRepo, cluster: &str) -> String {
+    git.fetch().unwrap();
+    let head = git.branch_head("main").unwrap().unwrap();
+    let path = std::path::Path::new("applications/overlays")
+        .join(cluster)
+        .join("services/sources/opencenter-cert-manager.yaml");
+    let text = String::from_utf8(git.read_file(&head, &path).unwrap().unwrap()).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("tag: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
 /// Compare two texts line by line: they must have the same lines, and each changed line may
 /// differ only in one run of version-like characters (`[A-Za-z0-9.+-]`). Returns how many
 /// lines changed, or the first change that is not a value bump.

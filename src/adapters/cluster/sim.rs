@@ -37,6 +37,9 @@ pub enum Fault {
     StuckProgressing,
     /// Flux is healthy but a critical Prometheus alert fires, so the prometheus gate fails.
     AlertFiring,
+    /// The cluster stops answering once the first commit touching it lands (its API server is
+    /// gone: nothing is observed) until the next commit touching it is applied.
+    Unreachable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +126,12 @@ impl SimFlux {
             };
         };
 
+        if self.dark(cluster, now) {
+            return ClusterObservation {
+                unobservable: Some("simulated: the API server does not answer".into()),
+                ..Default::default()
+            };
+        }
         let rev = self.rev(applied);
         ks.last_attempted_revision = Some(rev.clone());
         // The last good revision before a faulty commit: what Flux keeps as lastAppliedRevision
@@ -174,7 +183,11 @@ impl SimFlux {
                     reason: "alert KubePodCrashLooping (severity=critical) firing".into(),
                 };
             }
-            FaultState::Dormant => applied_ok(&mut ks, &rev),
+            FaultState::Dormant
+            | FaultState::Active {
+                fault: Fault::Unreachable,
+                ..
+            } => applied_ok(&mut ks, &rev),
         }
         ClusterObservation {
             kustomizations: vec![ks],
@@ -204,6 +217,23 @@ impl SimFlux {
         match (touching.next(), touching.next()) {
             (Some(faulty), None) => FaultState::Active { fault, faulty },
             _ => FaultState::Dormant,
+        }
+    }
+
+    /// `Unreachable`: dark from the landing of the first commit touching the cluster until
+    /// the next touching commit is applied.
+    fn dark(&self, cluster: &str, now: DateTime<Utc>) -> bool {
+        if self.config.faults.get(cluster) != Some(&Fault::Unreachable) {
+            return false;
+        }
+        let mut touching = self
+            .history
+            .iter()
+            .filter(|c| c.touched.contains(cluster) && c.time <= now);
+        match (touching.next(), touching.next()) {
+            (Some(_), None) => true,
+            (Some(_), Some(heal)) => heal.time + self.config.delay > now,
+            _ => false,
         }
     }
 
@@ -447,6 +477,33 @@ mod tests {
             convergence(&o, A, &descends),
             Convergence::Failed(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn unreachable_goes_dark_when_its_first_commit_lands_until_the_next_one_applies() {
+        let s = SimFlux::new(
+            vec![
+                commit(A, 0, &[]),
+                commit(B, 10, &["x"]),
+                commit(C, 30, &["x"]),
+            ],
+            SimConfig {
+                delay: Duration::minutes(5),
+                faults: [("x".to_string(), Fault::Unreachable)].into(),
+                branch: "main".into(),
+            },
+        );
+        let dark = |o: &ClusterObservation| o.unobservable.is_some() && o.kustomizations.is_empty();
+        assert!(!dark(&obs(&s, "x", 9).await), "answers before the merge");
+        assert!(dark(&obs(&s, "x", 10).await), "dark from the merge landing");
+        assert!(
+            dark(&obs(&s, "x", 34).await),
+            "until the next touching commit applies"
+        );
+        let back = obs(&s, "x", 35).await;
+        assert!(!dark(&back));
+        assert_eq!(convergence(&back, C, &descends), Convergence::Converged);
+        assert!(!dark(&obs(&s, "y", 20).await), "other clusters answer");
     }
 
     #[tokio::test]

@@ -307,11 +307,16 @@ pub fn print_text(
 
 /// With batches or freezes, the ETA per wave: batches, batchDelay, windows and freezes
 /// counted (without them, the earliest finish above is the ETA).
-fn print_eta(out: &mut dyn Write, p: &Planned, now: DateTime<Utc>) -> std::io::Result<()> {
+pub(crate) fn print_eta(
+    out: &mut dyn Write,
+    p: &Planned,
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
     let controls = !p.plan.freezes.is_empty()
         || !p.plan.repo_freezes.is_empty()
         || p.waves.iter().any(|w| !w.batches.is_empty())
-        || p.plan.waves.iter().any(|w| !w.freezes.is_empty());
+        || p.plan.waves.iter().any(|w| !w.freezes.is_empty())
+        || !p.plan.maintenance_windows.is_empty();
     if !controls {
         return Ok(());
     }

@@ -138,6 +138,8 @@ pub fn survey_plan(base_url: Option<&str>) -> Plan {
         after: Vec::new(),
         freezes: Vec::new(),
         repo_freezes: Vec::new(),
+        maintenance_windows: Vec::new(),
+        wave_windows: Vec::new(),
     }
 }
 

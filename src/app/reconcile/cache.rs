@@ -26,7 +26,7 @@ use crate::core::version::KubeVersion;
 /// The directory inside the cache repository that holds the entries.
 const DIR: &str = "fleetwave-ticks";
 /// Bumped when an entry's meaning changes within one fleetwave version (development builds).
-const FORMAT: &str = "2";
+const FORMAT: &str = "3";
 /// Plan views kept; older ones (bases long gone) are removed.
 const KEEP_VIEWS: usize = 8;
 
@@ -138,6 +138,9 @@ pub struct WaveView {
     /// The wave's batches in merge order (empty: one batch).
     #[serde(default)]
     pub batches: Vec<Vec<String>>,
+    /// Cluster → its maintenance window (index into the plan's `maintenanceWindows`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub windows: BTreeMap<String, usize>,
 }
 
 /// The plan as a tick uses it: everything but the fleet's files.
@@ -163,6 +166,7 @@ impl PlanView {
                 name: w.name.clone(),
                 clusters: w.clusters.clone(),
                 batches: w.batches.clone(),
+                windows: w.windows.clone(),
                 steps: w
                     .steps
                     .iter()
@@ -433,6 +437,7 @@ mod tests {
                 clusters: vec!["a".into()],
                 steps: Vec::new(),
                 batches: Vec::new(),
+                windows: BTreeMap::new(),
             }],
             infra: BTreeMap::new(),
             freezes: Vec::new(),

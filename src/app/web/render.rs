@@ -126,9 +126,16 @@ fn wave_table(p: &PlanSnapshot, waves: &[(&str, usize)]) -> Markup {
                         td.wave-name { (name) }
                         td { (ws.map(|w| format!("{:?}", w.status)).unwrap_or_else(|| "Pending".into())) }
                         td { (n) }
-                        td { @if let Some(ws) = ws { (steps(p, ws)) } @else { "not started" } }
+                        @let controls = p.report.waves.iter().find(|c| c.wave == *name);
+                        td {
+                            @if let Some(ws) = ws { (steps(p, ws)) } @else { "not started" }
+                            @if let Some(c) = controls { (wave_controls(c)) }
+                        }
                         td {
                             @if let Some(t) = p.soak_ends.get(*name) { "soak ends " (time(*t)) }
+                            @else if let Some(t) = controls.and_then(|c| c.eta) {
+                                span.eta title=(p.report.eta_assumption.as_deref().unwrap_or("")) { (time(t)) }
+                            }
                             @else { "—" }
                         }
                     }
@@ -142,8 +149,28 @@ fn steps(p: &PlanSnapshot, ws: &WaveState) -> Markup {
     html! {
         ol.steps {
             @for s in &ws.steps {
-                li { (s.title) " — " (format!("{:?}", s.status)) (pr_link(p, s)) }
+                li {
+                    (s.title)
+                    @if let Some(b) = s.batch { " (batch " (b) ")" }
+                    " — " (format!("{:?}", s.status)) (pr_link(p, s))
+                }
             }
+        }
+    }
+}
+
+/// Batches, skipped clusters, the freeze, a closed window and the automatic rollback, as
+/// `status` lists them.
+fn wave_controls(c: &crate::core::progress::WaveControls) -> Markup {
+    html! {
+        ul.controls {
+            @for b in &c.batches { li.batch { (b) } }
+            @for s in &c.skipped { li.skipped { "skipped: " (s) } }
+            @if let Some(f) = &c.freeze { li.freeze { "freeze " (f) } }
+            @if let Some(w) = &c.next_window { li.window { "window closed; next opens " (time(*w)) } }
+            @if let Some(r) = &c.rollback { li.rollback { "automatic rollback: " (r) } }
+            @for u in &c.unreachable { li.unreachable { "unreachable: " (u) } }
+            @if let Some(m) = &c.maintenance { li.window { "held: " (m) } }
         }
     }
 }

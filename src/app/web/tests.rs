@@ -353,3 +353,41 @@ fn the_board_keeps_the_last_snapshot_of_each_plan() {
     assert_eq!(plans.len(), 1);
     assert_eq!(plans[0].report.clusters.len(), 3);
 }
+
+/// A plan with wave controls shows each wave's batches, skipped clusters, freeze and ETA
+/// (with its assumption as the title) in the waves table, and each step's batch.
+#[test]
+fn the_waves_table_shows_batches_skipped_clusters_the_freeze_and_the_eta() {
+    let mut s = snapshot(4);
+    s.state.waves[0].steps[0].batch = Some(1);
+    let eta = Utc.with_ymd_and_hms(2026, 11, 23, 20, 0, 0).unwrap();
+    s.report.waves.push(crate::core::progress::WaveControls {
+        wave: "canary".into(),
+        batches: vec![
+            "batch 0 (c0): converged".into(),
+            "batch 1 (c1): open".into(),
+        ],
+        skipped: vec!["c1 by bob at 2026-11-23 08:00 UTC: decommissioned".into()],
+        freeze: Some("next: 2026-11-23 13:00 to 2026-11-23 19:00 UTC: CAB".into()),
+        next_window: None,
+        rollback: None,
+        unreachable: vec!["c1 since 2026-11-23 08:10 UTC; skipped at 08:40".into()],
+        maintenance: Some("outside maintenance windows: c0 opens 22:00".into()),
+        eta: Some(eta),
+    });
+    s.report.eta_assumption = Some("each step converges in 10m".into());
+    let html = render::page(&[Arc::new(s)], &Query::default(), Mode::Static);
+    let table = &html[html.find("<table class=\"waves\"").expect(&html)..];
+    let table = &table[..table.find("</table>").unwrap()];
+    for want in [
+        "control planes (batch 1) — Merged",
+        "<li class=\"batch\">batch 0 (c0): converged</li>",
+        "<li class=\"skipped\">skipped: c1 by bob at 2026-11-23 08:00 UTC: decommissioned</li>",
+        "<li class=\"freeze\">freeze next: 2026-11-23 13:00 to 2026-11-23 19:00 UTC: CAB</li>",
+        "<span class=\"eta\" title=\"each step converges in 10m\">2026-11-23 20:00:00 UTC</span>",
+        "<li class=\"unreachable\">unreachable: c1 since 2026-11-23 08:10 UTC; skipped at 08:40</li>",
+        "<li class=\"window\">held: outside maintenance windows: c0 opens 22:00</li>",
+    ] {
+        assert!(table.contains(want), "{want} not in {table}");
+    }
+}

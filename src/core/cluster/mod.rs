@@ -310,6 +310,22 @@ fn source_note(k: &KustomizationStatus, at_target: &dyn Fn(Option<&str>) -> bool
     }
 }
 
+/// Why fleetwave cannot see the cluster at all, if it cannot: no observation, no usable
+/// context or API server (`unobservable`), or no Flux Kustomization reported. A cluster that
+/// answers with a failing Kustomization is reachable (that is a failure, not silence).
+pub fn unreachable(obs: Option<&ClusterObservation>) -> Option<String> {
+    let Some(obs) = obs else {
+        return Some("the cluster source reported nothing for it".into());
+    };
+    if let Some(why) = &obs.unobservable {
+        return Some(format!("not observable: {why}"));
+    }
+    if obs.kustomizations.is_empty() {
+        return Some("no Flux Kustomization observed".into());
+    }
+    None
+}
+
 /// A cluster that is plainly unhealthy right now, whatever revision it is at: no Flux
 /// Kustomization observed (unreachable), Ready False, or Stalled. Transient reconciling is not.
 pub fn unhealthy(obs: &ClusterObservation) -> Option<String> {
