@@ -151,6 +151,26 @@ fn main() {
     let status_requests = fake.requests() - before;
     let status_log: Vec<String> = fake.request_log()[log_before..].to_vec();
 
+    // 1b. The same command again on the cache the first run left (Git fetched, the plan view
+    // cached): what a repeated `status` costs once nothing changed in Git.
+    let timing_warm = tmp.path().join("time-warm");
+    let before_warm = fake.requests();
+    let t = Instant::now();
+    let warm = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%e %M", "-o", timing_warm.to_str().expect("utf-8")])
+        .arg(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["status", "--clusters", "kube", "--output", "json"])
+        .args(["--remote", remote.to_str().expect("utf-8")])
+        .args(["--plan", "plans/bench.yaml"])
+        .args(["--cache", tmp.path().join("cache").to_str().expect("utf-8")])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("run fleetwave status again");
+    let wall_warm = t.elapsed();
+    assert_eq!(warm.stdout, out.stdout, "the warm run reports the same");
+    let peak_warm_kb = peak_kb_of(&timing_warm);
+    let warm_requests = fake.requests() - before_warm;
+
     // 2. In process: start, first lists, then ticks.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -209,6 +229,13 @@ fn main() {
         println!("    {l}");
     }
     println!("  rows / with Flux     {:>10} / {with_flux}", rows);
+    println!("the same again on its warm cache (nothing changed in Git):");
+    println!("  wall time            {:>10.2} s", wall_warm.as_secs_f64());
+    println!(
+        "  peak RSS             {:>10.1} MB",
+        peak_warm_kb as f64 / 1024.0
+    );
+    println!("  API requests         {:>10}", warm_requests);
     println!("KubeSource in process:");
     println!("  start to first lists {:>10.2} s", ready.as_secs_f64());
     println!(
