@@ -280,6 +280,14 @@ fn a_failing_canary_halts_the_plan() {
     let events = f.events();
     let alerts: Vec<_> = events.iter().filter(|e| e.alert.is_some()).collect();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
+    // The hint is a command that runs as printed: this remote, this plan file, the wave.
+    assert_eq!(
+        alerts[0].alert.as_ref().unwrap().rollback_hint,
+        format!(
+            "fleetwave rollback --remote {} --plan plans/demo.yaml --wave canary",
+            f.remote.display()
+        )
+    );
     let failed: Vec<_> = events
         .iter()
         .filter(|e| {
@@ -728,6 +736,12 @@ fn demo_shows_the_automatic_rollback() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("HALT: wave canary failed"), "{text}");
+    // The alert says the rollback is automatic; it offers no manual command as well.
+    let alert = text.lines().find(|l| l.contains("ALERT:")).expect(&text);
+    assert!(
+        alert.ends_with("rollback: automatic (failurePolicy: rollback); what it cannot revert is listed in the plan's halt reason"),
+        "{alert}"
+    );
     let auto = &text[text.find("Automatic rollback of wave canary").expect(&text)..];
     assert!(
         auto.contains("pull request fleetwave/gitops-base-rollback/canary/rollback: merged as"),

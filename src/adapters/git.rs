@@ -217,6 +217,13 @@ pub struct GitRepo {
     _cache_lock: File,
 }
 
+impl GitRepo {
+    /// The remote's address as it may be shown (credentials removed).
+    pub fn remote_shown(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
 impl fmt::Debug for GitRepo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GitRepo")

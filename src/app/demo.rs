@@ -419,7 +419,10 @@ impl Demo<'_> {
     /// The alert as a real rollout would send it, its hint naming the remote.
     fn with_hint(&self, mut e: Event) -> Event {
         if let Some(a) = e.alert.as_mut() {
-            if !a.rollback_hint.is_empty() {
+            // Only a manual hint becomes the demo's command; an automatic rollback says so.
+            if a.rollback_hint
+                .starts_with(crate::core::decide::ROLLBACK_COMMAND)
+            {
                 a.rollback_hint = self.rollback_command(&a.wave);
             }
         }

@@ -1220,7 +1220,8 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             }
             Effect::Send { id } => {
                 if let Some(ob) = new.events.get(id) {
-                    if let Err(err) = self.io.notifier.send(&ob.event).await {
+                    let event = concrete_hint(&ob.event, &self.io.git.remote_shown(), self.s);
+                    if let Err(err) = self.io.notifier.send(&event).await {
                         return Ok(Done::Soft(format!("{line}: {err}; retried next tick")));
                     }
                     p.sent.push(id.clone());
@@ -1872,6 +1873,28 @@ pub fn comment_body(
         ));
     }
     out
+}
+
+/// An alert's manual rollback hint as a command that runs: decide knows neither the remote
+/// nor the plan's path, so it leaves a placeholder this fills in.
+fn concrete_hint(
+    e: &crate::core::notify::Event,
+    remote: &str,
+    s: &Settings,
+) -> crate::core::notify::Event {
+    let mut e = e.clone();
+    if let Some(a) = e.alert.as_mut() {
+        if let Some(rest) = a
+            .rollback_hint
+            .strip_prefix(crate::core::decide::ROLLBACK_COMMAND)
+        {
+            a.rollback_hint = format!(
+                "fleetwave rollback --remote {remote} --plan {}{rest}",
+                s.plan_path.display()
+            );
+        }
+    }
+    e
 }
 
 /// The wave controls of a plan that uses them (batches, freezes, skipped clusters, automatic

@@ -1327,6 +1327,22 @@ fn unreachable(cx: &mut Ctx, wi: usize, wave: &Wave, c: &str) -> Option<String> 
     Some(reason)
 }
 
+/// The manual command (the app fills in `--remote` and `--plan`), or, with
+/// `failurePolicy: rollback`, that the rollback is automatic: never both.
+fn rollback_hint(wave: &Wave) -> String {
+    match wave.failure_policy {
+        crate::core::plan::FailurePolicy::Rollback => ROLLBACK_AUTOMATIC.to_string(),
+        crate::core::plan::FailurePolicy::Halt => {
+            format!("{ROLLBACK_COMMAND} --wave {}", wave.name)
+        }
+    }
+}
+
+/// The start of a manual rollback hint; the app replaces it with the real command line.
+pub const ROLLBACK_COMMAND: &str = "fleetwave rollback --plan <plan>";
+/// The hint of a wave whose failure policy rolls back by itself.
+pub const ROLLBACK_AUTOMATIC: &str = "automatic (failurePolicy: rollback); what it cannot revert is listed in the plan's halt reason";
+
 /// Halt the plan on wave `wi`. Once per wave: the soak gates and the convergence check may
 /// both find the failure budget spent in one tick.
 fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
@@ -1355,7 +1371,7 @@ fn fail_wave(cx: &mut Ctx, wi: usize, wave: &Wave) {
         wave: wave.name.clone(),
         reason,
         failed_clusters: failed.clone(),
-        rollback_hint: format!("fleetwave rollback --plan <plan> --wave {}", wave.name),
+        rollback_hint: rollback_hint(wave),
     };
     cx.emit(Event::alert(
         format!("alert/{}/{}", cx.plan.name, wave.name),
