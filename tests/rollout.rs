@@ -840,3 +840,27 @@ fn a_cluster_joining_a_started_wave_is_recorded_and_retry_adds_it() {
     assert!(retried[0].branch.contains("retry"), "{}", retried[0].branch);
     assert_eq!(common::cert_manager_tag(&f.git, "prod-new-01"), "2026.02");
 }
+
+/// `demo --plan maintenance --fail C=Unreachable`: the dark cluster is skipped after
+/// `unreachableAfter` (not failed) and the plan still succeeds.
+#[test]
+fn demo_skips_an_unreachable_cluster() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
+        .env_remove("LD_PRELOAD")
+        .args(["demo", "--plain", "--plan", "maintenance"])
+        .args(["--fail", "prod-eu-01=Unreachable"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("wave prod cluster prod-eu-01: skipped: unreachable since")
+            && text.contains("longer than unreachableAfter 45m (onUnreachable: skip)"),
+        "{text}"
+    );
+    assert!(!text.contains("HALT"), "{text}");
+    assert!(
+        text.contains("Summary: plan gitops-base-maintenance — Succeeded"),
+        "{text}"
+    );
+}
