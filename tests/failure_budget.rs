@@ -106,7 +106,18 @@ fn rollout(faulty: &[String], github: bool) -> (PlanState, String) {
     generate::generate_fleet(&gen_dir, 200).unwrap();
     let mut files = BTreeMap::new();
     read_all(&gen_dir, &gen_dir, &mut files);
-    files.insert(PathBuf::from("plans/demo.yaml"), PLAN.as_bytes().to_vec());
+    // On GitHub the wave says `failurePolicy: continue`; locally it keeps the default (halt):
+    // both go on within the budget and halt past it.
+    let plan = if github {
+        PLAN.replace(
+            "      maxFailures: \"10%\"\n",
+            "      maxFailures: \"10%\"\n      failurePolicy: continue\n",
+        )
+    } else {
+        PLAN.to_string()
+    };
+    assert_eq!(plan.contains("continue"), github);
+    files.insert(PathBuf::from("plans/demo.yaml"), plan.into_bytes());
     let root = dir.path().join("repo");
     std::fs::create_dir_all(&root).unwrap();
     let remote = if github {

@@ -1332,7 +1332,7 @@ fn unreachable(cx: &mut Ctx, wi: usize, wave: &Wave, c: &str) -> Option<String> 
 fn rollback_hint(wave: &Wave) -> String {
     match wave.failure_policy {
         crate::core::plan::FailurePolicy::Rollback => ROLLBACK_AUTOMATIC.to_string(),
-        crate::core::plan::FailurePolicy::Halt => {
+        crate::core::plan::FailurePolicy::Halt | crate::core::plan::FailurePolicy::Continue => {
             format!("{ROLLBACK_COMMAND} --wave {}", wave.name)
         }
     }

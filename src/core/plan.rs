@@ -177,7 +177,8 @@ struct WaveFile {
     #[serde(default)]
     freeze: Vec<FreezeFile>,
     /// What a failed wave (more failures than maxFailures) does: `halt` the plan (default),
-    /// or `rollback`: open and merge the rollback PR for what is reversible, then halt.
+    /// `continue` (the same: failed clusters are left out while within maxFailures, which must
+    /// not be 0), or `rollback`: open and merge the rollback PR for what is reversible, then halt.
     #[serde(default)]
     failure_policy: Option<String>,
     /// A cluster that took a merged step and cannot be observed (no context, API server not
@@ -238,6 +239,9 @@ pub enum FailurePolicy {
     /// Halt the plan (what fleetwave always did).
     #[default]
     Halt,
+    /// Mark failed clusters and go on while within `maxFailures`, then halt: what `Halt` does
+    /// too, spelled for a wave that has a failure budget.
+    Continue,
     /// Open and merge the rollback pull request for the reversible part, then halt.
     Rollback,
 }
@@ -822,6 +826,38 @@ fn check_templates(src: &YamlSource, templates: &BTreeMap<String, String>, errs:
     }
 }
 
+/// `failurePolicy`: `halt` (default), `continue` (the same within `maxFailures`, named for
+/// what it does there; refused without a budget, where it would halt at the first failure)
+/// or `rollback`.
+fn failure_policy(
+    src: &YamlSource,
+    at: &[crate::core::yaml::Seg],
+    v: Option<&str>,
+    budget: &MaxFailures,
+    errs: &mut Vec<Diag>,
+) -> FailurePolicy {
+    match v {
+        None | Some("halt") => FailurePolicy::Halt,
+        Some("rollback") => FailurePolicy::Rollback,
+        Some("continue") => {
+            if matches!(budget, MaxFailures::Count(0) | MaxFailures::Percent(0)) {
+                errs.push(
+                    src.at(at, "failurePolicy continue with maxFailures 0 halts at the first failure")
+                        .hint("set maxFailures (a count or a percentage such as \"10%\") to the failures the wave may go on with"),
+                );
+            }
+            FailurePolicy::Continue
+        }
+        Some(other) => {
+            errs.push(
+                src.at(at, format!("failurePolicy {} is not a policy", echo(other)))
+                    .hint("use `halt`, `continue` or `rollback`"),
+            );
+            FailurePolicy::Halt
+        }
+    }
+}
+
 /// One wave; `names` holds the wave names seen so far.
 fn wave(
     src: &YamlSource,
@@ -881,25 +917,13 @@ fn wave(
             .hint("set maxConcurrency (or canary) on this wave, or remove batchDelay"),
         );
     }
-    let failure_policy = match w.failure_policy.as_deref() {
-        None | Some("halt") => FailurePolicy::Halt,
-        Some("rollback") => FailurePolicy::Rollback,
-        Some("continue") => {
-            errs.push(src.at(&at("failurePolicy"), "failurePolicy continue is not supported")
-                .hint("`halt` already leaves failed clusters out and goes on while failures are within maxFailures; set maxFailures for that"));
-            FailurePolicy::Halt
-        }
-        Some(other) => {
-            errs.push(
-                src.at(
-                    &at("failurePolicy"),
-                    format!("failurePolicy {} is not a policy", echo(other)),
-                )
-                .hint("use `halt` or `rollback`"),
-            );
-            FailurePolicy::Halt
-        }
-    };
+    let failure_policy = failure_policy(
+        src,
+        &at("failurePolicy"),
+        w.failure_policy.as_deref(),
+        &max_failures,
+        errs,
+    );
     let mut freezes = crate::core::calendar::freezes(src, &at("freeze"), &w.freeze, errs);
     for f in &mut freezes {
         f.source = format!("wave {}", w.name);
@@ -1684,9 +1708,17 @@ mod tests {
         assert_eq!((e.0[0].line, e.0[0].column), (12, 20), "{}", e.0[0]);
         let e = load_str(&with("continue")).unwrap_err();
         assert!(
-            e.0[0].message.contains("continue is not supported"),
+            e.0[0].message.contains("continue with maxFailures 0"),
             "{}",
             e.0[0]
+        );
+        let budget = with("continue").replace(
+            "    failurePolicy: continue\n",
+            "    failurePolicy: continue\n    maxFailures: \"10%\"\n",
+        );
+        assert_eq!(
+            load_str(&budget).unwrap().waves[0].failure_policy,
+            FailurePolicy::Continue
         );
     }
 
