@@ -49,6 +49,32 @@ fn peak_kb_of(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// `fleetwave status --output json` under GNU time, on the cache `cache` in `dir`, with cluster
+/// state from `kubeconfig` when given: its output, wall time and peak RSS (KiB).
+fn timed_status(
+    dir: &Path,
+    remote: &Path,
+    cache: &str,
+    kubeconfig: Option<&Path>,
+) -> (std::process::Output, Duration, u64) {
+    let timing = dir.join(format!("time-{cache}-{}", kubeconfig.is_some()));
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.args(["-f", "%e %M", "-o", timing.to_str().expect("utf-8")])
+        .arg(env!("CARGO_BIN_EXE_fleetwave"))
+        .args(["status", "--output", "json"])
+        .args(["--remote", remote.to_str().expect("utf-8")])
+        .args(["--plan", "plans/bench.yaml"])
+        .args(["--cache", dir.join(cache).to_str().expect("utf-8")]);
+    if let Some(k) = kubeconfig {
+        cmd.args(["--clusters", "kube"]).env("KUBECONFIG", k);
+    }
+    let t = Instant::now();
+    let out = cmd
+        .output()
+        .expect("run fleetwave status (needs GNU time at /usr/bin/time)");
+    (out, t.elapsed(), peak_kb_of(&timing))
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is accepted.
     let n: usize = std::env::var("CLUSTERS")
@@ -102,41 +128,22 @@ fn main() {
     let kubeconfig = tmp.path().join("kubeconfig");
     std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
 
+    let status = |cache: &str, kube: bool| {
+        timed_status(
+            tmp.path(),
+            &remote,
+            cache,
+            kube.then_some(kubeconfig.as_path()),
+        )
+    };
     // 0. The same command without cluster state: what Git and planning alone cost.
-    let timing0 = tmp.path().join("time0");
-    let t = Instant::now();
-    let out0 = std::process::Command::new("/usr/bin/time")
-        .args(["-f", "%e %M", "-o", timing0.to_str().expect("utf-8")])
-        .arg(env!("CARGO_BIN_EXE_fleetwave"))
-        .args(["status", "--output", "json"])
-        .args(["--remote", remote.to_str().expect("utf-8")])
-        .args(["--plan", "plans/bench.yaml"])
-        .args([
-            "--cache",
-            tmp.path().join("cache0").to_str().expect("utf-8"),
-        ])
-        .output()
-        .expect("run fleetwave status");
-    let wall0 = t.elapsed();
+    let (out0, wall0, peak0_kb) = status("cache0", false);
     assert!(matches!(out0.status.code(), Some(0 | 1)), "status failed");
-    let peak0_kb = peak_kb_of(&timing0);
 
     // 1. The status command as a process.
     let before = fake.requests();
     let log_before = fake.request_log().len();
-    let timing = tmp.path().join("time");
-    let t = Instant::now();
-    let out = std::process::Command::new("/usr/bin/time")
-        .args(["-f", "%e %M", "-o", timing.to_str().expect("utf-8")])
-        .arg(env!("CARGO_BIN_EXE_fleetwave"))
-        .args(["status", "--clusters", "kube", "--output", "json"])
-        .args(["--remote", remote.to_str().expect("utf-8")])
-        .args(["--plan", "plans/bench.yaml"])
-        .args(["--cache", tmp.path().join("cache").to_str().expect("utf-8")])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .expect("run fleetwave status (needs GNU time at /usr/bin/time)");
-    let wall = t.elapsed();
+    let (out, wall, peak_kb) = status("cache", true);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "status failed: {}",
@@ -147,28 +154,14 @@ fn main() {
     let with_flux = doc["clusters"]
         .as_array()
         .map_or(0, |r| r.iter().filter(|r| r["flux"].is_object()).count());
-    let peak_kb = peak_kb_of(&timing);
     let status_requests = fake.requests() - before;
     let status_log: Vec<String> = fake.request_log()[log_before..].to_vec();
 
     // 1b. The same command again on the cache the first run left (Git fetched, the plan view
     // cached): what a repeated `status` costs once nothing changed in Git.
-    let timing_warm = tmp.path().join("time-warm");
     let before_warm = fake.requests();
-    let t = Instant::now();
-    let warm = std::process::Command::new("/usr/bin/time")
-        .args(["-f", "%e %M", "-o", timing_warm.to_str().expect("utf-8")])
-        .arg(env!("CARGO_BIN_EXE_fleetwave"))
-        .args(["status", "--clusters", "kube", "--output", "json"])
-        .args(["--remote", remote.to_str().expect("utf-8")])
-        .args(["--plan", "plans/bench.yaml"])
-        .args(["--cache", tmp.path().join("cache").to_str().expect("utf-8")])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .expect("run fleetwave status again");
-    let wall_warm = t.elapsed();
+    let (warm, wall_warm, peak_warm_kb) = status("cache", true);
     assert_eq!(warm.stdout, out.stdout, "the warm run reports the same");
-    let peak_warm_kb = peak_kb_of(&timing_warm);
     let warm_requests = fake.requests() - before_warm;
 
     // 2. In process: start, first lists, then ticks.

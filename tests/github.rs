@@ -977,22 +977,10 @@ fn killed_ticks_between_batches_leave_one_pull_request_per_batch() {
     let mut rng = common::Lcg(0x6b17);
     let (mut kills, mut now, mut finished) = (0, start(), false);
     for _ in 0..600 {
-        let mut child = e
-            .command_with(now, &cache, &["--approver", "alice"], &[])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if kills < 20 && rng.next(3) > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(rng.next(400)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
-        }
-        let out = child.wait_with_output().unwrap();
+        let mut cmd = e.command_with(now, &cache, &["--approver", "alice"], &[]);
+        let Some(out) = common::run_or_kill(&mut cmd, &mut rng, &mut kills, 20, 400) else {
+            continue;
+        };
         let t = text(&out);
         assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
         if t.lines()

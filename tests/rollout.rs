@@ -350,38 +350,27 @@ fn sigkill_at_50_random_points_then_the_rollout_still_completes() {
     let mut rng = common::Lcg(0x5eed);
     let (mut kills, mut now) = (0, start());
     for _ in 0..1000 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetwave"))
-            .args([
-                "reconcile",
-                "--once",
-                "--clusters",
-                "sim",
-                "--remote",
-                f.remote.to_str().unwrap(),
-                "--plan",
-                "plans/demo.yaml",
-            ])
-            .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
-            .args([
-                "--events-file",
-                f.root.join("events.jsonl").to_str().unwrap(),
-            ])
-            .args(["--now", &now.to_rfc3339()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if kills < 50 && rng.next(3) > 0 {
-            // A random point inside the tick; a tick takes tens of milliseconds.
-            std::thread::sleep(std::time::Duration::from_millis(rng.next(60)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
-        }
-        let out = child.wait_with_output().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
+        cmd.args([
+            "reconcile",
+            "--once",
+            "--clusters",
+            "sim",
+            "--remote",
+            f.remote.to_str().unwrap(),
+            "--plan",
+            "plans/demo.yaml",
+        ])
+        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
+        .args([
+            "--events-file",
+            f.root.join("events.jsonl").to_str().unwrap(),
+        ])
+        .args(["--now", &now.to_rfc3339()]);
+        // A random point inside the tick; a tick takes tens of milliseconds.
+        let Some(out) = common::run_or_kill(&mut cmd, &mut rng, &mut kills, 50, 60) else {
+            continue;
+        };
         let text = stdout(&out);
         assert!(
             matches!(out.status.code(), Some(0 | 1)),

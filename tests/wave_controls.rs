@@ -261,22 +261,10 @@ fn a_crash_between_batches_is_repaired_by_the_next_tick() {
     let (mut kills, mut now) = (0, start());
     let mut finished = false;
     for _ in 0..600 {
-        let mut child = f
-            .command("cache.git", now, &[])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if kills < 25 && rng.next(3) > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(rng.next(60)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
-        }
-        let out = child.wait_with_output().unwrap();
+        let mut cmd = f.command("cache.git", now, &[]);
+        let Some(out) = common::run_or_kill(&mut cmd, &mut rng, &mut kills, 25, 60) else {
+            continue;
+        };
         let text = stdout(&out);
         assert!(
             matches!(out.status.code(), Some(0 | 1)),

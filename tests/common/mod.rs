@@ -18,6 +18,34 @@ impl Lcg {
     }
 }
 
+/// Run `cmd`, or, while fewer than `max_kills` ticks were killed and the dice say so (two in
+/// three), kill it at a random point within `within_ms`: None when it was killed mid-way (a
+/// run that finished first is waited for as usual).
+#[allow(dead_code)]
+pub fn run_or_kill(
+    cmd: &mut std::process::Command,
+    rng: &mut Lcg,
+    kills: &mut usize,
+    max_kills: usize,
+    within_ms: u64,
+) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if *kills < max_kills && rng.next(3) > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(rng.next(within_ms)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            *kills += 1;
+            return None;
+        }
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
 /// The tag `cluster`'s cert-manager source pins on main (the example fleet's layout).
 #[allow(dead_code)]
 pub fn cert_manager_tag(git: &fleetwave::git::GitRepo, cluster: &str) -> String {
