@@ -2,28 +2,30 @@
 //! Kustomization per fleet cluster, applying it through `spec.kubeConfig`.
 //!
 //! One watcher (list, then watch with bookmarks) over `kustomize.toolkit.fluxcd.io/v1`
-//! Kustomizations in all namespaces feeds a reflector store; [`KubeSource::observe`] only reads
-//! that store. So the API server sees one long-lived watch for the whole fleet, never a GET per
+//! Kustomizations in all namespaces feeds a store; [`KubeSource::observe`] only reads that
+//! store. So the API server sees one long-lived watch for the whole fleet, never a GET per
 //! cluster per tick, and a 410 Gone (compacted resourceVersion) makes kube's watcher relist.
 //!
 //! A Kustomization belongs to cluster `C` when its namespace is `C`, or it carries the label
 //! `fleetwave.io/cluster: C`, or its `spec.kubeConfig.secretRef.name` is `C-kubeconfig`.
 //!
-//! Objects are read as [`DynamicObject`]s (the Flux CRD has no Rust type here), and every field
-//! is read defensively: unknown or malformed fields never fail an observation.
+//! Objects arrive as [`DynamicObject`]s (the Flux CRD has no Rust type here), and every field
+//! is read defensively: unknown or malformed fields never fail an observation. Each is read
+//! once, when its watch event arrives, into a small typed [`Compact`]; the stores keep only
+//! those (at 10,000 clusters whole objects would be most of the memory).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
+use crate::core::cluster::upgrade::{Component, DrainBlocker, NodeSummary};
 use crate::core::cluster::{
     ClusterError, ClusterObservation, ClusterSource, Condition, KustomizationStatus, SourceStatus,
 };
@@ -234,13 +236,12 @@ struct Counters {
     absent: std::sync::atomic::AtomicBool,
 }
 
-/// One list+watch of one kind on one API server, feeding a reflector store.
+/// One list+watch of one kind on one API server, feeding a [`CompactStore`].
 struct Watch {
     /// e.g. `kustomizations on the hub`, for messages.
     what: String,
     kind: String,
-    resource: ApiResource,
-    store: Store<DynamicObject>,
+    store: CompactStore,
     counters: Arc<Counters>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -254,8 +255,13 @@ impl Watch {
         changed: Option<tokio::sync::watch::Sender<u64>>,
     ) -> Watch {
         let ar = &kind.resource;
-        let writer = Writer::<DynamicObject>::new(ar.clone());
-        let store = writer.as_reader();
+        let store = CompactStore::default();
+        let writer = StoreWriter {
+            store: store.clone(),
+            shape: Shape::of(ar),
+            resource: ar.clone(),
+            buffer: Objects::new(),
+        };
         let counters = Arc::new(Counters {
             lists: AtomicUsize::new(0),
             listed: tokio::sync::watch::channel(false).0,
@@ -274,7 +280,6 @@ impl Watch {
         Watch {
             what,
             kind: ar.kind.clone(),
-            resource: ar.clone(),
             store,
             counters,
             task,
@@ -601,7 +606,7 @@ impl KubeSource {
 
     /// Kustomizations currently in the hub's store (all namespaces).
     pub fn len(&self) -> usize {
-        self.hub.first().map_or(0, |w| w.store.len())
+        self.hub.first().map_or(0, |w| w.store.read().len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -630,7 +635,7 @@ impl Drop for KubeSource {
 async fn run_watch(
     client: kube::Client,
     kind: Kind,
-    writer: Writer<DynamicObject>,
+    writer: StoreWriter,
     counters: Arc<Counters>,
     changed: Option<tokio::sync::watch::Sender<u64>>,
     what: String,
@@ -659,14 +664,9 @@ async fn run_watch(
         None => Api::all_with(client, &ar),
     };
     // Backoff so an unreachable or failing API server is not hammered by retries.
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify({
-            let kind = ar.kind.clone();
-            move |o: &mut DynamicObject| prune(o, &kind)
-        })
-        .reflect(writer);
-    drive(Box::pin(events), counters, kind.optional, changed, what).await;
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let optional = kind.optional;
+    drive(Box::pin(events), writer, counters, optional, changed, what).await;
 }
 
 /// The version of `ar`'s kind the API server prefers, None when it serves the kind at no
@@ -766,11 +766,12 @@ async fn poll_deprecated_apis(
     }
 }
 
-/// Poll the reflected watch stream forever; the reflector updates the store as a side effect.
+/// Poll the watch stream forever, applying each event to the store before acting on it.
 /// Generic over `WatchStreamExt` so the `Stream` supertrait's `poll_next` is usable without a
 /// direct `futures` dependency.
 async fn drive<S>(
     mut events: S,
+    mut writer: StoreWriter,
     counters: Arc<Counters>,
     optional: bool,
     changed: Option<tokio::sync::watch::Sender<u64>>,
@@ -780,12 +781,15 @@ async fn drive<S>(
 {
     loop {
         let next = std::future::poll_fn(|cx| Pin::new(&mut events).poll_next(cx)).await;
+        if let Some(Ok(event)) = &next {
+            writer.apply(event);
+        }
         match next {
             None => break,
             Some(Ok(watcher::Event::Init)) => {
                 counters.lists.fetch_add(1, Ordering::Relaxed);
             }
-            // The reflector has applied the event before yielding it, so the store is full.
+            // The writer has applied the event, so the store is full.
             Some(Ok(watcher::Event::InitDone)) => {
                 // Bump first: whoever waits for `listed` then sees no change left over.
                 if let Some(c) = &changed {
@@ -888,46 +892,43 @@ impl KubeSource {
             return;
         };
         let sources = source_index(kinds);
-        for obj in flux.store.state() {
-            let mut status = status_of(&obj);
+        for c in flux.store.read().values() {
+            let Compact::Kustomization { status, owners } = c else {
+                continue;
+            };
+            let mut status = status.clone();
             attach_source(&mut status, &sources, self.fleet_url.as_deref());
-            for o in owners(&obj) {
-                if let Some(&i) = index.get(o) {
+            for o in owners {
+                if let Some(&i) = index.get(o.as_str()) {
                     out[i].kustomizations.push(status.clone());
                 }
             }
         }
+        let stores: Vec<_> = kinds.iter().map(|w| w.store.read()).collect();
+        let upgrades = || {
+            stores
+                .iter()
+                .flat_map(|s| s.values())
+                .filter_map(|c| match c {
+                    Compact::Upgrade(u) => Some(u),
+                    _ => None,
+                })
+        };
         // CAPI control planes are found through their Cluster's controlPlaneRef too.
-        let mut cp_refs: HashMap<(String, String), String> = HashMap::new();
-        for w in kinds.iter().filter(|w| w.kind == "Cluster") {
-            for obj in w.store.state() {
-                if let (Some(name), Some(cp)) = (
-                    obj.metadata.name.as_deref(),
-                    obj.data
-                        .pointer("/spec/controlPlaneRef/name")
-                        .and_then(Value::as_str),
-                ) {
-                    let ns = obj.metadata.namespace.clone().unwrap_or_default();
-                    cp_refs.insert((ns, cp.to_string()), name.to_string());
-                }
-            }
-        }
-        for w in kinds {
-            for obj in w.store.state() {
-                let Some(comp) =
-                    crate::core::cluster::upgrade::component_of(&obj_ref(&obj, &w.resource))
-                else {
-                    continue;
-                };
-                let key = (
-                    obj.metadata.namespace.clone().unwrap_or_default(),
-                    obj.metadata.name.clone().unwrap_or_default(),
-                );
-                let who = upgrade_owners(&obj, &w.kind, cp_refs.get(&key).map(String::as_str));
-                for o in who {
-                    if let Some(&i) = index.get(o) {
-                        out[i].components.push(comp.clone());
-                    }
+        let cp_refs: HashMap<(&str, &str), &str> = upgrades()
+            .filter_map(|u| {
+                let cp = u.control_plane_ref.as_deref()?;
+                Some(((u.namespace.as_deref().unwrap_or(""), cp), u.name.as_str()))
+            })
+            .collect();
+        for u in upgrades() {
+            let Some(comp) = &u.component else {
+                continue;
+            };
+            let key = (u.namespace.as_deref().unwrap_or(""), u.name.as_str());
+            for o in u.owners(cp_refs.get(&key).copied()) {
+                if let Some(&i) = index.get(o) {
+                    out[i].components.push(comp.clone());
                 }
             }
         }
@@ -946,35 +947,31 @@ impl KubeSource {
             }
             let sources = source_index(&s.sources);
             o.kustomizations
-                .extend(s.kustomizations.store.state().iter().map(|k| {
-                    let mut st = status_of(k);
+                .extend(s.kustomizations.store.read().values().filter_map(|c| {
+                    let Compact::Kustomization { status, .. } = c else {
+                        return None;
+                    };
+                    let mut st = status.clone();
                     attach_source(&mut st, &sources, self.fleet_url.as_deref());
-                    st
+                    Some(st)
                 }));
-            let nodes = s.nodes.store.state();
-            o.nodes = Some(crate::core::cluster::upgrade::node_summary_of(
-                nodes.iter().map(|n| obj_ref(n, &s.nodes.resource)),
-            ));
-            let pods = s.pods.store.state();
+            o.nodes = Some(node_total(s.nodes.store.read().values().filter_map(
+                |c| match c {
+                    Compact::Node(n) => Some(n),
+                    _ => None,
+                },
+            )));
+            let pods = s.pods.store.read();
             o.pod_restarts = Some(s.restarts.lock().unwrap_or_else(|p| p.into_inner()).update(
-                pods.iter().map(|p| {
-                    (
-                        p.metadata.uid.as_deref().unwrap_or(""),
-                        crate::core::cluster::upgrade::pod_restarts(&p.data),
-                    )
+                pods.values().filter_map(|c| match c {
+                    Compact::Pod { uid, restarts } => Some((uid.as_str(), *restarts)),
+                    _ => None,
                 }),
             ));
             // PodDisruptionBudgets: only once listed, and while their watch runs; else no data
             // (status says so) rather than "none block".
-            o.drain_blockers = (s.pdbs.listed() && !s.pdbs.task.is_finished()).then(|| {
-                crate::core::cluster::upgrade::drain_blockers_of(
-                    s.pdbs
-                        .store
-                        .state()
-                        .iter()
-                        .map(|p| obj_ref(p, &s.pdbs.resource)),
-                )
-            });
+            o.drain_blockers = (s.pdbs.listed() && !s.pdbs.task.is_finished())
+                .then(|| drain_blockers(&s.pdbs.store.read()));
             // Only what was read: an unreadable `/metrics` is no data, which the gate holds on.
             o.deprecated_apis = match &*s.deprecated.lock().unwrap_or_else(|p| p.into_inner()) {
                 Some(Ok(apis)) => Some(apis.clone()),
@@ -994,8 +991,40 @@ impl KubeSource {
     }
 }
 
-/// A stored object's parts, read in place. List items may come without `apiVersion`/`kind`
-/// (the API server leaves them out for built-in kinds), so the watched resource's are used.
+/// Nodes summarised one by one, added up: what `node_summary_of` makes of them all.
+fn node_total<'a>(nodes: impl IntoIterator<Item = &'a NodeSummary>) -> NodeSummary {
+    let mut out = NodeSummary::default();
+    for n in nodes {
+        out.total += n.total;
+        out.ready += n.ready;
+        for (v, k) in &n.kubelets {
+            *out.kubelets.entry(v.clone()).or_default() += k;
+        }
+        for (v, k) in &n.control_plane_kubelets {
+            *out.control_plane_kubelets.entry(v.clone()).or_default() += k;
+        }
+        out.not_ready.extend(n.not_ready.iter().cloned());
+    }
+    out.not_ready.sort();
+    out
+}
+
+/// The drain blockers among stored PodDisruptionBudgets, sorted as `drain_blockers_of` sorts.
+fn drain_blockers(pdbs: &Objects) -> Vec<DrainBlocker> {
+    let mut out: Vec<DrainBlocker> = pdbs
+        .values()
+        .filter_map(|c| match c {
+            Compact::PodDisruptionBudget(b) => b.clone(),
+            _ => None,
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
+}
+
+/// An object's parts as the core readers take them. List items may come without
+/// `apiVersion`/`kind` (the API server leaves them out for built-in kinds), so the watched
+/// resource's are used.
 fn obj_ref<'a>(
     obj: &'a DynamicObject,
     ar: &'a ApiResource,
@@ -1021,120 +1050,186 @@ fn obj_ref<'a>(
     }
 }
 
-/// Keep only what fleetwave reads before an object reaches the store: at 10,000 clusters the
-/// stores are most of the memory, and real objects carry large fields fleetwave never looks
-/// at (managed fields, last-applied annotations, a Kustomization's inventory, machine
-/// templates, a node's image list, a pod's spec).
-fn prune(obj: &mut DynamicObject, kind: &str) {
-    obj.metadata.managed_fields = None;
-    obj.metadata.annotations = None;
-    obj.metadata.finalizers = None;
-    let data = std::mem::take(&mut obj.data);
-    let keep = |v: &Value, paths: &[&[&str]]| -> Value {
-        let mut out = serde_json::Map::new();
-        for path in paths {
-            let Some(found) = path.iter().try_fold(v, |v, k| v.get(*k)) else {
-                continue;
-            };
-            // Rebuild the nesting down to the kept value.
-            let mut slot = &mut out;
-            for k in &path[..path.len() - 1] {
-                slot = slot
-                    .entry(k.to_string())
-                    .or_insert_with(|| Value::Object(Default::default()))
-                    .as_object_mut()
-                    .expect("built as objects");
+/// What a watch keeps of its kind's objects (see [`Compact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Kustomization,
+    /// Flux GitRepository / OCIRepository.
+    Source,
+    /// Kinds that report the upgrade (CAPI, Kamaji, k0rdent). `capi_cluster`: a CAPI
+    /// `Cluster`, whose `spec.controlPlaneRef` names its control plane.
+    Upgrade {
+        capi_cluster: bool,
+    },
+    Node,
+    Pod,
+    PodDisruptionBudget,
+}
+
+impl Shape {
+    fn of(ar: &ApiResource) -> Shape {
+        match ar.kind.as_str() {
+            "Kustomization" => Shape::Kustomization,
+            "GitRepository" | "OCIRepository" => Shape::Source,
+            "Node" => Shape::Node,
+            "Pod" => Shape::Pod,
+            "PodDisruptionBudget" => Shape::PodDisruptionBudget,
+            kind => Shape::Upgrade {
+                capi_cluster: kind == "Cluster",
+            },
+        }
+    }
+}
+
+/// What fleetwave reads of one watched object, read once when its watch event arrives: at
+/// 10,000 clusters the stores are most of the memory, and a whole object is kilobytes of JSON
+/// (managed fields, a Kustomization's inventory, machine templates, a node's image list, a
+/// pod's spec) of which fleetwave reads a few fields.
+#[derive(Debug, Clone, PartialEq)]
+enum Compact {
+    /// Its status (`source`: the reference only; the source's status comes from its own
+    /// watch) and the clusters it belongs to ([`owners`]).
+    Kustomization {
+        status: KustomizationStatus,
+        owners: Vec<String>,
+    },
+    Source(SourceStatus),
+    Upgrade(UpgradeObj),
+    /// One node, summarised alone (summaries add up, [`node_total`]).
+    Node(NodeSummary),
+    Pod {
+        uid: String,
+        restarts: u64,
+    },
+    PodDisruptionBudget(Option<DrainBlocker>),
+}
+
+impl Compact {
+    /// `ar`: the watched resource (its kind and version stand in for missing `types`).
+    fn of(obj: &DynamicObject, shape: Shape, ar: &ApiResource) -> Compact {
+        use crate::core::cluster::upgrade as up;
+        match shape {
+            Shape::Kustomization => Compact::Kustomization {
+                status: status_of(obj),
+                owners: owners(obj).into_iter().map(str::to_string).collect(),
+            },
+            Shape::Source => Compact::Source(source_of(obj, &ar.kind)),
+            Shape::Upgrade { capi_cluster } => {
+                Compact::Upgrade(UpgradeObj::of(obj, ar, capi_cluster))
             }
-            slot.insert(path[path.len() - 1].to_string(), found.clone());
-        }
-        Value::Object(out)
-    };
-    let spec: &[&[&str]] = &[
-        &["kubeConfig"],
-        &["sourceRef"],
-        &["url"],
-        &["topology", "version"],
-        &["version"],
-        &["replicas"],
-        &["clusterName"],
-        &["controlPlaneRef"],
-        &["kubernetes", "version"],
-        &["template", "spec", "version"],
-    ];
-    let mut kept = serde_json::Map::new();
-    match kind {
-        "Pod" => {
-            let restarts = |list: &str| -> Value {
-                data.pointer(&format!("/status/{list}"))
-                    .and_then(Value::as_array)
-                    .map(|cs| {
-                        cs.iter()
-                            .map(|c| serde_json::json!({"restartCount": c.get("restartCount")}))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            kept.insert(
-                "status".into(),
-                serde_json::json!({
-                    "containerStatuses": restarts("containerStatuses"),
-                    "initContainerStatuses": restarts("initContainerStatuses"),
-                }),
-            );
-        }
-        "PodDisruptionBudget" => {
-            kept.insert(
-                "status".into(),
-                keep(
-                    &data,
-                    &[
-                        &["status", "disruptionsAllowed"],
-                        &["status", "expectedPods"],
-                        &["status", "currentHealthy"],
-                        &["status", "desiredHealthy"],
-                    ],
-                )
-                .get("status")
-                .cloned()
-                .unwrap_or_default(),
-            );
-        }
-        "Node" => {
-            kept.insert(
-                "status".into(),
-                keep(
-                    &data,
-                    &[
-                        &["status", "conditions"],
-                        &["status", "nodeInfo", "kubeletVersion"],
-                    ],
-                )
-                .get("status")
-                .cloned()
-                .unwrap_or_default(),
-            );
-        }
-        _ => {
-            if let Some(sp) = data.get("spec") {
-                let mut sp_kept = keep(sp, spec);
-                // k0rdent names its ClusterTemplate in `spec.template` (a string).
-                if let (Some(t @ Value::String(_)), Some(m)) =
-                    (sp.get("template"), sp_kept.as_object_mut())
-                {
-                    m.insert("template".into(), t.clone());
-                }
-                kept.insert("spec".into(), sp_kept);
-            }
-            if let Some(mut status) = data.get("status").cloned() {
-                if let Some(m) = status.as_object_mut() {
-                    m.remove("inventory");
-                    m.remove("history");
-                }
-                kept.insert("status".into(), status);
+            Shape::Node => Compact::Node(up::node_summary_of([obj_ref(obj, ar)])),
+            Shape::Pod => Compact::Pod {
+                uid: obj.metadata.uid.clone().unwrap_or_default(),
+                restarts: up::pod_restarts(&obj.data),
+            },
+            Shape::PodDisruptionBudget => {
+                Compact::PodDisruptionBudget(up::drain_blocker(&obj_ref(obj, ar)))
             }
         }
     }
-    obj.data = Value::Object(kept);
+}
+
+/// An upgrade-reporting object: the component it describes and the clusters it names.
+#[derive(Debug, Clone, PartialEq)]
+struct UpgradeObj {
+    namespace: Option<String>,
+    name: String,
+    component: Option<Component>,
+    /// The clusters it names itself ([`named_owners`]).
+    named: Vec<String>,
+    /// A CAPI Cluster's `spec.controlPlaneRef.name`.
+    control_plane_ref: Option<String>,
+}
+
+impl UpgradeObj {
+    fn of(obj: &DynamicObject, ar: &ApiResource, capi_cluster: bool) -> UpgradeObj {
+        let cp_ref = || obj.data.pointer("/spec/controlPlaneRef/name")?.as_str();
+        UpgradeObj {
+            namespace: obj.metadata.namespace.clone(),
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            component: crate::core::cluster::upgrade::component_of(&obj_ref(obj, ar)),
+            named: named_owners(obj, &ar.kind)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            control_plane_ref: capi_cluster.then(cp_ref).flatten().map(str::to_string),
+        }
+    }
+
+    /// The clusters it belongs to: what [`upgrade_owners`] reads of the whole object.
+    fn owners<'a>(&'a self, referenced_by: Option<&'a str>) -> BTreeSet<&'a str> {
+        owned_by(
+            self.named.iter().map(String::as_str).collect(),
+            referenced_by,
+            self.namespace.as_deref(),
+        )
+    }
+}
+
+/// Key of a stored object within its watch, as kube's reflector keys its store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ObjKey {
+    namespace: Option<String>,
+    name: String,
+}
+
+impl ObjKey {
+    fn of(obj: &DynamicObject) -> ObjKey {
+        ObjKey {
+            namespace: obj.metadata.namespace.clone(),
+            name: obj.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// One watch's objects.
+type Objects = HashMap<ObjKey, Compact>;
+
+/// One watch's objects, shared: its task writes, ticks read.
+#[derive(Clone, Default)]
+struct CompactStore(Arc<RwLock<Objects>>);
+
+impl CompactStore {
+    fn read(&self) -> RwLockReadGuard<'_, Objects> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Objects> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Applies watch events to a [`CompactStore`] as kube's reflector applies them to its store: a
+/// (re)list's objects are gathered aside and replace the store at once when the list is done
+/// (so a relist after 410 Gone also drops objects deleted meanwhile); later events add,
+/// replace or remove one object.
+struct StoreWriter {
+    store: CompactStore,
+    shape: Shape,
+    resource: ApiResource,
+    buffer: Objects,
+}
+
+impl StoreWriter {
+    fn apply(&mut self, event: &watcher::Event<DynamicObject>) {
+        let compact =
+            |o: &DynamicObject| (ObjKey::of(o), Compact::of(o, self.shape, &self.resource));
+        match event {
+            watcher::Event::Init => self.buffer = Objects::new(),
+            watcher::Event::InitApply(o) => {
+                let (k, c) = compact(o);
+                self.buffer.insert(k, c);
+            }
+            watcher::Event::InitDone => *self.store.write() = std::mem::take(&mut self.buffer),
+            watcher::Event::Apply(o) => {
+                let (k, c) = compact(o);
+                self.store.write().insert(k, c);
+            }
+            watcher::Event::Delete(o) => {
+                self.store.write().remove(&ObjKey::of(o));
+            }
+        }
+    }
 }
 
 type SourceKey = (String, String, String);
@@ -1142,50 +1237,50 @@ type SourceKey = (String, String, String);
 /// Flux sources in these watches by (kind, namespace, name).
 fn source_index(watches: &[Watch]) -> HashMap<SourceKey, SourceStatus> {
     let mut out = HashMap::new();
-    for w in watches
-        .iter()
-        .filter(|w| w.kind == "GitRepository" || w.kind == "OCIRepository")
-    {
-        for obj in w.store.state() {
-            let ns = obj.metadata.namespace.clone().unwrap_or_default();
-            let name = obj.metadata.name.clone().unwrap_or_default();
-            let ready = obj
-                .data
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| {
-                    cs.iter()
-                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
-                })
-                .map(|c| {
-                    let f = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                    Condition {
-                        type_: "Ready".into(),
-                        status: f("status"),
-                        reason: f("reason"),
-                        message: f("message"),
-                    }
-                });
-            let src = SourceStatus {
-                kind: w.kind.clone(),
-                namespace: ns.clone(),
-                name: name.clone(),
-                revision: obj
-                    .data
-                    .pointer("/status/artifact/revision")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                url: obj
-                    .data
-                    .pointer("/spec/url")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                ready,
-            };
-            out.insert((w.kind.clone(), ns, name), src);
+    for w in watches {
+        for c in w.store.read().values() {
+            if let Compact::Source(s) = c {
+                let key = (s.kind.clone(), s.namespace.clone(), s.name.clone());
+                out.insert(key, s.clone());
+            }
         }
     }
     out
+}
+
+/// A Flux source of kind `kind` as a Kustomization's `source` shows it.
+fn source_of(obj: &DynamicObject, kind: &str) -> SourceStatus {
+    let ready = obj
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        })
+        .map(|c| {
+            let f = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            Condition {
+                type_: "Ready".into(),
+                status: f("status"),
+                reason: f("reason"),
+                message: f("message"),
+            }
+        });
+    let text = |p: &str| {
+        obj.data
+            .pointer(p)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    SourceStatus {
+        kind: kind.to_string(),
+        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        name: obj.metadata.name.clone().unwrap_or_default(),
+        revision: text("/status/artifact/revision"),
+        url: text("/spec/url"),
+        ready,
+    }
 }
 
 /// Fill in the source of a Kustomization from the index, when it is there, and whether it
@@ -1211,14 +1306,40 @@ fn attach_source(
 }
 
 /// The clusters an upgrade-reporting object belongs to: its namespace, the fleetwave or CAPI
-/// cluster-name label, `spec.clusterName`, an owning CAPI `Cluster`, and for per-cluster kinds (CAPI `Cluster`, Kamaji
-/// `TenantControlPlane`, k0rdent `ClusterDeployment`) its own name.
+/// cluster-name label, `spec.clusterName`, an owning CAPI `Cluster`, and for per-cluster kinds
+/// (CAPI `Cluster`, Kamaji `TenantControlPlane`, k0rdent `ClusterDeployment`) its own name.
 pub fn upgrade_owners<'a>(
     obj: &'a DynamicObject,
     kind: &str,
     referenced_by: Option<&'a str>,
 ) -> BTreeSet<&'a str> {
-    let mut out: BTreeSet<&str> = referenced_by.into_iter().collect();
+    owned_by(
+        named_owners(obj, kind),
+        referenced_by,
+        obj.metadata.namespace.as_deref(),
+    )
+}
+
+/// The clusters an object belongs to, from those it names (`named`) and the Cluster that
+/// references it: its namespace only when nothing names the cluster, for a management
+/// cluster's namespace often holds the objects of the clusters it manages.
+fn owned_by<'a>(
+    mut named: BTreeSet<&'a str>,
+    referenced_by: Option<&'a str>,
+    namespace: Option<&'a str>,
+) -> BTreeSet<&'a str> {
+    named.extend(referenced_by);
+    if named.is_empty()
+        && let Some(ns) = namespace.filter(|s| !s.is_empty())
+    {
+        named.insert(ns);
+    }
+    named
+}
+
+/// The clusters an upgrade-reporting object names itself (see [`upgrade_owners`]).
+fn named_owners<'a>(obj: &'a DynamicObject, kind: &str) -> BTreeSet<&'a str> {
+    let mut out = BTreeSet::new();
     let nonempty = |s: &&str| !s.is_empty();
     if let Some(labels) = &obj.metadata.labels {
         for key in [CLUSTER_LABEL, "cluster.x-k8s.io/cluster-name"] {
@@ -1244,13 +1365,6 @@ pub fn upgrade_owners<'a>(
         if let Some(n) = obj.metadata.name.as_deref().filter(nonempty) {
             out.insert(n);
         }
-    }
-    // The namespace only when nothing names the cluster: a management cluster's namespace
-    // often holds the objects of the clusters it manages.
-    if out.is_empty()
-        && let Some(ns) = obj.metadata.namespace.as_deref().filter(nonempty)
-    {
-        out.insert(ns);
     }
     out
 }
@@ -1352,12 +1466,13 @@ mod tests {
         assert_eq!(c.update([("b", 1), ("c", 4)]), 10);
     }
 
-    /// Pruning keeps everything fleetwave reads: every recorded status fixture reads the same
-    /// before and after.
+    /// The compact form keeps everything fleetwave reads: every recorded status fixture (a
+    /// whole object as its controller writes it) reads the same through its compact form as
+    /// read whole.
     #[test]
-    fn pruned_objects_read_the_same() {
+    fn compact_objects_read_the_same() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/status");
-        let mut seen = 0;
+        let (mut seen, mut nodes) = (0, Vec::new());
         for entry in std::fs::read_dir(&dir).expect("fixtures/status") {
             let path = entry.expect("entry").path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
@@ -1366,53 +1481,71 @@ mod tests {
             let v: Value =
                 serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
             let full: DynamicObject = serde_json::from_value(v).expect("object");
-            let kind = full
-                .types
-                .as_ref()
-                .map(|t| t.kind.clone())
-                .unwrap_or_default();
-            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", &kind));
-            let mut pruned = full.clone();
-            prune(&mut pruned, &kind);
-            let name = path.display();
-            if kind == "Kustomization" {
-                assert_eq!(status_of(&pruned), status_of(&full), "{name}");
+            let kind = full.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("");
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind));
+            let name = path.display().to_string();
+            if let Compact::Node(n) = reads_the_same(&full, &ar, &name) {
+                nodes.push((full.clone(), ar.clone(), n));
             }
-            if kind == "GitRepository" || kind == "OCIRepository" {
-                let (a, b) = (&full.data, &pruned.data);
-                for p in [
-                    "/spec/url",
-                    "/status/artifact/revision",
-                    "/status/conditions",
-                ] {
-                    assert_eq!(a.pointer(p), b.pointer(p), "{name} {p}");
-                }
+            // Every object also as an upgrade-reporting kind, as the hub keeps those.
+            let Compact::Upgrade(u) =
+                Compact::of(&full, Shape::Upgrade { capi_cluster: true }, &ar)
+            else {
+                panic!("{name}: not kept as an upgrade object");
+            };
+            let whole = crate::core::cluster::upgrade::component_of(&obj_ref(&full, &ar));
+            assert_eq!(u.component, whole, "{name}");
+            for by in [None, Some("referencing-cluster")] {
+                assert_eq!(u.owners(by), upgrade_owners(&full, kind, by), "{name}");
             }
-            let a = crate::core::cluster::upgrade::component_of(&obj_ref(&full, &ar));
-            let b = crate::core::cluster::upgrade::component_of(&obj_ref(&pruned, &ar));
-            assert_eq!(a, b, "{name}");
-            if kind == "Node" {
-                let (a, b) = (
-                    crate::core::cluster::upgrade::node_summary_of([obj_ref(&full, &ar)]),
-                    crate::core::cluster::upgrade::node_summary_of([obj_ref(&pruned, &ar)]),
-                );
-                assert_eq!(a, b, "{name}");
-            }
-            if kind == "Pod" {
-                assert_eq!(
-                    crate::core::cluster::upgrade::pod_restarts(&full.data),
-                    crate::core::cluster::upgrade::pod_restarts(&pruned.data),
-                    "{name}"
-                );
-            }
+            let cp = full.data.pointer("/spec/controlPlaneRef/name");
             assert_eq!(
-                upgrade_owners(&full, &kind, None),
-                upgrade_owners(&pruned, &kind, None),
+                u.control_plane_ref.as_deref(),
+                cp.and_then(Value::as_str),
                 "{name}"
             );
             seen += 1;
         }
         assert!(seen >= 40, "only {seen} fixtures");
+        // Node summaries add up to the summary of all nodes.
+        assert!(nodes.len() >= 3, "only {} nodes", nodes.len());
+        let whole = crate::core::cluster::upgrade::node_summary_of(
+            nodes.iter().map(|(full, ar, _)| obj_ref(full, ar)),
+        );
+        assert_eq!(node_total(nodes.iter().map(|(_, _, n)| n)), whole);
+    }
+
+    /// `full`'s compact form as its own watch keeps it, checked against `full` read whole.
+    fn reads_the_same(full: &DynamicObject, ar: &ApiResource, name: &str) -> Compact {
+        let compact = Compact::of(full, Shape::of(ar), ar);
+        let text = |p: &str| full.data.pointer(p).and_then(Value::as_str);
+        match &compact {
+            Compact::Kustomization { status, owners: o } => {
+                assert_eq!(*status, status_of(full), "{name}");
+                assert_eq!(Vec::from_iter(owners(full)), *o, "{name}");
+            }
+            Compact::Source(s) => {
+                assert_eq!(s.url.as_deref(), text("/spec/url"), "{name}");
+                let rev = text("/status/artifact/revision");
+                assert_eq!(s.revision.as_deref(), rev, "{name}");
+                let conditions = full.data.pointer("/status/conditions").expect("conditions");
+                let ready = conditions
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                    .expect("Ready");
+                let r = s.ready.as_ref().expect("ready");
+                assert_eq!(ready["status"], r.status, "{name}");
+                assert_eq!(ready["reason"], r.reason, "{name}");
+                assert_eq!(ready["message"], r.message, "{name}");
+            }
+            Compact::Pod { uid, restarts } => {
+                let whole = crate::core::cluster::upgrade::pod_restarts(&full.data);
+                assert_eq!(*restarts, whole, "{name}");
+                assert_eq!(Some(uid), full.metadata.uid.as_ref(), "{name}");
+            }
+            Compact::Node(_) | Compact::Upgrade(_) | Compact::PodDisruptionBudget(_) => {}
+        }
+        compact
     }
 
     #[test]
