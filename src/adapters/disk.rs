@@ -65,8 +65,17 @@ impl DiskTree {
 
     /// Every component of `rel` must be a plain name and none of the ancestors a symlink.
     fn checked(&self, rel: &Path) -> io::Result<PathBuf> {
-        let mut at = self.root.clone();
         let comps: Vec<Component> = rel.components().collect();
+        let all_normal = comps.iter().all(|c| matches!(c, Component::Normal(_)));
+        // A directory is recorded plain only after each of its ancestors was, so a plain
+        // parent vouches for the whole path: one lookup instead of one per ancestor.
+        if all_normal && comps.len() > 1 {
+            let full = self.root.join(rel);
+            if full.parent().is_some_and(|p| self.known_plain(p)) {
+                return Ok(full);
+            }
+        }
+        let mut at = self.root.clone();
         for (i, c) in comps.iter().enumerate() {
             let Component::Normal(s) = c else {
                 return Err(io::Error::other("the path leaves the repository"));

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::core::config::Config;
 use crate::core::diag::{Diag, Diags, Finding, Severity};
+use crate::core::kbases;
 pub use crate::core::kinds::is_identity;
 use crate::core::locate::{self, Located};
 use crate::core::plan::Plan;
@@ -143,7 +144,8 @@ fn owners(
     refused: &mut Vec<Finding>,
     roots: &mut std::collections::BTreeSet<PathBuf>,
 ) -> Vec<(PathBuf, String)> {
-    let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
+    // Every file in the order the paths find it; the first to find a file owns it.
+    let mut found_files: Vec<(PathBuf, String)> = Vec::new();
     for pattern in &config.paths {
         let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
         let mut found = Vec::new();
@@ -162,21 +164,43 @@ fn owners(
             .collect();
         for ((cluster, rel), listed) in found.into_iter().zip(listed) {
             let Some((files, why)) = listed else {
-                owner.entry(rel).or_insert(cluster);
+                found_files.push((rel, cluster));
                 continue;
             };
             roots.insert(rel);
             refused.extend(why);
-            for f in files {
-                owner.entry(f).or_insert_with(|| cluster.clone());
-            }
+            found_files.extend(files.into_iter().map(|f| (f, cluster.clone())));
         }
     }
-    let wanted: Vec<(PathBuf, String)> = owner
+    in_path_order(found_files)
         .into_iter()
         .filter(|(rel, _)| is_yaml_name(rel) || config.regex.iter().any(|r| r.files.is_match(rel)))
+        .collect()
+}
+
+/// `found` sorted as paths compare (component by component), each path once with the owner
+/// found first. Paths here are relative and normal, so their bytes with `/` read as the
+/// lowest byte sort the same way, and compare far faster than component by component.
+fn in_path_order(found: Vec<(PathBuf, String)>) -> Vec<(PathBuf, String)> {
+    let key = |p: &Path| -> Vec<u8> {
+        let bytes = p.as_os_str().as_encoded_bytes();
+        bytes
+            .iter()
+            .map(|&b| if b == b'/' { 0 } else { b })
+            .collect()
+    };
+    let mut order: Vec<(Vec<u8>, usize)> = found
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (key(p), i))
         .collect();
-    wanted
+    order.sort_unstable();
+    order.dedup_by(|later, first| later.0 == first.0);
+    let mut found: Vec<Option<(PathBuf, String)>> = found.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, i)| found[i].take())
+        .collect()
 }
 
 /// What reading one file yields: the file, its cluster, identity labels, located values and
@@ -202,6 +226,7 @@ fn read_file(
                 rel,
                 text: String::new(),
                 yaml: false,
+                kustomize: None,
             };
             let empty = (Vec::new(), Located::default(), Vec::new());
             return Ok(((file, cluster, empty.0, empty.1, empty.2), Some(f)));
@@ -213,10 +238,15 @@ fn read_file(
         None
     };
     let lines = LineIndex::new(&text);
+    let kustomize = docs
+        .as_deref()
+        .filter(|_| kbases::is_kustomization(&rel))
+        .map(kbases::references);
     let file = RepoFile {
         rel,
         text,
         yaml: docs.is_some(),
+        kustomize,
     };
     let labels = identity_labels(&file, &lines, docs.as_deref().unwrap_or_default());
     let located = locate::locate_file(ctx, &cluster, index, &file, docs.as_deref(), &lines);
@@ -442,5 +472,34 @@ pub fn select(plan: &Plan, src: &YamlSource, fleet: &Fleet) -> Result<Selection,
         Ok(Selection { waves, findings })
     } else {
         Err(Diags(errs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn found_files_come_in_path_order_each_with_its_first_owner() {
+        let found: Vec<(PathBuf, String)> = [
+            ("a-b/x.yaml", "1"),
+            ("a/b/c.yaml", "1"),
+            ("a/b.yaml", "1"),
+            ("a.b", "1"),
+            ("a/b/c.yaml", "2"),
+            ("a0/z.yaml", "2"),
+            ("a/b-c.yaml", "2"),
+            ("a/b/c/d.yaml", "2"),
+        ]
+        .iter()
+        .map(|(p, o)| (PathBuf::from(p), o.to_string()))
+        .collect();
+        // What a BTreeMap keyed by path, keeping the first owner, gives.
+        let mut want: BTreeMap<PathBuf, String> = BTreeMap::new();
+        for (p, o) in &found {
+            want.entry(p.clone()).or_insert_with(|| o.clone());
+        }
+        let want: Vec<(PathBuf, String)> = want.into_iter().collect();
+        assert_eq!(in_path_order(found), want);
     }
 }

@@ -4,7 +4,7 @@
 //! Remote bases (URLs, `?ref=`) are not followed; a path that leaves the repository is
 //! reported, never read.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use crate::core::diag::{Finding, Severity};
@@ -46,13 +46,25 @@ pub fn follow(tree: &dyn FileTree, from: &[PathBuf], seen: &mut Walk) -> Followe
 /// Memo of kustomizations already read: each one's reached files and findings.
 #[derive(Default)]
 pub struct Walk {
-    done: BTreeMap<PathBuf, (Vec<PathBuf>, Vec<Finding>)>,
+    done: HashMap<PathBuf, (Vec<PathBuf>, Vec<Finding>)>,
 }
 
 impl Walk {
+    /// Record kustomizations from references already parsed (see [`references`]), so
+    /// following them reads nothing. They are resolved in parallel.
+    pub fn known<'a>(&mut self, tree: &dyn FileTree, ks: &[(&'a Path, &'a [Reference])]) {
+        use rayon::prelude::*;
+        let fresh: Vec<_> = ks
+            .par_iter()
+            .filter(|(k, _)| !self.done.contains_key(*k))
+            .map(|&(k, refs)| (k.to_path_buf(), resolve_all(tree, k, refs)))
+            .collect();
+        self.done.extend(fresh);
+    }
+
     fn visit(&mut self, tree: &dyn FileTree, k: &Path, out: &mut Followed) {
         let mut stack = vec![k.to_path_buf()];
-        let mut here: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut here: HashSet<PathBuf> = HashSet::new();
         while let Some(k) = stack.pop() {
             if !here.insert(k.clone()) {
                 continue; // a cycle, or reached twice
@@ -74,6 +86,38 @@ impl Walk {
     }
 }
 
+/// One entry of a kustomization's `resources`, `bases` or `components`, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub field: &'static str,
+    pub entry: String,
+}
+
+/// The local reference entries of a parsed kustomization, in document order (remote ones
+/// are never followed). Discovery keeps them for the fleet's own kustomizations, so
+/// following those parses nothing again.
+pub fn references(docs: &[yaml::Doc]) -> Vec<Reference> {
+    let mut out = Vec::new();
+    for doc in docs {
+        for field in REFERENCES {
+            let Some(list) = doc.root_path(&[field]) else {
+                continue;
+            };
+            out.extend(
+                doc.items(list)
+                    .iter()
+                    .filter_map(|&n| doc.str(n))
+                    .filter(|entry| !is_remote(entry))
+                    .map(|entry| Reference {
+                        field,
+                        entry: entry.to_string(),
+                    }),
+            );
+        }
+    }
+    out
+}
+
 /// The local references of one kustomization file, resolved to files (a directory becomes
 /// its kustomization file).
 fn read_one(tree: &dyn FileTree, k: &Path) -> (Vec<PathBuf>, Vec<Finding>) {
@@ -83,34 +127,30 @@ fn read_one(tree: &dyn FileTree, k: &Path) -> (Vec<PathBuf>, Vec<Finding>) {
     let Ok(docs) = yaml::parse(&text) else {
         return (Vec::new(), Vec::new()); // discovery reports syntax errors
     };
+    resolve_all(tree, k, &references(&docs))
+}
+
+/// `refs` of the kustomization `k` as files, and a finding for each that leaves the
+/// repository.
+fn resolve_all(tree: &dyn FileTree, k: &Path, refs: &[Reference]) -> (Vec<PathBuf>, Vec<Finding>) {
     let dir = k.parent().unwrap_or(Path::new(""));
-    let mut refs = Vec::new();
+    let mut files = Vec::new();
     let mut findings = Vec::new();
-    for doc in &docs {
-        for field in REFERENCES {
-            let Some(list) = doc.root_path(&[field]) else {
-                continue;
-            };
-            for entry in doc.items(list).iter().filter_map(|&n| doc.str(n)) {
-                if is_remote(entry) {
-                    continue;
-                }
-                match resolve(dir, entry) {
-                    Some(p) => refs.extend(target(tree, &p)),
-                    None => findings.push(Finding::new(
-                        Severity::Warning,
-                        None,
-                        format!(
-                            "{}: {field} entry {entry:?} leaves the repository; not read, so \
-                             its manifests are not checked",
-                            k.display()
-                        ),
-                    )),
-                }
-            }
+    for Reference { field, entry } in refs {
+        match resolve(dir, entry) {
+            Some(p) => files.extend(target(tree, &p)),
+            None => findings.push(Finding::new(
+                Severity::Warning,
+                None,
+                format!(
+                    "{}: {field} entry {entry:?} leaves the repository; not read, so its \
+                     manifests are not checked",
+                    k.display()
+                ),
+            )),
         }
     }
-    (refs, findings)
+    (files, findings)
 }
 
 fn is_remote(entry: &str) -> bool {

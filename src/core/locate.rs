@@ -600,27 +600,32 @@ fn commented(scan: &mut FileScan) {
     if values.is_empty() {
         return;
     }
-    let text = &scan.file.text;
-    for m in COMMENTED.find_iter(text) {
-        let line = m.as_str();
-        for v in &values {
-            let hit = [
+    // The forms a value takes on such a line, built once per value, not once per line.
+    let forms: Vec<(&String, [String; 4])> = values
+        .iter()
+        .map(|v| {
+            let forms = [
                 format!("tag: {v}"),
                 format!("tag: \"{v}\""),
                 format!("ref={v}"),
                 format!("version: {v}"),
-            ]
+            ];
+            (v, forms)
+        })
+        .collect();
+    let text = &scan.file.text;
+    for m in COMMENTED.find_iter(text) {
+        let line = m.as_str();
+        let hit = forms
             .iter()
-            .any(|p| line.contains(p.as_str()));
-            if hit {
-                scan.skip(
-                    m.start(),
-                    "comment",
-                    v,
-                    "commented-out occurrence, left as is",
-                );
-                break;
-            }
+            .find(|(_, forms)| forms.iter().any(|p| line.contains(p.as_str())));
+        if let Some((v, _)) = hit {
+            scan.skip(
+                m.start(),
+                "comment",
+                v,
+                "commented-out occurrence, left as is",
+            );
         }
     }
 }
@@ -662,6 +667,7 @@ mod tests {
             rel: "c/source.yaml".into(),
             text: text.into(),
             yaml: true,
+            kustomize: None,
         };
         let lines = LineIndex::new(text);
         let out = locate_file(

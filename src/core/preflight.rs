@@ -171,14 +171,22 @@ pub fn removed_apis(
     // File → the lowest current minor among the clusters that use it, and one of them.
     let mut files: BTreeMap<usize, (u32, &str)> = BTreeMap::new();
     let mut bases: BTreeMap<std::path::PathBuf, (u32, &str)> = BTreeMap::new();
-    let own: std::collections::BTreeSet<&std::path::Path> =
+    let own: std::collections::HashSet<&std::path::Path> =
         fleet.files.iter().map(|f| f.rel.as_path()).collect();
     let mut walk = kbases::Walk::default();
+    let with_minor: Vec<(&str, u32, &crate::core::repo::Cluster)> = selected
+        .iter()
+        .filter_map(|&c| Some((c, current_minor(fleet, c)?, fleet.clusters.get(c)?)))
+        .collect();
+    // The fleet's own kustomizations were parsed by discovery: resolve them all up front.
+    let parsed: Vec<(&std::path::Path, &[kbases::Reference])> = with_minor
+        .iter()
+        .flat_map(|(_, _, cl)| cl.files.iter().map(|&i| &fleet.files[i]))
+        .filter_map(|f| Some((f.rel.as_path(), f.kustomize.as_deref()?)))
+        .collect();
+    walk.known(tree, &parsed);
     let mut out = Vec::new();
-    for &c in selected {
-        let (Some(minor), Some(cl)) = (current_minor(fleet, c), fleet.clusters.get(c)) else {
-            continue;
-        };
+    for &(c, minor, cl) in &with_minor {
         for &i in &cl.files {
             keep_lowest(files.entry(i).or_insert((minor, c)), minor, c);
         }

@@ -11,6 +11,9 @@ pub struct RepoFile {
     pub rel: PathBuf,
     pub text: String,
     pub yaml: bool,
+    /// A kustomization's `resources`/`bases`/`components` entries, kept from its parse so
+    /// the pre-flights follow it without parsing it again; None for any other file.
+    pub kustomize: Option<Vec<crate::core::kbases::Reference>>,
 }
 
 impl RepoFile {
