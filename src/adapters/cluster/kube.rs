@@ -348,6 +348,13 @@ impl RestartCounter {
     }
 }
 
+/// How often a spoke's pollers read.
+#[derive(Debug, Clone, Copy)]
+struct Every {
+    version: Duration,
+    deprecated_apis: Option<Duration>,
+}
+
 impl Spoke {
     fn watches(&self) -> impl Iterator<Item = &Watch> {
         [&self.kustomizations, &self.nodes, &self.pods]
@@ -379,6 +386,75 @@ impl Spoke {
         match &*self.version.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(Err(e)) => Some(format!("its API server does not answer: {e}")),
             _ => None,
+        }
+    }
+
+    /// Start the watches and pollers of one cluster reached through its own context.
+    fn start(
+        cluster: String,
+        client: kube::Client,
+        every: Every,
+        changed: &tokio::sync::watch::Sender<u64>,
+    ) -> Spoke {
+        let flux = Kind {
+            resource: kustomization_resource(),
+            optional: false,
+            namespace: Some("flux-system".into()),
+        };
+        let core = |kind: &str, plural: &str| Kind {
+            resource: ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("", "v1", kind),
+                plural,
+            ),
+            optional: false,
+            namespace: None,
+        };
+        let w = |k: &Kind, what: &str| {
+            // Pod status churns all the time; restart counts are read on the next tick.
+            let signal = k.resource.plural != "pods";
+            Watch::start(
+                client.clone(),
+                k,
+                format!("{what} on {cluster}"),
+                signal.then(|| changed.clone()),
+            )
+        };
+        let version = Arc::new(Mutex::new(None));
+        let poller = tokio::spawn(poll_version(
+            client.clone(),
+            version.clone(),
+            every.version,
+            changed.clone(),
+        ));
+        let deprecated = Arc::new(Mutex::new(None));
+        let metrics_poller = every.deprecated_apis.map(|every| {
+            tokio::spawn(poll_deprecated_apis(
+                client.clone(),
+                deprecated.clone(),
+                every,
+                changed.clone(),
+            ))
+        });
+        let sources = source_kinds()
+            .into_iter()
+            .map(|mut k| {
+                k.namespace = Some("flux-system".into());
+                let what = k.resource.plural.clone();
+                w(&k, &what)
+            })
+            .collect();
+        Spoke {
+            kustomizations: w(&flux, "Kustomizations"),
+            sources,
+            nodes: w(&core("Node", "nodes"), "Nodes"),
+            pods: w(&core("Pod", "pods"), "Pods"),
+            pdbs: w(&pdb_kind(), "PodDisruptionBudgets"),
+            cluster,
+            version,
+            poller,
+            deprecated,
+            metrics_poller,
+            restarts: Mutex::default(),
         }
     }
 }
@@ -428,69 +504,15 @@ impl KubeSource {
                 hub.push(Watch::start(client.clone(), k, what, Some(changed.clone())));
             }
         }
-        let mut spokes = Vec::new();
-        for (cluster, client) in targets.spokes {
-            let flux = Kind {
-                resource: kustomization_resource(),
-                optional: false,
-                namespace: Some("flux-system".into()),
-            };
-            let core = |kind: &str, plural: &str| Kind {
-                resource: ApiResource::from_gvk_with_plural(
-                    &GroupVersionKind::gvk("", "v1", kind),
-                    plural,
-                ),
-                optional: false,
-                namespace: None,
-            };
-            let w = |k: &Kind, what: &str| {
-                // Pod status churns all the time; restart counts are read on the next tick.
-                let signal = k.resource.plural != "pods";
-                Watch::start(
-                    client.clone(),
-                    k,
-                    format!("{what} on {cluster}"),
-                    signal.then(|| changed.clone()),
-                )
-            };
-            let version = Arc::new(Mutex::new(None));
-            let poller = tokio::spawn(poll_version(
-                client.clone(),
-                version.clone(),
-                targets.version_every,
-                changed.clone(),
-            ));
-            let deprecated = Arc::new(Mutex::new(None));
-            let metrics_poller = targets.deprecated_apis_every.map(|every| {
-                tokio::spawn(poll_deprecated_apis(
-                    client.clone(),
-                    deprecated.clone(),
-                    every,
-                    changed.clone(),
-                ))
-            });
-            let sources = source_kinds()
-                .into_iter()
-                .map(|mut k| {
-                    k.namespace = Some("flux-system".into());
-                    let what = k.resource.plural.clone();
-                    w(&k, &what)
-                })
-                .collect();
-            spokes.push(Spoke {
-                kustomizations: w(&flux, "Kustomizations"),
-                sources,
-                nodes: w(&core("Node", "nodes"), "Nodes"),
-                pods: w(&core("Pod", "pods"), "Pods"),
-                pdbs: w(&pdb_kind(), "PodDisruptionBudgets"),
-                cluster,
-                version,
-                poller,
-                deprecated,
-                metrics_poller,
-                restarts: Mutex::default(),
-            });
-        }
+        let every = Every {
+            version: targets.version_every,
+            deprecated_apis: targets.deprecated_apis_every,
+        };
+        let spokes = targets
+            .spokes
+            .into_iter()
+            .map(|(cluster, client)| Spoke::start(cluster, client, every, &changed))
+            .collect();
         Ok(KubeSource {
             hub,
             spokes,
