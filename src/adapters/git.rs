@@ -99,6 +99,8 @@ fn lock_cache(dir: &Path) -> Result<File, GitError> {
         "HEAD.lock",
         "FETCH_HEAD.lock",
         "index.lock",
+        // libgit2 writes the shallow file on every fetch: a fetch killed midway left this.
+        "shallow.lock",
     ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
@@ -1979,6 +1981,53 @@ mod tests {
         other.delete_branch("side", &remote.root).unwrap();
         assert!(g.refresh().unwrap());
         assert_eq!(g.branch_head("side").unwrap(), None);
+    }
+
+    #[test]
+    fn lock_files_a_killed_fetch_left_are_cleared_when_the_cache_is_taken() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        let cache = tmp.path().join("cache");
+        let g = GitRepo::open(&cache, &remote.url(), Auth::None).unwrap();
+        g.fetch().unwrap();
+        let dir = g.cache_path().to_path_buf();
+        drop(g);
+        // The remote gets a new commit, so the next fetch downloads a pack.
+        let other = remote.cache(&tmp, "other");
+        let side = other
+            .commit_file(
+                Some(&remote.head),
+                Path::new("new.txt"),
+                b"new\n",
+                "new",
+                &sig("A", 9),
+            )
+            .unwrap();
+        other.push("side", &side, None).unwrap();
+        // What a process killed in the middle of a fetch leaves behind: libgit2 then refuses
+        // every later fetch into this cache.
+        let spec = format!("+refs/heads/*:{TRACKING_PREFIX}*");
+        let fetch = || {
+            let raw = git2::Repository::open_bare(&dir).unwrap();
+            let mut origin = raw.find_remote(REMOTE).unwrap();
+            let mut opts = FetchOptions::new();
+            opts.prune(FetchPrune::On)
+                .download_tags(AutotagOption::None);
+            origin.fetch(&[spec.as_str()], Some(&mut opts), None)
+        };
+        std::fs::write(dir.join("shallow.lock"), b"").unwrap();
+        let refused = fetch().expect_err("a stale shallow.lock refuses the fetch");
+        assert!(refused.message().contains("shallow.lock"), "{refused}");
+        let left = ["shallow.lock", "FETCH_HEAD.lock", "HEAD.lock"];
+        for f in left {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let g = GitRepo::open(&cache, &remote.url(), Auth::None).unwrap();
+        for f in left {
+            assert!(!dir.join(f).exists(), "{f} is still there");
+        }
+        g.fetch().unwrap();
+        assert_eq!(g.branch_head("side").unwrap(), Some(side));
     }
 
     #[test]
