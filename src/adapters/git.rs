@@ -99,7 +99,8 @@ fn lock_cache(dir: &Path) -> Result<File, GitError> {
         "HEAD.lock",
         "FETCH_HEAD.lock",
         "index.lock",
-        // libgit2 writes the shallow file on every fetch: a fetch killed midway left this.
+        // libgit2 rewrites `shallow` whenever a fetch downloads a pack: a fetch killed midway
+        // leaves this, and every later fetch into the cache fails on it.
         "shallow.lock",
     ] {
         let _ = std::fs::remove_file(dir.join(f));
