@@ -233,7 +233,20 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
     let key = PlanKey::new(&git.tree_id(&base_head)?, &plan_id, &s.plan_path);
     let store = Store::of(git);
     let planned = std::cell::OnceCell::new();
-    let view = match store.view(&key) {
+    // When the plan names itself, the state is located first, so the cached view and the
+    // cached state (each megabytes of JSON on a large fleet) are parsed side by side.
+    let state_at = match crate::core::plan::load(&s.plan_path, text.clone()) {
+        Ok((p, _)) => Some(StateAt::find(git, s, &p.name)?),
+        Err(_) => None,
+    };
+    let (cached_view, cached_state) = std::thread::scope(|scope| {
+        let state = state_at
+            .as_ref()
+            .map(|at| scope.spawn(|| at.cached(&store)));
+        let view = store.view(&key);
+        (view, state.and_then(|h| h.join().ok()).flatten())
+    });
+    let view = match cached_view {
         Some(v) => v,
         None => {
             let p = plan_base(git, &base_head, &s.plan_path, text.clone())?;
@@ -257,7 +270,10 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
     // The repository's freeze file was read with the base (and kept with the cached view).
     plan.repo_freezes = view.freezes.clone();
     plan.wave_windows = view.waves.iter().map(|w| w.windows.clone()).collect();
-    let (state, state_head) = load_state(git, s, &plan.name)?;
+    let (state, state_head) = match state_at {
+        Some(at) if at.plan == plan.name => at.load(git, s, cached_state)?,
+        _ => load_state(git, s, &plan.name)?,
+    };
     Ok(Observed {
         base_head,
         plan,
@@ -305,30 +321,64 @@ pub fn load_state(
     s: &Settings,
     plan: &str,
 ) -> Result<(PlanState, Option<String>), ReconcileError> {
-    let head = git.branch_head(&s.state_branch)?;
-    let Some(h) = &head else {
-        return Ok((PlanState::new(plan, ""), None));
-    };
-    let path = PathBuf::from(PlanState::path(plan));
-    let blob = git.file_id(h, &path)?;
-    let store = Store::of(git);
-    if let Some(st) = blob.as_deref().and_then(|b| store.state(b)) {
-        return Ok((st, head));
+    let at = StateAt::find(git, s, plan)?;
+    let cached = at.cached(&Store::of(git));
+    at.load(git, s, cached)
+}
+
+/// Where a plan's state is: the state branch's head and the state file's blob there.
+struct StateAt {
+    plan: String,
+    head: Option<String>,
+    blob: Option<String>,
+}
+
+impl StateAt {
+    fn find(git: &GitRepo, s: &Settings, plan: &str) -> Result<StateAt, ReconcileError> {
+        let head = git.branch_head(&s.state_branch)?;
+        let blob = match &head {
+            Some(h) => git.file_id(h, Path::new(&PlanState::path(plan)))?,
+            None => None,
+        };
+        Ok(StateAt {
+            plan: plan.to_string(),
+            head,
+            blob,
+        })
     }
-    match git.read_file(h, &path)? {
-        None => Ok((PlanState::new(plan, ""), head)),
-        Some(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let st = PlanState::from_yaml(&text).map_err(|e| {
-                ReconcileError::Other(format!(
-                    "the state of plan {plan} on {} does not parse: {e}",
-                    s.state_branch
-                ))
-            })?;
-            if let Some(b) = &blob {
-                store.put_state(b, &st);
+
+    /// The state as parsed before, from the cache (no Git access: runs on any thread).
+    fn cached(&self, store: &Store) -> Option<PlanState> {
+        self.blob.as_deref().and_then(|b| store.state(b))
+    }
+
+    fn load(
+        self,
+        git: &GitRepo,
+        s: &Settings,
+        cached: Option<PlanState>,
+    ) -> Result<(PlanState, Option<String>), ReconcileError> {
+        let Some(h) = &self.head else {
+            return Ok((PlanState::new(&self.plan, ""), None));
+        };
+        if let Some(st) = cached {
+            return Ok((st, self.head));
+        }
+        match git.read_file(h, Path::new(&PlanState::path(&self.plan)))? {
+            None => Ok((PlanState::new(&self.plan, ""), self.head)),
+            Some(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let st = PlanState::from_yaml(&text).map_err(|e| {
+                    ReconcileError::Other(format!(
+                        "the state of plan {} on {} does not parse: {e}",
+                        self.plan, s.state_branch
+                    ))
+                })?;
+                if let Some(b) = &self.blob {
+                    Store::of(git).put_state(b, &st);
+                }
+                Ok((st, self.head))
             }
-            Ok((st, head))
         }
     }
 }
