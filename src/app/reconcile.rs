@@ -911,12 +911,16 @@ pub async fn tick<F: Forge, C: ClusterSource>(
         notes: decision.notes.clone(),
         effects: effect_lines,
         wake_at: decision.wake_at,
-        state: decision.state.clone(),
+        // Filled below: the decided state for a dry run, else what carry_out wrote.
+        state: PlanState::default(),
         api_calls: None,
         not_done: Vec::new(),
     };
     if dry_run {
-        return Ok(report);
+        return Ok(Report {
+            state: decision.state,
+            ..report
+        });
     }
     carry_out(io, s, &o, &world, decision, report, learned).await
 }
@@ -970,9 +974,13 @@ async fn carry_out<F: Forge, C: ClusterSource>(
         now,
     };
     let done = perform(&act, &effects, &report.effects, &mut learned).await?;
+    #[cfg(debug_assertions)]
     let before = new.clone();
-    record(&mut new, &done, &learned);
-    if new != before {
+    let changed = record(&mut new, &done, &learned);
+    // Debug builds (the tests) check record's answer against a whole comparison.
+    #[cfg(debug_assertions)]
+    debug_assert_eq!(changed, new != before, "record() misreported a change");
+    if changed {
         // If this loses a race, events stay unsent and are resent (sinks dedupe by id), and PR
         // numbers are found again by branch.
         let msg = format!(
@@ -1422,10 +1430,15 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
 }
 
 /// Record in `new` what the calls did: posted statuses, sent events, learned PR numbers.
-fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>) {
+/// Record what the effects did into `new`; true when that changed it (the caller then writes
+/// it again). Saying so here spares a copy of the whole state to compare against.
+fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>) -> bool {
+    let mut changed = false;
     for (w, r) in &done.rolled_back {
         if let Some(m) = r.merged_commit.as_deref().filter(|_| r.done) {
+            let before = new.waves[*w].clone();
             mark_rolled_back(&mut new.waves[*w], m, false);
+            changed |= new.waves[*w] != before;
         }
         if r.done
             && new.waves[*w]
@@ -1438,14 +1451,19 @@ fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>
                 new.reason.clone().unwrap_or_default(),
                 r.lines.join("; ")
             ));
+            changed = true;
         }
+        changed |= new.waves[*w].auto_rollback.as_ref() != Some(r);
         new.waves[*w].auto_rollback = Some(r.clone());
     }
     for (w, st, p) in &done.posted {
-        new.waves[*w].steps[*st].posted = Some(p.clone());
+        let posted = &mut new.waves[*w].steps[*st].posted;
+        changed |= posted.as_ref() != Some(p);
+        *posted = Some(p.clone());
     }
     for id in &done.sent {
         if let Some(ob) = new.events.get_mut(id) {
+            changed |= !ob.sent;
             ob.sent = true;
         }
     }
@@ -1453,9 +1471,11 @@ fn record(new: &mut PlanState, done: &Performed, learned: &BTreeMap<String, u64>
         for st in &mut w.steps {
             if st.pr.is_none() {
                 st.pr = learned.get(&st.branch).copied();
+                changed |= st.pr.is_some();
             }
         }
     }
+    changed
 }
 
 fn describe(st: &PlanState, e: &Effect) -> String {
