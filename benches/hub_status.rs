@@ -38,6 +38,15 @@ fn read_tree(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     }
 }
 
+/// One process's wall time and peak RSS (KiB), as the report's two lines.
+fn print_run(wall: Duration, peak_kb: u64) {
+    println!("  wall time            {:>10.2} s", wall.as_secs_f64());
+    println!(
+        "  peak RSS             {:>10.1} MB",
+        peak_kb as f64 / 1024.0
+    );
+}
+
 /// Peak RSS in KiB from GNU time's `-f "%e %M"` output (the numbers are on the last line).
 fn peak_kb_of(path: &Path) -> u64 {
     std::fs::read_to_string(path)
@@ -206,28 +215,16 @@ fn main() {
         4 * n
     );
     println!("fleetwave status --output json, no cluster state (Git and planning only):");
-    println!("  wall time            {:>10.2} s", wall0.as_secs_f64());
-    println!(
-        "  peak RSS             {:>10.1} MB",
-        peak0_kb as f64 / 1024.0
-    );
+    print_run(wall0, peak0_kb);
     println!("fleetwave status --clusters kube --output json (one process):");
-    println!("  wall time            {:>10.2} s", wall.as_secs_f64());
-    println!(
-        "  peak RSS             {:>10.1} MB",
-        peak_kb as f64 / 1024.0
-    );
+    print_run(wall, peak_kb);
     println!("  API requests         {:>10}", status_requests);
     for l in &status_log {
         println!("    {l}");
     }
     println!("  rows / with Flux     {:>10} / {with_flux}", rows);
     println!("the same again on its warm cache (nothing changed in Git):");
-    println!("  wall time            {:>10.2} s", wall_warm.as_secs_f64());
-    println!(
-        "  peak RSS             {:>10.1} MB",
-        peak_warm_kb as f64 / 1024.0
-    );
+    print_run(wall_warm, peak_warm_kb);
     println!("  API requests         {:>10}", warm_requests);
     println!("KubeSource in process:");
     println!("  start to first lists {:>10.2} s", ready.as_secs_f64());

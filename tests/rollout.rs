@@ -46,26 +46,32 @@ fn fleet(plan: &str) -> Fleet {
 
 impl Fleet {
     fn reconcile(&self, cache: &str, now: DateTime<Utc>, extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_fleetwave"))
-            .args([
-                "reconcile",
-                "--once",
-                "--clusters",
-                "sim",
-                "--remote",
-                self.remote.to_str().unwrap(),
-                "--plan",
-                "plans/demo.yaml",
-            ])
-            .args(["--cache", self.root.join(cache).to_str().unwrap()])
-            .args([
-                "--events-file",
-                self.root.join("events.jsonl").to_str().unwrap(),
-            ])
-            .args(["--now", &now.to_rfc3339()])
+        self.reconcile_command(cache, now)
             .args(extra)
             .output()
             .unwrap()
+    }
+
+    /// One `reconcile --once` tick on the simulated clusters, with the cache `cache`.
+    fn reconcile_command(&self, cache: &str, now: DateTime<Utc>) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
+        cmd.args([
+            "reconcile",
+            "--once",
+            "--clusters",
+            "sim",
+            "--remote",
+            self.remote.to_str().unwrap(),
+            "--plan",
+            "plans/demo.yaml",
+        ])
+        .args(["--cache", self.root.join(cache).to_str().unwrap()])
+        .args([
+            "--events-file",
+            self.root.join("events.jsonl").to_str().unwrap(),
+        ])
+        .args(["--now", &now.to_rfc3339()]);
+        cmd
     }
 
     fn state(&self) -> PlanState {
@@ -350,23 +356,7 @@ fn sigkill_at_50_random_points_then_the_rollout_still_completes() {
     let mut rng = common::Lcg(0x5eed);
     let (mut kills, mut now) = (0, start());
     for _ in 0..1000 {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetwave"));
-        cmd.args([
-            "reconcile",
-            "--once",
-            "--clusters",
-            "sim",
-            "--remote",
-            f.remote.to_str().unwrap(),
-            "--plan",
-            "plans/demo.yaml",
-        ])
-        .args(["--cache", f.root.join("cache.git").to_str().unwrap()])
-        .args([
-            "--events-file",
-            f.root.join("events.jsonl").to_str().unwrap(),
-        ])
-        .args(["--now", &now.to_rfc3339()]);
+        let mut cmd = f.reconcile_command("cache.git", now);
         // A random point inside the tick; a tick takes tens of milliseconds.
         let Some(out) = common::run_or_kill(&mut cmd, &mut rng, &mut kills, 50, 60) else {
             continue;
@@ -398,23 +388,7 @@ fn two_reconcilers_at_once_never_both_act() {
     let mut races = 0;
     for _ in 0..300 {
         let spawn = |cache: &str| {
-            Command::new(env!("CARGO_BIN_EXE_fleetwave"))
-                .args([
-                    "reconcile",
-                    "--once",
-                    "--clusters",
-                    "sim",
-                    "--remote",
-                    f.remote.to_str().unwrap(),
-                    "--plan",
-                    "plans/demo.yaml",
-                ])
-                .args(["--cache", f.root.join(cache).to_str().unwrap()])
-                .args([
-                    "--events-file",
-                    f.root.join("events.jsonl").to_str().unwrap(),
-                ])
-                .args(["--now", &now.to_rfc3339()])
+            f.reconcile_command(cache, now)
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
