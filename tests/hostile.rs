@@ -312,6 +312,49 @@ fn preview_and_rollout_apply_the_same_symlink_rule() {
     );
 }
 
+/// Listing and probing folders lets `DiskTree` skip the stat of folders it has seen plain;
+/// a symlinked folder met the same way must still refuse every path through it, at any depth.
+#[test]
+fn folders_seen_plain_never_vouch_for_a_symlinked_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("deep")).unwrap();
+    std::fs::write(outside.join("deep/secret.yaml"), "secret: 1\n").unwrap();
+    std::fs::create_dir_all(root.join("clusters/c1/sub")).unwrap();
+    std::fs::write(root.join("clusters/c1/sub/ok.yaml"), "ok: 1\n").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("clusters/c1/link")).unwrap();
+    let tree = DiskTree::new(root);
+    // Walk it the way discovery does: probe, list, read.
+    assert_eq!(
+        tree.kind(Path::new("clusters/c1")),
+        Some(fleetwave::tree::EntryKind::Dir)
+    );
+    let listed = tree.list(Path::new("clusters/c1")).unwrap();
+    let kinds: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.is_dir()))
+        .collect();
+    assert_eq!(kinds, [("link", false), ("sub", true)]);
+    assert!(tree.list(Path::new("clusters/c1/sub")).is_some());
+    assert_eq!(
+        tree.read(Path::new("clusters/c1/sub/ok.yaml")).unwrap(),
+        b"ok: 1\n"
+    );
+    for through in ["clusters/c1/link/deep/secret.yaml", "clusters/c1/link/deep"] {
+        assert!(tree.read(Path::new(through)).is_err(), "{through} was read");
+        assert!(
+            !tree.kind(Path::new(through)).is_some_and(|k| k.is_dir()),
+            "{through} was taken for a folder"
+        );
+        assert!(
+            tree.list(Path::new(through)).is_none(),
+            "{through} was listed"
+        );
+    }
+    assert!(tree.list(Path::new("clusters/c1/link")).is_none());
+}
+
 // ---- 2. Half-written results and predictable temporary files ----
 
 #[test]

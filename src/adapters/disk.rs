@@ -98,6 +98,23 @@ impl DiskTree {
         Ok(at)
     }
 
+    /// The folders a listing of the plain folder `full` found, recorded plain: readdir's
+    /// type says directory (a symlink says symlink), so the files below them are read with
+    /// no stat of their folder.
+    fn listed_plain(&self, full: &Path, items: &[(String, EntryKind)]) {
+        let mut dirs = items
+            .iter()
+            .filter(|(_, k)| *k == EntryKind::Dir)
+            .peekable();
+        if dirs.peek().is_none() {
+            return;
+        }
+        let mut plain = self.plain_dirs.lock().expect("dir cache");
+        for (name, _) in dirs {
+            plain.insert(full.join(name));
+        }
+    }
+
     fn known_plain(&self, dir: &Path) -> bool {
         self.plain_dirs.lock().expect("dir cache").contains(dir)
     }
@@ -132,7 +149,18 @@ fn disk_kind(root: &Path, rel: &Path, t: std::fs::FileType) -> EntryKind {
 
 impl FileTree for DiskTree {
     fn list(&self, dir: &Path) -> Option<Vec<(String, EntryKind)>> {
-        let entries = std::fs::read_dir(self.checked(dir).ok()?).ok()?;
+        let full = self.checked(dir).ok()?;
+        // read_dir would follow a symlink: the folder itself must be plain too.
+        if full != self.root && !self.known_plain(&full) {
+            if !std::fs::symlink_metadata(&full).ok()?.is_dir() {
+                return None;
+            }
+            self.plain_dirs
+                .lock()
+                .expect("dir cache")
+                .insert(full.clone());
+        }
+        let entries = std::fs::read_dir(&full).ok()?;
         let mut items: Vec<(String, EntryKind)> = entries
             .filter_map(|e| {
                 let e = e.ok()?;
@@ -147,6 +175,7 @@ impl FileTree for DiskTree {
             })
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
+        self.listed_plain(&full, &items);
         Some(items)
     }
 
@@ -157,7 +186,12 @@ impl FileTree for DiskTree {
 
     fn kind(&self, path: &Path) -> Option<EntryKind> {
         let full = self.checked(path).ok()?;
-        let m = std::fs::symlink_metadata(full).ok()?;
+        let m = std::fs::symlink_metadata(&full).ok()?;
+        if m.is_dir() {
+            // Its ancestors were checked plain and it is no symlink: its listing may vouch
+            // for the folders in it (see `listed_plain`).
+            self.plain_dirs.lock().expect("dir cache").insert(full);
+        }
         Some(disk_kind(&self.root, path, m.file_type()))
     }
 }
