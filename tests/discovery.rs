@@ -141,11 +141,7 @@ impl Fleet {
     fn state(&self, plan: &str) -> Option<PlanState> {
         self.git.fetch().unwrap();
         let head = self.git.branch_head("fleetwave/state").unwrap()?;
-        let bytes = self
-            .git
-            .read_file(&head, Path::new(&format!("{plan}.yaml")))
-            .unwrap()?;
-        Some(PlanState::from_yaml(&String::from_utf8_lossy(&bytes)).unwrap())
+        fleetwave::reconcile::read_state(&self.git, &head, plan).unwrap()
     }
 
     fn step_branches(&self, plan: &str) -> Vec<String> {

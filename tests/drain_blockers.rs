@@ -204,10 +204,9 @@ impl Rig {
     fn state(&self) -> PlanState {
         self.git.fetch().unwrap();
         let head = self.git.branch_head("fleetwave/state").unwrap().unwrap();
-        PlanState::from_yaml(&String::from_utf8_lossy(
-            self.git.files(&head).unwrap().values().next().unwrap(),
-        ))
-        .unwrap()
+        fleetwave::reconcile::read_single_state(&self.git, &head)
+            .unwrap()
+            .unwrap()
     }
 
     fn run(&self, cmd: &[&str], now: DateTime<Utc>) -> (i32, String, String) {

@@ -94,8 +94,9 @@ impl Remote {
         let git = GitRepo::open(&root.join("read.git"), &self.url(), auth).unwrap();
         git.fetch().unwrap();
         let head = git.branch_head("fleetwave/state").unwrap().unwrap();
-        let files = git.files(&head).unwrap();
-        PlanState::from_yaml(&String::from_utf8_lossy(files.values().next().unwrap())).unwrap()
+        fleetwave::reconcile::read_single_state(&git, &head)
+            .unwrap()
+            .unwrap()
     }
 }
 

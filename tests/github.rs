@@ -110,8 +110,7 @@ impl Env {
     fn state_opt(&self) -> Option<PlanState> {
         self.git.fetch().unwrap();
         let head = self.git.branch_head("fleetwave/state").unwrap()?;
-        let files = self.git.files(&head).unwrap();
-        Some(PlanState::from_yaml(&String::from_utf8_lossy(files.values().next()?)).unwrap())
+        fleetwave::reconcile::read_single_state(&self.git, &head).unwrap()
     }
 
     fn state(&self) -> PlanState {
@@ -121,8 +120,9 @@ impl Env {
             .branch_head("fleetwave/state")
             .unwrap()
             .expect("state branch");
-        let files = self.git.files(&head).unwrap();
-        PlanState::from_yaml(&String::from_utf8_lossy(files.values().next().unwrap())).unwrap()
+        fleetwave::reconcile::read_single_state(&self.git, &head)
+            .unwrap()
+            .unwrap()
     }
 
     /// Act as the reviewers: approve gated steps, merge manual ones whose gate is green.

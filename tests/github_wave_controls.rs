@@ -78,8 +78,9 @@ impl Env {
     fn state(&self) -> PlanState {
         self.git.fetch().unwrap();
         let head = self.git.branch_head("fleetwave/state").unwrap().unwrap();
-        let files = self.git.files(&head).unwrap();
-        PlanState::from_yaml(&String::from_utf8_lossy(files.values().next().unwrap())).unwrap()
+        fleetwave::reconcile::read_single_state(&self.git, &head)
+            .unwrap()
+            .unwrap()
     }
 }
 

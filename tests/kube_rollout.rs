@@ -480,12 +480,7 @@ impl Rig {
     fn state_or_none(&self) -> Option<PlanState> {
         self.git.fetch().unwrap();
         let head = self.git.branch_head("fleetwave/state").unwrap()?;
-        Some(
-            PlanState::from_yaml(&String::from_utf8_lossy(
-                self.git.files(&head).unwrap().values().next().unwrap(),
-            ))
-            .unwrap(),
-        )
+        fleetwave::reconcile::read_single_state(&self.git, &head).unwrap()
     }
 }
 

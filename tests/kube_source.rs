@@ -412,10 +412,9 @@ fn reconcile_gates_on_the_hub_kustomizations() {
     let state = || -> PlanState {
         git.fetch().unwrap();
         let head = git.branch_head("fleetwave/state").unwrap().unwrap();
-        PlanState::from_yaml(&String::from_utf8_lossy(
-            git.files(&head).unwrap().values().next().unwrap(),
-        ))
-        .unwrap()
+        fleetwave::reconcile::read_single_state(&git, &head)
+            .unwrap()
+            .unwrap()
     };
     let tick = |now: chrono::DateTime<Utc>| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetwave"))

@@ -81,9 +81,9 @@ impl Fleet {
             .branch_head("fleetwave/state")
             .unwrap()
             .expect("state branch");
-        let files = self.git.files(&head).unwrap();
-        let (_, bytes) = files.iter().next().expect("a state file");
-        PlanState::from_yaml(&String::from_utf8_lossy(bytes)).unwrap()
+        fleetwave::reconcile::read_single_state(&self.git, &head)
+            .unwrap()
+            .expect("a state file")
     }
 
     /// Merge a manual wave's step as a reviewer would, when fleetwave says it may.
@@ -253,6 +253,143 @@ fn every_example_plan_rolls_out_in_order() {
         );
         assert!(events.iter().all(|e| e.alert.is_none()));
     }
+}
+
+/// Each step's change records live in a file of their own on the state branch, named by blob
+/// in the state file: a whole rollout writes them once, and every later state commit (opening
+/// and merging pull requests, soaks, convergence) rewrites only the small state file.
+#[test]
+fn step_records_are_written_once_and_the_state_file_alone_moves() {
+    let f = fleet("chained");
+    let (out, _) = run(&f, &[], 400);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let st = f.state();
+    let (dir, file) = (format!("{}.changes", st.plan), PlanState::path(&st.plan));
+    let head = f.git.branch_head("fleetwave/state").unwrap().unwrap();
+    let log = f.git.first_parent_log(&head, 1000).unwrap();
+    assert!(log.len() > 10, "{} state commits", log.len());
+    let changes_of = |commit: &str| -> BTreeMap<PathBuf, Vec<u8>> {
+        f.git
+            .files(commit)
+            .unwrap()
+            .into_iter()
+            .filter(|(p, _)| p.starts_with(&dir))
+            .collect()
+    };
+    // Oldest first: the first state commit wrote every step's records.
+    let commits: Vec<&str> = log.iter().rev().map(|c| c.id.as_str()).collect();
+    let first = changes_of(commits[0]);
+    let steps_with_records = st
+        .waves
+        .iter()
+        .flat_map(|w| &w.steps)
+        .filter(|s| !s.changes.is_empty())
+        .count();
+    assert!(steps_with_records > 3, "{steps_with_records}");
+    assert_eq!(first.len(), steps_with_records, "{:?}", first.keys());
+    for c in &commits[1..] {
+        assert_eq!(changes_of(c), first, "commit {c} rewrote a change file");
+        let main = f.git.read_file(c, Path::new(&file)).unwrap().unwrap();
+        let text = String::from_utf8(main).unwrap();
+        assert!(!text.contains("\n    changes:"), "records inline at {c}");
+    }
+    // What the files hold is what the rollout recorded.
+    let records: usize = st
+        .waves
+        .iter()
+        .flat_map(|w| &w.steps)
+        .map(|s| s.changes.len())
+        .sum();
+    let lines: usize = first
+        .values()
+        .map(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .count()
+        })
+        .sum();
+    assert_eq!(records, lines);
+}
+
+/// A state written before change files existed (records inline in the state file) is read
+/// as it is, and the next write moves its records out with nothing lost.
+#[test]
+fn a_state_with_records_inline_is_read_and_moved_out() {
+    let f = fleet("k8s-minor");
+    let now = start();
+    let out = f.reconcile("cache.git", now, &[]);
+    assert!(stdout(&out).contains("did: push "), "{}", stdout(&out));
+    let before = f.state();
+    assert!(
+        before
+            .waves
+            .iter()
+            .flat_map(|w| &w.steps)
+            .any(|s| !s.changes.is_empty())
+    );
+    // Rewrite the branch as an older fleetwave left it.
+    let head = f.git.branch_head("fleetwave/state").unwrap().unwrap();
+    let dir = format!("{}.changes", before.plan);
+    let old_files: Vec<PathBuf> = f
+        .git
+        .files(&head)
+        .unwrap()
+        .into_keys()
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    assert!(!old_files.is_empty());
+    let inline = before.to_yaml();
+    let file = PlanState::path(&before.plan);
+    let removed: Vec<&Path> = old_files.iter().map(PathBuf::as_path).collect();
+    let sig = Sig {
+        name: "older".into(),
+        email: "older@example.com".into(),
+        time: now,
+    };
+    let old = f
+        .git
+        .commit_files(
+            Some(&head),
+            &[(Path::new(&file), inline.as_bytes())],
+            &removed,
+            "older fleetwave",
+            &sig,
+        )
+        .unwrap();
+    f.git.push("fleetwave/state", &old, Some(&head)).unwrap();
+    assert_eq!(f.state(), before, "the inline state reads the same");
+    // A fresh cache reads it from Git; the first tick that writes the state moves the
+    // records out.
+    let mut after_head = old.clone();
+    for k in 1..=30 {
+        let out = f.reconcile("fresh.git", now + Duration::minutes(10 * k), &[]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+        f.review(now + Duration::minutes(10 * k));
+        f.git.fetch().unwrap();
+        after_head = f.git.branch_head("fleetwave/state").unwrap().unwrap();
+        if after_head != old {
+            break;
+        }
+    }
+    assert_ne!(after_head, old, "no tick wrote the state");
+    let text = String::from_utf8(
+        f.git
+            .read_file(&after_head, Path::new(&file))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!text.contains("\n    changes:"), "{text}");
+    let after = f.state();
+    let records = |st: &PlanState| -> Vec<Vec<fleetwave::state::ChangeRecord>> {
+        st.waves
+            .iter()
+            .flat_map(|w| &w.steps)
+            .map(|s| s.changes.clone())
+            .collect()
+    };
+    assert_eq!(records(&after), records(&before));
 }
 
 #[test]

@@ -57,14 +57,9 @@ fn state(git: &GitRepo) -> PlanState {
         .branch_head("fleetwave/state")
         .unwrap()
         .expect("state branch");
-    let bytes = git
-        .read_file(
-            &head,
-            std::path::Path::new(&PlanState::path("gitops-base-2026-02")),
-        )
+    fleetwave::reconcile::read_state(git, &head, "gitops-base-2026-02")
         .unwrap()
-        .expect("the plan's state file");
-    PlanState::from_yaml(&String::from_utf8(bytes).unwrap()).unwrap()
+        .expect("the plan's state file")
 }
 
 #[test]

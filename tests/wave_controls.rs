@@ -90,9 +90,9 @@ impl Fleet {
             .branch_head("fleetwave/state")
             .unwrap()
             .expect("state branch");
-        let files = self.git.files(&head).unwrap();
-        let (_, bytes) = files.iter().next().expect("a state file");
-        PlanState::from_yaml(&String::from_utf8_lossy(bytes)).unwrap()
+        fleetwave::reconcile::read_single_state(&self.git, &head)
+            .unwrap()
+            .expect("a state file")
     }
 
     fn next_time(&self, text: &str, now: DateTime<Utc>) -> DateTime<Utc> {

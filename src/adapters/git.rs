@@ -637,6 +637,19 @@ impl GitRepo {
         message: &str,
         sig: &Sig,
     ) -> Result<String, GitError> {
+        self.commit_files(parent, &[(path, content)], &[], message, sig)
+    }
+
+    /// [`GitRepo::commit_file`] for several files, and `removed` files deleted. A file whose
+    /// content is already what `parent` holds is not written again.
+    pub fn commit_files(
+        &self,
+        parent: Option<&str>,
+        files: &[(&Path, &[u8])],
+        removed: &[&Path],
+        message: &str,
+        sig: &Sig,
+    ) -> Result<String, GitError> {
         let parent = parent.map(|p| self.find_commit(p)).transpose()?;
         let base = match &parent {
             Some(c) => c.tree().map_err(|e| self.err("read tree", &e))?,
@@ -651,9 +664,60 @@ impl GitRepo {
                     .map_err(|e| self.err("read empty tree", &e))?
             }
         };
-        let tree = self.updated_tree(&base, std::iter::once((path, content)))?;
+        let mut changed = Vec::new();
+        for &(path, content) in files {
+            let id = Oid::hash_object(ObjectType::Blob, content)
+                .map_err(|e| self.err("hash blob", &e))?;
+            let same = base.get_path(path).is_ok_and(|e| e.id() == id);
+            if !same {
+                changed.push((path, content));
+            }
+        }
+        let tree = self.updated_tree(&base, changed.into_iter())?;
+        let tree = if removed.is_empty() {
+            tree
+        } else {
+            let mut builder = TreeUpdateBuilder::new();
+            for path in removed {
+                builder.remove(repo_path(path)?.as_str());
+            }
+            let id = builder
+                .create_updated(&self.repo, &tree)
+                .map_err(|e| self.err("build tree", &e))?;
+            self.repo
+                .find_tree(id)
+                .map_err(|e| self.err("read tree", &e))?
+        };
         let parents: Vec<&Commit<'_>> = parent.iter().collect();
         self.write_commit(&tree, &parents, message, sig)
+    }
+
+    /// The id Git gives a blob of `content` (nothing is written).
+    pub fn blob_id(content: &[u8]) -> String {
+        Oid::hash_object(ObjectType::Blob, content)
+            .map(|id| id.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Names of the regular files directly in directory `dir` of `commit` (none when absent).
+    pub fn dir_files(&self, commit: &str, dir: &Path) -> Result<Vec<String>, GitError> {
+        let root = self
+            .find_commit(commit)?
+            .tree()
+            .map_err(|e| self.err("read tree", &e))?;
+        let entry = match root.get_path(dir) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+            _ => return Ok(Vec::new()),
+        };
+        let tree = self
+            .repo
+            .find_tree(entry.id())
+            .map_err(|e| self.err(format!("read tree {}", dir.display()), &e))?;
+        Ok(tree
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()))
+            .filter_map(|e| e.name().ok().map(str::to_string))
+            .collect())
     }
 
     /// Merge commit with parents [base, head] and head's tree; error if `head` does not

@@ -364,23 +364,54 @@ impl StateAt {
         if let Some(st) = cached {
             return Ok((st, self.head));
         }
-        match git.read_file(h, Path::new(&PlanState::path(&self.plan)))? {
-            None => Ok((PlanState::new(&self.plan, ""), self.head)),
-            Some(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let st = PlanState::from_yaml(&text).map_err(|e| {
-                    ReconcileError::Other(format!(
-                        "the state of plan {} on {} does not parse: {e}",
-                        self.plan, s.state_branch
-                    ))
-                })?;
-                if let Some(b) = &self.blob {
-                    Store::of(git).put_state(b, &st);
-                }
-                Ok((st, self.head))
-            }
+        let st = read_state(git, h, &self.plan).map_err(|e| {
+            ReconcileError::Other(format!(
+                "the state of plan {} on {}: {e}",
+                self.plan, s.state_branch
+            ))
+        })?;
+        let Some(st) = st else {
+            return Ok((PlanState::new(&self.plan, ""), self.head));
+        };
+        if let Some(b) = &self.blob {
+            Store::of(git).put_state(b, &st);
         }
+        Ok((st, self.head))
     }
+}
+
+/// The state on commit `head` of a state branch that holds one plan's (tests and tools
+/// that look at a branch written for one plan).
+pub fn read_single_state(git: &GitRepo, head: &str) -> Result<Option<PlanState>, String> {
+    let plans: Vec<String> = git
+        .root_files(head)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|f| f.strip_suffix(".yaml").map(str::to_string))
+        .collect();
+    match plans.as_slice() {
+        [] => Ok(None),
+        [plan] => read_state(git, head, plan),
+        _ => Err(format!("the state branch holds {} plans", plans.len())),
+    }
+}
+
+/// The state of `plan` at commit `head` of the state branch (its state file and the change
+/// files it names); None when the plan has no state there.
+pub fn read_state(git: &GitRepo, head: &str, plan: &str) -> Result<Option<PlanState>, String> {
+    let Some(bytes) = git
+        .read_file(head, Path::new(&PlanState::path(plan)))
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let read = |file: &str| {
+        git.read_file(head, Path::new(file))
+            .map_err(|e| e.to_string())
+    };
+    crate::core::state_files::decode(&String::from_utf8_lossy(&bytes), read, GitRepo::blob_id)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Write the state with compare-and-swap on the state branch. Ok(false): lost the race.
@@ -392,19 +423,35 @@ pub fn write_state(
     message: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, ReconcileError> {
-    let commit = git.commit_file(
-        expected,
-        Path::new(&PlanState::path(&st.plan)),
-        st.to_yaml().as_bytes(),
-        message,
-        &s.sig(now),
-    )?;
+    let files = crate::core::state_files::encode(st, GitRepo::blob_id);
+    // Only files whose content moved are written; change files of steps the state no
+    // longer has are removed.
+    let dir = crate::core::state_files::changes_dir(&st.plan);
+    let (mut written, mut stale) = (Vec::new(), Vec::new());
+    for f in &files {
+        let held = match expected {
+            Some(h) => git.file_id(h, Path::new(&f.path))?,
+            None => None,
+        };
+        if held.as_deref() != Some(f.blob.as_str()) {
+            written.push((Path::new(f.path.as_str()), f.bytes.as_slice()));
+        }
+    }
+    if let Some(h) = expected {
+        for name in git.dir_files(h, Path::new(&dir))? {
+            let p = PathBuf::from(format!("{dir}/{name}"));
+            if !files.iter().any(|f| Path::new(&f.path) == p) {
+                stale.push(p);
+            }
+        }
+    }
+    let removed: Vec<&Path> = stale.iter().map(PathBuf::as_path).collect();
+    let commit = git.commit_files(expected, &written, &removed, message, &s.sig(now))?;
     match git.push(&s.state_branch, &commit, expected) {
         Ok(()) => {
-            // The next tick reads this state back: keep it parsed.
-            if let Ok(Some(blob)) = git.file_id(&commit, Path::new(&PlanState::path(&st.plan))) {
-                Store::of(git).put_state(&blob, st);
-            }
+            // The next tick reads this state back: keep it parsed, under the state file's
+            // blob (which names every change file's blob).
+            Store::of(git).put_state(&files[0].blob, st);
             Ok(Some(commit))
         }
         Err(GitError::LeaseLost { .. }) => Ok(None),

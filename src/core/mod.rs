@@ -31,6 +31,7 @@ pub mod repo_url;
 pub mod skip;
 pub mod source;
 pub mod state;
+pub mod state_files;
 pub mod status;
 pub mod steps;
 pub mod tree;
