@@ -33,8 +33,7 @@ fn start() -> DateTime<Utc> {
 fn state(git: &GitRepo) -> Option<PlanState> {
     git.fetch().expect("fetch");
     let head = git.branch_head("fleetwave/state").expect("branch")?;
-    let files = git.files(&head).expect("files");
-    Some(PlanState::from_yaml(&String::from_utf8_lossy(files.values().next()?)).expect("state"))
+    fleetwave::reconcile::read_single_state(git, &head).expect("state")
 }
 
 fn content_creating(c: &Call) -> bool {
