@@ -545,15 +545,7 @@ impl GitRepo {
     /// Names of the regular files at the root of `commit`'s tree (the state branch keeps one
     /// file per plan there), without reading them.
     pub fn root_files(&self, commit: &str) -> Result<Vec<String>, GitError> {
-        let root = self
-            .find_commit(commit)?
-            .tree()
-            .map_err(|e| self.err("read tree", &e))?;
-        Ok(root
-            .iter()
-            .filter(|e| e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()))
-            .filter_map(|e| e.name().ok().map(str::to_string))
-            .collect())
+        self.dir_files(commit, Path::new(""))
     }
 
     /// Contents of `path` in `commit`; None if absent or not a regular file.
@@ -640,8 +632,7 @@ impl GitRepo {
         self.commit_files(parent, &[(path, content)], &[], message, sig)
     }
 
-    /// [`GitRepo::commit_file`] for several files, and `removed` files deleted. A file whose
-    /// content is already what `parent` holds is not written again.
+    /// [`GitRepo::commit_file`] for several files, and `removed` files deleted.
     pub fn commit_files(
         &self,
         parent: Option<&str>,
@@ -664,16 +655,7 @@ impl GitRepo {
                     .map_err(|e| self.err("read empty tree", &e))?
             }
         };
-        let mut changed = Vec::new();
-        for &(path, content) in files {
-            let id = Oid::hash_object(ObjectType::Blob, content)
-                .map_err(|e| self.err("hash blob", &e))?;
-            let same = base.get_path(path).is_ok_and(|e| e.id() == id);
-            if !same {
-                changed.push((path, content));
-            }
-        }
-        let tree = self.updated_tree(&base, changed.into_iter())?;
+        let tree = self.updated_tree(&base, files.iter().copied())?;
         let tree = if removed.is_empty() {
             tree
         } else {
@@ -699,20 +681,24 @@ impl GitRepo {
             .unwrap_or_default()
     }
 
-    /// Names of the regular files directly in directory `dir` of `commit` (none when absent).
+    /// Names of the regular files directly in directory `dir` of `commit` ("" for the root;
+    /// none when absent), without reading them.
     pub fn dir_files(&self, commit: &str, dir: &Path) -> Result<Vec<String>, GitError> {
         let root = self
             .find_commit(commit)?
             .tree()
             .map_err(|e| self.err("read tree", &e))?;
-        let entry = match root.get_path(dir) {
-            Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
-            _ => return Ok(Vec::new()),
+        let tree = if dir.as_os_str().is_empty() {
+            root
+        } else {
+            let entry = match root.get_path(dir) {
+                Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+                _ => return Ok(Vec::new()),
+            };
+            self.repo
+                .find_tree(entry.id())
+                .map_err(|e| self.err(format!("read tree {}", dir.display()), &e))?
         };
-        let tree = self
-            .repo
-            .find_tree(entry.id())
-            .map_err(|e| self.err(format!("read tree {}", dir.display()), &e))?;
         Ok(tree
             .iter()
             .filter(|e| e.kind() == Some(ObjectType::Blob) && is_regular(e.filemode()))

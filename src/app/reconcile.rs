@@ -424,8 +424,8 @@ pub fn write_state(
     now: DateTime<Utc>,
 ) -> Result<Option<String>, ReconcileError> {
     let files = crate::core::state_files::encode(st, GitRepo::blob_id);
-    // Only files whose content moved are written; change files of steps the state no
-    // longer has are removed.
+    // Only files whose blob the branch does not hold yet are written; change files of steps
+    // the state no longer has are removed.
     let dir = crate::core::state_files::changes_dir(&st.plan);
     let (mut written, mut stale) = (Vec::new(), Vec::new());
     for f in &files {
