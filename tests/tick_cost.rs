@@ -1,6 +1,7 @@
 //! What a tick may cost: one with `--clusters kube` never walks the base branch's history
-//! (only the simulated Flux needs it), and a tick on an unchanged base and plan plans nothing
-//! (the plan view and the step trees come from the cache).
+//! (only the simulated Flux needs it), a tick on an unchanged base and plan plans nothing
+//! (the plan view and the step trees come from the cache), and a state write that changes no
+//! step's records encodes none of them again.
 //!
 //! Ticks run in this process (`cli::run`) so the process-wide counters of the Git adapter and
 //! the reconciler see them; this file holds a single test, so no other test's ticks count.
@@ -100,11 +101,25 @@ fn kube_ticks_walk_no_history_and_idle_ticks_plan_nothing() {
     );
     assert!(fleetwave::reconcile::plans_computed() > plans);
 
-    // Nothing moved: the next tick takes the plan and the step trees from the cache.
+    // Nothing moved: the next tick takes the plan and the step trees from the cache. It
+    // writes the state (a status posted) without encoding a step's records again.
     let plans = fleetwave::reconcile::plans_computed();
+    let encoded = fleetwave::reconcile::change_files_encoded();
+    let state_head = check.branch_head("fleetwave/state").unwrap();
     tick(&remote, &cache, "kube", t0 + Duration::minutes(1));
     assert_eq!(fleetwave::reconcile::plans_computed(), plans);
     assert_eq!(fleetwave::git::history_walks(), walks);
+    let after = state(&check);
+    assert_ne!(check.branch_head("fleetwave/state").unwrap(), state_head);
+    assert_eq!(
+        fleetwave::reconcile::change_files_encoded(),
+        encoded,
+        "a write that changed no step's records encoded a change file"
+    );
+    assert_eq!(
+        after.waves[0].steps[0].changes,
+        st.waves[0].steps[0].changes
+    );
 
     // The simulated Flux does need the history: the counter sees it.
     tick(&remote, &cache, "sim", t0 + Duration::minutes(2));

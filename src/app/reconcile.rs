@@ -20,6 +20,7 @@ use crate::core::notify::Notifier;
 use crate::core::plan::Plan;
 use crate::core::planner::{self, Planned};
 use crate::core::state::{self, ChangeRecord, Changed, PlanState, PlanStatus, StepStatus};
+use crate::core::state_files::{self, Fetched, Listing, StateFile};
 use cache::{PlanKey, PlanView, Store};
 
 pub const DEFAULT_TITLE: &str = "fleetwave({plan}): {wave} — {what}";
@@ -113,6 +114,8 @@ pub struct Observed {
     pub view: PlanView,
     pub plan_hash: String,
     pub state: PlanState,
+    /// The change files `state`'s file names on the state branch.
+    pub listing: Listing,
     pub state_head: Option<String>,
     /// What `view` was computed from: the key of the cached entries.
     pub key: PlanKey,
@@ -125,6 +128,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The state as the state branch holds it, for [`write_state`].
+    pub fn since(&self) -> Option<(&PlanState, &Listing)> {
+        Some((&self.state, &self.listing))
+    }
+
     /// The whole plan against the base: computed now unless this tick already planned.
     pub fn planned(&self, git: &GitRepo) -> Result<&Planned, ReconcileError> {
         if let Some(p) = self.planned.get() {
@@ -201,6 +209,13 @@ pub fn plans_computed() -> u64 {
     PLANS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+static ENCODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many change files (one step's records each) this process encoded to write them.
+pub fn change_files_encoded() -> u64 {
+    ENCODED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Read the base's files and plan against them.
 fn plan_base(
     git: &GitRepo,
@@ -270,17 +285,22 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
     // The repository's freeze file was read with the base (and kept with the cached view).
     plan.repo_freezes = view.freezes.clone();
     plan.wave_windows = view.waves.iter().map(|w| w.windows.clone()).collect();
-    let (state, state_head) = match state_at {
+    let loaded = match state_at {
         Some(at) if at.plan == plan.name => at.load(git, s, cached_state)?,
-        _ => load_state(git, s, &plan.name)?,
+        _ => {
+            let at = StateAt::find(git, s, &plan.name)?;
+            let cached = at.cached(&store);
+            at.load(git, s, cached)?
+        }
     };
     Ok(Observed {
         base_head,
         plan,
         view,
         plan_hash: plan_hash(&text),
-        state,
-        state_head,
+        state: loaded.state,
+        listing: loaded.listing,
+        state_head: loaded.head,
         key,
         base_branch: s.base.clone(),
         plan_path: s.plan_path.clone(),
@@ -323,7 +343,7 @@ pub fn load_state(
 ) -> Result<(PlanState, Option<String>), ReconcileError> {
     let at = StateAt::find(git, s, plan)?;
     let cached = at.cached(&Store::of(git));
-    at.load(git, s, cached)
+    at.load(git, s, cached).map(|l| (l.state, l.head))
 }
 
 /// Where a plan's state is: the state branch's head and the state file's blob there.
@@ -331,6 +351,14 @@ struct StateAt {
     plan: String,
     head: Option<String>,
     blob: Option<String>,
+}
+
+/// A plan's state as loaded from the state branch.
+struct Loaded {
+    state: PlanState,
+    /// The change files the state file names.
+    listing: Listing,
+    head: Option<String>,
 }
 
 impl StateAt {
@@ -347,37 +375,90 @@ impl StateAt {
         })
     }
 
-    /// The state as parsed before, from the cache (no Git access: runs on any thread).
-    fn cached(&self, store: &Store) -> Option<PlanState> {
-        self.blob.as_deref().and_then(|b| store.state(b))
+    /// The state as parsed before, from the cache alone (no Git access: runs on any
+    /// thread); None unless every change file it names is cached too.
+    fn cached(&self, store: &Store) -> Option<(PlanState, Listing)> {
+        let (mut st, listing) = store.state(self.blob.as_deref()?)?;
+        let keyed = |f: &state_files::ChangesFile| Ok(store.changes(&f.blob).map(Fetched::Keyed));
+        state_files::attach(&mut st, &listing, keyed, GitRepo::blob_id).ok()?;
+        Some((st, listing))
     }
 
     fn load(
         self,
         git: &GitRepo,
         s: &Settings,
-        cached: Option<PlanState>,
-    ) -> Result<(PlanState, Option<String>), ReconcileError> {
+        cached: Option<(PlanState, Listing)>,
+    ) -> Result<Loaded, ReconcileError> {
         let Some(h) = &self.head else {
-            return Ok((PlanState::new(&self.plan, ""), None));
+            return Ok(Loaded {
+                state: PlanState::new(&self.plan, ""),
+                listing: Listing::default(),
+                head: None,
+            });
         };
-        if let Some(st) = cached {
-            return Ok((st, self.head));
-        }
-        let st = read_state(git, h, &self.plan).map_err(|e| {
-            ReconcileError::Other(format!(
-                "the state of plan {} on {}: {e}",
-                self.plan, s.state_branch
-            ))
-        })?;
-        let Some(st) = st else {
-            return Ok((PlanState::new(&self.plan, ""), self.head));
+        let (state, listing) = match (cached, &self.blob) {
+            (Some(c), _) => c,
+            (None, None) => (PlanState::new(&self.plan, ""), Listing::default()),
+            (None, Some(blob)) => read_state_cached(git, h, &self.plan, blob).map_err(|e| {
+                ReconcileError::Other(format!(
+                    "the state of plan {} on {}: {e}",
+                    self.plan, s.state_branch
+                ))
+            })?,
         };
-        if let Some(b) = &self.blob {
-            Store::of(git).put_state(b, &st);
-        }
-        Ok((st, self.head))
+        Ok(Loaded {
+            state,
+            listing,
+            head: self.head,
+        })
     }
+}
+
+/// [`read_state`] through the cache: change files it holds are not read from Git, and
+/// what was read from Git is kept there for the next tick.
+fn read_state_cached(
+    git: &GitRepo,
+    head: &str,
+    plan: &str,
+    blob: &str,
+) -> Result<(PlanState, Listing), String> {
+    let path = PlanState::path(plan);
+    let bytes = git
+        .read_file(head, Path::new(&path))
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let (mut st, listing) =
+        state_files::split(&String::from_utf8_lossy(&bytes)).map_err(|e| e.to_string())?;
+    let store = Store::of(git);
+    // Records inline (written by an older fleetwave) are not cached: the next write moves
+    // them out.
+    let inline = st
+        .waves
+        .iter()
+        .flat_map(|w| &w.steps)
+        .any(|s| !s.changes.is_empty());
+    let shell = (!inline).then(|| st.clone());
+    let mut read = Vec::new();
+    let fetch = |f: &state_files::ChangesFile| {
+        if let Some(b) = store.changes(&f.blob) {
+            return Ok(Some(Fetched::Keyed(b)));
+        }
+        let b = git
+            .read_file(head, Path::new(&f.file))
+            .map_err(|e| e.to_string())?;
+        read.extend(b.clone().map(|b| (f.blob.clone(), b)));
+        Ok(b.map(Fetched::Read))
+    };
+    state_files::attach(&mut st, &listing, fetch, GitRepo::blob_id).map_err(|e| e.to_string())?;
+    // Checked against the blob ids the state file names: now worth keeping.
+    for (b, bytes) in &read {
+        store.put_changes(b, bytes);
+    }
+    if let Some(shell) = shell {
+        store.put_state(blob, &shell, &listing);
+    }
+    Ok((st, listing))
 }
 
 /// The state on commit `head` of a state branch that holds one plan's (tests and tools
@@ -409,54 +490,86 @@ pub fn read_state(git: &GitRepo, head: &str, plan: &str) -> Result<Option<PlanSt
         git.read_file(head, Path::new(file))
             .map_err(|e| e.to_string())
     };
-    crate::core::state_files::decode(&String::from_utf8_lossy(&bytes), read, GitRepo::blob_id)
-        .map(Some)
+    state_files::decode(&String::from_utf8_lossy(&bytes), read, GitRepo::blob_id)
+        .map(|(st, _)| Some(st))
         .map_err(|e| e.to_string())
 }
 
-/// Write the state with compare-and-swap on the state branch. Ok(false): lost the race.
+/// Write the state with compare-and-swap on the state branch. Ok(None): lost the race.
+/// `since` is a state the branch held, with its change files: steps whose records did not
+/// change since are not encoded again (`expected`'s files are checked all the same).
 pub fn write_state(
     git: &GitRepo,
     s: &Settings,
     st: &PlanState,
+    since: Option<(&PlanState, &Listing)>,
     expected: Option<&str>,
     message: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, ReconcileError> {
-    let files = crate::core::state_files::encode(st, GitRepo::blob_id);
-    // Only files whose blob the branch does not hold yet are written; change files of steps
-    // the state no longer has are removed.
-    let dir = crate::core::state_files::changes_dir(&st.plan);
-    let (mut written, mut stale) = (Vec::new(), Vec::new());
-    for f in &files {
+    let mut enc = state_files::encode(st, since, GitRepo::blob_id);
+    // A kept file the branch does not hold as named (a cache that lied): encode them all.
+    for (path, blob) in &enc.kept {
         let held = match expected {
-            Some(h) => git.file_id(h, Path::new(&f.path))?,
+            Some(h) => git.file_id(h, Path::new(path))?,
             None => None,
         };
-        if held.as_deref() != Some(f.blob.as_str()) {
-            written.push((Path::new(f.path.as_str()), f.bytes.as_slice()));
+        if held.as_deref() != Some(blob.as_str()) {
+            enc = state_files::encode(st, None, GitRepo::blob_id);
+            break;
         }
     }
-    if let Some(h) = expected {
-        for name in git.dir_files(h, Path::new(&dir))? {
-            let p = PathBuf::from(format!("{dir}/{name}"));
-            if !files.iter().any(|f| Path::new(&f.path) == p) {
-                stale.push(p);
-            }
-        }
-    }
-    let removed: Vec<&Path> = stale.iter().map(PathBuf::as_path).collect();
+    let encoded = enc.files.len() as u64 - 1;
+    ENCODED.fetch_add(encoded, std::sync::atomic::Ordering::Relaxed);
+    let (written, removed) = state_writes(git, &enc, &st.plan, expected)?;
+    let written: Vec<(&Path, &[u8])> = written
+        .iter()
+        .map(|f| (Path::new(f.path.as_str()), f.bytes.as_slice()))
+        .collect();
+    let removed: Vec<&Path> = removed.iter().map(PathBuf::as_path).collect();
     let commit = git.commit_files(expected, &written, &removed, message, &s.sig(now))?;
     match git.push(&s.state_branch, &commit, expected) {
         Ok(()) => {
             // The next tick reads this state back: keep it parsed, under the state file's
             // blob (which names every change file's blob).
-            Store::of(git).put_state(&files[0].blob, st);
+            let store = Store::of(git);
+            for f in &enc.files[1..] {
+                store.put_changes(&f.blob, &f.bytes);
+            }
+            store.put_state(&enc.files[0].blob, st, &enc.listing);
             Ok(Some(commit))
         }
         Err(GitError::LeaseLost { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The encoded files the branch at `expected` does not hold yet, and the change files of
+/// steps the state no longer has.
+fn state_writes<'e>(
+    git: &GitRepo,
+    enc: &'e state_files::Encoded,
+    plan: &str,
+    expected: Option<&str>,
+) -> Result<(Vec<&'e StateFile>, Vec<PathBuf>), ReconcileError> {
+    let Some(h) = expected else {
+        return Ok((enc.files.iter().collect(), Vec::new()));
+    };
+    let mut written = Vec::new();
+    for f in &enc.files {
+        if git.file_id(h, Path::new(&f.path))?.as_deref() != Some(f.blob.as_str()) {
+            written.push(f);
+        }
+    }
+    let dir = state_files::changes_dir(plan);
+    let mut stale = Vec::new();
+    for name in git.dir_files(h, Path::new(&dir))? {
+        let p = format!("{dir}/{name}");
+        if !enc.listing.files().iter().any(|f| f.file == p) {
+            stale.push(PathBuf::from(p));
+        }
+    }
+    Ok((written, stale))
 }
 
 /// The waves as planned against the base; clusters that failed in a wave get no more changes.
@@ -999,7 +1112,7 @@ async fn carry_out<F: Forge, C: ClusterSource>(
             new.tick,
             notes.join("\n")
         );
-        match write_state(git, s, &new, state_head.as_deref(), &msg, now)? {
+        match write_state(git, s, &new, o.since(), state_head.as_deref(), &msg, now)? {
             Some(h) => state_head = Some(h),
             None => {
                 return Ok(Report {
@@ -1036,7 +1149,8 @@ async fn carry_out<F: Forge, C: ClusterSource>(
             new.tick,
             done.sent.len()
         );
-        let _ = write_state(git, s, &new, state_head.as_deref(), &msg, now)?;
+        // Steps whose records match `o.state`'s are held as there by the first write too.
+        let _ = write_state(git, s, &new, o.since(), state_head.as_deref(), &msg, now)?;
     }
     // A hold changes no state but must show; the forge skips a body that did not change.
     if s.dashboard && (new != o.state || held.is_some()) {
@@ -1634,7 +1748,7 @@ pub fn set_paused(
         st.plan,
         if paused { "paused" } else { "resumed" }
     );
-    match write_state(git, s, &st, o.state_head.as_deref(), &msg, now)? {
+    match write_state(git, s, &st, o.since(), o.state_head.as_deref(), &msg, now)? {
         Some(_) => Ok(st),
         None => Err(ReconcileError::Other(
             "another reconciler wrote the state at the same time; try again".into(),
@@ -1755,6 +1869,7 @@ fn record_rollback(
         git,
         s,
         &st,
+        o.since(),
         o.state_head.as_deref(),
         &format!("fleetwave: {} rollback of {}", st.plan, names.join(", ")),
         now,

@@ -21,11 +21,37 @@ const FILES_KEY: &str = "changesFiles";
 
 /// One step's change file, as the state file lists it (wave and step count from 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct ChangesFile {
-    wave: usize,
-    step: usize,
-    file: String,
-    blob: String,
+pub struct ChangesFile {
+    pub wave: usize,
+    pub step: usize,
+    pub file: String,
+    pub blob: String,
+}
+
+/// The change files a state file names: where each step's records are stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Listing(Vec<ChangesFile>);
+
+impl Listing {
+    pub fn files(&self) -> &[ChangesFile] {
+        &self.0
+    }
+
+    fn blob(&self, wave: usize, step: usize) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|f| f.wave == wave && f.step == step)
+            .map(|f| f.blob.as_str())
+    }
+}
+
+/// A change file's bytes, as a reader found them.
+pub enum Fetched {
+    /// From a store keyed by the blob id the state names: known to be that blob.
+    Keyed(Vec<u8>),
+    /// Read by path: checked against the blob id the state names.
+    Read(Vec<u8>),
 }
 
 /// The folder of `plan`'s change files on the state branch.
@@ -59,15 +85,32 @@ pub struct StateFile {
     pub blob: String,
 }
 
-/// The files that hold `st` on the state branch: the state file first, then one change file
-/// per step with records. `blob_id` gives Git's id of a file's bytes.
-pub fn encode(st: &PlanState, blob_id: impl Fn(&[u8]) -> String) -> Vec<StateFile> {
-    let mut files = vec![StateFile {
-        path: PlanState::path(&st.plan),
-        bytes: Vec::new(),
-        blob: String::new(),
-    }];
-    let mut listed = Vec::new();
+/// What a state is written as: the state file and the change files to write, and the
+/// change files kept as the branch holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The state file first, then the change files whose bytes were encoded.
+    pub files: Vec<StateFile>,
+    /// Change files not encoded again: (path, blob id) the branch already holds.
+    pub kept: Vec<(String, String)>,
+    /// Every change file the state file names.
+    pub listing: Listing,
+}
+
+/// The files that hold `st` on the state branch. `since` is a state the branch holds with
+/// the change files it names: a step whose records are the same as there keeps its file
+/// without being encoded again (equal records encode to equal bytes). `blob_id` gives Git's
+/// id of a file's bytes.
+pub fn encode(
+    st: &PlanState,
+    since: Option<(&PlanState, &Listing)>,
+    blob_id: impl Fn(&[u8]) -> String,
+) -> Encoded {
+    let mut out = Encoded {
+        files: Vec::new(),
+        kept: Vec::new(),
+        listing: Listing::default(),
+    };
     for (wi, w) in st.waves.iter().enumerate() {
         for (si, s) in w
             .steps
@@ -75,35 +118,56 @@ pub fn encode(st: &PlanState, blob_id: impl Fn(&[u8]) -> String) -> Vec<StateFil
             .enumerate()
             .filter(|(_, s)| !s.changes.is_empty())
         {
-            let bytes = records_json(&s.changes);
-            let file = StateFile {
-                path: changes_path(&st.plan, wi + 1, si + 1),
-                blob: blob_id(&bytes),
-                bytes,
+            let path = changes_path(&st.plan, wi + 1, si + 1);
+            let kept = since.and_then(|(prev, listing)| {
+                let same = prev.waves.get(wi)?.steps.get(si)?.changes == s.changes;
+                same.then(|| listing.blob(wi + 1, si + 1)).flatten()
+            });
+            let blob = match kept {
+                Some(blob) => {
+                    out.kept.push((path.clone(), blob.to_string()));
+                    blob.to_string()
+                }
+                None => {
+                    let bytes = records_json(&s.changes);
+                    let blob = blob_id(&bytes);
+                    out.files.push(StateFile {
+                        path: path.clone(),
+                        bytes,
+                        blob: blob.clone(),
+                    });
+                    blob
+                }
             };
-            listed.push(ChangesFile {
+            out.listing.0.push(ChangesFile {
                 wave: wi + 1,
                 step: si + 1,
-                file: file.path.clone(),
-                blob: file.blob.clone(),
+                file: path,
+                blob,
             });
-            files.push(file);
         }
     }
     let mut main = without_records(st);
     main.unknown
         .insert(FORMAT_KEY.into(), serde_yaml::Value::from(FORMAT));
-    if !listed.is_empty() {
-        let v = serde_yaml::to_value(&listed).expect("change files serialize");
+    if !out.listing.0.is_empty() {
+        let v = serde_yaml::to_value(&out.listing).expect("change files serialize");
         main.unknown.insert(FILES_KEY.into(), v);
     }
-    files[0].bytes = main.to_yaml().into_bytes();
-    files[0].blob = blob_id(&files[0].bytes);
-    files
+    let bytes = main.to_yaml().into_bytes();
+    out.files.insert(
+        0,
+        StateFile {
+            path: PlanState::path(&st.plan),
+            blob: blob_id(&bytes),
+            bytes,
+        },
+    );
+    out
 }
 
 /// `st` with every step's records left out (they go to change files).
-fn without_records(st: &PlanState) -> PlanState {
+pub fn without_records(st: &PlanState) -> PlanState {
     let mut main = st.clone();
     for s in main.waves.iter_mut().flat_map(|w| w.steps.iter_mut()) {
         s.changes = Vec::new();
@@ -128,7 +192,20 @@ pub fn decode(
     text: &str,
     mut read: impl FnMut(&str) -> Result<Option<Vec<u8>>, String>,
     blob_id: impl Fn(&[u8]) -> String,
-) -> Result<PlanState, StateFilesError> {
+) -> Result<(PlanState, Listing), StateFilesError> {
+    let (mut st, listing) = split(text)?;
+    attach(
+        &mut st,
+        &listing,
+        |f| Ok(read(&f.file)?.map(Fetched::Read)),
+        blob_id,
+    )?;
+    Ok((st, listing))
+}
+
+/// The state file's `text` parsed: the state (records still in their files, unless
+/// written inline by an older fleetwave) and the change files it names.
+pub fn split(text: &str) -> Result<(PlanState, Listing), StateFilesError> {
     let mut st = PlanState::from_yaml(text).map_err(|e| StateFilesError::Parse(e.to_string()))?;
     if let Some(v) = st.unknown.remove(FORMAT_KEY) {
         if v.as_u64().is_none_or(|n| n > FORMAT) {
@@ -136,12 +213,23 @@ pub fn decode(
             return Err(StateFilesError::Newer(shown.trim().to_string()));
         }
     }
-    let listed: Vec<ChangesFile> = match st.unknown.remove(FILES_KEY) {
-        None => Vec::new(),
+    let listing = match st.unknown.remove(FILES_KEY) {
+        None => Listing::default(),
         Some(v) => serde_yaml::from_value(v)
             .map_err(|e| StateFilesError::Parse(format!("{FILES_KEY}: {e}")))?,
     };
-    for f in listed {
+    Ok((st, listing))
+}
+
+/// Put each listed step's records into `st`, from the bytes `read` fetches for its change
+/// file (None when absent); bytes read by path must be the blob the state file names.
+pub fn attach(
+    st: &mut PlanState,
+    listing: &Listing,
+    mut read: impl FnMut(&ChangesFile) -> Result<Option<Fetched>, String>,
+    blob_id: impl Fn(&[u8]) -> String,
+) -> Result<(), StateFilesError> {
+    for f in &listing.0 {
         let bad = |why: &str| StateFilesError::Inconsistent(format!("{}: {why}", f.file));
         let step = f
             .wave
@@ -152,17 +240,19 @@ pub fn decode(
         if !step.changes.is_empty() {
             return Err(bad("the step also has records in the state file"));
         }
-        let bytes = read(&f.file)
-            .map_err(|e| bad(&e))?
-            .ok_or_else(|| bad("missing from the state branch"))?;
-        if blob_id(&bytes) != f.blob {
-            return Err(bad(
-                "is not the file the state names (edited by hand?): restore it from the state branch's history",
-            ));
-        }
+        let bytes = match read(f).map_err(|e| bad(&e))? {
+            None => return Err(bad("missing from the state branch")),
+            Some(Fetched::Keyed(b)) => b,
+            Some(Fetched::Read(b)) if blob_id(&b) == f.blob => b,
+            Some(Fetched::Read(_)) => {
+                return Err(bad(
+                    "is not the file the state names (edited by hand?): restore it from the state branch's history",
+                ));
+            }
+        };
         step.changes = serde_json::from_slice(&bytes).map_err(|e| bad(&e.to_string()))?;
     }
-    Ok(st)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,7 +315,7 @@ mod tests {
     #[test]
     fn records_move_to_files_and_read_back_the_same() {
         let st = state();
-        let files = encode(&st, id);
+        let files = encode(&st, None, id).files;
         let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             names,
@@ -234,10 +324,10 @@ mod tests {
         let main = String::from_utf8(files[0].bytes.clone()).unwrap();
         assert!(!main.contains("cluster.yaml"), "{main}");
         assert!(main.contains("stateFormat: 2"), "{main}");
-        let back = decode(&main, read_from(&files), id).unwrap();
+        let (back, _) = decode(&main, read_from(&files), id).unwrap();
         assert_eq!(back, st);
         // Written again, the same bytes: an unchanged step's file is not rewritten.
-        assert_eq!(encode(&back, id), files);
+        assert_eq!(encode(&back, None, id).files, files);
     }
 
     #[test]
@@ -245,14 +335,15 @@ mod tests {
         let st = state();
         let inline = st.to_yaml();
         assert!(inline.contains("cluster.yaml"));
-        let back = decode(&inline, |_: &str| Ok(None), id).unwrap();
+        let (back, listing) = decode(&inline, |_: &str| Ok(None), id).unwrap();
+        assert!(listing.files().is_empty());
         assert_eq!(back, st);
-        assert_eq!(encode(&back, id).len(), 3);
+        assert_eq!(encode(&back, None, id).files.len(), 3);
     }
 
     #[test]
     fn a_change_file_that_is_not_the_one_named_is_refused() {
-        let files = encode(&state(), id);
+        let files = encode(&state(), None, id).files;
         let main = String::from_utf8(files[0].bytes.clone()).unwrap();
         let mut edited = files.clone();
         edited[1].bytes = String::from_utf8(edited[1].bytes.clone())
@@ -274,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_newer_layout_is_refused() {
-        let files = encode(&state(), id);
+        let files = encode(&state(), None, id).files;
         let main = String::from_utf8(files[0].bytes.clone()).unwrap();
         let newer = main.replace("stateFormat: 2", "stateFormat: 3");
         let err = decode(&newer, read_from(&files), id)
@@ -288,7 +379,7 @@ mod tests {
     #[test]
     fn records_both_inline_and_in_a_file_are_refused() {
         let st = state();
-        let files = encode(&st, id);
+        let files = encode(&st, None, id).files;
         let main = String::from_utf8(files[0].bytes.clone()).unwrap();
         let mut both: PlanState = PlanState::from_yaml(&main).unwrap();
         both.waves[1].steps[0].changes = vec![record("z")];
@@ -296,5 +387,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("also has records in the state file"), "{err}");
+    }
+
+    #[test]
+    fn a_step_with_the_same_records_keeps_its_file_unencoded() {
+        let st = state();
+        let first = encode(&st, None, id);
+        assert!(first.kept.is_empty());
+        let mut next = st.clone();
+        next.tick += 1;
+        next.waves[1].steps[0].changes.push(record("d"));
+        let again = encode(&next, Some((&st, &first.listing)), id);
+        let written: Vec<&str> = again.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(written, ["k8s.yaml", "k8s.changes/2-1.json"]);
+        assert_eq!(
+            again.kept,
+            [(
+                "k8s.changes/1-1.json".to_string(),
+                first.files[1].blob.clone()
+            )]
+        );
+        // The same files as encoding everything: only the work differs.
+        let all = encode(&next, None, id);
+        assert_eq!(again.listing, all.listing);
+        assert_eq!(again.files[0], all.files[0]);
+        assert_eq!(again.files[1], all.files[2]);
+    }
+
+    #[test]
+    fn keyed_bytes_are_taken_and_read_bytes_are_checked() {
+        let enc = encode(&state(), None, id);
+        let main = String::from_utf8(enc.files[0].bytes.clone()).unwrap();
+        let (mut st, listing) = split(&main).unwrap();
+        assert!(st.waves[0].steps[0].changes.is_empty());
+        let wrong = b"[\n]\n".to_vec();
+        let mut asked = Vec::new();
+        attach(
+            &mut st,
+            &listing,
+            |f| {
+                asked.push(f.file.clone());
+                // A keyed store answers for its key: its bytes are not hashed again.
+                Ok(Some(match f.wave {
+                    1 => Fetched::Keyed(enc.files[1].bytes.clone()),
+                    _ => Fetched::Read(enc.files[2].bytes.clone()),
+                }))
+            },
+            id,
+        )
+        .unwrap();
+        assert_eq!(asked, ["k8s.changes/1-1.json", "k8s.changes/2-1.json"]);
+        assert_eq!(st, state());
+        let (mut st, _) = split(&main).unwrap();
+        let err = attach(
+            &mut st,
+            &listing,
+            |_| Ok(Some(Fetched::Read(wrong.clone()))),
+            id,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("1-1.json: is not the file"), "{err}");
     }
 }

@@ -54,7 +54,7 @@ fn apply(
     };
     st.tick += 1;
     let msg = format!("fleetwave: {} {line}", st.plan);
-    match reconcile::write_state(&git, &s, &st, o.state_head.as_deref(), &msg, now)
+    match reconcile::write_state(&git, &s, &st, o.since(), o.state_head.as_deref(), &msg, now)
         .map_err(|e| anyhow::anyhow!("{e}"))?
     {
         Some(_) => Ok(line),

@@ -5,7 +5,9 @@
 //!   version);
 //! - each file's owning cluster (for the simulated Flux), under the same key;
 //! - the tree of each step commit, keyed by the plan key, the wave, the step and the clusters
-//!   left out of it.
+//!   left out of it;
+//! - each state file as parsed, keyed by its blob id, and each change file's bytes, keyed by
+//!   theirs: a tick that writes one step's records writes one change file here.
 //!
 //! A key names everything its entry was computed from, so entries never change: each is
 //! written whole to a temporary file and renamed into place. An entry that cannot be read is
@@ -19,7 +21,8 @@ use sha2::Digest;
 
 use crate::adapters::git::GitRepo;
 use crate::core::planner::Planned;
-use crate::core::state::{ChangeRecord, Changed};
+use crate::core::state::{ChangeRecord, Changed, PlanState};
+use crate::core::state_files::Listing;
 use crate::core::steps::{HopPart, KubeHop};
 use crate::core::version::KubeVersion;
 
@@ -29,6 +32,15 @@ const DIR: &str = "fleetwave-ticks";
 const FORMAT: &str = "3";
 /// Plan views kept; older ones (bases long gone) are removed.
 const KEEP_VIEWS: usize = 8;
+/// Change files kept (a few plans' steps); one pruned early is read from Git again.
+const KEEP_CHANGES: usize = 256;
+
+/// A state file as parsed, without the records its change files hold.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct CachedState {
+    state: PlanState,
+    listing: Listing,
+}
 
 /// What a plan view was computed from, as a hex digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,25 +352,41 @@ impl Store {
         }
     }
 
-    /// A stored state, by the id of the blob it was read from (JSON reads several times
-    /// faster than the YAML stored in Git).
-    pub fn state(&self, blob: &str) -> Option<crate::core::state::PlanState> {
-        serde_json::from_slice(&self.read("states", blob)?).ok()
+    /// A state file as parsed before (records left in their change files), by the id of
+    /// its blob (JSON reads several times faster than the YAML stored in Git).
+    pub fn state(&self, blob: &str) -> Option<(PlanState, Listing)> {
+        let c: CachedState = serde_json::from_slice(&self.read("statefiles", blob)?).ok()?;
+        Some((c.state, c.listing))
     }
 
-    /// Keep `state` as read from `blob`, when JSON gives it back exactly (fields fleetwave
-    /// does not know are kept as YAML values, which JSON may not hold).
-    pub fn put_state(&self, blob: &str, state: &crate::core::state::PlanState) {
-        let Ok(bytes) = serde_json::to_vec(state) else {
+    /// Keep the state file read or written as `blob`: `state` without its step records,
+    /// and the change files it names. Kept only when JSON gives it back exactly (fields
+    /// fleetwave does not know are kept as YAML values, which JSON may not hold).
+    pub fn put_state(&self, blob: &str, state: &PlanState, listing: &Listing) {
+        let c = CachedState {
+            state: crate::core::state_files::without_records(state),
+            listing: listing.clone(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&c) else {
             return;
         };
-        if serde_json::from_slice::<crate::core::state::PlanState>(&bytes)
-            .ok()
-            .as_ref()
-            == Some(state)
-        {
-            self.write("states", blob, &bytes);
-            self.prune("states", 4);
+        if serde_json::from_slice::<CachedState>(&bytes).ok().as_ref() == Some(&c) {
+            self.write("statefiles", blob, &bytes);
+            self.prune("statefiles", 4);
+        }
+    }
+
+    /// A change file's bytes, by its blob id.
+    pub fn changes(&self, blob: &str) -> Option<Vec<u8>> {
+        self.read("changes", blob)
+    }
+
+    /// Keep a change file's bytes under their blob id, unless kept already (an entry never
+    /// changes: its key names its bytes).
+    pub fn put_changes(&self, blob: &str, bytes: &[u8]) {
+        if !self.path("changes", blob).is_file() {
+            self.write("changes", blob, bytes);
+            self.prune("changes", KEEP_CHANGES);
         }
     }
 
