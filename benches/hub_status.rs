@@ -7,10 +7,16 @@
 //! a MachineDeployment (40,000 objects at 10,000 clusters). Two measurements:
 //! 1. `fleetwave status --clusters kube --output json` as a process (under GNU time): wall
 //!    time, peak RSS and the API requests it made — the whole cost of one status run,
-//!    including planning the generated fleet from Git.
+//!    including fetching the fleet and planning it. On an empty cache the fleet comes over
+//!    Git's smart HTTP from the fake GitHub (`git http-backend`: the server packs, as GitHub
+//!    does), next to its floor: `git clone --bare` of the same URL plus one `fleetwave plan`
+//!    of the same files on disk. One more run fetches from a local path, where libgit2 packs
+//!    the objects itself (delta search included) before indexing them.
 //! 2. In process: `KubeSource` start to first lists, then `observe()` of every cluster, repeated:
 //!    the per-tick cost once the watches run, and the API requests made per tick.
 
+#[path = "../tests/common/fake_github.rs"]
+mod fake_github;
 #[path = "../tests/common/fake_kube.rs"]
 mod fake_kube;
 // Benches build with cfg(test) but run no #[test]: the generator's own tests are unused here.
@@ -38,50 +44,74 @@ fn read_tree(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     }
 }
 
-/// One process's wall time and peak RSS (KiB), as the report's two lines.
-fn print_run(wall: Duration, peak_kb: u64) {
+/// One process's wall time, peak RSS and CPU time, as the report's lines.
+fn print_run(wall: Duration, usage: (u64, f64)) {
     println!("  wall time            {:>10.2} s", wall.as_secs_f64());
     println!(
         "  peak RSS             {:>10.1} MB",
-        peak_kb as f64 / 1024.0
+        usage.0 as f64 / 1024.0
     );
+    println!("  CPU (user + system)  {:>10.2} s", usage.1);
 }
 
-/// Peak RSS in KiB from GNU time's `-f "%e %M"` output (the numbers are on the last line).
-fn peak_kb_of(path: &Path) -> u64 {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+/// Peak RSS in KiB and CPU seconds (user + system) from GNU time's `-f "%e %M %U %S"` output
+/// (the numbers are on the last line).
+fn usage_of(path: &Path) -> (u64, f64) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<&str> = text
         .lines()
         .last()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let num = |i: usize| fields.get(i).and_then(|s| s.parse::<f64>().ok());
+    let peak = num(1).unwrap_or(0.0) as u64;
+    (peak, num(2).unwrap_or(0.0) + num(3).unwrap_or(0.0))
 }
 
-/// `fleetwave status --output json` under GNU time, on the cache `cache` in `dir`, with cluster
-/// state from `kubeconfig` when given: its output, wall time and peak RSS (KiB).
-fn timed_status(
+const TOKEN: &str = "ghs_hub_status_bench";
+
+/// A command under GNU time: its output, wall time, and peak RSS (KiB) with CPU seconds.
+fn timed(
     dir: &Path,
-    remote: &Path,
-    cache: &str,
-    kubeconfig: Option<&Path>,
-) -> (std::process::Output, Duration, u64) {
-    let timing = dir.join(format!("time-{cache}-{}", kubeconfig.is_some()));
+    name: &str,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Output, Duration, (u64, f64)) {
+    let timing = dir.join(format!("time-{name}"));
     let mut cmd = std::process::Command::new("/usr/bin/time");
-    cmd.args(["-f", "%e %M", "-o", timing.to_str().expect("utf-8")])
-        .arg(env!("CARGO_BIN_EXE_fleetwave"))
-        .args(["status", "--output", "json"])
-        .args(["--remote", remote.to_str().expect("utf-8")])
-        .args(["--plan", "plans/bench.yaml"])
-        .args(["--cache", dir.join(cache).to_str().expect("utf-8")]);
-    if let Some(k) = kubeconfig {
-        cmd.args(["--clusters", "kube"]).env("KUBECONFIG", k);
-    }
+    cmd.args(["-f", "%e %M %U %S", "-o", timing.to_str().expect("utf-8")])
+        .arg(program)
+        .args(args)
+        .envs(env.iter().copied());
     let t = Instant::now();
     let out = cmd
         .output()
-        .expect("run fleetwave status (needs GNU time at /usr/bin/time)");
-    (out, t.elapsed(), peak_kb_of(&timing))
+        .expect("run under GNU time (needs /usr/bin/time)");
+    (out, t.elapsed(), usage_of(&timing))
+}
+
+/// `fleetwave status --output json` from `remote`, on the cache `cache` in `dir`, with
+/// cluster state from `kubeconfig` when given.
+fn timed_status(
+    dir: &Path,
+    remote: &str,
+    cache: &str,
+    kubeconfig: Option<&Path>,
+) -> (std::process::Output, Duration, (u64, f64)) {
+    let cache_dir = dir.join(cache);
+    let mut args = vec!["status", "--output", "json", "--remote", remote];
+    args.extend(["--plan", "plans/bench.yaml"]);
+    args.extend(["--cache", cache_dir.to_str().expect("utf-8")]);
+    let mut env = vec![("GITHUB_TOKEN", TOKEN)];
+    let k;
+    if let Some(path) = kubeconfig {
+        args.extend(["--clusters", "kube"]);
+        k = path.to_str().expect("utf-8").to_string();
+        env.push(("KUBECONFIG", &k));
+    }
+    let name = format!("{cache}-{}", kubeconfig.is_some());
+    timed(dir, &name, env!("CARGO_BIN_EXE_fleetwave"), &args, &env)
 }
 
 fn main() {
@@ -96,8 +126,20 @@ fn main() {
     generate::generate_fleet(&fleet, n).expect("generate");
     let mut files = BTreeMap::new();
     read_tree(&fleet, &fleet, &mut files);
-    let remote =
+    let local =
         fleetwave::demo::seed_remote_files(tmp.path(), &files, chrono::Utc::now()).expect("seed");
+    let local = local.to_str().expect("utf-8").to_string();
+    // The fleet on the fake GitHub, packed as a server keeps it.
+    let gh = fake_github::FakeGitHub::start(TOKEN);
+    gh.create_repo("acme", "fleet", &files, chrono::Utc::now());
+    let repack = std::process::Command::new("git")
+        .arg("-C")
+        .arg(gh.repo_path("acme", "fleet"))
+        .args(["repack", "-adq"])
+        .status()
+        .expect("git repack");
+    assert!(repack.success(), "git repack");
+    let url = gh.git_url("acme", "fleet");
     drop(files);
 
     eprintln!("seeding the fake hub ...");
@@ -140,19 +182,50 @@ fn main() {
     let status = |cache: &str, kube: bool| {
         timed_status(
             tmp.path(),
-            &remote,
+            &url,
             cache,
             kube.then_some(kubeconfig.as_path()),
         )
     };
-    // 0. The same command without cluster state: what Git and planning alone cost.
-    let (out0, wall0, peak0_kb) = status("cache0", false);
+    // 0. The floor of an empty cache: git's own clone of the same URL, and one plan of the
+    // same files from disk.
+    let with_token = url.replacen("http://", &format!("http://x-access-token:{TOKEN}@"), 1);
+    let clone_dir = tmp.path().join("git-clone.git");
+    let clone_args = ["clone", "--bare", "--quiet", &with_token];
+    let clone_args: Vec<&str> = clone_args
+        .into_iter()
+        .chain([clone_dir.to_str().expect("utf-8")])
+        .collect();
+    let (cloned, wall_clone, _) = timed(tmp.path(), "clone", "git", &clone_args, &[]);
+    assert!(cloned.status.success(), "git clone: {cloned:?}");
+    let plan_path = fleet.join("plans/bench.yaml");
+    let plan_args = [
+        "plan",
+        "--repo",
+        fleet.to_str().expect("utf-8"),
+        "--plan",
+        plan_path.to_str().expect("utf-8"),
+        "--output",
+        "json",
+    ];
+    let bin = env!("CARGO_BIN_EXE_fleetwave");
+    let (planned, wall_plan, _) = timed(tmp.path(), "plan", bin, &plan_args, &[]);
+    assert!(planned.status.success(), "plan: {planned:?}");
+
+    // 0b. Status without cluster state: what Git and planning alone cost, over smart HTTP
+    // and from a local path.
+    let (out0, wall0, use0) = status("cache0", false);
     assert!(matches!(out0.status.code(), Some(0 | 1)), "status failed");
+    let (out_local, wall_local, use_local) = timed_status(tmp.path(), &local, "cache-local", None);
+    assert_eq!(
+        out_local.stdout, out0.stdout,
+        "a local path reports the same"
+    );
 
     // 1. The status command as a process.
     let before = fake.requests();
     let log_before = fake.request_log().len();
-    let (out, wall, peak_kb) = status("cache", true);
+    let (out, wall, use1) = status("cache", true);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "status failed: {}",
@@ -169,7 +242,7 @@ fn main() {
     // 1b. The same command again on the cache the first run left (Git fetched, the plan view
     // cached): what a repeated `status` costs once nothing changed in Git.
     let before_warm = fake.requests();
-    let (warm, wall_warm, peak_warm_kb) = status("cache", true);
+    let (warm, wall_warm, use_warm) = status("cache", true);
     assert_eq!(warm.stdout, out.stdout, "the warm run reports the same");
     let warm_requests = fake.requests() - before_warm;
 
@@ -214,17 +287,38 @@ fn main() {
         "hub-mode cluster state benchmark: {n} clusters, {} objects on the hub",
         4 * n
     );
-    println!("fleetwave status --output json, no cluster state (Git and planning only):");
-    print_run(wall0, peak0_kb);
-    println!("fleetwave status --clusters kube --output json (one process):");
-    print_run(wall, peak_kb);
+    println!("floor of an empty cache (smart HTTP from the fake GitHub):");
+    println!(
+        "  git clone --bare     {:>10.2} s",
+        wall_clone.as_secs_f64()
+    );
+    println!(
+        "  fleetwave plan       {:>10.2} s (the same files on disk)",
+        wall_plan.as_secs_f64()
+    );
+    println!(
+        "  floor                {:>10.2} s",
+        (wall_clone + wall_plan).as_secs_f64()
+    );
+    println!(
+        "fleetwave status --output json, no cluster state (Git and planning only), empty cache:"
+    );
+    print_run(wall0, use0);
+    println!(
+        "  x floor              {:>10.2}",
+        wall0.as_secs_f64() / (wall_clone + wall_plan).as_secs_f64()
+    );
+    println!("the same, fetched from a local path (libgit2 packs the objects itself):");
+    print_run(wall_local, use_local);
+    println!("fleetwave status --clusters kube --output json (one process), empty cache:");
+    print_run(wall, use1);
     println!("  API requests         {:>10}", status_requests);
     for l in &status_log {
         println!("    {l}");
     }
     println!("  rows / with Flux     {:>10} / {with_flux}", rows);
     println!("the same again on its warm cache (nothing changed in Git):");
-    print_run(wall_warm, peak_warm_kb);
+    print_run(wall_warm, use_warm);
     println!("  API requests         {:>10}", warm_requests);
     println!("KubeSource in process:");
     println!("  start to first lists {:>10.2} s", ready.as_secs_f64());

@@ -9,7 +9,7 @@
 //! - names that are not UTF-8 or hold control characters are reported, not read;
 //! - no file larger than [`MAX_FILE_BYTES`] is read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -110,7 +110,7 @@ pub struct MemTree {
     refused: BTreeMap<PathBuf, EntryKind>,
     /// Each directory's entries, built on the first `list`: listing by scanning every path
     /// made a walk of the tree quadratic (42,000 files × their directories at 10,000 clusters).
-    dirs: std::sync::OnceLock<BTreeMap<PathBuf, BTreeMap<String, EntryKind>>>,
+    dirs: std::sync::OnceLock<HashMap<PathBuf, BTreeMap<String, EntryKind>>>,
 }
 
 impl MemTree {
@@ -132,29 +132,32 @@ impl MemTree {
         &self.files
     }
 
-    /// Directory -> its entries, in one pass over every path.
-    fn dirs(&self) -> &BTreeMap<PathBuf, BTreeMap<String, EntryKind>> {
+    /// Directory -> its entries, in one pass over every path. Each path is walked up from its
+    /// file only until a folder already recorded as one: its ancestors are recorded too.
+    fn dirs(&self) -> &HashMap<PathBuf, BTreeMap<String, EntryKind>> {
         self.dirs.get_or_init(|| {
-            let mut dirs: BTreeMap<PathBuf, BTreeMap<String, EntryKind>> = BTreeMap::new();
+            let mut dirs: HashMap<PathBuf, BTreeMap<String, EntryKind>> = HashMap::new();
             dirs.insert(PathBuf::new(), BTreeMap::new());
             for p in self.files.keys().chain(self.refused.keys()) {
-                let comps: Vec<_> = p.components().collect();
-                let mut dir = PathBuf::new();
-                for (i, c) in comps.iter().enumerate() {
-                    let name = c.as_os_str().to_string_lossy().to_string();
-                    let kind = if i + 1 < comps.len() {
-                        EntryKind::Dir
-                    } else if let Some(r) = self.refused.get(p) {
-                        r.clone()
-                    } else {
-                        EntryKind::File
-                    };
-                    let entries = dirs.entry(dir.clone()).or_default();
-                    let e = entries.entry(name).or_insert_with(|| kind.clone());
-                    if kind.is_dir() {
-                        *e = EntryKind::Dir;
+                let mut kind = self.refused.get(p).cloned().unwrap_or(EntryKind::File);
+                let mut path: &Path = p;
+                while let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+                    if !dirs.contains_key(parent) {
+                        dirs.insert(parent.to_path_buf(), BTreeMap::new());
                     }
-                    dir.push(c);
+                    let entries = dirs.get_mut(parent).expect("inserted above");
+                    let name = name.to_string_lossy().into_owned();
+                    let known_dir = entries.get(&name).is_some_and(EntryKind::is_dir);
+                    if kind.is_dir() {
+                        entries.insert(name, EntryKind::Dir);
+                    } else {
+                        entries.entry(name).or_insert(kind);
+                    }
+                    if known_dir {
+                        break;
+                    }
+                    kind = EntryKind::Dir;
+                    path = parent;
                 }
             }
             dirs
@@ -230,6 +233,45 @@ mod tests {
         assert_eq!(t.kind(Path::new("a/zz")), None);
         assert!(t.list(Path::new("nope")).is_none());
         assert_eq!(t.read(Path::new("top.yaml")).unwrap(), b"top.yaml");
+    }
+
+    #[test]
+    fn mem_tree_lists_every_folder_of_deep_and_refused_paths() {
+        let mut f = BTreeMap::new();
+        for p in ["a/b/c.yaml", "a/b/d/e/f.yaml", "a/b/d/g.yaml", "z.yaml"] {
+            f.insert(PathBuf::from(p), Vec::new());
+        }
+        let link = EntryKind::Refused(Severity::Error, "a symlink".into());
+        let refused = BTreeMap::from([
+            (PathBuf::from("a/b/d/e/link"), link.clone()),
+            (PathBuf::from("r/s/link"), link.clone()),
+        ]);
+        let t = MemTree::new(f).with_refused(refused);
+        let names = |d: &str| -> Vec<(String, EntryKind)> { t.list(Path::new(d)).unwrap() };
+        let (dir, file) = (EntryKind::Dir, EntryKind::File);
+        assert_eq!(
+            names(""),
+            [
+                ("a".into(), dir.clone()),
+                ("r".into(), dir.clone()),
+                ("z.yaml".into(), file.clone())
+            ]
+        );
+        assert_eq!(names("a"), [("b".into(), dir.clone())]);
+        assert_eq!(
+            names("a/b"),
+            [("c.yaml".into(), file.clone()), ("d".into(), dir.clone())]
+        );
+        assert_eq!(
+            names("a/b/d"),
+            [("e".into(), dir.clone()), ("g.yaml".into(), file.clone())]
+        );
+        assert_eq!(
+            names("a/b/d/e"),
+            [("f.yaml".into(), file), ("link".into(), link.clone())]
+        );
+        assert_eq!(names("r"), [("s".into(), dir)]);
+        assert_eq!(names("r/s"), [("link".into(), link)]);
     }
 
     #[test]
