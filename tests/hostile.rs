@@ -312,6 +312,52 @@ fn preview_and_rollout_apply_the_same_symlink_rule() {
     );
 }
 
+/// A tree read from Git keeps blob ids and reads each file when asked for; an oversized blob
+/// is refused from its size alone, with the words a file on disk gets.
+#[test]
+fn preview_and_rollout_apply_the_same_size_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("fleet");
+    let big = format!("# {}\n", "x".repeat(17 * 1024 * 1024));
+    let head = commit_tree(
+        &work,
+        &[
+            ("clusters/c1/cluster.yaml", cluster_yaml("c1")),
+            ("clusters/c1/big.yaml", big),
+            ("plans/p.yaml", PLAN.to_string()),
+        ],
+        &[],
+    );
+    let git = fleetwave::git::GitRepo::open(
+        &tmp.path().join("cache.git"),
+        work.to_str().unwrap(),
+        fleetwave::git::Auth::None,
+    )
+    .unwrap();
+    git.fetch().unwrap();
+    let mem = git.tree(&head.to_string()).unwrap();
+    let disk = DiskTree::new(work.clone());
+    for path in ["clusters/c1/big.yaml", "clusters/c1/cluster.yaml"] {
+        let path = Path::new(path);
+        let (m, d) = (mem.read(path), disk.read(path));
+        match (m, d) {
+            (Ok(m), Ok(d)) => assert_eq!(m, d),
+            (Err(m), Err(d)) => assert_eq!(m.to_string(), d.to_string()),
+            (m, d) => panic!("{}: in Git {m:?}, on disk {d:?}", path.display()),
+        }
+    }
+    assert!(
+        mem.read(Path::new("clusters/c1/big.yaml"))
+            .unwrap_err()
+            .to_string()
+            .contains("larger than 16 MiB"),
+    );
+    assert_eq!(
+        mem.read(Path::new("clusters/c1/cluster.yaml")).unwrap(),
+        cluster_yaml("c1").into_bytes()
+    );
+}
+
 /// Listing and probing folders lets `DiskTree` skip the stat of folders it has seen plain;
 /// a symlinked folder met the same way must still refuse every path through it, at any depth.
 #[test]

@@ -212,6 +212,37 @@ pub struct CommitInfo {
 }
 
 /// A bare cache of the fleet repository plus how to reach its remote.
+/// Reads blobs of the cache repository when a tree's reader asks, from any thread: a libgit2
+/// handle is used by one thread at a time, so each concurrent reader takes its own.
+struct BlobReader {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<Repository>>,
+}
+
+impl fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobReader({})", self.path.display())
+    }
+}
+
+impl crate::core::tree::Blobs for BlobReader {
+    fn read(&self, id: &str) -> std::io::Result<Vec<u8>> {
+        let oid = parse_oid(id).map_err(std::io::Error::other)?;
+        let idle = || self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let repo = match idle().pop() {
+            Some(r) => r,
+            None => Repository::open_bare(&self.path)
+                .map_err(|e| std::io::Error::other(e.message().to_string()))?,
+        };
+        let bytes = repo
+            .find_blob(oid)
+            .map(|b| b.content().to_vec())
+            .map_err(|e| std::io::Error::other(format!("blob {id}: {}", e.message())));
+        idle().push(repo);
+        bytes
+    }
+}
+
 pub struct GitRepo {
     repo: Repository,
     url: String,
@@ -406,22 +437,39 @@ impl GitRepo {
     /// Submodules, symlinks, oversized blobs and unreadable names are left out; see
     /// [`GitRepo::tree`] for the same with those reported.
     pub fn files(&self, commit: &str) -> Result<BTreeMap<PathBuf, Vec<u8>>, GitError> {
-        Ok(self.walk_blobs(commit)?.0)
+        let mut out = BTreeMap::new();
+        for (path, id) in self.walk_blobs(commit)?.0 {
+            let blob = self
+                .repo
+                .find_blob(parse_oid(&id)?)
+                .map_err(|e| self.err(format!("read {}", path.display()), &e))?;
+            out.insert(path, blob.content().to_vec());
+        }
+        Ok(out)
     }
 
     /// A commit's files under the path policy of [`crate::core::tree`]: regular blobs up to
     /// [`crate::core::tree::MAX_FILE_BYTES`] are read; symlinks, larger blobs and names that are
     /// not UTF-8 or hold control characters are kept as refused entries, as on disk.
     pub fn tree(&self, commit: &str) -> Result<crate::core::tree::MemTree, GitError> {
-        let (files, refused) = self.walk_blobs(commit)?;
-        Ok(crate::core::tree::MemTree::new(files).with_refused(refused))
+        let (ids, refused) = self.walk_blobs(commit)?;
+        let reader = BlobReader {
+            path: self.repo.path().to_path_buf(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        };
+        Ok(
+            crate::core::tree::MemTree::by_id(ids, std::sync::Arc::new(reader))
+                .with_refused(refused),
+        )
     }
 
+    /// The regular files of `commit` by blob id, and the entries the path policy refuses
+    /// (symlinks, with their targets read; blobs over the size limit; unreadable names).
     #[allow(clippy::type_complexity)]
     fn walk_blobs(
         &self,
         commit: &str,
-    ) -> Result<(BTreeMap<PathBuf, Vec<u8>>, BTreeMap<PathBuf, EntryKind>), GitError> {
+    ) -> Result<(BTreeMap<PathBuf, String>, BTreeMap<PathBuf, EntryKind>), GitError> {
         let tree = self
             .find_commit(commit)?
             .tree()
@@ -444,23 +492,24 @@ impl GitRepo {
             TreeWalkResult::Ok
         })
         .map_err(|e| self.err("walk tree", &e))?;
+        let odb = self.repo.odb().map_err(|e| self.err("open objects", &e))?;
         let mut out = BTreeMap::new();
         for (path, id, link) in blobs {
-            let blob = self
-                .repo
-                .find_blob(id)
-                .map_err(|e| self.err(format!("read {}", path.display()), &e))?;
+            let read = |e: &git2::Error| self.err(format!("read {}", path.display()), e);
             if link {
+                let blob = self.repo.find_blob(id).map_err(|e| read(&e))?;
                 let target = PathBuf::from(String::from_utf8_lossy(blob.content()).into_owned());
                 refused.insert(path.clone(), crate::core::tree::link_kind(&path, &target));
-            } else if blob.size() as u64 > crate::core::tree::MAX_FILE_BYTES {
+            } else if odb.read_header(id).map_err(|e| read(&e))?.0 as u64
+                > crate::core::tree::MAX_FILE_BYTES
+            {
                 let why = crate::core::tree::too_large().to_string();
                 refused.insert(
                     path,
                     EntryKind::Refused(crate::core::diag::Severity::Error, why),
                 );
             } else {
-                out.insert(path, blob.content().to_vec());
+                out.insert(path, id.to_string());
             }
         }
         Ok((out, refused))

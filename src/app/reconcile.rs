@@ -427,7 +427,7 @@ fn read_state_cached(
     let bytes = git
         .read_file(head, Path::new(&path))
         .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+        .ok_or_else(|| format!("{path} is not a file on commit {head}"))?;
     let (mut st, listing) =
         state_files::split(&String::from_utf8_lossy(&bytes)).map_err(|e| e.to_string())?;
     let store = Store::of(git);

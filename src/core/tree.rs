@@ -102,12 +102,28 @@ pub fn too_large() -> io::Error {
     ))
 }
 
+/// Reads a file's contents by the id a tree gave it (a Git blob id), for a [`MemTree`] that
+/// keeps ids instead of bytes. Called from any thread.
+pub trait Blobs: Send + Sync + std::fmt::Debug {
+    fn read(&self, id: &str) -> io::Result<Vec<u8>>;
+}
+
+/// A file of a [`MemTree`]: its bytes, or the id its [`Blobs`] reads them by.
+#[derive(Debug, Clone)]
+enum Content {
+    Bytes(Vec<u8>),
+    Id(String),
+}
+
 /// Files held in memory, e.g. the blobs of a Git commit, plus the entries the policy refuses
 /// (symlinks, oversized blobs, unreadable names) so they are reported as on disk.
 #[derive(Debug, Clone, Default)]
 pub struct MemTree {
-    files: BTreeMap<PathBuf, Vec<u8>>,
+    files: BTreeMap<PathBuf, Content>,
     refused: BTreeMap<PathBuf, EntryKind>,
+    /// Reads the files kept by id (each is read when asked for, so the tree does not hold a
+    /// copy of what the reader keeps).
+    blobs: Option<std::sync::Arc<dyn Blobs>>,
     /// Each directory's entries, built on the first `list`: listing by scanning every path
     /// made a walk of the tree quadratic (42,000 files × their directories at 10,000 clusters).
     dirs: std::sync::OnceLock<HashMap<PathBuf, BTreeMap<String, EntryKind>>>,
@@ -116,9 +132,23 @@ pub struct MemTree {
 impl MemTree {
     pub fn new(files: BTreeMap<PathBuf, Vec<u8>>) -> Self {
         MemTree {
-            files,
-            refused: BTreeMap::new(),
-            dirs: std::sync::OnceLock::new(),
+            files: files
+                .into_iter()
+                .map(|(p, b)| (p, Content::Bytes(b)))
+                .collect(),
+            ..MemTree::default()
+        }
+    }
+
+    /// A tree whose files are read from `blobs` by id when asked for.
+    pub fn by_id(ids: BTreeMap<PathBuf, String>, blobs: std::sync::Arc<dyn Blobs>) -> Self {
+        MemTree {
+            files: ids
+                .into_iter()
+                .map(|(p, id)| (p, Content::Id(id)))
+                .collect(),
+            blobs: Some(blobs),
+            ..MemTree::default()
         }
     }
 
@@ -126,10 +156,6 @@ impl MemTree {
         self.refused = refused;
         self.dirs = std::sync::OnceLock::new();
         self
-    }
-
-    pub fn files(&self) -> &BTreeMap<PathBuf, Vec<u8>> {
-        &self.files
     }
 
     /// Directory -> its entries, in one pass over every path. Each path is walked up from its
@@ -180,12 +206,14 @@ impl FileTree for MemTree {
         if let Some(EntryKind::Refused(_, why)) = self.refused.get(path) {
             return Err(io::Error::other(why.clone()));
         }
-        self.files.get(path).cloned().ok_or_else(|| {
-            io::Error::new(
+        match (self.files.get(path), &self.blobs) {
+            (Some(Content::Bytes(b)), _) => Ok(b.clone()),
+            (Some(Content::Id(id)), Some(blobs)) => blobs.read(id),
+            (Some(Content::Id(_)), None) | (None, _) => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{} not in tree", path.display()),
-            )
-        })
+            )),
+        }
     }
 
     fn kind(&self, path: &Path) -> Option<EntryKind> {
