@@ -314,6 +314,49 @@ fn step_records_are_written_once_and_the_state_file_alone_moves() {
 
 /// A state written before change files existed (records inline in the state file) is read
 /// as it is, and the next write moves its records out with nothing lost.
+/// A change file kept in the cache that does not parse is not trusted: the tick reads the
+/// records from Git and keeps them again.
+#[test]
+fn a_cached_change_file_that_does_not_parse_is_read_from_git_again() {
+    let f = fleet("k8s-minor");
+    let now = start();
+    let out = f.reconcile("cache.git", now, &[]);
+    assert!(stdout(&out).contains("did: push "), "{}", stdout(&out));
+    let before = f.state();
+    let kept = f.root.join("cache.git/fleetwave-ticks/changes");
+    let entries: Vec<PathBuf> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!entries.is_empty(), "no change file was cached");
+    let good: Vec<Vec<u8>> = entries.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    for p in &entries {
+        std::fs::write(p, b"[{\"cluster\": tru").unwrap();
+    }
+    let out = f.reconcile("cache.git", now + Duration::minutes(1), &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let after = f.state();
+    let records = |st: &PlanState| -> Vec<_> {
+        st.waves
+            .iter()
+            .flat_map(|w| &w.steps)
+            .map(|s| s.changes.clone())
+            .collect()
+    };
+    assert_eq!(
+        records(&after)[..records(&before).len()],
+        records(&before)[..]
+    );
+    for (p, g) in entries.iter().zip(&good) {
+        assert_eq!(
+            &std::fs::read(p).unwrap(),
+            g,
+            "{} was not kept again",
+            p.display()
+        );
+    }
+}
+
 #[test]
 fn a_state_with_records_inline_is_read_and_moved_out() {
     let f = fleet("k8s-minor");

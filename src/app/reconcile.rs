@@ -428,17 +428,40 @@ fn read_state_cached(
         .read_file(head, Path::new(&path))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{path} is not a file on commit {head}"))?;
-    let (mut st, listing) =
+    let (shell, listing) =
         state_files::split(&String::from_utf8_lossy(&bytes)).map_err(|e| e.to_string())?;
     let store = Store::of(git);
+    // A cached change file that does not parse is never trusted: they are all read from Git
+    // again, and kept again.
+    let st = attach_records(git, &store, head, &shell, &listing).or_else(|_| {
+        for f in listing.files() {
+            store.forget_changes(&f.blob);
+        }
+        attach_records(git, &store, head, &shell, &listing)
+    })?;
     // Records inline (written by an older fleetwave) are not cached: the next write moves
     // them out.
-    let inline = st
+    let inline = shell
         .waves
         .iter()
         .flat_map(|w| &w.steps)
         .any(|s| !s.changes.is_empty());
-    let shell = (!inline).then(|| st.clone());
+    if !inline {
+        store.put_state(blob, &shell, &listing);
+    }
+    Ok((st, listing))
+}
+
+/// `shell` with the records of the change files `listing` names, read from the cache or
+/// else from commit `head`; what was read from Git is checked, then cached.
+fn attach_records(
+    git: &GitRepo,
+    store: &Store,
+    head: &str,
+    shell: &PlanState,
+    listing: &Listing,
+) -> Result<PlanState, String> {
+    let mut st = shell.clone();
     let mut read = Vec::new();
     let fetch = |f: &state_files::ChangesFile| {
         if let Some(b) = store.changes(&f.blob) {
@@ -450,15 +473,11 @@ fn read_state_cached(
         read.extend(b.clone().map(|b| (f.blob.clone(), b)));
         Ok(b.map(Fetched::Read))
     };
-    state_files::attach(&mut st, &listing, fetch, GitRepo::blob_id).map_err(|e| e.to_string())?;
-    // Checked against the blob ids the state file names: now worth keeping.
+    state_files::attach(&mut st, listing, fetch, GitRepo::blob_id).map_err(|e| e.to_string())?;
     for (b, bytes) in &read {
         store.put_changes(b, bytes);
     }
-    if let Some(shell) = shell {
-        store.put_state(blob, &shell, &listing);
-    }
-    Ok((st, listing))
+    Ok(st)
 }
 
 /// The state on commit `head` of a state branch that holds one plan's (tests and tools

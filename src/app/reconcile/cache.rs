@@ -390,6 +390,11 @@ impl Store {
         }
     }
 
+    /// Drop a kept change file (one that did not parse: it is read from Git again).
+    pub fn forget_changes(&self, blob: &str) {
+        let _ = std::fs::remove_file(self.path("changes", blob));
+    }
+
     /// The simulated Flux's base history, by base branch.
     pub fn history(&self, branch: &str) -> Option<Vec<crate::adapters::cluster::sim::BaseCommit>> {
         serde_json::from_slice(&self.read("history", &digest([branch]))?).ok()
