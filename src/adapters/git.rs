@@ -211,7 +211,6 @@ pub struct CommitInfo {
     pub time: DateTime<Utc>,
 }
 
-/// A bare cache of the fleet repository plus how to reach its remote.
 /// Reads blobs of the cache repository when a tree's reader asks, from any thread: a libgit2
 /// handle is used by one thread at a time, so each concurrent reader takes its own.
 struct BlobReader {
@@ -243,6 +242,7 @@ impl crate::core::tree::Blobs for BlobReader {
     }
 }
 
+/// A bare cache of the fleet repository plus how to reach its remote.
 pub struct GitRepo {
     repo: Repository,
     url: String,
@@ -449,8 +449,9 @@ impl GitRepo {
     }
 
     /// A commit's files under the path policy of [`crate::core::tree`]: regular blobs up to
-    /// [`crate::core::tree::MAX_FILE_BYTES`] are read; symlinks, larger blobs and names that are
-    /// not UTF-8 or hold control characters are kept as refused entries, as on disk.
+    /// [`crate::core::tree::MAX_FILE_BYTES`] are kept by id and read when the tree's reader
+    /// asks; symlinks, larger blobs and names that are not UTF-8 or hold control characters
+    /// are kept as refused entries, as on disk.
     pub fn tree(&self, commit: &str) -> Result<crate::core::tree::MemTree, GitError> {
         let (ids, refused) = self.walk_blobs(commit)?;
         let reader = BlobReader {
@@ -1271,7 +1272,6 @@ fn git_err(context: impl Into<String>, e: &git2::Error, auth: &Auth) -> GitError
     }
 }
 
-/// 100644 or 100755 (symlinks 120000 and submodules 160000 are not files to us).
 /// libgit2's process-wide options, set once before any repository is used. Honours
 /// `GIT_SSL_CAINFO` as git does: a CA bundle for HTTPS remotes (a self-hosted Git server with
 /// a private CA). `SSL_CERT_FILE`/`SSL_CERT_DIR` are read by OpenSSL itself.
@@ -1297,6 +1297,7 @@ fn global_options() {
     });
 }
 
+/// 100644 or 100755 (symlinks 120000 and submodules 160000 are not files to us).
 fn is_regular(mode: i32) -> bool {
     mode == i32::from(FileMode::Blob) || mode == i32::from(FileMode::BlobExecutable)
 }
