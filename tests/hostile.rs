@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fleetwave::disk::DiskTree;
-use fleetwave::tree::FileTree;
+use fleetwave::tree::{FileTree, MemTree};
 
 const PLAN: &str = "apiVersion: fleet.opencenter.cloud/v1alpha1
 kind: FleetUpgradePlan
@@ -264,6 +264,19 @@ fn commit_tree(dir: &Path, files: &[(&str, String)], links: &[(&str, &str)]) -> 
         .unwrap()
 }
 
+/// Commit `head` of the repository at `work`, fetched into a cache under `dir` and read as
+/// a rollout reads its base.
+fn git_tree(dir: &Path, work: &Path, head: git2::Oid) -> MemTree {
+    let git = fleetwave::git::GitRepo::open(
+        &dir.join("cache.git"),
+        work.to_str().unwrap(),
+        fleetwave::git::Auth::None,
+    )
+    .unwrap();
+    git.fetch().unwrap();
+    git.tree(&head.to_string()).unwrap()
+}
+
 #[test]
 fn preview_and_rollout_apply_the_same_symlink_rule() {
     let tmp = tempfile::tempdir().unwrap();
@@ -279,14 +292,7 @@ fn preview_and_rollout_apply_the_same_symlink_rule() {
             ("clusters/c1/alias.yaml", "cluster.yaml"),
         ],
     );
-    let git = fleetwave::git::GitRepo::open(
-        &tmp.path().join("cache.git"),
-        work.to_str().unwrap(),
-        fleetwave::git::Auth::None,
-    )
-    .unwrap();
-    git.fetch().unwrap();
-    let mem = git.tree(&head.to_string()).unwrap();
+    let mem = git_tree(tmp.path(), &work, head);
     let disk = DiskTree::new(work.clone());
     let findings = |t: &dyn FileTree| {
         let p = fleetwave::planner::prepare_in(t, Path::new("plans/p.yaml"), PLAN.into()).unwrap();
@@ -328,14 +334,7 @@ fn preview_and_rollout_apply_the_same_size_rule() {
         ],
         &[],
     );
-    let git = fleetwave::git::GitRepo::open(
-        &tmp.path().join("cache.git"),
-        work.to_str().unwrap(),
-        fleetwave::git::Auth::None,
-    )
-    .unwrap();
-    git.fetch().unwrap();
-    let mem = git.tree(&head.to_string()).unwrap();
+    let mem = git_tree(tmp.path(), &work, head);
     let disk = DiskTree::new(work.clone());
     for path in ["clusters/c1/big.yaml", "clusters/c1/cluster.yaml"] {
         let path = Path::new(path);

@@ -555,7 +555,7 @@ pub fn write_state(
             for f in &enc.files[1..] {
                 store.put_changes(&f.blob, &f.bytes);
             }
-            store.put_state(&enc.files[0].blob, st, &enc.listing);
+            store.put_state(&enc.files[0].blob, &enc.shell, &enc.listing);
             Ok(Some(commit))
         }
         Err(GitError::LeaseLost { .. }) => Ok(None),

@@ -95,6 +95,9 @@ pub struct Encoded {
     pub kept: Vec<(String, String)>,
     /// Every change file the state file names.
     pub listing: Listing,
+    /// The state without its records, as the state file holds it (before its format and
+    /// listing keys).
+    pub shell: PlanState,
 }
 
 /// The files that hold `st` on the state branch. `since` is a state the branch holds with
@@ -110,6 +113,7 @@ pub fn encode(
         files: Vec::new(),
         kept: Vec::new(),
         listing: Listing::default(),
+        shell: without_records(st),
     };
     for (wi, w) in st.waves.iter().enumerate() {
         for (si, s) in w
@@ -147,7 +151,7 @@ pub fn encode(
             });
         }
     }
-    let mut main = without_records(st);
+    let mut main = out.shell.clone();
     main.unknown
         .insert(FORMAT_KEY.into(), serde_yaml::Value::from(FORMAT));
     if !out.listing.0.is_empty() {
@@ -167,7 +171,7 @@ pub fn encode(
 }
 
 /// `st` with every step's records left out (they go to change files).
-pub fn without_records(st: &PlanState) -> PlanState {
+fn without_records(st: &PlanState) -> PlanState {
     let mut main = st.clone();
     for s in main.waves.iter_mut().flat_map(|w| w.steps.iter_mut()) {
         s.changes = Vec::new();

@@ -359,12 +359,20 @@ impl Store {
         Some((c.state, c.listing))
     }
 
-    /// Keep the state file read or written as `blob`: `state` without its step records,
-    /// and the change files it names. Kept only when JSON gives it back exactly (fields
-    /// fleetwave does not know are kept as YAML values, which JSON may not hold).
-    pub fn put_state(&self, blob: &str, state: &PlanState, listing: &Listing) {
+    /// Keep the state file read or written as `blob`: `shell`, the state without its step
+    /// records, and the change files it names. Kept only when JSON gives it back exactly
+    /// (fields fleetwave does not know are kept as YAML values, which JSON may not hold).
+    pub fn put_state(&self, blob: &str, shell: &PlanState, listing: &Listing) {
+        debug_assert!(
+            shell
+                .waves
+                .iter()
+                .flat_map(|w| &w.steps)
+                .all(|s| s.changes.is_empty()),
+            "a cached state file holds no records"
+        );
         let c = CachedState {
-            state: crate::core::state_files::without_records(state),
+            state: shell.clone(),
             listing: listing.clone(),
         };
         let Ok(bytes) = serde_json::to_vec(&c) else {
