@@ -471,10 +471,19 @@ impl GitRepo {
         &self,
         commit: &str,
     ) -> Result<(BTreeMap<PathBuf, String>, BTreeMap<PathBuf, EntryKind>), GitError> {
-        let tree = self
-            .find_commit(commit)?
-            .tree()
-            .map_err(|e| self.err("read tree", &e))?;
+        // Its own handle: libgit2 keeps every tree it parses in the handle's object cache
+        // (30 MB at 10,000 clusters), which is of no use once the ids are listed and would
+        // sit under the planning that follows. Dropped at the end, with the cache.
+        let walker =
+            Repository::open_bare(self.repo.path()).map_err(|e| self.err("open the cache", &e))?;
+        let oid = parse_oid(commit)?;
+        let tree = match walker.find_commit(oid) {
+            Ok(c) => c.tree().map_err(|e| self.err("read tree", &e))?,
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                return Err(GitError::NotFound(format!("commit {oid}")));
+            }
+            Err(e) => return Err(self.err(format!("read commit {oid}"), &e)),
+        };
         let mut blobs = Vec::new();
         let mut refused = BTreeMap::new();
         tree.walk(TreeWalkMode::PreOrder, |root, entry| {
@@ -493,7 +502,8 @@ impl GitRepo {
             TreeWalkResult::Ok
         })
         .map_err(|e| self.err("walk tree", &e))?;
-        let odb = self.repo.odb().map_err(|e| self.err("open objects", &e))?;
+        drop(tree);
+        let odb = walker.odb().map_err(|e| self.err("open objects", &e))?;
         let mut out = BTreeMap::new();
         for (path, id, link) in blobs {
             let read = |e: &git2::Error| self.err(format!("read {}", path.display()), e);
@@ -513,6 +523,9 @@ impl GitRepo {
                 out.insert(path, id.to_string());
             }
         }
+        drop(odb);
+        drop(walker);
+        release_freed_memory();
         Ok((out, refused))
     }
 
@@ -1295,6 +1308,17 @@ fn global_options() {
             );
         }
     });
+}
+
+/// Give back to the system what libgit2 freed. libgit2 allocates with the C library's
+/// malloc, and glibc keeps freed small blocks for its own later use, which Rust code (on
+/// mimalloc) never gets: after a tree walk that was 30 MB held under the planning peak.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// 100644 or 100755 (symlinks 120000 and submodules 160000 are not files to us).
