@@ -11,7 +11,10 @@
 //!    Git's smart HTTP from the fake GitHub (`git http-backend`: the server packs, as GitHub
 //!    does), next to its floor: `git clone --bare` of the same URL plus one `fleetwave plan`
 //!    of the same files on disk. One more run fetches from a local path, where libgit2 packs
-//!    the objects itself (delta search included) before indexing them.
+//!    the objects itself (delta search included) before indexing them. With cluster state
+//!    the fake hub serves 40,000 objects from the same 2 cores, so the floor is the same work
+//!    done the same way by minimal clients: a plain paginated LIST of every kind (bodies
+//!    skimmed for their continue token) beside `git clone --bare` then `fleetwave plan`.
 //! 2. In process: `KubeSource` start to first lists, then `observe()` of every cluster, repeated:
 //!    the per-tick cost once the watches run, and the API requests made per tick.
 
@@ -29,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fake_kube::{FakeKube, capi_cluster, kcp, kustomization, machine_deployment};
-use fleetwave::adapters::cluster::kube::{KubeSource, Targets, upgrade_kinds};
+use fleetwave::adapters::cluster::kube::{
+    KubeSource, Targets, kustomization_resource, upgrade_kinds,
+};
 use fleetwave::cluster::ClusterSource;
 
 fn read_tree(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
@@ -69,6 +74,55 @@ fn usage_of(path: &Path) -> (u64, f64) {
 }
 
 const TOKEN: &str = "ghs_hub_status_bench";
+
+/// Every page of every kind the status lists, as a minimal client reads them: 500 objects a
+/// page (kube-rs' watcher's page size), each body skimmed for its continue token only. Kinds
+/// the hub does not serve answer 404 and count as empty. Returns the objects read.
+async fn plain_lists(client: kube::Client) -> usize {
+    let kinds = std::iter::once(kustomization_resource())
+        .chain(upgrade_kinds().into_iter().map(|k| k.resource));
+    let tasks: Vec<_> = kinds
+        .map(|ar| tokio::spawn(list_kind(client.clone(), ar)))
+        .collect();
+    let mut n = 0;
+    for t in tasks {
+        n += t.await.expect("list task");
+    }
+    n
+}
+
+async fn list_kind(client: kube::Client, ar: kube::discovery::ApiResource) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        metadata: PageMeta,
+        items: Vec<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PageMeta {
+        #[serde(rename = "continue", default)]
+        next: Option<String>,
+    }
+    let path = <kube::api::DynamicObject as kube::Resource>::url_path(&ar, None);
+    let (mut n, mut next) = (0, None::<String>);
+    loop {
+        let mut lp = kube::api::ListParams::default().limit(500);
+        if let Some(t) = &next {
+            lp = lp.continue_token(t);
+        }
+        let req = kube::core::Request::new(&path)
+            .list(&lp)
+            .expect("list request");
+        let Ok(text) = client.request_text(req).await else {
+            return n;
+        };
+        let page: Page = serde_json::from_str(&text).expect("list page");
+        n += page.items.len();
+        next = page.metadata.next.filter(|t| !t.is_empty());
+        if next.is_none() {
+            return n;
+        }
+    }
+}
 
 /// A command under GNU time: its output, wall time, and peak RSS (KiB) with CPU seconds.
 fn timed(
@@ -211,6 +265,34 @@ fn main() {
     let bin = env!("CARGO_BIN_EXE_fleetwave");
     let (planned, wall_plan, _) = timed(tmp.path(), "plan", bin, &plan_args, &[]);
     assert!(planned.status.success(), "plan: {planned:?}");
+    // 0a. The floor with cluster state: the plain lists beside the clone, then the plan.
+    let lists_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let floor_client = {
+        let _in_runtime = lists_rt.enter();
+        fake.client()
+    };
+    let t = Instant::now();
+    let lister = lists_rt.spawn(async move {
+        let t = Instant::now();
+        (plain_lists(floor_client).await, t.elapsed())
+    });
+    let clone2 = tmp.path().join("git-clone-2.git");
+    let clone2_args: Vec<&str> = clone_args[..3]
+        .iter()
+        .copied()
+        .chain([with_token.as_str(), clone2.to_str().expect("utf-8")])
+        .collect();
+    let (cloned2, _, _) = timed(tmp.path(), "clone-2", "git", &clone2_args, &[]);
+    assert!(cloned2.status.success(), "git clone: {cloned2:?}");
+    let (planned2, _, _) = timed(tmp.path(), "plan-2", bin, &plan_args, &[]);
+    assert!(planned2.status.success(), "plan: {planned2:?}");
+    let (listed, wall_lists) = lists_rt.block_on(lister).expect("lists");
+    let wall_kube_floor = t.elapsed();
+    assert_eq!(listed, 4 * n, "the plain lists read every object");
 
     // 0b. Status without cluster state: what Git and planning alone cost, over smart HTTP
     // and from a local path.
@@ -310,8 +392,21 @@ fn main() {
     );
     println!("the same, fetched from a local path (libgit2 packs the objects itself):");
     print_run(wall_local, use_local);
+    println!("floor with cluster state (plain lists beside git clone --bare, then plan):");
+    println!(
+        "  plain lists          {:>10.2} s ({listed} objects, running beside the rest)",
+        wall_lists.as_secs_f64()
+    );
+    println!(
+        "  floor                {:>10.2} s",
+        wall_kube_floor.as_secs_f64()
+    );
     println!("fleetwave status --clusters kube --output json (one process), empty cache:");
     print_run(wall, use1);
+    println!(
+        "  x floor              {:>10.2}",
+        wall.as_secs_f64() / wall_kube_floor.as_secs_f64()
+    );
     println!("  API requests         {:>10}", status_requests);
     for l in &status_log {
         println!("    {l}");

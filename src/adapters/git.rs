@@ -329,7 +329,10 @@ impl GitRepo {
         let spec = format!("+refs/heads/*:{TRACKING_PREFIX}*");
         remote
             .fetch(&[spec.as_str()], Some(&mut opts), None)
-            .map_err(|e| self.err(format!("fetch {}", redact_url(&self.url)), &e))
+            .map_err(|e| self.err(format!("fetch {}", redact_url(&self.url)), &e))?;
+        // The indexer's tables are freed by now.
+        release_freed_memory();
+        Ok(())
     }
 
     /// Bring the tracking refs up to date, fetching only when the remote's branches moved:

@@ -853,9 +853,14 @@ const GITHUB_CACHE_FILE: &str = "fleetwave-github.json";
 fn status_once(env: &StatusEnv<'_>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let opts = env.opts;
     let now = opts.now.unwrap_or_else(Utc::now);
-    let o = reconcile::observe_repo(env.git, env.s).flat()?;
-    let observed = status_observations(env, &o, now)?;
+    let mut o = reconcile::observe_repo(env.git, env.s).flat()?;
     let in_git = o.git_values(env.git).flat()?;
+    if !opts.html {
+        // Done with the planner's output (every file's text): free it before the cluster
+        // state is read and the report built, instead of holding both at once.
+        o.forget_planned();
+    }
+    let observed = status_observations(env, &o, now)?;
     let waves: Vec<(String, Vec<String>)> = o
         .view
         .waves

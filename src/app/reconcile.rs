@@ -133,6 +133,12 @@ impl Observed {
         Some((&self.state, &self.listing))
     }
 
+    /// Drop the whole plan (kept when this tick planned); [`Observed::planned`] computes it
+    /// again if asked.
+    pub fn forget_planned(&mut self) {
+        self.planned.take();
+    }
+
     /// The whole plan against the base: computed now unless this tick already planned.
     pub fn planned(&self, git: &GitRepo) -> Result<&Planned, ReconcileError> {
         if let Some(p) = self.planned.get() {

@@ -915,10 +915,9 @@ impl KubeSource {
         };
         let sources = source_index(kinds);
         for c in flux.store.read().values() {
-            let Compact::Kustomization { status, owners } = c else {
+            let Compact::Kustomization { mut status, owners } = c.unpack() else {
                 continue;
             };
-            let mut status = status.clone();
             attach_source(&mut status, &sources, self.fleet_url.as_deref());
             for o in owners {
                 if let Some(&i) = index.get(o.as_str()) {
@@ -926,16 +925,20 @@ impl KubeSource {
                 }
             }
         }
-        let stores: Vec<_> = kinds.iter().map(|w| w.store.read()).collect();
-        let upgrades = || {
-            stores
-                .iter()
-                .flat_map(|s| s.values())
-                .filter_map(|c| match c {
-                    Compact::Upgrade(u) => Some(u),
-                    _ => None,
-                })
-        };
+        let stored: Vec<UpgradeObj> = kinds
+            .iter()
+            .flat_map(|w| {
+                w.store
+                    .read()
+                    .values()
+                    .filter_map(|c| match c.unpack() {
+                        Compact::Upgrade(u) => Some(u),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let upgrades = || stored.iter();
         // CAPI control planes are found through their Cluster's controlPlaneRef too.
         let cp_refs: HashMap<(&str, &str), &str> = upgrades()
             .filter_map(|u| {
@@ -970,26 +973,39 @@ impl KubeSource {
             let sources = source_index(&s.sources);
             o.kustomizations
                 .extend(s.kustomizations.store.read().values().filter_map(|c| {
-                    let Compact::Kustomization { status, .. } = c else {
+                    let Compact::Kustomization { status: mut st, .. } = c.unpack() else {
                         return None;
                     };
-                    let mut st = status.clone();
                     attach_source(&mut st, &sources, self.fleet_url.as_deref());
                     Some(st)
                 }));
-            o.nodes = Some(node_total(s.nodes.store.read().values().filter_map(
-                |c| match c {
+            let nodes: Vec<NodeSummary> = s
+                .nodes
+                .store
+                .read()
+                .values()
+                .filter_map(|c| match c.unpack() {
                     Compact::Node(n) => Some(n),
                     _ => None,
-                },
-            )));
-            let pods = s.pods.store.read();
-            o.pod_restarts = Some(s.restarts.lock().unwrap_or_else(|p| p.into_inner()).update(
-                pods.values().filter_map(|c| match c {
-                    Compact::Pod { uid, restarts } => Some((uid.as_str(), *restarts)),
+                })
+                .collect();
+            o.nodes = Some(node_total(&nodes));
+            let pods: Vec<(String, u64)> = s
+                .pods
+                .store
+                .read()
+                .values()
+                .filter_map(|c| match c.unpack() {
+                    Compact::Pod { uid, restarts } => Some((uid, restarts)),
                     _ => None,
-                }),
-            ));
+                })
+                .collect();
+            o.pod_restarts = Some(
+                s.restarts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .update(pods.iter().map(|(uid, r)| (uid.as_str(), *r))),
+            );
             // PodDisruptionBudgets: only once listed, and while their watch runs; else no data
             // (status says so) rather than "none block".
             o.drain_blockers = (s.pdbs.listed() && !s.pdbs.task.is_finished())
@@ -1035,8 +1051,8 @@ fn node_total<'a>(nodes: impl IntoIterator<Item = &'a NodeSummary>) -> NodeSumma
 fn drain_blockers(pdbs: &Objects) -> Vec<DrainBlocker> {
     let mut out: Vec<DrainBlocker> = pdbs
         .values()
-        .filter_map(|c| match c {
-            Compact::PodDisruptionBudget(b) => b.clone(),
+        .filter_map(|c| match c.unpack() {
+            Compact::PodDisruptionBudget(b) => b,
             _ => None,
         })
         .collect();
@@ -1107,7 +1123,7 @@ impl Shape {
 /// 10,000 clusters the stores are most of the memory, and a whole object is kilobytes of JSON
 /// (managed fields, a Kustomization's inventory, machine templates, a node's image list, a
 /// pod's spec) of which fleetwave reads a few fields.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Compact {
     /// Its status (`source`: the reference only; the source's status comes from its own
     /// watch) and the clusters it belongs to ([`owners`]).
@@ -1152,7 +1168,7 @@ impl Compact {
 }
 
 /// An upgrade-reporting object: the component it describes and the clusters it names.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct UpgradeObj {
     namespace: Option<String>,
     name: String,
@@ -1188,24 +1204,43 @@ impl UpgradeObj {
     }
 }
 
-/// Key of a stored object within its watch, as kube's reflector keys its store.
+/// Key of a stored object within its watch, as kube's reflector keys its store:
+/// `namespace/name`, or `name` for a cluster-scoped object (neither part can hold a `/`).
+/// One string, since there is one per stored object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ObjKey {
-    namespace: Option<String>,
-    name: String,
-}
+struct ObjKey(Box<str>);
 
 impl ObjKey {
     fn of(obj: &DynamicObject) -> ObjKey {
-        ObjKey {
-            namespace: obj.metadata.namespace.clone(),
-            name: obj.metadata.name.clone().unwrap_or_default(),
-        }
+        let name = obj.metadata.name.as_deref().unwrap_or_default();
+        ObjKey(match obj.metadata.namespace.as_deref() {
+            Some(ns) => format!("{ns}/{name}").into_boxed_str(),
+            None => name.into(),
+        })
+    }
+}
+
+/// A [`Compact`] kept as its JSON: a stored object is then one allocation of a few hundred
+/// bytes instead of a dozen strings and vectors. At 10,000 clusters the hub's 40,000 objects
+/// took 44 MB typed, held beside the planning of a first `status`; a tick's `observe` reads
+/// them back.
+#[derive(Debug, Clone)]
+struct Packed(Box<[u8]>);
+
+impl Packed {
+    fn pack(c: &Compact) -> Packed {
+        // Plain data (strings, numbers, maps with string keys): serializing cannot fail.
+        Packed(serde_json::to_vec(c).unwrap_or_default().into_boxed_slice())
+    }
+
+    fn unpack(&self) -> Compact {
+        serde_json::from_slice(&self.0)
+            .expect("a stored object reads back (see the round-trip test)")
     }
 }
 
 /// One watch's objects.
-type Objects = HashMap<ObjKey, Compact>;
+type Objects = HashMap<ObjKey, Packed>;
 
 /// One watch's objects, shared: its task writes, ticks read.
 #[derive(Clone, Default)]
@@ -1234,8 +1269,12 @@ struct StoreWriter {
 
 impl StoreWriter {
     fn apply(&mut self, event: &watcher::Event<DynamicObject>) {
-        let compact =
-            |o: &DynamicObject| (ObjKey::of(o), Compact::of(o, self.shape, &self.resource));
+        let compact = |o: &DynamicObject| {
+            (
+                ObjKey::of(o),
+                Packed::pack(&Compact::of(o, self.shape, &self.resource)),
+            )
+        };
         match event {
             watcher::Event::Init => self.buffer = Objects::new(),
             watcher::Event::InitApply(o) => {
@@ -1261,7 +1300,7 @@ fn source_index(watches: &[Watch]) -> HashMap<SourceKey, SourceStatus> {
     let mut out = HashMap::new();
     for w in watches {
         for c in w.store.read().values() {
-            if let Compact::Source(s) = c {
+            if let Compact::Source(s) = c.unpack() {
                 let key = (s.kind.clone(), s.namespace.clone(), s.name.clone());
                 out.insert(key, s.clone());
             }
@@ -1517,6 +1556,8 @@ mod tests {
             };
             let whole = crate::core::cluster::upgrade::component_of(&obj_ref(&full, &ar));
             assert_eq!(u.component, whole, "{name}");
+            let packed = Packed::pack(&Compact::Upgrade(u.clone()));
+            assert_eq!(packed.unpack(), Compact::Upgrade(u.clone()), "{name}");
             for by in [None, Some("referencing-cluster")] {
                 assert_eq!(u.owners(by), upgrade_owners(&full, kind, by), "{name}");
             }
@@ -1567,6 +1608,8 @@ mod tests {
             }
             Compact::Node(_) | Compact::Upgrade(_) | Compact::PodDisruptionBudget(_) => {}
         }
+        // As a watch stores it.
+        assert_eq!(Packed::pack(&compact).unpack(), compact, "{name}");
         compact
     }
 
