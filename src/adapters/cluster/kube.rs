@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
@@ -681,7 +682,7 @@ async fn run_watch(
     } else {
         kind.resource.clone()
     };
-    let api: Api<DynamicObject> = match &kind.namespace {
+    let api: Api<Watched> = match &kind.namespace {
         Some(ns) => Api::namespaced_with(client, ns, &ar),
         None => Api::all_with(client, &ar),
     };
@@ -789,9 +790,119 @@ async fn poll_deprecated_apis(
 }
 
 /// Poll the watch stream forever, applying each event to the store before acting on it.
+/// A watched object as fleetwave reads it: the metadata fields it uses, `spec` and `status`
+/// (where every reader looks, see [`crate::core::cluster::object::Obj`]). Decoded directly:
+/// kube's `DynamicObject` flattens everything but its metadata into one `Value`, which serde
+/// does by buffering each object whole first, and decodes every metadata field, managed
+/// fields and annotations included (often most of a real object's bytes).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Watched {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "slim_meta")]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<Value>,
+    #[serde(default)]
+    status: Option<Value>,
+}
+
+/// The metadata fields the readers use, plus `resourceVersion` (kube's watcher resumes from
+/// the last object's); the rest is skipped unread.
+fn slim_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Slim {
+        name: Option<String>,
+        namespace: Option<String>,
+        generation: Option<i64>,
+        labels: Option<BTreeMap<String, String>>,
+        uid: Option<String>,
+        owner_references: Option<Vec<OwnerReference>>,
+        resource_version: Option<String>,
+    }
+    let m = <Option<Slim> as serde::Deserialize>::deserialize(d)?.unwrap_or_default();
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        generation: m.generation,
+        labels: m.labels,
+        uid: m.uid,
+        owner_references: m.owner_references,
+        resource_version: m.resource_version,
+        ..ObjectMeta::default()
+    })
+}
+
+impl kube::Resource for Watched {
+    type DynamicType = ApiResource;
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn group(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<Watched> for DynamicObject {
+    fn from(w: Watched) -> DynamicObject {
+        let mut data = serde_json::Map::new();
+        for (key, value) in [("spec", w.spec), ("status", w.status)] {
+            if let Some(v) = value {
+                data.insert(key.to_string(), v);
+            }
+        }
+        DynamicObject {
+            types: w
+                .api_version
+                .zip(w.kind)
+                .map(|(api_version, kind)| kube::api::TypeMeta { api_version, kind }),
+            metadata: w.metadata,
+            data: Value::Object(data),
+        }
+    }
+}
+
+fn dynamic_event<K: Into<DynamicObject>>(e: watcher::Event<K>) -> watcher::Event<DynamicObject> {
+    use watcher::Event as E;
+    match e {
+        E::Apply(o) => E::Apply(o.into()),
+        E::Delete(o) => E::Delete(o.into()),
+        E::Init => E::Init,
+        E::InitApply(o) => E::InitApply(o.into()),
+        E::InitDone => E::InitDone,
+    }
+}
+
 /// Generic over `WatchStreamExt` so the `Stream` supertrait's `poll_next` is usable without a
 /// direct `futures` dependency.
-async fn drive<S>(
+async fn drive<S, K>(
     mut events: S,
     mut writer: StoreWriter,
     counters: Arc<Counters>,
@@ -799,10 +910,13 @@ async fn drive<S>(
     changed: Option<tokio::sync::watch::Sender<u64>>,
     what: String,
 ) where
-    S: WatchStreamExt<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Unpin,
+    S: WatchStreamExt<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+    K: Into<DynamicObject>,
 {
     loop {
-        let next = std::future::poll_fn(|cx| Pin::new(&mut events).poll_next(cx)).await;
+        let next = std::future::poll_fn(|cx| Pin::new(&mut events).poll_next(cx))
+            .await
+            .map(|r| r.map(dynamic_event));
         if let Some(Ok(event)) = &next {
             writer.apply(event);
         }
@@ -1541,10 +1655,19 @@ mod tests {
             }
             let v: Value =
                 serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
-            let full: DynamicObject = serde_json::from_value(v).expect("object");
+            let full: DynamicObject = serde_json::from_value(v.clone()).expect("object");
             let kind = full.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("");
             let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind));
             let name = path.display().to_string();
+            // Decoded as a watch decodes it (metadata fields, spec and status only), it reads
+            // the same as decoded whole.
+            let watched: DynamicObject = serde_json::from_value::<Watched>(v)
+                .expect("watched")
+                .into();
+            for shape in [Shape::of(&ar), Shape::Upgrade { capi_cluster: true }] {
+                let whole = Compact::of(&full, shape, &ar);
+                assert_eq!(Compact::of(&watched, shape, &ar), whole, "{name}");
+            }
             if let Compact::Node(n) = reads_the_same(&full, &ar, &name) {
                 nodes.push((full.clone(), ar.clone(), n));
             }
