@@ -789,7 +789,6 @@ async fn poll_deprecated_apis(
     }
 }
 
-/// Poll the watch stream forever, applying each event to the store before acting on it.
 /// A watched object as fleetwave reads it: the metadata fields it uses, `spec` and `status`
 /// (where every reader looks, see [`crate::core::cluster::object::Obj`]). Decoded directly:
 /// kube's `DynamicObject` flattens everything but its metadata into one `Value`, which serde
@@ -889,6 +888,7 @@ impl From<Watched> for DynamicObject {
     }
 }
 
+/// The event with its object as the stores read it.
 fn dynamic_event<K: Into<DynamicObject>>(e: watcher::Event<K>) -> watcher::Event<DynamicObject> {
     use watcher::Event as E;
     match e {
@@ -900,6 +900,7 @@ fn dynamic_event<K: Into<DynamicObject>>(e: watcher::Event<K>) -> watcher::Event
     }
 }
 
+/// Poll the watch stream forever, applying each event to the store before acting on it.
 /// Generic over `WatchStreamExt` so the `Stream` supertrait's `poll_next` is usable without a
 /// direct `futures` dependency.
 async fn drive<S, K>(
