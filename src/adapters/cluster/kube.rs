@@ -9,10 +9,12 @@
 //! A Kustomization belongs to cluster `C` when its namespace is `C`, or it carries the label
 //! `fleetwave.io/cluster: C`, or its `spec.kubeConfig.secretRef.name` is `C-kubeconfig`.
 //!
-//! Objects arrive as [`DynamicObject`]s (the Flux CRD has no Rust type here), and every field
-//! is read defensively: unknown or malformed fields never fail an observation. Each is read
-//! once, when its watch event arrives, into a small typed [`Compact`]; the stores keep only
-//! those (at 10,000 clusters whole objects would be most of the memory).
+//! Objects arrive as `Watched` values (the metadata fields read, `spec` and `status`; the
+//! Flux CRDs have no Rust type here) seen as [`DynamicObject`]s, and every field is read
+//! defensively: unknown or malformed fields never fail an observation. Each is read once,
+//! when its watch event arrives, into a small [`Compact`]; the stores keep only those, each
+//! as one allocation of its JSON (at 10,000 clusters whole objects would be most of the
+//! memory).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
