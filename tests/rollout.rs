@@ -312,8 +312,6 @@ fn step_records_are_written_once_and_the_state_file_alone_moves() {
     assert_eq!(records, lines);
 }
 
-/// A state written before change files existed (records inline in the state file) is read
-/// as it is, and the next write moves its records out with nothing lost.
 /// A change file kept in the cache that does not parse is not trusted: the tick reads the
 /// records from Git and keeps them again.
 #[test]
@@ -357,6 +355,8 @@ fn a_cached_change_file_that_does_not_parse_is_read_from_git_again() {
     }
 }
 
+/// A state written before change files existed (records inline in the state file) is read
+/// as it is, and the next write moves its records out with nothing lost.
 #[test]
 fn a_state_with_records_inline_is_read_and_moved_out() {
     let f = fleet("k8s-minor");
