@@ -374,6 +374,45 @@ async fn ready_times_out_when_the_hub_is_unreachable() {
     assert!(src.observe(&names(&["a"]), Utc::now()).await.is_err());
 }
 
+/// `ready_once` waits for the first lists once: a spoke that never answers costs the first
+/// call its timeout, and later calls (every tick of a service) nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_once_waits_for_a_silent_spoke_only_the_first_time() {
+    use fleetwave::adapters::cluster::kube::Targets;
+    let hub = FakeKube::start();
+    let ok = ("True", "ReconciliationSucceeded");
+    hub.apply(kustomization("a", "apps", ok, &rev(X), &rev(X), 1, 1));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let silent = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let src = KubeSource::start_with(Targets {
+        hub: Some(hub.client()),
+        spokes: vec![("b".into(), kube::Client::try_from(silent).unwrap())],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let first = Instant::now();
+    src.ready_once(Duration::from_millis(400)).await.unwrap();
+    assert!(
+        first.elapsed() >= Duration::from_millis(400),
+        "the first call waits for the spoke until its timeout"
+    );
+    // A second call with a long timeout must not wait for the spoke again.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        src.ready_once(Duration::from_secs(60)),
+    )
+    .await
+    .expect("the second call returns at once")
+    .unwrap();
+    let obs = src.observe(&names(&["a"]), Utc::now()).await.unwrap();
+    assert_eq!(obs["a"].kustomizations.len(), 1);
+}
+
 /// `reconcile --clusters kube`: the canary's step converges only once the hub's Kustomizations
 /// report Ready at the merge commit, and not before.
 #[test]

@@ -342,15 +342,34 @@ impl crate::core::cluster::ClusterSource for Source<'_> {
     > {
         match self {
             Source::Sim(s) => s.observe(clusters, now).await,
-            Source::Kube(k) => k.observe(clusters, now).await,
+            Source::Kube(k) => {
+                k.ready_once(FIRST_LISTS).await?;
+                k.observe(clusters, now).await
+            }
         }
     }
 }
 
-/// Start the kube cluster source: the hub (Flux Kustomizations plus the kinds that report
-/// upgrades) and, with `--cluster-context`, one context per cluster. Waits for every first
-/// list. Call inside a runtime whose workers keep running between ticks.
+/// How long the first observation waits for every watch's first list.
+const FIRST_LISTS: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`start_kube`], then wait for every first list: for services, which serve from the start.
 pub(crate) async fn kube_source(
+    w: &WorldArgs,
+    clusters: &PlanClusters,
+    remote: &str,
+) -> anyhow::Result<KubeSource> {
+    let src = start_kube(w, clusters, remote).await?;
+    src.ready_once(FIRST_LISTS).await.flat()?;
+    Ok(src)
+}
+
+/// Start the kube cluster source: the hub (Flux Kustomizations plus the kinds that report
+/// upgrades) and, with `--cluster-context`, one context per cluster. Returns at once: the
+/// first lists arrive on the runtime's worker while the caller fetches and plans, and the
+/// first observation waits for them ([`KubeSource::ready_once`]). Call inside a runtime whose
+/// workers keep running between ticks.
+pub(crate) async fn start_kube(
     w: &WorldArgs,
     clusters: &PlanClusters,
     remote: &str,
@@ -402,7 +421,7 @@ pub(crate) async fn kube_source(
             );
         }
     }
-    let src = KubeSource::start_with(Targets {
+    KubeSource::start_with(Targets {
         hub,
         hub_kinds: source_kinds().into_iter().chain(upgrade_kinds()).collect(),
         spokes,
@@ -414,9 +433,7 @@ pub(crate) async fn kube_source(
         fleet_url: Some(remote.to_string()),
     })
     .await
-    .flat()?;
-    src.ready(std::time::Duration::from_secs(30)).await.flat()?;
-    Ok(src)
+    .flat()
 }
 
 /// What per-cluster mode connects to, from the plan on the base branch.
@@ -461,7 +478,7 @@ async fn maybe_kube(
     } else {
         PlanClusters::default()
     };
-    kube_source(w, &names, remote).await.map(Some)
+    start_kube(w, &names, remote).await.map(Some)
 }
 
 /// Waves with a nodes, podRestarts or deprecatedApis gate, if any.
@@ -937,7 +954,14 @@ fn status_observations(
             );
             Some(env.rt.block_on(sim.observe(&names, now)).flat()?)
         }
-        (_, Some(k)) => Some(env.rt.block_on(k.observe(&names, now)).flat()?),
+        (_, Some(k)) => Some(
+            env.rt
+                .block_on(async {
+                    k.ready_once(FIRST_LISTS).await?;
+                    k.observe(&names, now).await
+                })
+                .flat()?,
+        ),
         _ => None,
     })
 }

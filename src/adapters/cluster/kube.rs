@@ -471,6 +471,8 @@ pub struct KubeSource {
     /// Normalised (see [`crate::core::repo_url::normalize_repo_url`]).
     fleet_url: Option<String>,
     changed: tokio::sync::watch::Sender<u64>,
+    /// Set once [`KubeSource::ready_once`] has seen every first list.
+    first_lists: tokio::sync::OnceCell<()>,
 }
 
 impl KubeSource {
@@ -525,6 +527,7 @@ impl KubeSource {
                 .as_deref()
                 .and_then(crate::core::repo_url::normalize_repo_url),
             changed,
+            first_lists: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -592,6 +595,16 @@ impl KubeSource {
                 )))
             }
         }
+    }
+
+    /// [`KubeSource::ready`] the first time it succeeds, and at once after that: callers
+    /// that start the watches, do other work (fetch, plan) while the first lists arrive and
+    /// then observe. Later calls never wait again for a spoke that stopped answering.
+    pub async fn ready_once(&self, timeout: Duration) -> Result<(), ClusterError> {
+        self.first_lists
+            .get_or_try_init(|| self.ready(timeout))
+            .await
+            .map(|_| ())
     }
 
     /// Bumped on every watch event (and `/version` change), for event-driven ticks.
