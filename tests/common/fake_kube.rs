@@ -23,7 +23,7 @@
 //! cannot name without a direct `futures` dependency. Serving by hand also lets it count every
 //! request exactly, which the "no GET per cluster" test relies on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -294,6 +294,10 @@ struct State {
     compacted: u64,
     /// Bumped to close every open watch (compaction, simulated connection loss).
     epoch: u64,
+    /// Each object as a list item, serialized, by (object, apiVersion served), with the
+    /// resourceVersion it was serialized at: a list of 10,000 objects does not clone and
+    /// serialize each again on every relist (the scale bench shares its cores with this).
+    served: HashMap<(Key, String), (String, Arc<[u8]>)>,
 }
 
 struct Event {
@@ -1336,6 +1340,17 @@ async fn write_typed(
     content_type: &str,
     body: &Value,
 ) -> io::Result<()> {
+    let body = serde_json::to_vec(body).expect("json");
+    write_typed_bytes(w, code, content_type, &body).await
+}
+
+/// A full response whose body is already serialized.
+async fn write_typed_bytes(
+    w: &mut OwnedWriteHalf,
+    code: u16,
+    content_type: &str,
+    body: &[u8],
+) -> io::Result<()> {
     let reason = match code {
         200 => "OK",
         201 => "Created",
@@ -1345,13 +1360,12 @@ async fn write_typed(
         405 => "Method Not Allowed",
         _ => "Error",
     };
-    let body = serde_json::to_vec(body).expect("json");
     let head = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     w.write_all(head.as_bytes()).await?;
-    w.write_all(&body).await?;
+    w.write_all(body).await?;
     w.flush().await
 }
 
@@ -1868,29 +1882,22 @@ async fn objects(
     if watching {
         return watch(w, sh, res, &api_version, &filter, q).await;
     }
-    let list = {
-        let st = lock(&sh.state);
+    let body = {
+        let mut st = lock(&sh.state);
+        let State {
+            rv: now,
+            objects,
+            served,
+            ..
+        } = &mut *st;
         // Only this resource's slice of the map, and references until the page is cut: a
         // paginated list of 10,000 objects must not clone all of them for every page.
         let from: Key = (res.group, res.plural, String::new(), String::new());
-        let items: Vec<&Value> = st
-            .objects
+        let items: Vec<(&Key, &Value)> = objects
             .range(from..)
             .take_while(|((g, p, _, _), _)| *g == res.group && *p == res.plural)
             .filter(|(_, o)| filter.matches(o))
-            .map(|(_, o)| o)
             .collect();
-        let serve_item = |o: &Value| {
-            let mut o = served(o, &api_version);
-            if res.group.is_empty() {
-                // A real API server leaves these out of core list items.
-                if let Some(m) = o.as_object_mut() {
-                    m.remove("apiVersion");
-                    m.remove("kind");
-                }
-            }
-            o
-        };
         // Pagination (`limit`, `continue`), as kube-rs' watcher asks for it: the token says
         // at which revision the list started and how many items were already sent.
         let (rv, skip) = match q.get("continue").filter(|c| !c.is_empty()) {
@@ -1899,9 +1906,9 @@ async fn objects(
                 .and_then(|(r, n)| Some((r.parse::<u64>().ok()?, n.parse::<usize>().ok()?)))
             {
                 Some(t) => t,
-                None => (st.rv, 0),
+                None => (*now, 0),
             },
-            None => (st.rv, 0),
+            None => (*now, 0),
         };
         let limit = q
             .get("limit")
@@ -1909,11 +1916,11 @@ async fn objects(
             .filter(|l| *l > 0)
             .unwrap_or(usize::MAX);
         let total = items.len();
-        let page: Vec<Value> = items
+        let page: Vec<Arc<[u8]>> = items
             .into_iter()
             .skip(skip)
             .take(limit)
-            .map(serve_item)
+            .map(|(k, o)| served_item(served, res, k, o, &api_version))
             .collect();
         let sent = skip + page.len();
         let mut meta = json!({"resourceVersion": rv.to_string()});
@@ -1921,10 +1928,57 @@ async fn objects(
             meta["continue"] = json!(format!("{rv}-{sent}"));
             meta["remainingItemCount"] = json!(total - sent);
         }
-        json!({"apiVersion": api_version, "kind": format!("{}List", res.kind),
-               "metadata": meta, "items": page})
+        list_body(&api_version, &format!("{}List", res.kind), &meta, &page)
     };
-    write_full(w, 200, &list).await
+    write_typed_bytes(w, 200, JSON, &body).await
+}
+
+/// A list item as served at `api_version`, serialized once per object revision.
+fn served_item(
+    cache: &mut HashMap<(Key, String), (String, Arc<[u8]>)>,
+    res: &Resource,
+    key: &Key,
+    obj: &Value,
+    api_version: &str,
+) -> Arc<[u8]> {
+    let at = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    let slot = (key.clone(), api_version.to_string());
+    if let Some((rv, bytes)) = cache.get(&slot)
+        && rv == at
+    {
+        return bytes.clone();
+    }
+    let mut o = served(obj, api_version);
+    if res.group.is_empty() {
+        // A real API server leaves these out of core list items.
+        if let Some(m) = o.as_object_mut() {
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+    }
+    let bytes: Arc<[u8]> = serde_json::to_vec(&o).expect("json").into();
+    cache.insert(slot, (at.to_string(), bytes.clone()));
+    bytes
+}
+
+/// A list's JSON from its items' JSON (keys in the order `serde_json` writes a `Value`).
+fn list_body(api_version: &str, kind: &str, meta: &Value, items: &[Arc<[u8]>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
+    out.extend_from_slice(b"{\"apiVersion\":");
+    out.extend(serde_json::to_vec(api_version).expect("json"));
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"],\"kind\":");
+    out.extend(serde_json::to_vec(kind).expect("json"));
+    out.extend_from_slice(b",\"metadata\":");
+    out.extend(serde_json::to_vec(meta).expect("json"));
+    out.push(b'}');
+    out
 }
 
 /// The object as served at `api_version` (no field conversion).
