@@ -297,8 +297,11 @@ struct State {
     /// Each object as a list item, serialized, by (object, apiVersion served), with the
     /// resourceVersion it was serialized at: a list of 10,000 objects does not clone and
     /// serialize each again on every relist (the scale bench shares its cores with this).
-    served: HashMap<(Key, String), (String, Arc<[u8]>)>,
+    served: ServedItems,
 }
+
+/// (object, apiVersion served) -> (the resourceVersion serialized, the list item's JSON).
+type ServedItems = HashMap<(Key, String), (String, Arc<[u8]>)>;
 
 struct Event {
     rv: u64,
@@ -1935,7 +1938,7 @@ async fn objects(
 
 /// A list item as served at `api_version`, serialized once per object revision.
 fn served_item(
-    cache: &mut HashMap<(Key, String), (String, Arc<[u8]>)>,
+    cache: &mut ServedItems,
     res: &Resource,
     key: &Key,
     obj: &Value,
