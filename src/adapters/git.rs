@@ -1106,7 +1106,15 @@ impl GitRepo {
             .map_err(|e| self.err("find remote origin", &e))
     }
 
+    /// Every connection to the remote (fetch, list, push) takes its callbacks here.
     fn callbacks(&self) -> RemoteCallbacks<'_> {
+        if self
+            .url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
+            ca_bundle_for_https();
+        }
         let mut cbs = RemoteCallbacks::new();
         let mut attempts = 0u32;
         cbs.credentials(move |_url, username, allowed| {
@@ -1288,9 +1296,7 @@ fn git_err(context: impl Into<String>, e: &git2::Error, auth: &Auth) -> GitError
     }
 }
 
-/// libgit2's process-wide options, set once before any repository is used. Honours
-/// `GIT_SSL_CAINFO` as git does: a CA bundle for HTTPS remotes (a self-hosted Git server with
-/// a private CA). `SSL_CERT_FILE`/`SSL_CERT_DIR` are read by OpenSSL itself.
+/// libgit2's process-wide options, set once before any repository is used.
 fn global_options() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -1299,10 +1305,22 @@ fn global_options() {
         // Hashing it again on every read (libgit2's default, not git's) was a tenth of a
         // fresh `status` at 10,000 clusters.
         git2::opts::strict_hash_verification(false);
+    });
+}
+
+/// Honours `GIT_SSL_CAINFO` as git does: a CA bundle for HTTPS remotes (a self-hosted Git
+/// server with a private CA); `SSL_CERT_FILE`/`SSL_CERT_DIR` are read by OpenSSL itself. Set
+/// once, before the first HTTPS connection, and not before: OpenSSL parses the whole bundle
+/// when it is set (about 30 ms for Debian's, a third of an idle tick), which a local, SSH or
+/// plain-HTTP remote never needs.
+fn ca_bundle_for_https() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
         let Some(file) = std::env::var_os("GIT_SSL_CAINFO").filter(|f| !f.is_empty()) else {
             return;
         };
-        // SAFETY: libgit2's global options are set once, before any remote is contacted.
+        // SAFETY: every HTTPS connection passes through this Once before it connects, so the
+        // option is set before any remote reads it.
         if let Err(e) = unsafe { git2::opts::set_ssl_cert_file(PathBuf::from(&file)) } {
             tracing::warn!(
                 "GIT_SSL_CAINFO={}: {}",
