@@ -429,7 +429,7 @@ fn a_state_with_records_inline_is_read_and_moved_out() {
         st.waves
             .iter()
             .flat_map(|w| &w.steps)
-            .map(|s| s.changes.clone())
+            .map(|s| s.changes.to_vec())
             .collect()
     };
     assert_eq!(records(&after), records(&before));

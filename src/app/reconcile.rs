@@ -614,12 +614,17 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                     title: st.title.clone(),
                     kubernetes: st.hop.as_ref().map(cache::Hop::hop),
                     branch: branch_name(plan, &w.name, st.index, &st.id),
-                    changes: st
-                        .changes
-                        .iter()
-                        .filter(|c| failed.is_none_or(|ws| !ws.is_out(&c.cluster)))
-                        .cloned()
-                        .collect(),
+                    // Shared with the cached view unless a failed cluster is left out.
+                    changes: match failed {
+                        None => st.changes.clone(),
+                        Some(ws) => st
+                            .changes
+                            .iter()
+                            .filter(|c| !ws.is_out(&c.cluster))
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .into(),
+                    },
                     batch: None,
                     clusters: Vec::new(),
                 })
@@ -652,11 +657,16 @@ fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
                 input.joined = crate::core::batch::joined(&input.steps, ws);
             }
             // A retried cluster's remaining changes go in its retry batch only.
+            let elsewhere = |c: &ChangeRecord| {
+                retries.iter().flatten().any(|r| *r == c.cluster)
+                    || input.joined.contains(&c.cluster)
+            };
             for s in &mut input.steps {
-                s.changes.retain(|c| {
-                    !retries.iter().flatten().any(|r| *r == c.cluster)
-                        && !input.joined.contains(&c.cluster)
-                });
+                // Copied only when a record goes: the records are shared with the cached view.
+                if s.changes.iter().any(elsewhere) {
+                    let kept = s.changes.iter().filter(|c| !elsewhere(c)).cloned();
+                    s.changes = kept.collect::<Vec<_>>().into();
+                }
             }
             input.steps = crate::core::batch::expand(&input.steps, &input.batches);
             input.steps.extend(again);
@@ -697,7 +707,7 @@ pub fn step_text(
             1,
         );
     }
-    for c in &step.changes {
+    for c in step.changes.iter() {
         body.push_str(&format!(
             "| {} | `{}` | `{}` | `{}` | `{}` |\n",
             c.cluster, c.file, c.field, c.from, c.to
@@ -1968,7 +1978,7 @@ fn merged_span(
         .iter()
         .filter(|x| x.merged_commit.is_some() && x.status != StepStatus::RolledBack)
     {
-        for c in &step.changes {
+        for c in step.changes.iter() {
             span.entry((c.file.clone(), c.field.clone()))
                 .and_modify(|e| e.1 = c.to.clone())
                 .or_insert((c.clone(), c.to.clone()));

@@ -90,7 +90,8 @@ pub fn expand(steps: &[StepPlan], batches: &[Vec<String>]) -> Vec<StepPlan> {
                     .iter()
                     .filter(|c| members.contains(&c.cluster))
                     .cloned()
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
                 batch: Some(b),
                 clusters: members.clone(),
                 ..s.clone()
@@ -148,7 +149,7 @@ pub fn batch_wait(
 pub fn joined(steps: &[StepPlan], ws: &WaveState) -> Vec<String> {
     let mut out: Vec<String> = steps
         .iter()
-        .flat_map(|s| &s.changes)
+        .flat_map(|s| s.changes.iter())
         .map(|c| &c.cluster)
         .filter(|c| {
             !ws.clusters.contains(c)
@@ -179,7 +180,8 @@ pub fn expand_retries(
                     .iter()
                     .filter(|c| members.contains(&c.cluster))
                     .cloned()
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
                 batch: Some(batches.max(1) + k),
                 clusters: members.clone(),
                 ..s.clone()
@@ -285,7 +287,8 @@ mod tests {
             changes: ["a", "new", "gone", "retried", "new"]
                 .iter()
                 .map(|c| change(c))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             batch: None,
             clusters: Vec::new(),
         };

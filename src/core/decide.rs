@@ -29,7 +29,7 @@ pub struct StepPlan {
     /// The Kubernetes hop the step makes, if it makes one.
     pub kubernetes: Option<KubeHop>,
     pub branch: String,
-    pub changes: Vec<ChangeRecord>,
+    pub changes: crate::core::state::Records,
     /// The batch this step belongs to (None: the wave is one batch).
     pub batch: Option<usize>,
     /// The batch's clusters (empty: the whole wave).
@@ -792,7 +792,7 @@ fn converge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave) -> bool {
     };
     let mut waiting = Vec::new();
     let mut changes: BTreeMap<&str, Vec<&ChangeRecord>> = BTreeMap::new();
-    for c in &step.changes {
+    for c in step.changes.iter() {
         changes.entry(c.cluster.as_str()).or_default().push(c);
     }
     // Unreachable clusters under `onUnreachable: skip` wait for `unreachableAfter`, not for
@@ -1182,7 +1182,7 @@ fn deprecated_apis(cx: &Ctx, wi: usize, si: usize, wave: &Wave) -> Option<String
     let step = &cx.state.waves[wi].steps[si];
     // The newest minor each cluster's control plane is moved to by this step.
     let mut targets: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
-    for c in &step.changes {
+    for c in step.changes.iter() {
         if !matches!(
             c.what,
             Changed::Kubernetes(None | Some(Role::ControlPlane) | Some(Role::Whole))
@@ -1592,7 +1592,7 @@ spec:
             title: "Kubernetes v1.33.5".into(),
             kubernetes: None,
             branch: format!("fleetwave/p/{w}/1"),
-            changes: cs.iter().map(|c| change(c)).collect(),
+            changes: cs.iter().map(|c| change(c)).collect::<Vec<_>>().into(),
             batch: None,
             clusters: Vec::new(),
         };
@@ -2483,7 +2483,7 @@ mod tests_support {
                         title: "control planes".into(),
                         kubernetes: None,
                         branch: B1.into(),
-                        changes: vec![change("cp")],
+                        changes: vec![change("cp")].into(),
                         batch: None,
                         clusters: Vec::new(),
                     },
@@ -2493,7 +2493,7 @@ mod tests_support {
                         title: "workers".into(),
                         kubernetes: None,
                         branch: B2.into(),
-                        changes: vec![change("md")],
+                        changes: vec![change("md")].into(),
                         batch: None,
                         clusters: Vec::new(),
                     },

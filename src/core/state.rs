@@ -174,6 +174,15 @@ impl TryFrom<ChangeRecordWire> for ChangeRecord {
     }
 }
 
+/// A step's change records, shared: the state is copied whole by every decision (a pure
+/// function of the state it reads) and by every write, and at 10,000 clusters the records
+/// are 42,000 values a copy; unchanged records are not copied again.
+pub type Records = std::sync::Arc<Vec<ChangeRecord>>;
+
+fn is_empty(r: &Records) -> bool {
+    r.is_empty()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepState {
@@ -189,8 +198,8 @@ pub struct StepState {
     pub head: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<ChangeRecord>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub changes: Records,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_at: Option<DateTime<Utc>>,
     /// Head fleetwave decided to merge; set before the merge call so a crash cannot hide it.

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::state::{ChangeRecord, PlanState};
+use crate::core::state::{ChangeRecord, PlanState, Records};
 
 /// The layout this build writes and the newest it reads.
 pub const FORMAT: u64 = 2;
@@ -174,7 +174,7 @@ pub fn encode(
 fn without_records(st: &PlanState) -> PlanState {
     let mut main = st.clone();
     for s in main.waves.iter_mut().flat_map(|w| w.steps.iter_mut()) {
-        s.changes = Vec::new();
+        s.changes = Records::default();
     }
     main
 }
@@ -292,7 +292,7 @@ mod tests {
             index: i,
             id: format!("s{i}"),
             branch: format!("fleetwave/k8s/canary/{i}"),
-            changes: cs,
+            changes: cs.into(),
             ..Default::default()
         };
         st.waves.push(WaveState {
@@ -386,7 +386,7 @@ mod tests {
         let files = encode(&st, None, id).files;
         let main = String::from_utf8(files[0].bytes.clone()).unwrap();
         let mut both: PlanState = PlanState::from_yaml(&main).unwrap();
-        both.waves[1].steps[0].changes = vec![record("z")];
+        both.waves[1].steps[0].changes = vec![record("z")].into();
         let err = decode(&both.to_yaml(), read_from(&files), id)
             .unwrap_err()
             .to_string();
@@ -400,7 +400,7 @@ mod tests {
         assert!(first.kept.is_empty());
         let mut next = st.clone();
         next.tick += 1;
-        next.waves[1].steps[0].changes.push(record("d"));
+        std::sync::Arc::make_mut(&mut next.waves[1].steps[0].changes).push(record("d"));
         let again = encode(&next, Some((&st, &first.listing)), id);
         let written: Vec<&str> = again.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(written, ["k8s.yaml", "k8s.changes/2-1.json"]);

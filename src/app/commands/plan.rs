@@ -138,7 +138,11 @@ fn print_conflicts(out: &mut dyn Write, a: &PlanArgs, p: &Planned) {
         changes: crate::app::reconcile::cache::PlanView::of(p)
             .waves
             .into_iter()
-            .flat_map(|w| w.steps.into_iter().flat_map(|s| s.changes))
+            .flat_map(|w| {
+                w.steps
+                    .into_iter()
+                    .flat_map(|s| s.changes.iter().cloned().collect::<Vec<_>>())
+            })
             .collect(),
     };
     let this = edits(p);

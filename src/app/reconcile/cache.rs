@@ -139,7 +139,7 @@ pub struct StepView {
     pub id: String,
     pub title: String,
     pub hop: Option<Hop>,
-    pub changes: Vec<ChangeRecord>,
+    pub changes: crate::core::state::Records,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,7 +202,8 @@ impl PlanView {
                                 from: c.from.clone(),
                                 to: c.to.clone(),
                             })
-                            .collect(),
+                            .collect::<Vec<_>>()
+                            .into(),
                     })
                     .collect(),
             })

@@ -67,7 +67,11 @@ fn snapshot(n: usize) -> PlanSnapshot {
             status: StepStatus::Merged,
             pr: Some(42),
             merged_commit: Some("abc".into()),
-            changes: names[..2.min(n)].iter().map(|c| change(c)).collect(),
+            changes: names[..2.min(n)]
+                .iter()
+                .map(|c| change(c))
+                .collect::<Vec<_>>()
+                .into(),
             converged: BTreeMap::from([("c0".to_string(), t0())]),
             ..Default::default()
         }],
@@ -226,7 +230,7 @@ fn phases_follow_the_state() {
     let step = |status, converged: &[&str], changes: &[&str]| StepState {
         status,
         converged: converged.iter().map(|c| (c.to_string(), t0())).collect(),
-        changes: changes.iter().map(|c| change(c)).collect(),
+        changes: changes.iter().map(|c| change(c)).collect::<Vec<_>>().into(),
         ..Default::default()
     };
     let wave = |status, steps| WaveState {
