@@ -356,18 +356,20 @@ async fn label_and_kubeconfig_secret_map_kustomizations_to_clusters() {
     assert_eq!(hub["hub"].kustomizations.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_times_out_when_the_hub_is_unreachable() {
-    // A port nothing listens on (bound, then released).
+/// A client of a port nothing listens on (bound, then released). Call inside a runtime.
+fn unreachable_client() -> kube::Client {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
-    let src = KubeSource::start(kube::Client::try_from(config).unwrap())
-        .await
-        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_times_out_when_the_hub_is_unreachable() {
+    let src = KubeSource::start(unreachable_client()).await.unwrap();
     let err = src.ready(Duration::from_millis(500)).await.unwrap_err();
     assert!(err.to_string().contains("within"), "{err}");
     // Before the first list, observe refuses rather than reporting "no Kustomizations".
@@ -382,15 +384,9 @@ async fn ready_once_waits_for_a_silent_spoke_only_the_first_time() {
     let hub = FakeKube::start();
     let ok = ("True", "ReconciliationSucceeded");
     hub.apply(kustomization("a", "apps", ok, &rev(X), &rev(X), 1, 1));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let silent = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
     let src = KubeSource::start_with(Targets {
         hub: Some(hub.client()),
-        spokes: vec![("b".into(), kube::Client::try_from(silent).unwrap())],
+        spokes: vec![("b".into(), unreachable_client())],
         ..Default::default()
     })
     .await
