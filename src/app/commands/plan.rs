@@ -141,7 +141,7 @@ fn print_conflicts(out: &mut dyn Write, a: &PlanArgs, p: &Planned) {
             .flat_map(|w| {
                 w.steps
                     .into_iter()
-                    .flat_map(|s| s.changes.iter().cloned().collect::<Vec<_>>())
+                    .flat_map(|s| std::sync::Arc::unwrap_or_clone(s.changes))
             })
             .collect(),
     };
