@@ -95,66 +95,82 @@ pub fn run(cli: Cli) -> ExitCode {
             plain,
         } => commands::demo::run(stdout, &plan, &fail, scale, keep, plain),
         Command::Completions { shell } => crate::app::completions::print(shell, stdout),
-        Command::Propose {
-            repo,
-            channel,
-            plan,
-            force,
-            now,
-            open_pr,
-            remote: to,
-            base,
-            token,
-            author,
-            forge,
-        } => {
-            let pr = match (open_pr, to) {
-                (true, Some(url)) => {
-                    let r = remote(
-                        RepoArgs {
-                            remote: url,
-                            plan: Some(plan.clone().unwrap_or_else(|| "plans".into())),
-                            base,
-                            cache: None,
-                            token,
-                            ssh_key: None,
-                            ssh_key_passphrase: None,
-                        },
-                        Some(author),
-                        None,
-                    );
-                    match forge_choice(&forge, &r) {
-                        Ok(f) => Some((r, f)),
-                        Err(code) => return code,
-                    }
-                }
-                _ => None,
-            };
-            commands::propose::run(
-                stdout,
-                &commands::propose::ProposeArgs {
-                    repo: &repo,
-                    channel: channel.into(),
-                    plan: plan.as_deref(),
-                    force,
-                    now: now.unwrap_or_else(chrono::Utc::now),
-                    pr,
-                },
-            )
-        }
+        c @ Command::Propose { .. } => propose(stdout, c),
         Command::Versions {
             update,
             catalog,
             output,
             now,
-        } => {
-            let now = now.unwrap_or_else(chrono::Utc::now);
-            match update {
-                None => commands::versions::list(stdout, catalog.as_deref(), output, now),
-                Some(crate::app::args::VersionsCommand::Update { from, out }) => {
-                    commands::versions::update(stdout, &from, &out, now)
-                }
+        } => versions(stdout, update, catalog.as_deref(), output, now),
+    }
+}
+
+/// `fleetwave propose`: with `--open-pr` and `--remote`, the proposal goes to a pull request.
+fn propose(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
+    let Command::Propose {
+        repo,
+        channel,
+        plan,
+        force,
+        now,
+        open_pr,
+        remote: to,
+        base,
+        token,
+        author,
+        forge,
+    } = c
+    else {
+        unreachable!("propose() is called with a propose command")
+    };
+    let pr = match (open_pr, to) {
+        (true, Some(url)) => {
+            let r = remote(
+                RepoArgs {
+                    remote: url,
+                    plan: Some(plan.clone().unwrap_or_else(|| "plans".into())),
+                    base,
+                    cache: None,
+                    token,
+                    ssh_key: None,
+                    ssh_key_passphrase: None,
+                },
+                Some(author),
+                None,
+            );
+            match forge_choice(&forge, &r) {
+                Ok(f) => Some((r, f)),
+                Err(code) => return code,
             }
+        }
+        _ => None,
+    };
+    commands::propose::run(
+        stdout,
+        &commands::propose::ProposeArgs {
+            repo: &repo,
+            channel: channel.into(),
+            plan: plan.as_deref(),
+            force,
+            now: now.unwrap_or_else(chrono::Utc::now),
+            pr,
+        },
+    )
+}
+
+/// `fleetwave versions`: the catalog, or `versions update` writing a new one.
+fn versions(
+    stdout: &mut dyn std::io::Write,
+    update: Option<crate::app::args::VersionsCommand>,
+    catalog: Option<&std::path::Path>,
+    output: Output,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> ExitCode {
+    let now = now.unwrap_or_else(chrono::Utc::now);
+    match update {
+        None => commands::versions::list(stdout, catalog, output, now),
+        Some(crate::app::args::VersionsCommand::Update { from, out }) => {
+            commands::versions::update(stdout, &from, &out, now)
         }
     }
 }
@@ -277,9 +293,7 @@ fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             by,
             now,
         } => {
-            let by = by
-                .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-                .unwrap_or_else(|| author.author_name.clone());
+            let by = acting_user(by, &author);
             let r = remote(repo, Some(author), None);
             crate::app::commands::skip::run(&r, &cluster, &reason, &by, now, stdout)
         }
@@ -292,9 +306,7 @@ fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             by,
             now,
         } => {
-            let by = by
-                .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-                .unwrap_or_else(|| author.author_name.clone());
+            let by = acting_user(by, &author);
             let what = match cluster {
                 Some(c) => crate::core::skip::RetryWhat::Cluster(c),
                 None => crate::core::skip::RetryWhat::Failed,
@@ -302,41 +314,55 @@ fn remote_command(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
             let r = remote(repo, Some(author), None);
             crate::app::commands::retry::run(&r, &what, &reason, &by, now, stdout)
         }
-        Command::Status {
-            repo,
-            clusters,
-            kube_context,
-            cluster_context,
-            sim_delay,
-            output,
-            github_output,
-            watch,
-            max_refreshes,
-            now,
-        } => {
-            use crate::app::args::StatusOutput;
-            if output == StatusOutput::Html && watch.is_some() {
-                eprintln!(
-                    "error: --output html writes one page; drop --watch (serve refreshes its dashboard)"
-                );
-                return ExitCode::from(2);
-            }
-            let opts = ops::StatusOpts {
-                clusters,
-                sim_delay: *sim_delay,
-                kube_context,
-                cluster_context,
-                json: output == StatusOutput::Json,
-                html: output == StatusOutput::Html,
-                gh_output: github_output,
-                now,
-                watch: watch.map(|w| *w),
-                max_refreshes,
-            };
-            ops::status(&remote(repo, None, None), &opts, stdout)
-        }
+        c @ Command::Status { .. } => status(stdout, c),
         _ => unreachable!("run passes the remote commands only"),
     }
+}
+
+/// Who skips or retries a cluster: `--by`, else `$USER`, else the commit author.
+fn acting_user(by: Option<String>, author: &AuthorArgs) -> String {
+    by.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| author.author_name.clone())
+}
+
+/// `fleetwave status`: the options of one report (or of one per `--watch` refresh).
+fn status(stdout: &mut dyn std::io::Write, c: Command) -> ExitCode {
+    use crate::app::args::StatusOutput;
+    use crate::app::ops;
+    let Command::Status {
+        repo,
+        clusters,
+        kube_context,
+        cluster_context,
+        sim_delay,
+        output,
+        github_output,
+        watch,
+        max_refreshes,
+        now,
+    } = c
+    else {
+        unreachable!("status() is called with a status command")
+    };
+    if output == StatusOutput::Html && watch.is_some() {
+        eprintln!(
+            "error: --output html writes one page; drop --watch (serve refreshes its dashboard)"
+        );
+        return ExitCode::from(2);
+    }
+    let opts = ops::StatusOpts {
+        clusters,
+        sim_delay: *sim_delay,
+        kube_context,
+        cluster_context,
+        json: output == StatusOutput::Json,
+        html: output == StatusOutput::Html,
+        gh_output: github_output,
+        now,
+        watch: watch.map(|w| *w),
+        max_refreshes,
+    };
+    ops::status(&remote(repo, None, None), &opts, stdout)
 }
 
 /// The forge `--forge` picks, or exit 2 saying why it cannot be used.
