@@ -281,6 +281,14 @@ impl GitRepo {
             (auth, _) => auth,
         };
         let url = normalize_remote(&clean);
+        // The cache is taken before anything in it is written: a process killed while it
+        // created the cache or added the remote left `config.lock`, which libgit2 then
+        // refuses to write past, and only the holder of the cache may clear it.
+        std::fs::create_dir_all(cache).map_err(|source| GitError::Io {
+            context: format!("create cache {}", cache.display()),
+            source,
+        })?;
+        let cache_lock = lock_cache(cache)?;
         let repo = match Repository::open_bare(cache) {
             Ok(r) => r,
             Err(e) if e.code() == ErrorCode::NotFound => Repository::init_bare(cache)
@@ -309,7 +317,6 @@ impl GitRepo {
                     .map_err(|e| git_err("add remote", &e, &auth))?;
             }
         }
-        let cache_lock = lock_cache(repo.path())?;
         Ok(GitRepo {
             repo,
             url,
@@ -2180,6 +2187,27 @@ mod tests {
         }
         g.fetch().unwrap();
         assert_eq!(g.branch_head("side").unwrap(), Some(side));
+    }
+
+    #[test]
+    fn a_cache_whose_creation_was_killed_opens() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        // Killed while `git init` wrote the config: a folder with a lock file in it.
+        let cache = tmp.path().join("new");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(cache.join("config.lock"), b"").unwrap();
+        let g = GitRepo::open(&cache, &remote.url(), Auth::None).unwrap();
+        g.fetch().unwrap();
+        assert_eq!(g.branch_head("main").unwrap(), Some(remote.head.clone()));
+        drop(g);
+        // Killed while the remote was added: a repository without it, and the lock.
+        let cache = tmp.path().join("half");
+        git2::Repository::init_bare(&cache).unwrap();
+        std::fs::write(cache.join("config.lock"), b"").unwrap();
+        let g = GitRepo::open(&cache, &remote.url(), Auth::None).unwrap();
+        g.fetch().unwrap();
+        assert_eq!(g.branch_head("main").unwrap(), Some(remote.head.clone()));
     }
 
     #[test]
