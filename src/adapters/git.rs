@@ -2193,21 +2193,20 @@ mod tests {
     fn a_cache_whose_creation_was_killed_opens() {
         let remote = Remote::new();
         let tmp = TempDir::new().unwrap();
+        let opens_and_fetches = |cache: &Path| {
+            std::fs::write(cache.join("config.lock"), b"").unwrap();
+            let g = GitRepo::open(cache, &remote.url(), Auth::None).unwrap();
+            g.fetch().unwrap();
+            assert_eq!(g.branch_head("main").unwrap(), Some(remote.head.clone()));
+        };
         // Killed while `git init` wrote the config: a folder with a lock file in it.
         let cache = tmp.path().join("new");
         std::fs::create_dir_all(&cache).unwrap();
-        std::fs::write(cache.join("config.lock"), b"").unwrap();
-        let g = GitRepo::open(&cache, &remote.url(), Auth::None).unwrap();
-        g.fetch().unwrap();
-        assert_eq!(g.branch_head("main").unwrap(), Some(remote.head.clone()));
-        drop(g);
+        opens_and_fetches(&cache);
         // Killed while the remote was added: a repository without it, and the lock.
         let cache = tmp.path().join("half");
         git2::Repository::init_bare(&cache).unwrap();
-        std::fs::write(cache.join("config.lock"), b"").unwrap();
-        let g = GitRepo::open(&cache, &remote.url(), Auth::None).unwrap();
-        g.fetch().unwrap();
-        assert_eq!(g.branch_head("main").unwrap(), Some(remote.head.clone()));
+        opens_and_fetches(&cache);
     }
 
     #[test]

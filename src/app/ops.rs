@@ -342,6 +342,7 @@ impl crate::core::cluster::ClusterSource for Source<'_> {
     > {
         match self {
             Source::Sim(s) => s.observe(clusters, now).await,
+            // The first observation waits for the watches' first lists.
             Source::Kube(k) => {
                 k.ready_once(FIRST_LISTS).await?;
                 k.observe(clusters, now).await
@@ -956,10 +957,7 @@ fn status_observations(
         }
         (_, Some(k)) => Some(
             env.rt
-                .block_on(async {
-                    k.ready_once(FIRST_LISTS).await?;
-                    k.observe(&names, now).await
-                })
+                .block_on(Source::Kube(k).observe(&names, now))
                 .flat()?,
         ),
         _ => None,
