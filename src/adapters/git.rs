@@ -16,6 +16,8 @@ use std::path::{Component, Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::core::tree::EntryKind;
+mod side;
+
 use git2::{
     AutotagOption, Commit, Cred, CredentialType, Direction, ErrorCode, FetchOptions, FetchPrune,
     FileMode, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository, Signature, Sort, Time,
@@ -952,19 +954,43 @@ impl GitRepo {
     pub fn push(&self, branch: &str, new: &str, expected: Option<&str>) -> Result<(), GitError> {
         let new = self.find_commit(new)?.id();
         let expected = expected.map(parse_oid).transpose()?;
-        self.push_ref(branch, Some(new), expected)
+        self.push_ref(None, branch, Some(new), expected)
+    }
+
+    /// `push` for a branch whose history shares nothing with the fleet's (the state
+    /// branch): pushed from the side repository, which holds only that branch's objects,
+    /// so the push costs what the branch changed, not the fleet's size (see `side`).
+    pub fn push_alone(
+        &self,
+        branch: &str,
+        new: &str,
+        expected: Option<&str>,
+    ) -> Result<(), GitError> {
+        let new = self.find_commit(new)?.id();
+        let expected = expected.map(parse_oid).transpose()?;
+        let cache = self.repo.path();
+        let side_err =
+            |e: git2::Error| self.err(format!("copy {branch} to the side repository"), &e);
+        let side = side::open(cache).map_err(side_err)?;
+        side::copy_for_push(&self.repo, &side, new, expected).map_err(side_err)?;
+        // libgit2 reads the `shallow` file when a repository is opened: open it again.
+        drop(side);
+        let side = side::open(cache).map_err(side_err)?;
+        self.push_ref(Some(&side), branch, Some(new), expected)
     }
 
     /// Delete remote `branch` if it is at `expected` (lease), else LeaseLost.
     pub fn delete_branch(&self, branch: &str, expected: &str) -> Result<(), GitError> {
         let expected = parse_oid(expected)?;
-        self.push_ref(branch, None, Some(expected))
+        self.push_ref(None, branch, None, Some(expected))
     }
 
     // ---- internals ----
 
+    /// Push from the cache, or from `from` (the side repository).
     fn push_ref(
         &self,
+        from: Option<&Repository>,
         branch: &str,
         new: Option<Oid>,
         expected: Option<Oid>,
@@ -981,7 +1007,12 @@ impl GitRepo {
         if _lock.is_some() {
             self.clear_stale_ref_lock(&refname);
         }
-        let mut remote = self.remote()?;
+        let mut remote = match from {
+            None => self.remote()?,
+            Some(repo) => repo
+                .remote_anonymous(&self.url)
+                .map_err(|e| self.err("open remote from the side repository", &e))?,
+        };
         // Force: branches are regenerated on a moved base; the lease is the only guard.
         let spec = match new {
             Some(id) => format!("+{id}:{refname}"),
@@ -2340,5 +2371,84 @@ mod tests {
                 "{name:?}"
             );
         }
+    }
+
+    /// Every object under `commit` in the bare repository at `path`, read back.
+    fn readable(path: &Path, commit: &str) -> usize {
+        let repo = Repository::open_bare(path).unwrap();
+        let tree = repo
+            .find_commit(parse_oid(commit).unwrap())
+            .unwrap()
+            .tree()
+            .unwrap();
+        let mut n = 0;
+        tree.walk(TreeWalkMode::PreOrder, |_, e| {
+            repo.find_object(e.id(), None).unwrap();
+            n += 1;
+            TreeWalkResult::Ok
+        })
+        .unwrap();
+        n
+    }
+
+    #[test]
+    fn the_state_branch_is_pushed_from_a_side_repository_without_the_fleet() {
+        let remote = Remote::new();
+        let tmp = TempDir::new().unwrap();
+        let a = remote.cache(&tmp, "a");
+        let b = remote.cache(&tmp, "b");
+        let (plan, changes) = (Path::new("p.yaml"), Path::new("p.changes/1-1.json"));
+        let files: [(&Path, &[u8]); 2] = [(plan, b"one"), (changes, b"[1]")];
+        let s1 = a
+            .commit_files(None, &files, &[], "1", &sig("a", 1))
+            .unwrap();
+        a.push_alone("fleetwave/state", &s1, None).unwrap();
+        let s2 = a
+            .commit_file(Some(&s1), plan, b"two", "2", &sig("a", 2))
+            .unwrap();
+        a.push_alone("fleetwave/state", &s2, Some(&s1)).unwrap();
+        assert_eq!(remote.head_of("fleetwave/state"), Some(s2.clone()));
+        assert_eq!(readable(&remote.path, &s2), 3);
+        assert_eq!(a.branch_head("fleetwave/state").unwrap(), Some(s2.clone()));
+        // The fleet never entered the side repository: its push did not walk it.
+        let side = side::open(a.cache_path()).unwrap();
+        let odb = side.odb().unwrap();
+        assert!(odb.exists(parse_oid(&s2).unwrap()));
+        assert!(!odb.exists(parse_oid(&remote.head).unwrap()));
+
+        // Another cache holds only the newest state commit, not its parent: listed as
+        // shallow, the walk stops there instead of failing on the missing parent. An old
+        // state commit that another remote branch points at does not get in the way either.
+        let backup = Repository::open_bare(&remote.path).unwrap();
+        backup
+            .reference("refs/heads/backup", parse_oid(&s1).unwrap(), false, "test")
+            .unwrap();
+        b.fetch().unwrap();
+        let s3 = b
+            .commit_file(Some(&s2), plan, b"three", "3", &sig("b", 3))
+            .unwrap();
+        b.push_alone("fleetwave/state", &s3, Some(&s2)).unwrap();
+        assert_eq!(remote.head_of("fleetwave/state"), Some(s3.clone()));
+        assert_eq!(readable(&remote.path, &s3), 3);
+
+        // The lease holds as for any push: `a` still expects s2.
+        let late = a
+            .commit_file(Some(&s2), plan, b"late", "4", &sig("a", 4))
+            .unwrap();
+        match a.push_alone("fleetwave/state", &late, Some(&s2)) {
+            Err(GitError::LeaseLost { found, .. }) => assert_eq!(found, Some(s3.clone())),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(remote.head_of("fleetwave/state"), Some(s3.clone()));
+
+        // A damaged side repository is a copy: it is built again.
+        std::fs::remove_file(a.cache_path().join("fleetwave-side.git/HEAD")).unwrap();
+        a.fetch().unwrap();
+        let s4 = a
+            .commit_file(Some(&s3), plan, b"four", "4", &sig("a", 5))
+            .unwrap();
+        a.push_alone("fleetwave/state", &s4, Some(&s3)).unwrap();
+        assert_eq!(remote.head_of("fleetwave/state"), Some(s4.clone()));
+        assert_eq!(readable(&remote.path, &s4), 3);
     }
 }

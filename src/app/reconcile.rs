@@ -553,7 +553,7 @@ pub fn write_state(
         .collect();
     let removed: Vec<&Path> = removed.iter().map(PathBuf::as_path).collect();
     let commit = git.commit_files(expected, &written, &removed, message, &s.sig(now))?;
-    match git.push(&s.state_branch, &commit, expected) {
+    match git.push_alone(&s.state_branch, &commit, expected) {
         Ok(()) => {
             // The next tick reads this state back: keep it parsed, under the state file's
             // blob (which names every change file's blob).
