@@ -105,6 +105,7 @@ fn kube_ticks_walk_no_history_and_idle_ticks_plan_nothing() {
     // writes the state (a status posted) without encoding a step's records again.
     let plans = fleetwave::reconcile::plans_computed();
     let encoded = fleetwave::reconcile::change_files_encoded();
+    let parsed = fleetwave::reconcile::change_files_parsed();
     let state_head = check.branch_head("fleetwave/state").unwrap();
     tick(&remote, &cache, "kube", t0 + Duration::minutes(1));
     assert_eq!(fleetwave::reconcile::plans_computed(), plans);
@@ -115,6 +116,13 @@ fn kube_ticks_walk_no_history_and_idle_ticks_plan_nothing() {
         fleetwave::reconcile::change_files_encoded(),
         encoded,
         "a write that changed no step's records encoded a change file"
+    );
+    // The state's change files hold the records of the cached plan view's steps (same blob
+    // ids): they are taken from the view, not parsed again.
+    assert_eq!(
+        fleetwave::reconcile::change_files_parsed(),
+        parsed,
+        "a tick on an unchanged plan parsed a change file the plan view holds"
     );
     assert_eq!(
         after.waves[0].steps[0].changes,

@@ -1343,6 +1343,13 @@ fn global_options() {
         // Hashing it again on every read (libgit2's default, not git's) was a tenth of a
         // fresh `status` at 10,000 clusters.
         git2::opts::strict_hash_verification(false);
+        // libgit2's object cache keeps every commit and tree it parses until the handle is
+        // dropped. fleetwave reads each tree once (a walk, or the one tree walk a push
+        // makes of a remote branch: 50,000 trees at 10,000 clusters) and keeps what it needs
+        // itself, so the cache only cost its lookups, its memory and the freeing at exit: a
+        // merging tick at 10,000 clusters took 0.30 s and 128 MB with it, 0.19 s and 90 MB
+        // without.
+        git2::opts::enable_caching(false);
     });
 }
 

@@ -2,7 +2,7 @@
 //! state by compare-and-swap; then carry out the effects. Also the state-changing commands
 //! that share this machinery: pause, resume, rollback, history.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use crate::core::diag::Diags;
 use crate::core::notify::Notifier;
 use crate::core::plan::Plan;
 use crate::core::planner::{self, Planned};
-use crate::core::state::{self, ChangeRecord, Changed, PlanState, PlanStatus, StepStatus};
+use crate::core::state::{self, ChangeRecord, Changed, PlanState, PlanStatus, Records, StepStatus};
 use crate::core::state_files::{self, Fetched, Listing, StateFile};
 use cache::{PlanKey, PlanView, Store};
 
@@ -222,6 +222,19 @@ pub fn change_files_encoded() -> u64 {
     ENCODED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+static PARSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many change files this process handed over to be parsed (not taken from a plan view).
+pub fn change_files_parsed() -> u64 {
+    PARSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A change file's bytes, counted as parsed.
+fn to_parse(f: Fetched) -> Fetched {
+    PARSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    f
+}
+
 /// Read the base's files and plan against them.
 fn plan_base(
     git: &GitRepo,
@@ -260,12 +273,12 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
         Ok((p, _)) => Some(StateAt::find(git, s, &p.name)?),
         Err(_) => None,
     };
-    let (cached_view, cached_state) = std::thread::scope(|scope| {
-        let state = state_at
+    let (cached_view, cached_shell) = std::thread::scope(|scope| {
+        let shell = state_at
             .as_ref()
-            .map(|at| scope.spawn(|| at.cached(&store)));
+            .map(|at| scope.spawn(|| at.cached_shell(&store)));
         let view = store.view(&key);
-        (view, state.and_then(|h| h.join().ok()).flatten())
+        (view, shell.and_then(|h| h.join().ok()).flatten())
     });
     let view = match cached_view {
         Some(v) => v,
@@ -292,11 +305,14 @@ pub fn observe_fetched(git: &GitRepo, s: &Settings) -> Result<Observed, Reconcil
     plan.repo_freezes = view.freezes.clone();
     plan.wave_windows = view.waves.iter().map(|w| w.windows.clone()).collect();
     let loaded = match state_at {
-        Some(at) if at.plan == plan.name => at.load(git, s, cached_state)?,
+        Some(at) if at.plan == plan.name => {
+            let cached = cached_shell.and_then(|(st, l)| attach_cached(&store, st, l, Some(&view)));
+            at.load(git, s, cached, Some(&view))?
+        }
         _ => {
             let at = StateAt::find(git, s, &plan.name)?;
-            let cached = at.cached(&store);
-            at.load(git, s, cached)?
+            let cached = at.cached(&store, Some(&view));
+            at.load(git, s, cached, Some(&view))?
         }
     };
     Ok(Observed {
@@ -348,8 +364,8 @@ pub fn load_state(
     plan: &str,
 ) -> Result<(PlanState, Option<String>), ReconcileError> {
     let at = StateAt::find(git, s, plan)?;
-    let cached = at.cached(&Store::of(git));
-    at.load(git, s, cached).map(|l| (l.state, l.head))
+    let cached = at.cached(&Store::of(git), None);
+    at.load(git, s, cached, None).map(|l| (l.state, l.head))
 }
 
 /// Where a plan's state is: the state branch's head and the state file's blob there.
@@ -381,13 +397,17 @@ impl StateAt {
         })
     }
 
-    /// The state as parsed before, from the cache alone (no Git access: runs on any
-    /// thread); None unless every change file it names is cached too.
-    fn cached(&self, store: &Store) -> Option<(PlanState, Listing)> {
-        let (mut st, listing) = store.state(self.blob.as_deref()?)?;
-        let keyed = |f: &state_files::ChangesFile| Ok(store.changes(&f.blob).map(Fetched::Keyed));
-        state_files::attach(&mut st, &listing, keyed, GitRepo::blob_id).ok()?;
-        Some((st, listing))
+    /// The state file as parsed before, without its records, from the cache alone (no Git
+    /// access: runs on any thread).
+    fn cached_shell(&self, store: &Store) -> Option<(PlanState, Listing)> {
+        store.state(self.blob.as_deref()?)
+    }
+
+    /// The state as parsed before, from the cache alone; None unless every change file it
+    /// names is cached too or holds the records of a step of `view`.
+    fn cached(&self, store: &Store, view: Option<&PlanView>) -> Option<(PlanState, Listing)> {
+        let (st, listing) = self.cached_shell(store)?;
+        attach_cached(store, st, listing, view)
     }
 
     fn load(
@@ -395,6 +415,7 @@ impl StateAt {
         git: &GitRepo,
         s: &Settings,
         cached: Option<(PlanState, Listing)>,
+        view: Option<&PlanView>,
     ) -> Result<Loaded, ReconcileError> {
         let Some(h) = &self.head else {
             return Ok(Loaded {
@@ -406,12 +427,14 @@ impl StateAt {
         let (state, listing) = match (cached, &self.blob) {
             (Some(c), _) => c,
             (None, None) => (PlanState::new(&self.plan, ""), Listing::default()),
-            (None, Some(blob)) => read_state_cached(git, h, &self.plan, blob).map_err(|e| {
-                ReconcileError::Other(format!(
-                    "the state of plan {} on {}: {e}",
-                    self.plan, s.state_branch
-                ))
-            })?,
+            (None, Some(blob)) => {
+                read_state_cached(git, h, &self.plan, blob, view).map_err(|e| {
+                    ReconcileError::Other(format!(
+                        "the state of plan {} on {}: {e}",
+                        self.plan, s.state_branch
+                    ))
+                })?
+            }
         };
         Ok(Loaded {
             state,
@@ -421,13 +444,42 @@ impl StateAt {
     }
 }
 
-/// [`read_state`] through the cache: change files it holds are not read from Git, and
-/// what was read from Git is kept there for the next tick.
+/// The records of `view`'s steps, by the blob id of their change file.
+fn view_records(view: Option<&PlanView>) -> HashMap<&str, &Records> {
+    view.into_iter()
+        .flat_map(|v| &v.waves)
+        .flat_map(|w| &w.steps)
+        .filter_map(|s| Some((s.changes_blob.as_deref()?, &s.changes)))
+        .collect()
+}
+
+/// `st` with the records of the change files `listing` names, from `view` (a step whose
+/// records have the blob id named) or else from the cache; None when one is in neither.
+fn attach_cached(
+    store: &Store,
+    mut st: PlanState,
+    listing: Listing,
+    view: Option<&PlanView>,
+) -> Option<(PlanState, Listing)> {
+    let shared = view_records(view);
+    let fetch = |f: &state_files::ChangesFile| {
+        Ok(match shared.get(f.blob.as_str()) {
+            Some(&records) => Some(Fetched::Parsed(records.clone())),
+            None => store.changes(&f.blob).map(|b| to_parse(Fetched::Keyed(b))),
+        })
+    };
+    state_files::attach(&mut st, &listing, fetch, GitRepo::blob_id).ok()?;
+    Some((st, listing))
+}
+
+/// [`read_state`] through the cache: change files it holds (or `view` holds, parsed) are
+/// not read from Git, and what was read from Git is kept there for the next tick.
 fn read_state_cached(
     git: &GitRepo,
     head: &str,
     plan: &str,
     blob: &str,
+    view: Option<&PlanView>,
 ) -> Result<(PlanState, Listing), String> {
     let path = PlanState::path(plan);
     let bytes = git
@@ -439,11 +491,12 @@ fn read_state_cached(
     let store = Store::of(git);
     // A cached change file that does not parse is never trusted: they are all read from Git
     // again, and kept again.
-    let st = attach_records(git, &store, head, &shell, &listing).or_else(|_| {
+    let shared = view_records(view);
+    let st = attach_records(git, &store, &shared, head, &shell, &listing).or_else(|_| {
         for f in listing.files() {
             store.forget_changes(&f.blob);
         }
-        attach_records(git, &store, head, &shell, &listing)
+        attach_records(git, &store, &shared, head, &shell, &listing)
     })?;
     // Records inline (written by an older fleetwave) are not cached: the next write moves
     // them out.
@@ -463,6 +516,7 @@ fn read_state_cached(
 fn attach_records(
     git: &GitRepo,
     store: &Store,
+    shared: &HashMap<&str, &Records>,
     head: &str,
     shell: &PlanState,
     listing: &Listing,
@@ -470,14 +524,17 @@ fn attach_records(
     let mut st = shell.clone();
     let mut read = Vec::new();
     let fetch = |f: &state_files::ChangesFile| {
+        if let Some(&records) = shared.get(f.blob.as_str()) {
+            return Ok(Some(Fetched::Parsed(records.clone())));
+        }
         if let Some(b) = store.changes(&f.blob) {
-            return Ok(Some(Fetched::Keyed(b)));
+            return Ok(Some(to_parse(Fetched::Keyed(b))));
         }
         let b = git
             .read_file(head, Path::new(&f.file))
             .map_err(|e| e.to_string())?;
         read.extend(b.clone().map(|b| (f.blob.clone(), b)));
-        Ok(b.map(Fetched::Read))
+        Ok(b.map(|b| to_parse(Fetched::Read(b))))
     };
     state_files::attach(&mut st, listing, fetch, GitRepo::blob_id).map_err(|e| e.to_string())?;
     for (b, bytes) in &read {

@@ -52,6 +52,9 @@ pub enum Fetched {
     Keyed(Vec<u8>),
     /// Read by path: checked against the blob id the state names.
     Read(Vec<u8>),
+    /// Records already parsed whose change file, as [`write_records`] writes it, has the blob
+    /// id the state names (a cached plan view's step): the same bytes, so the same records.
+    Parsed(Records),
 }
 
 /// The folder of `plan`'s change files on the state branch.
@@ -180,13 +183,22 @@ fn without_records(st: &PlanState) -> PlanState {
 }
 
 /// One record a line, so a change file diffs by record. JSON is YAML too.
-fn records_json(records: &[ChangeRecord]) -> Vec<u8> {
-    let mut out = b"[\n".to_vec();
+/// Write the change file that holds `records`: the bytes [`encode`] writes for a step.
+pub fn write_records(
+    records: &[ChangeRecord],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    out.write_all(b"[\n")?;
     for (i, r) in records.iter().enumerate() {
-        serde_json::to_writer(&mut out, r).expect("change records serialize");
-        out.extend_from_slice(if i + 1 < records.len() { b",\n" } else { b"\n" });
+        serde_json::to_writer(&mut *out, r)?;
+        out.write_all(if i + 1 < records.len() { b",\n" } else { b"\n" })?;
     }
-    out.extend_from_slice(b"]\n");
+    out.write_all(b"]\n")
+}
+
+fn records_json(records: &[ChangeRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_records(records, &mut out).expect("change records serialize");
     out
 }
 
@@ -246,6 +258,10 @@ pub fn attach(
         }
         let bytes = match read(f).map_err(|e| bad(&e))? {
             None => return Err(bad("missing from the state branch")),
+            Some(Fetched::Parsed(records)) => {
+                step.changes = records;
+                continue;
+            }
             Some(Fetched::Keyed(b)) => b,
             Some(Fetched::Read(b)) if blob_id(&b) == f.blob => b,
             Some(Fetched::Read(_)) => {
@@ -452,5 +468,32 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("1-1.json: is not the file"), "{err}");
+    }
+
+    #[test]
+    fn a_change_file_is_its_records_written_and_parsed_records_are_taken_as_they_are() {
+        let st = state();
+        let enc = encode(&st, None, id);
+        // `write_records` writes the bytes of a step's change file.
+        for (step, file) in [(&st.waves[0].steps[0], 1), (&st.waves[1].steps[0], 2)] {
+            let mut bytes = Vec::new();
+            write_records(&step.changes, &mut bytes).unwrap();
+            assert_eq!(bytes, enc.files[file].bytes);
+        }
+        let main = String::from_utf8(enc.files[0].bytes.clone()).unwrap();
+        let (mut shell, listing) = split(&main).unwrap();
+        let shared = st.waves[0].steps[0].changes.clone();
+        let fetch = |f: &ChangesFile| {
+            Ok(Some(match f.wave {
+                1 => Fetched::Parsed(shared.clone()),
+                _ => Fetched::Read(enc.files[2].bytes.clone()),
+            }))
+        };
+        attach(&mut shell, &listing, fetch, id).unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            &shell.waves[0].steps[0].changes,
+            &shared
+        ));
+        assert_eq!(shell, st);
     }
 }

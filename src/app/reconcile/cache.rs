@@ -140,6 +140,10 @@ pub struct StepView {
     pub title: String,
     pub hop: Option<Hop>,
     pub changes: crate::core::state::Records,
+    /// The blob id of `changes` as a change file (none when empty): a state whose change
+    /// file has this id holds these records, and takes them instead of parsing the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_blob: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,10 +208,12 @@ impl PlanView {
                             })
                             .collect::<Vec<_>>()
                             .into(),
+                        changes_blob: None,
                     })
                     .collect(),
             })
             .collect();
+        let waves = with_changes_blobs(waves);
         let infra = p
             .fleet
             .clusters
@@ -224,6 +230,48 @@ impl PlanView {
             freezes: p.plan.repo_freezes.clone(),
         }
     }
+}
+
+/// `waves` with each step's `changes_blob`, steps hashed in parallel (megabytes of JSON on
+/// a large fleet, once per plan).
+fn with_changes_blobs(mut waves: Vec<WaveView>) -> Vec<WaveView> {
+    use rayon::prelude::*;
+    let mut steps: Vec<&mut StepView> = waves.iter_mut().flat_map(|w| &mut w.steps).collect();
+    steps.par_iter_mut().for_each(|s| {
+        s.changes_blob = (!s.changes.is_empty()).then(|| records_blob(&s.changes));
+    });
+    waves
+}
+
+/// The Git blob id of the change file holding `records`, hashed as it is written instead of
+/// built (megabytes a step on a large fleet, at the peak of a plan). Two passes: Git's
+/// object header names the length first.
+pub fn records_blob(records: &[ChangeRecord]) -> String {
+    use sha1::Digest;
+    use std::io::Write;
+    /// A writer that hands each buffer to a function.
+    struct Sink<F: FnMut(&[u8])>(F);
+    impl<F: FnMut(&[u8])> Write for Sink<F> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            (self.0)(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let pass = |f: &mut dyn FnMut(&[u8])| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, Sink(f));
+        crate::core::state_files::write_records(records, &mut out)
+            .and_then(|()| out.flush())
+            .expect("change records serialize");
+    };
+    let mut len = 0;
+    pass(&mut |b| len += b.len());
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {len}\0").as_bytes());
+    pass(&mut |b| h.update(b));
+    hex::encode(h.finalize())
 }
 
 /// One managed value in Git: (`kubernetes` | `gitopsBase` | `template`, role, value).
@@ -447,6 +495,32 @@ mod tests {
         assert_ne!(k.step("w", 0, &none), k.step("w", 0, &one));
         // Parts are separated: ("ab", "c") is not ("a", "bc").
         assert_ne!(digest(["ab", "c"]), digest(["a", "bc"]));
+    }
+
+    #[test]
+    fn a_records_blob_is_the_git_blob_id_of_its_change_file() {
+        let record = |c: &str, role| ChangeRecord {
+            cluster: c.into(),
+            file: format!("clusters/{c}/cluster.yaml"),
+            field: "Cluster/x spec.topology.version".into(),
+            what: Changed::Kubernetes(role),
+            from: "v1.32.4".into(),
+            to: "v1.33.5 \"quoted\" é".into(),
+        };
+        // Long enough to cross the hashing buffer several times.
+        let records: Vec<ChangeRecord> = (0..3000)
+            .map(|i| {
+                record(
+                    &format!("c{i}"),
+                    (i % 2 == 0).then_some(crate::core::kinds::Role::ControlPlane),
+                )
+            })
+            .collect();
+        for r in [&records[..0], &records[..1], &records[..]] {
+            let mut bytes = Vec::new();
+            crate::core::state_files::write_records(r, &mut bytes).unwrap();
+            assert_eq!(records_blob(r), GitRepo::blob_id(&bytes));
+        }
     }
 
     #[test]
