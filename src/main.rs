@@ -7,6 +7,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Before any thread: it sets an environment variable while libgit2 starts.
+    fleetwave::git::start();
     let cli = fleetwave::cli::Cli::parse();
     // Logs go to stderr: `RUST_LOG` filters them; by default the service says what it does
     // (ticks, held rollouts, rejected webhooks) and the one-shot commands only warn.

@@ -1353,25 +1353,56 @@ fn global_options() {
     });
 }
 
-/// Honours `GIT_SSL_CAINFO` as git does: a CA bundle for HTTPS remotes (a self-hosted Git
-/// server with a private CA); `SSL_CERT_FILE`/`SSL_CERT_DIR` are read by OpenSSL itself. Set
-/// once, before the first HTTPS connection, and not before: OpenSSL parses the whole bundle
-/// when it is set (about 30 ms for Debian's, a third of an idle tick), which a local, SSH or
-/// plain-HTTP remote never needs.
+/// Set by [`start`]: libgit2 started without the system's CA bundle, which
+/// [`ca_bundle_for_https`] loads instead.
+static CA_DEFERRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Start libgit2 for this process. Call it first thing in `main`, before any other thread
+/// exists: it sets an environment variable for the start-up. libgit2's OpenSSL start-up
+/// parses the whole system CA bundle (about 20 ms for Debian's, a quarter of an idle tick),
+/// whatever the remote; it is pointed at an empty file for that start-up, and the bundle is
+/// loaded before the first HTTPS connection instead, which a local, SSH or plain-HTTP remote
+/// never makes.
+pub fn start() {
+    #[cfg(all(unix, not(target_os = "macos"), not(target_os = "ios")))]
+    {
+        const VAR: &str = "SSL_CERT_FILE";
+        let saved = std::env::var_os(VAR);
+        // SAFETY: no other thread exists yet (see above), so none reads the environment.
+        unsafe { std::env::set_var(VAR, "/dev/null") };
+        global_options();
+        match saved {
+            // SAFETY: as above.
+            Some(v) => unsafe { std::env::set_var(VAR, v) },
+            None => unsafe { std::env::remove_var(VAR) },
+        }
+        CA_DEFERRED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    global_options();
+}
+
+/// Before the first HTTPS connection: the system's CA bundle when [`start`] deferred it (the
+/// file OpenSSL's start-up reads: `SSL_CERT_FILE`, else the bundle git2 would point it at),
+/// and `GIT_SSL_CAINFO` as git honours it (a self-hosted Git server with a private CA);
+/// `SSL_CERT_DIR` is read by OpenSSL itself. Loaded once, and not before: OpenSSL parses a
+/// whole bundle when it is loaded, which a local, SSH or plain-HTTP remote never needs.
 fn ca_bundle_for_https() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let Some(file) = std::env::var_os("GIT_SSL_CAINFO").filter(|f| !f.is_empty()) else {
-            return;
-        };
-        // SAFETY: every HTTPS connection passes through this Once before it connects, so the
-        // option is set before any remote reads it.
-        if let Err(e) = unsafe { git2::opts::set_ssl_cert_file(PathBuf::from(&file)) } {
-            tracing::warn!(
-                "GIT_SSL_CAINFO={}: {}",
-                PathBuf::from(file).display(),
-                e.message()
-            );
+        let deferred = CA_DEFERRED
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| openssl_probe::probe().cert_file)
+            .flatten()
+            .map(|f| ("SSL_CERT_FILE", f));
+        let cainfo = std::env::var_os("GIT_SSL_CAINFO")
+            .filter(|f| !f.is_empty())
+            .map(|f| ("GIT_SSL_CAINFO", PathBuf::from(f)));
+        for (name, file) in deferred.into_iter().chain(cainfo) {
+            // SAFETY: every HTTPS connection passes through this Once before it connects,
+            // so the option is set before any remote reads it.
+            if let Err(e) = unsafe { git2::opts::set_ssl_cert_file(&file) } {
+                tracing::warn!("{name}={}: {}", file.display(), e.message());
+            }
         }
     });
 }
