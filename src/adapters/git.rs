@@ -244,6 +244,16 @@ impl crate::core::tree::Blobs for BlobReader {
     }
 }
 
+/// What the remote said of the pushed ref during a push.
+struct Heard {
+    /// The lease failed: the value the ref had (None: absent).
+    lease_lost: Option<Option<Oid>>,
+    /// The ref was among the updates negotiated, so its lease was checked.
+    negotiated: bool,
+    /// The server refused the update, for this reason.
+    rejected: Option<String>,
+}
+
 /// A bare cache of the fleet repository plus how to reach its remote.
 pub struct GitRepo {
     repo: Repository,
@@ -1018,9 +1028,45 @@ impl GitRepo {
             Some(id) => format!("+{id}:{refname}"),
             None => format!(":{refname}"),
         };
-        let mut lease: Option<Option<Oid>> = None; // Some(found) when the lease failed
-        let mut seen = false;
-        let mut rejected: Option<String> = None;
+        let (result, heard) = self.push_spec(&mut remote, &refname, &spec, expected);
+        if let Some(found) = heard.lease_lost {
+            return Err(lost(found));
+        }
+        result.map_err(|e| self.err(format!("push {branch}"), &e))?;
+        if !heard.negotiated {
+            // libgit2 lists every spec as an update; not seeing ours means the lease was
+            // never checked, so refuse to report success.
+            return Err(GitError::Git {
+                context: format!("push {branch}"),
+                message: "the lease was not checked".into(),
+            });
+        }
+        if let Some(reason) = heard.rejected {
+            // Smart servers compare the old value themselves; tell a race from a refusal.
+            let found = self.remote_head(&refname)?;
+            if found != expected && found != new {
+                return Err(lost(found));
+            }
+            return Err(GitError::Rejected {
+                branch: branch.to_string(),
+                reason,
+            });
+        }
+        self.follow_push(branch, new)
+    }
+
+    /// Push `spec` through `remote`, failing in libgit2's negotiation unless `refname` is at
+    /// `expected` there; with what the remote said of `refname`.
+    fn push_spec(
+        &self,
+        remote: &mut git2::Remote<'_>,
+        refname: &str,
+        spec: &str,
+        expected: Option<Oid>,
+    ) -> (Result<(), git2::Error>, Heard) {
+        let mut lease_lost = None;
+        let mut negotiated = false;
+        let mut rejected = None;
         let result = {
             let mut cbs = self.callbacks();
             cbs.push_negotiation(|updates| {
@@ -1028,11 +1074,11 @@ impl GitRepo {
                     if u.dst_refname_bytes() != refname.as_bytes() {
                         continue;
                     }
-                    seen = true;
+                    negotiated = true;
                     let src = u.src();
                     let found = (!src.is_zero()).then_some(src);
                     if found != expected {
-                        lease = Some(found);
+                        lease_lost = Some(found);
                         return Err(git2::Error::from_str("lease lost"));
                     }
                 }
@@ -1048,32 +1094,14 @@ impl GitRepo {
             });
             let mut opts = PushOptions::new();
             opts.remote_callbacks(cbs);
-            remote.push(&[spec.as_str()], Some(&mut opts))
+            remote.push(&[spec], Some(&mut opts))
         };
-        if let Some(found) = lease {
-            return Err(lost(found));
-        }
-        result.map_err(|e| self.err(format!("push {branch}"), &e))?;
-        if !seen {
-            // libgit2 lists every spec as an update; not seeing ours means the lease was
-            // never checked, so refuse to report success.
-            return Err(GitError::Git {
-                context: format!("push {branch}"),
-                message: "the lease was not checked".into(),
-            });
-        }
-        if let Some(reason) = rejected {
-            // Smart servers compare the old value themselves; tell a race from a refusal.
-            let found = self.remote_head(&refname)?;
-            if found != expected && found != new {
-                return Err(lost(found));
-            }
-            return Err(GitError::Rejected {
-                branch: branch.to_string(),
-                reason,
-            });
-        }
-        self.follow_push(branch, new)
+        let heard = Heard {
+            lease_lost,
+            negotiated,
+            rejected,
+        };
+        (result, heard)
     }
 
     /// A fleetwave push killed mid-update leaves the local remote's ref lock file behind,
