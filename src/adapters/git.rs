@@ -2507,13 +2507,26 @@ mod tests {
         }
         assert_eq!(remote.head_of("fleetwave/state"), Some(s3.clone()));
 
+        // One grown too large is built again too (every state write adds loose objects).
+        let fanout = a.cache_path().join("fleetwave-side.git/objects/00");
+        std::fs::create_dir_all(&fanout).unwrap();
+        for i in 0..400 {
+            std::fs::write(fanout.join(format!("{i:038x}")), b"").unwrap();
+        }
+        a.fetch().unwrap();
+        let s35 = a
+            .commit_file(Some(&s3), plan, b"3.5", "3.5", &sig("a", 4))
+            .unwrap();
+        a.push_alone("fleetwave/state", &s35, Some(&s3)).unwrap();
+        assert!(std::fs::read_dir(&fanout).map_or(0, Iterator::count) < 400);
+        assert_eq!(readable(&remote.path, &s35), 3);
+
         // A damaged side repository is a copy: it is built again.
         std::fs::remove_file(a.cache_path().join("fleetwave-side.git/HEAD")).unwrap();
-        a.fetch().unwrap();
         let s4 = a
-            .commit_file(Some(&s3), plan, b"four", "4", &sig("a", 5))
+            .commit_file(Some(&s35), plan, b"four", "4", &sig("a", 5))
             .unwrap();
-        a.push_alone("fleetwave/state", &s4, Some(&s3)).unwrap();
+        a.push_alone("fleetwave/state", &s4, Some(&s35)).unwrap();
         assert_eq!(remote.head_of("fleetwave/state"), Some(s4.clone()));
         assert_eq!(readable(&remote.path, &s4), 3);
     }

@@ -14,8 +14,8 @@
 //!   revision walk honours by treating that commit as a root.
 //!
 //! Objects are written before the commit that names them, and a commit's `shallow` entry
-//! before the commit. The side repository is a copy: when it cannot be opened it is
-//! rebuilt.
+//! before the commit. The side repository is a copy: when it cannot be opened, or has
+//! gathered more loose objects than [`MAX_LOOSE`], it is built again.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -26,9 +26,27 @@ use git2::{ObjectType, Odb, Oid, Repository};
 /// The side repository's folder inside the cache.
 const DIR: &str = "fleetwave-side.git";
 
+/// Loose objects past which the side repository is built again: each state write adds a
+/// few (a commit, its trees, the files that changed) and nothing else removes them.
+const MAX_LOOSE: usize = 20_000;
+
+/// Whether the repository at `dir` holds more than [`MAX_LOOSE`] loose objects, estimated
+/// from 4 of its 256 fan-out folders (object ids are uniform).
+fn too_big(dir: &Path) -> bool {
+    let sampled: usize = ["00", "01", "02", "03"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(dir.join("objects").join(d)).ok())
+        .map(Iterator::count)
+        .sum();
+    sampled * 64 > MAX_LOOSE
+}
+
 /// Open, or create, the side repository of the cache at `cache`.
 pub(super) fn open(cache: &Path) -> Result<Repository, git2::Error> {
     let dir = cache.join(DIR);
+    if too_big(&dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     // `open`, not `open_bare`: only the former reads the `shallow` file.
     match Repository::open(&dir) {
         Ok(r) => Ok(r),
