@@ -654,6 +654,26 @@ fn state_writes<'e>(
     Ok((written, stale))
 }
 
+/// The pull request of wave `name`'s rollback, reverting `count` values in `files` files.
+fn rollback_spec(
+    plan: &str,
+    name: &str,
+    count: usize,
+    files: usize,
+    lines: &[String],
+    base: &str,
+) -> PrSpec {
+    let listed: Vec<String> = lines.iter().map(|l| format!("- {l}")).collect();
+    PrSpec {
+        title: format!("fleetwave({plan}): roll back wave {name}"),
+        body: format!(
+            "Wave `{name}` failed; its `failurePolicy` is `rollback`.\n\nReverts {count} value(s) in {files} file(s): gitops-base tags and template names.\n\n{}\n",
+            listed.join("\n")
+        ),
+        base: base.to_string(),
+    }
+}
+
 /// The waves as planned against the base; clusters that failed in a wave get no more changes.
 fn wave_inputs(plan: &str, view: &PlanView, st: &PlanState) -> Vec<WaveInput> {
     view.waves
@@ -1579,19 +1599,9 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             lines.join("\n")
         );
         let commit = git.commit_changes(&o.base_head, &files, &msg, &s.sig(now))?;
-        let old = git.branch_head(&branch)?;
-        // A retry after a crash finds the same tree on the branch: keep that commit.
-        let head = match &old {
-            Some(h) if git.tree_id(h)? == git.tree_id(&commit)? => h.clone(),
-            _ => match git.push(&branch, &commit, old.as_deref()) {
-                Ok(()) => commit,
-                Err(GitError::LeaseLost { .. }) => {
-                    return Ok(Done::Stop(format!(
-                        "{line}: someone else moved {branch}; the next tick looks again"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            },
+        let head = match self.push_rollback(&branch, commit, line)? {
+            Ok(head) => head,
+            Err(stop) => return Ok(stop),
         };
         let mut r = StepRef {
             branch: branch.clone(),
@@ -1599,30 +1609,8 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             head: Some(head.clone()),
             approval: None,
         };
-        if r.pr.is_none() {
-            let seen = self
-                .io
-                .forge
-                .observe(std::slice::from_ref(&r), &o.base_head)
-                .await?;
-            r.pr = seen.get(&branch).and_then(|x| x.number);
-        }
-        let spec = PrSpec {
-            title: format!("fleetwave({}): roll back wave {name}", new.plan),
-            body: format!(
-                "Wave `{name}` failed; its `failurePolicy` is `rollback`.\n\nReverts {count} value(s) in {} file(s): gitops-base tags and template names.\n\n{}\n",
-                files.len(),
-                lines
-                    .iter()
-                    .map(|l| format!("- {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ),
-            base: s.base.clone(),
-        };
-        if let Some(n) = self.io.forge.open(&r, &spec).await? {
-            r.pr = Some(n);
-        }
+        let spec = rollback_spec(&new.plan, &name, count, files.len(), &lines, &s.base);
+        self.rollback_pr(&mut r, &spec).await?;
         rec.pr = r.pr;
         let message = format!(
             "Merge {branch} (fleetwave {} rollback of wave {name})",
@@ -1653,6 +1641,44 @@ impl<F: Forge, C: ClusterSource> Act<'_, '_, F, C> {
             short(&sha),
             lines.join("; ")
         )))
+    }
+
+    /// Push the rollback `commit` to `branch`; a retry after a crash finds the same tree there
+    /// and keeps that commit. Ok(Err(stop)) when someone else moved the branch.
+    fn push_rollback(
+        &self,
+        branch: &str,
+        commit: String,
+        line: &str,
+    ) -> Result<Result<String, Done>, ReconcileError> {
+        let git = self.io.git;
+        let old = git.branch_head(branch)?;
+        match &old {
+            Some(h) if git.tree_id(h)? == git.tree_id(&commit)? => Ok(Ok(h.clone())),
+            _ => match git.push(branch, &commit, old.as_deref()) {
+                Ok(()) => Ok(Ok(commit)),
+                Err(GitError::LeaseLost { .. }) => Ok(Err(Done::Stop(format!(
+                    "{line}: someone else moved {branch}; the next tick looks again"
+                )))),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// The rollback's pull request into `r.pr`: the open one found, else one opened.
+    async fn rollback_pr(&self, r: &mut StepRef, spec: &PrSpec) -> Result<(), ReconcileError> {
+        if r.pr.is_none() {
+            let seen = self
+                .io
+                .forge
+                .observe(std::slice::from_ref(r), &self.o.base_head)
+                .await?;
+            r.pr = seen.get(&r.branch).and_then(|x| x.number);
+        }
+        if let Some(n) = self.io.forge.open(r, spec).await? {
+            r.pr = Some(n);
+        }
+        Ok(())
     }
 
     /// Merge a step's pull request at `head`.

@@ -567,50 +567,7 @@ fn gate_description(cx: &Ctx, wi: usize) -> String {
 fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     // Steps run in order and waves in order: by construction everything before this step
     // converged and every earlier wave passed its soak.
-    let window = wave.window.as_ref().map(|w| window_state(w, cx.now));
-    if let Some((false, next)) = window {
-        let desc = format!(
-            "ready, waiting for the maintenance window (opens {})",
-            next.format("%Y-%m-%d %H:%M UTC")
-        );
-        cx.status(wi, si, &p.head, GateState::Pending, desc);
-        cx.wake(next);
-        return;
-    }
-    if let Some(why) = gate_breaches(cx, wi, wave) {
-        // A gate broke on a cluster already upgraded: do not push more changes into it.
-        cx.status(
-            wi,
-            si,
-            &p.head,
-            GateState::Pending,
-            format!("holding: {why}"),
-        );
-        return;
-    }
-    if let Some(f) = freeze_at(cx.plan, wave, cx.now) {
-        // Deny wins over every allow: nothing merges, manual waves get no green either.
-        let desc = format!("frozen, will not merge: {}", f.describe());
-        if !posted_is(&cx.state, wi, si, &desc) {
-            let n = step_no(&cx.state, wi, si);
-            cx.note(format!("wave {} step {n}: {desc}", wave.name));
-        }
-        cx.status(wi, si, &p.head, GateState::Pending, desc);
-        cx.wake(f.end);
-        return;
-    }
-    if let Some((until, why)) =
-        crate::core::batch::batch_wait(&cx.state.waves[wi], si, wave, cx.now)
-    {
-        if !posted_is(&cx.state, wi, si, &why) {
-            let n = step_no(&cx.state, wi, si);
-            cx.note(format!("wave {} step {n}: {why}", wave.name));
-        }
-        cx.status(wi, si, &p.head, GateState::Pending, why);
-        cx.wake(until);
-        return;
-    }
-    if held_outside_windows(cx, wi, si, wave, p) {
+    if waits(cx, wi, si, wave, p) || held_outside_windows(cx, wi, si, wave, p) {
         return;
     }
     // What would make the merged change fail on the cluster: the provider refusing the
@@ -629,6 +586,62 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         ));
         return;
     }
+    merge_or_wait_for_people(cx, wi, si, wave, p);
+}
+
+/// Whether step `si` waits: its wave's maintenance window is closed, a gate broke on an
+/// upgraded cluster, a freeze is on, or its batch's turn has not come (a pending status is
+/// posted, with a wake-up when the wait has a known end).
+fn waits(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) -> bool {
+    let window = wave.window.as_ref().map(|w| window_state(w, cx.now));
+    if let Some((false, next)) = window {
+        let desc = format!(
+            "ready, waiting for the maintenance window (opens {})",
+            next.format("%Y-%m-%d %H:%M UTC")
+        );
+        cx.status(wi, si, &p.head, GateState::Pending, desc);
+        cx.wake(next);
+        return true;
+    }
+    if let Some(why) = gate_breaches(cx, wi, wave) {
+        // A gate broke on a cluster already upgraded: do not push more changes into it.
+        cx.status(
+            wi,
+            si,
+            &p.head,
+            GateState::Pending,
+            format!("holding: {why}"),
+        );
+        return true;
+    }
+    if let Some(f) = freeze_at(cx.plan, wave, cx.now) {
+        // Deny wins over every allow: nothing merges, manual waves get no green either.
+        let desc = format!("frozen, will not merge: {}", f.describe());
+        if !posted_is(&cx.state, wi, si, &desc) {
+            let n = step_no(&cx.state, wi, si);
+            cx.note(format!("wave {} step {n}: {desc}", wave.name));
+        }
+        cx.status(wi, si, &p.head, GateState::Pending, desc);
+        cx.wake(f.end);
+        return true;
+    }
+    if let Some((until, why)) =
+        crate::core::batch::batch_wait(&cx.state.waves[wi], si, wave, cx.now)
+    {
+        if !posted_is(&cx.state, wi, si, &why) {
+            let n = step_no(&cx.state, wi, si);
+            cx.note(format!("wave {} step {n}: {why}", wave.name));
+        }
+        cx.status(wi, si, &p.head, GateState::Pending, why);
+        cx.wake(until);
+        return true;
+    }
+    false
+}
+
+/// The end of the gate: wait for an approving review or a reviewer's merge (a manual wave),
+/// or merge.
+fn merge_or_wait_for_people(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
     let approval_needed = wave
         .gates
         .iter()
