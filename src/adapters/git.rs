@@ -2464,17 +2464,26 @@ mod tests {
         let a = remote.cache(&tmp, "a");
         let b = remote.cache(&tmp, "b");
         let (plan, changes) = (Path::new("p.yaml"), Path::new("p.changes/1-1.json"));
+        // `body` as the state file over `parent`, pushed from `g`'s side repository.
+        let write = |g: &GitRepo, parent: &str, body: &str| {
+            let c = g
+                .commit_file(Some(parent), plan, body.as_bytes(), body, &sig("a", 2))
+                .unwrap();
+            (g.push_alone("fleetwave/state", &c, Some(parent)), c)
+        };
+        // The remote's state branch is at `c`, every object under it readable there.
+        let landed = |c: &str| {
+            assert_eq!(remote.head_of("fleetwave/state").as_deref(), Some(c));
+            assert_eq!(readable(&remote.path, c), 3);
+        };
         let files: [(&Path, &[u8]); 2] = [(plan, b"one"), (changes, b"[1]")];
         let s1 = a
             .commit_files(None, &files, &[], "1", &sig("a", 1))
             .unwrap();
         a.push_alone("fleetwave/state", &s1, None).unwrap();
-        let s2 = a
-            .commit_file(Some(&s1), plan, b"two", "2", &sig("a", 2))
-            .unwrap();
-        a.push_alone("fleetwave/state", &s2, Some(&s1)).unwrap();
-        assert_eq!(remote.head_of("fleetwave/state"), Some(s2.clone()));
-        assert_eq!(readable(&remote.path, &s2), 3);
+        let (pushed, s2) = write(&a, &s1, "two");
+        pushed.unwrap();
+        landed(&s2);
         assert_eq!(a.branch_head("fleetwave/state").unwrap(), Some(s2.clone()));
         // The fleet never entered the side repository: its push did not walk it.
         let side = side::open(a.cache_path()).unwrap();
@@ -2490,18 +2499,12 @@ mod tests {
             .reference("refs/heads/backup", parse_oid(&s1).unwrap(), false, "test")
             .unwrap();
         b.fetch().unwrap();
-        let s3 = b
-            .commit_file(Some(&s2), plan, b"three", "3", &sig("b", 3))
-            .unwrap();
-        b.push_alone("fleetwave/state", &s3, Some(&s2)).unwrap();
-        assert_eq!(remote.head_of("fleetwave/state"), Some(s3.clone()));
-        assert_eq!(readable(&remote.path, &s3), 3);
+        let (pushed, s3) = write(&b, &s2, "three");
+        pushed.unwrap();
+        landed(&s3);
 
         // The lease holds as for any push: `a` still expects s2.
-        let late = a
-            .commit_file(Some(&s2), plan, b"late", "4", &sig("a", 4))
-            .unwrap();
-        match a.push_alone("fleetwave/state", &late, Some(&s2)) {
+        match write(&a, &s2, "late").0 {
             Err(GitError::LeaseLost { found, .. }) => assert_eq!(found, Some(s3.clone())),
             other => panic!("{other:?}"),
         }
@@ -2514,20 +2517,15 @@ mod tests {
             std::fs::write(fanout.join(format!("{i:038x}")), b"").unwrap();
         }
         a.fetch().unwrap();
-        let s35 = a
-            .commit_file(Some(&s3), plan, b"3.5", "3.5", &sig("a", 4))
-            .unwrap();
-        a.push_alone("fleetwave/state", &s35, Some(&s3)).unwrap();
+        let (pushed, s4) = write(&a, &s3, "four");
+        pushed.unwrap();
+        landed(&s4);
         assert!(std::fs::read_dir(&fanout).map_or(0, Iterator::count) < 400);
-        assert_eq!(readable(&remote.path, &s35), 3);
 
         // A damaged side repository is a copy: it is built again.
         std::fs::remove_file(a.cache_path().join("fleetwave-side.git/HEAD")).unwrap();
-        let s4 = a
-            .commit_file(Some(&s35), plan, b"four", "4", &sig("a", 5))
-            .unwrap();
-        a.push_alone("fleetwave/state", &s4, Some(&s35)).unwrap();
-        assert_eq!(remote.head_of("fleetwave/state"), Some(s4.clone()));
-        assert_eq!(readable(&remote.path, &s4), 3);
+        let (pushed, s5) = write(&a, &s4, "five");
+        pushed.unwrap();
+        landed(&s5);
     }
 }

@@ -155,6 +155,22 @@ impl Ctx<'_, '_> {
         self.notes.push(s.into());
     }
 
+    /// Post `desc` on step `s` of wave `w` (named `wave`) and hold the rollout (exit 1),
+    /// saying why.
+    fn hold_step(
+        &mut self,
+        w: usize,
+        s: usize,
+        wave: &str,
+        head: &str,
+        state: GateState,
+        desc: String,
+    ) {
+        self.status(w, s, head, state, desc.clone());
+        let n = step_no(&self.state, w, s);
+        self.held = Some(format!("wave {wave} step {n}: {desc}"));
+    }
+
     fn status(&mut self, w: usize, s: usize, head: &str, state: GateState, description: String) {
         let description: String = description.chars().take(140).collect();
         let step = &self.state.waves[w].steps[s];
@@ -521,12 +537,7 @@ fn tend_open_step(
             "fleetwave will not merge: commits by others on this branch ({})",
             p.foreign.join(", ")
         );
-        cx.status(wi, si, &p.head, GateState::Failure, desc.clone());
-        cx.held = Some(format!(
-            "wave {} step {}: {desc}",
-            wave.name,
-            step_no(&cx.state, wi, si)
-        ));
+        cx.hold_step(wi, si, &wave.name, &p.head, GateState::Failure, desc);
         return;
     }
     let current =
@@ -578,12 +589,7 @@ fn gate_and_merge(cx: &mut Ctx, wi: usize, si: usize, wave: &Wave, p: &PrObs) {
         .or_else(|| drain_blockers(cx, wi, si, wave));
     if let Some(why) = hold {
         let desc = format!("holding: {why}");
-        cx.status(wi, si, &p.head, GateState::Pending, desc.clone());
-        cx.held = Some(format!(
-            "wave {} step {}: {desc}",
-            wave.name,
-            step_no(&cx.state, wi, si)
-        ));
+        cx.hold_step(wi, si, &wave.name, &p.head, GateState::Pending, desc);
         return;
     }
     merge_or_wait_for_people(cx, wi, si, wave, p);
