@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use git2::{ObjectType, Odb, Oid, Repository};
 
@@ -144,9 +144,9 @@ fn add_shallow(gitdir: &Path, id: Oid) -> Result<(), git2::Error> {
     }
     text.push_str(&line);
     text.push('\n');
-    let tmp: PathBuf = gitdir.join("shallow.fleetwave-tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
+    let mut tmp = tempfile::NamedTempFile::new_in(gitdir).map_err(io)?;
+    tmp.write_all(text.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(&path).map_err(|e| io(e.error))?;
+    Ok(())
 }
