@@ -669,21 +669,7 @@ impl ManyTicker {
         let now = w.now.unwrap_or_else(Utc::now);
         let rt = ops::runtime();
         let mut results = Vec::new();
-        let scan = match &self.only {
-            Some(path) => {
-                let name = only_name(&git, &self.remote, path)?;
-                Scan {
-                    plans: vec![Found {
-                        path: path.clone(),
-                        name,
-                        state: PlanState::new("", ""),
-                        waits: Vec::new(),
-                    }],
-                    ..Scan::default()
-                }
-            }
-            None => scan(&git, &self.remote, &self.plans_dir)?,
-        };
+        let scan = self.scan(&git)?;
         for e in &scan.errors {
             results.push(Err(anyhow!("{e}")));
         }
@@ -723,26 +709,46 @@ impl ManyTicker {
             );
         }
         for d in open_deleted.iter().filter(|d| self.leads(&d.name)) {
-            if self
-                .closed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&d.name)
-            {
-                continue;
-            }
-            match rt.block_on(close_deleted(&git, &self.forge, &self.remote, &d.name, now)) {
-                Ok(closed) => {
-                    tracing::info!(plan = %d.name, closed = ?closed, "plan deleted: its open step pull requests are closed");
-                    self.closed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(d.name.clone());
-                }
-                Err(e) => results.push(Err(e.context(format!("plan {} (deleted)", d.name)))),
+            if let Err(e) = self.close_once(&rt, &git, &d.name, now) {
+                results.push(Err(e.context(format!("plan {} (deleted)", d.name))));
             }
         }
         Ok(results)
+    }
+
+    /// The plans this tick looks at: the one plan given, or the plans folder's.
+    fn scan(&self, git: &GitRepo) -> anyhow::Result<Scan> {
+        let Some(path) = &self.only else {
+            return scan(git, &self.remote, &self.plans_dir);
+        };
+        let name = only_name(git, &self.remote, path)?;
+        Ok(Scan {
+            plans: vec![Found {
+                path: path.clone(),
+                name,
+                state: PlanState::new("", ""),
+                waits: Vec::new(),
+            }],
+            ..Scan::default()
+        })
+    }
+
+    /// Close the open step pull requests of deleted plan `name`, once per process.
+    fn close_once(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        git: &GitRepo,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let closed = || self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if closed().contains(name) {
+            return Ok(());
+        }
+        let done = rt.block_on(close_deleted(git, &self.forge, &self.remote, name, now))?;
+        tracing::info!(plan = %name, closed = ?done, "plan deleted: its open step pull requests are closed");
+        closed().insert(name.to_string());
+        Ok(())
     }
 }
 

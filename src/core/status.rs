@@ -120,64 +120,16 @@ pub fn build(
         let ws = st.waves.get(wi);
         for c in clusters {
             let git_vals = in_git.get(c).map(Vec::as_slice).unwrap_or_default();
-            let mut git: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for v in git_vals {
-                let e = git.entry(v.key().to_string()).or_default();
-                if !e.contains(&v.value) {
-                    e.push(v.value.clone());
-                }
-            }
             let obs = observed.and_then(|o| o.get(c));
-            let mut gates: BTreeMap<String, Gate> = ws
-                .and_then(|ws| ws.gates.get(c))
-                .map(|g| {
-                    g.values()
-                        .map(|r| {
-                            let gate = Gate {
-                                gate: r.gate.clone(),
-                                ok: r.ok,
-                                reason: r.reason.clone(),
-                                since: Some(r.time),
-                            };
-                            (r.gate.clone(), gate)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            for g in obs.map(|o| o.gates.as_slice()).unwrap_or_default() {
-                let since = gates
-                    .get(&g.gate)
-                    .filter(|old| old.ok == g.ok)
-                    .and_then(|old| old.since);
-                gates.insert(
-                    g.gate.clone(),
-                    Gate {
-                        gate: g.gate.clone(),
-                        ok: g.ok,
-                        reason: g.reason.clone(),
-                        since,
-                    },
-                );
-            }
             rows.push(Row {
                 wave: wave.clone(),
                 cluster: c.clone(),
                 state: rollout_state(ws, c),
-                git,
+                git: git_by_key(git_vals),
                 running: obs.map(running).unwrap_or_default(),
                 flux: obs.and_then(flux),
-                upgrade: obs.and_then(|o| {
-                    let unobservable = o
-                        .unobservable
-                        .as_ref()
-                        .map(|w| format!("not observable: {w}"));
-                    unobservable
-                        .or_else(|| o.upgrade_in_progress.clone())
-                        .or_else(|| {
-                            (!o.components.is_empty() || o.nodes.is_some()).then(|| "done".into())
-                        })
-                }),
-                gates: gates.into_values().collect(),
+                upgrade: obs.and_then(upgrade),
+                gates: gates(ws, c, obs),
                 drift: match obs {
                     Some(o) if !step_open(ws, c) => drift(git_vals, o),
                     _ => Vec::new(),
@@ -202,6 +154,68 @@ pub fn build(
         waves: Vec::new(),
         eta_assumption: None,
     }
+}
+
+/// A cluster's values in Git by key, each value once, in the order found.
+fn git_by_key(values: &[GitValue]) -> BTreeMap<String, Vec<String>> {
+    let mut git: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for v in values {
+        let e = git.entry(v.key().to_string()).or_default();
+        if !e.contains(&v.value) {
+            e.push(v.value.clone());
+        }
+    }
+    git
+}
+
+/// Cluster `c`'s gates: as the state recorded them, then as observed now (keeping the
+/// recorded time while the result is the same).
+fn gates(
+    ws: Option<&crate::state::WaveState>,
+    c: &str,
+    obs: Option<&ClusterObservation>,
+) -> Vec<Gate> {
+    let mut gates: BTreeMap<String, Gate> = ws
+        .and_then(|ws| ws.gates.get(c))
+        .map(|g| {
+            g.values()
+                .map(|r| {
+                    let gate = Gate {
+                        gate: r.gate.clone(),
+                        ok: r.ok,
+                        reason: r.reason.clone(),
+                        since: Some(r.time),
+                    };
+                    (r.gate.clone(), gate)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for g in obs.map(|o| o.gates.as_slice()).unwrap_or_default() {
+        let since = gates
+            .get(&g.gate)
+            .filter(|old| old.ok == g.ok)
+            .and_then(|old| old.since);
+        let gate = Gate {
+            gate: g.gate.clone(),
+            ok: g.ok,
+            reason: g.reason.clone(),
+            since,
+        };
+        gates.insert(g.gate.clone(), gate);
+    }
+    gates.into_values().collect()
+}
+
+/// The upgrade column: why the cluster cannot be observed, the upgrade in progress, or done.
+fn upgrade(o: &ClusterObservation) -> Option<String> {
+    let unobservable = o
+        .unobservable
+        .as_ref()
+        .map(|w| format!("not observable: {w}"));
+    unobservable
+        .or_else(|| o.upgrade_in_progress.clone())
+        .or_else(|| (!o.components.is_empty() || o.nodes.is_some()).then(|| "done".into()))
 }
 
 fn rollout_state(ws: Option<&crate::state::WaveState>, c: &str) -> String {
