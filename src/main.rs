@@ -7,9 +7,22 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // Before any thread: it sets an environment variable while libgit2 starts.
-    fleetwave::git::start();
     let cli = fleetwave::cli::Cli::parse();
+    // Before any thread, for the commands that reach a Git remote: it sets an environment
+    // variable while libgit2 starts (see git::start). The ones on local files skip it, and
+    // the 3–4 MB libgit2 and OpenSSL take when started.
+    use fleetwave::cli::Command as C;
+    if !matches!(
+        cli.command,
+        C::Plan { .. }
+            | C::Apply { .. }
+            | C::Clusters { .. }
+            | C::Init { .. }
+            | C::Explain { .. }
+            | C::Completions { .. }
+    ) {
+        fleetwave::git::start();
+    }
     // Logs go to stderr: `RUST_LOG` filters them; by default the service says what it does
     // (ticks, held rollouts, rejected webhooks) and the one-shot commands only warn.
     let default = match cli.command {
