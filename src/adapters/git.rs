@@ -16,13 +16,13 @@ use std::path::{Component, Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::core::tree::EntryKind;
-mod side;
-
 use git2::{
     AutotagOption, Commit, Cred, CredentialType, Direction, ErrorCode, FetchOptions, FetchPrune,
     FileMode, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository, Signature, Sort, Time,
     Tree, TreeWalkMode, TreeWalkResult, build::TreeUpdateBuilder,
 };
+
+mod side;
 
 const REMOTE: &str = "origin";
 const TRACKING_PREFIX: &str = "refs/remotes/origin/";
@@ -1387,7 +1387,7 @@ static CA_DEFERRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 
 /// Start libgit2 for this process. Call it first thing in `main`, before any other thread
 /// exists: it sets an environment variable for the start-up. libgit2's OpenSSL start-up
-/// parses the whole system CA bundle (about 20 ms for Debian's, a quarter of an idle tick),
+/// parses the whole system CA bundle (20–30 ms for Debian's, a third of an idle tick),
 /// whatever the remote; it is pointed at an empty file for that start-up, and the bundle is
 /// loaded before the first HTTPS connection instead, which a local, SSH or plain-HTTP remote
 /// never makes.
