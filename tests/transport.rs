@@ -83,22 +83,66 @@ fn branches(bare: &Path) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTPS: a TLS terminator with a self-signed certificate in front of the fake's git http-backend
+// HTTPS: a TLS terminator, its certificate from a private CA, before the fake's http-backend
 // ---------------------------------------------------------------------------------------------
 
-/// A certificate for 127.0.0.1 and localhost made with Debian's `openssl`; (cert, key).
-fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let (cert, key) = (dir.join("ca.pem"), dir.join("key.pem"));
+/// A private CA and a server certificate it signed for 127.0.0.1 and localhost, made with
+/// Debian's `openssl`: (CA certificate, server certificate, server key).
+fn private_ca(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (cert, key, csr) = (
+        dir.join("server.pem"),
+        dir.join("key.pem"),
+        dir.join("server.csr"),
+    );
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650"])
-        .args(["-subj", "/CN=fleetwave test CA"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=fleetwave test CA",
+        ])
+        .args(ec)
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca))?;
+    run(Command::new("openssl")
+        .args(["req", "-new", "-subj", "/CN=localhost"])
+        .args(ec)
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
+        .arg(&csr))?;
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "3650", "-set_serial", "2"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
         .arg(&cert))?;
-    Ok((cert, key))
+    Ok((ca, cert, key))
 }
 
 struct TlsProxy {
@@ -153,7 +197,7 @@ fn tls_proxy(cert: &Path, key: &Path, upstream: String) -> TlsProxy {
 #[test]
 fn https_remote_behind_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = match self_signed(dir.path()) {
+    let (ca, cert, key) = match private_ca(dir.path()) {
         Ok(x) => x,
         Err(e) => return skip(&format!("openssl could not make a certificate: {e}")),
     };
@@ -183,7 +227,7 @@ fn https_remote_behind_a_private_ca() {
     // Trusted through SSL_CERT_FILE (OpenSSL's variable) or GIT_SSL_CAINFO (git's).
     for var in ["SSL_CERT_FILE", "GIT_SSL_CAINFO"] {
         let d = tempfile::tempdir().unwrap();
-        let env = [token[0], (var, cert.to_str().unwrap())];
+        let env = [token[0], (var, ca.to_str().unwrap())];
         let out = tick(&remote, d.path(), &env, &[]);
         // The second tick goes on from the first one's state: it acts again (merge or push).
         assert_eq!(out.status.code(), Some(0), "{var}: {}", text(&out));
@@ -193,6 +237,24 @@ fn https_remote_behind_a_private_ca() {
     assert!(
         pushed.iter().any(|b| b == "fleetwave/state"),
         "the state branch reached the server over HTTPS: {pushed:?}"
+    );
+    // The step branch went through fleetwave's own push, which trusts the same CAs.
+    assert!(
+        pushed
+            .iter()
+            .any(|b| b.starts_with("fleetwave/") && b != "fleetwave/state"),
+        "{pushed:?}"
+    );
+    let own: Vec<_> = gh
+        .git_calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/git-receive-pack"))
+        .filter(|c| c.agent.contains("fleetwave/"))
+        .collect();
+    assert!(
+        own.iter().any(|c| c.status == 200),
+        "no push of fleetwave's own reached the server: {:?}",
+        gh.git_calls()
     );
 }
 

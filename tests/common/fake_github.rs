@@ -58,6 +58,8 @@ pub struct Call {
     pub path: String,
     pub query: String,
     pub status: u16,
+    /// The `user-agent` header (Git calls only: it tells libgit2's pushes from fleetwave's).
+    pub agent: String,
 }
 
 pub struct FakeGitHub {
@@ -106,6 +108,17 @@ struct State {
     missing_headers: Vec<String>,
     /// Org team memberships answer 403, as they do to an Actions `GITHUB_TOKEN`.
     members_unreadable: bool,
+    /// What the next pushes (`POST …/git-receive-pack`) meet, in order.
+    push_faults: std::collections::VecDeque<PushFault>,
+}
+
+/// A push whose answer never reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushFault {
+    /// The push is applied, and the client gets a 502 instead of the report.
+    LoseAnswer,
+    /// The request is dropped before git sees it: 502, nothing applied.
+    Drop,
 }
 
 /// Documented answers of `PUT /repos/{o}/{r}/pulls/{n}/merge`
@@ -418,6 +431,10 @@ impl FakeGitHub {
     }
 
     /// The next merge calls meet these answers, in order.
+    pub fn push_push_fault(&self, f: PushFault) {
+        self.shared.lock().push_faults.push_back(f);
+    }
+
     pub fn push_merge_fault(&self, f: MergeFault) {
         self.shared.lock().merge_faults.push_back(f);
     }
@@ -855,6 +872,7 @@ fn finish(
         path: path.to_string(),
         query: query.to_string(),
         status,
+        agent: String::new(),
     });
     let remaining = st.rate_remaining;
     let reset = st.rate_reset;
@@ -906,6 +924,11 @@ async fn git_http(
             path: path.to_string(),
             query: query.to_string(),
             status,
+            agent: headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
         })
     };
     let user = headers
@@ -929,6 +952,19 @@ async fn git_http(
             .body(Body::from("Invalid username or token.\n"))
             .unwrap();
     };
+    let fault = (method == "POST" && path.ends_with("/git-receive-pack"))
+        .then(|| sh.lock().push_faults.pop_front())
+        .flatten();
+    let lost = || {
+        Response::builder()
+            .status(502)
+            .body(Body::from("Bad Gateway\n"))
+            .unwrap()
+    };
+    if fault == Some(PushFault::Drop) {
+        record(502);
+        return lost();
+    }
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("http-backend")
         .env_remove("GIT_DIR")
@@ -1013,6 +1049,10 @@ async fn git_http(
     }
     if !out.status.success() && head.is_empty() {
         status = 500;
+    }
+    if fault == Some(PushFault::LoseAnswer) {
+        record(502);
+        return lost();
     }
     record(status);
     b.status(status)
