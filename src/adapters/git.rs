@@ -989,19 +989,23 @@ impl GitRepo {
         let new = self.find_commit(new)?.id();
         let expected = expected.map(parse_oid).transpose()?;
         check_branch(branch)?;
-        let sparse = if let Some(dir) = local_remote_dir(&self.url) {
-            self.push_local(&dir, branch, new, expected)
-        } else if is_http(&self.url) {
-            self.push_http(branch, new, expected)
-        } else {
-            Sparse::Fallback("SSH remote".into())
-        };
-        match sparse {
+        match self.push_own(branch, new, expected) {
             Sparse::Done(result) => result,
             Sparse::Fallback(why) => {
                 tracing::debug!("push {branch} with libgit2: {why}");
                 self.push_ref(None, branch, Some(new), expected)
             }
+        }
+    }
+
+    /// The push that picks its own objects, where the remote allows it.
+    fn push_own(&self, branch: &str, new: Oid, expected: Option<Oid>) -> Sparse {
+        if let Some(dir) = local_remote_dir(&self.url) {
+            self.push_local(&dir, branch, new, expected)
+        } else if is_http(&self.url) {
+            self.push_http(branch, new, expected)
+        } else {
+            Sparse::Fallback("SSH remote".into())
         }
     }
 
@@ -1035,9 +1039,10 @@ impl GitRepo {
             Ok(t) => t,
             Err(e) => return Sparse::Done(done(Err(e), "list the remote's refs")),
         };
+        // Nothing refers to what was copied until the ref moves: a failure changed nothing.
         let sent = match copy_objects(&self.repo, &remote, new, &tips) {
             Ok(n) => n,
-            Err(e) => return Sparse::Done(done(Err(e), "copy objects")),
+            Err(e) => return Sparse::Fallback(format!("copy objects: {}", e.message())),
         };
         let moved = match expected {
             Some(old) => remote.reference_matching(&refname, new, true, old, "fleetwave: push"),
@@ -1153,8 +1158,9 @@ impl GitRepo {
     }
 
     /// `push` for a branch whose history shares nothing with the fleet's (the state
-    /// branch): pushed from the side repository, which holds only that branch's objects,
-    /// so the push costs what the branch changed, not the fleet's size (see `side`).
+    /// branch). When libgit2 pushes it (SSH), it pushes from the side repository, which
+    /// holds only that branch's objects, so the push costs what the branch changed, not the
+    /// fleet's size (see `side`).
     pub fn push_alone(
         &self,
         branch: &str,
@@ -1163,6 +1169,18 @@ impl GitRepo {
     ) -> Result<(), GitError> {
         let new = self.find_commit(new)?.id();
         let expected = expected.map(parse_oid).transpose()?;
+        check_branch(branch)?;
+        match self.push_own(branch, new, expected) {
+            Sparse::Done(result) => result,
+            Sparse::Fallback(why) => {
+                tracing::debug!("push {branch} with libgit2: {why}");
+                self.push_side(branch, new, expected)
+            }
+        }
+    }
+
+    /// libgit2's push of `new` from the side repository.
+    fn push_side(&self, branch: &str, new: Oid, expected: Option<Oid>) -> Result<(), GitError> {
         let cache = self.repo.path();
         let side_err =
             |e: git2::Error| self.err(format!("copy {branch} to the side repository"), &e);
@@ -2690,12 +2708,14 @@ mod tests {
         let a = remote.cache(&tmp, "a");
         let b = remote.cache(&tmp, "b");
         let (plan, changes) = (Path::new("p.yaml"), Path::new("p.changes/1-1.json"));
-        // `body` as the state file over `parent`, pushed from `g`'s side repository.
+        // `body` as the state file over `parent`, pushed from `g`'s side repository (the path
+        // libgit2 takes, over SSH).
         let write = |g: &GitRepo, parent: &str, body: &str| {
             let c = g
                 .commit_file(Some(parent), plan, body.as_bytes(), body, &sig("a", 2))
                 .unwrap();
-            (g.push_alone("fleetwave/state", &c, Some(parent)), c)
+            let (new, parent) = (parse_oid(&c).unwrap(), parse_oid(parent).unwrap());
+            (g.push_side("fleetwave/state", new, Some(parent)), c)
         };
         // The remote's state branch is at `c`, every object under it readable there.
         let landed = |c: &str| {
@@ -2706,7 +2726,8 @@ mod tests {
         let s1 = a
             .commit_files(None, &files, &[], "1", &sig("a", 1))
             .unwrap();
-        a.push_alone("fleetwave/state", &s1, None).unwrap();
+        a.push_side("fleetwave/state", parse_oid(&s1).unwrap(), None)
+            .unwrap();
         let (pushed, s2) = write(&a, &s1, "two");
         pushed.unwrap();
         landed(&s2);

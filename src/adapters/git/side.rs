@@ -1,5 +1,7 @@
 //! The side repository: a bare repository inside the cache that holds only what a push of
-//! the state branch reads, so that push costs what the state changed.
+//! the state branch reads, so that push costs what the state changed. Used when libgit2
+//! pushes the state (SSH remotes); local and HTTP remotes take fleetwave's own push (see
+//! `sparse`), which needs no copy.
 //!
 //! Why: before it packs, libgit2 marks every remote head it holds locally as already sent by
 //! walking that head's whole tree (it has no sparse walk, unlike git). From the cache, which
