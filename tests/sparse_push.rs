@@ -183,3 +183,44 @@ fn a_lost_push_answer_is_read_back() {
         .collect();
     assert_eq!(posts, vec![(502, false), (502, false), (200, true)]);
 }
+
+/// A tracking ref the remote no longer backs (a rewritten branch) makes the pack short: the
+/// server's connectivity check refuses it, and libgit2 pushes everything that is missing.
+#[test]
+fn a_pack_the_server_finds_short_is_pushed_again_whole() {
+    let gh = FakeGitHub::start(TOKEN);
+    let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    gh.create_repo("acme", "fleet", &fleet(), t);
+    let remote = gh.repo_path("acme", "fleet");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = GitRepo::open(
+        dir.path(),
+        &gh.git_url("acme", "fleet"),
+        Auth::Token(TOKEN.into()),
+    )
+    .unwrap();
+    cache.fetch().unwrap();
+    let main = cache.branch_head("main").unwrap().unwrap();
+    let path = Path::new("clusters/region-2/c2/values.yaml");
+    let ghost = cache
+        .commit_file(Some(&main), path, b"x: ghost\n", "gone", &sig())
+        .unwrap();
+    git(
+        dir.path(),
+        &["update-ref", "refs/remotes/origin/rewritten", &ghost],
+    );
+    let next = cache
+        .commit_file(Some(&ghost), path, b"x: next\n", "next", &sig())
+        .unwrap();
+
+    cache.push("fleetwave/c", &next, None).unwrap();
+    assert_eq!(git(&remote, &["rev-parse", "refs/heads/fleetwave/c"]), next);
+    git(&remote, &["fsck", "--connectivity-only", "--no-dangling"]);
+    let posts: Vec<_> = gh
+        .git_calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/git-receive-pack"))
+        .map(|c| c.agent.contains("libgit2"))
+        .collect();
+    assert_eq!(posts, vec![false, true], "fleetwave's push, then libgit2's");
+}

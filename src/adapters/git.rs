@@ -5,8 +5,12 @@
 //! the orphan state branch) and pushes single refs with a lease (compare-and-swap), which
 //! is what lets two reconcilers share one fleet repo without both acting.
 //!
+//! Pushes to a local bare remote or over HTTP(S) send only what their commits add
+//! (`sparse`, `smart_http`); over SSH libgit2 pushes (the state branch from `side`).
+//!
 //! Commit ids cross this boundary as 40-hex strings; git2 types stay inside. Tokens never
-//! appear in errors: they only reach libgit2 through the credentials callback.
+//! appear in errors: they only reach libgit2 through the credentials callback, and the HTTP
+//! push as a basic-auth header; URLs are kept without their credentials.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

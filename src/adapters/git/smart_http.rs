@@ -350,7 +350,12 @@ pub(super) fn push(
             }
             let not_sent = |e: git2::Error| Failure::NotSent(format!("pack: {}", e.message()));
             let repo = Repository::open_bare(cache).map_err(not_sent)?;
-            let objects = super::sparse::new_objects(&repo, new, &adv.tips()).map_err(not_sent)?;
+            // What this cache fetched from the remote is still there but for a rewrite: a
+            // moved branch must not make the pack carry the fleet's history. Were it gone,
+            // the server's connectivity check refuses the pack and libgit2 pushes instead.
+            let mut tips = adv.tips();
+            tips.extend(super::sparse::fetched_tips(&repo).map_err(not_sent)?);
+            let objects = super::sparse::new_objects(&repo, new, &tips).map_err(not_sent)?;
             let pack = super::sparse::pack(&repo, &objects).map_err(not_sent)?;
             drop(repo);
             let report = remote.send(&adv, refname, old, new, &pack).await?;

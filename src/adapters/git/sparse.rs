@@ -86,6 +86,15 @@ fn added(
     Ok(())
 }
 
+/// The tips of the remote's branches as this cache last fetched them.
+pub(super) fn fetched_tips(repo: &Repository) -> Result<Vec<Oid>, git2::Error> {
+    let mut tips = Vec::new();
+    for r in repo.references_glob(&format!("{}*", super::TRACKING_PREFIX))? {
+        tips.extend(r?.target());
+    }
+    Ok(tips)
+}
+
 /// A pack of `objects`, as a push sends it (no delta against objects left out).
 pub(super) fn pack(repo: &Repository, objects: &[Oid]) -> Result<Vec<u8>, git2::Error> {
     let mut builder = repo.packbuilder()?;
