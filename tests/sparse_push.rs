@@ -84,6 +84,15 @@ fn push_twice_sparsely(cache: &GitRepo, remote_dir: &Path) {
         &["fsck", "--connectivity-only", "--no-dangling"],
     );
 
+    // A commit the remote has already, to a new branch: an empty pack, or none.
+    let before = sparse_push_objects();
+    cache.push("fleetwave/copy", &main, None).unwrap();
+    assert_eq!(sparse_push_objects() - before, 0);
+    assert_eq!(
+        git(remote_dir, &["rev-parse", "refs/heads/fleetwave/copy"]),
+        main
+    );
+
     // A stale lease changes nothing and says where the branch is.
     let three = cache
         .commit_file(Some(&two), path, b"name: third\n", "3", &sig())
@@ -121,7 +130,7 @@ fn a_push_over_smart_http_sends_what_the_commit_changed() {
         .into_iter()
         .filter(|c| c.method == "POST" && c.path.ends_with("/git-receive-pack"))
         .collect();
-    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts.len(), 3, "{posts:?}");
     assert!(
         posts
             .iter()

@@ -1052,8 +1052,14 @@ impl GitRepo {
             Some(old) => remote.reference_matching(&refname, new, true, old, "fleetwave: push"),
             None => remote.reference(&refname, new, false, "fleetwave: push"),
         };
-        if let Err(e) = moved {
-            return Sparse::Done(done(Err(e), "update the branch"));
+        match moved {
+            Ok(_) => {}
+            // Someone else (not a fleetwave, which takes the lock) moved it since the check.
+            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Exists) => {
+                let found = remote.refname_to_id(&refname).ok();
+                return Sparse::Done(Err(lease_lost(branch, expected, found)));
+            }
+            Err(e) => return Sparse::Done(done(Err(e), "update the branch")),
         }
         SPARSE_OBJECTS.fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
         Sparse::Done(self.follow_push(branch, Some(new)))
