@@ -93,6 +93,16 @@ fn push_twice_sparsely(cache: &GitRepo, remote_dir: &Path) {
         main
     );
 
+    // A delete takes a lease too, and sends no pack.
+    match cache.delete_branch("fleetwave/copy", &one) {
+        Err(GitError::LeaseLost { found, .. }) => assert_eq!(found.as_deref(), Some(main.as_str())),
+        other => panic!("want LeaseLost, got {other:?}"),
+    }
+    cache.delete_branch("fleetwave/copy", &main).unwrap();
+    let refs = git(remote_dir, &["for-each-ref", "--format=%(refname)"]);
+    assert!(!refs.contains("refs/heads/fleetwave/copy"), "{refs}");
+    assert_eq!(cache.branch_head("fleetwave/copy").unwrap(), None);
+
     // A stale lease changes nothing and says where the branch is.
     let three = cache
         .commit_file(Some(&two), path, b"name: third\n", "3", &sig())
@@ -130,7 +140,8 @@ fn a_push_over_smart_http_sends_what_the_commit_changed() {
         .into_iter()
         .filter(|c| c.method == "POST" && c.path.ends_with("/git-receive-pack"))
         .collect();
-    assert_eq!(posts.len(), 3, "{posts:?}");
+    // Two pushes, a commit the remote had, a delete (a stale lease sends nothing).
+    assert_eq!(posts.len(), 4, "{posts:?}");
     assert!(
         posts
             .iter()

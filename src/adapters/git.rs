@@ -989,7 +989,7 @@ impl GitRepo {
         let new = self.find_commit(new)?.id();
         let expected = expected.map(parse_oid).transpose()?;
         check_branch(branch)?;
-        match self.push_own(branch, new, expected) {
+        match self.push_own(branch, Some(new), expected) {
             Sparse::Done(result) => result,
             Sparse::Fallback(why) => {
                 tracing::debug!("push {branch} with libgit2: {why}");
@@ -1011,7 +1011,7 @@ impl GitRepo {
         let new = self.find_commit(new)?.id();
         let expected = expected.map(parse_oid).transpose()?;
         check_branch(branch)?;
-        match self.push_own(branch, new, expected) {
+        match self.push_own(branch, Some(new), expected) {
             Sparse::Done(result) => result,
             Sparse::Fallback(why) => {
                 tracing::debug!("push {branch} with libgit2: {why}");
@@ -1034,9 +1034,18 @@ impl GitRepo {
     }
 
     /// Delete remote `branch` if it is at `expected` (lease), else LeaseLost.
+    /// Like a push, a delete is fleetwave's own where it can be: libgit2's walks the trees
+    /// of every remote branch it holds even when it sends nothing.
     pub fn delete_branch(&self, branch: &str, expected: &str) -> Result<(), GitError> {
         let expected = parse_oid(expected)?;
-        self.push_ref(None, branch, None, Some(expected))
+        check_branch(branch)?;
+        match self.push_own(branch, None, Some(expected)) {
+            Sparse::Done(result) => result,
+            Sparse::Fallback(why) => {
+                tracing::debug!("delete {branch} with libgit2: {why}");
+                self.push_ref(None, branch, None, Some(expected))
+            }
+        }
     }
 
     // ---- internals ----

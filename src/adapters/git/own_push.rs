@@ -20,8 +20,8 @@ pub(super) enum Sparse {
 }
 
 impl GitRepo {
-    /// The push that picks its own objects, where the remote allows it.
-    pub(super) fn push_own(&self, branch: &str, new: Oid, expected: Option<Oid>) -> Sparse {
+    /// The push that picks its own objects, where the remote allows it; `new` None deletes.
+    pub(super) fn push_own(&self, branch: &str, new: Option<Oid>, expected: Option<Oid>) -> Sparse {
         if let Some(dir) = local_remote_dir(&self.url) {
             self.push_local(&dir, branch, new, expected)
         } else if is_http(&self.url) {
@@ -33,7 +33,13 @@ impl GitRepo {
 
     /// [`GitRepo::push`] into a local bare repository: the objects it lacks are written as
     /// one pack, and the ref moved with a compare-and-swap, under the push lock.
-    fn push_local(&self, dir: &Path, branch: &str, new: Oid, expected: Option<Oid>) -> Sparse {
+    fn push_local(
+        &self,
+        dir: &Path,
+        branch: &str,
+        new: Option<Oid>,
+        expected: Option<Oid>,
+    ) -> Sparse {
         let refname = format!("refs/heads/{branch}");
         let _lock = match self.lock_local_remote() {
             Ok(l) => l,
@@ -62,15 +68,12 @@ impl GitRepo {
             Err(e) => return Sparse::Done(done(Err(e), "list the remote's refs")),
         };
         // Nothing refers to what was copied until the ref moves: a failure changed nothing.
-        let sent = match copy_objects(&self.repo, &remote, new, &tips) {
+        let copied = new.map_or(Ok(0), |new| copy_objects(&self.repo, &remote, new, &tips));
+        let sent = match copied {
             Ok(n) => n,
             Err(e) => return Sparse::Fallback(format!("copy objects: {}", e.message())),
         };
-        let moved = match expected {
-            Some(old) => remote.reference_matching(&refname, new, true, old, "fleetwave: push"),
-            None => remote.reference(&refname, new, false, "fleetwave: push"),
-        };
-        match moved {
+        match move_ref(&remote, &refname, new, expected) {
             Ok(_) => {}
             // Someone else (not a fleetwave, which takes the lock) moved it since the check.
             Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Exists) => {
@@ -80,11 +83,11 @@ impl GitRepo {
             Err(e) => return Sparse::Done(done(Err(e), "update the branch")),
         }
         SPARSE_OBJECTS.fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
-        Sparse::Done(self.follow_push(branch, Some(new)))
+        Sparse::Done(self.follow_push(branch, new))
     }
 
     /// [`GitRepo::push`] over smart HTTP (see `smart_http`).
-    fn push_http(&self, branch: &str, new: Oid, expected: Option<Oid>) -> Sparse {
+    fn push_http(&self, branch: &str, new: Option<Oid>, expected: Option<Oid>) -> Sparse {
         let refname = format!("refs/heads/{branch}");
         let basic = match &self.auth {
             Auth::None => None,
@@ -120,7 +123,7 @@ impl GitRepo {
     fn after_report(
         &self,
         branch: &str,
-        new: Oid,
+        new: Option<Oid>,
         expected: Option<Oid>,
         report: smart_http::Report,
         sent: usize,
@@ -136,7 +139,7 @@ impl GitRepo {
         match report.refs.get(&refname) {
             Some(Ok(())) => {
                 SPARSE_OBJECTS.fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
-                Sparse::Done(self.follow_push(branch, Some(new)))
+                Sparse::Done(self.follow_push(branch, new))
             }
             Some(Err(why)) if why.contains("missing necessary objects") => {
                 tracing::warn!(
@@ -150,7 +153,7 @@ impl GitRepo {
                     Ok(f) => f,
                     Err(e) => return Sparse::Done(Err(e)),
                 };
-                if found != expected && found != Some(new) {
+                if found != expected && found != new {
                     return Sparse::Done(Err(lease_lost(branch, expected, found)));
                 }
                 Sparse::Done(Err(GitError::Rejected {
@@ -168,12 +171,19 @@ impl GitRepo {
     }
 
     /// The answer to a push was lost: the branch as the remote has it says what happened.
-    fn read_back(&self, branch: &str, new: Oid, expected: Option<Oid>, why: String) -> Sparse {
+    fn read_back(
+        &self,
+        branch: &str,
+        new: Option<Oid>,
+        expected: Option<Oid>,
+        why: String,
+    ) -> Sparse {
         let refname = format!("refs/heads/{branch}");
         match self.remote_head(&refname) {
-            Ok(found) if found == Some(new) => {
-                tracing::warn!("push {branch}: {why}; the remote shows the branch at {new}");
-                Sparse::Done(self.follow_push(branch, Some(new)))
+            Ok(found) if found == new => {
+                let shown = new.map_or("deleted".to_string(), |n| format!("at {n}"));
+                tracing::warn!("push {branch}: {why}; the remote shows the branch {shown}");
+                Sparse::Done(self.follow_push(branch, new))
             }
             // Not applied: pushing again under the same lease is safe.
             Ok(found) if found == expected => Sparse::Fallback(why),
@@ -195,6 +205,24 @@ fn local_tips(repo: &Repository) -> Result<Vec<Oid>, git2::Error> {
         }
     }
     Ok(tips)
+}
+
+/// Move (or, `new` None, delete) `refname` in a local repository if it is at `expected`.
+fn move_ref(
+    remote: &Repository,
+    refname: &str,
+    new: Option<Oid>,
+    expected: Option<Oid>,
+) -> Result<(), git2::Error> {
+    const WHY: &str = "fleetwave: push";
+    match (new, expected) {
+        (Some(new), Some(old)) => remote.reference_matching(refname, new, true, old, WHY)?,
+        (Some(new), None) => remote.reference(refname, new, false, WHY)?,
+        // libgit2 deletes a ref only if it still has the value it was read with.
+        (None, Some(_)) => return remote.find_reference(refname)?.delete(),
+        (None, None) => return Ok(()),
+    };
+    Ok(())
 }
 
 /// Write into `to` the objects of `new` it lacks, as one pack; how many were written.

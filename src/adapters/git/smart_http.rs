@@ -128,7 +128,13 @@ pub(super) fn parse_advertisement(body: &[u8]) -> Result<Advertised, String> {
 }
 
 /// The body of `POST …/git-receive-pack` for one update.
-fn request(adv: &Advertised, refname: &str, old: Option<Oid>, new: Oid, pack: &[u8]) -> Vec<u8> {
+fn request(
+    adv: &Advertised,
+    refname: &str,
+    old: Option<Oid>,
+    new: Option<Oid>,
+    pack: &[u8],
+) -> Vec<u8> {
     let mut caps = vec!["report-status"];
     if adv.has("side-band-64k") {
         caps.push("side-band-64k");
@@ -136,6 +142,7 @@ fn request(adv: &Advertised, refname: &str, old: Option<Oid>, new: Oid, pack: &[
     let agent = format!("agent={AGENT}");
     caps.push(&agent);
     let old = old.unwrap_or(Oid::ZERO_SHA1);
+    let new = new.unwrap_or(Oid::ZERO_SHA1);
     let mut cmd = format!("{old} {new} {refname}").into_bytes();
     cmd.push(0);
     cmd.extend_from_slice(caps.join(" ").as_bytes());
@@ -282,11 +289,14 @@ impl Remote {
         adv: &Advertised,
         refname: &str,
         old: Option<Oid>,
-        new: Oid,
+        new: Option<Oid>,
         pack: &[u8],
     ) -> Result<Report, Failure> {
         if !adv.has("report-status") {
             return Err(Failure::NotSent("the remote does not report status".into()));
+        }
+        if new.is_none() && !adv.has("delete-refs") {
+            return Err(Failure::NotSent("the remote does not delete refs".into()));
         }
         let body = request(adv, refname, old, new, pack);
         let req = self
@@ -316,6 +326,20 @@ impl Remote {
     }
 }
 
+/// The pack of what `new` adds to what the remote has; how many objects it holds.
+fn pack_for(cache: &Path, new: Oid, adv: &Advertised) -> Result<(Vec<u8>, usize), Failure> {
+    let not_sent = |e: git2::Error| Failure::NotSent(format!("pack: {}", e.message()));
+    let repo = Repository::open_bare(cache).map_err(not_sent)?;
+    // What this cache fetched from the remote is still there but for a rewrite: a moved
+    // branch must not make the pack carry the fleet's history. Were it gone, the server's
+    // connectivity check refuses the pack and libgit2 pushes instead.
+    let mut tips = adv.tips();
+    tips.extend(super::sparse::fetched_tips(&repo).map_err(not_sent)?);
+    let objects = super::sparse::new_objects(&repo, new, &tips).map_err(not_sent)?;
+    let pack = super::sparse::pack(&repo, &objects).map_err(not_sent)?;
+    Ok((pack, objects.len()))
+}
+
 /// What the remote answered to a push.
 #[derive(Debug)]
 pub(super) enum Answer {
@@ -325,15 +349,15 @@ pub(super) enum Answer {
     Report(Report, usize),
 }
 
-/// Push `new` to `refname` if the remote has it at `old`, sending only what
-/// [`super::sparse::new_objects`] lists. Runs on a thread of its own, with its own
+/// Push `new` to `refname` (None: delete it) if the remote has it at `old`, sending only
+/// what [`super::sparse::new_objects`] lists (a delete sends no pack). Runs on a thread of its own, with its own
 /// runtime and its own handle on the cache at `cache` (the caller's may be an async task).
 pub(super) fn push(
     cache: &Path,
     url: &str,
     basic: Option<Basic>,
     refname: &str,
-    new: Oid,
+    new: Option<Oid>,
     old: Option<Oid>,
 ) -> Result<Answer, Failure> {
     let run = || {
@@ -348,18 +372,12 @@ pub(super) fn push(
             if found != old {
                 return Ok(Answer::Lost(found));
             }
-            let not_sent = |e: git2::Error| Failure::NotSent(format!("pack: {}", e.message()));
-            let repo = Repository::open_bare(cache).map_err(not_sent)?;
-            // What this cache fetched from the remote is still there but for a rewrite: a
-            // moved branch must not make the pack carry the fleet's history. Were it gone,
-            // the server's connectivity check refuses the pack and libgit2 pushes instead.
-            let mut tips = adv.tips();
-            tips.extend(super::sparse::fetched_tips(&repo).map_err(not_sent)?);
-            let objects = super::sparse::new_objects(&repo, new, &tips).map_err(not_sent)?;
-            let pack = super::sparse::pack(&repo, &objects).map_err(not_sent)?;
-            drop(repo);
+            let (pack, sent) = match new {
+                Some(new) => pack_for(cache, new, &adv)?,
+                None => (Vec::new(), 0),
+            };
             let report = remote.send(&adv, refname, old, new, &pack).await?;
-            Ok(Answer::Report(report, objects.len()))
+            Ok(Answer::Report(report, sent))
         })
     };
     std::thread::scope(|s| s.spawn(run).join())
