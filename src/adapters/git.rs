@@ -30,6 +30,7 @@ mod own_push;
 mod side;
 mod smart_http;
 mod sparse;
+mod upkeep;
 
 use own_push::Sparse;
 
@@ -348,6 +349,8 @@ impl GitRepo {
                     .map_err(|e| git_err("add remote", &e, &auth))?;
             }
         }
+        // Under the cache lock, before anything reads: no other process or thread uses it.
+        upkeep::keep_small(&repo);
         Ok(GitRepo {
             repo,
             url,

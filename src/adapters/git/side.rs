@@ -32,15 +32,9 @@ const DIR: &str = "fleetwave-side.git";
 /// few (a commit, its trees, the files that changed) and nothing else removes them.
 const MAX_LOOSE: usize = 20_000;
 
-/// Whether the repository at `dir` holds more than [`MAX_LOOSE`] loose objects, estimated
-/// from 4 of its 256 fan-out folders (object ids are uniform).
+/// Whether the repository at `dir` holds more than [`MAX_LOOSE`] loose objects.
 fn too_big(dir: &Path) -> bool {
-    let sampled: usize = ["00", "01", "02", "03"]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(dir.join("objects").join(d)).ok())
-        .map(Iterator::count)
-        .sum();
-    sampled * 64 > MAX_LOOSE
+    super::upkeep::loose_estimate(dir) > MAX_LOOSE
 }
 
 /// Open, or create, the side repository of the cache at `cache`.
