@@ -101,31 +101,9 @@ impl SimFlux {
             ..Default::default()
         };
         let mut gates = healthy_gates();
-
         let Some(applied) = self.applied_index(now) else {
-            // Nothing has reached the cluster yet: the first reconciliation is in flight.
-            ks.conditions = vec![
-                Condition::new(
-                    "Ready",
-                    "Unknown",
-                    "Progressing",
-                    "Reconciliation in progress",
-                ),
-                Condition::new(
-                    "Reconciling",
-                    "True",
-                    "Progressing",
-                    "Fetching manifests for the first revision",
-                ),
-            ];
-            return ClusterObservation {
-                kustomizations: vec![ks],
-                gates,
-                pod_restarts: Some(0),
-                ..Default::default()
-            };
+            return first_reconciliation(ks, gates);
         };
-
         if self.dark(cluster, now) {
             return ClusterObservation {
                 unobservable: Some("simulated: the API server does not answer".into()),
@@ -136,59 +114,12 @@ impl SimFlux {
         ks.last_attempted_revision = Some(rev.clone());
         // The last good revision before a faulty commit: what Flux keeps as lastAppliedRevision
         // when the faulty one never finishes.
-        let before = |faulty: usize| faulty.checked_sub(1).map(|i| self.rev(i));
-
-        match self.fault_state(cluster, applied) {
-            FaultState::Active {
-                fault: Fault::HealthCheckFailed,
-                faulty,
-            } => {
-                ks.last_applied_revision = before(faulty);
-                ks.conditions = vec![Condition::new(
-                    "Ready",
-                    "False",
-                    "HealthCheckFailed",
-                    "health check failed after 5m0s: timeout waiting for: \
-                     [Deployment/kube-system/coredns status: 'InProgress']",
-                )];
-            }
-            FaultState::Active {
-                fault: Fault::StuckProgressing,
-                faulty,
-            } => {
-                ks.last_applied_revision = before(faulty);
-                ks.conditions = vec![
-                    Condition::new(
-                        "Ready",
-                        "Unknown",
-                        "Progressing",
-                        "Reconciliation in progress",
-                    ),
-                    Condition::new(
-                        "Reconciling",
-                        "True",
-                        "ProgressingWithRetry",
-                        &format!("Detecting drift for revision {rev} with a timeout of 5m0s"),
-                    ),
-                ];
-            }
-            FaultState::Active {
-                fault: Fault::AlertFiring,
-                ..
-            } => {
-                applied_ok(&mut ks, &rev);
-                gates[0] = GateResult {
-                    gate: "prometheus".into(),
-                    ok: false,
-                    reason: "alert KubePodCrashLooping (severity=critical) firing".into(),
-                };
-            }
-            FaultState::Dormant
-            | FaultState::Active {
-                fault: Fault::Unreachable,
-                ..
-            } => applied_ok(&mut ks, &rev),
-        }
+        let state = self.fault_state(cluster, applied);
+        let before = match state {
+            FaultState::Active { faulty, .. } => faulty.checked_sub(1).map(|i| self.rev(i)),
+            FaultState::Dormant => None,
+        };
+        show_fault(&mut ks, &mut gates, state, &rev, before);
         ClusterObservation {
             kustomizations: vec![ks],
             gates,
@@ -239,6 +170,92 @@ impl SimFlux {
 
     fn rev(&self, i: usize) -> String {
         format!("{}@sha1:{}", self.config.branch, self.history[i].id)
+    }
+}
+
+/// Nothing has reached the cluster yet: the first reconciliation is in flight.
+fn first_reconciliation(mut ks: KustomizationStatus, gates: Vec<GateResult>) -> ClusterObservation {
+    ks.conditions = vec![
+        Condition::new(
+            "Ready",
+            "Unknown",
+            "Progressing",
+            "Reconciliation in progress",
+        ),
+        Condition::new(
+            "Reconciling",
+            "True",
+            "Progressing",
+            "Fetching manifests for the first revision",
+        ),
+    ];
+    ClusterObservation {
+        kustomizations: vec![ks],
+        gates,
+        pod_restarts: Some(0),
+        ..Default::default()
+    }
+}
+
+/// The Kustomization and gates as Flux shows them with `state` at revision `rev`; `before`
+/// is the last good revision before the faulty commit.
+fn show_fault(
+    ks: &mut KustomizationStatus,
+    gates: &mut [GateResult],
+    state: FaultState,
+    rev: &str,
+    before: Option<String>,
+) {
+    match state {
+        FaultState::Active {
+            fault: Fault::HealthCheckFailed,
+            ..
+        } => {
+            ks.last_applied_revision = before;
+            ks.conditions = vec![Condition::new(
+                "Ready",
+                "False",
+                "HealthCheckFailed",
+                "health check failed after 5m0s: timeout waiting for: \
+                 [Deployment/kube-system/coredns status: 'InProgress']",
+            )];
+        }
+        FaultState::Active {
+            fault: Fault::StuckProgressing,
+            ..
+        } => {
+            ks.last_applied_revision = before;
+            ks.conditions = vec![
+                Condition::new(
+                    "Ready",
+                    "Unknown",
+                    "Progressing",
+                    "Reconciliation in progress",
+                ),
+                Condition::new(
+                    "Reconciling",
+                    "True",
+                    "ProgressingWithRetry",
+                    &format!("Detecting drift for revision {rev} with a timeout of 5m0s"),
+                ),
+            ];
+        }
+        FaultState::Active {
+            fault: Fault::AlertFiring,
+            ..
+        } => {
+            applied_ok(ks, rev);
+            gates[0] = GateResult {
+                gate: "prometheus".into(),
+                ok: false,
+                reason: "alert KubePodCrashLooping (severity=critical) firing".into(),
+            };
+        }
+        FaultState::Dormant
+        | FaultState::Active {
+            fault: Fault::Unreachable,
+            ..
+        } => applied_ok(ks, rev),
     }
 }
 
