@@ -1081,82 +1081,12 @@ impl Forge for GitHubForge<'_> {
         };
         let pr = match existing.filter(|p| p["state"].as_str() == Some("open")) {
             Some(p) => p,
-            None => {
-                let body = json!({ "title": spec.title, "head": step.branch, "base": spec.base, "body": spec.body });
-                let mut a = self.create(&self.repo_path("/pulls"), &body).await?;
-                for _ in 0..3 {
-                    if !a.status.is_server_error() {
-                        break;
-                    }
-                    // The create may have happened: look before creating again.
-                    if let Some(found) = self
-                        .find_pull(&step.branch)
-                        .await?
-                        .filter(|p| p["state"].as_str() == Some("open"))
-                    {
-                        a = Answer {
-                            status: StatusCode::CREATED,
-                            body: found,
-                            fresh: true,
-                            next: None,
-                        };
-                        break;
-                    }
-                    a = self.create(&self.repo_path("/pulls"), &body).await?;
-                }
-                if a.status == StatusCode::UNPROCESSABLE_ENTITY
-                    && a.body.to_string().contains("already exists")
-                {
-                    self.find_pull(&step.branch)
-                        .await?
-                        .ok_or_else(|| api_err("create pull request", a.status, &a.body))?
-                } else if a.status.is_success() {
-                    a.body
-                } else {
-                    return Err(api_err("create pull request", a.status, &a.body));
-                }
-            }
+            None => self.create_pull(step, spec).await?,
         };
         let n = pr["number"]
             .as_u64()
             .ok_or_else(|| ForgeError::Api("pull request without a number".into()))?;
-        // Update title and body only when they changed.
-        if pr["title"].as_str() != Some(spec.title.as_str())
-            || pr["body"].as_str() != Some(spec.body.as_str())
-        {
-            let a = self
-                .call(
-                    Method::PATCH,
-                    &self.repo_path(&format!("/pulls/{n}")),
-                    Some(&json!({ "title": spec.title, "body": spec.body })),
-                )
-                .await?;
-            if !a.status.is_success() {
-                return Err(api_err("update pull request", a.status, &a.body));
-            }
-        }
-        let have: Vec<&str> = pr["labels"]
-            .as_array()
-            .map(|l| l.iter().filter_map(|x| x["name"].as_str()).collect())
-            .unwrap_or_default();
-        let missing: Vec<&String> = self
-            .cfg
-            .labels
-            .iter()
-            .filter(|l| !have.contains(&l.as_str()))
-            .collect();
-        if !missing.is_empty() {
-            let a = self
-                .call(
-                    Method::POST,
-                    &self.repo_path(&format!("/issues/{n}/labels")),
-                    Some(&json!({ "labels": missing })),
-                )
-                .await?;
-            if !a.status.is_success() {
-                return Err(api_err("label pull request", a.status, &a.body));
-            }
-        }
+        self.update_pull(n, &pr, spec).await?;
         Ok(Some(n))
     }
 
@@ -1357,6 +1287,85 @@ impl Forge for GitHubForge<'_> {
 }
 
 impl GitHubForge<'_> {
+    /// Open the pull request of `step` (one that exists already is found, not duplicated).
+    async fn create_pull(&self, step: &StepRef, spec: &PrSpec) -> Result<Value, ForgeError> {
+        let body = json!({ "title": spec.title, "head": step.branch, "base": spec.base, "body": spec.body });
+        let mut a = self.create(&self.repo_path("/pulls"), &body).await?;
+        for _ in 0..3 {
+            if !a.status.is_server_error() {
+                break;
+            }
+            // The create may have happened: look before creating again.
+            if let Some(found) = self
+                .find_pull(&step.branch)
+                .await?
+                .filter(|p| p["state"].as_str() == Some("open"))
+            {
+                a = Answer {
+                    status: StatusCode::CREATED,
+                    body: found,
+                    fresh: true,
+                    next: None,
+                };
+                break;
+            }
+            a = self.create(&self.repo_path("/pulls"), &body).await?;
+        }
+        if a.status == StatusCode::UNPROCESSABLE_ENTITY
+            && a.body.to_string().contains("already exists")
+        {
+            self.find_pull(&step.branch)
+                .await?
+                .ok_or_else(|| api_err("create pull request", a.status, &a.body))
+        } else if a.status.is_success() {
+            Ok(a.body)
+        } else {
+            Err(api_err("create pull request", a.status, &a.body))
+        }
+    }
+
+    /// Bring pull request `n` (as read: `pr`) to `spec`'s title, body and labels.
+    async fn update_pull(&self, n: u64, pr: &Value, spec: &PrSpec) -> Result<(), ForgeError> {
+        // Update title and body only when they changed.
+        if pr["title"].as_str() != Some(spec.title.as_str())
+            || pr["body"].as_str() != Some(spec.body.as_str())
+        {
+            let a = self
+                .call(
+                    Method::PATCH,
+                    &self.repo_path(&format!("/pulls/{n}")),
+                    Some(&json!({ "title": spec.title, "body": spec.body })),
+                )
+                .await?;
+            if !a.status.is_success() {
+                return Err(api_err("update pull request", a.status, &a.body));
+            }
+        }
+        let have: Vec<&str> = pr["labels"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|x| x["name"].as_str()).collect())
+            .unwrap_or_default();
+        let missing: Vec<&String> = self
+            .cfg
+            .labels
+            .iter()
+            .filter(|l| !have.contains(&l.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            let a = self
+                .call(
+                    Method::POST,
+                    &self.repo_path(&format!("/issues/{n}/labels")),
+                    Some(&json!({ "labels": missing })),
+                )
+                .await?;
+            if !a.status.is_success() {
+                return Err(api_err("label pull request", a.status, &a.body));
+            }
+        }
+        Ok(())
+    }
+
     /// Close open step pull requests under `prefix` but those in `keep`: a failed
     /// `fleetwave/gate` status on the head, `comment`, then the close.
     async fn close_under(
