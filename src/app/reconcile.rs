@@ -825,6 +825,60 @@ fn what_text(plan: &Plan, step: &StepPlan) -> String {
     }
 }
 
+/// The step of wave `wi` whose branch is built now: its first step not done that changes
+/// something, unless an earlier one still changes something.
+fn step_to_build(o: &Observed, inputs: &[WaveInput], wi: usize) -> Option<usize> {
+    let done = |si: usize| {
+        o.state.step(wi, si).is_some_and(|st| {
+            matches!(
+                st.status,
+                StepStatus::Merged
+                    | StepStatus::Converged
+                    | StepStatus::Skipped
+                    | StepStatus::RolledBack
+            )
+        })
+    };
+    let steps = &inputs[wi].steps;
+    let si = (0..steps.len()).find(|&si| !done(si) && !steps[si].changes.is_empty())?;
+    // An earlier step is still pending in this wave: nothing to build yet.
+    (!steps[..si].iter().any(|e| !e.changes.is_empty())).then_some(si)
+}
+
+/// The clusters of wave `wi` that step `batch` leaves out: failed and skipped ones; for a
+/// batch's step every cluster outside the batch; for the wave's own steps the clusters that
+/// were retried (their retry batch carries them) or joined after it started.
+fn left_out(
+    o: &Observed,
+    input: &WaveInput,
+    wi: usize,
+    clusters: &[String],
+    batch: &StepPlan,
+) -> BTreeSet<String> {
+    let mut failed: BTreeSet<String> = o
+        .state
+        .waves
+        .get(wi)
+        .map(|ws| ws.failed.keys().chain(ws.skipped.keys()).cloned().collect())
+        .unwrap_or_default();
+    if let Some(ws) = o.state.waves.get(wi) {
+        let own = batch.batch.is_none_or(|b| b < ws.batches.len().max(1));
+        if own {
+            failed.extend(ws.retries.iter().flatten().cloned());
+            failed.extend(input.joined.iter().cloned());
+        }
+    }
+    if batch.batch.is_some() {
+        failed.extend(
+            clusters
+                .iter()
+                .filter(|c| !batch.clusters.contains(c))
+                .cloned(),
+        );
+    }
+    failed
+}
+
 /// The step commits that may be opened or refreshed now: per wave, its first unfinished step
 /// that has changes. A step's tree is built once per (plan key, step, clusters left out) and
 /// then taken from the cache.
@@ -842,50 +896,11 @@ fn desired_commits(
         if !may_act.contains(&wi) {
             continue;
         }
-        let done = |si: usize| {
-            o.state.step(wi, si).is_some_and(|st| {
-                matches!(
-                    st.status,
-                    StepStatus::Merged
-                        | StepStatus::Converged
-                        | StepStatus::Skipped
-                        | StepStatus::RolledBack
-                )
-            })
-        };
-        let Some(si) = (0..inputs[wi].steps.len())
-            .find(|&si| !done(si) && !inputs[wi].steps[si].changes.is_empty())
-        else {
+        let Some(si) = step_to_build(o, inputs, wi) else {
             continue;
         };
-        // An earlier step is still pending in this wave: nothing to build yet.
-        if inputs[wi].steps[..si].iter().any(|e| !e.changes.is_empty()) {
-            continue;
-        }
-        let mut failed: BTreeSet<String> = o
-            .state
-            .waves
-            .get(wi)
-            .map(|ws| ws.failed.keys().chain(ws.skipped.keys()).cloned().collect())
-            .unwrap_or_default();
-        // A batch's step leaves out every cluster of the wave outside the batch; the wave's own
-        // steps leave out clusters that were retried (their retry batch carries them).
         let batch = &inputs[wi].steps[si];
-        if let Some(ws) = o.state.waves.get(wi) {
-            let own = batch.batch.is_none_or(|b| b < ws.batches.len().max(1));
-            if own {
-                failed.extend(ws.retries.iter().flatten().cloned());
-                failed.extend(inputs[wi].joined.iter().cloned());
-            }
-        }
-        if batch.batch.is_some() {
-            failed.extend(
-                w.clusters
-                    .iter()
-                    .filter(|c| !batch.clusters.contains(c))
-                    .cloned(),
-            );
-        }
+        let failed = left_out(o, &inputs[wi], wi, &w.clusters, batch);
         let planned_si = batch.index.saturating_sub(1);
         let key = o.key.step(&w.name, planned_si, &failed);
         let tree = match store.step_tree(&key).filter(|t| git.has_tree(t)) {
