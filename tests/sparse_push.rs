@@ -51,6 +51,18 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The fake GitHub with the fleet as `acme/fleet`, and a cache of it reached over HTTP.
+fn over_http() -> (FakeGitHub, tempfile::TempDir, GitRepo) {
+    let gh = FakeGitHub::start(TOKEN);
+    let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    gh.create_repo("acme", "fleet", &fleet(), t);
+    let dir = tempfile::tempdir().unwrap();
+    let url = gh.git_url("acme", "fleet");
+    let cache = GitRepo::open(dir.path(), &url, Auth::Token(TOKEN.into())).unwrap();
+    cache.fetch().unwrap();
+    (gh, dir, cache)
+}
+
 /// Change one file, push it to a new branch, then move that branch with a lease: each push
 /// sends the commit, the four trees on the file's path and the blob (6 objects).
 fn push_twice_sparsely(cache: &GitRepo, remote_dir: &Path) {
@@ -123,17 +135,7 @@ fn push_twice_sparsely(cache: &GitRepo, remote_dir: &Path) {
 
 #[test]
 fn a_push_over_smart_http_sends_what_the_commit_changed() {
-    let gh = FakeGitHub::start(TOKEN);
-    let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-    gh.create_repo("acme", "fleet", &fleet(), t);
-    let dir = tempfile::tempdir().unwrap();
-    let cache = GitRepo::open(
-        dir.path(),
-        &gh.git_url("acme", "fleet"),
-        Auth::Token(TOKEN.into()),
-    )
-    .unwrap();
-    cache.fetch().unwrap();
+    let (gh, _dir, cache) = over_http();
     push_twice_sparsely(&cache, &gh.repo_path("acme", "fleet"));
     let posts: Vec<_> = gh
         .git_calls()
@@ -164,18 +166,8 @@ fn a_push_into_a_local_bare_repository_sends_what_the_commit_changed() {
 /// A lost answer is read back: applied means done, not applied means pushed again.
 #[test]
 fn a_lost_push_answer_is_read_back() {
-    let gh = FakeGitHub::start(TOKEN);
-    let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-    gh.create_repo("acme", "fleet", &fleet(), t);
+    let (gh, _dir, cache) = over_http();
     let remote = gh.repo_path("acme", "fleet");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = GitRepo::open(
-        dir.path(),
-        &gh.git_url("acme", "fleet"),
-        Auth::Token(TOKEN.into()),
-    )
-    .unwrap();
-    cache.fetch().unwrap();
     let main = cache.branch_head("main").unwrap().unwrap();
     let path = Path::new("clusters/region-1/c1/values.yaml");
     let one = cache
@@ -208,18 +200,8 @@ fn a_lost_push_answer_is_read_back() {
 /// server's connectivity check refuses it, and libgit2 pushes everything that is missing.
 #[test]
 fn a_pack_the_server_finds_short_is_pushed_again_whole() {
-    let gh = FakeGitHub::start(TOKEN);
-    let t = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-    gh.create_repo("acme", "fleet", &fleet(), t);
+    let (gh, dir, cache) = over_http();
     let remote = gh.repo_path("acme", "fleet");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = GitRepo::open(
-        dir.path(),
-        &gh.git_url("acme", "fleet"),
-        Auth::Token(TOKEN.into()),
-    )
-    .unwrap();
-    cache.fetch().unwrap();
     let main = cache.branch_head("main").unwrap().unwrap();
     let path = Path::new("clusters/region-2/c2/values.yaml");
     let ghost = cache

@@ -173,22 +173,22 @@ impl SimFlux {
     }
 }
 
-/// Nothing has reached the cluster yet: the first reconciliation is in flight.
-fn first_reconciliation(mut ks: KustomizationStatus, gates: Vec<GateResult>) -> ClusterObservation {
-    ks.conditions = vec![
+/// The conditions of a Kustomization that Flux is still reconciling.
+fn reconciling(reason: &str, message: &str) -> Vec<Condition> {
+    vec![
         Condition::new(
             "Ready",
             "Unknown",
             "Progressing",
             "Reconciliation in progress",
         ),
-        Condition::new(
-            "Reconciling",
-            "True",
-            "Progressing",
-            "Fetching manifests for the first revision",
-        ),
-    ];
+        Condition::new("Reconciling", "True", reason, message),
+    ]
+}
+
+/// Nothing has reached the cluster yet: the first reconciliation is in flight.
+fn first_reconciliation(mut ks: KustomizationStatus, gates: Vec<GateResult>) -> ClusterObservation {
+    ks.conditions = reconciling("Progressing", "Fetching manifests for the first revision");
     ClusterObservation {
         kustomizations: vec![ks],
         gates,
@@ -225,20 +225,10 @@ fn show_fault(
             ..
         } => {
             ks.last_applied_revision = before;
-            ks.conditions = vec![
-                Condition::new(
-                    "Ready",
-                    "Unknown",
-                    "Progressing",
-                    "Reconciliation in progress",
-                ),
-                Condition::new(
-                    "Reconciling",
-                    "True",
-                    "ProgressingWithRetry",
-                    &format!("Detecting drift for revision {rev} with a timeout of 5m0s"),
-                ),
-            ];
+            ks.conditions = reconciling(
+                "ProgressingWithRetry",
+                &format!("Detecting drift for revision {rev} with a timeout of 5m0s"),
+            );
         }
         FaultState::Active {
             fault: Fault::AlertFiring,
