@@ -43,6 +43,21 @@ impl Advertised {
         self.caps.iter().any(|c| c == cap)
     }
 
+    /// Why this remote cannot take the update (a delete when `delete`), if it cannot.
+    fn lacks(&self, delete: bool) -> Option<&'static str> {
+        if !self.has("report-status") {
+            return Some("the remote does not report status");
+        }
+        if delete && !self.has("delete-refs") {
+            return Some("the remote does not delete refs");
+        }
+        // libgit2's pack builder refers to delta bases by offset.
+        if !delete && !self.has("ofs-delta") {
+            return Some("the remote does not take offset deltas");
+        }
+        None
+    }
+
     /// Every tip the remote holds: what a pack may leave out.
     pub fn tips(&self) -> Vec<Oid> {
         self.refs.values().chain(&self.haves).copied().collect()
@@ -292,11 +307,8 @@ impl Remote {
         new: Option<Oid>,
         pack: &[u8],
     ) -> Result<Report, Failure> {
-        if !adv.has("report-status") {
-            return Err(Failure::NotSent("the remote does not report status".into()));
-        }
-        if new.is_none() && !adv.has("delete-refs") {
-            return Err(Failure::NotSent("the remote does not delete refs".into()));
+        if let Some(why) = adv.lacks(new.is_none()) {
+            return Err(Failure::NotSent(why.into()));
         }
         let body = request(adv, refname, old, new, pack);
         let req = self
@@ -372,6 +384,9 @@ pub(super) fn push(
             if found != old {
                 return Ok(Answer::Lost(found));
             }
+            if let Some(why) = adv.lacks(new.is_none()) {
+                return Err(Failure::NotSent(why.into()));
+            }
             let (pack, sent) = match new {
                 Some(new) => pack_for(cache, new, &adv)?,
                 None => (Vec::new(), 0),
@@ -419,6 +434,8 @@ mod tests {
             "7d1665144a3a975c05f1f43902ddaf084e784dbe"
         );
         assert!(adv.has("report-status") && !adv.has("side-band-64k"));
+        assert_eq!(adv.lacks(false), None);
+        assert_eq!(adv.lacks(true), None);
 
         // An empty repository names its capabilities on a placeholder, and no ref.
         let mut empty = pkts(&[b"# service=git-receive-pack\n", b""]);
@@ -427,6 +444,11 @@ mod tests {
         );
         let adv = parse_advertisement(&empty).unwrap();
         assert!(adv.refs.is_empty() && adv.has("side-band-64k"), "{adv:?}");
+        let old_server = Advertised {
+            caps: vec!["report-status".into()],
+            ..Advertised::default()
+        };
+        assert!(old_server.lacks(false).is_some() && old_server.lacks(true).is_some());
         assert!(parse_advertisement(b"001e# service=git-upload-pack\n0000").is_err());
     }
 
