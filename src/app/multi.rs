@@ -822,21 +822,14 @@ pub fn serve(
     }
 }
 
-async fn serve_async(
-    remote: RemoteArgs,
-    world: WorldArgs,
-    forge: ForgeChoice,
-    cfg: crate::app::serve::ServeConfig,
-    many: ServeMany,
-    ui: ops::UiOpts,
-) -> anyhow::Result<()> {
-    if many.only.is_none() && world.cluster_context.is_some() {
-        anyhow::bail!(
-            "--cluster-context needs one --plan (its clusters are connected to at start); to run every plan use the hub (--kube-context)"
-        );
-    }
-    let (server, board) = ops::bind_with_dashboard(cfg, ui).await?;
-    let kube = if world.clusters == ClusterSourceKind::Kube {
+/// The hub's cluster source when `--clusters kube`; its changes wake the server.
+async fn serve_kube_source(
+    remote: &RemoteArgs,
+    world: &WorldArgs,
+    many: &ServeMany,
+    server: &crate::app::serve::Server,
+) -> anyhow::Result<Option<Arc<KubeSource>>> {
+    Ok(if world.clusters == ClusterSourceKind::Kube {
         let names = match &many.only {
             Some(p) if world.cluster_context.is_some() => {
                 let (r, p) = (remote.clone(), p.clone());
@@ -851,14 +844,26 @@ async fn serve_async(
             }
             _ => ops::PlanClusters::default(),
         };
-        let src = Arc::new(ops::kube_source(&world, &names, &remote.remote).await?);
+        let src = Arc::new(ops::kube_source(world, &names, &remote.remote).await?);
         ops::forward_changes(src.changes(), server.trigger());
         Some(src)
     } else {
         None
-    };
-    let names = Arc::new(Mutex::new(Vec::new()));
-    let (roles, elector) = match &many.lease {
+    })
+}
+
+/// Leader election over Leases when `--lease` is on: the roles of the plans and the
+/// elector (released when the server stops).
+async fn start_election(
+    world: &WorldArgs,
+    many: &ServeMany,
+    names: &Arc<Mutex<Vec<String>>>,
+    server: &crate::app::serve::Server,
+) -> anyhow::Result<(
+    Option<Arc<Mutex<BTreeMap<String, Role>>>>,
+    Option<Arc<Elector>>,
+)> {
+    Ok(match &many.lease {
         Some(cfg) => {
             let client = crate::adapters::cluster::kube::client(
                 &crate::adapters::cluster::kube::KubeConfigSel {
@@ -884,7 +889,26 @@ async fn serve_async(
             (Some(roles), Some(elector))
         }
         None => (None, None),
-    };
+    })
+}
+
+async fn serve_async(
+    remote: RemoteArgs,
+    world: WorldArgs,
+    forge: ForgeChoice,
+    cfg: crate::app::serve::ServeConfig,
+    many: ServeMany,
+    ui: ops::UiOpts,
+) -> anyhow::Result<()> {
+    if many.only.is_none() && world.cluster_context.is_some() {
+        anyhow::bail!(
+            "--cluster-context needs one --plan (its clusters are connected to at start); to run every plan use the hub (--kube-context)"
+        );
+    }
+    let (server, board) = ops::bind_with_dashboard(cfg, ui).await?;
+    let kube = serve_kube_source(&remote, &world, &many, &server).await?;
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let (roles, elector) = start_election(&world, &many, &names, &server).await?;
     let ticker = Arc::new(ManyTicker {
         remote,
         world,
