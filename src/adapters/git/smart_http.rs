@@ -154,8 +154,11 @@ fn request(
     if adv.has("side-band-64k") {
         caps.push("side-band-64k");
     }
+    // A client may name itself only to a server that named itself.
     let agent = format!("agent={AGENT}");
-    caps.push(&agent);
+    if adv.caps.iter().any(|c| c.starts_with("agent=")) {
+        caps.push(&agent);
+    }
     let old = old.unwrap_or(Oid::ZERO_SHA1);
     let new = new.unwrap_or(Oid::ZERO_SHA1);
     let mut cmd = format!("{old} {new} {refname}").into_bytes();
@@ -450,6 +453,40 @@ mod tests {
         };
         assert!(old_server.lacks(false).is_some() && old_server.lacks(true).is_some());
         assert!(parse_advertisement(b"001e# service=git-upload-pack\n0000").is_err());
+    }
+
+    #[test]
+    fn the_request_asks_only_for_what_the_server_offers() {
+        let (old, new) = (
+            Oid::from_bytes(&[1; 20]).unwrap(),
+            Oid::from_bytes(&[2; 20]).unwrap(),
+        );
+        let plain = Advertised {
+            caps: vec!["report-status".into(), "ofs-delta".into()],
+            ..Advertised::default()
+        };
+        let body = request(&plain, "refs/heads/x", Some(old), Some(new), b"PACK");
+        let (cmds, pack) = packets(&body).unwrap();
+        assert_eq!(
+            cmds,
+            vec![format!("{old} {new} refs/heads/x\0report-status").as_bytes()]
+        );
+        assert_eq!(pack, b"PACK");
+        let rich = Advertised {
+            caps: vec![
+                "report-status".into(),
+                "side-band-64k".into(),
+                "agent=git/2.47".into(),
+            ],
+            ..Advertised::default()
+        };
+        let body = request(&rich, "refs/heads/x", None, None, b"");
+        let (cmds, _) = packets(&body).unwrap();
+        let want = format!(
+            "{z} {z} refs/heads/x\0report-status side-band-64k agent={AGENT}",
+            z = Oid::ZERO_SHA1
+        );
+        assert_eq!(cmds, vec![want.as_bytes()]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (`pack.useSparse`): each new commit's tree is compared with its parent's, and only
 //! the subtrees whose ids differ are opened. libgit2's own push first walks the whole
 //! tree of every remote branch it holds, to mark what the remote has: on a fleet of
-//! 10,000 clusters that walk costs more than the rest of a tick that merges one step.
+//! 10,000 clusters that walk was a third of a tick that merges one step.
 //!
 //! The list may hold objects the remote already has (a blob that moved, a file another
 //! branch added too), never fewer than it lacks: every object of a new commit is either
