@@ -32,8 +32,6 @@ mod smart_http;
 mod sparse;
 mod upkeep;
 
-use own_push::Sparse;
-
 const REMOTE: &str = "origin";
 const TRACKING_PREFIX: &str = "refs/remotes/origin/";
 /// Serialises fleetwave pushes to a local remote: libgit2's local transport updates an
@@ -992,13 +990,9 @@ impl GitRepo {
         let new = self.find_commit(new)?.id();
         let expected = expected.map(parse_oid).transpose()?;
         check_branch(branch)?;
-        match self.push_own(branch, Some(new), expected) {
-            Sparse::Done(result) => result,
-            Sparse::Fallback(why) => {
-                tracing::debug!("push {branch} with libgit2: {why}");
-                self.push_ref(None, branch, Some(new), expected)
-            }
-        }
+        self.push_own_or(branch, Some(new), expected, || {
+            self.push_ref(None, branch, Some(new), expected)
+        })
     }
 
     /// `push` for a branch whose history shares nothing with the fleet's (the state
@@ -1014,13 +1008,9 @@ impl GitRepo {
         let new = self.find_commit(new)?.id();
         let expected = expected.map(parse_oid).transpose()?;
         check_branch(branch)?;
-        match self.push_own(branch, Some(new), expected) {
-            Sparse::Done(result) => result,
-            Sparse::Fallback(why) => {
-                tracing::debug!("push {branch} with libgit2: {why}");
-                self.push_side(branch, new, expected)
-            }
-        }
+        self.push_own_or(branch, Some(new), expected, || {
+            self.push_side(branch, new, expected)
+        })
     }
 
     /// libgit2's push of `new` from the side repository.
@@ -1042,13 +1032,9 @@ impl GitRepo {
     pub fn delete_branch(&self, branch: &str, expected: &str) -> Result<(), GitError> {
         let expected = parse_oid(expected)?;
         check_branch(branch)?;
-        match self.push_own(branch, None, Some(expected)) {
-            Sparse::Done(result) => result,
-            Sparse::Fallback(why) => {
-                tracing::debug!("delete {branch} with libgit2: {why}");
-                self.push_ref(None, branch, None, Some(expected))
-            }
-        }
+        self.push_own_or(branch, None, Some(expected), || {
+            self.push_ref(None, branch, None, Some(expected))
+        })
     }
 
     // ---- internals ----
@@ -1226,13 +1212,7 @@ impl GitRepo {
 
     /// Every connection to the remote (fetch, list, push) takes its callbacks here.
     fn callbacks(&self) -> RemoteCallbacks<'_> {
-        if self
-            .url
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-        {
-            ca_bundle_for_https();
-        }
+        ca_bundle_for_https_remote(&self.url);
         let mut cbs = RemoteCallbacks::new();
         let mut attempts = 0u32;
         cbs.credentials(move |_url, username, allowed| {
@@ -1459,6 +1439,16 @@ pub fn start() {
         CA_DEFERRED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     global_options();
+}
+
+/// [`ca_bundle_for_https`] when `url` is an HTTPS remote.
+fn ca_bundle_for_https_remote(url: &str) {
+    if url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
+        ca_bundle_for_https();
+    }
 }
 
 /// Before the first HTTPS connection: the system's CA bundle when [`start`] deferred it (the

@@ -8,20 +8,37 @@ use std::path::Path;
 use git2::{ErrorCode, Oid, Repository};
 
 use super::{
-    Auth, GitError, GitRepo, SPARSE_OBJECTS, ca_bundle_for_https, is_http, lease_lost,
+    Auth, GitError, GitRepo, SPARSE_OBJECTS, ca_bundle_for_https_remote, is_http, lease_lost,
     local_remote_dir, smart_http, sparse,
 };
 
 /// How a push that chose its own objects ended.
-pub(super) enum Sparse {
+enum Sparse {
     Done(Result<(), GitError>),
     /// Nothing was changed on the remote; libgit2 pushes instead, for this reason.
     Fallback(String),
 }
 
 impl GitRepo {
+    /// fleetwave's own push of `new` (None: delete), or `libgit2` where it cannot start.
+    pub(super) fn push_own_or(
+        &self,
+        branch: &str,
+        new: Option<Oid>,
+        expected: Option<Oid>,
+        libgit2: impl FnOnce() -> Result<(), GitError>,
+    ) -> Result<(), GitError> {
+        match self.push_own(branch, new, expected) {
+            Sparse::Done(result) => result,
+            Sparse::Fallback(why) => {
+                tracing::debug!("{branch} with libgit2: {why}");
+                libgit2()
+            }
+        }
+    }
+
     /// The push that picks its own objects, where the remote allows it; `new` None deletes.
-    pub(super) fn push_own(&self, branch: &str, new: Option<Oid>, expected: Option<Oid>) -> Sparse {
+    fn push_own(&self, branch: &str, new: Option<Oid>, expected: Option<Oid>) -> Sparse {
         if let Some(dir) = local_remote_dir(&self.url) {
             self.push_local(&dir, branch, new, expected)
         } else if is_http(&self.url) {
@@ -103,9 +120,7 @@ impl GitRepo {
                 return Sparse::Fallback("SSH credentials for an HTTP remote".into());
             }
         };
-        if self.url.len() >= 8 && self.url[..8].eq_ignore_ascii_case("https://") {
-            ca_bundle_for_https();
-        }
+        ca_bundle_for_https_remote(&self.url);
         let cache = self.repo.path();
         match smart_http::push(cache, &self.url, basic, &refname, new, expected) {
             Ok(smart_http::Answer::Lost(found)) => {
